@@ -1,0 +1,161 @@
+//! Response bodies (JSON, errors, the NDJSON stream) and reading request
+//! bodies within the size limit.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full, Limited};
+use hyper::body::{Body as HttpBody, Frame, Incoming};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, allow_header};
+use super::wire::{ErrorBody, StreamLine};
+use crate::engine::{Exchange, ExchangeEvent};
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(bytes)).boxed_unsync());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Empty::new().boxed_unsync());
+    *response.status_mut() = status;
+    response
+}
+
+pub fn error(error: &ApiError) -> Response<Body> {
+    let mut response = json(
+        error.status(),
+        &ErrorBody {
+            detail: error.to_string(),
+        },
+    );
+    if let ApiError::MethodNotAllowed { allowed, .. } = error {
+        if let Ok(value) = HeaderValue::from_str(&allow_header(allowed)) {
+            response.headers_mut().insert(header::ALLOW, value);
+        }
+    }
+    response
+}
+
+/// Reads a JSON body of at most [`MAX_BODY`] bytes. The limit is enforced
+/// while reading: an honest Content-Length over it is refused before any
+/// byte is read, and a lying one cannot make us buffer more than the limit.
+pub async fn read_json<T: DeserializeOwned>(body: Incoming) -> Result<T, ApiError> {
+    if body.size_hint().lower() > MAX_BODY as u64 {
+        return Err(ApiError::TooLarge { limit: MAX_BODY });
+    }
+    let bytes = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return Err(ApiError::TooLarge { limit: MAX_BODY });
+        }
+        Err(error) => return Err(ApiError::BodyRead(error.to_string())),
+    };
+    parse_json(&bytes)
+}
+
+/// Parses JSON, naming the offending field in the error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::InvalidBody(
+            "the body is empty; a JSON object is expected".into(),
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::InvalidBody(inner.to_string())
+        } else {
+            ApiError::InvalidBody(format!("field `{path}`: {inner}"))
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| ApiError::InvalidBody(error.to_string()))?;
+    Ok(value)
+}
+
+/// A streamed reply: each exchange event becomes one NDJSON line as soon as
+/// it happens. Dropping the body (the client went away) drops the exchange,
+/// which cancels it.
+pub fn ndjson(exchange: Exchange) -> Response<Body> {
+    let mut response = Response::new(
+        NdjsonBody {
+            exchange: Some(exchange),
+        }
+        .boxed_unsync(),
+    );
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
+}
+
+struct NdjsonBody {
+    exchange: Option<Exchange>,
+}
+
+impl HttpBody for NdjsonBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let Some(exchange) = self.exchange.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let event = std::task::ready!(exchange.poll_event(cx));
+        let lines = match event {
+            ExchangeEvent::Delta(content) => vec![StreamLine::Delta { content }],
+            ExchangeEvent::Reply(message) => {
+                self.exchange = None;
+                vec![StreamLine::Message { message }, StreamLine::Done]
+            }
+            ExchangeEvent::Failed(error) => {
+                self.exchange = None;
+                let error = ApiError::from(error);
+                vec![StreamLine::Error {
+                    status: error.status().as_u16(),
+                    detail: error.to_string(),
+                }]
+            }
+        };
+        Poll::Ready(Some(Ok(Frame::data(encode_lines(&lines)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.exchange.is_none()
+    }
+}
+
+fn encode_lines(lines: &[StreamLine]) -> Bytes {
+    let mut out = Vec::new();
+    for line in lines {
+        if serde_json::to_writer(&mut out, line).is_ok() {
+            out.push(b'\n');
+        }
+    }
+    Bytes::from(out)
+}

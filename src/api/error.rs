@@ -1,0 +1,78 @@
+//! API errors and the one function that decides each one's HTTP status.
+
+use http::{Method, StatusCode};
+
+use crate::engine::{EngineError, InvalidName};
+use crate::providers::ProviderError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("invalid agent name: {0}")]
+    InvalidName(#[from] InvalidName),
+    #[error("invalid request body: {0}")]
+    InvalidBody(String),
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    #[error("request body is larger than the {limit}-byte limit")]
+    TooLarge { limit: usize },
+    #[error("no route for {0}")]
+    NoRoute(String),
+    #[error("method {method} is not allowed here; allowed: {}", list(allowed))]
+    MethodNotAllowed {
+        method: Method,
+        allowed: &'static [Method],
+    },
+    #[error("missing or wrong bearer token; read it from the daemon's http.token file")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+impl ApiError {
+    /// The HTTP status of every error, decided here and nowhere else.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Engine(error) => engine_status(error),
+            Self::InvalidName(_) | Self::InvalidBody(_) | Self::InvalidQuery(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+fn engine_status(error: &EngineError) -> StatusCode {
+    match error {
+        EngineError::NotFound(_) | EngineError::NoHistory(_) | EngineError::AgentGone(_) => {
+            StatusCode::NOT_FOUND
+        }
+        EngineError::NameTaken(_) => StatusCode::CONFLICT,
+        EngineError::Setup(_) => StatusCode::BAD_REQUEST,
+        EngineError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+        EngineError::Interrupted(_) => StatusCode::SERVICE_UNAVAILABLE,
+        EngineError::Provider(ProviderError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+        EngineError::Provider(_) => StatusCode::BAD_GATEWAY,
+    }
+}
+
+fn list(methods: &[Method]) -> String {
+    methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The value of an `Allow` header for a 405.
+pub fn allow_header(methods: &[Method]) -> String {
+    list(methods)
+}

@@ -1,0 +1,140 @@
+//! The TCP data plane's rules: a loopback `Host` and `Origin` (against DNS
+//! rebinding and cross-site requests), the bearer token, and no control-plane
+//! routes. Unix-socket requests pass untouched; the socket's own permissions
+//! guard it.
+
+use http::{HeaderMap, Method, Request, header};
+
+use super::error::ApiError;
+use super::{ApiContext, Transport};
+
+pub fn check<B>(
+    ctx: &ApiContext,
+    transport: Transport,
+    request: &Request<B>,
+) -> Result<(), ApiError> {
+    let Transport::Tcp { port } = transport else {
+        return Ok(());
+    };
+    check_host(request.headers(), port)?;
+    check_origin(request.headers())?;
+    check_token(ctx, request.headers())?;
+    if is_control_plane(request.method(), request.uri().path()) {
+        return Err(ApiError::Forbidden(
+            "this is a control-plane operation; it is only accepted on the daemon's Unix socket"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_host(headers: &HeaderMap, port: u16) -> Result<(), ApiError> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let (name, host_port) = split_host_port(host);
+    let port_ok = host_port.is_none_or(|p| p == port.to_string());
+    if is_loopback_name(name) && port_ok {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "Host {host:?} is not a loopback address with this listener's port; the TCP listener only answers to localhost"
+    )))
+}
+
+fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("");
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .unwrap_or("");
+    let (name, _) = split_host_port(authority);
+    if is_loopback_name(name) {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "requests from origin {origin:?} are not allowed"
+    )))
+}
+
+fn check_token(ctx: &ApiContext, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &ctx.tcp_token else {
+        return Err(ApiError::Unauthorized);
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(presented.trim().as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// Routes that act on the daemon as a whole rather than on one agent.
+fn is_control_plane(method: &Method, path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    (method == Method::POST && path == "/shutdown")
+        || (method == Method::DELETE && path == "/agents")
+}
+
+fn split_host_port(authority: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = authority.strip_prefix('[') {
+        // [v6]:port
+        return match rest.split_once(']') {
+            Some((name, tail)) => (name, tail.strip_prefix(':')),
+            None => (authority, None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (authority, None),
+    }
+}
+
+fn is_loopback_name(name: &str) -> bool {
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    name.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Compares without an early exit, so timing does not reveal how much of the
+/// token a guess got right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback_name("localhost"));
+        assert!(is_loopback_name("127.0.0.1"));
+        assert!(is_loopback_name("127.8.0.1"));
+        assert!(is_loopback_name("::1"));
+        assert!(!is_loopback_name("evil.example"));
+        assert!(!is_loopback_name(""));
+        assert_eq!(split_host_port("[::1]:80"), ("::1", Some("80")));
+        assert_eq!(split_host_port("localhost"), ("localhost", None));
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,45 @@
+//! `orchestration history`: an agent's conversation, oldest first.
+
+use clap::Args;
+
+use super::{CliError, Ctx, agent_path, output};
+use crate::api::wire::Messages;
+use crate::engine::AgentName;
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The agent (live or shut down).
+    pub name: AgentName,
+    /// Only the last N messages.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Include the conversations of earlier agents that had this name.
+    #[arg(long)]
+    pub all: bool,
+}
+
+pub async fn run(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
+    let mut query = Vec::new();
+    if let Some(limit) = args.limit {
+        query.push(format!("limit={limit}"));
+    }
+    if args.all {
+        query.push("all=true".to_owned());
+    }
+    let tail = if query.is_empty() {
+        "/history".to_owned()
+    } else {
+        format!("/history?{}", query.join("&"))
+    };
+    let history: Messages = ctx.client.get(&agent_path(&args.name, &tail)).await?;
+    if ctx.json {
+        return output::json(&history);
+    }
+    if history.messages.is_empty() {
+        return output::line(&format!("no messages for '{}'", args.name));
+    }
+    for message in &history.messages {
+        output::line(&output::history_entry(message))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! The command line: argument definitions (clap derive), dispatch, and the
+//! one mapping from errors to exit statuses. One file per subcommand.
+
+mod history;
+mod list;
+mod message;
+mod output;
+mod serve;
+mod shutdown;
+mod spawn;
+mod task;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{Client, ClientError};
+use crate::daemon::DaemonError;
+use crate::engine::AgentName;
+use crate::paths::{PathError, Paths};
+
+/// Exit statuses (SPEC §6).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const UNREACHABLE: i32 = 3;
+    pub const NOT_FOUND: i32 = 4;
+}
+
+const AFTER_HELP: &str = "\
+Start the daemon with `orchestration serve` (it stays in the foreground; use another terminal).
+Then, for example:
+  orchestration spawn --name scratch --provider echo
+  orchestration message scratch \"hello there\"
+  orchestration history scratch
+
+Exit status: 0 success, 1 the operation failed, 2 usage error, 3 daemon unreachable, 4 agent not found.";
+
+/// Keep named LLM agents alive between command-line calls.
+///
+/// One per-user daemon (`orchestration serve`) holds the agents and their
+/// conversations; every other subcommand talks to it over a Unix socket.
+#[derive(Debug, Parser)]
+#[command(name = "orchestration", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The daemon's control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]
+    #[arg(long, global = true, value_name = "PATH", env = "ORCHESTRATION_SOCKET")]
+    pub socket: Option<PathBuf>,
+
+    /// Print the API's JSON instead of human-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)
+    #[arg(long, global = true)]
+    pub no_autostart: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground, or ask about or stop a running one.
+    Serve(serve::ServeArgs),
+    /// Start a new named agent.
+    Spawn(spawn::SpawnArgs),
+    /// List the live agents.
+    List(list::ListArgs),
+    /// Send an agent a message and print its reply as it streams in.
+    Message(message::MessageArgs),
+    /// Show an agent's conversation, oldest first (also after it was shut down).
+    History(history::HistoryArgs),
+    /// Run one prompt on a throwaway agent, print the reply, and remove the agent.
+    Task(task::TaskArgs),
+    /// Shut down one agent, or all of them. Their histories stay readable.
+    Shutdown(shutdown::ShutdownArgs),
+}
+
+/// The options an agent is spawned with, shared by `spawn` and `task`.
+#[derive(Debug, Clone, Args)]
+pub struct AgentOptions {
+    /// The provider that answers: `echo` (offline, built in).
+    #[arg(long, value_name = "P", conflicts_with = "profile")]
+    pub provider: Option<String>,
+    /// A named provider profile from the config file.
+    #[arg(long, value_name = "P")]
+    pub profile: Option<String>,
+    /// The model to ask for.
+    #[arg(long, value_name = "M")]
+    pub model: Option<String>,
+    /// The agent's instructions, sent as its system prompt.
+    #[arg(long, value_name = "TEXT")]
+    pub instructions: Option<String>,
+    /// The provider's API base URL.
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+}
+
+impl AgentOptions {
+    /// The SpawnRequest fields these options set.
+    fn to_json(&self, name: &AgentName) -> serde_json::Map<String, serde_json::Value> {
+        let mut body = serde_json::Map::new();
+        body.insert("name".into(), name.as_str().into());
+        let fields = [
+            ("provider", &self.provider),
+            ("profile", &self.profile),
+            ("model", &self.model),
+            ("instructions", &self.instructions),
+            ("base_url", &self.base_url),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value {
+                body.insert(key.into(), value.clone().into());
+            }
+        }
+        body
+    }
+}
+
+/// A failed command: what to tell the user and which status to exit with.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error(transparent)]
+    Paths(#[from] PathError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Client(ClientError::Unreachable { .. }) => exit::UNREACHABLE,
+            Self::Client(ClientError::Api { status: 404, .. }) => exit::NOT_FOUND,
+            Self::Client(ClientError::Api { status: 422, .. }) | Self::Usage(_) => exit::USAGE,
+            _ => exit::FAILED,
+        }
+    }
+
+    fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::Client(ClientError::Unreachable { .. }) => Some(
+                "start it with `orchestration serve` (it runs in the foreground; use another terminal)",
+            ),
+            Self::Client(ClientError::Api { status: 404, .. }) => {
+                Some("`orchestration list` shows the live agents")
+            }
+            Self::Client(ClientError::Api { status: 409, .. }) => {
+                Some("`orchestration shutdown NAME` frees the name, or pick another")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What a client command needs: where the daemon is and how to print.
+pub struct Ctx {
+    pub client: Client,
+    pub json: bool,
+}
+
+/// Runs the CLI and returns the process exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+        }
+    };
+    match run(cli) {
+        Ok(()) => exit::OK,
+        Err(error) => {
+            output::error(&error.to_string(), error.hint());
+            error.exit_code()
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let paths = Paths::resolve(cli.socket.clone())?;
+    if let Command::Serve(args) = cli.command {
+        return serve::run(args, paths, cli.json);
+    }
+    let ctx = Ctx {
+        client: Client::new(&paths)?,
+        json: cli.json,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(_) => Ok(()),
+            Command::Spawn(args) => spawn::run(&ctx, args).await,
+            Command::List(args) => list::run(&ctx, args).await,
+            Command::Message(args) => message::run(&ctx, args).await,
+            Command::History(args) => history::run(&ctx, args).await,
+            Command::Task(args) => task::run(&ctx, args).await,
+            Command::Shutdown(args) => shutdown::run(&ctx, args).await,
+        }
+    })
+}
+
+/// Reads a prompt argument: `-` means standard input.
+fn read_prompt(words: &[String]) -> Result<String, CliError> {
+    if words.len() == 1 && words[0] == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
+            CliError::Failed(format!("cannot read the prompt from standard input: {e}"))
+        })?;
+        let text = text.trim_end_matches(['\n', '\r']).to_owned();
+        if text.trim().is_empty() {
+            return Err(CliError::Usage(
+                "the prompt read from standard input is empty".into(),
+            ));
+        }
+        return Ok(text);
+    }
+    Ok(words.join(" "))
+}
+
+/// Percent-encoding is unnecessary for a valid name, but the path is built in one place.
+fn agent_path(name: &AgentName, tail: &str) -> String {
+    format!("/agents/{name}{tail}")
+}

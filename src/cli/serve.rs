@@ -1,0 +1,140 @@
+//! `orchestration serve`: run the daemon in the foreground (`--status` and
+//! `--stop` ask about or stop a running one instead).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use nix::sys::signal::{Signal, kill};
+use reqwest::Method;
+
+use super::{CliError, output};
+use crate::api::wire::Health;
+use crate::client::{Client, ClientError};
+use crate::daemon::pidfile::{Holder, holder};
+use crate::daemon::{self, ServeOptions, TcpChoice};
+use crate::duration;
+use crate::paths::Paths;
+use crate::providers::ProviderSettings;
+
+/// How long `--stop` waits beyond the daemon's default drain deadline.
+const STOP_WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen on 127.0.0.1:N instead of the default TCP port 7862.
+    #[arg(long, value_name = "N", conflicts_with_all = ["listen", "no_tcp"])]
+    pub port: Option<u16>,
+    /// Listen on this loopback address (e.g. 127.0.0.1:9000 or [::1]:7862).
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_tcp")]
+    pub listen: Option<SocketAddr>,
+    /// Serve on the Unix socket only.
+    #[arg(long)]
+    pub no_tcp: bool,
+    /// How long in-flight requests may run once the daemon is told to stop; then they are cancelled.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = duration::parse)]
+    pub drain_timeout: Duration,
+    /// Pause between the echo provider's words.
+    #[arg(long, value_name = "DUR", default_value = "20ms", value_parser = duration::parse, env = "ORCHESTRATION_ECHO_DELAY")]
+    pub echo_delay: Duration,
+    /// Say whether a daemon is running (exit 0) or not (exit 3), and print its health.
+    #[arg(long, conflicts_with_all = ["stop", "port", "listen", "no_tcp"])]
+    pub status: bool,
+    /// Stop the running daemon gracefully and wait until it has exited.
+    #[arg(long, conflicts_with_all = ["port", "listen", "no_tcp"])]
+    pub stop: bool,
+}
+
+pub fn run(args: ServeArgs, paths: Paths, json: bool) -> Result<(), CliError> {
+    if args.status {
+        return status(&paths, json);
+    }
+    if args.stop {
+        return stop(&paths);
+    }
+    let tcp = match (args.no_tcp, args.port, args.listen) {
+        (true, _, _) => TcpChoice::Off,
+        (_, Some(port), _) => {
+            TcpChoice::Explicit(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+        }
+        (_, _, Some(addr)) => TcpChoice::Explicit(addr),
+        _ => TcpChoice::Default,
+    };
+    daemon::serve(ServeOptions {
+        paths,
+        tcp,
+        drain_timeout: args.drain_timeout,
+        providers: ProviderSettings {
+            echo_delay: args.echo_delay,
+        },
+    })?;
+    Ok(())
+}
+
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))?;
+    Ok(runtime.block_on(future))
+}
+
+fn status(paths: &Paths, json: bool) -> Result<(), CliError> {
+    let client = Client::new(paths)?;
+    let health = match block_on(client.get::<Health>("/health"))? {
+        Ok(health) => health,
+        Err(error @ ClientError::Unreachable { .. }) => {
+            if let Holder::Daemon(pid) = holder(&paths.pid_file) {
+                let pid = pid.map_or("unknown".into(), |p| p.to_string());
+                return Err(CliError::Failed(format!(
+                    "daemon pid {pid} holds {} but does not answer on {}",
+                    paths.pid_file.display(),
+                    client.endpoint()
+                )));
+            }
+            return Err(error.into());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if json {
+        return output::json(&health);
+    }
+    output::line(&format!(
+        "orchestration is running\n  pid:     {}\n  version: {}\n  uptime:  {}s\n  agents:  {}\n  socket:  {}",
+        health.pid,
+        health.version,
+        health.uptime_s,
+        health.agents,
+        paths.socket.display()
+    ))
+}
+
+/// Asks the daemon to stop over its socket (or, if it does not answer, with
+/// SIGTERM to the PID in the PID file) and waits until the PID file is free.
+fn stop(paths: &Paths) -> Result<(), CliError> {
+    let holder_now = holder(&paths.pid_file);
+    let client = Client::new(paths)?;
+    let asked = block_on(client.send::<()>(Method::POST, "/shutdown", None))?;
+    match (asked, holder_now) {
+        (Ok(_), _) => {}
+        (Err(_), Holder::Daemon(Some(pid))) => {
+            kill(pid, Signal::SIGTERM)
+                .map_err(|e| CliError::Failed(format!("cannot signal daemon pid {pid}: {e}")))?;
+        }
+        (Err(ClientError::Unreachable { .. }), Holder::Nobody) => {
+            return output::line("the orchestration daemon is not running");
+        }
+        (Err(error), _) => return Err(error.into()),
+    }
+    let started = Instant::now();
+    while holder(&paths.pid_file) != Holder::Nobody {
+        if started.elapsed() > STOP_WAIT {
+            return Err(CliError::Failed(format!(
+                "the daemon did not exit within {}s",
+                STOP_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    output::line("orchestration daemon stopped")
+}

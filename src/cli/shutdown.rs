@@ -1,0 +1,69 @@
+//! `orchestration shutdown`: stop one agent or all of them.
+
+use std::collections::BTreeMap;
+
+use clap::Args;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+
+use super::{CliError, Ctx, agent_path, output};
+use crate::engine::AgentName;
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ShutdownArgs {
+    /// The agent to shut down.
+    pub name: Option<AgentName>,
+    /// Shut down every live agent.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Report {
+    succeeded: Vec<String>,
+    failed: BTreeMap<String, String>,
+}
+
+pub async fn run(ctx: &Ctx, args: ShutdownArgs) -> Result<(), CliError> {
+    let Some(name) = args.name else {
+        return shutdown_all(ctx).await;
+    };
+    ctx.client
+        .send::<()>(Method::DELETE, &agent_path(&name, ""), None)
+        .await?;
+    if ctx.json {
+        return output::json(&serde_json::json!({"succeeded": [name], "failed": {}}));
+    }
+    output::line(&format!("shut down agent '{name}'"))
+}
+
+async fn shutdown_all(ctx: &Ctx) -> Result<(), CliError> {
+    let report: Report = ctx
+        .client
+        .json::<(), _>(Method::DELETE, "/agents", None)
+        .await?;
+    if ctx.json {
+        output::json(&report)?;
+    } else if report.succeeded.is_empty() && report.failed.is_empty() {
+        output::line("no agents were running")?;
+    } else if !report.succeeded.is_empty() {
+        output::line(&format!(
+            "shut down {} agent(s): {}",
+            report.succeeded.len(),
+            report.succeeded.join(", ")
+        ))?;
+    }
+    if report.failed.is_empty() {
+        return Ok(());
+    }
+    let failures: Vec<String> = report
+        .failed
+        .iter()
+        .map(|(n, why)| format!("'{n}': {why}"))
+        .collect();
+    Err(CliError::Failed(format!(
+        "could not shut down {}",
+        failures.join("; ")
+    )))
+}

@@ -1,0 +1,46 @@
+//! `orchestration spawn`: start a named agent.
+
+use clap::Args;
+use reqwest::Method;
+
+use super::{AgentOptions, CliError, Ctx, output};
+use crate::engine::{AgentInfo, AgentName};
+
+#[derive(Debug, Args)]
+pub struct SpawnArgs {
+    /// The agent's name: 1–64 of letters, digits, '.', '_', '-', not starting with '.' or '-'.
+    #[arg(
+        value_name = "NAME",
+        required_unless_present = "name_flag",
+        conflicts_with = "name_flag"
+    )]
+    pub name: Option<AgentName>,
+    /// The agent's name (same as the positional NAME).
+    #[arg(long = "name", id = "name_flag", value_name = "NAME")]
+    pub name_flag: Option<AgentName>,
+    #[command(flatten)]
+    pub options: AgentOptions,
+}
+
+pub async fn run(ctx: &Ctx, args: SpawnArgs) -> Result<(), CliError> {
+    let Some(name) = args.name.or(args.name_flag) else {
+        return Err(CliError::Usage("an agent name is required".into()));
+    };
+    let body = args.options.to_json(&name);
+    let info: AgentInfo = ctx
+        .client
+        .json(Method::POST, "/agents", Some(&body))
+        .await?;
+    if ctx.json {
+        return output::json(&info);
+    }
+    let model = info
+        .model
+        .as_deref()
+        .map(|m| format!(", model {m}"))
+        .unwrap_or_default();
+    output::line(&format!(
+        "spawned agent '{}' (provider {}{model})",
+        info.name, info.provider
+    ))
+}

@@ -1,0 +1,29 @@
+//! `orchestration task`: one prompt on a throwaway agent, which is removed
+//! afterwards however the exchange ends. Its history stays readable.
+
+use clap::Args;
+
+use super::{AgentOptions, CliError, Ctx, agent_path, read_prompt};
+use crate::engine::AgentName;
+
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    /// A name for the throwaway agent; it must not belong to a live agent.
+    pub name: AgentName,
+    /// The prompt (several words are joined with spaces); `-` reads it from standard input.
+    #[arg(required = true, num_args = 1.., value_name = "PROMPT", allow_hyphen_values = true)]
+    pub prompt: Vec<String>,
+    #[command(flatten)]
+    pub options: AgentOptions,
+    /// Wait for the whole reply instead of streaming it.
+    #[arg(long)]
+    pub no_stream: bool,
+}
+
+pub async fn run(ctx: &Ctx, args: TaskArgs) -> Result<(), CliError> {
+    let prompt = read_prompt(&args.prompt)?;
+    let mut body = args.options.to_json(&args.name);
+    body.insert("prompt".into(), prompt.into());
+    let path = agent_path(&args.name, "/task");
+    super::message::converse(ctx, &path, body.into(), !args.no_stream).await
+}

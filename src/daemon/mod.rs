@@ -1,0 +1,245 @@
+//! The daemon (`orchestration serve`): its lifecycle from start to a clean
+//! exit. Start: private dirs, PID-file lock, listeners, token. Ready: accept
+//! connections. Stop (SIGTERM, SIGINT, `POST /shutdown`): stop accepting,
+//! drain in-flight requests within a deadline, shut agents down, remove the
+//! files it created.
+
+mod listeners;
+mod logging;
+pub mod pidfile;
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiContext, Transport};
+use crate::engine::Engine;
+use crate::paths::{PathError, Paths, ensure_private_dir};
+use crate::providers::ProviderSettings;
+use listeners::{ListenError, bind_tcp, bind_unix, serve_connection};
+use pidfile::{PidFile, PidFileError};
+
+/// The TCP listener's default address (SPEC §1).
+pub const DEFAULT_TCP: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7862);
+
+/// Extra time, after the drain deadline, for cancelled requests to say so.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+/// Which TCP listener to open.
+#[derive(Debug, Clone, Copy)]
+pub enum TcpChoice {
+    /// 127.0.0.1:7862; if it is taken, carry on with the Unix socket alone.
+    Default,
+    /// An address the user asked for; failing to bind it is an error.
+    Explicit(SocketAddr),
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub paths: Paths,
+    pub tcp: TcpChoice,
+    /// How long in-flight requests get to finish once shutdown starts.
+    pub drain_timeout: Duration,
+    pub providers: ProviderSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Paths(#[from] PathError),
+    #[error(transparent)]
+    PidFile(#[from] PidFileError),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[error("refusing to listen on {0}: only loopback addresses are allowed")]
+    NotLoopback(SocketAddr),
+    #[error("cannot write the TCP token to {path}: {source}")]
+    Token { path: String, source: io::Error },
+    #[error("cannot start: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Runs the daemon in the foreground until it is told to stop.
+pub fn serve(options: ServeOptions) -> Result<(), DaemonError> {
+    logging::init();
+    if let TcpChoice::Explicit(addr) = options.tcp {
+        if !addr.ip().is_loopback() {
+            return Err(DaemonError::NotLoopback(addr));
+        }
+    }
+    let paths = &options.paths;
+    ensure_private_dir(&paths.runtime_dir)?;
+    ensure_private_dir(&paths.state_dir)?;
+    if let Some(parent) = paths.socket.parent().filter(|p| !p.exists()) {
+        ensure_private_dir(parent)?;
+    }
+    let pid_file = PidFile::acquire(&paths.pid_file)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(run(options));
+    // Cancelled requests' tasks may still hold sockets; don't wait for them.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    drop(pid_file);
+    result
+}
+
+async fn run(options: ServeOptions) -> Result<(), DaemonError> {
+    let paths = &options.paths;
+    let unix = bind_unix(&paths.socket)?;
+    let tcp = open_tcp(options.tcp).await?;
+    let token = match &tcp {
+        Some(_) => Some(write_token(&paths.token_file)?),
+        None => {
+            let _ = std::fs::remove_file(&paths.token_file);
+            None
+        }
+    };
+
+    let stop = CancellationToken::new();
+    watch_signals(stop.clone())?;
+    let engine = Engine::new(options.providers.clone());
+    let ctx = Arc::new(ApiContext::new(engine.clone(), stop.clone(), token));
+    let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
+    tracing::info!(
+        pid = std::process::id(),
+        socket = %paths.socket.display(),
+        tcp = %tcp_addr.map_or("off".to_owned(), |a| a.to_string()),
+        "orchestration {} ready",
+        crate::VERSION
+    );
+
+    let graceful = GracefulShutdown::new();
+    accept_until_stopped(&ctx, &unix, tcp.as_ref(), &graceful, &stop).await;
+
+    tracing::info!("shutting down: no longer accepting connections");
+    drop(unix);
+    drop(tcp);
+    if ctx.tcp_token.is_some() {
+        let _ = std::fs::remove_file(&paths.token_file);
+    }
+    drain(graceful, &engine, options.drain_timeout).await;
+    let report = engine.shutdown_all().await;
+    tracing::info!(agents = report.succeeded.len(), "stopped");
+    Ok(())
+}
+
+async fn open_tcp(choice: TcpChoice) -> Result<Option<TcpListener>, DaemonError> {
+    match choice {
+        TcpChoice::Off => Ok(None),
+        TcpChoice::Explicit(addr) => Ok(Some(bind_tcp(addr).await?)),
+        TcpChoice::Default => match bind_tcp(DEFAULT_TCP).await {
+            Ok(listener) => Ok(Some(listener)),
+            Err(error) => {
+                tracing::warn!(%error, "serving on the Unix socket only");
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// A fresh 256-bit token from the OS RNG, written 0600 before TCP accepts.
+fn write_token(path: &Path) -> Result<String, DaemonError> {
+    let token_error = |source| DaemonError::Token {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(token_error)?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(token_error)?;
+    writeln!(file, "{token}").map_err(token_error)?;
+    Ok(token)
+}
+
+fn watch_signals(stop: CancellationToken) -> Result<(), DaemonError> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+            _ = stop.cancelled() => return,
+        }
+        stop.cancel();
+    });
+    Ok(())
+}
+
+async fn accept_until_stopped(
+    ctx: &Arc<ApiContext>,
+    unix: &listeners::UnixSocket,
+    tcp: Option<&TcpListener>,
+    graceful: &GracefulShutdown,
+    stop: &CancellationToken,
+) {
+    let tcp_port = tcp
+        .and_then(|l| l.local_addr().ok())
+        .map_or(0, |a| a.port());
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = unix.listener.accept() => match accepted {
+                Ok((stream, _)) => serve_connection(ctx.clone(), Transport::Unix, stream, graceful),
+                Err(error) => accept_failed(error).await,
+            },
+            accepted = accept_tcp(tcp) => match accepted {
+                Ok((stream, _)) => serve_connection(ctx.clone(), Transport::Tcp { port: tcp_port }, stream, graceful),
+                Err(error) => accept_failed(error).await,
+            },
+        }
+    }
+}
+
+async fn accept_tcp(tcp: Option<&TcpListener>) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match tcp {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Out of file descriptors and the like: say so and pause rather than spin.
+async fn accept_failed(error: io::Error) {
+    tracing::warn!(%error, "accept failed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// Lets in-flight requests finish; past the deadline, cancels every running
+/// exchange (partial replies are recorded as interrupted) and gives the
+/// connections a moment to report that before they are dropped.
+async fn drain(graceful: GracefulShutdown, engine: &Engine, deadline: Duration) {
+    let drained = graceful.shutdown();
+    tokio::pin!(drained);
+    if tokio::time::timeout(deadline, &mut drained).await.is_ok() {
+        return;
+    }
+    tracing::warn!(
+        deadline_s = deadline.as_secs_f64(),
+        "requests still running at the drain deadline; cancelling them"
+    );
+    engine.shutdown_all().await;
+    if tokio::time::timeout(CANCEL_GRACE, &mut drained)
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close; dropping them");
+    }
+}

@@ -1,0 +1,107 @@
+//! The PID file: holds the daemon's PID under an exclusive `flock` for the
+//! daemon's whole life. The lock, not the file's existence, is what says a
+//! daemon runs, so a file left by a killed daemon is simply taken over.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PidFileError {
+    #[error("another orchestration daemon is already running (pid {pid}, PID file {})", path.display())]
+    Running { pid: String, path: PathBuf },
+    #[error("cannot use PID file {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+}
+
+pub struct PidFile {
+    path: PathBuf,
+    // Held only for its lock; released when dropped.
+    _lock: Flock<File>,
+}
+
+impl PidFile {
+    /// Takes the lock and writes our PID, or reports who holds it.
+    pub fn acquire(path: &Path) -> Result<Self, PidFileError> {
+        let io_error = |source| PidFileError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        // Retry while the file we locked is not the one at `path`: a daemon
+        // that was exiting may have unlinked it between our open and lock.
+        loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(io_error)?;
+            let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => lock,
+                Err((mut file, Errno::EWOULDBLOCK)) => {
+                    let mut pid = String::new();
+                    let _ = file.read_to_string(&mut pid);
+                    let pid = pid.trim().to_owned();
+                    return Err(PidFileError::Running {
+                        pid: if pid.is_empty() {
+                            "unknown".into()
+                        } else {
+                            pid
+                        },
+                        path: path.to_owned(),
+                    });
+                }
+                Err((_, errno)) => return Err(io_error(errno.into())),
+            };
+            let locked_inode = lock.metadata().map_err(io_error)?.ino();
+            match fs::metadata(path) {
+                Ok(meta) if meta.ino() == locked_inode => {}
+                _ => continue,
+            }
+            lock.set_len(0).map_err(io_error)?;
+            lock.rewind().map_err(io_error)?;
+            writeln!(lock, "{}", std::process::id()).map_err(io_error)?;
+            lock.sync_all().map_err(io_error)?;
+            return Ok(Self {
+                path: path.to_owned(),
+                _lock: lock,
+            });
+        }
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        // Unlink while still holding the lock, so no one can lock the old file
+        // and think they own the path (see the inode check in `acquire`).
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Whether a daemon holds the PID file's lock, and its PID if it wrote one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    Nobody,
+    Daemon(Option<nix::unistd::Pid>),
+}
+
+pub fn holder(path: &Path) -> Holder {
+    let Ok(file) = File::open(path) else {
+        return Holder::Nobody;
+    };
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Err((mut file, Errno::EWOULDBLOCK)) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim().parse::<i32>().ok().filter(|&p| p > 0);
+            Holder::Daemon(pid.map(nix::unistd::Pid::from_raw))
+        }
+        _ => Holder::Nobody,
+    }
+}

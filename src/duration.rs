@@ -1,0 +1,44 @@
+//! Durations as users type them: `30s`, `5m`, `1h`, `250ms`, or plain seconds.
+
+use std::time::Duration;
+
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration; use e.g. 30s, 5m, 1h or 250ms"))?;
+    let seconds = |factor: u64| n.checked_mul(factor).map(Duration::from_secs);
+    let duration = match unit.trim() {
+        "" | "s" | "sec" | "secs" => seconds(1),
+        "ms" => Some(Duration::from_millis(n)),
+        "m" | "min" | "mins" => seconds(60),
+        "h" | "hour" | "hours" => seconds(3600),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}; use ms, s, m or h"
+            ));
+        }
+    };
+    duration.ok_or_else(|| format!("{text:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(parse("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse("").is_err());
+        assert!(parse("5x").is_err());
+        assert!(parse("-5s").is_err());
+    }
+}

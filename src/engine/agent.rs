@@ -1,0 +1,319 @@
+//! One live agent: its config, its provider, its state, and the worker that
+//! handles its messages one at a time.
+
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{
+    AgentConfig, AgentInfo, AgentState, Engine, EngineError, HUMAN, History, Message, Usage, lock,
+    now_rfc3339,
+};
+use crate::providers::{ChatRequest, Provider, ProviderEvent, Role, Turn};
+
+/// What the caller of a message sees, in order: deltas, then one final event.
+#[derive(Debug)]
+pub enum ExchangeEvent {
+    Delta(String),
+    /// The finished reply, already recorded in history.
+    Reply(Message),
+    Failed(EngineError),
+}
+
+/// The receiving end of one exchange. Dropping it tells the worker the
+/// caller has gone, which cancels the exchange.
+pub struct Exchange {
+    events: mpsc::UnboundedReceiver<ExchangeEvent>,
+    agent: super::AgentName,
+}
+
+impl Exchange {
+    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<ExchangeEvent> {
+        self.events.poll_recv(cx).map(|event| {
+            event.unwrap_or_else(|| {
+                ExchangeEvent::Failed(EngineError::AgentGone(self.agent.clone()))
+            })
+        })
+    }
+
+    pub async fn next_event(&mut self) -> ExchangeEvent {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    /// Waits for the whole reply.
+    pub async fn reply(mut self) -> Result<Message, EngineError> {
+        loop {
+            match self.next_event().await {
+                ExchangeEvent::Delta(_) => continue,
+                ExchangeEvent::Reply(message) => return Ok(message),
+                ExchangeEvent::Failed(error) => return Err(error),
+            }
+        }
+    }
+}
+
+pub(super) struct Job {
+    content: String,
+    events: mpsc::UnboundedSender<ExchangeEvent>,
+}
+
+struct Status {
+    state: AgentState,
+    usage: Usage,
+}
+
+pub(super) struct Agent {
+    pub id: Uuid,
+    pub config: AgentConfig,
+    created_at: String,
+    provider: Arc<dyn Provider>,
+    status: Mutex<Status>,
+    jobs: mpsc::Sender<Job>,
+    cancel: CancellationToken,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    /// A `task` agent: removed from the registry after its one exchange.
+    ephemeral: bool,
+}
+
+impl Agent {
+    pub fn new(
+        config: AgentConfig,
+        provider: Arc<dyn Provider>,
+        jobs: mpsc::Sender<Job>,
+        ephemeral: bool,
+    ) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            config,
+            created_at: now_rfc3339(),
+            provider,
+            status: Mutex::new(Status {
+                state: AgentState::Idle,
+                usage: Usage::default(),
+            }),
+            jobs,
+            cancel: CancellationToken::new(),
+            worker: Mutex::new(None),
+            ephemeral,
+        }
+    }
+
+    pub fn info(&self, history: &History) -> AgentInfo {
+        let status = lock(&self.status);
+        AgentInfo {
+            name: self.config.name.clone(),
+            agent_type: self.config.agent_type.clone(),
+            provider: self.config.provider.clone(),
+            state: status.state,
+            id: self.id,
+            profile: self.config.profile.clone(),
+            model: self.config.model.clone(),
+            created_at: self.created_at.clone(),
+            message_count: history.len(&self.config.name, self.id),
+            usage: status.usage,
+        }
+    }
+
+    pub fn enqueue(&self, content: String) -> Result<Exchange, EngineError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let job = Job {
+            content,
+            events: tx,
+        };
+        self.jobs.try_send(job).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => EngineError::QueueFull(self.config.name.clone()),
+            mpsc::error::TrySendError::Closed(_) => {
+                EngineError::AgentGone(self.config.name.clone())
+            }
+        })?;
+        Ok(Exchange {
+            events: rx,
+            agent: self.config.name.clone(),
+        })
+    }
+
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    pub fn set_worker(&self, worker: JoinHandle<()>) {
+        *lock(&self.worker) = Some(worker);
+    }
+
+    pub fn take_worker(&self) -> Option<JoinHandle<()>> {
+        lock(&self.worker).take()
+    }
+
+    fn set_state(&self, state: AgentState) {
+        lock(&self.status).state = state;
+    }
+}
+
+/// The agent's worker: takes jobs in arrival order until the agent is shut
+/// down, then refuses whatever is still queued.
+pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc::Receiver<Job>) {
+    loop {
+        let job = tokio::select! {
+            biased;
+            _ = agent.cancel.cancelled() => break,
+            job = jobs.recv() => match job {
+                Some(job) => job,
+                None => break,
+            },
+        };
+        // A caller that left while its message waited gets nothing run for it.
+        let result = if job.events.is_closed() {
+            Err(EngineError::Interrupted("the client disconnected".into()))
+        } else {
+            exchange(&engine, &agent, job.content, &job.events).await
+        };
+        if agent.ephemeral {
+            // Deregister before answering, so a caller that sees the reply
+            // never finds the task agent still listed.
+            engine.deregister(&agent);
+        }
+        let last = match result {
+            Ok(message) => ExchangeEvent::Reply(message),
+            Err(error) => ExchangeEvent::Failed(error),
+        };
+        let _ = job.events.send(last);
+        if agent.ephemeral {
+            break;
+        }
+    }
+    agent.set_state(AgentState::Terminated);
+    jobs.close();
+    while let Ok(job) = jobs.try_recv() {
+        let _ = job
+            .events
+            .send(ExchangeEvent::Failed(EngineError::AgentGone(
+                agent.config.name.clone(),
+            )));
+    }
+}
+
+/// How an exchange's stream ended.
+enum End {
+    Complete,
+    Interrupted(&'static str),
+    Failed(crate::providers::ProviderError),
+}
+
+/// The reply as it builds up from provider events.
+#[derive(Default)]
+struct Reply {
+    text: String,
+    metadata: Map<String, Value>,
+    usage: Option<Usage>,
+}
+
+/// One exchange: record the human message, stream the provider's reply to
+/// the caller, record the reply (partial ones marked interrupted).
+async fn exchange(
+    engine: &Engine,
+    agent: &Agent,
+    content: String,
+    events: &mpsc::UnboundedSender<ExchangeEvent>,
+) -> Result<Message, EngineError> {
+    let history = engine.history_store();
+    let name = &agent.config.name;
+    history.append(name, agent.id, Message::new(HUMAN, content, Map::new()));
+    agent.set_state(AgentState::Processing);
+
+    let request = ChatRequest {
+        model: agent.config.model.clone(),
+        instructions: agent.config.instructions.clone(),
+        turns: history
+            .conversation(name, agent.id)
+            .into_iter()
+            .map(turn)
+            .collect(),
+    };
+    let mut stream = agent.provider.stream(request);
+    let mut reply = Reply::default();
+    let end = loop {
+        tokio::select! {
+            biased;
+            _ = agent.cancel.cancelled() => break End::Interrupted("the agent was shut down"),
+            _ = events.closed() => break End::Interrupted("the client disconnected"),
+            item = stream.next() => match item {
+                None => break End::Complete,
+                Some(Ok(event)) => reply.apply(event, events),
+                Some(Err(error)) => break End::Failed(error),
+            },
+        }
+    };
+    // Dropping the stream cancels the upstream request if it is still running.
+    drop(stream);
+
+    if let Some(usage) = reply.usage {
+        reply.metadata.insert(
+            "usage".into(),
+            serde_json::to_value(usage).unwrap_or_default(),
+        );
+        lock(&agent.status).usage.add(usage);
+    }
+    let (state, outcome) = match end {
+        End::Complete => (AgentState::Idle, Ok(())),
+        End::Interrupted(reason) => {
+            mark_interrupted(&mut reply.metadata, reason);
+            (
+                AgentState::Idle,
+                Err(EngineError::Interrupted(reason.into())),
+            )
+        }
+        End::Failed(error) => {
+            mark_interrupted(&mut reply.metadata, &error.to_string());
+            (AgentState::Failed, Err(EngineError::Provider(error)))
+        }
+    };
+    let message = Message::new(name.as_str(), reply.text, reply.metadata);
+    // A complete reply is always recorded; a cut-short one only if it said something.
+    if outcome.is_ok() || !message.content.is_empty() {
+        history.append(name, agent.id, message.clone());
+    }
+    agent.set_state(state);
+    tracing::debug!(agent = %name, state = %state, "exchange finished");
+    outcome.map(|()| message)
+}
+
+impl Reply {
+    fn apply(&mut self, event: ProviderEvent, events: &mpsc::UnboundedSender<ExchangeEvent>) {
+        match event {
+            ProviderEvent::Delta(text) => {
+                self.text.push_str(&text);
+                // A closed channel is noticed by the select loop next turn.
+                let _ = events.send(ExchangeEvent::Delta(text));
+            }
+            ProviderEvent::Usage(usage) => self.usage = Some(usage),
+            ProviderEvent::Finish(reason) => {
+                self.metadata
+                    .insert("finish_reason".into(), Value::from(reason));
+            }
+            ProviderEvent::Metadata(facts) => self.metadata.extend(facts),
+        }
+    }
+}
+
+fn mark_interrupted(metadata: &mut Map<String, Value>, reason: &str) {
+    metadata.insert("interrupted".into(), Value::Bool(true));
+    metadata.insert("interrupted_reason".into(), Value::from(reason));
+}
+
+fn turn(message: Message) -> Turn {
+    let role = if message.is_human() {
+        Role::User
+    } else {
+        Role::Assistant
+    };
+    Turn {
+        role,
+        content: message.content,
+    }
+}

@@ -1,0 +1,18 @@
+//! orchestration: a per-user daemon that keeps named LLM agents alive between
+//! command-line calls, and the thin CLI that talks to it over HTTP.
+//!
+//! The daemon (`orchestration serve`) is [`daemon`] + [`api`] + [`engine`];
+//! every other subcommand is [`cli`] driving [`client`].
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod daemon;
+pub mod duration;
+pub mod engine;
+pub mod paths;
+pub mod providers;
+
+/// The version reported by `/health` and `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,5 @@
+//! The `orchestration` binary: parse the command line and hand over to [`orchestration::cli`].
+
+fn main() {
+    std::process::exit(orchestration::cli::main());
+}
