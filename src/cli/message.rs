@@ -15,7 +15,8 @@ pub struct MessageArgs {
     /// The agent to talk to.
     pub name: AgentName,
     /// The message (several words are joined with spaces); `-` reads it from standard input.
-    #[arg(required = true, num_args = 1.., value_name = "PROMPT", allow_hyphen_values = true)]
+    /// Put `--` before a message that starts with `-`.
+    #[arg(required = true, num_args = 1.., value_name = "PROMPT")]
     pub prompt: Vec<String>,
     /// Wait for the whole reply instead of streaming it.
     #[arg(long)]

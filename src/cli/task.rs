@@ -11,7 +11,8 @@ pub struct TaskArgs {
     /// A name for the throwaway agent; it must not belong to a live agent.
     pub name: AgentName,
     /// The prompt (several words are joined with spaces); `-` reads it from standard input.
-    #[arg(required = true, num_args = 1.., value_name = "PROMPT", allow_hyphen_values = true)]
+    /// Put `--` before a prompt that starts with `-`.
+    #[arg(required = true, num_args = 1.., value_name = "PROMPT")]
     pub prompt: Vec<String>,
     #[command(flatten)]
     pub options: AgentOptions,

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds orchestration, starts a daemon in a throwaway runtime/state dir,
+# spawns an agent with the offline `echo` provider, talks to it twice, reads
+# its history, and stops the daemon. Touches nothing outside that dir.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --quiet
+bin="$PWD/target/release/orchestration"
+
+demo_dir=$(mktemp -d)
+export ORCHESTRATION_RUNTIME_DIR="$demo_dir/run"
+export ORCHESTRATION_STATE_DIR="$demo_dir/state"
+export ORCHESTRATION_CONFIG="$demo_dir/config.toml"
+cleanup() {
+    "$bin" serve --stop >/dev/null 2>&1 || true
+    rm -rf "$demo_dir"
+}
+trap cleanup EXIT
+
+step() {
+    if [ -t 1 ]; then printf '\n\033[1m$ %s\033[0m\n' "$*"; else printf '\n$ %s\n' "$*"; fi
+    "$@"
+}
+
+"$bin" serve --no-tcp --echo-delay 60ms 2>"$demo_dir/daemon.log" &
+# Wait for readiness: the daemon answers /health once it is serving.
+for _ in $(seq 1 100); do
+    "$bin" serve --status >/dev/null 2>&1 && break
+    sleep 0.05
+done
+
+step "$bin" serve --status
+step "$bin" spawn --name demo --provider echo --instructions "Repeat after me."
+step "$bin" list
+step "$bin" message demo "Hello from the first terminal, streamed word by word."
+step "$bin" message demo "A second message; the agent got the first exchange as context."
+step "$bin" history demo
+step "$bin" shutdown demo
+step "$bin" serve --stop

@@ -1,0 +1,233 @@
+//! The CLI as a user meets it: human output, `--json`, exit statuses, the
+//! message when no daemon runs, and help that reads well.
+
+mod common;
+
+use common::{Daemon, Env};
+
+#[test]
+fn no_daemon_says_so_and_how_to_start_one() {
+    let env = Env::new();
+    for args in [
+        &["list"][..],
+        &["--no-autostart", "spawn", "x"],
+        &["message", "x", "hi"],
+        &["history", "x"],
+    ] {
+        let out = env.cli(args);
+        assert_eq!(out.code(), 3, "{args:?}: {}", out.stderr());
+        assert!(
+            out.stderr()
+                .starts_with("error: the orchestration daemon is not running"),
+            "{}",
+            out.stderr()
+        );
+        assert!(
+            out.stderr()
+                .contains("hint: start it with `orchestration serve`"),
+            "{}",
+            out.stderr()
+        );
+        assert!(out.stdout().is_empty());
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = Env::new();
+    for args in [
+        &["spawn"][..],
+        &["spawn", ".bad"],
+        &["spawn", "a", "--name", "b"],
+        &["list", "--state", "sleeping"],
+        &["message", "x"],
+        &["history", "x", "--limit", "lots"],
+        &["shutdown"],
+        &["shutdown", "x", "--all"],
+        &["serve", "--port", "1", "--no-tcp"],
+        &["serve", "--drain-timeout", "soon"],
+        &["frobnicate"],
+    ] {
+        let out = env.cli(args);
+        assert_eq!(out.code(), 2, "{args:?}: {}", out.stderr());
+        assert!(!out.stderr().is_empty());
+    }
+}
+
+#[test]
+fn help_reads_well() {
+    let env = Env::new();
+    let top = env.cli(&["--help"]);
+    top.ok();
+    for word in [
+        "serve",
+        "spawn",
+        "list",
+        "message",
+        "history",
+        "task",
+        "shutdown",
+        "Exit status",
+    ] {
+        assert!(top.stdout().contains(word), "top-level help lacks {word}");
+    }
+    for sub in [
+        "serve", "spawn", "list", "message", "history", "task", "shutdown",
+    ] {
+        let out = env.cli(&[sub, "--help"]);
+        out.ok();
+        assert!(out.stdout().contains("Usage: orchestration"), "{sub}");
+    }
+    env.cli(&["--version"]).ok();
+}
+
+#[test]
+fn spawn_list_and_json() {
+    let daemon = Daemon::start(&[]);
+    let spawned = daemon.cli(&[
+        "--json",
+        "spawn",
+        "j1",
+        "--provider",
+        "echo",
+        "--model",
+        "tiny",
+    ]);
+    spawned.ok();
+    assert_eq!(spawned.json()["name"], "j1");
+    assert_eq!(spawned.json()["model"], "tiny");
+    let human = daemon.cli(&[
+        "spawn",
+        "--name",
+        "j2",
+        "--provider",
+        "echo",
+        "--model",
+        "tiny",
+    ]);
+    assert_eq!(
+        human.stdout(),
+        "spawned agent 'j2' (provider echo, model tiny)\n"
+    );
+
+    let taken = daemon.cli(&["spawn", "j1", "--provider", "echo"]);
+    assert_eq!(taken.code(), 1);
+    assert!(
+        taken.stderr().contains("already exists"),
+        "{}",
+        taken.stderr()
+    );
+    assert!(taken.stderr().contains("hint:"), "{}", taken.stderr());
+
+    let unknown = daemon.cli(&["spawn", "j3", "--provider", "nope"]);
+    assert_eq!(unknown.code(), 1);
+    assert!(
+        unknown.stderr().contains("unknown provider"),
+        "{}",
+        unknown.stderr()
+    );
+
+    let list = daemon.cli(&["list", "--state", "idle", "--provider", "echo"]);
+    list.ok();
+    let lines: Vec<String> = list.stdout().lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[1].starts_with("j1 ") && lines[1].contains("tiny"),
+        "{lines:?}"
+    );
+    let json = daemon.cli(&["--json", "list"]).json();
+    assert_eq!(json.as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        daemon.cli(&["list", "--provider", "other"]).stdout(),
+        "no agents\n"
+    );
+}
+
+#[test]
+fn message_streams_reads_stdin_and_reports_errors() {
+    let daemon = Daemon::start(&[]);
+    daemon.cli(&["spawn", "m", "--provider", "echo"]).ok();
+
+    let words = daemon.cli(&["message", "m", "several", "separate", "words"]);
+    assert_eq!(words.stdout(), "several separate words\n");
+    let piped = daemon
+        .env
+        .cli_with_stdin(&["message", "m", "-"], "from standard input\n");
+    piped.ok();
+    assert_eq!(piped.stdout(), "from standard input\n");
+    let quiet = daemon.cli(&["message", "--no-stream", "m", "whole"]);
+    assert_eq!(quiet.stdout(), "whole\n");
+    let json = daemon.cli(&["--json", "message", "m", "as json"]);
+    json.ok();
+    assert_eq!(json.json()["messages"][0]["content"], "as json");
+
+    let missing = daemon.cli(&["message", "ghost", "hello"]);
+    assert_eq!(missing.code(), 4);
+    assert!(
+        missing.stderr().contains("no agent named 'ghost'"),
+        "{}",
+        missing.stderr()
+    );
+    let empty = daemon.env.cli_with_stdin(&["message", "m", "-"], "\n");
+    assert_eq!(empty.code(), 2);
+
+    let history = daemon.cli(&["history", "m"]);
+    history.ok();
+    let lines: Vec<String> = history.stdout().lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 8, "{lines:?}");
+    assert!(
+        lines[0].starts_with('[') && lines[0].ends_with("] human: several separate words"),
+        "{lines:?}"
+    );
+    assert_eq!(daemon.cli(&["history", "ghost"]).code(), 4);
+    assert_eq!(
+        daemon
+            .cli(&["--json", "history", "m", "--limit", "1"])
+            .json()["messages"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+#[test]
+fn task_prints_the_reply_and_leaves_no_agent() {
+    let daemon = Daemon::start(&[]);
+    let out = daemon.cli(&["task", "once", "do", "the", "thing", "--provider", "echo"]);
+    out.ok();
+    assert_eq!(out.stdout(), "do the thing\n");
+    assert_eq!(daemon.cli(&["list"]).stdout(), "no agents\n");
+    let json = daemon.cli(&["--json", "task", "twice", "again"]);
+    assert_eq!(json.json()["messages"][0]["content"], "again");
+    assert!(
+        daemon
+            .cli(&["history", "once"])
+            .stdout()
+            .contains("human: do the thing")
+    );
+}
+
+#[test]
+fn shutdown_one_and_all() {
+    let daemon = Daemon::start(&[]);
+    for name in ["s1", "s2", "s3"] {
+        daemon.cli(&["spawn", name]).ok();
+    }
+    assert_eq!(
+        daemon.cli(&["shutdown", "s1"]).stdout(),
+        "shut down agent 's1'\n"
+    );
+    assert_eq!(daemon.cli(&["shutdown", "s1"]).code(), 4);
+    let all = daemon.cli(&["shutdown", "--all"]);
+    all.ok();
+    assert_eq!(all.stdout(), "shut down 2 agent(s): s2, s3\n");
+    let again = daemon.cli(&["--json", "shutdown", "--all"]);
+    assert_eq!(
+        again.json(),
+        serde_json::json!({"succeeded": [], "failed": {}})
+    );
+    assert_eq!(
+        daemon.cli(&["shutdown", "--all"]).stdout(),
+        "no agents were running\n"
+    );
+}

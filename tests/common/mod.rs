@@ -1,0 +1,455 @@
+//! Test harness: runs the real `orchestration` binary against temporary
+//! directories and talks to it over real sockets with raw HTTP/1.1.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_orchestration");
+
+/// How long anything in a test may take to become true before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+/// A temporary home for one daemon: runtime, state and config dirs.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.runtime_dir().join("daemon.sock")
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.runtime_dir().join("daemon.pid")
+    }
+
+    pub fn token_file(&self) -> PathBuf {
+        self.runtime_dir().join("http.token")
+    }
+
+    /// A command for the binary with every path pointed into this env.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path().join("home"))
+            .env("ORCHESTRATION_RUNTIME_DIR", self.runtime_dir())
+            .env("ORCHESTRATION_STATE_DIR", self.dir.path().join("state"))
+            .env("ORCHESTRATION_CONFIG", self.dir.path().join("config.toml"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs a CLI command to completion.
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        CliOutput(self.command(args).output().expect("run orchestration"))
+    }
+
+    /// Runs a CLI command with `input` on its standard input.
+    pub fn cli_with_stdin(&self, args: &[&str], input: &str) -> CliOutput {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn orchestration");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        CliOutput(child.wait_with_output().expect("wait"))
+    }
+}
+
+pub struct CliOutput(pub Output);
+
+impl CliOutput {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.0.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout()))
+    }
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        assert_eq!(
+            self.code(),
+            0,
+            "stdout: {}\nstderr: {}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// A running daemon; killed (SIGKILL) if the test did not stop it.
+pub struct Daemon {
+    pub env: Env,
+    pub child: Child,
+    pub port: Option<u16>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `serve --no-tcp` plus `extra`, waiting until it answers.
+    pub fn start(extra: &[&str]) -> Self {
+        let mut args = vec!["--no-tcp"];
+        args.extend_from_slice(extra);
+        Self::start_in(Env::new(), &args, None)
+    }
+
+    /// Starts a daemon that also listens on a free loopback TCP port.
+    pub fn start_tcp(extra: &[&str]) -> Self {
+        let port = free_port();
+        let port_text = port.to_string();
+        let mut args = vec!["--port", port_text.as_str()];
+        args.extend_from_slice(extra);
+        Self::start_in(Env::new(), &args, Some(port))
+    }
+
+    pub fn start_in(env: Env, serve_args: &[&str], port: Option<u16>) -> Self {
+        let log = env.dir.path().join("daemon.log");
+        let mut args = vec!["serve"];
+        args.extend_from_slice(serve_args);
+        let child = env
+            .command(&args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn daemon");
+        let mut daemon = Self {
+            env,
+            child,
+            port,
+            log,
+        };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&mut self) {
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("daemon exited early with {status}:\n{}", self.log());
+            }
+            let answering = UnixStream::connect(self.env.socket()).is_ok()
+                && self.request("GET", "/health", None).status == 200;
+            let tcp_ready = self.port.is_none() || self.env.token_file().exists();
+            if answering && tcp_ready {
+                return;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "daemon not ready:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        self.env.cli(args)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// One request over the Unix socket.
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
+        let stream = UnixStream::connect(self.env.socket()).expect("connect to socket");
+        send(
+            stream,
+            &build_request(method, path, &[("Host", "localhost")], body),
+        )
+    }
+
+    pub fn json(&self, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
+        let body = body.map(|b| b.to_string());
+        self.request(method, path, body.as_deref())
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.env.token_file())
+            .expect("token file")
+            .trim()
+            .to_owned()
+    }
+
+    /// One request over TCP with the given extra headers (no token added).
+    pub fn tcp_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> HttpResponse {
+        let port = self.port.expect("daemon has a TCP port");
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to TCP");
+        send(stream, &build_request(method, path, headers, body))
+    }
+
+    /// A request over TCP as a well-behaved client: loopback Host and the token.
+    pub fn tcp_json(&self, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
+        let host = format!("127.0.0.1:{}", self.port.expect("port"));
+        let auth = format!("Bearer {}", self.token());
+        let body = body.map(|b| b.to_string());
+        self.tcp_request(
+            method,
+            path,
+            &[("Host", &host), ("Authorization", &auth)],
+            body.as_deref(),
+        )
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        signal(self.pid(), "TERM");
+        self.wait_exit()
+    }
+
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "daemon did not exit:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a signal by name (`TERM`, `INT`, `KILL`, …).
+pub fn signal(pid: i32, name: &str) {
+    let signal: nix::sys::signal::Signal = format!("SIG{name}").parse().expect("signal name");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("kill");
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind :0")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+pub fn build_request(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Vec<u8> {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    if let Some(body) = body {
+        bytes.extend_from_slice(body.as_bytes());
+    }
+    bytes
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+    /// The `detail` of an error body.
+    pub fn detail(&self) -> String {
+        self.json()["detail"]
+            .as_str()
+            .expect("detail is a string")
+            .to_owned()
+    }
+    /// An NDJSON body's lines.
+    pub fn lines(&self) -> Vec<Value> {
+        self.text()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("NDJSON line"))
+            .collect()
+    }
+}
+
+/// Writes a request and reads the whole response (the request asked for `Connection: close`).
+pub fn send<S: Read + Write>(mut stream: S, request: &[u8]) -> HttpResponse {
+    // The daemon may answer (413) and close before the whole request is
+    // written; what it said is still there to read.
+    let _ = stream.write_all(request);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    parse_response(&raw)
+}
+
+pub fn parse_response(raw: &[u8]) -> HttpResponse {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
+        data = &data[(start + size + 2).min(data.len())..];
+    }
+}
+
+/// Opens a streamed message and returns the reader after the first delta line,
+/// so a test can drop it mid-reply.
+pub fn open_stream(socket: &Path, path: &str, body: &Value) -> BufReader<UnixStream> {
+    let mut stream = UnixStream::connect(socket).expect("connect");
+    stream
+        .write_all(&build_request(
+            "POST",
+            path,
+            &[("Host", "localhost")],
+            Some(&body.to_string()),
+        ))
+        .expect("write");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).expect("read line");
+        assert!(n > 0, "stream closed before the first delta");
+        if line.contains("\"delta\"") {
+            return reader;
+        }
+    }
+}
+
+/// Polls `check` until it returns true.
+#[track_caller]
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "timed out waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A history's (sender, content) pairs.
+pub fn transcript(history: &Value) -> Vec<(String, String)> {
+    history["messages"]
+        .as_array()
+        .expect("messages array")
+        .iter()
+        .map(|m| {
+            (
+                m["sender"].as_str().expect("sender").to_owned(),
+                m["content"].as_str().expect("content").to_owned(),
+            )
+        })
+        .collect()
+}
