@@ -6,7 +6,7 @@ mod common;
 
 use std::io::BufRead;
 
-use common::{Daemon, eventually, open_stream, transcript};
+use common::{Daemon, eventually, open_stream, read_rest, transcript};
 use serde_json::json;
 
 #[test]
@@ -148,8 +148,7 @@ fn shutting_an_agent_down_mid_reply_records_the_partial_and_ends_the_stream() {
     let history = daemon.json("GET", "/agents/s/history", None).json();
     assert_eq!(history["messages"][1]["metadata"]["interrupted"], true);
 
-    let mut rest = String::new();
-    while reader.read_line(&mut rest).unwrap_or(0) > 0 {}
+    let rest = read_rest(&mut reader);
     assert!(rest.contains("\"type\":\"error\""), "{rest}");
     assert!(rest.contains("\"status\":503"), "{rest}");
 }

@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::os::unix::fs::PermissionsExt;
 
-use common::{Daemon, Env, open_stream, signal};
+use common::{Daemon, Env, open_stream, read_rest, signal};
 use serde_json::json;
 
 fn mode(path: &std::path::Path) -> u32 {
@@ -179,8 +178,7 @@ fn sigterm_lets_a_short_request_finish() {
         &json!({"content": "a short reply of eight words in all", "stream": true}),
     );
     signal(daemon.pid(), "TERM");
-    let mut rest = String::new();
-    while reader.read_line(&mut rest).unwrap_or(0) > 0 {}
+    let rest = read_rest(&mut reader);
     assert!(rest.contains("{\"type\":\"done\"}"), "{rest}");
     assert!(daemon.wait_exit().success());
     assert!(!daemon.env.socket().exists());
@@ -197,8 +195,7 @@ fn sigterm_cancels_a_long_request_at_the_drain_deadline() {
         &json!({"content": prompt, "stream": true}),
     );
     signal(daemon.pid(), "TERM");
-    let mut rest = String::new();
-    while reader.read_line(&mut rest).unwrap_or(0) > 0 {}
+    let rest = read_rest(&mut reader);
     assert!(rest.contains("\"type\":\"error\""), "{rest}");
     assert!(rest.contains("shut down"), "{rest}");
     assert!(daemon.wait_exit().success());

@@ -197,11 +197,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         client: Client::new(&paths)?,
         json: cli.json,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async {
+    block_on(async {
         match cli.command {
             Command::Serve(_) => Ok(()),
             Command::Spawn(args) => spawn::run(&ctx, args).await,
@@ -211,7 +207,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Task(args) => task::run(&ctx, args).await,
             Command::Shutdown(args) => shutdown::run(&ctx, args).await,
         }
-    })
+    })?
+}
+
+/// Runs a client future on a single-threaded runtime: a CLI call needs no more.
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))?;
+    Ok(runtime.block_on(future))
 }
 
 /// Reads a prompt argument: `-` means standard input.

@@ -8,7 +8,7 @@ use clap::Args;
 use nix::sys::signal::{Signal, kill};
 use reqwest::Method;
 
-use super::{CliError, output};
+use super::{CliError, block_on, output};
 use crate::api::wire::Health;
 use crate::client::{Client, ClientError};
 use crate::daemon::pidfile::{Holder, holder};
@@ -69,14 +69,6 @@ pub fn run(args: ServeArgs, paths: Paths, json: bool) -> Result<(), CliError> {
         },
     })?;
     Ok(())
-}
-
-fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))?;
-    Ok(runtime.block_on(future))
 }
 
 fn status(paths: &Paths, json: bool) -> Result<(), CliError> {

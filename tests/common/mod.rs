@@ -426,6 +426,13 @@ pub fn open_stream(socket: &Path, path: &str, body: &Value) -> BufReader<UnixStr
     }
 }
 
+/// Reads a stream until the daemon closes it.
+pub fn read_rest(reader: &mut BufReader<UnixStream>) -> String {
+    let mut rest = String::new();
+    while reader.read_line(&mut rest).unwrap_or(0) > 0 {}
+    rest
+}
+
 /// Polls `check` until it returns true.
 #[track_caller]
 pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
