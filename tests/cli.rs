@@ -30,6 +30,19 @@ fn no_daemon_says_so_and_how_to_start_one() {
         );
         assert!(out.stdout().is_empty());
     }
+    // The spec's environment switch parses like a flag: 1/true/yes, 0/false/no.
+    for value in ["1", "true", "0"] {
+        let out = env
+            .command(&["list"])
+            .env("ORCHESTRATION_NO_AUTOSTART", value)
+            .output()
+            .expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "ORCHESTRATION_NO_AUTOSTART={value}"
+        );
+    }
 }
 
 #[test]

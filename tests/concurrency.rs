@@ -172,3 +172,34 @@ fn a_task_whose_client_leaves_is_still_removed() {
         true
     );
 }
+
+#[test]
+fn a_non_streaming_client_that_leaves_also_cancels_its_exchange() {
+    let daemon = Daemon::start(&["--echo-delay", "50ms"]);
+    daemon.json("POST", "/agents", Some(json!({"name": "n"})));
+    let body = json!({"content": vec!["w"; 200].join(" ")}).to_string();
+    let mut stream = std::os::unix::net::UnixStream::connect(daemon.env.socket()).expect("connect");
+    std::io::Write::write_all(
+        &mut stream,
+        &common::build_request(
+            "POST",
+            "/agents/n/message",
+            &[("Host", "localhost")],
+            Some(&body),
+        ),
+    )
+    .expect("write");
+    eventually("the agent is processing", || {
+        daemon.json("GET", "/agents/n", None).json()["state"] == "processing"
+    });
+    drop(stream);
+    eventually("the interrupted reply is recorded", || {
+        transcript(&daemon.json("GET", "/agents/n/history", None).json()).len() == 2
+    });
+    let history = daemon.json("GET", "/agents/n/history", None).json();
+    assert_eq!(history["messages"][1]["metadata"]["interrupted"], true);
+    assert_eq!(
+        daemon.json("GET", "/agents/n", None).json()["state"],
+        "idle"
+    );
+}

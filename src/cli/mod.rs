@@ -53,7 +53,7 @@ pub struct Cli {
     pub json: bool,
 
     /// Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "ORCHESTRATION_NO_AUTOSTART", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_autostart: bool,
 
     #[command(subcommand)]
