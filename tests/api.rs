@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Daemon, build_request, send, transcript};
+use common::{Daemon, send, transcript};
 use serde_json::{Value, json};
 use std::os::unix::net::UnixStream;
 
@@ -502,5 +502,4 @@ fn oversized_and_hostile_bodies() {
         Some(json!({"content": "still here"})),
     );
     assert_eq!(ok.status, 200);
-    let _ = build_request;
 }

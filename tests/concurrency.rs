@@ -6,7 +6,7 @@ mod common;
 
 use std::io::BufRead;
 
-use common::{Daemon, eventually, open_stream, read_rest, transcript};
+use common::{Daemon, eventually, read_rest, transcript};
 use serde_json::json;
 
 #[test]
@@ -70,8 +70,7 @@ fn different_agents_run_concurrently() {
     daemon.json("POST", "/agents", Some(json!({"name": "slow"})));
     daemon.json("POST", "/agents", Some(json!({"name": "quick"})));
     let long_prompt = vec!["word"; 100].join(" ");
-    let _slow = open_stream(
-        &daemon.env.socket(),
+    let _slow = daemon.stream(
         "/agents/slow/message",
         &json!({"content": long_prompt, "stream": true}),
     );
@@ -93,8 +92,7 @@ fn a_client_dropped_mid_stream_leaves_a_partial_reply_marked_interrupted() {
     let daemon = Daemon::start(&["--echo-delay", "50ms"]);
     daemon.json("POST", "/agents", Some(json!({"name": "d"})));
     let prompt = vec!["token"; 200].join(" ");
-    let mut reader = open_stream(
-        &daemon.env.socket(),
+    let mut reader = daemon.stream(
         "/agents/d/message",
         &json!({"content": prompt, "stream": true}),
     );
@@ -137,8 +135,7 @@ fn shutting_an_agent_down_mid_reply_records_the_partial_and_ends_the_stream() {
     let daemon = Daemon::start(&["--echo-delay", "50ms"]);
     daemon.json("POST", "/agents", Some(json!({"name": "s"})));
     let prompt = vec!["w"; 200].join(" ");
-    let mut reader = open_stream(
-        &daemon.env.socket(),
+    let mut reader = daemon.stream(
         "/agents/s/message",
         &json!({"content": prompt, "stream": true}),
     );
@@ -157,8 +154,7 @@ fn shutting_an_agent_down_mid_reply_records_the_partial_and_ends_the_stream() {
 fn a_task_whose_client_leaves_is_still_removed() {
     let daemon = Daemon::start(&["--echo-delay", "50ms"]);
     let prompt = vec!["w"; 200].join(" ");
-    let reader = open_stream(
-        &daemon.env.socket(),
+    let reader = daemon.stream(
         "/agents/eph/task",
         &json!({"prompt": prompt, "stream": true}),
     );

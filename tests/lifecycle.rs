@@ -5,7 +5,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{Daemon, Env, open_stream, read_rest, signal};
+use common::{Daemon, Env, read_rest, signal};
 use serde_json::json;
 
 fn mode(path: &std::path::Path) -> u32 {
@@ -172,8 +172,7 @@ fn sigint_stops_the_daemon_cleanly() {
 fn sigterm_lets_a_short_request_finish() {
     let mut daemon = Daemon::start(&["--echo-delay", "30ms", "--drain-timeout", "20s"]);
     daemon.json("POST", "/agents", Some(json!({"name": "f"})));
-    let mut reader = open_stream(
-        &daemon.env.socket(),
+    let mut reader = daemon.stream(
         "/agents/f/message",
         &json!({"content": "a short reply of eight words in all", "stream": true}),
     );
@@ -189,8 +188,7 @@ fn sigterm_cancels_a_long_request_at_the_drain_deadline() {
     let mut daemon = Daemon::start(&["--echo-delay", "100ms", "--drain-timeout", "300ms"]);
     daemon.json("POST", "/agents", Some(json!({"name": "l"})));
     let prompt = vec!["w"; 500].join(" ");
-    let mut reader = open_stream(
-        &daemon.env.socket(),
+    let mut reader = daemon.stream(
         "/agents/l/message",
         &json!({"content": prompt, "stream": true}),
     );

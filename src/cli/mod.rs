@@ -199,6 +199,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     };
     block_on(async {
         match cli.command {
+            // Handled above, before any client or runtime is built.
             Command::Serve(_) => Ok(()),
             Command::Spawn(args) => spawn::run(&ctx, args).await,
             Command::List(args) => list::run(&ctx, args).await,

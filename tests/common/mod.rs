@@ -238,6 +238,12 @@ impl Daemon {
         )
     }
 
+    /// Opens a streamed request over the Unix socket and returns the reader
+    /// just after the first delta, so a test can act mid-reply.
+    pub fn stream(&self, path: &str, body: &Value) -> BufReader<UnixStream> {
+        open_stream(&self.env.socket(), path, body)
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         signal(self.pid(), "TERM");
