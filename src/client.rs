@@ -37,7 +37,8 @@ pub struct Client {
 
 impl Client {
     pub fn new(paths: &Paths) -> Result<Self, ClientError> {
-        let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        let builder =
+            crate::providers::http::client_builder().connect_timeout(Duration::from_secs(5));
         let use_unix = paths.socket.exists() || !paths.token_file.exists();
         let (builder, base, token, endpoint) = if use_unix {
             let endpoint = paths.socket.display().to_string();

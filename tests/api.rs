@@ -56,7 +56,11 @@ fn spawn_statuses() {
     assert_eq!(info["message_count"], 0);
 
     assert_error(
-        &daemon.json("POST", "/agents", Some(json!({"name": "a"}))),
+        &daemon.json(
+            "POST",
+            "/agents",
+            Some(json!({"name": "a", "provider": "echo"})),
+        ),
         409,
         "already exists",
     );
@@ -381,7 +385,7 @@ fn task_runs_once_and_leaves_no_agent() {
     let s = daemon.json(
         "POST",
         "/agents/t2/task/",
-        Some(json!({"name": "t2", "prompt": "go on", "stream": true})),
+        Some(json!({"name": "t2", "provider": "echo", "prompt": "go on", "stream": true})),
     );
     assert_eq!(s.status, 200);
     assert_eq!(s.lines().last(), Some(&json!({"type": "done"})));

@@ -210,7 +210,7 @@ fn task_prints_the_reply_and_leaves_no_agent() {
     out.ok();
     assert_eq!(out.stdout(), "do the thing\n");
     assert_eq!(daemon.cli(&["list"]).stdout(), "no agents\n");
-    let json = daemon.cli(&["--json", "task", "twice", "again"]);
+    let json = daemon.cli(&["--json", "task", "twice", "again", "--provider", "echo"]);
     assert_eq!(json.json()["messages"][0]["content"], "again");
     assert!(
         daemon
@@ -224,7 +224,7 @@ fn task_prints_the_reply_and_leaves_no_agent() {
 fn shutdown_one_and_all() {
     let daemon = Daemon::start(&[]);
     for name in ["s1", "s2", "s3"] {
-        daemon.cli(&["spawn", name]).ok();
+        daemon.cli(&["spawn", name, "--provider", "echo"]).ok();
     }
     assert_eq!(
         daemon.cli(&["shutdown", "s1"]).stdout(),

@@ -14,7 +14,11 @@ fn concurrent_messages_to_one_agent_never_interleave() {
     let daemon = Daemon::start(&["--echo-delay", "2ms"]);
     assert_eq!(
         daemon
-            .json("POST", "/agents", Some(json!({"name": "q"})))
+            .json(
+                "POST",
+                "/agents",
+                Some(json!({"name": "q", "provider": "echo"}))
+            )
             .status,
         200
     );
@@ -48,7 +52,11 @@ fn concurrent_messages_to_one_agent_never_interleave() {
 #[test]
 fn messages_from_one_client_are_answered_in_order() {
     let daemon = Daemon::start(&["--echo-delay", "1ms"]);
-    daemon.json("POST", "/agents", Some(json!({"name": "o"})));
+    daemon.json(
+        "POST",
+        "/agents",
+        Some(json!({"name": "o", "provider": "echo"})),
+    );
     for i in 0..5 {
         daemon.json(
             "POST",
@@ -67,8 +75,16 @@ fn messages_from_one_client_are_answered_in_order() {
 #[test]
 fn different_agents_run_concurrently() {
     let daemon = Daemon::start(&["--echo-delay", "100ms"]);
-    daemon.json("POST", "/agents", Some(json!({"name": "slow"})));
-    daemon.json("POST", "/agents", Some(json!({"name": "quick"})));
+    daemon.json(
+        "POST",
+        "/agents",
+        Some(json!({"name": "slow", "provider": "echo"})),
+    );
+    daemon.json(
+        "POST",
+        "/agents",
+        Some(json!({"name": "quick", "provider": "echo"})),
+    );
     let long_prompt = vec!["word"; 100].join(" ");
     let _slow = daemon.stream(
         "/agents/slow/message",
@@ -90,7 +106,11 @@ fn different_agents_run_concurrently() {
 #[test]
 fn a_client_dropped_mid_stream_leaves_a_partial_reply_marked_interrupted() {
     let daemon = Daemon::start(&["--echo-delay", "50ms"]);
-    daemon.json("POST", "/agents", Some(json!({"name": "d"})));
+    daemon.json(
+        "POST",
+        "/agents",
+        Some(json!({"name": "d", "provider": "echo"})),
+    );
     let prompt = vec!["token"; 200].join(" ");
     let mut reader = daemon.stream(
         "/agents/d/message",
@@ -133,7 +153,11 @@ fn a_client_dropped_mid_stream_leaves_a_partial_reply_marked_interrupted() {
 #[test]
 fn shutting_an_agent_down_mid_reply_records_the_partial_and_ends_the_stream() {
     let daemon = Daemon::start(&["--echo-delay", "50ms"]);
-    daemon.json("POST", "/agents", Some(json!({"name": "s"})));
+    daemon.json(
+        "POST",
+        "/agents",
+        Some(json!({"name": "s", "provider": "echo"})),
+    );
     let prompt = vec!["w"; 200].join(" ");
     let mut reader = daemon.stream(
         "/agents/s/message",
@@ -156,7 +180,7 @@ fn a_task_whose_client_leaves_is_still_removed() {
     let prompt = vec!["w"; 200].join(" ");
     let reader = daemon.stream(
         "/agents/eph/task",
-        &json!({"prompt": prompt, "stream": true}),
+        &json!({"provider": "echo", "prompt": prompt, "stream": true}),
     );
     assert_eq!(daemon.json("GET", "/agents/eph", None).status, 200);
     drop(reader);
@@ -172,7 +196,11 @@ fn a_task_whose_client_leaves_is_still_removed() {
 #[test]
 fn a_non_streaming_client_that_leaves_also_cancels_its_exchange() {
     let daemon = Daemon::start(&["--echo-delay", "50ms"]);
-    daemon.json("POST", "/agents", Some(json!({"name": "n"})));
+    daemon.json(
+        "POST",
+        "/agents",
+        Some(json!({"name": "n", "provider": "echo"})),
+    );
     let body = json!({"content": vec!["w"; 200].join(" ")}).to_string();
     let mut stream = std::os::unix::net::UnixStream::connect(daemon.env.socket()).expect("connect");
     std::io::Write::write_all(

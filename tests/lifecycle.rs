@@ -151,7 +151,11 @@ fn status_and_stop() {
 #[test]
 fn post_shutdown_stops_the_daemon_cleanly() {
     let mut daemon = Daemon::start_tcp(&[]);
-    daemon.json("POST", "/agents", Some(json!({"name": "a"})));
+    daemon.json(
+        "POST",
+        "/agents",
+        Some(json!({"name": "a", "provider": "echo"})),
+    );
     let r = daemon.json("POST", "/shutdown", None);
     assert_eq!(r.status, 202);
     assert!(daemon.wait_exit().success());
@@ -171,7 +175,11 @@ fn sigint_stops_the_daemon_cleanly() {
 #[test]
 fn sigterm_lets_a_short_request_finish() {
     let mut daemon = Daemon::start(&["--echo-delay", "30ms", "--drain-timeout", "20s"]);
-    daemon.json("POST", "/agents", Some(json!({"name": "f"})));
+    daemon.json(
+        "POST",
+        "/agents",
+        Some(json!({"name": "f", "provider": "echo"})),
+    );
     let mut reader = daemon.stream(
         "/agents/f/message",
         &json!({"content": "a short reply of eight words in all", "stream": true}),
@@ -186,7 +194,11 @@ fn sigterm_lets_a_short_request_finish() {
 #[test]
 fn sigterm_cancels_a_long_request_at_the_drain_deadline() {
     let mut daemon = Daemon::start(&["--echo-delay", "100ms", "--drain-timeout", "300ms"]);
-    daemon.json("POST", "/agents", Some(json!({"name": "l"})));
+    daemon.json(
+        "POST",
+        "/agents",
+        Some(json!({"name": "l", "provider": "echo"})),
+    );
     let prompt = vec!["w"; 500].join(" ");
     let mut reader = daemon.stream(
         "/agents/l/message",

@@ -10,8 +10,9 @@ use percent_encoding::percent_decode_str;
 use super::ApiContext;
 use super::body::{self, Body, read_json};
 use super::error::ApiError;
-use super::wire::{AgentRequest, Health, MessageRequest, Messages};
+use super::wire::{AgentRequest, Health, MessageRequest, Messages, Models};
 use crate::engine::{AgentName, AgentState, Exchange, ListFilter};
+use crate::providers::DEFAULT_PROVIDER;
 
 type Reply = Result<Response<Body>, ApiError>;
 
@@ -30,6 +31,8 @@ pub async fn route(ctx: &ApiContext, request: Request<Incoming>) -> Reply {
         (["health"], _) => not_allowed(method, GET),
         (["shutdown"], &Method::POST) => shutdown(ctx),
         (["shutdown"], _) => not_allowed(method, POST),
+        (["models"], &Method::POST) => models(ctx, request).await,
+        (["models"], _) => not_allowed(method, POST),
         (["agents"], &Method::GET) => list(ctx, &request),
         (["agents"], &Method::POST) => spawn(ctx, request).await,
         (["agents"], &Method::DELETE) => shutdown_all(ctx).await,
@@ -111,6 +114,19 @@ async fn spawn(ctx: &ApiContext, request: Request<Incoming>) -> Reply {
     };
     let info = ctx.engine.spawn(spawn.into_config(name))?;
     Ok(body::json(StatusCode::OK, &info))
+}
+
+/// `POST /models`: the models the endpoint a spawn request names offers.
+/// A POST, not a GET, because the request carries the API key.
+async fn models(ctx: &ApiContext, request: Request<Incoming>) -> Reply {
+    let spec: AgentRequest = read_json(request.into_body()).await?;
+    let spec = spec.into_spec();
+    let models = ctx.engine.models(&spec).await?;
+    let provider = spec
+        .profile
+        .or(spec.provider)
+        .unwrap_or_else(|| DEFAULT_PROVIDER.into());
+    Ok(body::json(StatusCode::OK, &Models { provider, models }))
 }
 
 fn get(ctx: &ApiContext, name: &str) -> Reply {

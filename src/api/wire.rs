@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{AgentConfig, AgentName, Message, Secret};
-use crate::providers::DEFAULT_PROVIDER;
+use crate::providers::ProviderSpec;
 
 /// The body of `POST /agents` (spawn) and `POST /agents/{name}/task`.
 /// `prompt` and `stream` only matter for a task; `name` is optional there.
@@ -30,11 +30,18 @@ impl AgentRequest {
     pub fn into_config(self, name: AgentName) -> AgentConfig {
         AgentConfig {
             name,
-            agent_type: self.agent_type.unwrap_or_else(|| "api".to_owned()),
-            provider: self.provider.unwrap_or_else(|| DEFAULT_PROVIDER.to_owned()),
+            agent_type: self.agent_type.clone().unwrap_or_else(|| "api".to_owned()),
+            instructions: self.instructions.clone(),
+            provider: self.into_spec(),
+        }
+    }
+
+    /// The provider half of the request (all `POST /models` looks at).
+    pub fn into_spec(self) -> ProviderSpec {
+        ProviderSpec {
+            provider: self.provider,
             profile: self.profile,
             model: self.model,
-            instructions: self.instructions,
             base_url: self.base_url,
             api_key: self.api_key.map(Secret::new),
             api_key_env: self.api_key_env,
@@ -54,6 +61,13 @@ pub struct MessageRequest {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Messages {
     pub messages: Vec<Message>,
+}
+
+/// The answer of `POST /models`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Models {
+    pub provider: String,
+    pub models: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -4,20 +4,23 @@
 mod history;
 mod list;
 mod message;
+mod models;
 mod output;
 mod serve;
 mod shutdown;
 mod spawn;
 mod task;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::client::{Client, ClientError};
+use crate::config::{Config, ConfigError};
 use crate::daemon::DaemonError;
 use crate::engine::AgentName;
 use crate::paths::{PathError, Paths};
+use crate::providers::endpoint::key_variable;
 
 /// Exit statuses (SPEC §6).
 pub mod exit {
@@ -76,15 +79,17 @@ pub enum Command {
     Task(task::TaskArgs),
     /// Shut down one agent, or all of them. Their histories stay readable.
     Shutdown(shutdown::ShutdownArgs),
+    /// List the models a provider or profile offers (asks the model server through the daemon).
+    Models(models::ModelsArgs),
 }
 
 /// The options an agent is spawned with, shared by `spawn` and `task`.
 #[derive(Debug, Clone, Args)]
 pub struct AgentOptions {
-    /// The provider that answers: `echo` (offline, built in).
-    #[arg(long, value_name = "P", conflicts_with = "profile")]
+    /// The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in).
+    #[arg(long, value_name = "P")]
     pub provider: Option<String>,
-    /// A named provider profile from the config file.
+    /// A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file.
     #[arg(long, value_name = "P")]
     pub profile: Option<String>,
     /// The model to ask for.
@@ -96,11 +101,21 @@ pub struct AgentOptions {
     /// The provider's API base URL.
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
+    /// Read the API key from this environment variable instead of the provider's or profile's own.
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
 }
 
 impl AgentOptions {
-    /// The SpawnRequest fields these options set.
-    fn to_json(&self, name: &AgentName) -> serde_json::Map<String, serde_json::Value> {
+    /// The SpawnRequest fields these options set, with the API key read from
+    /// this process's environment (SPEC §5: a daemon under a service manager
+    /// does not see the user's shell variables). The key travels in the
+    /// request body, never on a command line.
+    fn to_json(
+        &self,
+        name: &AgentName,
+        config_file: &Path,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
         let mut body = serde_json::Map::new();
         body.insert("name".into(), name.as_str().into());
         let fields = [
@@ -109,14 +124,43 @@ impl AgentOptions {
             ("model", &self.model),
             ("instructions", &self.instructions),
             ("base_url", &self.base_url),
+            ("api_key_env", &self.api_key_env),
         ];
         for (key, value) in fields {
             if let Some(value) = value {
                 body.insert(key.into(), value.clone().into());
             }
         }
-        body
+        let key = read_api_key(
+            self.provider.as_deref(),
+            self.profile.as_deref(),
+            self.api_key_env.as_deref(),
+            config_file,
+        )?;
+        if let Some(key) = key {
+            body.insert("api_key".into(), key.into());
+        }
+        Ok(body)
     }
+}
+
+/// The API key for a provider or profile, from this process's environment:
+/// `--api-key-env VAR` if given, else the variable the provider or profile
+/// names (the config file's profiles included). `None` when unset or empty;
+/// the daemon then tries its own environment.
+fn read_api_key(
+    provider: Option<&str>,
+    profile: Option<&str>,
+    api_key_env: Option<&str>,
+    config_file: &Path,
+) -> Result<Option<String>, CliError> {
+    let variable = match api_key_env {
+        Some(variable) => Some(variable.to_owned()),
+        None => key_variable(provider, profile, &Config::load(config_file)?),
+    };
+    Ok(variable
+        .and_then(|v| std::env::var(v).ok())
+        .filter(|key| !key.is_empty()))
 }
 
 /// A failed command: what to tell the user and which status to exit with.
@@ -128,6 +172,8 @@ pub enum CliError {
     Daemon(#[from] DaemonError),
     #[error(transparent)]
     Paths(#[from] PathError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -164,6 +210,7 @@ impl CliError {
 pub struct Ctx {
     pub client: Client,
     pub json: bool,
+    pub config_file: PathBuf,
 }
 
 /// Runs the CLI and returns the process exit status.
@@ -196,6 +243,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     let ctx = Ctx {
         client: Client::new(&paths)?,
         json: cli.json,
+        config_file: paths.config_file.clone(),
     };
     block_on(async {
         match cli.command {
@@ -207,6 +255,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::History(args) => history::run(&ctx, args).await,
             Command::Task(args) => task::run(&ctx, args).await,
             Command::Shutdown(args) => shutdown::run(&ctx, args).await,
+            Command::Models(args) => models::run(&ctx, args).await,
         }
     })?
 }

@@ -11,11 +11,11 @@ use reqwest::Method;
 use super::{CliError, block_on, output};
 use crate::api::wire::Health;
 use crate::client::{Client, ClientError};
+use crate::config::Config;
 use crate::daemon::pidfile::{Holder, holder};
 use crate::daemon::{self, ServeOptions, TcpChoice};
 use crate::duration;
 use crate::paths::Paths;
-use crate::providers::ProviderSettings;
 
 /// How long `--stop` waits beyond the daemon's default drain deadline.
 const STOP_WAIT: Duration = Duration::from_secs(20);
@@ -52,23 +52,39 @@ pub fn run(args: ServeArgs, paths: Paths, json: bool) -> Result<(), CliError> {
     if args.stop {
         return stop(&paths);
     }
+    let config = Config::load(&paths.config_file)?;
     let tcp = match (args.no_tcp, args.port, args.listen) {
         (true, _, _) => TcpChoice::Off,
         (_, Some(port), _) => {
             TcpChoice::Explicit(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
         }
         (_, _, Some(addr)) => TcpChoice::Explicit(addr),
-        _ => TcpChoice::Default,
+        _ => configured_listener(&config, &paths)?,
     };
     daemon::serve(ServeOptions {
         paths,
         tcp,
         drain_timeout: args.drain_timeout,
-        providers: ProviderSettings {
-            echo_delay: args.echo_delay,
-        },
+        echo_delay: args.echo_delay,
+        config,
     })?;
     Ok(())
+}
+
+/// The listener `daemon.listen` in the config asks for, if any.
+fn configured_listener(config: &Config, paths: &Paths) -> Result<TcpChoice, CliError> {
+    let Some(listen) = config.daemon.listen.as_deref() else {
+        return Ok(TcpChoice::Default);
+    };
+    if listen == "off" {
+        return Ok(TcpChoice::Off);
+    }
+    listen.parse().map(TcpChoice::Explicit).map_err(|_| {
+        CliError::Failed(format!(
+            "config file {}: daemon.listen = {listen:?} is not an address like 127.0.0.1:7862 or \"off\"",
+            paths.config_file.display()
+        ))
+    })
 }
 
 fn status(paths: &Paths, json: bool) -> Result<(), CliError> {

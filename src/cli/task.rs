@@ -23,7 +23,7 @@ pub struct TaskArgs {
 
 pub async fn run(ctx: &Ctx, args: TaskArgs) -> Result<(), CliError> {
     let prompt = read_prompt(&args.prompt)?;
-    let mut body = args.options.to_json(&args.name);
+    let mut body = args.options.to_json(&args.name, &ctx.config_file)?;
     body.insert("prompt".into(), prompt.into());
     let path = agent_path(&args.name, "/task");
     super::message::converse(ctx, &path, body.into(), !args.no_stream).await

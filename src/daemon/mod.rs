@@ -21,9 +21,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiContext, Transport};
+use crate::config::Config;
 use crate::engine::Engine;
 use crate::paths::{PathError, Paths, ensure_private_dir};
-use crate::providers::ProviderSettings;
+use crate::providers::{ProviderSettings, SetupError};
 use listeners::{ListenError, bind_tcp, bind_unix, serve_connection};
 use pidfile::{PidFile, PidFileError};
 
@@ -50,7 +51,9 @@ pub struct ServeOptions {
     pub tcp: TcpChoice,
     /// How long in-flight requests get to finish once shutdown starts.
     pub drain_timeout: Duration,
-    pub providers: ProviderSettings,
+    /// Pause between the echo provider's words.
+    pub echo_delay: Duration,
+    pub config: Config,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,8 @@ pub enum DaemonError {
     NotLoopback(SocketAddr),
     #[error("cannot write the TCP token to {path}: {source}")]
     Token { path: String, source: io::Error },
+    #[error("cannot set up providers: {0}")]
+    Providers(#[from] SetupError),
     #[error("cannot start: {0}")]
     Io(#[from] io::Error),
 }
@@ -108,7 +113,8 @@ async fn run(options: ServeOptions) -> Result<(), DaemonError> {
 
     let stop = CancellationToken::new();
     watch_signals(stop.clone())?;
-    let engine = Engine::new(options.providers.clone());
+    let providers = ProviderSettings::new(options.config.clone(), options.echo_delay)?;
+    let engine = Engine::new(providers);
     let ctx = Arc::new(ApiContext::new(engine.clone(), stop.clone(), token));
     let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
     tracing::info!(

@@ -15,7 +15,7 @@ use super::{
     AgentConfig, AgentInfo, AgentState, Engine, EngineError, HUMAN, History, Message, Usage, lock,
     now_rfc3339,
 };
-use crate::providers::{ChatRequest, Provider, ProviderEvent, Role, Turn};
+use crate::providers::{ChatRequest, Provider, ProviderEvent, Role, Setup, Turn};
 
 /// What the caller of a message sees, in order: deltas, then one final event.
 #[derive(Debug)]
@@ -73,6 +73,9 @@ pub(super) struct Agent {
     pub config: AgentConfig,
     created_at: String,
     provider: Arc<dyn Provider>,
+    /// The protocol name and model in effect, as resolved at spawn.
+    provider_name: &'static str,
+    model: Option<String>,
     status: Mutex<Status>,
     jobs: mpsc::Sender<Job>,
     cancel: CancellationToken,
@@ -84,7 +87,7 @@ pub(super) struct Agent {
 impl Agent {
     pub fn new(
         config: AgentConfig,
-        provider: Arc<dyn Provider>,
+        setup: Setup,
         jobs: mpsc::Sender<Job>,
         ephemeral: bool,
     ) -> Self {
@@ -92,7 +95,9 @@ impl Agent {
             id: Uuid::new_v4(),
             config,
             created_at: now_rfc3339(),
-            provider,
+            provider: setup.provider,
+            provider_name: setup.provider_name,
+            model: setup.model,
             status: Mutex::new(Status {
                 state: AgentState::Idle,
                 usage: Usage::default(),
@@ -109,15 +114,19 @@ impl Agent {
         AgentInfo {
             name: self.config.name.clone(),
             agent_type: self.config.agent_type.clone(),
-            provider: self.config.provider.clone(),
+            provider: self.provider_name.to_owned(),
             state: status.state,
             id: self.id,
-            profile: self.config.profile.clone(),
-            model: self.config.model.clone(),
+            profile: self.config.provider.profile.clone(),
+            model: self.model.clone(),
             created_at: self.created_at.clone(),
             message_count: history.len(&self.config.name, self.id),
             usage: status.usage,
         }
+    }
+
+    pub fn provider_name(&self) -> &'static str {
+        self.provider_name
     }
 
     pub fn enqueue(&self, content: String) -> Result<Exchange, EngineError> {
@@ -227,7 +236,7 @@ async fn exchange(
     agent.set_state(AgentState::Processing);
 
     let request = ChatRequest {
-        model: agent.config.model.clone(),
+        model: agent.model.clone(),
         instructions: agent.config.instructions.clone(),
         turns: history
             .conversation(name, agent.id)

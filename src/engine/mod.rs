@@ -23,7 +23,9 @@ pub use history::History;
 pub use name::{AgentName, InvalidName, MAX_NAME_LEN};
 pub use types::{AgentConfig, AgentInfo, AgentState, HUMAN, Message, Secret, Usage, now_rfc3339};
 
-use crate::providers::{self, ProviderError, ProviderSettings, SetupError};
+use crate::providers::{
+    self, ModelsError, ProviderError, ProviderSettings, ProviderSpec, SetupError,
+};
 use agent::Agent;
 
 /// How many messages may wait in one agent's queue before new ones are refused.
@@ -107,19 +109,21 @@ impl Engine {
     }
 
     fn spawn_agent(&self, config: AgentConfig, ephemeral: bool) -> Result<Arc<Agent>, EngineError> {
-        let provider = providers::build(&config, &self.inner.settings)?;
         let mut agents = lock(&self.inner.agents);
+        // A taken name is reported before any provider problem: it is the
+        // first thing the caller has to fix.
         if agents.contains_key(&config.name) {
             return Err(EngineError::NameTaken(config.name));
         }
+        let setup = providers::build(&config.provider, &self.inner.settings)?;
         let (jobs_tx, jobs_rx) = mpsc::channel(QUEUE_DEPTH);
-        let agent = Arc::new(Agent::new(config, provider, jobs_tx, ephemeral));
+        let agent = Arc::new(Agent::new(config, setup, jobs_tx, ephemeral));
         self.inner.history.begin(&agent.config.name, agent.id);
         agents.insert(agent.config.name.clone(), agent.clone());
         drop(agents);
         let worker = tokio::spawn(agent::run_worker(self.clone(), agent.clone(), jobs_rx));
         agent.set_worker(worker);
-        tracing::info!(agent = %agent.config.name, provider = %agent.config.provider, "agent spawned");
+        tracing::info!(agent = %agent.config.name, provider = agent.provider_name(), "agent spawned");
         Ok(agent)
     }
 
@@ -144,6 +148,16 @@ impl Engine {
             .get(name)
             .cloned()
             .ok_or_else(|| EngineError::NotFound(name.clone()))
+    }
+
+    /// The models offered by the endpoint a spawn with this config would use.
+    pub async fn models(&self, spec: &ProviderSpec) -> Result<Vec<String>, EngineError> {
+        providers::models(spec, &self.inner.settings)
+            .await
+            .map_err(|error| match error {
+                ModelsError::Setup(error) => EngineError::Setup(error),
+                ModelsError::Provider(error) => EngineError::Provider(error),
+            })
     }
 
     /// Queues a message for a live agent; the reply arrives on the returned stream.

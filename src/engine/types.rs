@@ -1,7 +1,6 @@
 //! The engine's data: messages, agent states and configs, token usage, and
 //! the AgentInfo view that the API returns.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -9,6 +8,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::AgentName;
+use crate::providers::ProviderSpec;
 
 /// The current UTC time as RFC 3339, the form every timestamp on the wire takes.
 pub fn now_rfc3339() -> String {
@@ -131,14 +131,9 @@ impl fmt::Debug for Secret {
 pub struct AgentConfig {
     pub name: AgentName,
     pub agent_type: String,
-    pub provider: String,
-    pub profile: Option<String>,
-    pub model: Option<String>,
     pub instructions: Option<String>,
-    pub base_url: Option<String>,
-    pub api_key: Option<Secret>,
-    pub api_key_env: Option<String>,
-    pub headers: BTreeMap<String, String>,
+    /// Which model server answers, and how to reach it.
+    pub provider: ProviderSpec,
 }
 
 /// What the API shows of an agent. Never carries the key or headers.

@@ -2,6 +2,8 @@
 //! directories and talks to it over real sockets with raw HTTP/1.1.
 #![allow(dead_code)]
 
+pub mod fake_provider;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -19,13 +21,34 @@ pub const PATIENCE: Duration = Duration::from_secs(15);
 /// A temporary home for one daemon: runtime, state and config dirs.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// Extra environment for every command run in this env (daemon and CLI).
+    pub vars: Vec<(String, String)>,
 }
 
 impl Env {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
+            vars: Vec::new(),
         }
+    }
+
+    pub fn var(mut self, name: &str, value: &str) -> Self {
+        self.vars.push((name.into(), value.into()));
+        self
+    }
+
+    /// Writes the config file the daemon and CLI read.
+    pub fn config(self, text: &str) -> Self {
+        std::fs::write(self.dir.path().join("config.toml"), text).expect("write config");
+        self
+    }
+
+    /// Runs a CLI command with extra environment variables of its own.
+    pub fn cli_env(&self, vars: &[(&str, &str)], args: &[&str]) -> CliOutput {
+        let mut command = self.command(args);
+        command.envs(vars.iter().copied());
+        CliOutput(command.output().expect("run orchestration"))
     }
 
     pub fn runtime_dir(&self) -> PathBuf {
@@ -56,6 +79,7 @@ impl Env {
             .env("ORCHESTRATION_STATE_DIR", self.dir.path().join("state"))
             .env("ORCHESTRATION_CONFIG", self.dir.path().join("config.toml"))
             .env("RUST_LOG", "info")
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         command
     }

@@ -1,0 +1,362 @@
+//! Where an agent's requests go: the provider protocol, base URL, model,
+//! headers and key, resolved from the spawn request, the profile it names
+//! (built in or from config) and the provider's defaults.
+//!
+//! Key rule (SPEC §5): a key is only ever sent to the endpoint its provider or
+//! profile names. The CLI resolves the key from its own environment and sends
+//! it with the spawn; the daemon falls back to its own environment, reading
+//! only the variable that provider or profile names.
+
+use std::collections::BTreeMap;
+
+use super::{ProviderSpec, SetupError};
+use crate::config::{Config, ProfileConfig};
+use crate::engine::Secret;
+
+/// The wire protocol an agent speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    OpenAi,
+    Anthropic,
+    Echo,
+}
+
+impl Kind {
+    pub const NAMES: &'static str = "openai, anthropic, echo";
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "openai" => Some(Self::OpenAi),
+            "anthropic" => Some(Self::Anthropic),
+            "echo" => Some(Self::Echo),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Echo => "echo",
+        }
+    }
+
+    /// The provider's own defaults, used when no profile is named.
+    fn defaults(self) -> Defaults {
+        match self {
+            Self::OpenAi => Defaults {
+                base_url: "https://api.openai.com/v1",
+                api_key_env: Some("OPENAI_API_KEY"),
+                model: Some("gpt-4o-mini"),
+            },
+            Self::Anthropic => Defaults {
+                base_url: "https://api.anthropic.com",
+                api_key_env: Some("ANTHROPIC_API_KEY"),
+                model: Some("claude-sonnet-4-5"),
+            },
+            Self::Echo => Defaults {
+                base_url: "",
+                api_key_env: None,
+                model: None,
+            },
+        }
+    }
+}
+
+struct Defaults {
+    base_url: &'static str,
+    api_key_env: Option<&'static str>,
+    model: Option<&'static str>,
+}
+
+/// The built-in profiles (SPEC §5). All speak the OpenAI protocol.
+const BUILT_IN: [(&str, Defaults); 3] = [
+    (
+        "openrouter",
+        Defaults {
+            base_url: "https://openrouter.ai/api/v1",
+            api_key_env: Some("OPENROUTER_API_KEY"),
+            model: Some("openai/gpt-4o-mini"),
+        },
+    ),
+    (
+        "local",
+        Defaults {
+            base_url: "http://localhost:11434/v1",
+            api_key_env: None,
+            model: None,
+        },
+    ),
+    (
+        "gemini",
+        Defaults {
+            base_url: "https://generativelanguage.googleapis.com/v1beta/openai/",
+            api_key_env: Some("GEMINI_API_KEY"),
+            model: Some("gemini-2.5-flash"),
+        },
+    ),
+];
+
+/// A profile as resolution sees it, whether built in or from config.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub kind: Kind,
+    pub base_url: String,
+    pub api_key_env: Option<String>,
+    pub model: Option<String>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Profile {
+    fn from_defaults(kind: Kind, defaults: &Defaults) -> Self {
+        Self {
+            kind,
+            base_url: defaults.base_url.to_owned(),
+            api_key_env: defaults.api_key_env.map(str::to_owned),
+            model: defaults.model.map(str::to_owned),
+            headers: BTreeMap::new(),
+        }
+    }
+
+    fn from_config(name: &str, config: &ProfileConfig) -> Result<Self, SetupError> {
+        let kind = match config.provider.as_deref() {
+            None => Kind::OpenAi,
+            Some(provider) => match Kind::parse(provider) {
+                Some(Kind::Echo) | None => {
+                    return Err(SetupError::BadProfile(format!(
+                        "profile {name:?} names provider {provider:?}; a profile speaks openai or anthropic"
+                    )));
+                }
+                Some(kind) => kind,
+            },
+        };
+        let defaults = kind.defaults();
+        Ok(Self {
+            kind,
+            base_url: config
+                .base_url
+                .clone()
+                .unwrap_or_else(|| defaults.base_url.to_owned()),
+            api_key_env: config.api_key_env.clone(),
+            model: config.model.clone(),
+            headers: config.headers.clone(),
+        })
+    }
+
+    /// Looks up a profile by name: the user's config first, then the built-ins.
+    pub fn named(name: &str, config: &Config) -> Result<Self, SetupError> {
+        if let Some(profile) = config.profiles.get(name) {
+            return Self::from_config(name, profile);
+        }
+        BUILT_IN
+            .iter()
+            .find(|(built_in, _)| *built_in == name)
+            .map(|(_, defaults)| Self::from_defaults(Kind::OpenAi, defaults))
+            .ok_or_else(|| SetupError::UnknownProfile {
+                name: name.to_owned(),
+                known: known_profiles(config),
+            })
+    }
+
+    /// The profile a spawn selects: the named profile, or the provider's defaults.
+    pub fn select(
+        provider: Option<&str>,
+        profile: Option<&str>,
+        config: &Config,
+    ) -> Result<Self, SetupError> {
+        let kind = match provider {
+            Some(name) => Some(
+                Kind::parse(name).ok_or_else(|| SetupError::UnknownProvider(name.to_owned()))?,
+            ),
+            None => None,
+        };
+        let Some(profile_name) = profile else {
+            let kind = kind.unwrap_or(Kind::OpenAi);
+            return Ok(Self::from_defaults(kind, &kind.defaults()));
+        };
+        let selected = Self::named(profile_name, config)?;
+        if let Some(kind) = kind.filter(|k| *k != selected.kind) {
+            return Err(SetupError::BadProfile(format!(
+                "profile {profile_name:?} speaks {}, not {}",
+                selected.kind.name(),
+                kind.name()
+            )));
+        }
+        Ok(selected)
+    }
+}
+
+/// Every profile name a spawn may use, for error messages and docs.
+pub fn known_profiles(config: &Config) -> String {
+    let mut names: Vec<&str> = BUILT_IN.iter().map(|(name, _)| *name).collect();
+    names.extend(config.profiles.keys().map(String::as_str));
+    names.sort_unstable();
+    names.dedup();
+    names.join(", ")
+}
+
+/// A fully resolved endpoint, ready to build a provider from.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub kind: Kind,
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub model: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub api_key: Option<Secret>,
+}
+
+impl Endpoint {
+    pub fn resolve(config: &ProviderSpec, settings: &Config) -> Result<Self, SetupError> {
+        let profile = Profile::select(
+            config.provider.as_deref(),
+            config.profile.as_deref(),
+            settings,
+        )?;
+        let mut headers = profile.headers;
+        headers.extend(config.headers.clone());
+        check_headers(&headers)?;
+        let base_url = config
+            .base_url
+            .clone()
+            .unwrap_or(profile.base_url)
+            .trim_end_matches('/')
+            .to_owned();
+        if profile.kind != Kind::Echo {
+            check_base_url(&base_url)?;
+        }
+        let api_key = match &config.api_key {
+            Some(key) if !key.expose().is_empty() => Some(key.clone()),
+            _ => daemon_key(
+                config.api_key_env.as_deref(),
+                profile.api_key_env.as_deref(),
+            )?,
+        };
+        // A key is needed when the provider or profile names a variable for
+        // one; an endpoint that names none (e.g. `local`) works without.
+        let wants_key = profile.api_key_env.is_some() || config.api_key_env.is_some();
+        if wants_key && api_key.is_none() {
+            let variable = config
+                .api_key_env
+                .clone()
+                .or(profile.api_key_env)
+                .unwrap_or_default();
+            return Err(SetupError::MissingKey {
+                what: describe(config),
+                variable,
+            });
+        }
+        let model = config.model.clone().or(profile.model);
+        if model.is_none() && profile.kind != Kind::Echo {
+            return Err(SetupError::NoModel(describe(config)));
+        }
+        Ok(Self {
+            kind: profile.kind,
+            base_url,
+            model,
+            headers,
+            api_key,
+        })
+    }
+}
+
+/// The variable the CLI should read the key from for a spawn, if any.
+pub fn key_variable(
+    provider: Option<&str>,
+    profile: Option<&str>,
+    config: &Config,
+) -> Option<String> {
+    Profile::select(provider, profile, config)
+        .ok()
+        .and_then(|profile| profile.api_key_env)
+}
+
+/// Reads a key from the daemon's own environment.
+fn daemon_key(
+    requested: Option<&str>,
+    profile: Option<&str>,
+) -> Result<Option<Secret>, SetupError> {
+    let Some(variable) = requested.or(profile) else {
+        return Ok(None);
+    };
+    // A client may name the variable, but only one that looks like a key:
+    // otherwise `api_key_env` would let it send any of the daemon's
+    // environment (`AWS_SECRET_ACCESS_KEY` is fine, `HOME` or `PATH` is not).
+    if requested.is_some() && !is_key_variable(variable) {
+        return Err(SetupError::BadKeyVariable(variable.to_owned()));
+    }
+    Ok(std::env::var(variable)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .map(Secret::new))
+}
+
+fn is_key_variable(name: &str) -> bool {
+    let shaped = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    shaped && (name.ends_with("_KEY") || name.ends_with("_TOKEN"))
+}
+
+fn check_base_url(base_url: &str) -> Result<(), SetupError> {
+    match reqwest::Url::parse(base_url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
+        _ => Err(SetupError::BadBaseUrl(base_url.to_owned())),
+    }
+}
+
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), SetupError> {
+    for (name, value) in headers {
+        let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+            && reqwest::header::HeaderValue::from_str(value).is_ok();
+        if !valid {
+            return Err(SetupError::BadHeader(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+fn describe(config: &ProviderSpec) -> String {
+    match (&config.profile, &config.provider) {
+        (Some(profile), _) => format!("profile {profile}"),
+        (None, Some(provider)) => format!("provider {provider}"),
+        (None, None) => "provider openai".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_profiles_name_their_own_variables() {
+        let config = Config::default();
+        let variable = |profile| key_variable(None, Some(profile), &config);
+        assert_eq!(
+            variable("openrouter").as_deref(),
+            Some("OPENROUTER_API_KEY")
+        );
+        assert_eq!(variable("gemini").as_deref(), Some("GEMINI_API_KEY"));
+        assert_eq!(variable("local"), None);
+        assert_eq!(
+            key_variable(Some("anthropic"), None, &config).as_deref(),
+            Some("ANTHROPIC_API_KEY")
+        );
+    }
+
+    #[test]
+    fn only_key_shaped_variables_may_be_requested() {
+        assert!(is_key_variable("OPENAI_API_KEY"));
+        assert!(is_key_variable("GH_TOKEN"));
+        assert!(!is_key_variable("HOME"));
+        assert!(!is_key_variable("my_key"));
+    }
+
+    #[test]
+    fn a_profile_cannot_be_given_a_conflicting_provider() {
+        let error =
+            Profile::select(Some("anthropic"), Some("openrouter"), &Config::default()).unwrap_err();
+        assert!(error.to_string().contains("speaks openai"), "{error}");
+    }
+}

@@ -1,0 +1,502 @@
+//! The HTTP plumbing every remote provider shares: one pooled client, retries
+//! with backoff before anything has streamed, an idle timeout on every wait,
+//! error bodies turned into readable messages, and a driver that turns a
+//! server-sent-event stream into [`ProviderEvent`]s through a per-protocol
+//! [`Decoder`].
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use eventsource_stream::{Event, EventStreamError, Eventsource};
+use futures_util::{Stream, StreamExt, stream};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Request, Response, StatusCode};
+use serde_json::Value;
+
+use super::{EventStream, ProviderError, ProviderEvent, SetupError};
+use crate::config::ProvidersConfig;
+
+/// The longest `Retry-After` we wait out; a server asking for more gets its
+/// error passed on instead of a hung request.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
+
+/// How much of an error body is read and kept.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+const ERROR_MESSAGE_LIMIT: usize = 500;
+
+/// A reqwest client builder with the TLS crypto provider in place. Every
+/// reqwest client in the program starts here.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    // The only failure is "already installed", which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// The daemon's one connection pool to model servers, and how to use it.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    client: reqwest::Client,
+    pub settings: ProvidersConfig,
+}
+
+impl Upstream {
+    pub fn new(settings: ProvidersConfig) -> Result<Self, SetupError> {
+        let client = client_builder()
+            .connect_timeout(settings.connect_timeout)
+            .user_agent(concat!("orchestration/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| SetupError::Http(error.to_string()))?;
+        Ok(Self { client, settings })
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends a request and returns a successful response, retrying 429s,
+    /// 5xx answers and connection errors with backoff. Nothing has streamed
+    /// yet when this returns, so a retry can never duplicate reply text.
+    pub async fn send(&self, request: Request) -> Result<Response, ProviderError> {
+        let mut attempt = 0;
+        loop {
+            let (error, retry_after) = match self.attempt(&request).await {
+                Ok(response) => return Ok(response),
+                Err(Attempt::Final(error)) => return Err(error),
+                Err(Attempt::Retryable(error, retry_after)) => (error, retry_after),
+            };
+            if attempt >= self.settings.max_retries {
+                return Err(error);
+            }
+            let backoff = self
+                .settings
+                .retry_backoff
+                .saturating_mul(1 << attempt.min(16));
+            let pause = retry_after.unwrap_or(backoff);
+            if pause > MAX_RETRY_WAIT {
+                return Err(error);
+            }
+            attempt += 1;
+            tracing::warn!(
+                url = %request.url(),
+                attempt,
+                pause_ms = pause.as_millis() as u64,
+                error = %error,
+                "retrying the upstream request"
+            );
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    async fn attempt(&self, request: &Request) -> Result<Response, Attempt> {
+        let Some(request) = request.try_clone() else {
+            return Err(Attempt::Final(ProviderError::Other(
+                "the request cannot be retried".into(),
+            )));
+        };
+        let host = host_of(&request);
+        let idle = self.settings.idle_timeout;
+        let response = match tokio::time::timeout(idle, self.client.execute(request)).await {
+            Err(_) => {
+                return Err(Attempt::Final(ProviderError::Timeout(format!(
+                    "{host} sent no response within {}",
+                    seconds(idle)
+                ))));
+            }
+            Ok(Err(error)) => return Err(classify(&host, error)),
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = retry_after(response.headers());
+        let message = error_message(&read_body(response, idle).await);
+        let error = ProviderError::Status {
+            status: status.as_u16(),
+            message,
+        };
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            Err(Attempt::Retryable(error, retry_after))
+        } else {
+            Err(Attempt::Final(error))
+        }
+    }
+
+    /// A GET whose JSON answer is returned whole (for model listings).
+    pub async fn get_json(&self, request: Request) -> Result<Value, ProviderError> {
+        let idle = self.settings.idle_timeout;
+        let response = self.send(request).await?;
+        let body = read_body(response, idle).await;
+        serde_json::from_str(&body)
+            .map_err(|_| ProviderError::Protocol(format!("expected JSON, got: {}", excerpt(&body))))
+    }
+}
+
+enum Attempt {
+    Retryable(ProviderError, Option<Duration>),
+    Final(ProviderError),
+}
+
+fn host_of(request: &Request) -> String {
+    let url = request.url();
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        _ => "the model server".to_owned(),
+    }
+}
+
+fn classify(host: &str, error: reqwest::Error) -> Attempt {
+    // reqwest's messages name the URL but never headers, so no key leaks here.
+    let detail = error_chain(&error);
+    if error.is_connect() || error.is_request() {
+        Attempt::Retryable(
+            ProviderError::Connect(format!("cannot reach {host}: {detail}")),
+            None,
+        )
+    } else if error.is_timeout() {
+        Attempt::Final(ProviderError::Timeout(format!("{host}: {detail}")))
+    } else {
+        Attempt::Final(ProviderError::Other(format!("{host}: {detail}")))
+    }
+}
+
+/// An error and its causes on one line ("error sending request: connection refused").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let format = time::format_description::well_known::Rfc2822;
+    let when = time::OffsetDateTime::parse(value, &format).ok()?;
+    let wait = when - time::OffsetDateTime::now_utc();
+    Some(Duration::try_from(wait).unwrap_or_default())
+}
+
+/// Reads at most [`ERROR_BODY_LIMIT`] bytes of a body, waiting at most the
+/// idle timeout for each chunk; whatever arrived is returned.
+async fn read_body(mut response: Response, idle: Duration) -> String {
+    let mut body = Vec::new();
+    while body.len() < ERROR_BODY_LIMIT {
+        match tokio::time::timeout(idle, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(ERROR_BODY_LIMIT);
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// The human part of an upstream error body, whatever its shape:
+/// `{"error":{"message":…}}` (OpenAI, Anthropic), `{"error":"…"}`,
+/// `[{"error":{…}}]` (Gemini), `{"message":…}`, `{"detail":…}`, or plain text.
+pub fn error_message(body: &str) -> String {
+    let message = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|value| json_error_message(&value))
+        .unwrap_or_else(|| body.trim().to_owned());
+    if message.is_empty() {
+        return "(empty response body)".to_owned();
+    }
+    excerpt(&message)
+}
+
+/// The message inside a JSON error value, if it has one.
+pub fn json_error_message(value: &Value) -> Option<String> {
+    if let Some(first) = value.as_array().and_then(|items| items.first()) {
+        return json_error_message(first);
+    }
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    match value.get("error") {
+        Some(Value::String(message)) => Some(message.clone()),
+        Some(error @ Value::Object(_)) => {
+            let message = error.get("message").and_then(text);
+            let kind = error
+                .get("type")
+                .or_else(|| error.get("status"))
+                .and_then(text);
+            match (kind, message) {
+                (Some(kind), Some(message)) => Some(format!("{message} ({kind})")),
+                (None, Some(message)) => Some(message),
+                (Some(kind), None) => Some(kind),
+                (None, None) => Some(error.to_string()),
+            }
+        }
+        Some(other) if !other.is_null() => Some(other.to_string()),
+        _ => value
+            .get("message")
+            .or_else(|| value.get("detail"))
+            .and_then(text),
+    }
+}
+
+/// The HTTP status inside a JSON error value, if it carries a plausible one.
+pub fn json_error_status(value: &Value) -> Option<u16> {
+    if let Some(first) = value.as_array().and_then(|items| items.first()) {
+        return json_error_status(first);
+    }
+    let code = value.get("error")?.get("code")?;
+    let code = code
+        .as_u64()
+        .or_else(|| code.as_str().and_then(|s| s.parse().ok()))?;
+    u16::try_from(code).ok().filter(|c| (400..600).contains(c))
+}
+
+/// At most [`ERROR_MESSAGE_LIMIT`] characters, on one line.
+pub fn excerpt(text: &str) -> String {
+    let one_line: String = text
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match one_line.char_indices().nth(ERROR_MESSAGE_LIMIT) {
+        Some((cut, _)) => format!("{}…", &one_line[..cut]),
+        None => one_line,
+    }
+}
+
+/// What a decoder wants after one event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// The reply is complete; stop reading.
+    Stop,
+}
+
+/// One protocol's reading of its event stream.
+pub trait Decoder: Send + 'static {
+    /// Handles one server-sent event, pushing what it means onto `out`.
+    fn event(
+        &mut self,
+        event: &Event,
+        out: &mut VecDeque<ProviderEvent>,
+    ) -> Result<Flow, ProviderError>;
+    /// Whether the reply so far is complete, i.e. the stream may end here.
+    fn complete(&self) -> bool;
+    /// Called once at the end, however it ended, to flush what was kept back.
+    fn finish(&mut self, _out: &mut VecDeque<ProviderEvent>) {}
+}
+
+type SseEvents = Pin<Box<dyn Stream<Item = Result<Event, ProviderError>> + Send>>;
+type Connecting = Pin<Box<dyn Future<Output = Result<Response, ProviderError>> + Send>>;
+
+enum Phase {
+    Connecting(Connecting),
+    Streaming(SseEvents),
+    Done,
+}
+
+/// Drives one streamed reply: connect (with retries), then decode events
+/// until the decoder says stop, the stream ends, or something fails.
+struct Driver<D> {
+    phase: Phase,
+    decoder: D,
+    pending: VecDeque<ProviderEvent>,
+    failure: Option<ProviderError>,
+    idle: Duration,
+}
+
+/// The stream of a reply sent as server-sent events.
+pub fn sse_reply<D: Decoder>(upstream: &Upstream, request: Request, decoder: D) -> EventStream {
+    let sender = upstream.clone();
+    let connecting: Connecting = Box::pin(async move { sender.send(request).await });
+    let driver = Driver {
+        phase: Phase::Connecting(connecting),
+        decoder,
+        pending: VecDeque::new(),
+        failure: None,
+        idle: upstream.settings.idle_timeout,
+    };
+    Box::pin(stream::unfold(driver, |mut driver| async move {
+        driver.next().await.map(|item| (item, driver))
+    }))
+}
+
+impl<D: Decoder> Driver<D> {
+    async fn next(&mut self) -> Option<Result<ProviderEvent, ProviderError>> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(Ok(event));
+            }
+            if let Some(error) = self.failure.take() {
+                return Some(Err(error));
+            }
+            match &mut self.phase {
+                Phase::Done => return None,
+                Phase::Connecting(connecting) => match connecting.await {
+                    Ok(response) => self.phase = Phase::Streaming(self.events(response).await),
+                    Err(error) => self.fail(error),
+                },
+                Phase::Streaming(events) => match events.next().await {
+                    Some(Ok(event)) => match self.decoder.event(&event, &mut self.pending) {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::Stop) => self.end(),
+                        Err(error) => self.fail(error),
+                    },
+                    Some(Err(error)) => self.fail(error),
+                    None if self.decoder.complete() => self.end(),
+                    None => self.fail(ProviderError::Protocol(
+                        "the stream ended before the reply was complete".into(),
+                    )),
+                },
+            }
+        }
+    }
+
+    fn end(&mut self) {
+        self.phase = Phase::Done;
+        self.decoder.finish(&mut self.pending);
+    }
+
+    fn fail(&mut self, error: ProviderError) {
+        self.end();
+        self.failure = Some(error);
+    }
+
+    /// The response body as events. A server that answers JSON instead of
+    /// an event stream is read whole: an error inside is reported as such.
+    async fn events(&mut self, response: Response) -> SseEvents {
+        let is_json = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("json"));
+        if is_json {
+            let body = read_body(response, self.idle).await;
+            let error = match serde_json::from_str::<Value>(&body) {
+                Ok(value) => match json_error_message(&value) {
+                    Some(message) => ProviderError::Stream(message),
+                    None => ProviderError::Protocol(format!(
+                        "expected an event stream, got JSON: {}",
+                        excerpt(&body)
+                    )),
+                },
+                Err(_) => ProviderError::Protocol(format!(
+                    "expected an event stream, got: {}",
+                    excerpt(&body)
+                )),
+            };
+            return Box::pin(stream::iter([Err(error)]));
+        }
+        Box::pin(
+            idle_limited(response, self.idle)
+                .eventsource()
+                .map(|item| item.map_err(sse_error)),
+        )
+    }
+}
+
+/// The body's chunks, each wait bounded by the idle timeout.
+fn idle_limited(
+    response: Response,
+    idle: Duration,
+) -> impl Stream<Item = Result<Bytes, ProviderError>> + Send {
+    let chunks = response.bytes_stream();
+    stream::unfold(Some(Box::pin(chunks)), move |chunks| async move {
+        let mut chunks = chunks?;
+        match tokio::time::timeout(idle, chunks.next()).await {
+            Err(_) => Some((
+                Err(ProviderError::Timeout(format!(
+                    "the model server sent nothing for {}",
+                    seconds(idle)
+                ))),
+                None,
+            )),
+            Ok(None) => None,
+            Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(chunks))),
+            Ok(Some(Err(error))) => Some((
+                Err(ProviderError::Connect(format!(
+                    "the connection broke mid-reply: {}",
+                    error_chain(&error)
+                ))),
+                None,
+            )),
+        }
+    })
+}
+
+fn sse_error(error: EventStreamError<ProviderError>) -> ProviderError {
+    match error {
+        EventStreamError::Transport(error) => error,
+        EventStreamError::Utf8(error) => {
+            ProviderError::Protocol(format!("the event stream is not UTF-8: {error}"))
+        }
+        EventStreamError::Parser(error) => {
+            ProviderError::Protocol(format!("the event stream is malformed: {error}"))
+        }
+    }
+}
+
+/// Parses an event's `data` as JSON, or says what arrived instead.
+pub fn event_json(event: &Event) -> Result<Value, ProviderError> {
+    serde_json::from_str(&event.data).map_err(|_| {
+        ProviderError::Protocol(format!(
+            "the model server sent an event that is not JSON: {}",
+            excerpt(&event.data)
+        ))
+    })
+}
+
+/// A JSON event that reports an error instead of carrying reply data.
+pub fn stream_error(value: &Value) -> Option<ProviderError> {
+    let is_error = value.as_array().is_some() || value.get("error").is_some_and(|e| !e.is_null());
+    if !is_error {
+        return None;
+    }
+    let message = json_error_message(value).unwrap_or_else(|| excerpt(&value.to_string()));
+    Some(match json_error_status(value) {
+        Some(status) => ProviderError::Status { status, message },
+        None => ProviderError::Stream(message),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_from_every_shape() {
+        assert_eq!(
+            error_message(r#"{"error":{"message":"bad key","type":"invalid_request_error"}}"#),
+            "bad key (invalid_request_error)"
+        );
+        assert_eq!(error_message(r#"{"error":"nope"}"#), "nope");
+        assert_eq!(
+            error_message(r#"[{"error":{"code":400,"message":"m","status":"INVALID_ARGUMENT"}}]"#),
+            "m (INVALID_ARGUMENT)"
+        );
+        assert_eq!(error_message("upstream\nbroke"), "upstream broke");
+        assert_eq!(error_message(""), "(empty response body)");
+        assert_eq!(error_message(&"x".repeat(2000)).chars().count(), 501);
+    }
+
+    #[test]
+    fn error_status_only_when_plausible() {
+        let gemini: Value = serde_json::from_str(r#"[{"error":{"code":429}}]"#).unwrap();
+        assert_eq!(json_error_status(&gemini), Some(429));
+        let odd: Value = serde_json::from_str(r#"{"error":{"code":"invalid_api_key"}}"#).unwrap();
+        assert_eq!(json_error_status(&odd), None);
+    }
+}

@@ -1,0 +1,180 @@
+//! `openai`: the OpenAI chat-completions protocol, which OpenRouter, Gemini's
+//! compatibility endpoint, Ollama, vLLM and most local servers also speak.
+//!
+//! Every reply is streamed (`stream: true`, `stream_options.include_usage`).
+//! The decoder tolerates what real servers send: `:` keep-alive comments,
+//! chunks without `choices`, `null` content, usage on any chunk or none,
+//! reasoning fields, and errors inside a 200 stream. The reply is complete at
+//! `data: [DONE]` or once a `finish_reason` has arrived.
+
+use std::collections::VecDeque;
+
+use eventsource_stream::Event;
+use reqwest::Request;
+use serde_json::{Map, Value, json};
+
+use super::endpoint::Endpoint;
+use super::http::{Decoder, Flow, Upstream, event_json, sse_reply, stream_error};
+use super::{Auth, ChatRequest, EventStream, Provider, ProviderError, ProviderEvent, Role};
+use crate::engine::Usage;
+
+pub struct OpenAi {
+    endpoint: Endpoint,
+    upstream: Upstream,
+}
+
+impl OpenAi {
+    pub fn new(endpoint: Endpoint, upstream: Upstream) -> Self {
+        Self { endpoint, upstream }
+    }
+
+    fn request(&self, chat: &ChatRequest) -> Result<Request, ProviderError> {
+        let mut messages = Vec::with_capacity(chat.turns.len() + 1);
+        if let Some(instructions) = &chat.instructions {
+            messages.push(json!({"role": "system", "content": instructions}));
+        }
+        for turn in &chat.turns {
+            let role = match turn.role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            messages.push(json!({"role": role, "content": turn.content}));
+        }
+        let body = json!({
+            "model": chat.model.as_ref().or(self.endpoint.model.as_ref()),
+            "messages": messages,
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        });
+        let url = format!("{}/chat/completions", self.endpoint.base_url);
+        let builder = self
+            .upstream
+            .client()
+            .post(url)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .json(&body);
+        super::finish_request(builder, &self.endpoint, Auth::Bearer)
+    }
+}
+
+impl Provider for OpenAi {
+    fn stream(&self, chat: ChatRequest) -> EventStream {
+        match self.request(&chat) {
+            Ok(request) => sse_reply(&self.upstream, request, ChunkDecoder::default()),
+            Err(error) => super::failed(error),
+        }
+    }
+}
+
+/// Reads `chat.completion.chunk` events.
+#[derive(Default)]
+struct ChunkDecoder {
+    finished: bool,
+    done: bool,
+    model_reported: bool,
+    reasoning: String,
+}
+
+impl Decoder for ChunkDecoder {
+    fn event(
+        &mut self,
+        event: &Event,
+        out: &mut VecDeque<ProviderEvent>,
+    ) -> Result<Flow, ProviderError> {
+        let data = event.data.trim();
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(Flow::Stop);
+        }
+        if data.is_empty() {
+            return Ok(Flow::Continue);
+        }
+        let chunk = event_json(event)?;
+        if let Some(error) = stream_error(&chunk) {
+            return Err(error);
+        }
+        if !self.model_reported
+            && let Some(model) = chunk.get("model").and_then(Value::as_str)
+        {
+            self.model_reported = true;
+            let mut facts = Map::new();
+            facts.insert("model".into(), Value::from(model));
+            out.push_back(ProviderEvent::Metadata(facts));
+        }
+        // Only the first choice is used; `n` is never asked for.
+        let choice = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|choices| choices.first());
+        if let Some(choice) = choice {
+            self.choice(choice, out);
+        }
+        if let Some(usage) = chunk.get("usage").and_then(usage) {
+            out.push_back(ProviderEvent::Usage(usage));
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn complete(&self) -> bool {
+        self.done || self.finished
+    }
+
+    fn finish(&mut self, out: &mut VecDeque<ProviderEvent>) {
+        if !self.reasoning.is_empty() {
+            let mut facts = Map::new();
+            facts.insert(
+                "reasoning".into(),
+                Value::from(std::mem::take(&mut self.reasoning)),
+            );
+            out.push_back(ProviderEvent::Metadata(facts));
+        }
+    }
+}
+
+impl ChunkDecoder {
+    fn choice(&mut self, choice: &Value, out: &mut VecDeque<ProviderEvent>) {
+        let delta = choice.get("delta").or_else(|| choice.get("message"));
+        if let Some(delta) = delta {
+            if let Some(text) = delta.get("content").and_then(Value::as_str)
+                && !text.is_empty()
+            {
+                out.push_back(ProviderEvent::Delta(text.to_owned()));
+            }
+            // DeepSeek and vLLM say `reasoning_content`, OpenRouter `reasoning`.
+            for field in ["reasoning_content", "reasoning"] {
+                if let Some(text) = delta.get(field).and_then(Value::as_str) {
+                    self.reasoning.push_str(text);
+                }
+            }
+        }
+        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finished = true;
+            out.push_back(ProviderEvent::Finish(reason.to_owned()));
+        }
+    }
+}
+
+fn usage(value: &Value) -> Option<Usage> {
+    let count = |field: &str| value.get(field).and_then(Value::as_u64);
+    let input = count("prompt_tokens");
+    let output = count("completion_tokens");
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    Some(Usage {
+        input_tokens: input.unwrap_or(0),
+        output_tokens: output.unwrap_or(0),
+    })
+}
+
+/// `GET {base}/models`, as model ids.
+pub async fn models(
+    endpoint: &Endpoint,
+    upstream: &Upstream,
+) -> Result<Vec<String>, ProviderError> {
+    let builder = upstream
+        .client()
+        .get(format!("{}/models", endpoint.base_url));
+    let request = super::finish_request(builder, endpoint, Auth::Bearer)?;
+    super::model_ids(upstream.get_json(request).await?)
+}

@@ -1,0 +1,720 @@
+//! Real providers against fake model servers: what the daemon sends (system
+//! prompt, whole context in order, key, headers, model) and what the user sees
+//! (streamed text, errors, exit statuses), for the OpenAI and Anthropic
+//! protocols, including the awkward things real servers do.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fake_provider::{
+    FakeProvider, Gate, Reply, Step, anthropic_events, data, event, openai_chunks,
+};
+use common::{Daemon, Env, HttpResponse, eventually, read_rest, transcript};
+use serde_json::{Value, json};
+
+/// Short timeouts so failure paths are quick; retries pause 50ms.
+const FAST: &str = r#"
+[providers]
+idle_timeout = "2s"
+connect_timeout = "2s"
+retry_backoff = "50ms"
+"#;
+
+fn daemon(env: Env) -> Daemon {
+    Daemon::start_in(env.config(FAST), &["--no-tcp"], None)
+}
+
+fn spawn(daemon: &Daemon, body: Value) -> Value {
+    let response = daemon.json("POST", "/agents", Some(body));
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.json()
+}
+
+fn say(daemon: &Daemon, name: &str, content: &str) -> HttpResponse {
+    daemon.json(
+        "POST",
+        &format!("/agents/{name}/message"),
+        Some(json!({"content": content})),
+    )
+}
+
+fn history(daemon: &Daemon, name: &str) -> Value {
+    daemon
+        .json("GET", &format!("/agents/{name}/history"), None)
+        .json()
+}
+
+fn roles_and_contents(body: &Value) -> Vec<(String, String)> {
+    body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap_or_default().to_owned(),
+                m["content"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn openai_gets_instructions_and_the_whole_conversation_and_the_cli_sees_the_stream() {
+    let fake = FakeProvider::start();
+    fake.push(Reply::sse(&openai_chunks(&["Hello", ", ", "Ann."])));
+    fake.push(Reply::sse(&openai_chunks(&["You said ", "so."])));
+    let daemon = daemon(Env::new());
+    let base = fake.url("/v1");
+
+    // The key comes from the CLI's environment, not the daemon's.
+    let spawned = daemon.env.cli_env(
+        &[("OPENAI_API_KEY", "sk-cli-key")],
+        &[
+            "spawn",
+            "ann",
+            "--provider",
+            "openai",
+            "--model",
+            "gpt-test",
+            "--base-url",
+            &base,
+            "--instructions",
+            "Be brief.",
+        ],
+    );
+    spawned.ok();
+    assert!(spawned.stdout().contains("provider openai, model gpt-test"));
+
+    let first = daemon.cli(&["message", "ann", "hi", "there"]);
+    first.ok();
+    assert_eq!(first.stdout(), "Hello, Ann.\n");
+    let second = daemon.cli(&["message", "ann", "and again"]);
+    second.ok();
+    assert_eq!(second.stdout(), "You said so.\n");
+
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    let sent = &requests[1];
+    assert_eq!(sent.method, "POST");
+    assert_eq!(sent.path, "/v1/chat/completions");
+    assert_eq!(sent.header("authorization"), Some("Bearer sk-cli-key"));
+    assert_eq!(sent.body["model"], "gpt-test");
+    assert_eq!(sent.body["stream"], true);
+    assert_eq!(sent.body["stream_options"]["include_usage"], true);
+    assert_eq!(
+        roles_and_contents(&sent.body),
+        pairs(&[
+            ("system", "Be brief."),
+            ("user", "hi there"),
+            ("assistant", "Hello, Ann."),
+            ("user", "and again"),
+        ])
+    );
+
+    // Usage per reply in metadata, summed per agent; the server's model noted.
+    let history = history(&daemon, "ann");
+    let reply = &history["messages"][1];
+    assert_eq!(reply["metadata"]["usage"]["input_tokens"], 11);
+    assert_eq!(reply["metadata"]["usage"]["output_tokens"], 3);
+    assert_eq!(reply["metadata"]["finish_reason"], "stop");
+    assert_eq!(reply["metadata"]["model"], "fake-model");
+    let info = daemon.json("GET", "/agents/ann", None).json();
+    assert_eq!(info["usage"]["input_tokens"], 22);
+    assert_eq!(info["usage"]["output_tokens"], 5);
+    assert_eq!(info["provider"], "openai");
+    assert!(info.get("api_key").is_none());
+    let list = daemon.cli(&["list"]);
+    assert!(list.stdout().contains("22/5"), "{}", list.stdout());
+}
+
+#[test]
+fn each_delta_is_relayed_before_the_model_has_finished() {
+    let fake = FakeProvider::start();
+    let gate = Gate::new();
+    let blocks = openai_chunks(&["first ", "second"]);
+    // Hold everything after the first content chunk until the test says so.
+    fake.push(Reply::sse(&blocks).insert(2, Step::Wait(gate.clone())));
+    let daemon = daemon(Env::new().var("OPENAI_API_KEY", "k"));
+    spawn(
+        &daemon,
+        json!({"name": "s", "provider": "openai", "base_url": fake.url("/v1")}),
+    );
+    let mut stream = daemon.stream(
+        "/agents/s/message",
+        &json!({"content": "go", "stream": true}),
+    );
+    // `stream` returned after reading the first delta: it arrived while the
+    // fake server was still holding the rest of the reply.
+    gate.open();
+    let rest = read_rest(&mut stream);
+    assert!(
+        rest.contains(r#"{"type":"delta","content":"second"}"#),
+        "{rest}"
+    );
+    assert!(rest.contains(r#""type":"done""#), "{rest}");
+}
+
+#[test]
+fn openai_quirks_of_real_servers_are_tolerated() {
+    let fake = FakeProvider::start();
+    let chunk = |delta: Value| data(&json!({"choices": [{"index": 0, "delta": delta}]}));
+    let blocks = vec![
+        // An OpenRouter keep-alive comment, CRLF line ends, and a role-only chunk.
+        ": OPENROUTER PROCESSING\r\n\r\n".to_owned(),
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\r\n\r\n"
+            .to_owned(),
+        // `choices` absent, null, and empty.
+        data(&json!({"id": "x"})),
+        data(&json!({"choices": null})),
+        data(&json!({"choices": []})),
+        // Reasoning arrives before the answer.
+        chunk(json!({"reasoning": "thinking it over"})),
+        // One event's JSON split over two `data:` lines.
+        "data: {\"choices\":[{\"index\":0,\n\
+         data: \"delta\":{\"content\":\"Par\"}}]}\n\n"
+            .to_owned(),
+        // Finish reason on the last content chunk, usage on a later one, no [DONE].
+        data(&json!({"choices": [{"index": 0, "delta": {"content": "is."}, "finish_reason": "length"}]})),
+        data(&json!({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}})),
+    ];
+    fake.push(Reply::sse(&blocks));
+    let daemon = daemon(Env::new());
+    spawn(
+        &daemon,
+        json!({"name": "q", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1/")}),
+    );
+    let reply = say(&daemon, "q", "capital of France?");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let message = &reply.json()["messages"][0];
+    assert_eq!(message["content"], "Paris.");
+    assert_eq!(message["metadata"]["finish_reason"], "length");
+    assert_eq!(message["metadata"]["reasoning"], "thinking it over");
+    assert_eq!(message["metadata"]["usage"]["output_tokens"], 2);
+    assert!(message["metadata"].get("interrupted").is_none());
+    // A trailing slash on the base URL does not double up.
+    assert_eq!(fake.last_request().path, "/v1/chat/completions");
+}
+
+#[test]
+fn upstream_error_bodies_of_every_shape_reach_the_user() {
+    let fake = FakeProvider::start();
+    let daemon = daemon(Env::new());
+    spawn(
+        &daemon,
+        json!({"name": "e", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
+    );
+    let cases = [
+        (
+            Reply::json(
+                401,
+                &json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}),
+            ),
+            "401",
+            "Incorrect API key provided",
+        ),
+        (
+            Reply::json(400, &json!({"error": "model not found"})),
+            "400",
+            "model not found",
+        ),
+        (
+            Reply::json(
+                400,
+                &json!([{"error": {"code": 400, "message": "API key not valid", "status": "INVALID_ARGUMENT"}}]),
+            ),
+            "400",
+            "API key not valid",
+        ),
+        (
+            Reply::text(404, "no such route, friend"),
+            "404",
+            "no such route, friend",
+        ),
+    ];
+    for (reply, status, message) in cases {
+        fake.push(reply);
+        let response = say(&daemon, "e", "hello");
+        assert_eq!(response.status, 502, "{}", response.text());
+        let detail = response.detail();
+        assert!(detail.contains(status), "{detail}");
+        assert!(detail.contains(message), "{detail}");
+    }
+    // Through the CLI: exit 1 and the upstream's words on stderr.
+    fake.push(Reply::json(
+        401,
+        &json!({"error": {"message": "Incorrect API key provided"}}),
+    ));
+    let cli = daemon.cli(&["message", "e", "hello"]);
+    assert_eq!(cli.code(), 1);
+    assert!(cli.stderr().contains("401"), "{}", cli.stderr());
+    assert!(cli.stderr().contains("Incorrect API key provided"));
+
+    // The agent is still usable and the human messages are all kept.
+    fake.push(Reply::sse(&openai_chunks(&["fine now"])));
+    assert_eq!(say(&daemon, "e", "again").status, 200);
+    let humans = transcript(&history(&daemon, "e"))
+        .iter()
+        .filter(|(sender, _)| sender == "human")
+        .count();
+    assert_eq!(humans, 6);
+    // Four plain 4xx answers are not retried.
+    assert_eq!(fake.requests().len(), 6);
+}
+
+#[test]
+fn an_error_inside_a_200_stream_keeps_the_partial_reply_marked_interrupted() {
+    let fake = FakeProvider::start();
+    let mut blocks = openai_chunks(&["Half ", "a "]);
+    blocks.truncate(2);
+    blocks.push(data(
+        &json!({"error": {"message": "Provider overloaded", "code": 503}}),
+    ));
+    fake.push(Reply::sse(&blocks));
+    let daemon = daemon(Env::new());
+    spawn(
+        &daemon,
+        json!({"name": "m", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
+    );
+    let response = say(&daemon, "m", "tell me");
+    assert_eq!(response.status, 502);
+    assert!(
+        response.detail().contains("Provider overloaded"),
+        "{}",
+        response.detail()
+    );
+    let history = history(&daemon, "m");
+    let reply = &history["messages"][1];
+    assert_eq!(reply["content"], "Half ");
+    assert_eq!(reply["metadata"]["interrupted"], true);
+    assert_eq!(
+        daemon.json("GET", "/agents/m", None).json()["state"],
+        "failed"
+    );
+}
+
+#[test]
+fn a_stream_cut_short_is_an_error_and_the_partial_reply_is_kept() {
+    let fake = FakeProvider::start();
+    let mut blocks = openai_chunks(&["Once ", "upon ", "a time"]);
+    blocks.truncate(3);
+    fake.push(Reply::sse(&blocks).cut());
+    let daemon = daemon(Env::new());
+    spawn(
+        &daemon,
+        json!({"name": "t", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
+    );
+    let mut stream = daemon.stream(
+        "/agents/t/message",
+        &json!({"content": "story", "stream": true}),
+    );
+    let rest = read_rest(&mut stream);
+    let last: Value = rest
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(Value::is_object)
+        .expect("a JSON line");
+    assert_eq!(last["type"], "error", "{rest}");
+    assert_eq!(last["status"], 502);
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("broke mid-reply"),
+        "{rest}"
+    );
+    let reply = &history(&daemon, "t")["messages"][1];
+    assert_eq!(reply["content"], "Once upon ");
+    assert_eq!(reply["metadata"]["interrupted"], true);
+}
+
+#[test]
+fn garbage_from_the_server_is_a_clear_502() {
+    let fake = FakeProvider::start();
+    fake.push(Reply::sse(&["data: this is not json\n\n"]));
+    fake.push(Reply::text(200, "<html>proxy login</html>").header("X-Ignored", "1"));
+    let daemon = daemon(Env::new());
+    spawn(
+        &daemon,
+        json!({"name": "g", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
+    );
+    let response = say(&daemon, "g", "hi");
+    assert_eq!(response.status, 502);
+    assert!(
+        response.detail().contains("not JSON"),
+        "{}",
+        response.detail()
+    );
+    // Plain text with a 200 is not an event stream either: no finish, so an error.
+    let response = say(&daemon, "g", "hi");
+    assert_eq!(response.status, 502, "{}", response.text());
+    assert_eq!(daemon.json("GET", "/health", None).status, 200);
+}
+
+#[test]
+fn rate_limits_and_server_errors_are_retried_before_anything_streams() {
+    let fake = FakeProvider::start();
+    fake.push(
+        Reply::json(429, &json!({"error": {"message": "slow down"}})).header("Retry-After", "0"),
+    );
+    fake.push(Reply::text(503, "overloaded"));
+    fake.push(Reply::sse(&openai_chunks(&["third time lucky"])));
+    let daemon = daemon(Env::new());
+    spawn(
+        &daemon,
+        json!({"name": "r", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
+    );
+    let response = say(&daemon, "r", "hi");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        response.json()["messages"][0]["content"],
+        "third time lucky"
+    );
+    assert_eq!(fake.requests().len(), 3);
+
+    // With retries used up, the last error is passed on.
+    for _ in 0..3 {
+        fake.push(Reply::text(500, "still broken"));
+    }
+    let response = say(&daemon, "r", "hi");
+    assert_eq!(response.status, 502);
+    assert!(response.detail().contains("500") && response.detail().contains("still broken"));
+    assert_eq!(fake.requests().len(), 6);
+}
+
+#[test]
+fn a_server_that_never_answers_is_a_504_and_a_slow_one_is_fine() {
+    let fake = FakeProvider::start();
+    fake.push(Reply::hang());
+    // Each chunk comes 0.5s after the last: 3s in all, beyond the 2s idle
+    // timeout, but never 2s of silence, so the reply must complete.
+    fake.push(Reply::sse(&openai_chunks(&["a ", "b ", "c"])).slow(Duration::from_millis(500)));
+    let daemon = daemon(Env::new());
+    spawn(
+        &daemon,
+        json!({"name": "h", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
+    );
+    let response = say(&daemon, "h", "hello?");
+    assert_eq!(response.status, 504, "{}", response.text());
+    assert!(
+        response.detail().contains("timed out"),
+        "{}",
+        response.detail()
+    );
+
+    let response = say(&daemon, "h", "slowly");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["messages"][0]["content"], "a b c");
+}
+
+#[test]
+fn a_client_that_leaves_cancels_the_upstream_request() {
+    let fake = FakeProvider::start();
+    let mut blocks = openai_chunks(&["partial "]);
+    blocks.truncate(2);
+    fake.push(Reply::sse(&blocks).insert(2, Step::AwaitClose));
+    let daemon = daemon(Env::new());
+    spawn(
+        &daemon,
+        json!({"name": "c", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
+    );
+    let stream = daemon.stream(
+        "/agents/c/message",
+        &json!({"content": "go", "stream": true}),
+    );
+    drop(stream);
+    eventually("the daemon to hang up on the model server", || {
+        fake.closed_by_client() == 1
+    });
+    eventually("the partial reply to be recorded", || {
+        history(&daemon, "c")["messages"][1]["metadata"]["interrupted"] == true
+    });
+    assert_eq!(history(&daemon, "c")["messages"][1]["content"], "partial ");
+}
+
+#[test]
+fn a_missing_key_is_a_400_at_spawn_and_keys_never_cross_profiles() {
+    let fake = FakeProvider::start();
+    // The daemon has an OpenAI key but nothing else.
+    let daemon = daemon(Env::new().var("OPENAI_API_KEY", "sk-daemon"));
+    let cli = daemon.cli(&["spawn", "x", "--provider", "anthropic"]);
+    assert_eq!(cli.code(), 1);
+    assert!(
+        cli.stderr().contains("ANTHROPIC_API_KEY"),
+        "{}",
+        cli.stderr()
+    );
+
+    // OpenRouter must not get the OpenAI key.
+    let response = daemon.json(
+        "POST",
+        "/agents",
+        Some(json!({"name": "o", "profile": "openrouter", "base_url": fake.url("/v1")})),
+    );
+    assert_eq!(response.status, 400);
+    assert!(
+        response.detail().contains("OPENROUTER_API_KEY"),
+        "{}",
+        response.detail()
+    );
+
+    // The daemon's own key is the fallback for its own provider.
+    fake.push(Reply::sse(&openai_chunks(&["ok"])));
+    spawn(
+        &daemon,
+        json!({"name": "d", "provider": "openai", "base_url": fake.url("/v1")}),
+    );
+    assert_eq!(say(&daemon, "d", "hi").status, 200);
+    assert_eq!(
+        fake.last_request().header("authorization"),
+        Some("Bearer sk-daemon")
+    );
+
+    // `api_key_env` may only name key-like variables.
+    let response = daemon.json(
+        "POST",
+        "/agents",
+        Some(json!({"name": "p", "provider": "openai", "api_key_env": "PATH"})),
+    );
+    assert_eq!(response.status, 400);
+    // `local` needs no key, but has no default model either.
+    let response = daemon.json(
+        "POST",
+        "/agents",
+        Some(json!({"name": "l", "profile": "local"})),
+    );
+    assert_eq!(response.status, 400);
+    assert!(
+        response.detail().contains("--model"),
+        "{}",
+        response.detail()
+    );
+    // The default provider is openai.
+    let cli = daemon.env.cli_env(
+        &[("OPENAI_API_KEY", "")],
+        &["spawn", "z", "--base-url", "http://127.0.0.1:9/v1"],
+    );
+    cli.ok();
+    assert!(cli.stdout().contains("provider openai"), "{}", cli.stdout());
+}
+
+#[test]
+fn user_profiles_from_config_bring_their_url_key_variable_model_and_headers() {
+    let fake = FakeProvider::start();
+    let config = format!(
+        "{FAST}\n[profiles.mine]\nbase_url = \"{}\"\napi_key_env = \"MINE_API_KEY\"\nmodel = \"mine-1\"\nheaders = {{ \"X-Title\" = \"orchestration-tests\" }}\n",
+        fake.url("/api/v1")
+    );
+    let env = Env::new().config(&config);
+    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    fake.push(Reply::sse(&openai_chunks(&["hi from mine"])));
+    daemon
+        .env
+        .cli_env(
+            &[("MINE_API_KEY", "mine-secret")],
+            &["spawn", "u", "--profile", "mine"],
+        )
+        .ok();
+    let out = daemon.cli(&["message", "u", "hello"]);
+    out.ok();
+    assert_eq!(out.stdout(), "hi from mine\n");
+    let sent = fake.last_request();
+    assert_eq!(sent.path, "/api/v1/chat/completions");
+    assert_eq!(sent.header("authorization"), Some("Bearer mine-secret"));
+    assert_eq!(sent.header("x-title"), Some("orchestration-tests"));
+    assert_eq!(sent.body["model"], "mine-1");
+    let info = daemon.json("GET", "/agents/u", None).json();
+    assert_eq!(info["profile"], "mine");
+    assert_eq!(info["provider"], "openai");
+
+    // The task command takes --profile as well.
+    fake.push(Reply::sse(&openai_chunks(&["task done"])));
+    let task = daemon.env.cli_env(
+        &[("MINE_API_KEY", "mine-secret")],
+        &["task", "tk", "--profile", "mine", "do it"],
+    );
+    task.ok();
+    assert_eq!(task.stdout(), "task done\n");
+}
+
+#[test]
+fn anthropic_messages_are_sent_and_streamed() {
+    let fake = FakeProvider::start();
+    fake.push(Reply::sse(&anthropic_events(&["Bonjour", " Ann"])));
+    fake.push(Reply::sse(&anthropic_events(&["Encore"])));
+    let daemon = daemon(Env::new());
+    daemon
+        .env
+        .cli_env(
+            &[("ANTHROPIC_API_KEY", "ak-cli")],
+            &[
+                "spawn",
+                "claude",
+                "--provider",
+                "anthropic",
+                "--base-url",
+                &fake.url(""),
+                "--instructions",
+                "Answer in French.",
+            ],
+        )
+        .ok();
+    let out = daemon.cli(&["message", "claude", "hello"]);
+    out.ok();
+    assert_eq!(out.stdout(), "Bonjour Ann\n");
+    daemon.cli(&["message", "claude", "again"]).ok();
+
+    let sent = fake.last_request();
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("x-api-key"), Some("ak-cli"));
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert!(sent.header("authorization").is_none());
+    assert_eq!(sent.body["system"], "Answer in French.");
+    assert_eq!(sent.body["max_tokens"], 4096);
+    assert_eq!(sent.body["model"], "claude-sonnet-4-5");
+    assert_eq!(sent.body["stream"], true);
+    assert_eq!(
+        roles_and_contents(&sent.body),
+        pairs(&[
+            ("user", "hello"),
+            ("assistant", "Bonjour Ann"),
+            ("user", "again")
+        ])
+    );
+    let reply = &history(&daemon, "claude")["messages"][1];
+    assert_eq!(reply["metadata"]["usage"]["input_tokens"], 21);
+    assert_eq!(reply["metadata"]["usage"]["output_tokens"], 2);
+    assert_eq!(reply["metadata"]["finish_reason"], "end_turn");
+}
+
+#[test]
+fn anthropic_errors_before_and_inside_the_stream_and_truncation() {
+    let fake = FakeProvider::start();
+    fake.push(Reply::json(
+        401,
+        &json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}),
+    ));
+    let mut blocks = anthropic_events(&["Par", "tial"]);
+    blocks.truncate(4);
+    blocks.push(event(
+        "error",
+        &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+    ));
+    fake.push(Reply::sse(&blocks));
+    // The body ends cleanly, but before `message_stop`.
+    let mut cut = anthropic_events(&["cut ", "here"]);
+    cut.truncate(5);
+    fake.push(Reply::sse(&cut));
+    let daemon = daemon(Env::new());
+    spawn(
+        &daemon,
+        json!({"name": "a", "provider": "anthropic", "api_key": "k", "base_url": fake.url("")}),
+    );
+    let response = say(&daemon, "a", "one");
+    assert_eq!(response.status, 502);
+    assert!(response.detail().contains("401") && response.detail().contains("invalid x-api-key"));
+
+    let response = say(&daemon, "a", "two");
+    assert_eq!(response.status, 502);
+    assert!(
+        response.detail().contains("Overloaded"),
+        "{}",
+        response.detail()
+    );
+
+    let response = say(&daemon, "a", "three");
+    assert_eq!(response.status, 502);
+    assert!(
+        response.detail().contains("ended before"),
+        "{}",
+        response.detail()
+    );
+
+    let history = transcript(&history(&daemon, "a"));
+    assert_eq!(
+        history,
+        pairs(&[
+            ("human", "one"),
+            ("human", "two"),
+            ("a", "Par"),
+            ("human", "three"),
+            ("a", "cut here"),
+        ])
+    );
+    // Consecutive user turns are merged: roles alternate as the API requires.
+    fake.push(Reply::sse(&anthropic_events(&["ok"])));
+    assert_eq!(say(&daemon, "a", "four").status, 200);
+    let roles: Vec<String> = roles_and_contents(&fake.last_request().body)
+        .into_iter()
+        .map(|(role, _)| role)
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "user", "assistant", "user"]);
+}
+
+#[test]
+fn models_are_listed_from_the_endpoint() {
+    let fake = FakeProvider::start();
+    fake.push(Reply::json(
+        200,
+        &json!({"object": "list", "data": [{"id": "model-b", "object": "model"}, {"id": "model-a", "object": "model"}]}),
+    ));
+    fake.push(Reply::json(
+        200,
+        &json!({"data": [{"id": "claude-x", "type": "model"}]}),
+    ));
+    fake.push(Reply::json(401, &json!({"error": {"message": "bad key"}})));
+    let daemon = daemon(Env::new());
+    let base = fake.url("/v1");
+    let out = daemon.env.cli_env(
+        &[("OPENAI_API_KEY", "sk-models")],
+        &["models", "--base-url", &base],
+    );
+    out.ok();
+    assert_eq!(out.stdout(), "model-a\nmodel-b\n");
+    let sent = fake.last_request();
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("GET", "/v1/models")
+    );
+    assert_eq!(sent.header("authorization"), Some("Bearer sk-models"));
+
+    let anthropic = fake.url("");
+    let out = daemon.env.cli_env(
+        &[("ANTHROPIC_API_KEY", "ak")],
+        &[
+            "--json",
+            "models",
+            "--provider",
+            "anthropic",
+            "--base-url",
+            &anthropic,
+        ],
+    );
+    out.ok();
+    assert_eq!(out.json()["models"], json!(["claude-x"]));
+    assert_eq!(fake.last_request().path, "/v1/models");
+
+    let out = daemon.env.cli_env(
+        &[("OPENAI_API_KEY", "sk-models")],
+        &["models", "--base-url", &base],
+    );
+    assert_eq!(out.code(), 1);
+    assert!(out.stderr().contains("bad key"), "{}", out.stderr());
+}
+
+#[test]
+fn echo_still_needs_nothing() {
+    let daemon = daemon(Env::new());
+    spawn(&daemon, json!({"name": "e", "provider": "echo"}));
+    let out = daemon.cli(&["models", "--provider", "echo"]);
+    out.ok();
+    assert_eq!(out.stdout(), "echo\n");
+}
