@@ -144,6 +144,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_parses() {
+        let config = Config::parse(include_str!("../contrib/config.example.toml")).unwrap();
+        let defaults = ProvidersConfig::default();
+        assert_eq!(config.providers.idle_timeout, defaults.idle_timeout);
+        assert_eq!(config.providers.retry_backoff, defaults.retry_backoff);
+        assert_eq!(config.profiles["lmstudio"].api_key_env, None);
+    }
+
+    #[test]
     fn typos_are_errors() {
         let error = Config::parse("[profiles.x]\nbase_ulr = \"a\"\n").unwrap_err();
         assert!(error.contains("base_ulr"), "{error}");

@@ -133,6 +133,14 @@ fn openai_gets_instructions_and_the_whole_conversation_and_the_cli_sees_the_stre
     assert!(info.get("api_key").is_none());
     let list = daemon.cli(&["list"]);
     assert!(list.stdout().contains("22/5"), "{}", list.stdout());
+    // The key went upstream and nowhere else.
+    assert!(!daemon.log().contains("sk-cli-key"));
+    assert!(
+        !daemon
+            .request("GET", "/agents", None)
+            .text()
+            .contains("sk-cli-key")
+    );
 }
 
 #[test]
@@ -441,6 +449,35 @@ fn a_client_that_leaves_cancels_the_upstream_request() {
 }
 
 #[test]
+fn ctrl_c_in_the_cli_aborts_the_upstream_request() {
+    let fake = FakeProvider::start();
+    let mut blocks = openai_chunks(&["streaming "]);
+    blocks.truncate(2);
+    fake.push(Reply::sse(&blocks).insert(2, Step::AwaitClose));
+    let daemon = daemon(Env::new());
+    spawn(
+        &daemon,
+        json!({"name": "i", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
+    );
+    let mut child = daemon
+        .env
+        .command(&["message", "i", "go"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run message");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 10];
+    std::io::Read::read_exact(&mut stdout, &mut first).expect("the first words");
+    assert_eq!(&first, b"streaming ");
+    common::signal(child.id() as i32, "INT");
+    let status = child.wait().expect("wait");
+    assert!(!status.success());
+    eventually("the daemon to hang up on the model server", || {
+        fake.closed_by_client() == 1
+    });
+}
+
+#[test]
 fn a_missing_key_is_a_400_at_spawn_and_keys_never_cross_profiles() {
     let fake = FakeProvider::start();
     // The daemon has an OpenAI key but nothing else.
@@ -717,4 +754,16 @@ fn echo_still_needs_nothing() {
     let out = daemon.cli(&["models", "--provider", "echo"]);
     out.ok();
     assert_eq!(out.stdout(), "echo\n");
+}
+
+#[test]
+fn a_broken_config_file_is_an_error_that_names_it() {
+    let env = Env::new().config("[profiles.x]\nbase_ulr = \"http://example\"\n");
+    let serve = env.cli(&["serve", "--no-tcp"]);
+    assert_eq!(serve.code(), 1);
+    assert!(serve.stderr().contains("config.toml"), "{}", serve.stderr());
+    assert!(serve.stderr().contains("base_ulr"), "{}", serve.stderr());
+    let spawn = env.cli(&["spawn", "x", "--profile", "x"]);
+    assert_eq!(spawn.code(), 1);
+    assert!(spawn.stderr().contains("base_ulr"), "{}", spawn.stderr());
 }

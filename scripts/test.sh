@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: installs the third-party mock model server the
+# suite checks the CLI against (fakellm, from PyPI, into target/third-party),
+# then runs `cargo test --all-targets`. Extra arguments go to cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FAKELLM_VERSION=0.3.5
+venv=target/third-party/venv
+if [ ! -x "$venv/bin/fakellm" ] || ! "$venv/bin/pip" show fakellm 2>/dev/null | grep -qx "Version: $FAKELLM_VERSION"; then
+    echo "== installing fakellm $FAKELLM_VERSION into $venv"
+    if ! python3 -m venv "$venv"; then
+        echo "error: python3 -m venv failed; install python3-venv (Debian: apt-get install python3-venv)" >&2
+        exit 1
+    fi
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "fakellm==$FAKELLM_VERSION"
+fi
+export ORCHESTRATION_FAKELLM="$PWD/$venv/bin/fakellm"
+export ORCHESTRATION_REQUIRE_THIRD_PARTY=1
+
+exec cargo test --all-targets "$@"
