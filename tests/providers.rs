@@ -399,6 +399,24 @@ fn rate_limits_and_server_errors_are_retried_before_anything_streams() {
 }
 
 #[test]
+fn an_unreachable_server_is_a_502_after_retries() {
+    let daemon = daemon(Env::new());
+    let closed = format!("http://127.0.0.1:{}/v1", common::free_port());
+    spawn(
+        &daemon,
+        json!({"name": "n", "provider": "openai", "api_key": "k", "base_url": closed}),
+    );
+    let response = say(&daemon, "n", "anyone?");
+    assert_eq!(response.status, 502, "{}", response.text());
+    assert!(
+        response.detail().contains("cannot reach 127.0.0.1"),
+        "{}",
+        response.detail()
+    );
+    assert!(daemon.log().contains("retrying the upstream request"));
+}
+
+#[test]
 fn a_server_that_never_answers_is_a_504_and_a_slow_one_is_fine() {
     let fake = FakeProvider::start();
     fake.push(Reply::hang());

@@ -493,6 +493,27 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+        let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(90);
+        let soon = soon
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap();
+        headers.insert(RETRY_AFTER, soon.parse().unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!(wait > Duration::from_secs(80) && wait <= Duration::from_secs(90));
+        headers.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
     fn error_status_only_when_plausible() {
         let gemini: Value = serde_json::from_str(r#"[{"error":{"code":429}}]"#).unwrap();
         assert_eq!(json_error_status(&gemini), Some(429));
