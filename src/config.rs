@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 pub struct Config {
     pub daemon: DaemonConfig,
     pub providers: ProvidersConfig,
+    pub limits: LimitsConfig,
     /// User profiles; a user profile with a built-in's name replaces it.
     pub profiles: BTreeMap<String, ProfileConfig>,
 }
@@ -59,6 +60,33 @@ impl Default for ProvidersConfig {
             max_retries: 2,
             retry_backoff: Duration::from_millis(500),
             anthropic_max_tokens: 4096,
+        }
+    }
+}
+
+/// What one client, or a crowd of them, may take of the daemon.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Open connections per listener (the Unix socket and TCP each have
+    /// their own, so a TCP flood cannot lock the owner out of the socket).
+    /// Past it, new connections get a 503 and are closed.
+    pub max_connections: usize,
+    /// Time allowed to send a complete request head, counted from when the
+    /// connection opens or its previous response ends: this is also the
+    /// keep-alive idle timeout. A connection over it is closed.
+    #[serde(deserialize_with = "duration")]
+    pub header_timeout: Duration,
+    /// Provider calls in flight at once, across all agents; more wait their turn.
+    pub max_provider_calls: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            header_timeout: Duration::from_secs(10),
+            max_provider_calls: 32,
         }
     }
 }

@@ -13,10 +13,10 @@ pub fn check<B>(
     transport: Transport,
     request: &Request<B>,
 ) -> Result<(), ApiError> {
-    let Transport::Tcp { port } = transport else {
+    let Transport::Tcp { port, remote } = transport else {
         return Ok(());
     };
-    check_host(request.headers(), port)?;
+    check_host(request.headers(), port, remote)?;
     check_origin(request.headers())?;
     check_token(ctx, request.headers())?;
     if is_control_plane(request.method(), request.uri().path()) {
@@ -28,14 +28,18 @@ pub fn check<B>(
     Ok(())
 }
 
-fn check_host(headers: &HeaderMap, port: u16) -> Result<(), ApiError> {
+/// A DNS-rebinding attack needs a host *name*; so a loopback listener
+/// accepts only loopback names and addresses, and one bound with
+/// `--allow-remote` also any IP literal, never another name.
+fn check_host(headers: &HeaderMap, port: u16, remote: bool) -> Result<(), ApiError> {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let (name, host_port) = split_host_port(host);
     let port_ok = host_port.is_none_or(|p| p == port.to_string());
-    if is_loopback_name(name) && port_ok {
+    let name_ok = is_loopback_name(name) || (remote && name.parse::<std::net::IpAddr>().is_ok());
+    if name_ok && port_ok {
         return Ok(());
     }
     Err(ApiError::Forbidden(format!(

@@ -48,7 +48,8 @@ pub enum Transport {
     /// The control plane: every route, for the owning user only.
     Unix,
     /// The loopback data plane: bearer token, loopback `Host`, no control routes.
-    Tcp { port: u16 },
+    /// `remote` (bound with `--allow-remote`) also accepts IP-literal `Host`s.
+    Tcp { port: u16, remote: bool },
 }
 
 pub async fn handle(

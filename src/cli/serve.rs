@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// Serve on the Unix socket only.
     #[arg(long)]
     pub no_tcp: bool,
+    /// Allow --listen on a non-loopback address. The token is still required, but anyone who can
+    /// reach the address may try; prefer SSH forwarding of the Unix socket.
+    #[arg(long)]
+    pub allow_remote: bool,
     /// How long in-flight requests may run once the daemon is told to stop; then they are cancelled.
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = duration::parse)]
     pub drain_timeout: Duration,
@@ -67,6 +71,7 @@ pub fn run(args: ServeArgs, paths: Paths, json: bool) -> Result<(), CliError> {
         drain_timeout: args.drain_timeout,
         echo_delay: args.echo_delay,
         config,
+        allow_remote: args.allow_remote,
     })?;
     Ok(())
 }

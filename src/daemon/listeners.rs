@@ -8,17 +8,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::StatusCode;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::{self, ApiContext, Transport};
+use crate::config::LimitsConfig;
 
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a refused connection gets to read its one error response.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -90,13 +93,154 @@ pub async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ListenError> {
         .map_err(|source| ListenError::Tcp { addr, source })
 }
 
+/// Who may connect and how many at once: one listener's admission rules.
+pub struct Admission {
+    slots: Arc<Semaphore>,
+    limit: usize,
+    header_timeout: Duration,
+}
+
+impl Admission {
+    pub fn new(limits: &LimitsConfig) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            limit: limits.max_connections,
+            header_timeout: limits.header_timeout,
+        }
+    }
+
+    /// Serves a connection if there is room, else answers 503 and closes it.
+    pub fn admit<S>(
+        &self,
+        ctx: &Arc<ApiContext>,
+        transport: Transport,
+        stream: S,
+        graceful: &GracefulShutdown,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                limit = self.limit,
+                ?transport,
+                "connection refused: too many open connections"
+            );
+            refuse(
+                stream,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the daemon already has {} open connections on this listener; try again shortly",
+                    self.limit
+                ),
+            );
+            return;
+        };
+        serve_connection(
+            ctx.clone(),
+            transport,
+            stream,
+            graceful,
+            slot,
+            self.header_timeout,
+        );
+    }
+
+    /// Serves a Unix-socket connection only if its peer runs as our uid
+    /// (SPEC §4), whatever the socket file's mode says.
+    pub fn admit_unix(
+        &self,
+        ctx: &Arc<ApiContext>,
+        stream: UnixStream,
+        graceful: &GracefulShutdown,
+    ) {
+        let ours = nix::unistd::geteuid().as_raw();
+        match stream.peer_cred() {
+            Ok(peer) if peer.uid() == ours => self.admit(ctx, Transport::Unix, stream, graceful),
+            Ok(peer) => {
+                tracing::warn!(
+                    peer_uid = peer.uid(),
+                    peer_pid = peer.pid(),
+                    "connection refused: the peer runs as another user"
+                );
+                refuse(
+                    stream,
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "this daemon belongs to uid {ours}; connections from uid {} are refused",
+                        peer.uid()
+                    ),
+                );
+            }
+            Err(error) => {
+                tracing::warn!(%error, "connection refused: cannot read the peer's credentials");
+                refuse(
+                    stream,
+                    StatusCode::FORBIDDEN,
+                    "cannot verify who is connecting; refused".to_owned(),
+                );
+            }
+        }
+    }
+}
+
+/// Answers a connection the daemon will not serve with one JSON error, then
+/// closes it. It waits for the end of the request head first (HTTP clients
+/// treat an answer that arrives before their request as a broken
+/// connection) but looks at nothing in it.
+fn refuse<S>(mut stream: S, status: StatusCode, detail: String)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let body = serde_json::json!({ "detail": detail }).to_string();
+        let response = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len()
+        );
+        let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+            skip_request_head(&mut stream).await?;
+            stream.write_all(response.as_bytes()).await?;
+            stream.shutdown().await?;
+            // Read what else the peer sent so closing does not reset the
+            // connection before it has read the answer.
+            let mut sink = [0u8; 4096];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok::<_, io::Error>(())
+        })
+        .await;
+    });
+}
+
+/// Reads until the blank line that ends a request head, the peer stops
+/// sending, or 16 KiB have gone by.
+async fn skip_request_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<()> {
+    let mut seen = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while seen.len() < 16 * 1024 {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&chunk[..n]);
+        if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Serves one connection with the API until it closes, registered with
-/// `graceful` so shutdown can drain it.
-pub fn serve_connection<S>(
+/// `graceful` so shutdown can drain it. The connection holds its `slot`
+/// until it ends.
+fn serve_connection<S>(
     ctx: Arc<ApiContext>,
     transport: Transport,
     stream: S,
     graceful: &GracefulShutdown,
+    slot: OwnedSemaphorePermit,
+    header_timeout: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -106,12 +250,13 @@ pub fn serve_connection<S>(
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(stream), service);
     let connection = graceful.watch(connection);
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, "connection ended with an error");
         }
+        drop(slot);
     });
 }

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::paths::{PathError, Paths, ensure_private_dir};
 use crate::providers::{ProviderSettings, SetupError};
-use listeners::{ListenError, bind_tcp, bind_unix, serve_connection};
+use listeners::{Admission, ListenError, bind_tcp, bind_unix};
 use pidfile::{PidFile, PidFileError};
 
 /// The TCP listener's default address (SPEC §1).
@@ -54,6 +54,8 @@ pub struct ServeOptions {
     /// Pause between the echo provider's words.
     pub echo_delay: Duration,
     pub config: Config,
+    /// Whether a non-loopback TCP address may be bound.
+    pub allow_remote: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +66,9 @@ pub enum DaemonError {
     PidFile(#[from] PidFileError),
     #[error(transparent)]
     Listen(#[from] ListenError),
-    #[error("refusing to listen on {0}: only loopback addresses are allowed")]
+    #[error(
+        "refusing to listen on {0}: it is not a loopback address; pass --allow-remote if you really mean it (see Security in the README)"
+    )]
     NotLoopback(SocketAddr),
     #[error("cannot write the TCP token to {path}: {source}")]
     Token { path: String, source: io::Error },
@@ -78,10 +82,11 @@ pub enum DaemonError {
 pub fn serve(options: ServeOptions) -> Result<(), DaemonError> {
     logging::init();
     if let TcpChoice::Explicit(addr) = options.tcp {
-        if !addr.ip().is_loopback() {
+        if !addr.ip().is_loopback() && !options.allow_remote {
             return Err(DaemonError::NotLoopback(addr));
         }
     }
+    raise_fd_limit();
     let paths = &options.paths;
     ensure_private_dir(&paths.runtime_dir)?;
     ensure_private_dir(&paths.state_dir)?;
@@ -117,6 +122,12 @@ async fn run(options: ServeOptions) -> Result<(), DaemonError> {
     let engine = Engine::new(providers);
     let ctx = Arc::new(ApiContext::new(engine.clone(), stop.clone(), token));
     let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(addr) = tcp_addr.filter(|a| !a.ip().is_loopback()) {
+        tracing::warn!(
+            %addr,
+            "listening beyond loopback (--allow-remote): anyone who can reach this address and holds the token can use your agents and keys; prefer SSH forwarding of the Unix socket"
+        );
+    }
     tracing::info!(
         pid = std::process::id(),
         socket = %paths.socket.display(),
@@ -126,9 +137,16 @@ async fn run(options: ServeOptions) -> Result<(), DaemonError> {
     );
 
     let graceful = GracefulShutdown::new();
-    accept_until_stopped(&ctx, &unix, tcp.as_ref(), &graceful, &stop).await;
+    let listeners = Listeners {
+        unix: &unix,
+        unix_admission: Admission::new(&options.config.limits),
+        tcp: tcp.as_ref(),
+        tcp_admission: Admission::new(&options.config.limits),
+    };
+    accept_until_stopped(&ctx, &listeners, &graceful, &stop).await;
 
     tracing::info!("shutting down: no longer accepting connections");
+    drop(listeners);
     drop(unix);
     drop(tcp);
     if ctx.tcp_token.is_some() {
@@ -138,6 +156,17 @@ async fn run(options: ServeOptions) -> Result<(), DaemonError> {
     let report = engine.shutdown_all().await;
     tracing::info!(agents = report.succeeded.len(), "stopped");
     Ok(())
+}
+
+/// Lifts the soft open-file limit to the hard one, so the connection cap,
+/// not the fd limit, is what a flood of connections runs into.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
 }
 
 async fn open_tcp(choice: TcpChoice) -> Result<Option<TcpListener>, DaemonError> {
@@ -190,25 +219,34 @@ fn watch_signals(stop: CancellationToken) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// The open listeners, each with its own admission rules.
+struct Listeners<'a> {
+    unix: &'a listeners::UnixSocket,
+    unix_admission: Admission,
+    tcp: Option<&'a TcpListener>,
+    tcp_admission: Admission,
+}
+
 async fn accept_until_stopped(
     ctx: &Arc<ApiContext>,
-    unix: &listeners::UnixSocket,
-    tcp: Option<&TcpListener>,
+    listeners: &Listeners<'_>,
     graceful: &GracefulShutdown,
     stop: &CancellationToken,
 ) {
-    let tcp_port = tcp
-        .and_then(|l| l.local_addr().ok())
-        .map_or(0, |a| a.port());
+    let bound = listeners.tcp.and_then(|l| l.local_addr().ok());
+    let tcp = Transport::Tcp {
+        port: bound.map_or(0, |a| a.port()),
+        remote: bound.is_some_and(|a| !a.ip().is_loopback()),
+    };
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            accepted = unix.listener.accept() => match accepted {
-                Ok((stream, _)) => serve_connection(ctx.clone(), Transport::Unix, stream, graceful),
+            accepted = listeners.unix.listener.accept() => match accepted {
+                Ok((stream, _)) => listeners.unix_admission.admit_unix(ctx, stream, graceful),
                 Err(error) => accept_failed(error).await,
             },
-            accepted = accept_tcp(tcp) => match accepted {
-                Ok((stream, _)) => serve_connection(ctx.clone(), Transport::Tcp { port: tcp_port }, stream, graceful),
+            accepted = accept_tcp(listeners.tcp) => match accepted {
+                Ok((stream, _)) => listeners.tcp_admission.admit(ctx, tcp, stream, graceful),
                 Err(error) => accept_failed(error).await,
             },
         }

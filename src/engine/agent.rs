@@ -244,22 +244,18 @@ async fn exchange(
             .map(turn)
             .collect(),
     };
-    let mut stream = agent.provider.stream(request);
     let mut reply = Reply::default();
-    let end = loop {
-        tokio::select! {
-            biased;
-            _ = agent.cancel.cancelled() => break End::Interrupted("the agent was shut down"),
-            _ = events.closed() => break End::Interrupted("the client disconnected"),
-            item = stream.next() => match item {
-                None => break End::Complete,
-                Some(Ok(event)) => reply.apply(event, events),
-                Some(Err(error)) => break End::Failed(error),
-            },
-        }
+    // Wait for a provider-call slot, but not past a cancel or a departed client.
+    let slot = tokio::select! {
+        biased;
+        _ = agent.cancel.cancelled() => Err("the agent was shut down"),
+        _ = events.closed() => Err("the client disconnected"),
+        slot = engine.provider_slot() => Ok(slot),
     };
-    // Dropping the stream cancels the upstream request if it is still running.
-    drop(stream);
+    let end = match slot {
+        Ok(_slot) => stream_reply(agent, request, &mut reply, events).await,
+        Err(reason) => End::Interrupted(reason),
+    };
 
     if let Some(usage) = reply.usage {
         reply.metadata.insert(
@@ -290,6 +286,30 @@ async fn exchange(
     agent.set_state(state);
     tracing::debug!(agent = %name, state = %state, "exchange finished");
     outcome.map(|()| message)
+}
+
+/// Streams the provider's reply into `reply`, relaying deltas to the caller,
+/// until it ends, fails, or the agent or the caller goes away. Returning
+/// drops the stream, which cancels the upstream request if still running.
+async fn stream_reply(
+    agent: &Agent,
+    request: ChatRequest,
+    reply: &mut Reply,
+    events: &mpsc::UnboundedSender<ExchangeEvent>,
+) -> End {
+    let mut stream = agent.provider.stream(request);
+    loop {
+        tokio::select! {
+            biased;
+            _ = agent.cancel.cancelled() => break End::Interrupted("the agent was shut down"),
+            _ = events.closed() => break End::Interrupted("the client disconnected"),
+            item = stream.next() => match item {
+                None => break End::Complete,
+                Some(Ok(event)) => reply.apply(event, events),
+                Some(Err(error)) => break End::Failed(error),
+            },
+        }
+    }
 }
 
 impl Reply {

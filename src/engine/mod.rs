@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 pub use agent::{Exchange, ExchangeEvent};
 pub use history::History;
@@ -80,6 +80,8 @@ struct Inner {
     agents: Mutex<HashMap<AgentName, Arc<Agent>>>,
     history: History,
     settings: ProviderSettings,
+    /// One permit per provider call in flight (config `limits.max_provider_calls`).
+    provider_slots: Arc<Semaphore>,
     started: Instant,
 }
 
@@ -89,10 +91,18 @@ impl Engine {
             inner: Arc::new(Inner {
                 agents: Mutex::new(HashMap::new()),
                 history: History::default(),
+                provider_slots: Arc::new(Semaphore::new(
+                    settings.config.limits.max_provider_calls.max(1),
+                )),
                 settings,
                 started: Instant::now(),
             }),
         }
+    }
+
+    /// Waits for a free provider-call slot; the call holds it until dropped.
+    async fn provider_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.inner.provider_slots.clone().acquire_owned().await.ok()
     }
 
     pub fn uptime(&self) -> Duration {

@@ -70,8 +70,19 @@ impl Env {
     /// A command for the binary with every path pointed into this env.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(BIN);
+        command.args(args);
+        self.configure(command)
+    }
+
+    /// A `sh -c SCRIPT` with this env's environment (for umask and the like).
+    pub fn shell(&self, script: &str) -> Command {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        self.configure(command)
+    }
+
+    fn configure(&self, mut command: Command) -> Command {
         command
-            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path().join("home"))
