@@ -66,6 +66,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon in the foreground, or ask about or stop a running one.
+    #[command(long_about = serve::LONG_ABOUT)]
     Serve(serve::ServeArgs),
     /// Start a new named agent.
     Spawn(spawn::SpawnArgs),
@@ -81,6 +82,20 @@ pub enum Command {
     Shutdown(shutdown::ShutdownArgs),
     /// List the models a provider or profile offers (asks the model server through the daemon).
     Models(models::ModelsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// The whole command-line definition, for man pages and completions.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 /// The options an agent is spawned with, shared by `spawn` and `task`.
@@ -237,18 +252,20 @@ pub fn main() -> i32 {
 
 fn run(cli: Cli) -> Result<(), CliError> {
     let paths = Paths::resolve(cli.socket.clone())?;
-    if let Command::Serve(args) = cli.command {
-        return serve::run(args, paths, cli.json);
-    }
+    let command = match cli.command {
+        Command::Serve(args) => return serve::run(args, paths, cli.json),
+        Command::Completions(args) => return completions(args.shell),
+        command => command,
+    };
     let ctx = Ctx {
         client: Client::new(&paths)?,
         json: cli.json,
         config_file: paths.config_file.clone(),
     };
     block_on(async {
-        match cli.command {
+        match command {
             // Handled above, before any client or runtime is built.
-            Command::Serve(_) => Ok(()),
+            Command::Serve(_) | Command::Completions(_) => Ok(()),
             Command::Spawn(args) => spawn::run(&ctx, args).await,
             Command::List(args) => list::run(&ctx, args).await,
             Command::Message(args) => message::run(&ctx, args).await,
@@ -258,6 +275,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Models(args) => models::run(&ctx, args).await,
         }
     })?
+}
+
+fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command(), "orchestration", &mut script);
+    output::print(&String::from_utf8_lossy(&script))
 }
 
 /// Runs a client future on a single-threaded runtime: a CLI call needs no more.

@@ -17,6 +17,24 @@ use crate::daemon::{self, ServeOptions, TcpChoice};
 use crate::duration;
 use crate::paths::Paths;
 
+/// `serve --help` (and the serve man page): what the daemon is and how it is guarded.
+pub const LONG_ABOUT: &str = "\
+Run the daemon in the foreground, or ask about or stop a running one.
+
+The daemon holds the agents and their conversations and answers on a Unix socket (the control \
+plane) and, unless --no-tcp, on a loopback TCP port (the data plane).
+
+SECURITY: the daemon holds your API keys, so only you can reach it. The Unix socket is mode 0600 \
+in a 0700 directory, and every connection's peer credentials must match the daemon's uid, else \
+403 and the connection is closed. TCP needs `Authorization: Bearer` with the token in \
+R/http.token (0600, new on every start), a Host of localhost or a loopback address (against DNS \
+rebinding) and no foreign Origin (against cross-site requests); POST /shutdown and DELETE \
+/agents are refused there. Binding a non-loopback address needs --allow-remote; prefer \
+forwarding the Unix socket over SSH (ssh -L /tmp/orch.sock:$XDG_RUNTIME_DIR/orchestration/daemon.sock). \
+Request bodies are limited to 1 MiB; slow or idle connections are closed after [limits] \
+header_timeout; connections per listener and provider calls in flight are capped. API keys are \
+never logged, returned, or put on a command line.";
+
 /// How long `--stop` waits beyond the daemon's default drain deadline.
 const STOP_WAIT: Duration = Duration::from_secs(20);
 

@@ -1,0 +1,119 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_orchestration_global_optspecs
+    string join \n socket= json no-autostart h/help V/version
+end
+
+function __fish_orchestration_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_orchestration_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_orchestration_using_subcommand
+    set -l cmd (__fish_orchestration_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c orchestration -n "__fish_orchestration_needs_command" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
+complete -c orchestration -n "__fish_orchestration_needs_command" -l json -d 'Print the API\'s JSON instead of human-readable output'
+complete -c orchestration -n "__fish_orchestration_needs_command" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c orchestration -n "__fish_orchestration_needs_command" -s V -l version -d 'Print version'
+complete -c orchestration -n "__fish_orchestration_needs_command" -f -a "serve" -d 'Run the daemon in the foreground, or ask about or stop a running one'
+complete -c orchestration -n "__fish_orchestration_needs_command" -f -a "spawn" -d 'Start a new named agent'
+complete -c orchestration -n "__fish_orchestration_needs_command" -f -a "list" -d 'List the live agents'
+complete -c orchestration -n "__fish_orchestration_needs_command" -f -a "message" -d 'Send an agent a message and print its reply as it streams in'
+complete -c orchestration -n "__fish_orchestration_needs_command" -f -a "history" -d 'Show an agent\'s conversation, oldest first (also after it was shut down)'
+complete -c orchestration -n "__fish_orchestration_needs_command" -f -a "task" -d 'Run one prompt on a throwaway agent, print the reply, and remove the agent'
+complete -c orchestration -n "__fish_orchestration_needs_command" -f -a "shutdown" -d 'Shut down one agent, or all of them. Their histories stay readable'
+complete -c orchestration -n "__fish_orchestration_needs_command" -f -a "models" -d 'List the models a provider or profile offers (asks the model server through the daemon)'
+complete -c orchestration -n "__fish_orchestration_needs_command" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output'
+complete -c orchestration -n "__fish_orchestration_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l port -d 'Listen on 127.0.0.1:N instead of the default TCP port 7862' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l listen -d 'Listen on this loopback address (e.g. 127.0.0.1:9000 or [::1]:7862)' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l drain-timeout -d 'How long in-flight requests may run once the daemon is told to stop; then they are cancelled' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l echo-delay -d 'Pause between the echo provider\'s words' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
+complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l no-tcp -d 'Serve on the Unix socket only'
+complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l allow-remote -d 'Allow --listen on a non-loopback address. The token is still required, but anyone who can reach the address may try; prefer SSH forwarding of the Unix socket'
+complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l status -d 'Say whether a daemon is running (exit 0) or not (exit 3), and print its health'
+complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l stop -d 'Stop the running daemon gracefully and wait until it has exited'
+complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l json -d 'Print the API\'s JSON instead of human-readable output'
+complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l name -d 'The agent\'s name (same as the positional NAME)' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l provider -d 'The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in)' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l profile -d 'A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l model -d 'The model to ask for' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l instructions -d 'The agent\'s instructions, sent as its system prompt' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l base-url -d 'The provider\'s API base URL' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l api-key-env -d 'Read the API key from this environment variable instead of the provider\'s or profile\'s own' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l json -d 'Print the API\'s JSON instead of human-readable output'
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -s h -l help -d 'Print help'
+complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l state -d 'Only agents in this state: idle, processing, failed or terminated' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l provider -d 'Only agents of this provider' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
+complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l json -d 'Print the API\'s JSON instead of human-readable output'
+complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand list" -s h -l help -d 'Print help'
+complete -c orchestration -n "__fish_orchestration_using_subcommand message" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
+complete -c orchestration -n "__fish_orchestration_using_subcommand message" -l no-stream -d 'Wait for the whole reply instead of streaming it'
+complete -c orchestration -n "__fish_orchestration_using_subcommand message" -l json -d 'Print the API\'s JSON instead of human-readable output'
+complete -c orchestration -n "__fish_orchestration_using_subcommand message" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand message" -s h -l help -d 'Print help'
+complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l limit -d 'Only the last N messages' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
+complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l all -d 'Include the conversations of earlier agents that had this name'
+complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l json -d 'Print the API\'s JSON instead of human-readable output'
+complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand history" -s h -l help -d 'Print help'
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l provider -d 'The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in)' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l profile -d 'A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l model -d 'The model to ask for' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l instructions -d 'The agent\'s instructions, sent as its system prompt' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l base-url -d 'The provider\'s API base URL' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l api-key-env -d 'Read the API key from this environment variable instead of the provider\'s or profile\'s own' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l no-stream -d 'Wait for the whole reply instead of streaming it'
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l json -d 'Print the API\'s JSON instead of human-readable output'
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -s h -l help -d 'Print help'
+complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
+complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -l all -d 'Shut down every live agent'
+complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -l json -d 'Print the API\'s JSON instead of human-readable output'
+complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -s h -l help -d 'Print help'
+complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l provider -d 'The provider to ask: `openai` (the default), `anthropic` or `echo`' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l profile -d 'A provider profile: built in `openrouter`, `local`, `gemini`, or one from the config file' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l base-url -d 'Ask this API base URL instead of the provider\'s or profile\'s' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l api-key-env -d 'Read the API key from this environment variable' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
+complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l json -d 'Print the API\'s JSON instead of human-readable output'
+complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand models" -s h -l help -d 'Print help'
+complete -c orchestration -n "__fish_orchestration_using_subcommand completions" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
+complete -c orchestration -n "__fish_orchestration_using_subcommand completions" -l json -d 'Print the API\'s JSON instead of human-readable output'
+complete -c orchestration -n "__fish_orchestration_using_subcommand completions" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c orchestration -n "__fish_orchestration_using_subcommand help; and not __fish_seen_subcommand_from serve spawn list message history task shutdown models completions help" -f -a "serve" -d 'Run the daemon in the foreground, or ask about or stop a running one'
+complete -c orchestration -n "__fish_orchestration_using_subcommand help; and not __fish_seen_subcommand_from serve spawn list message history task shutdown models completions help" -f -a "spawn" -d 'Start a new named agent'
+complete -c orchestration -n "__fish_orchestration_using_subcommand help; and not __fish_seen_subcommand_from serve spawn list message history task shutdown models completions help" -f -a "list" -d 'List the live agents'
+complete -c orchestration -n "__fish_orchestration_using_subcommand help; and not __fish_seen_subcommand_from serve spawn list message history task shutdown models completions help" -f -a "message" -d 'Send an agent a message and print its reply as it streams in'
+complete -c orchestration -n "__fish_orchestration_using_subcommand help; and not __fish_seen_subcommand_from serve spawn list message history task shutdown models completions help" -f -a "history" -d 'Show an agent\'s conversation, oldest first (also after it was shut down)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand help; and not __fish_seen_subcommand_from serve spawn list message history task shutdown models completions help" -f -a "task" -d 'Run one prompt on a throwaway agent, print the reply, and remove the agent'
+complete -c orchestration -n "__fish_orchestration_using_subcommand help; and not __fish_seen_subcommand_from serve spawn list message history task shutdown models completions help" -f -a "shutdown" -d 'Shut down one agent, or all of them. Their histories stay readable'
+complete -c orchestration -n "__fish_orchestration_using_subcommand help; and not __fish_seen_subcommand_from serve spawn list message history task shutdown models completions help" -f -a "models" -d 'List the models a provider or profile offers (asks the model server through the daemon)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand help; and not __fish_seen_subcommand_from serve spawn list message history task shutdown models completions help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output'
+complete -c orchestration -n "__fish_orchestration_using_subcommand help; and not __fish_seen_subcommand_from serve spawn list message history task shutdown models completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
