@@ -17,6 +17,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub providers: ProvidersConfig,
     pub limits: LimitsConfig,
+    pub history: HistoryConfig,
     /// User profiles; a user profile with a built-in's name replaces it.
     pub profiles: BTreeMap<String, ProfileConfig>,
 }
@@ -62,6 +63,15 @@ impl Default for ProvidersConfig {
             anthropic_max_tokens: 4096,
         }
     }
+}
+
+/// How much history is kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Messages kept per agent (per incarnation); older ones are deleted as
+    /// new ones arrive. 0, the default, keeps everything.
+    pub max_messages_per_agent: usize,
 }
 
 /// What one client, or a crowd of them, may take of the daemon.

@@ -14,6 +14,7 @@ pub mod duration;
 pub mod engine;
 pub mod paths;
 pub mod providers;
+pub mod store;
 
 /// The version reported by `/health` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

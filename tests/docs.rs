@@ -31,8 +31,12 @@ const FILES: &[(&str, &str)] = &[
         "The state dir S (mode 0700); ~/.local/state/orchestration by default; $ORCHESTRATION_STATE_DIR or $STATE_DIRECTORY override.",
     ),
     (
+        "S/store.db",
+        "The durable store (SQLite, WAL, mode 0600): agents, their configs and keys, and every conversation. S/store.lock is held by the daemon that writes it.",
+    ),
+    (
         "$XDG_CONFIG_HOME/orchestration/config.toml",
-        "The config file (~/.config/orchestration/config.toml by default; $ORCHESTRATION_CONFIG overrides): [daemon], [providers], [limits], [profiles.NAME].",
+        "The config file (~/.config/orchestration/config.toml by default; $ORCHESTRATION_CONFIG overrides): [daemon], [providers], [limits], [history], [profiles.NAME].",
     ),
 ];
 

@@ -273,7 +273,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__history)
-            opts="-h --limit --all --socket --json --no-autostart --help"
+            opts="-h --limit --all --clear --socket --json --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -295,7 +295,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__list)
-            opts="-h --state --provider --socket --json --no-autostart --help"
+            opts="-h --state --provider --all --socket --json --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

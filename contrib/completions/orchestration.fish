@@ -65,6 +65,7 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -s h 
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l state -d 'Only agents in this state: idle, processing, failed or terminated' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l provider -d 'Only agents of this provider' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
+complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l all -d 'Also agents that were shut down (the last one of each name), as `terminated`'
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l json -d 'Print the API\'s JSON instead of human-readable output'
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -s h -l help -d 'Print help'
@@ -76,6 +77,7 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand message" -s 
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l limit -d 'Only the last N messages' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l all -d 'Include the conversations of earlier agents that had this name'
+complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l clear -d 'Delete every message this name has had, for good (a live agent keeps running, with no context)'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l json -d 'Print the API\'s JSON instead of human-readable output'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -s h -l help -d 'Print help'

@@ -61,6 +61,8 @@ fn engine_status(error: &EngineError) -> StatusCode {
         EngineError::Interrupted(_) => StatusCode::SERVICE_UNAVAILABLE,
         EngineError::Provider(ProviderError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
         EngineError::Provider(_) => StatusCode::BAD_GATEWAY,
+        // The disk is full or the store unwritable: nobody's request was wrong.
+        EngineError::Store(_) => StatusCode::INSUFFICIENT_STORAGE,
     }
 }
 

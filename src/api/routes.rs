@@ -20,6 +20,7 @@ const GET: &[Method] = &[Method::GET];
 const POST: &[Method] = &[Method::POST];
 const AGENTS: &[Method] = &[Method::GET, Method::POST, Method::DELETE];
 const AGENT: &[Method] = &[Method::GET, Method::DELETE];
+const HISTORY: &[Method] = &[Method::GET, Method::DELETE];
 
 pub async fn route(ctx: &ApiContext, request: Request<Incoming>) -> Reply {
     let path = request.uri().path().to_owned();
@@ -45,7 +46,8 @@ pub async fn route(ctx: &ApiContext, request: Request<Incoming>) -> Reply {
         (["agents", name, "task"], &Method::POST) => task(ctx, name, request).await,
         (["agents", _, "task"], _) => not_allowed(method, POST),
         (["agents", name, "history"], &Method::GET) => history(ctx, name, &request),
-        (["agents", _, "history"], _) => not_allowed(method, GET),
+        (["agents", name, "history"], &Method::DELETE) => clear_history(ctx, name),
+        (["agents", _, "history"], _) => not_allowed(method, HISTORY),
         _ => Err(ApiError::NoRoute(path)),
     }
 }
@@ -101,6 +103,7 @@ fn list(ctx: &ApiContext, request: &Request<Incoming>) -> Reply {
                 );
             }
             "provider" if !value.is_empty() => filter.provider = Some(value),
+            "all" => filter.all = flag(&value),
             _ => {}
         }
     }
@@ -127,6 +130,13 @@ async fn models(ctx: &ApiContext, request: Request<Incoming>) -> Reply {
         .or(spec.provider)
         .unwrap_or_else(|| DEFAULT_PROVIDER.into());
     Ok(body::json(StatusCode::OK, &Models { provider, models }))
+}
+
+/// `DELETE /agents/{name}/history`: forgets every message the name has had.
+fn clear_history(ctx: &ApiContext, name: &str) -> Reply {
+    let name = AgentName::parse(name)?;
+    ctx.engine.clear_history(&name)?;
+    Ok(body::empty(StatusCode::NO_CONTENT))
 }
 
 fn get(ctx: &ApiContext, name: &str) -> Reply {
@@ -195,12 +205,17 @@ fn history(ctx: &ApiContext, name: &str, request: &Request<Incoming>) -> Reply {
                 })?;
                 limit = Some(n);
             }
-            "all" => all = matches!(value.as_str(), "" | "1" | "true" | "yes"),
+            "all" => all = flag(&value),
             _ => {}
         }
     }
     let messages = ctx.engine.history(&name, limit, all)?;
     Ok(body::json(StatusCode::OK, &Messages { messages }))
+}
+
+/// A boolean query parameter: `?all`, `?all=1`, `?all=true` and `?all=yes` are true.
+fn flag(value: &str) -> bool {
+    matches!(value, "" | "1" | "true" | "yes")
 }
 
 /// The query string's `key=value` pairs, percent- and `+`-decoded.

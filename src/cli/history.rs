@@ -1,6 +1,7 @@
 //! `orchestration history`: an agent's conversation, oldest first.
 
 use clap::Args;
+use reqwest::Method;
 
 use super::{CliError, Ctx, agent_path, output};
 use crate::api::wire::Messages;
@@ -16,9 +17,18 @@ pub struct HistoryArgs {
     /// Include the conversations of earlier agents that had this name.
     #[arg(long)]
     pub all: bool,
+    /// Delete every message this name has had, for good (a live agent keeps running, with no context).
+    #[arg(long, conflicts_with_all = ["limit", "all"])]
+    pub clear: bool,
 }
 
 pub async fn run(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
+    if args.clear {
+        ctx.client
+            .send::<()>(Method::DELETE, &agent_path(&args.name, "/history"), None)
+            .await?;
+        return output::line(&format!("history of '{}' cleared", args.name));
+    }
     let mut query = Vec::new();
     if let Some(limit) = args.limit {
         query.push(format!("limit={limit}"));

@@ -13,6 +13,9 @@ pub struct ListArgs {
     /// Only agents of this provider.
     #[arg(long, value_name = "P")]
     pub provider: Option<String>,
+    /// Also agents that were shut down (the last one of each name), as `terminated`.
+    #[arg(long)]
+    pub all: bool,
 }
 
 pub async fn run(ctx: &Ctx, args: ListArgs) -> Result<(), CliError> {
@@ -25,6 +28,9 @@ pub async fn run(ctx: &Ctx, args: ListArgs) -> Result<(), CliError> {
             "provider={}",
             percent_encoding::utf8_percent_encode(provider, percent_encoding::NON_ALPHANUMERIC)
         ));
+    }
+    if args.all {
+        query.push("all=true".to_owned());
     }
     let path = if query.is_empty() {
         "/agents".to_owned()

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::paths::{PathError, Paths, ensure_private_dir};
 use crate::providers::{ProviderSettings, SetupError};
+use crate::store::{Store, StoreError};
 use listeners::{Admission, ListenError, bind_tcp, bind_unix};
 use pidfile::{PidFile, PidFileError};
 
@@ -72,6 +73,8 @@ pub enum DaemonError {
     NotLoopback(SocketAddr),
     #[error("cannot write the TCP token to {path}: {source}")]
     Token { path: String, source: io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("cannot set up providers: {0}")]
     Providers(#[from] SetupError),
     #[error("cannot start: {0}")]
@@ -106,6 +109,9 @@ pub fn serve(options: ServeOptions) -> Result<(), DaemonError> {
 
 async fn run(options: ServeOptions) -> Result<(), DaemonError> {
     let paths = &options.paths;
+    // The store first: a damaged or locked one must stop the start before
+    // anything is listening.
+    let store = Store::open(&paths.state_dir)?;
     let unix = bind_unix(&paths.socket)?;
     let tcp = open_tcp(options.tcp).await?;
     let token = match &tcp {
@@ -119,7 +125,7 @@ async fn run(options: ServeOptions) -> Result<(), DaemonError> {
     let stop = CancellationToken::new();
     watch_signals(stop.clone())?;
     let providers = ProviderSettings::new(options.config.clone(), options.echo_delay)?;
-    let engine = Engine::new(providers);
+    let engine = Engine::restore(providers, store)?;
     let ctx = Arc::new(ApiContext::new(engine.clone(), stop.clone(), token));
     let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(addr) = tcp_addr.filter(|a| !a.ip().is_loopback()) {
@@ -153,7 +159,8 @@ async fn run(options: ServeOptions) -> Result<(), DaemonError> {
         let _ = std::fs::remove_file(&paths.token_file);
     }
     drain(graceful, &engine, options.drain_timeout).await;
-    let report = engine.shutdown_all().await;
+    // Suspended, not ended: the agents come back on the next start.
+    let report = engine.suspend_all().await;
     tracing::info!(agents = report.succeeded.len(), "stopped");
     Ok(())
 }
@@ -279,7 +286,7 @@ async fn drain(graceful: GracefulShutdown, engine: &Engine, deadline: Duration) 
         deadline_s = deadline.as_secs_f64(),
         "requests still running at the drain deadline; cancelling them"
     );
-    engine.shutdown_all().await;
+    engine.suspend_all().await;
     if tokio::time::timeout(CANCEL_GRACE, &mut drained)
         .await
         .is_err()

@@ -1,6 +1,7 @@
 //! One live agent: its config, its provider, its state, and the worker that
 //! handles its messages one at a time.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -13,7 +14,6 @@ use uuid::Uuid;
 
 use super::{
     AgentConfig, AgentInfo, AgentState, Engine, EngineError, HUMAN, History, Message, Usage, lock,
-    now_rfc3339,
 };
 use crate::providers::{ChatRequest, Provider, ProviderEvent, Role, Setup, Turn};
 
@@ -68,6 +68,13 @@ struct Status {
     usage: Usage,
 }
 
+/// Who an agent is: kept across daemon restarts.
+pub(super) struct Identity {
+    pub id: Uuid,
+    pub created_at: String,
+    pub usage: Usage,
+}
+
 pub(super) struct Agent {
     pub id: Uuid,
     pub config: AgentConfig,
@@ -82,30 +89,34 @@ pub(super) struct Agent {
     worker: Mutex<Option<JoinHandle<()>>>,
     /// A `task` agent: removed from the registry after its one exchange.
     ephemeral: bool,
+    /// Stopped for the daemon's exit, not ended: it comes back on restart.
+    suspended: AtomicBool,
 }
 
 impl Agent {
     pub fn new(
         config: AgentConfig,
         setup: Setup,
+        identity: Identity,
         jobs: mpsc::Sender<Job>,
         ephemeral: bool,
     ) -> Self {
         Self {
-            id: Uuid::new_v4(),
+            id: identity.id,
             config,
-            created_at: now_rfc3339(),
+            created_at: identity.created_at,
             provider: setup.provider,
             provider_name: setup.provider_name,
             model: setup.model,
             status: Mutex::new(Status {
                 state: AgentState::Idle,
-                usage: Usage::default(),
+                usage: identity.usage,
             }),
             jobs,
             cancel: CancellationToken::new(),
             worker: Mutex::new(None),
             ephemeral,
+            suspended: AtomicBool::new(false),
         }
     }
 
@@ -149,6 +160,14 @@ impl Agent {
 
     pub fn cancel(&self) {
         self.cancel.cancel();
+    }
+
+    /// Marks the agent to survive its worker's end (daemon exit), then stops it.
+    pub fn suspend(&self) {
+        if !self.ephemeral {
+            self.suspended.store(true, Ordering::SeqCst);
+        }
+        self.cancel();
     }
 
     pub fn set_worker(&self, worker: JoinHandle<()>) {
@@ -197,6 +216,10 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
         }
     }
     agent.set_state(AgentState::Terminated);
+    if !agent.suspended.load(Ordering::SeqCst) {
+        let history = engine.history_store();
+        history.end(&agent.config.name, agent.info(history));
+    }
     jobs.close();
     while let Ok(job) = jobs.try_recv() {
         let _ = job
@@ -232,7 +255,13 @@ async fn exchange(
 ) -> Result<Message, EngineError> {
     let history = engine.history_store();
     let name = &agent.config.name;
-    history.append(name, agent.id, Message::new(HUMAN, content, Map::new()));
+    // On disk before the provider hears of it.
+    history.append(
+        name,
+        agent.id,
+        Message::new(HUMAN, content, Map::new()),
+        None,
+    )?;
     agent.set_state(AgentState::Processing);
 
     let request = ChatRequest {
@@ -262,7 +291,6 @@ async fn exchange(
             "usage".into(),
             serde_json::to_value(usage).unwrap_or_default(),
         );
-        lock(&agent.status).usage.add(usage);
     }
     let (state, outcome) = match end {
         End::Complete => (AgentState::Idle, Ok(())),
@@ -279,9 +307,16 @@ async fn exchange(
         }
     };
     let message = Message::new(name.as_str(), reply.text, reply.metadata);
-    // A complete reply is always recorded; a cut-short one only if it said something.
+    // A complete reply is always recorded; a cut-short one only if it said
+    // something. On disk before the caller is answered.
     if outcome.is_ok() || !message.content.is_empty() {
-        history.append(name, agent.id, message.clone());
+        if let Err(error) = history.append(name, agent.id, message.clone(), reply.usage) {
+            agent.set_state(AgentState::Failed);
+            return Err(error.into());
+        }
+        if let Some(usage) = reply.usage {
+            lock(&agent.status).usage.add(usage);
+        }
     }
     agent.set_state(state);
     tracing::debug!(agent = %name, state = %state, "exchange finished");

@@ -1,46 +1,147 @@
 //! History: every conversation every agent name has had, kept after the
-//! agent is shut down.
+//! agent is shut down, in memory and (when the daemon has one) in the
+//! durable [`Store`].
 //!
 //! A name's history is a list of conversations, one per incarnation (spawn)
 //! of that name. The current (last) one is what the provider sees as context
 //! and what `GET /agents/{name}/history` returns; earlier ones stay readable
-//! with `?all=true`. Everything goes through this type so that a persistent
-//! store can later take its place without touching the engine's logic.
+//! with `?all=true`. Every write goes to the store first and is on disk
+//! before this returns; memory is only updated once the store has it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use uuid::Uuid;
 
-use super::{AgentName, Message, lock};
+use super::{AgentConfig, AgentInfo, AgentName, Message, Usage, lock};
+use crate::store::{Store, StoreError};
 
-#[derive(Default)]
 pub struct History {
     names: Mutex<HashMap<AgentName, Vec<Conversation>>>,
+    store: Option<Mutex<Store>>,
+    /// Retention: messages kept per incarnation; 0 keeps all.
+    max_messages: usize,
 }
 
 struct Conversation {
     agent_id: Uuid,
     messages: Vec<Message>,
+    /// What `list --all` shows once the incarnation has ended.
+    ended: Option<AgentInfo>,
 }
 
 impl History {
+    pub fn new(store: Option<Store>, max_messages: usize) -> Self {
+        Self {
+            names: Mutex::new(HashMap::new()),
+            store: store.map(Mutex::new),
+            max_messages,
+        }
+    }
+
+    fn write<T>(
+        &self,
+        action: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        match &self.store {
+            Some(store) => action(&mut lock(store)).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Starts the conversation of a newly spawned agent.
-    pub fn begin(&self, name: &AgentName, agent_id: Uuid) {
+    pub fn begin(
+        &self,
+        config: &AgentConfig,
+        agent_id: Uuid,
+        created_at: &str,
+    ) -> Result<(), StoreError> {
+        self.write(|store| store.add_agent(agent_id, config, created_at))?;
+        self.insert(&config.name, agent_id, Vec::new(), None);
+        Ok(())
+    }
+
+    /// Puts a conversation loaded from the store back in memory.
+    pub fn insert(
+        &self,
+        name: &AgentName,
+        agent_id: Uuid,
+        messages: Vec<Message>,
+        ended: Option<AgentInfo>,
+    ) {
         lock(&self.names)
             .entry(name.clone())
             .or_default()
             .push(Conversation {
                 agent_id,
-                messages: Vec::new(),
+                messages,
+                ended,
             });
     }
 
-    pub fn append(&self, name: &AgentName, agent_id: Uuid, message: Message) {
-        let mut names = lock(&self.names);
-        if let Some(conversation) = find(&mut names, name, agent_id) {
+    /// Records a message (and the usage it cost) for good: on disk first.
+    pub fn append(
+        &self,
+        name: &AgentName,
+        agent_id: Uuid,
+        message: Message,
+        usage: Option<Usage>,
+    ) -> Result<(), StoreError> {
+        self.write(|store| store.add_message(agent_id, &message, usage))?;
+        let trim = {
+            let mut names = lock(&self.names);
+            let Some(conversation) = find(&mut names, name, agent_id) else {
+                return Ok(());
+            };
             conversation.messages.push(message);
+            let excess = conversation
+                .messages
+                .len()
+                .saturating_sub(self.max_messages);
+            if self.max_messages > 0 && excess > 0 {
+                conversation.messages.drain(..excess);
+                true
+            } else {
+                false
+            }
+        };
+        if trim {
+            self.write(|store| store.trim(agent_id, self.max_messages))?;
         }
+        Ok(())
+    }
+
+    /// Marks an incarnation ended, keeping `info` for `list --all`.
+    pub fn end(&self, name: &AgentName, info: AgentInfo) {
+        let agent_id = info.id;
+        if let Err(error) = self.write(|store| store.end_agent(agent_id)) {
+            tracing::error!(agent = %name, %error, "cannot record that the agent ended");
+        }
+        if let Some(conversation) = find(&mut lock(&self.names), name, agent_id) {
+            conversation.ended = Some(info);
+        }
+    }
+
+    /// Forgets every message the name ever had. False if it never existed.
+    pub fn clear(&self, name: &AgentName) -> Result<bool, StoreError> {
+        if !lock(&self.names).contains_key(name) {
+            return Ok(false);
+        }
+        self.write(|store| store.clear_history(name))?;
+        if let Some(conversations) = lock(&self.names).get_mut(name) {
+            for conversation in conversations {
+                conversation.messages.clear();
+            }
+        }
+        Ok(true)
+    }
+
+    /// The last ended incarnation of every name, for `list --all`.
+    pub fn ended(&self) -> Vec<AgentInfo> {
+        lock(&self.names)
+            .values()
+            .filter_map(|conversations| conversations.last()?.ended.clone())
+            .collect()
     }
 
     /// The whole conversation of one incarnation, oldest first.

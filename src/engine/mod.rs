@@ -23,10 +23,13 @@ pub use history::History;
 pub use name::{AgentName, InvalidName, MAX_NAME_LEN};
 pub use types::{AgentConfig, AgentInfo, AgentState, HUMAN, Message, Secret, Usage, now_rfc3339};
 
+use crate::store::{Store, StoreError, StoredAgent};
+use uuid::Uuid;
+
 use crate::providers::{
     self, ModelsError, ProviderError, ProviderSettings, ProviderSpec, SetupError,
 };
-use agent::Agent;
+use agent::{Agent, Identity};
 
 /// How many messages may wait in one agent's queue before new ones are refused.
 const QUEUE_DEPTH: usize = 256;
@@ -54,6 +57,8 @@ pub enum EngineError {
     Interrupted(String),
     #[error("provider error: {0}")]
     Provider(#[from] ProviderError),
+    #[error("{0}; nothing already saved was lost")]
+    Store(#[from] StoreError),
 }
 
 /// Filters for [`Engine::list`].
@@ -61,6 +66,8 @@ pub enum EngineError {
 pub struct ListFilter {
     pub state: Option<AgentState>,
     pub provider: Option<String>,
+    /// Also the last incarnation of every name whose agent has ended.
+    pub all: bool,
 }
 
 /// The outcome of shutting every agent down.
@@ -86,17 +93,94 @@ struct Inner {
 }
 
 impl Engine {
+    /// An engine with in-memory history only (nothing survives the process).
     pub fn new(settings: ProviderSettings) -> Self {
+        Self::with_history(settings, History::new(None, 0))
+    }
+
+    fn with_history(settings: ProviderSettings, history: History) -> Self {
         Self {
             inner: Arc::new(Inner {
                 agents: Mutex::new(HashMap::new()),
-                history: History::default(),
+                history,
                 provider_slots: Arc::new(Semaphore::new(
                     settings.config.limits.max_provider_calls.max(1),
                 )),
                 settings,
                 started: Instant::now(),
             }),
+        }
+    }
+
+    /// An engine backed by `store`: every agent that was live when the
+    /// daemon last stopped comes back under its name, with its config and
+    /// whole history; ended agents' histories stay readable.
+    pub fn restore(settings: ProviderSettings, store: Store) -> Result<Self, StoreError> {
+        let stored = store.load()?;
+        let max_messages = settings.config.history.max_messages_per_agent;
+        let engine = Self::with_history(settings, History::new(Some(store), max_messages));
+        let mut restored = 0;
+        for agent in stored {
+            let name = agent.config.name.clone();
+            if !agent.live {
+                let info = engine.ended_info(&agent);
+                engine
+                    .inner
+                    .history
+                    .insert(&name, agent.id, agent.messages, Some(info));
+                continue;
+            }
+            let id = agent.id;
+            engine
+                .inner
+                .history
+                .insert(&name, id, agent.messages.clone(), None);
+            match engine.revive(agent) {
+                Ok(()) => restored += 1,
+                Err(error) => {
+                    tracing::warn!(agent = %name, %error, "cannot restore the agent; its history stays readable");
+                }
+            }
+        }
+        tracing::info!(agents = restored, "agents restored");
+        Ok(engine)
+    }
+
+    /// Starts a stored live agent again under its old identity.
+    fn revive(&self, stored: StoredAgent) -> Result<(), EngineError> {
+        let identity = Identity {
+            id: stored.id,
+            created_at: stored.created_at.clone(),
+            usage: stored.usage,
+        };
+        match providers::build(&stored.config.provider, &self.inner.settings) {
+            Ok(setup) => {
+                self.start(stored.config, setup, identity, false);
+                Ok(())
+            }
+            Err(error) => {
+                let info = self.ended_info(&stored);
+                self.inner.history.end(&stored.config.name, info);
+                Err(error.into())
+            }
+        }
+    }
+
+    /// What `list --all` shows of an ended incarnation loaded from the store.
+    fn ended_info(&self, stored: &StoredAgent) -> AgentInfo {
+        let (provider, model) =
+            providers::endpoint::summary(&stored.config.provider, &self.inner.settings.config);
+        AgentInfo {
+            name: stored.config.name.clone(),
+            agent_type: stored.config.agent_type.clone(),
+            provider: provider.to_owned(),
+            state: AgentState::Terminated,
+            id: stored.id,
+            profile: stored.config.provider.profile.clone(),
+            model,
+            created_at: stored.created_at.clone(),
+            message_count: stored.messages.len(),
+            usage: stored.usage,
         }
     }
 
@@ -119,22 +203,41 @@ impl Engine {
     }
 
     fn spawn_agent(&self, config: AgentConfig, ephemeral: bool) -> Result<Arc<Agent>, EngineError> {
-        let mut agents = lock(&self.inner.agents);
+        let agents = lock(&self.inner.agents);
         // A taken name is reported before any provider problem: it is the
         // first thing the caller has to fix.
         if agents.contains_key(&config.name) {
             return Err(EngineError::NameTaken(config.name));
         }
         let setup = providers::build(&config.provider, &self.inner.settings)?;
-        let (jobs_tx, jobs_rx) = mpsc::channel(QUEUE_DEPTH);
-        let agent = Arc::new(Agent::new(config, setup, jobs_tx, ephemeral));
-        self.inner.history.begin(&agent.config.name, agent.id);
-        agents.insert(agent.config.name.clone(), agent.clone());
+        let identity = Identity {
+            id: Uuid::new_v4(),
+            created_at: now_rfc3339(),
+            usage: Usage::default(),
+        };
+        // On disk before the caller hears the agent exists.
+        self.inner
+            .history
+            .begin(&config, identity.id, &identity.created_at)?;
         drop(agents);
+        Ok(self.start(config, setup, identity, ephemeral))
+    }
+
+    /// Registers an agent and starts its worker.
+    fn start(
+        &self,
+        config: AgentConfig,
+        setup: providers::Setup,
+        identity: Identity,
+        ephemeral: bool,
+    ) -> Arc<Agent> {
+        let (jobs_tx, jobs_rx) = mpsc::channel(QUEUE_DEPTH);
+        let agent = Arc::new(Agent::new(config, setup, identity, jobs_tx, ephemeral));
+        lock(&self.inner.agents).insert(agent.config.name.clone(), agent.clone());
         let worker = tokio::spawn(agent::run_worker(self.clone(), agent.clone(), jobs_rx));
         agent.set_worker(worker);
-        tracing::info!(agent = %agent.config.name, provider = agent.provider_name(), "agent spawned");
-        Ok(agent)
+        tracing::info!(agent = %agent.config.name, provider = agent.provider_name(), "agent started");
+        agent
     }
 
     pub fn list(&self, filter: &ListFilter) -> Vec<AgentInfo> {
@@ -145,6 +248,19 @@ impl Engine {
             .filter(|info| filter.state.is_none_or(|s| info.state == s))
             .filter(|info| filter.provider.as_ref().is_none_or(|p| &info.provider == p))
             .collect();
+        if filter.all {
+            let live: std::collections::HashSet<AgentName> =
+                infos.iter().map(|i| i.name.clone()).collect();
+            infos.extend(
+                self.inner
+                    .history
+                    .ended()
+                    .into_iter()
+                    .filter(|info| !live.contains(&info.name))
+                    .filter(|info| filter.state.is_none_or(|s| info.state == s))
+                    .filter(|info| filter.provider.as_ref().is_none_or(|p| &info.provider == p)),
+            );
+        }
         infos.sort_by(|a, b| a.name.cmp(&b.name));
         infos
     }
@@ -224,6 +340,26 @@ impl Engine {
             .history
             .read(name, limit, all)
             .ok_or_else(|| EngineError::NoHistory(name.clone()))
+    }
+
+    /// Deletes every message the name ever had (the agent, if live, keeps
+    /// running with an empty context).
+    pub fn clear_history(&self, name: &AgentName) -> Result<(), EngineError> {
+        if self.inner.history.clear(name)? {
+            Ok(())
+        } else {
+            Err(EngineError::NoHistory(name.clone()))
+        }
+    }
+
+    /// Stops every agent for the daemon's exit, without ending them: with a
+    /// store, they come back on the next start.
+    pub async fn suspend_all(&self) -> ShutdownReport {
+        let agents: Vec<Arc<Agent>> = lock(&self.inner.agents).values().cloned().collect();
+        for agent in &agents {
+            agent.suspend();
+        }
+        self.shutdown_all().await
     }
 
     /// Removes `agent` from the registry if that name still belongs to it.

@@ -260,6 +260,21 @@ impl Endpoint {
     }
 }
 
+/// The protocol name and model a spawn resolves to, without checking keys
+/// or URLs (for describing agents that are no longer running).
+pub fn summary(spec: &ProviderSpec, config: &Config) -> (&'static str, Option<String>) {
+    match Profile::select(spec.provider.as_deref(), spec.profile.as_deref(), config) {
+        Ok(profile) => (profile.kind.name(), spec.model.clone().or(profile.model)),
+        Err(_) => (
+            spec.provider
+                .as_deref()
+                .and_then(Kind::parse)
+                .map_or(super::DEFAULT_PROVIDER, Kind::name),
+            spec.model.clone(),
+        ),
+    }
+}
+
 /// The variable the CLI should read the key from for a spawn, if any.
 pub fn key_variable(
     provider: Option<&str>,

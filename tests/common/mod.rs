@@ -19,8 +19,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_orchestration");
 pub const PATIENCE: Duration = Duration::from_secs(15);
 
 /// A temporary home for one daemon: runtime, state and config dirs.
+#[derive(Clone)]
 pub struct Env {
-    pub dir: tempfile::TempDir,
+    /// Shared, so an Env outlives the daemon it was lent to (for restarts).
+    pub dir: std::sync::Arc<tempfile::TempDir>,
     /// Extra environment for every command run in this env (daemon and CLI).
     pub vars: Vec<(String, String)>,
 }
@@ -28,7 +30,7 @@ pub struct Env {
 impl Env {
     pub fn new() -> Self {
         Self {
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir: std::sync::Arc::new(tempfile::tempdir().expect("tempdir")),
             vars: Vec::new(),
         }
     }

@@ -1,0 +1,401 @@
+//! Nothing is lost: agents and conversations survive a clean stop, `kill -9`
+//! between messages, in the middle of a streamed reply and in the middle of a
+//! burst, and the next message carries the whole context. A damaged, newer
+//! or unwritable store stops the start with a clear error and is left alone.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+
+use common::fake_provider::{FakeProvider, Gate, Reply, Step, openai_chunks};
+use common::{Daemon, Env, eventually, transcript};
+use serde_json::{Value, json};
+
+fn start(env: Env) -> Daemon {
+    Daemon::start_in(env, &["--no-tcp"], None)
+}
+
+/// Kills the daemon with SIGKILL and gives its Env back for a restart.
+fn crash(mut daemon: Daemon) -> Env {
+    daemon.child.kill().expect("kill -9");
+    daemon.child.wait().expect("reap");
+    take_env(daemon)
+}
+
+fn stop(mut daemon: Daemon) -> Env {
+    assert!(daemon.terminate().success());
+    take_env(daemon)
+}
+
+fn take_env(daemon: Daemon) -> Env {
+    daemon.env.clone()
+}
+
+fn history(daemon: &Daemon, name: &str) -> Value {
+    daemon
+        .json("GET", &format!("/agents/{name}/history"), None)
+        .json()
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+fn sent_turns(body: &Value) -> Vec<(String, String)> {
+    body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap_or_default().to_owned(),
+                m["content"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn agents_come_back_after_a_stop_and_after_kill_9_with_their_whole_context() {
+    let fake = FakeProvider::start();
+    for reply in ["one", "two", "three", "four"] {
+        fake.push(Reply::sse(&openai_chunks(&[reply])));
+    }
+    let daemon = start(Env::new());
+    let base = fake.url("/v1");
+    daemon
+        .env
+        .cli_env(
+            &[("OPENAI_API_KEY", "sk-durable")],
+            &[
+                "spawn",
+                "keep",
+                "--base-url",
+                &base,
+                "--instructions",
+                "Remember.",
+            ],
+        )
+        .ok();
+    daemon.cli(&["message", "keep", "first"]).ok();
+    let before = daemon.json("GET", "/agents/keep", None).json();
+
+    // A clean stop: the agent is suspended, not ended.
+    let daemon = start(stop(daemon));
+    let after = daemon.json("GET", "/agents/keep", None).json();
+    assert_eq!(after["id"], before["id"]);
+    assert_eq!(after["created_at"], before["created_at"]);
+    assert_eq!(after["usage"], before["usage"]);
+    assert_eq!(after["state"], "idle");
+    daemon.cli(&["message", "keep", "second"]).ok();
+
+    // kill -9 between messages.
+    let daemon = start(crash(daemon));
+    daemon.cli(&["message", "keep", "third"]).ok();
+    let sent = fake.last_request();
+    // The key (the CLI's, stored with the agent) and the whole context survived.
+    assert_eq!(sent.header("authorization"), Some("Bearer sk-durable"));
+    assert_eq!(
+        sent_turns(&sent.body),
+        pairs(&[
+            ("system", "Remember."),
+            ("user", "first"),
+            ("assistant", "one"),
+            ("user", "second"),
+            ("assistant", "two"),
+            ("user", "third"),
+        ])
+    );
+    assert_eq!(
+        daemon.json("GET", "/agents/keep", None).json()["usage"]["input_tokens"],
+        33
+    );
+    // The store is private.
+    let store = daemon.env.dir.path().join("state/store.db");
+    let mode = std::fs::metadata(&store)
+        .expect("store")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn kill_9_mid_stream_keeps_the_human_message_and_the_next_call_has_it() {
+    let fake = FakeProvider::start();
+    let gate = Gate::new();
+    let mut blocks = openai_chunks(&["partial ", "never"]);
+    blocks.truncate(2);
+    fake.push(Reply::sse(&blocks).insert(2, Step::Wait(gate.clone())));
+    fake.push(Reply::sse(&openai_chunks(&["recovered"])));
+    let daemon = start(Env::new());
+    let body =
+        json!({"name": "mid", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")});
+    assert_eq!(daemon.json("POST", "/agents", Some(body)).status, 200);
+    let stream = daemon.stream(
+        "/agents/mid/message",
+        &json!({"content": "tell me", "stream": true}),
+    );
+    let env = crash(daemon);
+    gate.open();
+    drop(stream);
+
+    let daemon = start(env);
+    // The human message was committed before the provider was called; the
+    // unacknowledged partial reply was not.
+    assert_eq!(
+        transcript(&history(&daemon, "mid")),
+        pairs(&[("human", "tell me")])
+    );
+    assert_eq!(
+        daemon.cli(&["message", "mid", "again"]).ok().stdout(),
+        "recovered\n"
+    );
+    assert_eq!(
+        sent_turns(&fake.last_request().body),
+        pairs(&[("user", "tell me"), ("user", "again")])
+    );
+}
+
+#[test]
+fn kill_9_mid_burst_loses_no_acknowledged_message() {
+    let daemon = start(Env::new().var("ORCHESTRATION_ECHO_DELAY", "30ms"));
+    assert_eq!(
+        daemon
+            .json(
+                "POST",
+                "/agents",
+                Some(json!({"name": "burst", "provider": "echo"}))
+            )
+            .status,
+        200
+    );
+    let socket = daemon.env.socket();
+    let (acks, acked) = std::sync::mpsc::channel();
+    let senders: Vec<_> = (0..12)
+        .map(|i| {
+            let socket = socket.clone();
+            let acks = acks.clone();
+            std::thread::spawn(move || {
+                let Ok(stream) = std::os::unix::net::UnixStream::connect(&socket) else {
+                    return;
+                };
+                let content = format!("message {i} with a few words in it");
+                let body = json!({ "content": content }).to_string();
+                let request = common::build_request(
+                    "POST",
+                    "/agents/burst/message",
+                    &[("Host", "localhost")],
+                    Some(&body),
+                );
+                let raw = std::panic::catch_unwind(|| common::send(stream, &request));
+                if let Ok(response) = raw {
+                    if response.status == 200 {
+                        let _ = acks.send(content);
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(acks);
+    // Kill once a few replies have been acknowledged.
+    let mut acknowledged: Vec<String> = acked.iter().take(4).collect();
+    let env = crash(daemon);
+    for sender in senders {
+        let _ = sender.join();
+    }
+    acknowledged.extend(acked.try_iter());
+
+    let daemon = start(env);
+    let history = transcript(&history(&daemon, "burst"));
+    for content in &acknowledged {
+        let at = history
+            .iter()
+            .position(|(sender, text)| sender == "human" && text == content)
+            .unwrap_or_else(|| panic!("acknowledged {content:?} is missing: {history:?}"));
+        assert_eq!(
+            history[at + 1],
+            ("burst".to_owned(), content.clone()),
+            "{history:?}"
+        );
+    }
+    // Never two exchanges interleaved: every reply follows its own message.
+    for (i, (sender, text)) in history.iter().enumerate() {
+        if sender == "burst" {
+            assert_eq!(history[i - 1], ("human".to_owned(), text.clone()));
+        }
+    }
+    daemon.cli(&["message", "burst", "still", "here"]).ok();
+}
+
+#[test]
+fn list_all_clear_and_retention() {
+    let env = Env::new().config("[history]\nmax_messages_per_agent = 4\n");
+    let daemon = start(env);
+    daemon.cli(&["spawn", "gone", "--provider", "echo"]).ok();
+    daemon.cli(&["message", "gone", "bye"]).ok();
+    daemon.cli(&["shutdown", "gone"]).ok();
+    daemon.cli(&["spawn", "kept", "--provider", "echo"]).ok();
+    for word in ["a", "b", "c"] {
+        daemon.cli(&["message", "kept", word]).ok();
+    }
+    // Retention: only the newest 4 of kept's 6 messages stay.
+    assert_eq!(
+        transcript(&history(&daemon, "kept")),
+        pairs(&[("human", "b"), ("kept", "b"), ("human", "c"), ("kept", "c")])
+    );
+
+    let daemon = start(stop(daemon));
+    assert_eq!(transcript(&history(&daemon, "kept")).len(), 4);
+    let live: Vec<Value> = daemon
+        .cli(&["--json", "list"])
+        .json()
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(live.len(), 1);
+    let all = daemon.cli(&["--json", "list", "--all"]).json();
+    let gone = all
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == "gone"))
+        .expect("gone in list --all");
+    assert_eq!(gone["state"], "terminated");
+    assert_eq!(gone["message_count"], 2);
+    assert!(
+        daemon
+            .cli(&["list", "--all"])
+            .stdout()
+            .contains("terminated")
+    );
+
+    // --clear empties a history for good, live or not.
+    daemon.cli(&["history", "gone", "--clear"]).ok();
+    assert_eq!(
+        daemon.cli(&["history", "gone"]).stdout(),
+        "no messages for 'gone'\n"
+    );
+    assert_eq!(
+        daemon.json("DELETE", "/agents/kept/history", None).status,
+        204
+    );
+    assert_eq!(
+        daemon.json("DELETE", "/agents/never/history", None).status,
+        404
+    );
+    let daemon = start(stop(daemon));
+    assert_eq!(
+        transcript(&history(&daemon, "kept")),
+        Vec::<(String, String)>::new()
+    );
+    assert_eq!(daemon.cli(&["history", "never"]).code(), 4);
+}
+
+#[test]
+fn a_damaged_store_is_reported_and_left_alone() {
+    let env = Env::new();
+    let state = env.dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let garbage = b"SQLite format 3\0 but then nothing sensible at all".repeat(200);
+    std::fs::write(state.join("store.db"), &garbage).expect("plant garbage");
+    let out = env.cli(&["serve", "--no-tcp"]);
+    assert_eq!(out.code(), 1);
+    assert!(out.stderr().contains("store.db"), "{}", out.stderr());
+    assert!(out.stderr().contains("damaged"), "{}", out.stderr());
+    assert!(out.stderr().contains("move it aside"), "{}", out.stderr());
+    assert_eq!(
+        std::fs::read(state.join("store.db")).expect("still there"),
+        garbage
+    );
+}
+
+#[test]
+fn a_store_from_a_newer_version_is_refused() {
+    let daemon = start(Env::new());
+    daemon.cli(&["spawn", "x", "--provider", "echo"]).ok();
+    let env = stop(daemon);
+    let store = env.dir.path().join("state/store.db");
+    let connection = rusqlite::Connection::open(&store).expect("open");
+    connection
+        .execute_batch("PRAGMA user_version = 99;")
+        .expect("bump");
+    drop(connection);
+    let out = env.cli(&["serve", "--no-tcp"]);
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr().contains("schema version 99"),
+        "{}",
+        out.stderr()
+    );
+    assert!(
+        out.stderr().contains("newer orchestration"),
+        "{}",
+        out.stderr()
+    );
+}
+
+#[test]
+fn an_unwritable_store_is_a_clear_error() {
+    let daemon = start(Env::new());
+    daemon.cli(&["spawn", "x", "--provider", "echo"]).ok();
+    let env = stop(daemon);
+    let store = env.dir.path().join("state/store.db");
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+    let mut command = env.command(&["serve", "--no-tcp"]);
+    if nix::unistd::geteuid().is_root() {
+        // Root ignores modes: run as nobody, who then owns the tree.
+        let status = std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(env.dir.path())
+            .status()
+            .expect("chown");
+        assert!(status.success());
+        command.uid(65534).gid(65534);
+    }
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > common::PATIENCE {
+            let _ = child.kill();
+            panic!("serve started on an unwritable store");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("store.db"), "{stderr}");
+    assert!(stderr.contains("writable"), "{stderr}");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_dir_is_refused() {
+    let daemon = start(Env::new());
+    let other_runtime = daemon.env.dir.path().join("other-run");
+    let out = daemon
+        .env
+        .command(&["serve", "--no-tcp"])
+        .env("ORCHESTRATION_RUNTIME_DIR", &other_runtime)
+        .output()
+        .expect("serve");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("another daemon is using the state dir"),
+        "{stderr}"
+    );
+    eventually("the first daemon still answers", || {
+        daemon.request("GET", "/health", None).status == 200
+    });
+}
