@@ -399,3 +399,30 @@ fn a_second_daemon_on_the_same_state_dir_is_refused() {
         daemon.request("GET", "/health", None).status == 200
     });
 }
+
+#[test]
+fn idle_exit_does_not_wait_for_live_agents_and_they_come_back() {
+    let env = Env::new().var("ORCHESTRATION_ECHO_DELAY", "20ms");
+    let mut daemon = Daemon::start_in(env, &["--no-tcp", "--idle-timeout", "1s"], None);
+    daemon.cli(&["spawn", "sleeper", "--provider", "echo"]).ok();
+    // A reply streaming for about 3s keeps the daemon up past its 1s idle timeout.
+    let words = vec!["word"; 150].join(" ");
+    let mut stream = daemon.stream(
+        "/agents/sleeper/message",
+        &json!({"content": words, "stream": true}),
+    );
+    let rest = common::read_rest(&mut stream);
+    assert!(rest.contains(r#""type":"done""#), "{rest}");
+    assert!(
+        daemon.child.try_wait().expect("try_wait").is_none(),
+        "exited mid-stream"
+    );
+    drop(stream);
+    // Then, with a live agent but no connection, it stops by itself, cleanly.
+    assert!(daemon.wait_exit().success());
+    assert!(daemon.log().contains("idle"), "{}", daemon.log());
+    assert!(!daemon.env.socket().exists());
+    let daemon = start(daemon.env.clone());
+    assert_eq!(daemon.json("GET", "/agents/sleeper", None).status, 200);
+    assert_eq!(transcript(&history(&daemon, "sleeper")).len(), 2);
+}

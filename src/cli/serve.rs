@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// How long in-flight requests may run once the daemon is told to stop; then they are cancelled.
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = duration::parse)]
     pub drain_timeout: Duration,
+    /// Exit cleanly after this long with no connection, request or open stream (e.g. 10m). Live
+    /// agents do not keep the daemon up: they are stored and come back on the next start.
+    #[arg(long, value_name = "DUR", value_parser = duration::parse)]
+    pub idle_timeout: Option<Duration>,
     /// Pause between the echo provider's words.
     #[arg(long, value_name = "DUR", default_value = "20ms", value_parser = duration::parse, env = "ORCHESTRATION_ECHO_DELAY")]
     pub echo_delay: Duration,
@@ -90,6 +94,7 @@ pub fn run(args: ServeArgs, paths: Paths, json: bool) -> Result<(), CliError> {
         echo_delay: args.echo_delay,
         config,
         allow_remote: args.allow_remote,
+        idle_timeout: args.idle_timeout,
     })?;
     Ok(())
 }

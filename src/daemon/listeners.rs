@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use hyper::server::conn::http1;
@@ -15,7 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::api::{self, ApiContext, Transport};
 use crate::config::LimitsConfig;
@@ -93,19 +94,56 @@ pub async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ListenError> {
         .map_err(|source| ListenError::Tcp { addr, source })
 }
 
+/// How busy the daemon is, for idle exit: open connections (a request or
+/// a stream in progress always has one) and when the last one closed.
+#[derive(Debug)]
+pub struct Activity {
+    open: AtomicUsize,
+    last_closed: std::sync::Mutex<Instant>,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            open: AtomicUsize::new(0),
+            last_closed: std::sync::Mutex::new(Instant::now()),
+        })
+    }
+
+    /// When the daemon may exit for idleness if nothing happens meanwhile;
+    /// `None` while a connection is open.
+    pub fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
+        if self.open.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        Some(*crate::engine::lock(&self.last_closed) + idle)
+    }
+
+    fn opened(&self) {
+        self.open.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn closed(&self) {
+        *crate::engine::lock(&self.last_closed) = Instant::now();
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Who may connect and how many at once: one listener's admission rules.
 pub struct Admission {
     slots: Arc<Semaphore>,
     limit: usize,
     header_timeout: Duration,
+    activity: Arc<Activity>,
 }
 
 impl Admission {
-    pub fn new(limits: &LimitsConfig) -> Self {
+    pub fn new(limits: &LimitsConfig, activity: Arc<Activity>) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             limit: limits.max_connections,
             header_timeout: limits.header_timeout,
+            activity,
         }
     }
 
@@ -135,12 +173,18 @@ impl Admission {
             );
             return;
         };
+        self.activity.opened();
+        let activity = self.activity.clone();
+        let done = move || {
+            drop(slot);
+            activity.closed();
+        };
         serve_connection(
             ctx.clone(),
             transport,
             stream,
             graceful,
-            slot,
+            done,
             self.header_timeout,
         );
     }
@@ -232,14 +276,13 @@ async fn skip_request_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<(
 }
 
 /// Serves one connection with the API until it closes, registered with
-/// `graceful` so shutdown can drain it. The connection holds its `slot`
-/// until it ends.
+/// `graceful` so shutdown can drain it; `done` runs when it ends.
 fn serve_connection<S>(
     ctx: Arc<ApiContext>,
     transport: Transport,
     stream: S,
     graceful: &GracefulShutdown,
-    slot: OwnedSemaphorePermit,
+    done: impl FnOnce() + Send + 'static,
     header_timeout: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -257,6 +300,6 @@ fn serve_connection<S>(
         if let Err(error) = connection.await {
             tracing::debug!(%error, "connection ended with an error");
         }
-        drop(slot);
+        done();
     });
 }

@@ -26,7 +26,7 @@ use crate::engine::Engine;
 use crate::paths::{PathError, Paths, ensure_private_dir};
 use crate::providers::{ProviderSettings, SetupError};
 use crate::store::{Store, StoreError};
-use listeners::{Admission, ListenError, bind_tcp, bind_unix};
+use listeners::{Activity, Admission, ListenError, bind_tcp, bind_unix};
 use pidfile::{PidFile, PidFileError};
 
 /// The TCP listener's default address (SPEC §1).
@@ -57,6 +57,8 @@ pub struct ServeOptions {
     pub config: Config,
     /// Whether a non-loopback TCP address may be bound.
     pub allow_remote: bool,
+    /// Exit after this long without a connection.
+    pub idle_timeout: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,12 +145,16 @@ async fn run(options: ServeOptions) -> Result<(), DaemonError> {
     );
 
     let graceful = GracefulShutdown::new();
+    let activity = Activity::new();
     let listeners = Listeners {
         unix: &unix,
-        unix_admission: Admission::new(&options.config.limits),
+        unix_admission: Admission::new(&options.config.limits, activity.clone()),
         tcp: tcp.as_ref(),
-        tcp_admission: Admission::new(&options.config.limits),
+        tcp_admission: Admission::new(&options.config.limits, activity.clone()),
     };
+    if let Some(idle) = options.idle_timeout {
+        tokio::spawn(exit_when_idle(activity, idle, stop.clone()));
+    }
     accept_until_stopped(&ctx, &listeners, &graceful, &stop).await;
 
     tracing::info!("shutting down: no longer accepting connections");
@@ -224,6 +230,29 @@ fn watch_signals(stop: CancellationToken) -> Result<(), DaemonError> {
         stop.cancel();
     });
     Ok(())
+}
+
+/// Stops the daemon once no connection has been open for `idle`. Agents are
+/// durable, so live agents do not keep it running: they come back with the
+/// next start.
+async fn exit_when_idle(activity: Arc<Activity>, idle: Duration, stop: CancellationToken) {
+    loop {
+        let wake = match activity.idle_deadline(idle) {
+            Some(deadline) if deadline <= std::time::Instant::now() => break,
+            Some(deadline) => tokio::time::Instant::from_std(deadline),
+            // A connection is open: look again later.
+            None => tokio::time::Instant::now() + idle.min(Duration::from_secs(1)),
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+    tracing::info!(
+        idle_s = idle.as_secs_f64(),
+        "idle: no connection for the idle timeout; stopping"
+    );
+    stop.cancel();
 }
 
 /// The open listeners, each with its own admission rules.
