@@ -426,3 +426,78 @@ fn idle_exit_does_not_wait_for_live_agents_and_they_come_back() {
     assert_eq!(daemon.json("GET", "/agents/sleeper", None).status, 200);
     assert_eq!(transcript(&history(&daemon, "sleeper")).len(), 2);
 }
+
+#[test]
+fn a_full_disk_is_a_507_and_loses_nothing_already_saved() {
+    // No file may grow past 2 MiB (1 MiB where the shell counts 512-byte
+    // blocks): the store's WAL hits that like a full disk. SIGXFSZ is
+    // ignored so the write fails with an error instead of killing the daemon.
+    let env = Env::new();
+    let log = env.dir.path().join("full.log");
+    let script = format!(
+        "ulimit -f 2048; trap '' XFSZ; exec '{}' serve --no-tcp",
+        common::BIN
+    );
+    let mut child = env
+        .shell(&script)
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("serve");
+    eventually("the daemon to answer", || {
+        std::os::unix::net::UnixStream::connect(env.socket()).is_ok()
+    });
+    let call = |method: &str, path: &str, body: Option<Value>| {
+        let stream = std::os::unix::net::UnixStream::connect(env.socket()).expect("connect");
+        let body = body.map(|b| b.to_string());
+        common::send(
+            stream,
+            &common::build_request(method, path, &[("Host", "localhost")], body.as_deref()),
+        )
+    };
+    assert_eq!(
+        call(
+            "POST",
+            "/agents",
+            Some(json!({"name": "full", "provider": "echo"}))
+        )
+        .status,
+        200
+    );
+    let big = "x".repeat(300 * 1024);
+    let mut saved = Vec::new();
+    let mut refusal = None;
+    for i in 0..20 {
+        let content = format!("{i}{big}");
+        let response = call(
+            "POST",
+            "/agents/full/message",
+            Some(json!({ "content": content })),
+        );
+        if response.status == 200 {
+            saved.push(content);
+            continue;
+        }
+        refusal = Some(response);
+        break;
+    }
+    let refusal = refusal.expect("the size limit was never hit");
+    assert_eq!(refusal.status, 507, "{}", refusal.text());
+    assert!(
+        refusal.detail().contains("cannot save"),
+        "{}",
+        refusal.detail()
+    );
+    assert!(!saved.is_empty());
+    // Still serving.
+    assert_eq!(call("GET", "/health", None).status, 200);
+    common::signal(child.id() as i32, "TERM");
+    let _ = child.wait();
+
+    // Without the limit, everything acknowledged is there, in order.
+    let daemon = start(env);
+    let history = transcript(&history(&daemon, "full"));
+    for (i, content) in saved.iter().enumerate() {
+        assert_eq!(history[2 * i], ("human".to_owned(), content.clone()));
+        assert_eq!(history[2 * i + 1], ("full".to_owned(), content.clone()));
+    }
+}
