@@ -1,6 +1,5 @@
 //! History: every conversation every agent name has had, kept after the
-//! agent is shut down, in memory and (when the daemon has one) in the
-//! durable [`Store`].
+//! agent is shut down, in memory and in the durable [`Store`].
 //!
 //! A name's history is a list of conversations, one per incarnation (spawn)
 //! of that name. The current (last) one is what the provider sees as context
@@ -18,7 +17,7 @@ use crate::store::{Store, StoreError};
 
 pub struct History {
     names: Mutex<HashMap<AgentName, Vec<Conversation>>>,
-    store: Option<Mutex<Store>>,
+    store: Mutex<Store>,
     /// Retention: messages kept per incarnation; 0 keeps all.
     max_messages: usize,
 }
@@ -31,22 +30,20 @@ struct Conversation {
 }
 
 impl History {
-    pub fn new(store: Option<Store>, max_messages: usize) -> Self {
+    pub fn new(store: Store, max_messages: usize) -> Self {
         Self {
             names: Mutex::new(HashMap::new()),
-            store: store.map(Mutex::new),
+            store: Mutex::new(store),
             max_messages,
         }
     }
 
+    /// Runs one store write; the store's lock serialises writers.
     fn write<T>(
         &self,
         action: impl FnOnce(&mut Store) -> Result<T, StoreError>,
-    ) -> Result<Option<T>, StoreError> {
-        match &self.store {
-            Some(store) => action(&mut lock(store)).map(Some),
-            None => Ok(None),
-        }
+    ) -> Result<T, StoreError> {
+        action(&mut lock(&self.store))
     }
 
     /// Starts the conversation of a newly spawned agent.

@@ -93,11 +93,6 @@ struct Inner {
 }
 
 impl Engine {
-    /// An engine with in-memory history only (nothing survives the process).
-    pub fn new(settings: ProviderSettings) -> Self {
-        Self::with_history(settings, History::new(None, 0))
-    }
-
     fn with_history(settings: ProviderSettings, history: History) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -118,7 +113,7 @@ impl Engine {
     pub fn restore(settings: ProviderSettings, store: Store) -> Result<Self, StoreError> {
         let stored = store.load()?;
         let max_messages = settings.config.history.max_messages_per_agent;
-        let engine = Self::with_history(settings, History::new(Some(store), max_messages));
+        let engine = Self::with_history(settings, History::new(store, max_messages));
         let mut restored = 0;
         for agent in stored {
             let name = agent.config.name.clone();
