@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 
 use common::fake_provider::{FakeProvider, Gate, Reply, Step, openai_chunks};
-use common::{Daemon, Env, eventually, transcript};
+use common::{Daemon, Env, eventually, pairs, sent_turns, transcript};
 use serde_json::{Value, json};
 
 fn start(env: Env) -> Daemon {
@@ -36,27 +36,6 @@ fn history(daemon: &Daemon, name: &str) -> Value {
     daemon
         .json("GET", &format!("/agents/{name}/history"), None)
         .json()
-}
-
-fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-    items
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
-}
-
-fn sent_turns(body: &Value) -> Vec<(String, String)> {
-    body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| {
-            (
-                m["role"].as_str().unwrap_or_default().to_owned(),
-                m["content"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::fake_provider::{
     FakeProvider, Gate, Reply, Step, anthropic_events, data, event, openai_chunks,
 };
-use common::{Daemon, Env, HttpResponse, eventually, read_rest, transcript};
+use common::{Daemon, Env, HttpResponse, eventually, pairs, read_rest, sent_turns, transcript};
 use serde_json::{Value, json};
 
 /// Short timeouts so failure paths are quick; retries pause 50ms.
@@ -43,27 +43,6 @@ fn history(daemon: &Daemon, name: &str) -> Value {
     daemon
         .json("GET", &format!("/agents/{name}/history"), None)
         .json()
-}
-
-fn roles_and_contents(body: &Value) -> Vec<(String, String)> {
-    body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| {
-            (
-                m["role"].as_str().unwrap_or_default().to_owned(),
-                m["content"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-    items
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
 }
 
 #[test]
@@ -110,7 +89,7 @@ fn openai_gets_instructions_and_the_whole_conversation_and_the_cli_sees_the_stre
     assert_eq!(sent.body["stream"], true);
     assert_eq!(sent.body["stream_options"]["include_usage"], true);
     assert_eq!(
-        roles_and_contents(&sent.body),
+        sent_turns(&sent.body),
         pairs(&[
             ("system", "Be brief."),
             ("user", "hi there"),
@@ -637,7 +616,7 @@ fn anthropic_messages_are_sent_and_streamed() {
     assert_eq!(sent.body["model"], "claude-sonnet-4-5");
     assert_eq!(sent.body["stream"], true);
     assert_eq!(
-        roles_and_contents(&sent.body),
+        sent_turns(&sent.body),
         pairs(&[
             ("user", "hello"),
             ("assistant", "Bonjour Ann"),
@@ -707,7 +686,7 @@ fn anthropic_errors_before_and_inside_the_stream_and_truncation() {
     // Consecutive user turns are merged: roles alternate as the API requires.
     fake.push(Reply::sse(&anthropic_events(&["ok"])));
     assert_eq!(say(&daemon, "a", "four").status, 200);
-    let roles: Vec<String> = roles_and_contents(&fake.last_request().body)
+    let roles: Vec<String> = sent_turns(&fake.last_request().body)
         .into_iter()
         .map(|(role, _)| role)
         .collect();

@@ -131,32 +131,46 @@ impl AgentOptions {
         name: &AgentName,
         config_file: &Path,
     ) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
-        let mut body = serde_json::Map::new();
-        body.insert("name".into(), name.as_str().into());
-        let fields = [
-            ("provider", &self.provider),
-            ("profile", &self.profile),
-            ("model", &self.model),
-            ("instructions", &self.instructions),
-            ("base_url", &self.base_url),
-            ("api_key_env", &self.api_key_env),
-        ];
-        for (key, value) in fields {
-            if let Some(value) = value {
-                body.insert(key.into(), value.clone().into());
-            }
-        }
-        let key = read_api_key(
-            self.provider.as_deref(),
-            self.profile.as_deref(),
-            self.api_key_env.as_deref(),
+        let mut body = provider_fields(
+            &[
+                ("provider", &self.provider),
+                ("profile", &self.profile),
+                ("model", &self.model),
+                ("instructions", &self.instructions),
+                ("base_url", &self.base_url),
+                ("api_key_env", &self.api_key_env),
+            ],
             config_file,
         )?;
-        if let Some(key) = key {
-            body.insert("api_key".into(), key.into());
-        }
+        body.insert("name".into(), name.as_str().into());
         Ok(body)
     }
+}
+
+/// A request body with the fields that are set, plus the API key read from
+/// this process's environment for the `provider`/`profile`/`api_key_env`
+/// among them.
+fn provider_fields(
+    fields: &[(&str, &Option<String>)],
+    config_file: &Path,
+) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
+    let mut body = serde_json::Map::new();
+    for (key, value) in fields {
+        if let Some(value) = value {
+            body.insert((*key).into(), value.clone().into());
+        }
+    }
+    let field = |name: &str| body.get(name).and_then(serde_json::Value::as_str);
+    let key = read_api_key(
+        field("provider"),
+        field("profile"),
+        field("api_key_env"),
+        config_file,
+    )?;
+    if let Some(key) = key {
+        body.insert("api_key".into(), key.into());
+    }
+    Ok(body)
 }
 
 /// The API key for a provider or profile, from this process's environment:

@@ -4,7 +4,7 @@
 use clap::Args;
 use reqwest::Method;
 
-use super::{CliError, Ctx, output, read_api_key};
+use super::{CliError, Ctx, output, provider_fields};
 use crate::api::wire::Models;
 
 #[derive(Debug, Args)]
@@ -24,27 +24,15 @@ pub struct ModelsArgs {
 }
 
 pub async fn run(ctx: &Ctx, args: ModelsArgs) -> Result<(), CliError> {
-    let mut body = serde_json::Map::new();
-    let fields = [
-        ("provider", &args.provider),
-        ("profile", &args.profile),
-        ("base_url", &args.base_url),
-        ("api_key_env", &args.api_key_env),
-    ];
-    for (key, value) in fields {
-        if let Some(value) = value {
-            body.insert(key.into(), value.clone().into());
-        }
-    }
-    let key = read_api_key(
-        args.provider.as_deref(),
-        args.profile.as_deref(),
-        args.api_key_env.as_deref(),
+    let body = provider_fields(
+        &[
+            ("provider", &args.provider),
+            ("profile", &args.profile),
+            ("base_url", &args.base_url),
+            ("api_key_env", &args.api_key_env),
+        ],
         &ctx.config_file,
     )?;
-    if let Some(key) = key {
-        body.insert("api_key".into(), key.into());
-    }
     let listing: Models = ctx
         .client
         .json(Method::POST, "/models", Some(&body))

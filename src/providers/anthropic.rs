@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use eventsource_stream::Event;
 use reqwest::Request;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::endpoint::Endpoint;
 use super::http::{Decoder, Flow, Upstream, event_json, sse_reply, stream_error};
@@ -134,12 +134,8 @@ impl Decoder for EventDecoder {
 
     fn finish(&mut self, out: &mut VecDeque<ProviderEvent>) {
         if !self.thinking.is_empty() {
-            let mut facts = Map::new();
-            facts.insert(
-                "reasoning".into(),
-                Value::from(std::mem::take(&mut self.thinking)),
-            );
-            out.push_back(ProviderEvent::Metadata(facts));
+            let text = std::mem::take(&mut self.thinking);
+            out.push_back(ProviderEvent::fact("reasoning", text));
         }
     }
 }
@@ -150,9 +146,7 @@ impl EventDecoder {
             return;
         };
         if let Some(model) = message.get("model").and_then(Value::as_str) {
-            let mut facts = Map::new();
-            facts.insert("model".into(), Value::from(model));
-            out.push_back(ProviderEvent::Metadata(facts));
+            out.push_back(ProviderEvent::fact("model", model));
         }
         self.add_usage(message.get("usage"), out);
     }

@@ -93,6 +93,15 @@ pub enum ProviderError {
     Other(String),
 }
 
+impl ProviderEvent {
+    /// One fact for the reply's metadata.
+    pub fn fact(key: &str, value: impl Into<Value>) -> Self {
+        let mut facts = Map::new();
+        facts.insert(key.to_owned(), value.into());
+        Self::Metadata(facts)
+    }
+}
+
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<ProviderEvent, ProviderError>> + Send>>;
 
 pub trait Provider: Send + Sync {

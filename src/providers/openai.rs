@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 use eventsource_stream::Event;
 use reqwest::Request;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::endpoint::Endpoint;
 use super::http::{Decoder, Flow, Upstream, event_json, sse_reply, stream_error};
@@ -97,9 +97,7 @@ impl Decoder for ChunkDecoder {
             && let Some(model) = chunk.get("model").and_then(Value::as_str)
         {
             self.model_reported = true;
-            let mut facts = Map::new();
-            facts.insert("model".into(), Value::from(model));
-            out.push_back(ProviderEvent::Metadata(facts));
+            out.push_back(ProviderEvent::fact("model", model));
         }
         // Only the first choice is used; `n` is never asked for.
         let choice = chunk
@@ -121,12 +119,8 @@ impl Decoder for ChunkDecoder {
 
     fn finish(&mut self, out: &mut VecDeque<ProviderEvent>) {
         if !self.reasoning.is_empty() {
-            let mut facts = Map::new();
-            facts.insert(
-                "reasoning".into(),
-                Value::from(std::mem::take(&mut self.reasoning)),
-            );
-            out.push_back(ProviderEvent::Metadata(facts));
+            let text = std::mem::take(&mut self.reasoning);
+            out.push_back(ProviderEvent::fact("reasoning", text));
         }
     }
 }

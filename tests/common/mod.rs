@@ -503,3 +503,26 @@ pub fn transcript(history: &Value) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Owned (a, b) pairs, to compare with transcripts and sent turns.
+pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// The (role, content) turns of a chat request a fake provider received.
+pub fn sent_turns(body: &Value) -> Vec<(String, String)> {
+    body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap_or_default().to_owned(),
+                m["content"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
