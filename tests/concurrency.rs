@@ -227,3 +227,50 @@ fn a_non_streaming_client_that_leaves_also_cancels_its_exchange() {
         "idle"
     );
 }
+
+#[test]
+fn concurrent_spawns_of_one_name_create_exactly_one_agent() {
+    let daemon = Daemon::start(&[]);
+    let socket = daemon.env.socket();
+    let spawns: Vec<_> = (0..16)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+                let body = json!({"name": "twin", "provider": "echo"}).to_string();
+                common::send(
+                    stream,
+                    &common::build_request(
+                        "POST",
+                        "/agents",
+                        &[("Host", "localhost")],
+                        Some(&body),
+                    ),
+                )
+                .status
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = spawns
+        .into_iter()
+        .map(|s| s.join().expect("join"))
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        daemon
+            .json("GET", "/agents", None)
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}

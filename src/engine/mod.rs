@@ -150,7 +150,8 @@ impl Engine {
         };
         match providers::build(&stored.config.provider, &self.inner.settings) {
             Ok(setup) => {
-                self.start(stored.config, setup, identity, false);
+                let mut agents = lock(&self.inner.agents);
+                self.start(&mut agents, stored.config, setup, identity, false);
                 Ok(())
             }
             Err(error) => {
@@ -198,7 +199,9 @@ impl Engine {
     }
 
     fn spawn_agent(&self, config: AgentConfig, ephemeral: bool) -> Result<Arc<Agent>, EngineError> {
-        let agents = lock(&self.inner.agents);
+        // Held from the name check to the insert, so two spawns of one name
+        // cannot both pass the check.
+        let mut agents = lock(&self.inner.agents);
         // A taken name is reported before any provider problem: it is the
         // first thing the caller has to fix.
         if agents.contains_key(&config.name) {
@@ -214,13 +217,13 @@ impl Engine {
         self.inner
             .history
             .begin(&config, identity.id, &identity.created_at)?;
-        drop(agents);
-        Ok(self.start(config, setup, identity, ephemeral))
+        Ok(self.start(&mut agents, config, setup, identity, ephemeral))
     }
 
-    /// Registers an agent and starts its worker.
+    /// Registers an agent in `agents` (the locked registry) and starts its worker.
     fn start(
         &self,
+        agents: &mut HashMap<AgentName, Arc<Agent>>,
         config: AgentConfig,
         setup: providers::Setup,
         identity: Identity,
@@ -228,7 +231,7 @@ impl Engine {
     ) -> Arc<Agent> {
         let (jobs_tx, jobs_rx) = mpsc::channel(QUEUE_DEPTH);
         let agent = Arc::new(Agent::new(config, setup, identity, jobs_tx, ephemeral));
-        lock(&self.inner.agents).insert(agent.config.name.clone(), agent.clone());
+        agents.insert(agent.config.name.clone(), agent.clone());
         let worker = tokio::spawn(agent::run_worker(self.clone(), agent.clone(), jobs_rx));
         agent.set_worker(worker);
         tracing::info!(agent = %agent.config.name, provider = agent.provider_name(), "agent started");
