@@ -267,8 +267,10 @@ async fn skip_request_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<(
         if n == 0 {
             break;
         }
+        // Look only at the new bytes and the three before them.
+        let from = seen.len().saturating_sub(3);
         seen.extend_from_slice(&chunk[..n]);
-        if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        if seen[from..].windows(4).any(|w| w == b"\r\n\r\n") {
             break;
         }
     }

@@ -57,10 +57,7 @@ impl Anthropic {
 
 impl Provider for Anthropic {
     fn stream(&self, chat: ChatRequest) -> EventStream {
-        match self.request(&chat) {
-            Ok(request) => sse_reply(&self.upstream, request, EventDecoder::default()),
-            Err(error) => super::failed(error),
-        }
+        sse_reply(&self.upstream, self.request(&chat), EventDecoder::default())
     }
 }
 

@@ -318,10 +318,15 @@ struct Driver<D> {
     idle: Duration,
 }
 
-/// The stream of a reply sent as server-sent events.
-pub fn sse_reply<D: Decoder>(upstream: &Upstream, request: Request, decoder: D) -> EventStream {
+/// The stream of a reply sent as server-sent events. A request that could
+/// not be built is a stream that fails at once.
+pub fn sse_reply<D: Decoder>(
+    upstream: &Upstream,
+    request: Result<Request, ProviderError>,
+    decoder: D,
+) -> EventStream {
     let sender = upstream.clone();
-    let connecting: Connecting = Box::pin(async move { sender.send(request).await });
+    let connecting: Connecting = Box::pin(async move { sender.send(request?).await });
     let driver = Driver {
         phase: Phase::Connecting(connecting),
         decoder,

@@ -237,11 +237,6 @@ enum Auth {
     XApiKey,
 }
 
-/// A reply stream that fails at once.
-fn failed(error: ProviderError) -> EventStream {
-    Box::pin(futures_util::stream::iter([Err(error)]))
-}
-
 /// The ids in a model listing: `{"data":[{"id":…}]}` (OpenAI, Anthropic,
 /// OpenRouter, Gemini) or `{"models":[{"name":…}]}` (Ollama's native form).
 fn model_ids(listing: Value) -> Result<Vec<String>, ProviderError> {

@@ -59,10 +59,7 @@ impl OpenAi {
 
 impl Provider for OpenAi {
     fn stream(&self, chat: ChatRequest) -> EventStream {
-        match self.request(&chat) {
-            Ok(request) => sse_reply(&self.upstream, request, ChunkDecoder::default()),
-            Err(error) => super::failed(error),
-        }
+        sse_reply(&self.upstream, self.request(&chat), ChunkDecoder::default())
     }
 }
 
