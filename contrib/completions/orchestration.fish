@@ -55,10 +55,10 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -s h 
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l name -d 'The agent\'s name (same as the positional NAME)' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l provider -d 'The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in)' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l profile -d 'A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file' -r
-complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l model -d 'The model to ask for' -r
-complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l instructions -d 'The agent\'s instructions, sent as its system prompt' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l base-url -d 'The provider\'s API base URL' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l api-key-env -d 'Read the API key from this environment variable instead of the provider\'s or profile\'s own' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l model -d 'The model to ask for' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l instructions -d 'The agent\'s instructions, sent as its system prompt' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l json -d 'Print the API\'s JSON instead of human-readable output'
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
@@ -84,10 +84,10 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l 
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -s h -l help -d 'Print help'
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l provider -d 'The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in)' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l profile -d 'A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file' -r
-complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l model -d 'The model to ask for' -r
-complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l instructions -d 'The agent\'s instructions, sent as its system prompt' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l base-url -d 'The provider\'s API base URL' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l api-key-env -d 'Read the API key from this environment variable instead of the provider\'s or profile\'s own' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l model -d 'The model to ask for' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l instructions -d 'The agent\'s instructions, sent as its system prompt' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l no-stream -d 'Wait for the whole reply instead of streaming it'
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l json -d 'Print the API\'s JSON instead of human-readable output'
@@ -98,10 +98,10 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -l
 complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -l json -d 'Print the API\'s JSON instead of human-readable output'
 complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
 complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -s h -l help -d 'Print help'
-complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l provider -d 'The provider to ask: `openai` (the default), `anthropic` or `echo`' -r
-complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l profile -d 'A provider profile: built in `openrouter`, `local`, `gemini`, or one from the config file' -r
-complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l base-url -d 'Ask this API base URL instead of the provider\'s or profile\'s' -r
-complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l api-key-env -d 'Read the API key from this environment variable' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l provider -d 'The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in)' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l profile -d 'A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l base-url -d 'The provider\'s API base URL' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l api-key-env -d 'Read the API key from this environment variable instead of the provider\'s or profile\'s own' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l json -d 'Print the API\'s JSON instead of human-readable output'
 complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'

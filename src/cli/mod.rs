@@ -98,21 +98,15 @@ pub fn command() -> clap::Command {
     <Cli as clap::CommandFactory>::command()
 }
 
-/// The options an agent is spawned with, shared by `spawn` and `task`.
+/// Which model server to use: shared by `spawn`, `task` and `models`.
 #[derive(Debug, Clone, Args)]
-pub struct AgentOptions {
+pub struct EndpointOptions {
     /// The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in).
     #[arg(long, value_name = "P")]
     pub provider: Option<String>,
     /// A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file.
     #[arg(long, value_name = "P")]
     pub profile: Option<String>,
-    /// The model to ask for.
-    #[arg(long, value_name = "M")]
-    pub model: Option<String>,
-    /// The agent's instructions, sent as its system prompt.
-    #[arg(long, value_name = "TEXT")]
-    pub instructions: Option<String>,
     /// The provider's API base URL.
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
@@ -121,56 +115,78 @@ pub struct AgentOptions {
     pub api_key_env: Option<String>,
 }
 
+impl EndpointOptions {
+    /// The request fields these options set, plus the API key read from this
+    /// process's environment (SPEC §5: a daemon under a service manager does
+    /// not see the user's shell variables). The key travels in the request
+    /// body, never on a command line.
+    fn to_json(
+        &self,
+        config_file: &Path,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
+        let mut body = serde_json::Map::new();
+        insert_set(
+            &mut body,
+            &[
+                ("provider", &self.provider),
+                ("profile", &self.profile),
+                ("base_url", &self.base_url),
+                ("api_key_env", &self.api_key_env),
+            ],
+        );
+        let key = read_api_key(
+            self.provider.as_deref(),
+            self.profile.as_deref(),
+            self.api_key_env.as_deref(),
+            config_file,
+        )?;
+        if let Some(key) = key {
+            body.insert("api_key".into(), key.into());
+        }
+        Ok(body)
+    }
+}
+
+/// The options an agent is spawned with, shared by `spawn` and `task`.
+#[derive(Debug, Clone, Args)]
+pub struct AgentOptions {
+    #[command(flatten)]
+    pub endpoint: EndpointOptions,
+    /// The model to ask for.
+    #[arg(long, value_name = "M")]
+    pub model: Option<String>,
+    /// The agent's instructions, sent as its system prompt.
+    #[arg(long, value_name = "TEXT")]
+    pub instructions: Option<String>,
+}
+
 impl AgentOptions {
-    /// The SpawnRequest fields these options set, with the API key read from
-    /// this process's environment (SPEC §5: a daemon under a service manager
-    /// does not see the user's shell variables). The key travels in the
-    /// request body, never on a command line.
+    /// The SpawnRequest fields these options set, key included.
     fn to_json(
         &self,
         name: &AgentName,
         config_file: &Path,
     ) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
-        let mut body = provider_fields(
-            &[
-                ("provider", &self.provider),
-                ("profile", &self.profile),
-                ("model", &self.model),
-                ("instructions", &self.instructions),
-                ("base_url", &self.base_url),
-                ("api_key_env", &self.api_key_env),
-            ],
-            config_file,
-        )?;
+        let mut body = self.endpoint.to_json(config_file)?;
         body.insert("name".into(), name.as_str().into());
+        insert_set(
+            &mut body,
+            &[("model", &self.model), ("instructions", &self.instructions)],
+        );
         Ok(body)
     }
 }
 
-/// A request body with the fields that are set, plus the API key read from
-/// this process's environment for the `provider`/`profile`/`api_key_env`
-/// among them.
-fn provider_fields(
+/// Adds the fields that are set.
+fn insert_set(
+    body: &mut serde_json::Map<String, serde_json::Value>,
     fields: &[(&str, &Option<String>)],
-    config_file: &Path,
-) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
-    let mut body = serde_json::Map::new();
+) {
     for (key, value) in fields {
         if let Some(value) = value {
             body.insert((*key).into(), value.clone().into());
         }
     }
-    let field = |name: &str| body.get(name).and_then(serde_json::Value::as_str);
-    let key = read_api_key(
-        field("provider"),
-        field("profile"),
-        field("api_key_env"),
-        config_file,
-    )?;
-    if let Some(key) = key {
-        body.insert("api_key".into(), key.into());
-    }
-    Ok(body)
 }
 
 /// The API key for a provider or profile, from this process's environment:
