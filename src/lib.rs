@@ -2,10 +2,12 @@
 //! command-line calls, and the thin CLI that talks to it over HTTP.
 //!
 //! The daemon (`orchestration serve`) is [`daemon`] + [`api`] + [`engine`];
-//! every other subcommand is [`cli`] driving [`client`].
+//! every other subcommand is [`cli`] driving [`client`], after [`autostart`]
+//! has made sure a daemon answers.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
+pub mod autostart;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -18,6 +18,8 @@ pub struct Paths {
     pub token_file: PathBuf,
     /// S: persistent state and the daemonized log. Mode 0700.
     pub state_dir: PathBuf,
+    /// `S/daemon.log`: stdout and stderr of a daemon started with `serve --daemon`.
+    pub log_file: PathBuf,
     pub config_file: PathBuf,
 }
 
@@ -47,13 +49,34 @@ impl Paths {
     /// Resolves every path; `socket` is the `--socket`/`$ORCHESTRATION_SOCKET` override.
     pub fn resolve(socket: Option<PathBuf>) -> Result<Self, PathError> {
         let runtime_dir = runtime_dir()?;
+        let state_dir = state_dir()?;
         Ok(Self {
             socket: socket.unwrap_or_else(|| runtime_dir.join("daemon.sock")),
             pid_file: runtime_dir.join("daemon.pid"),
             token_file: runtime_dir.join("http.token"),
-            state_dir: state_dir()?,
+            log_file: state_dir.join("daemon.log"),
+            state_dir,
             config_file: config_file()?,
             runtime_dir,
+        })
+    }
+}
+
+impl Paths {
+    /// The same paths made absolute against the current directory, for a
+    /// process about to leave it (`serve --daemon` runs in `/`).
+    pub fn absolute(self) -> Result<Self, PathError> {
+        let absolute = |path: PathBuf| {
+            std::path::absolute(&path).map_err(|source| PathError::Create { path, source })
+        };
+        Ok(Self {
+            runtime_dir: absolute(self.runtime_dir)?,
+            socket: absolute(self.socket)?,
+            pid_file: absolute(self.pid_file)?,
+            token_file: absolute(self.token_file)?,
+            state_dir: absolute(self.state_dir)?,
+            log_file: absolute(self.log_file)?,
+            config_file: absolute(self.config_file)?,
         })
     }
 }

@@ -24,14 +24,15 @@ fn no_daemon_says_so_and_how_to_start_one() {
         );
         assert!(
             out.stderr()
-                .contains("hint: start it with `orchestration serve`"),
+                .contains("hint: start it with `orchestration serve --daemon`"),
             "{}",
             out.stderr()
         );
         assert!(out.stdout().is_empty());
     }
-    // The spec's environment switch parses like a flag: 1/true/yes, 0/false/no.
-    for value in ["1", "true", "0"] {
+    // The spec's environment switch parses like a flag: 1/true/yes, 0/false/no
+    // (0 starts a daemon: see tests/service.rs).
+    for value in ["1", "true", "yes"] {
         let out = env
             .command(&["list"])
             .env("ORCHESTRATION_NO_AUTOSTART", value)

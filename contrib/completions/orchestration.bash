@@ -373,7 +373,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__serve)
-            opts="-h --port --listen --no-tcp --allow-remote --drain-timeout --idle-timeout --echo-delay --status --stop --socket --json --no-autostart --help"
+            opts="-h --port --listen --no-tcp --allow-remote --drain-timeout --idle-timeout --daemon --echo-delay --status --stop --socket --json --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

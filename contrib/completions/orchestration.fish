@@ -26,7 +26,7 @@ end
 
 complete -c orchestration -n "__fish_orchestration_needs_command" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_needs_command" -l json -d 'Print the API\'s JSON instead of human-readable output'
-complete -c orchestration -n "__fish_orchestration_needs_command" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_needs_command" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
 complete -c orchestration -n "__fish_orchestration_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c orchestration -n "__fish_orchestration_needs_command" -s V -l version -d 'Print version'
 complete -c orchestration -n "__fish_orchestration_needs_command" -f -a "serve" -d 'Run the daemon in the foreground, or ask about or stop a running one'
@@ -47,10 +47,11 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l ec
 complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l no-tcp -d 'Serve on the Unix socket only'
 complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l allow-remote -d 'Allow --listen on a non-loopback address. The token is still required, but anyone who can reach the address may try; prefer SSH forwarding of the Unix socket'
+complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l daemon -d 'Fork into the background: the command returns once the daemon serves (exit 0) or with the daemon\'s startup error (exit 1). Its output goes to S/daemon.log. Ignored under systemd or launchd, which track the process they started'
 complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l status -d 'Say whether a daemon is running (exit 0) or not (exit 3), and print its health'
 complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l stop -d 'Stop the running daemon gracefully and wait until it has exited'
 complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l json -d 'Print the API\'s JSON instead of human-readable output'
-complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
 complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l name -d 'The agent\'s name (same as the positional NAME)' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l provider -d 'The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in)' -r
@@ -61,26 +62,26 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l mo
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l instructions -d 'The agent\'s instructions, sent as its system prompt' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l json -d 'Print the API\'s JSON instead of human-readable output'
-complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -s h -l help -d 'Print help'
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l state -d 'Only agents in this state: idle, processing, failed or terminated' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l provider -d 'Only agents of this provider' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l all -d 'Also agents that were shut down (the last one of each name), as `terminated`'
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l json -d 'Print the API\'s JSON instead of human-readable output'
-complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -s h -l help -d 'Print help'
 complete -c orchestration -n "__fish_orchestration_using_subcommand message" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand message" -l no-stream -d 'Wait for the whole reply instead of streaming it'
 complete -c orchestration -n "__fish_orchestration_using_subcommand message" -l json -d 'Print the API\'s JSON instead of human-readable output'
-complete -c orchestration -n "__fish_orchestration_using_subcommand message" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand message" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
 complete -c orchestration -n "__fish_orchestration_using_subcommand message" -s h -l help -d 'Print help'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l limit -d 'Only the last N messages' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l all -d 'Include the conversations of earlier agents that had this name'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l clear -d 'Delete every message this name has had, for good (a live agent keeps running, with no context)'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l json -d 'Print the API\'s JSON instead of human-readable output'
-complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -s h -l help -d 'Print help'
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l provider -d 'The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in)' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l profile -d 'A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file' -r
@@ -91,12 +92,12 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l ins
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l no-stream -d 'Wait for the whole reply instead of streaming it'
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l json -d 'Print the API\'s JSON instead of human-readable output'
-complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -s h -l help -d 'Print help'
 complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -l all -d 'Shut down every live agent'
 complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -l json -d 'Print the API\'s JSON instead of human-readable output'
-complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
 complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -s h -l help -d 'Print help'
 complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l provider -d 'The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in)' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l profile -d 'A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file' -r
@@ -104,11 +105,11 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l b
 complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l api-key-env -d 'Read the API key from this environment variable instead of the provider\'s or profile\'s own' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l json -d 'Print the API\'s JSON instead of human-readable output'
-complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
 complete -c orchestration -n "__fish_orchestration_using_subcommand models" -s h -l help -d 'Print help'
 complete -c orchestration -n "__fish_orchestration_using_subcommand completions" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand completions" -l json -d 'Print the API\'s JSON instead of human-readable output'
-complete -c orchestration -n "__fish_orchestration_using_subcommand completions" -l no-autostart -d 'Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand completions" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
 complete -c orchestration -n "__fish_orchestration_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c orchestration -n "__fish_orchestration_using_subcommand help; and not __fish_seen_subcommand_from serve spawn list message history task shutdown models completions help" -f -a "serve" -d 'Run the daemon in the foreground, or ask about or stop a running one'
 complete -c orchestration -n "__fish_orchestration_using_subcommand help; and not __fish_seen_subcommand_from serve spawn list message history task shutdown models completions help" -f -a "spawn" -d 'Start a new named agent'

@@ -66,8 +66,14 @@ pub async fn handle(
         Err(error) => Err(error),
     };
     let response = response.unwrap_or_else(|error| body::error(&error));
+    // The agent a request is about, as its own field for `journalctl AGENT=…`.
+    let agent = path
+        .strip_prefix("/agents/")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|name| !name.is_empty());
     tracing::info!(
         request_id,
+        agent,
         method = %method,
         path = %path,
         status = response.status().as_u16(),

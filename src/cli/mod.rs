@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::autostart::{self, AutostartError};
 use crate::client::{Client, ClientError};
 use crate::config::{Config, ConfigError};
 use crate::daemon::DaemonError;
@@ -32,8 +33,7 @@ pub mod exit {
 }
 
 const AFTER_HELP: &str = "\
-Start the daemon with `orchestration serve` (it stays in the foreground; use another terminal).
-Then, for example:
+The first command starts the daemon if none is running (see --no-autostart). For example:
   orchestration spawn --name scratch --provider echo
   orchestration message scratch \"hello there\"
   orchestration history scratch
@@ -55,7 +55,9 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Never start a daemon on demand. (This version never does: start it with `orchestration serve`.)
+    /// Never start a daemon on demand. Without this, a command that finds no daemon starts one
+    /// (`systemctl --user start orchestration.socket` if that unit is installed, else
+    /// `orchestration serve --daemon`) and waits until it is ready.
     #[arg(long, global = true, env = "ORCHESTRATION_NO_AUTOSTART", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_autostart: bool,
 
@@ -219,6 +221,8 @@ pub enum CliError {
     Paths(#[from] PathError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Autostart(#[from] AutostartError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -238,7 +242,10 @@ impl CliError {
     fn hint(&self) -> Option<&'static str> {
         match self {
             Self::Client(ClientError::Unreachable { .. }) => Some(
-                "start it with `orchestration serve` (it runs in the foreground; use another terminal)",
+                "start it with `orchestration serve --daemon` (or `orchestration serve` in another terminal), or drop --no-autostart / ORCHESTRATION_NO_AUTOSTART",
+            ),
+            Self::Autostart(_) => Some(
+                "`orchestration serve` runs the daemon in the foreground, where its errors are easy to see",
             ),
             Self::Client(ClientError::Api { status: 404, .. }) => {
                 Some("`orchestration list` shows the live agents")
@@ -287,6 +294,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Completions(args) => return completions(args.shell),
         command => command,
     };
+    if !cli.no_autostart {
+        autostart::ensure_running(&paths)?;
+    }
     let ctx = Ctx {
         client: Client::new(&paths)?,
         json: cli.json,

@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// agents do not keep the daemon up: they are stored and come back on the next start.
     #[arg(long, value_name = "DUR", value_parser = duration::parse)]
     pub idle_timeout: Option<Duration>,
+    /// Fork into the background: the command returns once the daemon serves (exit 0) or with the
+    /// daemon's startup error (exit 1). Its output goes to S/daemon.log. Ignored under systemd or
+    /// launchd, which track the process they started.
+    #[arg(long, conflicts_with_all = ["status", "stop"])]
+    pub daemon: bool,
     /// Pause between the echo provider's words.
     #[arg(long, value_name = "DUR", default_value = "20ms", value_parser = duration::parse, env = "ORCHESTRATION_ECHO_DELAY")]
     pub echo_delay: Duration,
@@ -87,7 +92,7 @@ pub fn run(args: ServeArgs, paths: Paths, json: bool) -> Result<(), CliError> {
         (_, _, Some(addr)) => TcpChoice::Explicit(addr),
         _ => configured_listener(&config, &paths)?,
     };
-    daemon::serve(ServeOptions {
+    let options = ServeOptions {
         paths,
         tcp,
         drain_timeout: args.drain_timeout,
@@ -95,8 +100,23 @@ pub fn run(args: ServeArgs, paths: Paths, json: bool) -> Result<(), CliError> {
         config,
         allow_remote: args.allow_remote,
         idle_timeout: args.idle_timeout,
-    })?;
-    Ok(())
+    };
+    if !args.daemon {
+        return Ok(daemon::serve(options)?);
+    }
+    let log = options.paths.log_file.clone();
+    let pid_file = options.paths.pid_file.clone();
+    if daemon::serve_detached(options)? == daemon::Detached::Stopped {
+        return Ok(());
+    }
+    let pid = match holder(&pid_file) {
+        Holder::Daemon(Some(pid)) => pid.to_string(),
+        _ => "unknown".to_owned(),
+    };
+    output::line(&format!(
+        "orchestration daemon started (pid {pid}; log {})",
+        log.display()
+    ))
 }
 
 /// The listener `daemon.listen` in the config asks for, if any.

@@ -41,15 +41,42 @@ pub enum ListenError {
     Tcp { addr: SocketAddr, source: io::Error },
 }
 
-/// The Unix socket this daemon created; the file is removed when dropped.
+/// The Unix control socket. One this daemon bound is removed when dropped;
+/// one a service manager passed is its owner's, and stays.
 pub struct UnixSocket {
     pub listener: UnixListener,
-    path: PathBuf,
+    created: Option<PathBuf>,
+}
+
+impl UnixSocket {
+    /// Wraps a socket passed by socket activation (already non-blocking).
+    /// Needs the runtime.
+    pub fn inherited(listener: std::os::unix::net::UnixListener) -> io::Result<Self> {
+        Ok(Self {
+            listener: UnixListener::from_std(listener)?,
+            created: None,
+        })
+    }
+
+    /// Where it listens, for the log.
+    pub fn describe(&self) -> String {
+        match self
+            .listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_owned))
+        {
+            Some(path) => path.display().to_string(),
+            None => "an unnamed socket".to_owned(),
+        }
+    }
 }
 
 impl Drop for UnixSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if let Some(path) = &self.created {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -65,7 +92,7 @@ pub fn bind_unix(path: &Path) -> Result<UnixSocket, ListenError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(unix_error)?;
     Ok(UnixSocket {
         listener,
-        path: path.to_owned(),
+        created: Some(path.to_owned()),
     })
 }
 

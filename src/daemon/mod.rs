@@ -1,11 +1,16 @@
 //! The daemon (`orchestration serve`): its lifecycle from start to a clean
-//! exit. Start: private dirs, PID-file lock, listeners, token. Ready: accept
-//! connections. Stop (SIGTERM, SIGINT, `POST /shutdown`): stop accepting,
-//! drain in-flight requests within a deadline, shut agents down, remove the
-//! files it created.
+//! exit. Start: (with `--daemon`, fork into the background first) private
+//! dirs, PID-file lock, listeners (passed by the service manager, or bound),
+//! token, stored agents. Ready: tell the service manager or the launcher,
+//! accept connections. Stop (SIGTERM, SIGINT, `POST /shutdown`, idle): stop
+//! accepting, drain in-flight requests within a deadline, suspend agents,
+//! remove the files it created.
 
+mod activation;
+pub mod detach;
 mod listeners;
 mod logging;
+mod notify;
 pub mod pidfile;
 
 use std::io::{self, Write};
@@ -26,7 +31,9 @@ use crate::engine::Engine;
 use crate::paths::{PathError, Paths, ensure_private_dir};
 use crate::providers::{ProviderSettings, SetupError};
 use crate::store::{Store, StoreError};
-use listeners::{Activity, Admission, ListenError, bind_tcp, bind_unix};
+use activation::{ActivationError, Inherited};
+use detach::{DetachError, Reporter, Side};
+use listeners::{Activity, Admission, ListenError, UnixSocket, bind_tcp, bind_unix};
 use pidfile::{PidFile, PidFileError};
 
 /// The TCP listener's default address (SPEC §1).
@@ -69,6 +76,10 @@ pub enum DaemonError {
     PidFile(#[from] PidFileError),
     #[error(transparent)]
     Listen(#[from] ListenError),
+    #[error(transparent)]
+    Activation(#[from] ActivationError),
+    #[error(transparent)]
+    Detach(#[from] DetachError),
     #[error(
         "refusing to listen on {0}: it is not a loopback address; pass --allow-remote if you really mean it (see Security in the README)"
     )]
@@ -85,7 +96,62 @@ pub enum DaemonError {
 
 /// Runs the daemon in the foreground until it is told to stop.
 pub fn serve(options: ServeOptions) -> Result<(), DaemonError> {
+    serve_reporting(options, None)
+}
+
+/// `serve --daemon`: forks into the background, and returns in the launching
+/// process once the daemon reports it is serving (or why it is not). In the
+/// daemon it returns when the daemon stops. Under a service manager it does
+/// not fork: systemd and launchd track the process they started.
+pub fn serve_detached(mut options: ServeOptions) -> Result<Detached, DaemonError> {
+    if under_service_manager() {
+        tracing::info!("started by a service manager: not forking (--daemon ignored)");
+        return serve(options).map(|()| Detached::Stopped);
+    }
+    // The daemon runs in `/`: a relative override must still mean the same place.
+    options.paths = options.paths.absolute()?;
+    ensure_private_dir(&options.paths.state_dir)?;
+    match detach::detach(&options.paths.log_file)? {
+        Side::Launcher(launcher) => {
+            launcher.wait()?;
+            Ok(Detached::Launched)
+        }
+        Side::Daemon(mut reporter) => {
+            let result = serve_reporting(options, Some(&mut reporter));
+            if let Err(error) = &result {
+                reporter.failed(error);
+            }
+            result.map(|()| Detached::Stopped)
+        }
+    }
+}
+
+/// Which process `serve_detached` returns in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detached {
+    /// The launcher: the daemon is serving in the background.
+    Launched,
+    /// The daemon (or a foreground one under a service manager): it has stopped.
+    Stopped,
+}
+
+/// Whether systemd (socket activation or a notify socket) or launchd
+/// started this process.
+fn under_service_manager() -> bool {
+    let activated =
+        std::env::var("LISTEN_PID").is_ok_and(|pid| pid.trim() == std::process::id().to_string());
+    activated
+        || std::env::var_os("NOTIFY_SOCKET").is_some()
+        || cfg!(target_os = "macos") && std::env::var_os("XPC_SERVICE_NAME").is_some()
+}
+
+fn serve_reporting(
+    options: ServeOptions,
+    reporter: Option<&mut Reporter>,
+) -> Result<(), DaemonError> {
     logging::init();
+    // Before any thread exists: taking the sockets edits the environment.
+    let inherited = activation::take()?;
     if let TcpChoice::Explicit(addr) = options.tcp {
         if !addr.ip().is_loopback() && !options.allow_remote {
             return Err(DaemonError::NotLoopback(addr));
@@ -95,27 +161,36 @@ pub fn serve(options: ServeOptions) -> Result<(), DaemonError> {
     let paths = &options.paths;
     ensure_private_dir(&paths.runtime_dir)?;
     ensure_private_dir(&paths.state_dir)?;
-    if let Some(parent) = paths.socket.parent().filter(|p| !p.exists()) {
+    let binds_socket = inherited.is_none();
+    if let Some(parent) = paths
+        .socket
+        .parent()
+        .filter(|p| binds_socket && !p.exists())
+    {
         ensure_private_dir(parent)?;
     }
     let pid_file = PidFile::acquire(&paths.pid_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let result = runtime.block_on(run(options));
+    let result = runtime.block_on(run(options, inherited, reporter));
     // Cancelled requests' tasks may still hold sockets; don't wait for them.
     runtime.shutdown_timeout(Duration::from_millis(100));
     drop(pid_file);
     result
 }
 
-async fn run(options: ServeOptions) -> Result<(), DaemonError> {
+async fn run(
+    options: ServeOptions,
+    inherited: Option<Inherited>,
+    reporter: Option<&mut Reporter>,
+) -> Result<(), DaemonError> {
     let paths = &options.paths;
     // The store first: a damaged or locked one must stop the start before
     // anything is listening.
     let store = Store::open(&paths.state_dir)?;
-    let unix = bind_unix(&paths.socket)?;
-    let tcp = open_tcp(options.tcp).await?;
+    let activated = inherited.is_some();
+    let (unix, tcp) = open_listeners(&options, inherited).await?;
     let token = match &tcp {
         Some(_) => Some(write_token(&paths.token_file)?),
         None => {
@@ -136,18 +211,11 @@ async fn run(options: ServeOptions) -> Result<(), DaemonError> {
             "listening beyond loopback (--allow-remote): anyone who can reach this address and holds the token can use your agents and keys; prefer SSH forwarding of the Unix socket"
         );
     }
-    tracing::info!(
-        pid = std::process::id(),
-        socket = %paths.socket.display(),
-        tcp = %tcp_addr.map_or("off".to_owned(), |a| a.to_string()),
-        "orchestration {} ready",
-        crate::VERSION
-    );
 
     let graceful = GracefulShutdown::new();
     let activity = Activity::new();
     let listeners = Listeners {
-        unix: &unix,
+        unix: unix.as_ref(),
         unix_admission: Admission::new(&options.config.limits, activity.clone()),
         tcp: tcp.as_ref(),
         tcp_admission: Admission::new(&options.config.limits, activity.clone()),
@@ -155,9 +223,23 @@ async fn run(options: ServeOptions) -> Result<(), DaemonError> {
     if let Some(idle) = options.idle_timeout {
         tokio::spawn(exit_when_idle(activity, idle, stop.clone()));
     }
+    tracing::info!(
+        pid = std::process::id(),
+        socket = %unix.as_ref().map_or("off".to_owned(), UnixSocket::describe),
+        tcp = %tcp_addr.map_or("off".to_owned(), |a| a.to_string()),
+        activated,
+        "orchestration {} ready",
+        crate::VERSION
+    );
+    notify::ready(engine.live_count());
+    notify::spawn_reporters(&engine, &stop);
+    if let Some(reporter) = reporter {
+        reporter.ready();
+    }
     accept_until_stopped(&ctx, &listeners, &graceful, &stop).await;
 
     tracing::info!("shutting down: no longer accepting connections");
+    notify::stopping();
     drop(listeners);
     drop(unix);
     drop(tcp);
@@ -169,6 +251,26 @@ async fn run(options: ServeOptions) -> Result<(), DaemonError> {
     let report = engine.suspend_all().await;
     tracing::info!(agents = report.succeeded.len(), "stopped");
     Ok(())
+}
+
+/// The sockets passed by the service manager, exactly those; else the ones
+/// the options ask for, bound here.
+async fn open_listeners(
+    options: &ServeOptions,
+    inherited: Option<Inherited>,
+) -> Result<(Option<UnixSocket>, Option<TcpListener>), DaemonError> {
+    let Some(inherited) = inherited else {
+        let unix = bind_unix(&options.paths.socket)?;
+        return Ok((Some(unix), open_tcp(options.tcp).await?));
+    };
+    let unix = inherited.unix.map(UnixSocket::inherited).transpose()?;
+    let tcp = inherited.tcp.map(TcpListener::from_std).transpose()?;
+    if let Some(addr) = tcp.as_ref().and_then(|l| l.local_addr().ok()) {
+        if !addr.ip().is_loopback() && !options.allow_remote {
+            return Err(DaemonError::NotLoopback(addr));
+        }
+    }
+    Ok((unix, tcp))
 }
 
 /// Lifts the soft open-file limit to the hard one, so the connection cap,
@@ -257,7 +359,7 @@ async fn exit_when_idle(activity: Arc<Activity>, idle: Duration, stop: Cancellat
 
 /// The open listeners, each with its own admission rules.
 struct Listeners<'a> {
-    unix: &'a listeners::UnixSocket,
+    unix: Option<&'a UnixSocket>,
     unix_admission: Admission,
     tcp: Option<&'a TcpListener>,
     tcp_admission: Admission,
@@ -277,7 +379,7 @@ async fn accept_until_stopped(
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            accepted = listeners.unix.listener.accept() => match accepted {
+            accepted = accept_unix(listeners.unix) => match accepted {
                 Ok((stream, _)) => listeners.unix_admission.admit_unix(ctx, stream, graceful),
                 Err(error) => accept_failed(error).await,
             },
@@ -286,6 +388,15 @@ async fn accept_until_stopped(
                 Err(error) => accept_failed(error).await,
             },
         }
+    }
+}
+
+async fn accept_unix(
+    unix: Option<&UnixSocket>,
+) -> io::Result<(tokio::net::UnixStream, tokio::net::unix::SocketAddr)> {
+    match unix {
+        Some(socket) => socket.listener.accept().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -90,6 +90,8 @@ struct Inner {
     /// One permit per provider call in flight (config `limits.max_provider_calls`).
     provider_slots: Arc<Semaphore>,
     started: Instant,
+    /// The number of live agents, for whoever reports it (sd_notify STATUS).
+    live: tokio::sync::watch::Sender<usize>,
 }
 
 impl Engine {
@@ -103,6 +105,7 @@ impl Engine {
                 )),
                 settings,
                 started: Instant::now(),
+                live: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -193,6 +196,21 @@ impl Engine {
         lock(&self.inner.agents).len()
     }
 
+    /// Follows the live agent count as agents start and stop.
+    pub fn watch_live(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.inner.live.subscribe()
+    }
+
+    /// Publishes the registry's size; called with the registry locked after
+    /// every change, so the count is never stale for long.
+    fn publish_live(&self, agents: &HashMap<AgentName, Arc<Agent>>) {
+        self.inner.live.send_if_modified(|count| {
+            let changed = *count != agents.len();
+            *count = agents.len();
+            changed
+        });
+    }
+
     pub fn spawn(&self, config: AgentConfig) -> Result<AgentInfo, EngineError> {
         self.spawn_agent(config, false)
             .map(|agent| agent.info(&self.inner.history))
@@ -232,6 +250,7 @@ impl Engine {
         let (jobs_tx, jobs_rx) = mpsc::channel(QUEUE_DEPTH);
         let agent = Arc::new(Agent::new(config, setup, identity, jobs_tx, ephemeral));
         agents.insert(agent.config.name.clone(), agent.clone());
+        self.publish_live(agents);
         let worker = tokio::spawn(agent::run_worker(self.clone(), agent.clone(), jobs_rx));
         agent.set_worker(worker);
         tracing::info!(agent = %agent.config.name, provider = agent.provider_name(), "agent started");
@@ -303,14 +322,22 @@ impl Engine {
     /// exchange is cancelled (the partial reply recorded), and waiting
     /// messages are refused. Its history stays readable.
     pub async fn shutdown_agent(&self, name: &AgentName) -> Result<(), EngineError> {
-        let agent = lock(&self.inner.agents)
-            .remove(name)
-            .ok_or_else(|| EngineError::NotFound(name.clone()))?;
+        let agent = {
+            let mut agents = lock(&self.inner.agents);
+            let agent = agents.remove(name);
+            self.publish_live(&agents);
+            agent.ok_or_else(|| EngineError::NotFound(name.clone()))?
+        };
         stop(&agent).await.map_err(EngineError::Interrupted)
     }
 
     pub async fn shutdown_all(&self) -> ShutdownReport {
-        let agents: Vec<Arc<Agent>> = lock(&self.inner.agents).drain().map(|(_, a)| a).collect();
+        let agents: Vec<Arc<Agent>> = {
+            let mut registry = lock(&self.inner.agents);
+            let agents = registry.drain().map(|(_, a)| a).collect();
+            self.publish_live(&registry);
+            agents
+        };
         for agent in &agents {
             agent.cancel();
         }
@@ -368,6 +395,7 @@ impl Engine {
             .is_some_and(|a| a.id == agent.id)
         {
             agents.remove(&agent.config.name);
+            self.publish_live(&agents);
         }
     }
 

@@ -92,6 +92,8 @@ impl Env {
             .env("ORCHESTRATION_STATE_DIR", self.dir.path().join("state"))
             .env("ORCHESTRATION_CONFIG", self.dir.path().join("config.toml"))
             .env("RUST_LOG", "info")
+            // Tests start their daemons themselves; tests/service.rs turns this off.
+            .env("ORCHESTRATION_NO_AUTOSTART", "1")
             .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         command
@@ -307,6 +309,41 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A daemon that forked into the background (`serve --daemon`, auto-start):
+/// not our child, so it is found through its PID file and killed on drop.
+pub struct Background {
+    pub env: Env,
+}
+
+impl Background {
+    pub fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.env.pid_file())
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+    }
+
+    pub fn alive(&self) -> bool {
+        self.pid().is_some_and(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+        })
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.env.dir.path().join("state/daemon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 

@@ -1,0 +1,209 @@
+//! Starting the daemon on demand: the first CLI call that finds nobody
+//! answering starts one, through systemd when the user unit is installed
+//! (`systemctl --user start orchestration.socket`), else with
+//! `orchestration serve --daemon`, and waits until it is ready. An flock on
+//! `R/autostart.lock` makes concurrent first calls start exactly one.
+
+use std::fs::OpenOptions;
+use std::io::{IsTerminal, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::daemon::pidfile::{Holder, holder};
+use crate::paths::{PathError, Paths, ensure_private_dir};
+
+/// The environment a service manager gives its own child. A daemon we start
+/// is not that child: it must not answer to the caller's manager.
+pub const MANAGER_VARIABLES: &[&str] = &[
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_PID",
+    "WATCHDOG_USEC",
+];
+
+/// How long to wait for a daemon that holds the PID file to start answering.
+const STARTING_PATIENCE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AutostartError {
+    #[error(transparent)]
+    Paths(#[from] PathError),
+    #[error("cannot take {path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    /// `serve --daemon` said why the daemon did not start.
+    #[error("could not start the daemon: {0}")]
+    Failed(String),
+}
+
+/// How the daemon came to be answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    AlreadyRunning,
+    Systemd,
+    Daemonized,
+}
+
+/// Makes sure a daemon answers on `paths.socket`, starting one if needed.
+pub fn ensure_running(paths: &Paths) -> Result<Outcome, AutostartError> {
+    if running(paths) {
+        return Ok(Outcome::AlreadyRunning);
+    }
+    ensure_private_dir(&paths.runtime_dir)?;
+    let _lock = lock(&paths.runtime_dir.join("autostart.lock"))?;
+    // Whoever held the lock before us may have started it meanwhile.
+    if running(paths) {
+        return Ok(Outcome::AlreadyRunning);
+    }
+    if systemd_socket_serves(paths) && start_systemd_socket() && answers(&paths.socket) {
+        note("started orchestration.socket with systemctl --user");
+        return Ok(Outcome::Systemd);
+    }
+    launch_daemon(paths)?;
+    Ok(Outcome::Daemonized)
+}
+
+/// Whether a daemon answers, or holds the PID file and answers within
+/// [`STARTING_PATIENCE`] (it is starting up, or serves TCP only).
+fn running(paths: &Paths) -> bool {
+    if answers(&paths.socket) {
+        return true;
+    }
+    let Holder::Daemon(_) = holder(&paths.pid_file) else {
+        return false;
+    };
+    let started = Instant::now();
+    while started.elapsed() < STARTING_PATIENCE {
+        if answers(&paths.socket) || paths.token_file.exists() && !paths.socket.exists() {
+            return true;
+        }
+        if holder(&paths.pid_file) == Holder::Nobody {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // It holds the lock but does not answer: the client will say so.
+    true
+}
+
+fn answers(socket: &Path) -> bool {
+    UnixStream::connect(socket).is_ok()
+}
+
+fn lock(path: &Path) -> Result<Flock<std::fs::File>, AutostartError> {
+    let lock_error = |source| AutostartError::Lock {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(lock_error)?;
+    // Blocks while another CLI starts the daemon; its launch is bounded.
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| lock_error(errno.into()))
+}
+
+/// Whether the systemd user socket unit is loaded and listens where this
+/// client looks (`$XDG_RUNTIME_DIR/orchestration/daemon.sock`).
+fn systemd_socket_serves(paths: &Paths) -> bool {
+    let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) else {
+        return false;
+    };
+    if paths.socket != Path::new(&runtime).join("orchestration/daemon.sock") {
+        return false;
+    }
+    let Ok(output) = Command::new("systemctl")
+        .args([
+            "--user",
+            "show",
+            "--property=LoadState",
+            "--value",
+            "orchestration.socket",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return false;
+    };
+    output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "loaded"
+}
+
+fn start_systemd_socket() -> bool {
+    Command::new("systemctl")
+        .args(["--user", "start", "orchestration.socket"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Runs `orchestration serve --daemon`, which returns once the daemon is
+/// serving, or fails with the daemon's own error on stderr. Its stdout is
+/// not the caller's, so `$(orchestration list)` does not wait on the daemon.
+fn launch_daemon(paths: &Paths) -> Result<(), AutostartError> {
+    let program = std::env::current_exe().map_err(|source| AutostartError::Spawn {
+        program: "orchestration".into(),
+        source,
+    })?;
+    let mut command = Command::new(&program);
+    command
+        .arg("--socket")
+        .arg(&paths.socket)
+        .args(["serve", "--daemon"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for variable in MANAGER_VARIABLES {
+        command.env_remove(variable);
+    }
+    let spawn_error = |source| AutostartError::Spawn {
+        program: program.display().to_string(),
+        source,
+    };
+    let mut child = command.spawn().map_err(spawn_error)?;
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    let status = child.wait().map_err(spawn_error)?;
+    if !status.success() {
+        let message = stderr
+            .lines()
+            .find_map(|line| line.strip_prefix("error: "))
+            .unwrap_or(stderr.trim())
+            .to_owned();
+        return Err(AutostartError::Failed(message));
+    }
+    note(&format!(
+        "started the orchestration daemon (log: {})",
+        paths.log_file.display()
+    ));
+    Ok(())
+}
+
+/// A line on a terminal's stderr; scripts' stderr stays clean.
+fn note(text: &str) {
+    if std::io::stderr().is_terminal() {
+        eprintln!("orchestration: {text}");
+    }
+}
