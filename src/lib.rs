@@ -16,6 +16,7 @@ pub mod duration;
 pub mod engine;
 pub mod paths;
 pub mod providers;
+pub mod service;
 pub mod store;
 
 /// The version reported by `/health` and `--version`.

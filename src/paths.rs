@@ -111,6 +111,20 @@ fn config_file() -> Result<PathBuf, PathError> {
     Ok(home()?.join(".config/orchestration/config.toml"))
 }
 
+/// Where systemd looks for this user's own units:
+/// `$XDG_CONFIG_HOME/systemd/user`, else `~/.config/systemd/user`.
+pub fn user_unit_dir() -> Result<PathBuf, PathError> {
+    if let Some(dir) = var("XDG_CONFIG_HOME") {
+        return Ok(PathBuf::from(dir).join("systemd/user"));
+    }
+    Ok(home()?.join(".config/systemd/user"))
+}
+
+/// Where launchd looks for this user's agents: `~/Library/LaunchAgents`.
+pub fn launch_agents_dir() -> Result<PathBuf, PathError> {
+    Ok(home()?.join("Library/LaunchAgents"))
+}
+
 /// Creates `dir` (and parents) as 0700, or tightens an existing one of ours
 /// to 0700 whatever the umask.
 pub fn ensure_private_dir(dir: &Path) -> Result<(), PathError> {

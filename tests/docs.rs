@@ -23,6 +23,10 @@ const FILES: &[(&str, &str)] = &[
         "The daemon's PID, held under an exclusive lock while it lives.",
     ),
     (
+        "R/autostart.lock",
+        "Locked by a CLI call that is starting the daemon, so concurrent first calls start one.",
+    ),
+    (
         "R/http.token",
         "The TCP bearer token (mode 0600), 256 random bits, new on every start.",
     ),
@@ -33,6 +37,10 @@ const FILES: &[(&str, &str)] = &[
     (
         "S/store.db",
         "The durable store (SQLite, WAL, mode 0600): agents, their configs and keys, and every conversation. S/store.lock is held by the daemon that writes it.",
+    ),
+    (
+        "S/daemon.log",
+        "The daemon's output when it runs in the background (serve --daemon, or started by a CLI call without systemd).",
     ),
     (
         "$XDG_CONFIG_HOME/orchestration/config.toml",
@@ -67,6 +75,33 @@ const SERVE_ENV: &[(&str, &str)] = &[
         "The daemon's log level and filter (default info).",
     ),
     ("ORCHESTRATION_ECHO_DELAY", "As --echo-delay."),
+    (
+        "LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES",
+        "Socket activation (sd_listen_fds(3)): the daemon serves exactly the sockets passed, the Unix one and the TCP one told apart by address family, binds nothing itself and never removes a passed socket.",
+    ),
+    (
+        "NOTIFY_SOCKET, WATCHDOG_USEC",
+        "Readiness (sd_notify(3)): READY=1 once serving, STATUS= with the live agent count, STOPPING=1, and WATCHDOG=1 at half the watchdog interval. With NOTIFY_SOCKET or socket activation, --daemon does not fork.",
+    ),
+    (
+        "JOURNAL_STREAM",
+        "When it names the daemon's stderr, logs go to the journal natively with SYSLOG_IDENTIFIER=orchestration and fields REQUEST_ID, AGENT, METHOD, PATH, STATUS, DURATION_MS.",
+    ),
+];
+
+const SERVICE_FILES: &[(&str, &str)] = &[
+    (
+        "$XDG_CONFIG_HOME/systemd/user/orchestration.socket, orchestration.service",
+        "The systemd user units written by service install (~/.config/systemd/user by default).",
+    ),
+    (
+        "~/Library/LaunchAgents/org.orchestration.daemon.plist",
+        "The launchd agent written by service install on macOS.",
+    ),
+    (
+        "~/.config/orchestration/environment",
+        "KEY=value lines (API keys) the systemd service reads; keep it mode 0600.",
+    ),
 ];
 
 const EXIT_STATUS: &[(&str, &str)] = &[
@@ -111,6 +146,9 @@ fn generate() -> BTreeMap<PathBuf, Vec<u8>> {
         let mut extra: Vec<(&str, &[(&str, &str)])> = Vec::new();
         if name == "serve" {
             extra.push(("FILES", FILES));
+        }
+        if name == "service" {
+            extra.push(("FILES", SERVICE_FILES));
         }
         if !env.is_empty() {
             extra.push(("ENVIRONMENT", &env));

@@ -472,3 +472,102 @@ fn idle_exit_under_socket_activation_leaves_the_socket_for_the_next_call() {
     assert!(env.socket().exists());
     assert!(!env.pid_file().exists());
 }
+
+fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn service_install_writes_units_for_this_binary_that_systemd_accepts() {
+    let env = Env::new();
+    let unit_dir = env.dir.path().join("home/.config/systemd/user");
+    let out = env.cli(&["service", "install"]);
+    out.ok();
+    assert!(
+        out.stdout()
+            .contains("next: systemctl --user enable --now orchestration.socket"),
+        "{}",
+        out.stdout()
+    );
+    let service = std::fs::read_to_string(unit_dir.join("orchestration.service")).expect("unit");
+    let socket = std::fs::read_to_string(unit_dir.join("orchestration.socket")).expect("unit");
+    assert!(
+        service.contains(&format!("ExecStart={BIN} serve ")),
+        "{service}"
+    );
+    assert!(service.contains("\nType=notify\n"));
+    // systemd would delete a RuntimeDirectory=, and the socket in it, on stop.
+    assert!(!service.lines().any(|l| l.starts_with("RuntimeDirectory=")));
+    assert!(socket.contains("ListenStream=%t/orchestration/daemon.sock"));
+    assert!(socket.contains("ListenStream=127.0.0.1:7862"));
+
+    if have("systemd-analyze") {
+        // Offline verification of both units, Documentation= included: the
+        // man pages they cite must exist (from man/, as `make install` would put them).
+        let runtime = env.dir.path().join("xdg-run");
+        std::fs::create_dir_all(&runtime).expect("dir");
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let manpath = env.dir.path().join("manpath");
+        std::fs::create_dir_all(manpath.join("man1")).expect("dir");
+        for page in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/man")).expect("man") {
+            let page = page.expect("entry").path();
+            std::fs::copy(
+                &page,
+                manpath.join("man1").join(page.file_name().expect("name")),
+            )
+            .expect("copy");
+        }
+        let mut verify = Command::new("systemd-analyze");
+        verify.arg("--user");
+        if !have("man") {
+            eprintln!("NOTE: man is not installed; verifying without Documentation= checks");
+            verify.arg("--man=no");
+        }
+        let verified = verify
+            .arg("verify")
+            .arg(unit_dir.join("orchestration.socket"))
+            .arg(unit_dir.join("orchestration.service"))
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("MANPATH", &manpath)
+            .output()
+            .expect("systemd-analyze");
+        let complaints = String::from_utf8_lossy(&verified.stderr);
+        assert!(verified.status.success(), "{complaints}");
+        // Unknown settings are only warnings: there must be none.
+        assert!(complaints.trim().is_empty(), "{complaints}");
+    } else {
+        eprintln!("SKIPPED part: systemd-analyze is not installed");
+    }
+
+    let status = env.cli(&["--json", "service", "status"]);
+    status.ok();
+    assert_eq!(status.json()["current"], json!(true));
+    assert_eq!(status.json()["units"][0]["installed"], json!(true));
+    assert!(
+        env.cli(&["service", "status"])
+            .ok()
+            .stdout()
+            .contains("(this binary)")
+    );
+    assert!(
+        env.cli(&["service", "install"])
+            .ok()
+            .stdout()
+            .contains("unchanged")
+    );
+
+    let out = env.cli(&["service", "uninstall"]);
+    out.ok();
+    assert!(out.stdout().contains("removed"), "{}", out.stdout());
+    assert!(!unit_dir.join("orchestration.service").exists());
+    assert!(!unit_dir.join("orchestration.socket").exists());
+    assert_eq!(
+        env.cli(&["--json", "service", "status"]).ok().json()["units"][1]["installed"],
+        json!(false)
+    );
+}

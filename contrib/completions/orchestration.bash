@@ -37,6 +37,9 @@ _orchestration() {
             orchestration,serve)
                 cmd="orchestration__subcmd__serve"
                 ;;
+            orchestration,service)
+                cmd="orchestration__subcmd__service"
+                ;;
             orchestration,shutdown)
                 cmd="orchestration__subcmd__shutdown"
                 ;;
@@ -67,6 +70,9 @@ _orchestration() {
             orchestration__subcmd__help,serve)
                 cmd="orchestration__subcmd__help__subcmd__serve"
                 ;;
+            orchestration__subcmd__help,service)
+                cmd="orchestration__subcmd__help__subcmd__service"
+                ;;
             orchestration__subcmd__help,shutdown)
                 cmd="orchestration__subcmd__help__subcmd__shutdown"
                 ;;
@@ -76,6 +82,39 @@ _orchestration() {
             orchestration__subcmd__help,task)
                 cmd="orchestration__subcmd__help__subcmd__task"
                 ;;
+            orchestration__subcmd__help__subcmd__service,install)
+                cmd="orchestration__subcmd__help__subcmd__service__subcmd__install"
+                ;;
+            orchestration__subcmd__help__subcmd__service,status)
+                cmd="orchestration__subcmd__help__subcmd__service__subcmd__status"
+                ;;
+            orchestration__subcmd__help__subcmd__service,uninstall)
+                cmd="orchestration__subcmd__help__subcmd__service__subcmd__uninstall"
+                ;;
+            orchestration__subcmd__service,help)
+                cmd="orchestration__subcmd__service__subcmd__help"
+                ;;
+            orchestration__subcmd__service,install)
+                cmd="orchestration__subcmd__service__subcmd__install"
+                ;;
+            orchestration__subcmd__service,status)
+                cmd="orchestration__subcmd__service__subcmd__status"
+                ;;
+            orchestration__subcmd__service,uninstall)
+                cmd="orchestration__subcmd__service__subcmd__uninstall"
+                ;;
+            orchestration__subcmd__service__subcmd__help,help)
+                cmd="orchestration__subcmd__service__subcmd__help__subcmd__help"
+                ;;
+            orchestration__subcmd__service__subcmd__help,install)
+                cmd="orchestration__subcmd__service__subcmd__help__subcmd__install"
+                ;;
+            orchestration__subcmd__service__subcmd__help,status)
+                cmd="orchestration__subcmd__service__subcmd__help__subcmd__status"
+                ;;
+            orchestration__subcmd__service__subcmd__help,uninstall)
+                cmd="orchestration__subcmd__service__subcmd__help__subcmd__uninstall"
+                ;;
             *)
                 ;;
         esac
@@ -83,7 +122,7 @@ _orchestration() {
 
     case "${cmd}" in
         orchestration)
-            opts="-h -V --socket --json --no-autostart --help --version serve spawn list message history task shutdown models completions help"
+            opts="-h -V --socket --json --no-autostart --help --version serve spawn list message history task shutdown models service completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -119,7 +158,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__help)
-            opts="serve spawn list message history task shutdown models completions help"
+            opts="serve spawn list message history task shutdown models service completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -219,6 +258,62 @@ _orchestration() {
         orchestration__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__service)
+            opts="install uninstall status"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__service__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__service__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__service__subcmd__uninstall)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -399,6 +494,148 @@ _orchestration() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__service)
+            opts="-h --socket --json --no-autostart --help install uninstall status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__service__subcmd__help)
+            opts="install uninstall status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__service__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__service__subcmd__help__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__service__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__service__subcmd__help__subcmd__uninstall)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__service__subcmd__install)
+            opts="-h --socket --json --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__service__subcmd__status)
+            opts="-h --socket --json --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__service__subcmd__uninstall)
+            opts="-h --socket --json --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -7,6 +7,7 @@ mod message;
 mod models;
 mod output;
 mod serve;
+mod service;
 mod shutdown;
 mod spawn;
 mod task;
@@ -84,6 +85,9 @@ pub enum Command {
     Shutdown(shutdown::ShutdownArgs),
     /// List the models a provider or profile offers (asks the model server through the daemon).
     Models(models::ModelsArgs),
+    /// Install, remove or inspect the systemd user units (launchd agent on macOS) for this binary.
+    #[command(long_about = service::LONG_ABOUT)]
+    Service(service::ServiceArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output.
     Completions(CompletionsArgs),
 }
@@ -292,6 +296,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     let command = match cli.command {
         Command::Serve(args) => return serve::run(args, paths, cli.json),
         Command::Completions(args) => return completions(args.shell),
+        Command::Service(args) => return service::run(args, &paths, cli.json),
         command => command,
     };
     if !cli.no_autostart {
@@ -305,7 +310,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     block_on(async {
         match command {
             // Handled above, before any client or runtime is built.
-            Command::Serve(_) | Command::Completions(_) => Ok(()),
+            Command::Serve(_) | Command::Completions(_) | Command::Service(_) => Ok(()),
             Command::Spawn(args) => spawn::run(&ctx, args).await,
             Command::List(args) => list::run(&ctx, args).await,
             Command::Message(args) => message::run(&ctx, args).await,
