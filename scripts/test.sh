@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the third-party mock model server the
 # suite checks the CLI against (fakellm, from PyPI, into target/third-party),
-# then runs `cargo test --all-targets`. Extra arguments go to cargo test.
+# runs `cargo test --all-targets`, then the end-to-end run under a real
+# systemd user manager and journald (tests/e2e/systemd-user.sh; as root only,
+# it says SKIPPED otherwise). Extra arguments go to cargo test and skip the e2e.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,4 +20,8 @@ fi
 export ORCHESTRATION_FAKELLM="$PWD/$venv/bin/fakellm"
 export ORCHESTRATION_REQUIRE_THIRD_PARTY=1
 
-exec cargo test --all-targets "$@"
+cargo test --all-targets "$@"
+if [ $# -eq 0 ]; then
+    echo "== end to end under systemd --user and journald"
+    bash tests/e2e/systemd-user.sh target/debug/orchestration
+fi
