@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds orchestration, starts a daemon in a throwaway runtime/state dir,
-# spawns an agent with the offline `echo` provider, talks to it twice, reads
-# its history, and stops the daemon. Touches nothing outside that dir.
+# Builds orchestration and, in a throwaway runtime/state dir, spawns an agent
+# with the offline `echo` provider (which starts the daemon on demand), talks
+# to it twice, reads its history, and stops the daemon. Touches nothing
+# outside that dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,10 @@ demo_dir=$(mktemp -d)
 export ORCHESTRATION_RUNTIME_DIR="$demo_dir/run"
 export ORCHESTRATION_STATE_DIR="$demo_dir/state"
 export ORCHESTRATION_CONFIG="$demo_dir/config.toml"
+# Slow enough to watch the reply stream; Unix socket only, so the demo never
+# competes for port 7862.
+export ORCHESTRATION_ECHO_DELAY=60ms
+printf '[daemon]\nlisten = "off"\n' >"$ORCHESTRATION_CONFIG"
 cleanup() {
     "$bin" serve --stop >/dev/null 2>&1 || true
     rm -rf "$demo_dir"
@@ -23,15 +28,9 @@ step() {
     "$@"
 }
 
-"$bin" serve --no-tcp --echo-delay 60ms 2>"$demo_dir/daemon.log" &
-# Wait for readiness: the daemon answers /health once it is serving.
-for _ in $(seq 1 100); do
-    "$bin" serve --status >/dev/null 2>&1 && break
-    sleep 0.05
-done
-
-step "$bin" serve --status
+# No daemon runs yet: the first command starts one and waits until it is ready.
 step "$bin" spawn --name demo --provider echo --instructions "Repeat after me."
+step "$bin" serve --status
 step "$bin" list
 step "$bin" message demo "Hello from the first terminal, streamed word by word."
 step "$bin" message demo "A second message; the agent got the first exchange as context."
