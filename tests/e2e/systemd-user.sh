@@ -43,6 +43,9 @@ check() { # check DESCRIPTION COMMAND...
     if "$@"; then log "ok: $what"; else fail "$what"; fi
 }
 
+# Journal entries from earlier runs on this machine do not count.
+SINCE=$(date '+%Y-%m-%d %H:%M:%S')
+
 # --- the user and its manager ----------------------------------------------
 id "$E2E_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$E2E_USER"
 usermod -a -G systemd-journal "$E2E_USER"
@@ -164,21 +167,26 @@ as_user orchestration message leaky "hi" >/dev/null 2>&1 || true
 journalctl --flush >/dev/null 2>&1 || true
 # The user reads its own unit's journal (group systemd-journal).
 chmod -R g+r /var/log/journal /run/log/journal 2>/dev/null || true
-entries=$(as_user journalctl --user-unit orchestration.service -o json --no-pager 2>/dev/null || true)
-if [ -z "$entries" ]; then
-    # Older layouts: read as root, same match.
-    entries=$(journalctl _SYSTEMD_USER_UNIT=orchestration.service _UID="$E2E_UID" -o json --no-pager)
+ENTRIES=$(mktemp)
+as_user journalctl --user-unit orchestration.service --since "$SINCE" -o json --no-pager \
+    >"$ENTRIES" 2>/dev/null || true
+if ! [ -s "$ENTRIES" ]; then
+    # Where the user cannot read the journal files: as root, the same match.
+    journalctl _SYSTEMD_USER_UNIT=orchestration.service _UID="$E2E_UID" --since "$SINCE" \
+        -o json --no-pager >"$ENTRIES"
 fi
-request=$(grep '"MESSAGE":"request"' <<<"$entries" | grep '"AGENT":"e2e"' | head -1 || true)
+request=$(grep '"MESSAGE":"request"' "$ENTRIES" | grep '"AGENT":"e2e"' | head -1 || true)
 check "native journal entry for a request" [ -n "$request" ]
 for field in SYSLOG_IDENTIFIER REQUEST_ID AGENT METHOD PATH STATUS DURATION_MS; do
     check "journal field $field" grep -q "\"$field\":" <<<"$request"
 done
 check "SYSLOG_IDENTIFIER=orchestration" grep -q '"SYSLOG_IDENTIFIER":"orchestration"' <<<"$request"
-check "no stderr-stream text entries" bash -c '! grep -q "\"_TRANSPORT\":\"stdout\"" <<<"$1"' _ "$entries"
+# Text on stderr would arrive as _TRANSPORT=stdout: there must be none.
+check "no stderr-stream text entries" bash -c '! grep -q "\"_TRANSPORT\":\"stdout\"" "$1"' _ "$ENTRIES"
+rm -f "$ENTRIES"
 ALL_LOGS=$(mktemp)
 {
-    journalctl -o export --no-pager 2>/dev/null
+    journalctl --since "$SINCE" -o export --no-pager 2>/dev/null
     cat "$E2E_HOME/.local/state/orchestration/daemon.log" 2>/dev/null
 } >"$ALL_LOGS" || true
 check "the journal holds the failed call" grep -q "leaky" "$ALL_LOGS"
