@@ -4,14 +4,18 @@
 //! A missing file means "all defaults". A file that exists but does not parse
 //! is an error naming the file and the line, never silently ignored: a typo in
 //! a profile should not send a key somewhere unexpected.
+//!
+//! `orchestration config` reads settings by dotted key ([`Config::entries`])
+//! and edits the file in place ([`set_key`], [`unset_key`]), keeping the
+//! user's comments and layout, and never writing a file that would not load.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub daemon: DaemonConfig,
@@ -22,7 +26,7 @@ pub struct Config {
     pub profiles: BTreeMap<String, ProfileConfig>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
     /// The TCP listener (`"127.0.0.1:7862"`), or `"off"`; `serve --port`,
@@ -31,23 +35,23 @@ pub struct DaemonConfig {
 }
 
 /// How the daemon talks to model servers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProvidersConfig {
     /// Limit on establishing the TCP/TLS connection to a model server.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub connect_timeout: Duration,
     /// Limit on silence: waiting for the response headers, or between two
     /// chunks of a streamed reply. There is no total deadline, so a long
     /// generation that keeps streaming is never cut off.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub idle_timeout: Duration,
     /// Extra attempts after a 429, a 5xx or a connection error, made only
     /// before any part of the reply has streamed.
     pub max_retries: u32,
     /// The first retry's pause; each further one doubles it. A `Retry-After`
     /// header from the server wins.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub retry_backoff: Duration,
     /// `max_tokens` sent to Anthropic, which requires one.
     pub anthropic_max_tokens: u32,
@@ -66,7 +70,7 @@ impl Default for ProvidersConfig {
 }
 
 /// How much history is kept.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HistoryConfig {
     /// Messages kept per agent (per incarnation); older ones are deleted as
@@ -75,7 +79,7 @@ pub struct HistoryConfig {
 }
 
 /// What one client, or a crowd of them, may take of the daemon.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Open connections per listener (the Unix socket and TCP each have
@@ -85,7 +89,7 @@ pub struct LimitsConfig {
     /// Time allowed to send a complete request head, counted from when the
     /// connection opens or its previous response ends: this is also the
     /// keep-alive idle timeout. A connection over it is closed.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub header_timeout: Duration,
     /// Provider calls in flight at once, across all agents; more wait their turn.
     pub max_provider_calls: usize,
@@ -102,7 +106,7 @@ impl Default for LimitsConfig {
 }
 
 /// `[profiles.NAME]`: a named endpoint that speaks one of the provider protocols.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileConfig {
     /// `openai` (the default) or `anthropic`.
@@ -157,6 +161,186 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
     crate::duration::parse(&text).map_err(serde::de::Error::custom)
 }
 
+fn duration_text<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&crate::duration::format(*duration))
+}
+
+/// The keys every `[profiles.NAME]` may set (besides `headers.NAME`).
+const PROFILE_KEYS: &[&str] = &["provider", "base_url", "api_key_env", "model"];
+
+impl Config {
+    /// Every setting as `(dotted.key, value)`, defaults included; an unset
+    /// optional setting is `null`.
+    pub fn entries(&self) -> Vec<(String, serde_json::Value)> {
+        let mut entries = Vec::new();
+        if let Ok(value) = serde_json::to_value(self) {
+            flatten("", &value, &mut entries);
+        }
+        entries
+    }
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+    let serde_json::Value::Object(map) = value else {
+        out.push((prefix.to_owned(), value.clone()));
+        return;
+    };
+    for (key, value) in map {
+        let key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        flatten(&key, value, out);
+    }
+}
+
+/// Why `config set`/`unset` changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    /// Not a key this version knows.
+    #[error("{0}")]
+    Key(String),
+    /// The value does not fit the key, or the result would not load.
+    #[error("{0}")]
+    Value(String),
+    /// The file as it is does not parse.
+    #[error("{0}")]
+    File(String),
+}
+
+/// What a dotted key names, and so what its value must look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    Integer,
+    Text,
+}
+
+fn key_kind(key: &str) -> Result<KeyKind, EditError> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(EditError::Key(format!(
+            "{key:?} is not a config key; keys look like providers.idle_timeout"
+        )));
+    }
+    if let ["profiles", _, field] = parts[..] {
+        if PROFILE_KEYS.contains(&field) {
+            return Ok(KeyKind::Text);
+        }
+    }
+    if let ["profiles", _, "headers", _] = parts[..] {
+        return Ok(KeyKind::Text);
+    }
+    match Config::default()
+        .entries()
+        .into_iter()
+        .find(|(k, _)| k == key)
+    {
+        Some((_, serde_json::Value::Number(_))) => Ok(KeyKind::Integer),
+        Some(_) => Ok(KeyKind::Text),
+        None => Err(EditError::Key(format!(
+            "unknown config key {key:?}; `orchestration config list` shows them (profiles.NAME.{{{}}} and profiles.NAME.headers.HEADER too)",
+            PROFILE_KEYS.join(",")
+        ))),
+    }
+}
+
+/// Whether `key` is a setting this version knows (it may still be unset).
+pub fn is_known_key(key: &str) -> bool {
+    key_kind(key).is_ok()
+}
+
+/// `text` (a config file's contents) with `key` set to `raw`: an integer
+/// for numeric settings, a string for the rest. Comments and layout stay.
+/// Fails, changing nothing, if the result would not load.
+pub fn set_key(text: &str, key: &str, raw: &str) -> Result<String, EditError> {
+    let value: toml_edit::Value = match key_kind(key)? {
+        KeyKind::Integer => raw
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| EditError::Value(format!("{key} takes a whole number, not {raw:?}")))?
+            .into(),
+        KeyKind::Text => raw.into(),
+    };
+    let mut document = parse_document(text)?;
+    let parts: Vec<&str> = key.split('.').collect();
+    let Some((last, tables)) = parts.split_last() else {
+        return Err(EditError::Key(format!("{key:?} is not a config key")));
+    };
+    let mut table: &mut dyn toml_edit::TableLike = document.as_table_mut();
+    let mut path = String::new();
+    for part in tables {
+        path = if path.is_empty() {
+            (*part).to_owned()
+        } else {
+            format!("{path}.{part}")
+        };
+        if !table.contains_key(part) {
+            let mut new_table = toml_edit::Table::new();
+            // `[profiles.work]`, not an empty `[profiles]` above it.
+            new_table.set_implicit(true);
+            table.insert(part, toml_edit::Item::Table(new_table));
+        }
+        table = table
+            .get_mut(part)
+            .and_then(toml_edit::Item::as_table_like_mut)
+            .ok_or_else(|| {
+                EditError::File(format!("{path} is set to a value in the file, not a table"))
+            })?;
+    }
+    match table.get_mut(last).and_then(toml_edit::Item::as_value_mut) {
+        // In place, so the comment above the key and the spacing stay.
+        Some(existing) => {
+            let decor = existing.decor().clone();
+            *existing = value;
+            *existing.decor_mut() = decor;
+        }
+        None => {
+            table.insert(last, toml_edit::value(value));
+        }
+    }
+    let edited = document.to_string();
+    Config::parse(&edited)
+        .map_err(|error| EditError::Value(format!("{key} = {raw:?} would not load: {error}")))?;
+    Ok(edited)
+}
+
+/// `text` without `key` (and without tables that leaves empty), and
+/// whether it was there.
+pub fn unset_key(text: &str, key: &str) -> Result<(String, bool), EditError> {
+    key_kind(key)?;
+    let mut document = parse_document(text)?;
+    let parts: Vec<&str> = key.split('.').collect();
+    let removed = remove_path(document.as_table_mut(), &parts);
+    Ok((document.to_string(), removed))
+}
+
+fn remove_path(table: &mut dyn toml_edit::TableLike, parts: &[&str]) -> bool {
+    match parts {
+        [] => false,
+        [last] => table.remove(last).is_some(),
+        [first, rest @ ..] => {
+            let Some(child) = table
+                .get_mut(first)
+                .and_then(toml_edit::Item::as_table_like_mut)
+            else {
+                return false;
+            };
+            let removed = remove_path(child, rest);
+            if removed && child.is_empty() {
+                table.remove(first);
+            }
+            removed
+        }
+    }
+}
+
+fn parse_document(text: &str) -> Result<toml_edit::DocumentMut, EditError> {
+    text.parse::<toml_edit::DocumentMut>().map_err(|error| {
+        EditError::File(format!("does not parse: {}", error.to_string().trim_end()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +372,60 @@ mod tests {
         assert_eq!(config.providers.idle_timeout, defaults.idle_timeout);
         assert_eq!(config.providers.retry_backoff, defaults.retry_backoff);
         assert_eq!(config.profiles["lmstudio"].api_key_env, None);
+    }
+
+    #[test]
+    fn set_keeps_comments_and_types_values() {
+        let text = "# my settings\n[providers]\n# slow network\nidle_timeout = \"2s\"\n";
+        let edited = set_key(text, "providers.idle_timeout", "5m").unwrap();
+        assert!(edited.contains("# slow network"), "{edited}");
+        assert!(edited.contains("idle_timeout = \"5m\""), "{edited}");
+        let edited = set_key(&edited, "limits.max_connections", "64").unwrap();
+        assert!(edited.contains("max_connections = 64"), "{edited}");
+        let edited = set_key(&edited, "profiles.work.base_url", "http://h/v1").unwrap();
+        assert!(edited.contains("[profiles.work]"), "{edited}");
+        assert!(!edited.contains("[profiles]\n"), "{edited}");
+        let config = Config::parse(&edited).unwrap();
+        assert_eq!(config.providers.idle_timeout, Duration::from_secs(300));
+        assert_eq!(config.limits.max_connections, 64);
+        assert_eq!(
+            config.profiles["work"].base_url.as_deref(),
+            Some("http://h/v1")
+        );
+    }
+
+    #[test]
+    fn set_refuses_what_would_not_load() {
+        assert!(set_key("", "providers.idle_timeout", "soon").is_err());
+        assert!(set_key("", "limits.max_connections", "many").is_err());
+        assert!(set_key("", "providers.idle_timout", "5s").is_err());
+        assert!(set_key("", "profiles.x.base_ulr", "a").is_err());
+        assert!(set_key("providers = 3\n", "providers.idle_timeout", "5s").is_err());
+        assert!(set_key("[broken\n", "providers.idle_timeout", "5s").is_err());
+    }
+
+    #[test]
+    fn unset_removes_the_key_and_emptied_tables() {
+        let text = set_key("", "profiles.work.base_url", "http://h/v1").unwrap();
+        let (text, removed) = unset_key(&text, "profiles.work.base_url").unwrap();
+        assert!(removed);
+        assert!(!text.contains("work"), "{text:?}");
+        let (_, removed) = unset_key(&text, "providers.idle_timeout").unwrap();
+        assert!(!removed);
+    }
+
+    #[test]
+    fn entries_list_every_setting() {
+        let entries = Config::default().entries();
+        let get = |key: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("providers.idle_timeout"), Some(serde_json::json!("2m")));
+        assert_eq!(get("limits.max_connections"), Some(serde_json::json!(512)));
+        assert_eq!(get("daemon.listen"), Some(serde_json::Value::Null));
     }
 
     #[test]

@@ -26,9 +26,30 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     duration.ok_or_else(|| format!("{text:?} is too long"))
 }
 
+/// The shortest text [`parse`] reads back as `duration`: `500ms`, `10s`, `2m`, `1h`.
+pub fn format(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis % 1000 != 0 {
+        return format!("{millis}ms");
+    }
+    let seconds = duration.as_secs();
+    match seconds {
+        s if s != 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s != 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_reads_back() {
+        for text in ["500ms", "10s", "2m", "1h", "0s", "90s", "1500ms"] {
+            assert_eq!(format(parse(text).unwrap()), text);
+        }
+    }
 
     #[test]
     fn units() {

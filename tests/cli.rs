@@ -245,3 +245,93 @@ fn shutdown_one_and_all() {
         "no agents were running\n"
     );
 }
+
+#[test]
+fn config_reads_and_edits_the_file_by_dotted_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let file = env.dir.path().join("config.toml");
+    assert_eq!(
+        env.cli(&["config", "path"]).ok().stdout().trim(),
+        file.display().to_string()
+    );
+    // Defaults, with no file at all.
+    assert_eq!(
+        env.cli(&["config", "get", "providers.idle_timeout"])
+            .ok()
+            .stdout(),
+        "2m\n"
+    );
+    let list = env.cli(&["--json", "config", "list"]);
+    assert_eq!(list.ok().json()["limits.max_connections"], 512);
+    assert!(list.json()["daemon.listen"].is_null());
+    let unset = env.cli(&["config", "get", "daemon.listen"]);
+    assert_eq!(unset.code(), 1, "{}", unset.stderr());
+
+    std::fs::write(
+        &file,
+        "# mine\n[providers]\n# slow link\nidle_timeout = \"2s\"\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    env.cli(&["config", "set", "providers.idle_timeout", "5m"])
+        .ok();
+    env.cli(&["config", "set", "limits.max_connections", "64"])
+        .ok();
+    env.cli(&[
+        "config",
+        "set",
+        "profiles.work.base_url",
+        "http://127.0.0.1:9/v1",
+    ])
+    .ok();
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert!(
+        text.contains("# mine") && text.contains("# slow link"),
+        "{text}"
+    );
+    assert!(text.contains("idle_timeout = \"5m\""), "{text}");
+    assert!(text.contains("max_connections = 64"), "{text}");
+    let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
+    assert_eq!(mode & 0o777, 0o640, "the file keeps its mode");
+    assert_eq!(
+        env.cli(&["config", "get", "profiles.work.base_url"])
+            .ok()
+            .stdout(),
+        "http://127.0.0.1:9/v1\n"
+    );
+    // The daemon loads what was written.
+    let daemon = Daemon::start_in(env.clone(), &["--no-tcp"], None);
+    let profiles = daemon.cli(&["--json", "config", "list"]);
+    assert_eq!(
+        profiles.ok().json()["profiles.work.base_url"],
+        "http://127.0.0.1:9/v1"
+    );
+    drop(daemon);
+
+    // Bad keys and values are usage errors, and change nothing.
+    for args in [
+        &["config", "set", "providers.idle_timout", "5s"][..],
+        &["config", "set", "providers.idle_timeout", "soon"],
+        &["config", "set", "limits.max_connections", "lots"],
+        &["config", "get", "nope"],
+    ] {
+        let out = env.cli(args);
+        assert_eq!(out.code(), 2, "{args:?}: {}", out.stderr());
+    }
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), text);
+
+    env.cli(&["config", "unset", "profiles.work.base_url"]).ok();
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert!(!text.contains("work"), "{text}");
+
+    // A broken file is reported, never rewritten.
+    std::fs::write(&file, "[providers\n").expect("write");
+    let out = env.cli(&["config", "set", "providers.idle_timeout", "5m"]);
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    assert!(out.stderr().contains("does not parse"), "{}", out.stderr());
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        "[providers\n"
+    );
+}

@@ -1,6 +1,7 @@
 //! The command line: argument definitions (clap derive), dispatch, and the
 //! one mapping from errors to exit statuses. One file per subcommand.
 
+mod config;
 mod history;
 mod list;
 mod message;
@@ -85,6 +86,9 @@ pub enum Command {
     Shutdown(shutdown::ShutdownArgs),
     /// List the models a provider or profile offers (asks the model server through the daemon).
     Models(models::ModelsArgs),
+    /// Read or edit the config file by dotted key (get, set, unset, list, path).
+    #[command(long_about = config::LONG_ABOUT)]
+    Config(config::ConfigArgs),
     /// Install, remove or inspect the systemd user units (launchd agent on macOS) for this binary.
     #[command(long_about = service::LONG_ABOUT)]
     Service(service::ServiceArgs),
@@ -297,6 +301,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => return serve::run(args, paths, cli.json),
         Command::Completions(args) => return completions(args.shell),
         Command::Service(args) => return service::run(args, &paths, cli.json),
+        Command::Config(args) => return config::run(args, &paths, cli.json),
         command => command,
     };
     if !cli.no_autostart {
@@ -310,7 +315,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
     block_on(async {
         match command {
             // Handled above, before any client or runtime is built.
-            Command::Serve(_) | Command::Completions(_) | Command::Service(_) => Ok(()),
+            Command::Serve(_)
+            | Command::Completions(_)
+            | Command::Service(_)
+            | Command::Config(_) => Ok(()),
             Command::Spawn(args) => spawn::run(&ctx, args).await,
             Command::List(args) => list::run(&ctx, args).await,
             Command::Message(args) => message::run(&ctx, args).await,
