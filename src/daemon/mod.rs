@@ -135,14 +135,15 @@ pub enum Detached {
     Stopped,
 }
 
-/// Whether systemd (socket activation or a notify socket) or launchd
+/// Whether systemd (socket activation or a notify socket) or launchd (our
+/// LaunchAgent's label; Terminal's shells carry `XPC_SERVICE_NAME=0`)
 /// started this process.
 fn under_service_manager() -> bool {
     let activated =
         std::env::var("LISTEN_PID").is_ok_and(|pid| pid.trim() == std::process::id().to_string());
-    activated
-        || std::env::var_os("NOTIFY_SOCKET").is_some()
-        || cfg!(target_os = "macos") && std::env::var_os("XPC_SERVICE_NAME").is_some()
+    let launchd =
+        std::env::var("XPC_SERVICE_NAME").is_ok_and(|label| label == crate::service::LAUNCHD_LABEL);
+    activated || std::env::var_os("NOTIFY_SOCKET").is_some() || launchd
 }
 
 fn serve_reporting(

@@ -341,10 +341,13 @@ impl Engine {
         for agent in &agents {
             agent.cancel();
         }
+        // All at once, so a daemon stop takes one AGENT_STOP_TIMEOUT at most
+        // however many agents are stuck (the service's TimeoutStopSec counts on it).
+        let results = futures_util::future::join_all(agents.iter().map(|agent| stop(agent))).await;
         let mut report = ShutdownReport::default();
-        for agent in agents {
+        for (agent, result) in agents.iter().zip(results) {
             let name = agent.config.name.clone();
-            match stop(&agent).await {
+            match result {
                 Ok(()) => report.succeeded.push(name),
                 Err(reason) => {
                     report.failed.insert(name, reason);
