@@ -304,9 +304,19 @@ fn readiness_status_watchdog_and_stopping_reach_the_notify_socket() {
 
 /// `systemd-socket-activate` with `-l` for each address, passing our env.
 fn socket_activate(env: &Env, listen: &[String], serve_args: &[&str]) -> Command {
+    socket_activate_with(env, &[], listen, serve_args)
+}
+
+fn socket_activate_with(
+    env: &Env,
+    options: &[&str],
+    listen: &[String],
+    serve_args: &[&str],
+) -> Command {
     let mut command = env.command(&[]);
     let program = command.get_program().to_owned();
     let mut activate = Command::new("systemd-socket-activate");
+    activate.args(options);
     for address in listen {
         activate.args(["-l", address]);
     }
@@ -579,5 +589,48 @@ fn service_install_writes_units_for_this_binary_that_systemd_accepts() {
     assert_eq!(
         env.cli(&["--json", "service", "status"]).ok().json()["units"][1]["installed"],
         json!(false)
+    );
+}
+
+#[test]
+fn socket_activation_refuses_a_socket_it_cannot_serve() {
+    if !have_socket_activate() {
+        return;
+    }
+    let env = Env::new();
+    std::fs::create_dir_all(env.runtime_dir()).expect("runtime dir");
+    let socket = env.socket().display().to_string();
+    // A datagram socket: neither the control socket nor a TCP listener.
+    let mut command = socket_activate_with(&env, &["--datagram"], &[socket], &[]);
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut activator = command.spawn().expect("spawn");
+    eventually("the socket exists", || env.socket().exists());
+    let poke = UnixDatagram::unbound().expect("datagram");
+    let _ = poke.send_to(b"hello", env.socket());
+    let status = activator.wait().expect("wait");
+    let mut err = String::new();
+    let _ = activator
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err);
+    assert!(!status.success());
+    assert!(
+        err.contains("neither a Unix nor a TCP stream socket"),
+        "{err}"
+    );
+}
+
+#[test]
+fn listen_variables_meant_for_another_process_are_ignored() {
+    // LISTEN_PID names someone else: not activated, so bind as usual.
+    let env = Env::new().var("LISTEN_FDS", "2").var("LISTEN_PID", "1");
+    let mut daemon = common::Daemon::start_in(env, &["--no-tcp"], None);
+    assert!(daemon.log().contains("activated=false"), "{}", daemon.log());
+    daemon.cli(&["list"]).ok();
+    assert!(daemon.terminate().success());
+    assert!(
+        !daemon.env.socket().exists(),
+        "a socket it bound is removed"
     );
 }

@@ -148,7 +148,7 @@ struct UnitStatus {
     unit: &'static str,
     path: PathBuf,
     installed: bool,
-    /// `systemctl --user is-enabled` / `is-active`, or `unknown` without a manager.
+    /// `systemctl --user is-enabled` / `is-active`, or `unknown` when no user manager answers.
     enabled: String,
     active: String,
 }
@@ -197,7 +197,10 @@ fn describe(status: &Status) -> String {
     let mut lines = Vec::new();
     for unit in &status.units {
         let state = if unit.installed {
-            format!("installed, {}, {}", unit.enabled, unit.active)
+            format!(
+                "installed; enabled: {}; active: {}",
+                unit.enabled, unit.active
+            )
         } else {
             "not installed".to_owned()
         };
