@@ -634,3 +634,27 @@ fn listen_variables_meant_for_another_process_are_ignored() {
         "a socket it bound is removed"
     );
 }
+
+#[test]
+fn autostart_failure_says_why_and_touches_nothing() {
+    let env = unix_only().var("ORCHESTRATION_NO_AUTOSTART", "0");
+    let _daemon = Background { env: env.clone() };
+    std::fs::create_dir_all(env.runtime_dir()).expect("runtime dir");
+    std::fs::write(env.socket(), "not a socket").expect("write");
+    let (code, out, err) = run_bounded(env.command(&["list"]));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.starts_with("error: could not start the daemon: "),
+        "{err}"
+    );
+    assert!(err.contains("is not a socket"), "{err}");
+    assert!(
+        err.contains("hint: `orchestration serve` runs the daemon in the foreground"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.socket()).expect("read"),
+        "not a socket"
+    );
+    assert!(!env.pid_file().exists());
+}
