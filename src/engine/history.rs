@@ -38,12 +38,23 @@ impl History {
         }
     }
 
-    /// Runs one store write; the store's lock serialises writers.
+    /// Runs one store write; the store's lock serialises writers. A write
+    /// waits for fsync, so on the daemon's multi-threaded runtime the worker
+    /// says it is blocking and its other tasks move to another thread
+    /// instead of stalling behind a slow disk.
     fn write<T>(
         &self,
         action: impl FnOnce(&mut Store) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        action(&mut lock(&self.store))
+        let run = || action(&mut lock(&self.store));
+        let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        if multi_threaded {
+            tokio::task::block_in_place(run)
+        } else {
+            run()
+        }
     }
 
     /// Starts the conversation of a newly spawned agent.
