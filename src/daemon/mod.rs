@@ -105,6 +105,7 @@ pub fn serve(options: ServeOptions) -> Result<(), DaemonError> {
 /// not fork: systemd and launchd track the process they started.
 pub fn serve_detached(mut options: ServeOptions) -> Result<Detached, DaemonError> {
     if under_service_manager() {
+        logging::init();
         tracing::info!("started by a service manager: not forking (--daemon ignored)");
         return serve(options).map(|()| Detached::Stopped);
     }
