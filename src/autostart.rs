@@ -4,9 +4,7 @@
 //! `orchestration serve --daemon`, and waits until it is ready. An flock on
 //! `R/autostart.lock` makes concurrent first calls start exactly one.
 
-use std::fs::OpenOptions;
 use std::io::{IsTerminal, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -14,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::daemon::pidfile::{Holder, holder};
+use crate::daemon::pidfile::{Holder, holder, open_lock_file};
 use crate::paths::{PathError, Paths, ensure_private_dir};
 
 /// The environment a service manager gives its own child. A daemon we start
@@ -109,14 +107,7 @@ fn lock(path: &Path) -> Result<Flock<std::fs::File>, AutostartError> {
         path: path.display().to_string(),
         source,
     };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(lock_error)?;
+    let file = open_lock_file(path).map_err(lock_error)?;
     // Blocks while another CLI starts the daemon; its launch is bounded.
     Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| lock_error(errno.into()))
 }

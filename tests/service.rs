@@ -74,6 +74,15 @@ fn processes_mentioning(needle: &str) -> Vec<i32> {
     found
 }
 
+/// A fresh env whose runtime dir exists (systemd-socket-activate creates
+/// only the socket), and the socket's path as an `-l` address.
+fn activation_env() -> (Env, String) {
+    let env = Env::new();
+    std::fs::create_dir_all(env.runtime_dir()).expect("runtime dir");
+    let socket = env.socket().display().to_string();
+    (env, socket)
+}
+
 #[test]
 fn serve_daemon_returns_once_serving_and_detaches_fully() {
     // Inherited from a journald-connected parent, but stderr is now the
@@ -337,12 +346,7 @@ fn socket_activate_with(
 }
 
 fn have_socket_activate() -> bool {
-    let found = Command::new("systemd-socket-activate")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let found = have("systemd-socket-activate");
     if !found {
         skip("systemd-socket-activate is not installed (apt install systemd)");
     }
@@ -354,9 +358,7 @@ fn socket_activation_with_the_unix_socket_alone() {
     if !have_socket_activate() {
         return;
     }
-    let env = Env::new();
-    std::fs::create_dir_all(env.runtime_dir()).expect("runtime dir");
-    let socket = env.socket().display().to_string();
+    let (env, socket) = activation_env();
     let log = env.dir.path().join("activate.log");
     let mut activator = socket_activate(&env, &[socket], &["--port", "1"])
         .stdout(Stdio::null())
@@ -466,9 +468,7 @@ fn idle_exit_under_socket_activation_leaves_the_socket_for_the_next_call() {
     if !have_socket_activate() {
         return;
     }
-    let env = Env::new();
-    std::fs::create_dir_all(env.runtime_dir()).expect("runtime dir");
-    let socket = env.socket().display().to_string();
+    let (env, socket) = activation_env();
     let mut activator = socket_activate(&env, &[socket], &["--idle-timeout", "300ms"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -597,9 +597,7 @@ fn socket_activation_refuses_a_socket_it_cannot_serve() {
     if !have_socket_activate() {
         return;
     }
-    let env = Env::new();
-    std::fs::create_dir_all(env.runtime_dir()).expect("runtime dir");
-    let socket = env.socket().display().to_string();
+    let (env, socket) = activation_env();
     // A datagram socket: neither the control socket nor a TCP listener.
     let mut command = socket_activate_with(&env, &["--datagram"], &[socket], &[]);
     command.stdout(Stdio::null()).stderr(Stdio::piped());

@@ -34,14 +34,7 @@ impl PidFile {
         // Retry while the file we locked is not the one at `path`: a daemon
         // that was exiting may have unlinked it between our open and lock.
         loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(path)
-                .map_err(io_error)?;
+            let file = open_lock_file(path).map_err(io_error)?;
             let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => lock,
                 Err((mut file, Errno::EWOULDBLOCK)) => {
@@ -74,6 +67,18 @@ impl PidFile {
             });
         }
     }
+}
+
+/// Opens (creating it 0600, never truncating) a file that is only a lock,
+/// or holds what its lock's owner writes.
+pub fn open_lock_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
 }
 
 impl Drop for PidFile {
