@@ -434,22 +434,29 @@ fn socket_activation_refuses_a_non_loopback_tcp_socket() {
     }
     let env = Env::new();
     let port = free_port();
-    let mut activator = socket_activate(&env, &[format!("0.0.0.0:{port}")], &[])
+    let activator = socket_activate(&env, &[format!("0.0.0.0:{port}")], &[])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
     // Activation happens on the first connection.
     let _poke = eventually_connect(port);
-    let status = activator.wait().expect("wait");
+    let err = failed_start(activator);
+    assert!(err.contains("is not a loopback address"), "{err}");
+}
+
+/// Waits for a daemon (started with stderr piped) that must fail to start,
+/// and returns what it said.
+fn failed_start(mut child: std::process::Child) -> String {
+    let status = child.wait().expect("wait");
     let mut err = String::new();
-    let _ = activator
+    let _ = child
         .stderr
         .take()
         .expect("stderr")
         .read_to_string(&mut err);
-    assert!(!status.success());
-    assert!(err.contains("is not a loopback address"), "{err}");
+    assert!(!status.success(), "it started: {err}");
+    err
 }
 
 fn eventually_connect(port: u16) -> std::net::TcpStream {
@@ -601,18 +608,11 @@ fn socket_activation_refuses_a_socket_it_cannot_serve() {
     // A datagram socket: neither the control socket nor a TCP listener.
     let mut command = socket_activate_with(&env, &["--datagram"], &[socket], &[]);
     command.stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut activator = command.spawn().expect("spawn");
+    let activator = command.spawn().expect("spawn");
     eventually("the socket exists", || env.socket().exists());
     let poke = UnixDatagram::unbound().expect("datagram");
     let _ = poke.send_to(b"hello", env.socket());
-    let status = activator.wait().expect("wait");
-    let mut err = String::new();
-    let _ = activator
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err);
-    assert!(!status.success());
+    let err = failed_start(activator);
     assert!(
         err.contains("neither a Unix nor a TCP stream socket"),
         "{err}"
