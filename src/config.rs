@@ -32,6 +32,14 @@ pub struct DaemonConfig {
     /// The TCP listener (`"127.0.0.1:7862"`), or `"off"`; `serve --port`,
     /// `--listen` and `--no-tcp` win over it.
     pub listen: Option<String>,
+    /// `serve --idle-timeout` when the command line gives none, so a daemon
+    /// that a CLI call started also goes away when unused. `"0s"`: never.
+    #[serde(
+        default,
+        deserialize_with = "optional_duration",
+        serialize_with = "optional_duration_text"
+    )]
+    pub idle_timeout: Option<Duration>,
 }
 
 /// How the daemon talks to model servers.
@@ -159,6 +167,22 @@ impl Config {
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
     crate::duration::parse(&text).map_err(serde::de::Error::custom)
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    duration(deserializer).map(Some)
+}
+
+fn optional_duration_text<S: Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => duration_text(duration, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 fn duration_text<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {

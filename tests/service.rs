@@ -656,3 +656,34 @@ fn autostart_failure_says_why_and_touches_nothing() {
     );
     assert!(!env.pid_file().exists());
 }
+
+#[test]
+fn an_auto_started_daemon_exits_when_idle_per_the_config_and_comes_back() {
+    let env = Env::new()
+        .config("[daemon]\nlisten = \"off\"\nidle_timeout = \"300ms\"\n")
+        .var("ORCHESTRATION_NO_AUTOSTART", "0");
+    let daemon = Background { env: env.clone() };
+    env.cli(&["spawn", "kept", "--provider", "echo"]).ok();
+    let first = daemon.pid().expect("pid");
+    eventually("the idle daemon exits", || !env.pid_file().exists());
+    assert!(daemon.log().contains("idle"), "{}", daemon.log());
+    // The next call starts it again, and the agent is still there.
+    assert!(env.cli(&["list"]).ok().stdout().contains("kept"));
+    assert_ne!(daemon.pid(), Some(first));
+}
+
+#[test]
+fn a_large_daemon_log_is_rotated_at_start() {
+    let env = unix_only();
+    let state = env.dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("state");
+    let old = vec![b'x'; 11 * 1024 * 1024];
+    std::fs::write(state.join("daemon.log"), &old).expect("write");
+    let (code, _, err) = run_bounded(env.command(&["serve", "--daemon"]));
+    let daemon = Background { env: env.clone() };
+    assert_eq!(code, Some(0), "{err}");
+    let kept = std::fs::metadata(state.join("daemon.log.1")).expect("rotated");
+    assert_eq!(kept.len(), old.len() as u64);
+    assert!(daemon.log().len() < 1024 * 1024);
+    assert!(daemon.log().contains("ready"), "{}", daemon.log());
+}

@@ -44,7 +44,7 @@ complete -c orchestration -n "__fish_orchestration_needs_command" -f -a "help" -
 complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l port -d 'Listen on 127.0.0.1:N instead of the default TCP port 7862' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l listen -d 'Listen on this loopback address (e.g. 127.0.0.1:9000 or [::1]:7862)' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l drain-timeout -d 'How long in-flight requests may run once the daemon is told to stop; then they are cancelled' -r
-complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l idle-timeout -d 'Exit cleanly after this long with no connection, request or open stream (e.g. 10m). Live agents do not keep the daemon up: they are stored and come back on the next start' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l idle-timeout -d 'Exit cleanly after this long with no connection, request or open stream (e.g. 10m); 0 means never. Default: the config\'s daemon.idle_timeout, else never. Live agents do not keep the daemon up: they are stored and come back on the next start' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l echo-delay -d 'Pause between the echo provider\'s words' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand serve" -l no-tcp -d 'Serve on the Unix socket only'

@@ -56,8 +56,9 @@ pub struct ServeArgs {
     /// How long in-flight requests may run once the daemon is told to stop; then they are cancelled.
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = duration::parse)]
     pub drain_timeout: Duration,
-    /// Exit cleanly after this long with no connection, request or open stream (e.g. 10m). Live
-    /// agents do not keep the daemon up: they are stored and come back on the next start.
+    /// Exit cleanly after this long with no connection, request or open stream (e.g. 10m); 0 means
+    /// never. Default: the config's daemon.idle_timeout, else never. Live agents do not keep the
+    /// daemon up: they are stored and come back on the next start.
     #[arg(long, value_name = "DUR", value_parser = duration::parse)]
     pub idle_timeout: Option<Duration>,
     /// Fork into the background: the command returns once the daemon serves (exit 0) or with the
@@ -92,6 +93,10 @@ pub fn run(args: ServeArgs, paths: Paths, json: bool) -> Result<(), CliError> {
         (_, _, Some(addr)) => TcpChoice::Explicit(addr),
         _ => configured_listener(&config, &paths)?,
     };
+    let idle_timeout = args
+        .idle_timeout
+        .or(config.daemon.idle_timeout)
+        .filter(|idle| !idle.is_zero());
     let options = ServeOptions {
         paths,
         tcp,
@@ -99,7 +104,7 @@ pub fn run(args: ServeArgs, paths: Paths, json: bool) -> Result<(), CliError> {
         echo_delay: args.echo_delay,
         config,
         allow_remote: args.allow_remote,
-        idle_timeout: args.idle_timeout,
+        idle_timeout,
     };
     if !args.daemon {
         return Ok(daemon::serve(options)?);

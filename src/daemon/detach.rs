@@ -16,6 +16,10 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 /// How long the launcher waits for the daemon to report.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A log past this size at start is kept as `daemon.log.1` (replacing the
+/// previous one) and a fresh log begun, so it cannot grow without bound.
+const LOG_ROTATE_BYTES: u64 = 10 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DetachError {
     #[error("cannot open the daemon log {path}: {source}")]
@@ -58,6 +62,7 @@ pub fn detach(log: &Path) -> Result<Side, DetachError> {
         path: log_name.clone(),
         source,
     };
+    rotate_if_large(log);
     let stdout = OpenOptions::new()
         .create(true)
         .append(true)
@@ -94,6 +99,16 @@ pub fn detach(log: &Path) -> Result<Side, DetachError> {
             }
             Ok(Side::Daemon(reporter))
         }
+    }
+}
+
+fn rotate_if_large(log: &Path) {
+    let large = std::fs::metadata(log).is_ok_and(|meta| meta.len() > LOG_ROTATE_BYTES);
+    if large {
+        let mut kept = log.as_os_str().to_owned();
+        kept.push(".1");
+        // Losing the old log is better than not starting: ignore failure.
+        let _ = std::fs::rename(log, kept);
     }
 }
 
