@@ -48,31 +48,22 @@ pub enum AutostartError {
     Failed(String),
 }
 
-/// How the daemon came to be answering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    AlreadyRunning,
-    Systemd,
-    Daemonized,
-}
-
 /// Makes sure a daemon answers on `paths.socket`, starting one if needed.
-pub fn ensure_running(paths: &Paths) -> Result<Outcome, AutostartError> {
+pub fn ensure_running(paths: &Paths) -> Result<(), AutostartError> {
     if running(paths) {
-        return Ok(Outcome::AlreadyRunning);
+        return Ok(());
     }
     ensure_private_dir(&paths.runtime_dir)?;
     let _lock = lock(&paths.runtime_dir.join("autostart.lock"))?;
     // Whoever held the lock before us may have started it meanwhile.
     if running(paths) {
-        return Ok(Outcome::AlreadyRunning);
+        return Ok(());
     }
     if systemd_socket_serves(paths) && start_systemd_socket() && answers(&paths.socket) {
         note("started orchestration.socket with systemctl --user");
-        return Ok(Outcome::Systemd);
+        return Ok(());
     }
-    launch_daemon(paths)?;
-    Ok(Outcome::Daemonized)
+    launch_daemon(paths)
 }
 
 /// Whether a daemon answers, or holds the PID file and answers within

@@ -31,6 +31,8 @@ pub enum PathError {
     NoHome,
     #[error("cannot create {}: {source}", path.display())]
     Create { path: PathBuf, source: io::Error },
+    #[error("cannot make {} absolute: {source}", path.display())]
+    Absolute { path: PathBuf, source: io::Error },
     #[error("{} is not a directory", .0.display())]
     NotADirectory(PathBuf),
     #[error("{} belongs to another user; refusing to use it", .0.display())]
@@ -67,7 +69,7 @@ impl Paths {
     /// process about to leave it (`serve --daemon` runs in `/`).
     pub fn absolute(self) -> Result<Self, PathError> {
         let absolute = |path: PathBuf| {
-            std::path::absolute(&path).map_err(|source| PathError::Create { path, source })
+            std::path::absolute(&path).map_err(|source| PathError::Absolute { path, source })
         };
         Ok(Self {
             runtime_dir: absolute(self.runtime_dir)?,
