@@ -10,9 +10,10 @@
 mod agent;
 mod history;
 mod name;
+mod registry;
 mod types;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,7 @@ use crate::providers::{
     self, ModelsError, ProviderError, ProviderSettings, ProviderSpec, SetupError,
 };
 use agent::{Agent, Identity};
+use registry::Registry;
 
 /// How many messages may wait in one agent's queue before new ones are refused.
 const QUEUE_DEPTH: usize = 256;
@@ -84,28 +86,25 @@ pub struct Engine {
 }
 
 struct Inner {
-    agents: Mutex<HashMap<AgentName, Arc<Agent>>>,
+    agents: Mutex<Registry>,
     history: History,
     settings: ProviderSettings,
     /// One permit per provider call in flight (config `limits.max_provider_calls`).
     provider_slots: Arc<Semaphore>,
     started: Instant,
-    /// The number of live agents, for whoever reports it (sd_notify STATUS).
-    live: tokio::sync::watch::Sender<usize>,
 }
 
 impl Engine {
     fn with_history(settings: ProviderSettings, history: History) -> Self {
         Self {
             inner: Arc::new(Inner {
-                agents: Mutex::new(HashMap::new()),
+                agents: Mutex::new(Registry::new()),
                 history,
                 provider_slots: Arc::new(Semaphore::new(
                     settings.config.limits.max_provider_calls.max(1),
                 )),
                 settings,
                 started: Instant::now(),
-                live: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -198,17 +197,7 @@ impl Engine {
 
     /// Follows the live agent count as agents start and stop.
     pub fn watch_live(&self) -> tokio::sync::watch::Receiver<usize> {
-        self.inner.live.subscribe()
-    }
-
-    /// Publishes the registry's size; called with the registry locked after
-    /// every change, so the count is never stale for long.
-    fn publish_live(&self, agents: &HashMap<AgentName, Arc<Agent>>) {
-        self.inner.live.send_if_modified(|count| {
-            let changed = *count != agents.len();
-            *count = agents.len();
-            changed
-        });
+        lock(&self.inner.agents).watch()
     }
 
     pub fn spawn(&self, config: AgentConfig) -> Result<AgentInfo, EngineError> {
@@ -222,7 +211,7 @@ impl Engine {
         let mut agents = lock(&self.inner.agents);
         // A taken name is reported before any provider problem: it is the
         // first thing the caller has to fix.
-        if agents.contains_key(&config.name) {
+        if agents.contains(&config.name) {
             return Err(EngineError::NameTaken(config.name));
         }
         let setup = providers::build(&config.provider, &self.inner.settings)?;
@@ -241,7 +230,7 @@ impl Engine {
     /// Registers an agent in `agents` (the locked registry) and starts its worker.
     fn start(
         &self,
-        agents: &mut HashMap<AgentName, Arc<Agent>>,
+        agents: &mut Registry,
         config: AgentConfig,
         setup: providers::Setup,
         identity: Identity,
@@ -249,8 +238,7 @@ impl Engine {
     ) -> Arc<Agent> {
         let (jobs_tx, jobs_rx) = mpsc::channel(QUEUE_DEPTH);
         let agent = Arc::new(Agent::new(config, setup, identity, jobs_tx, ephemeral));
-        agents.insert(agent.config.name.clone(), agent.clone());
-        self.publish_live(agents);
+        agents.insert(agent.clone());
         let worker = tokio::spawn(agent::run_worker(self.clone(), agent.clone(), jobs_rx));
         agent.set_worker(worker);
         tracing::info!(agent = %agent.config.name, provider = agent.provider_name(), "agent started");
@@ -258,7 +246,7 @@ impl Engine {
     }
 
     pub fn list(&self, filter: &ListFilter) -> Vec<AgentInfo> {
-        let agents: Vec<Arc<Agent>> = lock(&self.inner.agents).values().cloned().collect();
+        let agents: Vec<Arc<Agent>> = lock(&self.inner.agents).all();
         let mut infos: Vec<AgentInfo> = agents
             .iter()
             .map(|a| a.info(&self.inner.history))
@@ -322,22 +310,14 @@ impl Engine {
     /// exchange is cancelled (the partial reply recorded), and waiting
     /// messages are refused. Its history stays readable.
     pub async fn shutdown_agent(&self, name: &AgentName) -> Result<(), EngineError> {
-        let agent = {
-            let mut agents = lock(&self.inner.agents);
-            let agent = agents.remove(name);
-            self.publish_live(&agents);
-            agent.ok_or_else(|| EngineError::NotFound(name.clone()))?
-        };
+        let agent = lock(&self.inner.agents)
+            .remove(name)
+            .ok_or_else(|| EngineError::NotFound(name.clone()))?;
         stop(&agent).await.map_err(EngineError::Interrupted)
     }
 
     pub async fn shutdown_all(&self) -> ShutdownReport {
-        let agents: Vec<Arc<Agent>> = {
-            let mut registry = lock(&self.inner.agents);
-            let agents = registry.drain().map(|(_, a)| a).collect();
-            self.publish_live(&registry);
-            agents
-        };
+        let agents = lock(&self.inner.agents).drain();
         for agent in &agents {
             agent.cancel();
         }
@@ -383,7 +363,7 @@ impl Engine {
     /// Stops every agent for the daemon's exit, without ending them: with a
     /// store, they come back on the next start.
     pub async fn suspend_all(&self) -> ShutdownReport {
-        let agents: Vec<Arc<Agent>> = lock(&self.inner.agents).values().cloned().collect();
+        let agents: Vec<Arc<Agent>> = lock(&self.inner.agents).all();
         for agent in &agents {
             agent.suspend();
         }
@@ -398,7 +378,6 @@ impl Engine {
             .is_some_and(|a| a.id == agent.id)
         {
             agents.remove(&agent.config.name);
-            self.publish_live(&agents);
         }
     }
 
