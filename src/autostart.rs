@@ -14,6 +14,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::daemon::pidfile::{Holder, holder, open_lock_file};
 use crate::paths::{PathError, Paths, ensure_private_dir};
+use crate::service::{SOCKET_UNIT_NAME, systemctl_user};
 
 /// The environment a service manager gives its own child. A daemon we start
 /// is not that child: it must not answer to the caller's manager.
@@ -112,31 +113,12 @@ fn systemd_socket_serves(paths: &Paths) -> bool {
     if paths.socket != Path::new(&runtime).join("orchestration/daemon.sock") {
         return false;
     }
-    let Ok(output) = Command::new("systemctl")
-        .args([
-            "--user",
-            "show",
-            "--property=LoadState",
-            "--value",
-            "orchestration.socket",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-    else {
-        return false;
-    };
-    output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "loaded"
+    let unit = systemctl_user(&["show", "--property=LoadState", "--value", SOCKET_UNIT_NAME]);
+    unit.succeeded && unit.stdout == "loaded"
 }
 
 fn start_systemd_socket() -> bool {
-    Command::new("systemctl")
-        .args(["--user", "start", "orchestration.socket"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
+    systemctl_user(&["start", SOCKET_UNIT_NAME]).succeeded
 }
 
 /// Runs `orchestration serve --daemon`, which returns once the daemon is

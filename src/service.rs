@@ -1,7 +1,8 @@
 //! The service-manager files in `packaging/`, filled in for one binary and
 //! one user: systemd user units on Linux, a launchd LaunchAgent on macOS.
-//! Rendering is pure so both are tested on any platform; writing them and
-//! talking to the manager is `orchestration service` (`cli/service.rs`).
+//! Rendering is pure so both are tested on any platform; writing them is
+//! `orchestration service` (`cli/service.rs`). [`systemctl_user`] is the one
+//! way this project talks to the systemd user manager.
 
 use std::path::Path;
 
@@ -18,6 +19,40 @@ const PACKAGED_BINARY: &str = "/usr/bin/orchestration";
 const PACKAGED_MAC_BINARY: &str = "/usr/local/bin/orchestration";
 const PACKAGED_MAC_SOCKET: &str = "/Users/USER/.orchestration/daemon.sock";
 const PACKAGED_MAC_LOG: &str = "/Users/USER/.local/state/orchestration/daemon.log";
+
+/// What `systemctl --user ARGS` did.
+#[derive(Debug, Clone, Default)]
+pub struct Systemctl {
+    pub succeeded: bool,
+    /// Its standard output, trimmed (`is-active` answers there even when failing).
+    pub stdout: String,
+    /// Its first line of standard error, or why it could not run.
+    pub error: String,
+}
+
+/// Runs `systemctl --user ARGS` to completion, stdin closed.
+pub fn systemctl_user(args: &[&str]) -> Systemctl {
+    let output = std::process::Command::new("systemctl")
+        .arg("--user")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output();
+    match output {
+        Ok(output) => Systemctl {
+            succeeded: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+            error: String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .next()
+                .unwrap_or("systemctl failed")
+                .to_owned(),
+        },
+        Err(error) => Systemctl {
+            error: format!("cannot run systemctl: {error}"),
+            ..Systemctl::default()
+        },
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("{} is not valid UTF-8; the service files cannot name it", .0.display())]

@@ -2,7 +2,7 @@
 //! (or, on macOS, the launchd LaunchAgent) for this very binary.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{CliError, output};
 use crate::daemon::pidfile::{Holder, holder};
 use crate::paths::{Paths, user_unit_dir};
-use crate::service::{self, SERVICE_UNIT_NAME, SOCKET_UNIT_NAME, ServiceFile};
+use crate::service::{self, SERVICE_UNIT_NAME, SOCKET_UNIT_NAME, ServiceFile, systemctl_user};
 
 pub const LONG_ABOUT: &str = "\
 Install, remove or inspect the service-manager files that run the daemon for this binary.
@@ -222,41 +222,22 @@ fn describe(status: &Status) -> String {
 
 /// One word from `systemctl --user is-enabled|is-active UNIT`.
 fn query(verb: &str, unit: &str) -> String {
-    let output = Command::new("systemctl")
-        .args(["--user", verb, unit])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output();
-    match output {
-        Ok(output) => {
-            let word = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-            if word.is_empty() {
-                "unknown".to_owned()
-            } else {
-                word
-            }
-        }
-        Err(_) => "unknown".to_owned(),
+    let answer = systemctl_user(&[verb, unit]).stdout;
+    if answer.is_empty() {
+        "unknown".to_owned()
+    } else {
+        answer
     }
 }
 
 /// Runs `systemctl --user ARGS`; the error is its first stderr line.
 fn systemctl(args: &[&str]) -> Result<(), String> {
-    let output = Command::new("systemctl")
-        .arg("--user")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run systemctl: {e}"))?;
-    if output.status.success() {
-        return Ok(());
+    let run = systemctl_user(args);
+    if run.succeeded {
+        Ok(())
+    } else {
+        Err(run.error)
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    Err(stderr
-        .lines()
-        .next()
-        .unwrap_or("systemctl failed")
-        .to_owned())
 }
 
 /// macOS: the LaunchAgent. Not built on this project's Linux CI; the plist
