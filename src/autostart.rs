@@ -78,7 +78,9 @@ fn running(paths: &Paths) -> bool {
     };
     let started = Instant::now();
     while started.elapsed() < STARTING_PATIENCE {
-        if answers(&paths.socket) || paths.token_file.exists() && !paths.socket.exists() {
+        let serves_tcp_only =
+            !paths.socket_explicit && paths.token_file.exists() && !paths.socket.exists();
+        if answers(&paths.socket) || serves_tcp_only {
             return true;
         }
         if holder(&paths.pid_file) == Holder::Nobody {

@@ -1,6 +1,8 @@
 //! The client: talks HTTP to the daemon over its Unix socket, or over
 //! loopback TCP (with the bearer token from `R/http.token`) when there is no
-//! socket but a daemon of this runtime dir announced a TCP listener.
+//! socket but a daemon of this runtime dir announced a TCP listener. A socket
+//! the user named (`--socket`) is used or nothing is: the TCP fallback would
+//! reach whichever daemon owns the default port instead.
 
 use std::time::Duration;
 
@@ -39,7 +41,7 @@ impl Client {
     pub fn new(paths: &Paths) -> Result<Self, ClientError> {
         let builder =
             crate::providers::http::client_builder().connect_timeout(Duration::from_secs(5));
-        let use_unix = paths.socket.exists() || !paths.token_file.exists();
+        let use_unix = paths.socket_explicit || paths.socket.exists() || !paths.token_file.exists();
         let (builder, base, token, endpoint) = if use_unix {
             let endpoint = paths.socket.display().to_string();
             (

@@ -99,6 +99,11 @@ pub struct LimitsConfig {
     /// keep-alive idle timeout. A connection over it is closed.
     #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub header_timeout: Duration,
+    /// Time allowed for a whole request body to arrive once its head has.
+    /// Past it the request gets a 408 and the connection is closed, so a
+    /// client that trickles (or never sends) its body cannot hold a slot.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
+    pub body_timeout: Duration,
     /// Provider calls in flight at once, across all agents; more wait their turn.
     pub max_provider_calls: usize,
 }
@@ -108,6 +113,7 @@ impl Default for LimitsConfig {
         Self {
             max_connections: 512,
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
             max_provider_calls: 32,
         }
     }
@@ -159,9 +165,80 @@ impl Config {
         })
     }
 
+    /// Parses and validates a config file's text. Every value a file can set
+    /// passes through here (the daemon's start, `config set`, and any later
+    /// reload), so nothing out of range ever reaches the code that uses it.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|error| error.to_string().trim_end().to_owned())
+        let config: Self =
+            toml::from_str(text).map_err(|error| error.to_string().trim_end().to_owned())?;
+        config.validate()?;
+        Ok(config)
     }
+
+    /// Checks the values that parse but make no sense (a cap of 0, a
+    /// timeout of a million years), naming the key. Durations are already
+    /// bounded by [`crate::duration::parse`].
+    pub fn validate(&self) -> Result<(), String> {
+        let limits = &self.limits;
+        let providers = &self.providers;
+        in_range(
+            "limits.max_connections",
+            limits.max_connections as u64,
+            1,
+            MAX_CONNECTIONS,
+        )?;
+        in_range(
+            "limits.max_provider_calls",
+            limits.max_provider_calls as u64,
+            1,
+            MAX_PROVIDER_CALLS,
+        )?;
+        in_range(
+            "providers.max_retries",
+            providers.max_retries.into(),
+            0,
+            100,
+        )?;
+        in_range(
+            "providers.anthropic_max_tokens",
+            providers.anthropic_max_tokens.into(),
+            1,
+            10_000_000,
+        )?;
+        not_zero("limits.header_timeout", limits.header_timeout)?;
+        not_zero("limits.body_timeout", limits.body_timeout)?;
+        not_zero("providers.connect_timeout", providers.connect_timeout)?;
+        not_zero("providers.idle_timeout", providers.idle_timeout)?;
+        if let Some(listen) = &self.daemon.listen {
+            if listen != "off" && listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(format!(
+                    "daemon.listen = {listen:?} is not an address like \"127.0.0.1:7862\" or \"off\""
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The most connections one listener may be told to hold open.
+pub const MAX_CONNECTIONS: u64 = 1_000_000;
+/// The most provider calls that may be allowed in flight at once.
+pub const MAX_PROVIDER_CALLS: u64 = 100_000;
+
+fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(format!(
+        "{key} = {value} is out of range; it must be from {min} to {max}"
+    ))
+}
+
+fn not_zero(key: &str, value: Duration) -> Result<(), String> {
+    if value.is_zero() {
+        return Err(format!("{key} must be longer than 0"));
+    }
+    Ok(())
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -450,6 +527,62 @@ mod tests {
         assert_eq!(get("providers.idle_timeout"), Some(serde_json::json!("2m")));
         assert_eq!(get("limits.max_connections"), Some(serde_json::json!(512)));
         assert_eq!(get("daemon.listen"), Some(serde_json::Value::Null));
+    }
+
+    /// `[section]\nleaf = value`, for a dotted key; text values quoted.
+    fn file_setting(key: &str, value: &str) -> String {
+        let (section, leaf) = key.rsplit_once('.').unwrap();
+        let value = if value.parse::<i128>().is_ok() {
+            value.to_owned()
+        } else {
+            format!("{value:?}")
+        };
+        format!("[{section}]\n{leaf} = {value}\n")
+    }
+
+    #[test]
+    fn every_value_out_of_range_is_an_error_naming_its_key() {
+        let huge = "18446744073709551615";
+        for (key, value) in [
+            ("limits.max_connections", "0"),
+            ("limits.max_connections", huge),
+            ("limits.max_connections", "2305843009213693952"),
+            ("limits.max_provider_calls", "0"),
+            ("limits.max_provider_calls", "2305843009213693952"),
+            ("limits.header_timeout", "0s"),
+            ("limits.header_timeout", "10000000000000000000"),
+            ("limits.body_timeout", "0ms"),
+            ("limits.body_timeout", "400d"),
+            ("providers.connect_timeout", "0s"),
+            ("providers.idle_timeout", "9999999h"),
+            ("providers.retry_backoff", "18446744073709551615ms"),
+            ("providers.max_retries", "1000"),
+            ("providers.max_retries", huge),
+            ("providers.anthropic_max_tokens", "0"),
+            ("daemon.idle_timeout", "10000000000000000000s"),
+            ("daemon.listen", "nowhere"),
+            ("history.max_messages_per_agent", "-1"),
+        ] {
+            let leaf = key.rsplit('.').next().unwrap();
+            let error =
+                Config::parse(&file_setting(key, value)).expect_err(&format!("{key} = {value}"));
+            assert!(error.contains(leaf), "{key} = {value}: {error}");
+            // `config set` goes through the same check and changes nothing.
+            assert!(set_key("", key, value).is_err(), "config set {key} {value}");
+        }
+        for (key, value) in [
+            ("limits.max_connections", "1"),
+            ("limits.max_connections", "1000000"),
+            ("limits.body_timeout", "365d"),
+            ("providers.retry_backoff", "0s"),
+            ("daemon.idle_timeout", "0s"),
+            ("daemon.listen", "off"),
+            ("daemon.listen", "[::1]:7862"),
+        ] {
+            Config::parse(&file_setting(key, value))
+                .unwrap_or_else(|e| panic!("{key} = {value}: {e}"));
+            set_key("", key, value).unwrap_or_else(|e| panic!("{key} = {value}: {e}"));
+        }
     }
 
     #[test]

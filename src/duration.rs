@@ -1,6 +1,12 @@
-//! Durations as users type them: `30s`, `5m`, `1h`, `250ms`, or plain seconds.
+//! Durations as users type them: `30s`, `5m`, `1h`, `7d`, `250ms`, or plain
+//! seconds, at most [`MAX`] (a year). Every duration the program reads, from
+//! a flag or the config file, comes through [`parse`], so none is ever large
+//! enough to overflow a clock.
 
 use std::time::Duration;
+
+/// The longest duration accepted anywhere: one year.
+pub const MAX: Duration = Duration::from_secs(365 * 24 * 3600);
 
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -17,13 +23,17 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "ms" => Some(Duration::from_millis(n)),
         "m" | "min" | "mins" => seconds(60),
         "h" | "hour" | "hours" => seconds(3600),
+        "d" | "day" | "days" => seconds(24 * 3600),
         other => {
             return Err(format!(
-                "unknown unit {other:?} in {text:?}; use ms, s, m or h"
+                "unknown unit {other:?} in {text:?}; use ms, s, m, h or d"
             ));
         }
     };
-    duration.ok_or_else(|| format!("{text:?} is too long"))
+    match duration {
+        Some(duration) if duration <= MAX => Ok(duration),
+        _ => Err(format!("{text:?} is too long; the most is 365d (a year)")),
+    }
 }
 
 /// The shortest text [`parse`] reads back as `duration`: `500ms`, `10s`, `2m`, `1h`.
@@ -61,5 +71,10 @@ mod tests {
         assert!(parse("").is_err());
         assert!(parse("5x").is_err());
         assert!(parse("-5s").is_err());
+        assert_eq!(parse("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse("365d"), Ok(MAX));
+        assert!(parse("366d").is_err());
+        assert!(parse("10000000000000000000").is_err());
+        assert!(parse("18446744073709551615ms").is_err());
     }
 }

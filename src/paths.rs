@@ -14,6 +14,9 @@ pub struct Paths {
     /// R: sockets, PID file, token. Mode 0700.
     pub runtime_dir: PathBuf,
     pub socket: PathBuf,
+    /// The socket was named (`--socket`, `$ORCHESTRATION_SOCKET`): clients
+    /// talk to it or to nobody, never to this runtime dir's TCP listener.
+    pub socket_explicit: bool,
     pub pid_file: PathBuf,
     pub token_file: PathBuf,
     /// S: persistent state and the daemonized log. Mode 0700.
@@ -53,6 +56,7 @@ impl Paths {
         let runtime_dir = runtime_dir()?;
         let state_dir = state_dir()?;
         Ok(Self {
+            socket_explicit: socket.is_some(),
             socket: socket.unwrap_or_else(|| runtime_dir.join("daemon.sock")),
             pid_file: runtime_dir.join("daemon.pid"),
             token_file: runtime_dir.join("http.token"),
@@ -74,6 +78,7 @@ impl Paths {
         Ok(Self {
             runtime_dir: absolute(self.runtime_dir)?,
             socket: absolute(self.socket)?,
+            socket_explicit: self.socket_explicit,
             pid_file: absolute(self.pid_file)?,
             token_file: absolute(self.token_file)?,
             state_dir: absolute(self.state_dir)?,

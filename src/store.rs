@@ -393,7 +393,8 @@ struct StoredConfig {
     model: Option<String>,
     base_url: Option<String>,
     api_key: Option<String>,
-    api_key_env: Option<String>,
+    // Rows written before 0.2 may carry `api_key_env`; it is ignored: the
+    // daemon no longer reads variables a request names.
     #[serde(default)]
     headers: BTreeMap<String, String>,
 }
@@ -410,7 +411,6 @@ impl From<&AgentConfig> for StoredConfig {
             model: spec.model.clone(),
             base_url: spec.base_url.clone(),
             api_key: spec.api_key.as_ref().map(|k| k.expose().to_owned()),
-            api_key_env: spec.api_key_env.clone(),
             headers: spec.headers.clone(),
         }
     }
@@ -429,7 +429,6 @@ impl StoredConfig {
                 model: self.model,
                 base_url: self.base_url,
                 api_key: self.api_key.map(Secret::new),
-                api_key_env: self.api_key_env,
                 headers: self.headers,
             },
         })

@@ -181,13 +181,10 @@ fn agent_routes_404_and_422() {
         404,
         "ghost",
     );
-    // Path segments are decoded, then validated: no traversal, no NUL.
-    assert_error(&daemon.json("GET", "/agents/a%2Fb", None), 422, "name");
-    assert_error(
-        &daemon.json("GET", "/agents/..%2F..%2Fetc", None),
-        422,
-        "name",
-    );
+    // The name segment is decoded, then validated: no traversal, no NUL; an
+    // encoded `/` is not a name at all, but a path that is not canonical.
+    assert_error(&daemon.json("GET", "/agents/a%2Fb", None), 400, "/");
+    assert_error(&daemon.json("GET", "/agents/..%2F..%2Fetc", None), 400, "/");
     assert_error(
         &daemon.json("GET", "/agents/.hidden/history", None),
         422,

@@ -55,6 +55,8 @@ fn agents_come_back_after_a_stop_and_after_kill_9_with_their_whole_context() {
                 "keep",
                 "--base-url",
                 &base,
+                "--api-key-env",
+                "OPENAI_API_KEY",
                 "--instructions",
                 "Remember.",
             ],

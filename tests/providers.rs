@@ -65,6 +65,8 @@ fn openai_gets_instructions_and_the_whole_conversation_and_the_cli_sees_the_stre
             "gpt-test",
             "--base-url",
             &base,
+            "--api-key-env",
+            "OPENAI_API_KEY",
             "--instructions",
             "Be brief.",
         ],
@@ -487,11 +489,11 @@ fn a_missing_key_is_a_400_at_spawn_and_keys_never_cross_profiles() {
         cli.stderr()
     );
 
-    // OpenRouter must not get the OpenAI key.
+    // OpenRouter must not get the OpenAI key: without its own, it cannot start.
     let response = daemon.json(
         "POST",
         "/agents",
-        Some(json!({"name": "o", "profile": "openrouter", "base_url": fake.url("/v1")})),
+        Some(json!({"name": "o", "profile": "openrouter"})),
     );
     assert_eq!(response.status, 400);
     assert!(
@@ -500,25 +502,16 @@ fn a_missing_key_is_a_400_at_spawn_and_keys_never_cross_profiles() {
         response.detail()
     );
 
-    // The daemon's own key is the fallback for its own provider.
+    // The daemon's own key goes only to its provider's own URL: a request
+    // that names another gets none (tests/trust_boundary.rs tries harder).
     fake.push(Reply::sse(&openai_chunks(&["ok"])));
     spawn(
         &daemon,
         json!({"name": "d", "provider": "openai", "base_url": fake.url("/v1")}),
     );
     assert_eq!(say(&daemon, "d", "hi").status, 200);
-    assert_eq!(
-        fake.last_request().header("authorization"),
-        Some("Bearer sk-daemon")
-    );
+    assert_eq!(fake.last_request().header("authorization"), None);
 
-    // `api_key_env` may only name key-like variables.
-    let response = daemon.json(
-        "POST",
-        "/agents",
-        Some(json!({"name": "p", "provider": "openai", "api_key_env": "PATH"})),
-    );
-    assert_eq!(response.status, 400);
     // `local` needs no key, but has no default model either.
     let response = daemon.json(
         "POST",
@@ -596,6 +589,8 @@ fn anthropic_messages_are_sent_and_streamed() {
                 "anthropic",
                 "--base-url",
                 &fake.url(""),
+                "--api-key-env",
+                "ANTHROPIC_API_KEY",
                 "--instructions",
                 "Answer in French.",
             ],
@@ -709,7 +704,13 @@ fn models_are_listed_from_the_endpoint() {
     let base = fake.url("/v1");
     let out = daemon.env.cli_env(
         &[("OPENAI_API_KEY", "sk-models")],
-        &["models", "--base-url", &base],
+        &[
+            "models",
+            "--base-url",
+            &base,
+            "--api-key-env",
+            "OPENAI_API_KEY",
+        ],
     );
     out.ok();
     assert_eq!(out.stdout(), "model-a\nmodel-b\n");
@@ -730,6 +731,8 @@ fn models_are_listed_from_the_endpoint() {
             "anthropic",
             "--base-url",
             &anthropic,
+            "--api-key-env",
+            "ANTHROPIC_API_KEY",
         ],
     );
     out.ok();
@@ -738,7 +741,13 @@ fn models_are_listed_from_the_endpoint() {
 
     let out = daemon.env.cli_env(
         &[("OPENAI_API_KEY", "sk-models")],
-        &["models", "--base-url", &base],
+        &[
+            "models",
+            "--base-url",
+            &base,
+            "--api-key-env",
+            "OPENAI_API_KEY",
+        ],
     );
     assert_eq!(out.code(), 1);
     assert!(out.stderr().contains("bad key"), "{}", out.stderr());

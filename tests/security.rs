@@ -336,10 +336,25 @@ fn a_planted_key_appears_nowhere_but_upstream() {
         seen.push(out.stdout());
         seen.push(out.stderr());
     };
-    run(&["--json", "spawn", "k", "--base-url", &base]);
+    run(&[
+        "--json",
+        "spawn",
+        "k",
+        "--base-url",
+        &base,
+        "--api-key-env",
+        "OPENAI_API_KEY",
+    ]);
     run(&["message", "k", "hello"]);
     run(&["message", "k", "again"]);
-    run(&["--json", "models", "--base-url", &base]);
+    run(&[
+        "--json",
+        "models",
+        "--base-url",
+        &base,
+        "--api-key-env",
+        "OPENAI_API_KEY",
+    ]);
     run(&["--json", "list"]);
     run(&["--json", "history", "k"]);
     run(&["serve", "--status"]);

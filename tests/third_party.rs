@@ -123,6 +123,8 @@ fn the_cli_talks_to_fakellm_over_both_protocols() {
                 "gpt-4o-mini",
                 "--base-url",
                 &base,
+                "--api-key-env",
+                "OPENAI_API_KEY",
                 "--instructions",
                 "Be brief.",
             ],
@@ -149,6 +151,8 @@ fn the_cli_talks_to_fakellm_over_both_protocols() {
                 "anthropic",
                 "--base-url",
                 &anthropic,
+                "--api-key-env",
+                "ANTHROPIC_API_KEY",
             ],
         )
         .ok();

@@ -59,7 +59,7 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l na
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l provider -d 'The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in)' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l profile -d 'A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l base-url -d 'The provider\'s API base URL' -r
-complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l api-key-env -d 'Read the API key from this environment variable instead of the provider\'s or profile\'s own' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l api-key-env -d 'Send the API key held in this environment variable (of the CLI\'s environment). Without it the key of the provider\'s or profile\'s own variable is sent, and only to its own base URL: with --base-url, no key is sent unless this names one' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l model -d 'The model to ask for' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l instructions -d 'The agent\'s instructions, sent as its system prompt' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
@@ -88,7 +88,7 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand history" -s 
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l provider -d 'The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in)' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l profile -d 'A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l base-url -d 'The provider\'s API base URL' -r
-complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l api-key-env -d 'Read the API key from this environment variable instead of the provider\'s or profile\'s own' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l api-key-env -d 'Send the API key held in this environment variable (of the CLI\'s environment). Without it the key of the provider\'s or profile\'s own variable is sent, and only to its own base URL: with --base-url, no key is sent unless this names one' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l model -d 'The model to ask for' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l instructions -d 'The agent\'s instructions, sent as its system prompt' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
@@ -104,7 +104,7 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand shutdown" -s
 complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l provider -d 'The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in)' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l profile -d 'A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l base-url -d 'The provider\'s API base URL' -r
-complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l api-key-env -d 'Read the API key from this environment variable instead of the provider\'s or profile\'s own' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l api-key-env -d 'Send the API key held in this environment variable (of the CLI\'s environment). Without it the key of the provider\'s or profile\'s own variable is sent, and only to its own base URL: with --base-url, no key is sent unless this names one' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l json -d 'Print the API\'s JSON instead of human-readable output'
 complete -c orchestration -n "__fish_orchestration_using_subcommand models" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'

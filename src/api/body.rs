@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -19,6 +20,9 @@ use crate::engine::{Exchange, ExchangeEvent};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Largest request head (request target and headers) accepted; 431 past it.
+pub const MAX_HEAD: usize = 64 * 1024;
 
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -51,17 +55,37 @@ pub fn error(error: &ApiError) -> Response<Body> {
             response.headers_mut().insert(header::ALLOW, value);
         }
     }
+    // The rest of a body we gave up on would be read as the next request.
+    if matches!(
+        error,
+        ApiError::BodyTimeout(_)
+            | ApiError::TooLarge { .. }
+            | ApiError::BodyRead(_)
+            | ApiError::HeadTooLarge { .. }
+    ) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 
-/// Reads a JSON body of at most [`MAX_BODY`] bytes. The limit is enforced
-/// while reading: an honest Content-Length over it is refused before any
-/// byte is read, and a lying one cannot make us buffer more than the limit.
-pub async fn read_json<T: DeserializeOwned>(body: Incoming) -> Result<T, ApiError> {
+/// Reads a JSON body of at most [`MAX_BODY`] bytes, all of which must
+/// arrive within `timeout`. The limit is enforced while reading: an honest
+/// Content-Length over it is refused before any byte is read, and a lying
+/// one cannot make us buffer more than the limit. The timeout bounds the
+/// whole body, so a client trickling bytes cannot hold a connection.
+pub async fn read_json<T: DeserializeOwned>(
+    body: Incoming,
+    timeout: Duration,
+) -> Result<T, ApiError> {
     if body.size_hint().lower() > MAX_BODY as u64 {
         return Err(ApiError::TooLarge { limit: MAX_BODY });
     }
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
+    let collected = tokio::time::timeout(timeout, Limited::new(body, MAX_BODY).collect())
+        .await
+        .map_err(|_| ApiError::BodyTimeout(timeout))?;
+    let bytes = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
             return Err(ApiError::TooLarge { limit: MAX_BODY });

@@ -19,6 +19,15 @@ pub enum ApiError {
     BodyRead(String),
     #[error("request body is larger than the {limit}-byte limit")]
     TooLarge { limit: usize },
+    #[error(
+        "the request body did not arrive within {:.1}s (limits.body_timeout)",
+        .0.as_secs_f64()
+    )]
+    BodyTimeout(std::time::Duration),
+    #[error("the request head is larger than the {limit}-byte limit")]
+    HeadTooLarge { limit: usize },
+    #[error("path not accepted: {0}; send the canonical path")]
+    BadPath(String),
     #[error("no route for {0}")]
     NoRoute(String),
     #[error("method {method} is not allowed here; allowed: {}", list(allowed))]
@@ -40,8 +49,10 @@ impl ApiError {
             Self::InvalidName(_) | Self::InvalidBody(_) | Self::InvalidQuery(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::BodyRead(_) | Self::BadPath(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,

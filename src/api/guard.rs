@@ -1,25 +1,29 @@
 //! The TCP data plane's rules: a loopback `Host` and `Origin` (against DNS
 //! rebinding and cross-site requests), the bearer token, and no control-plane
 //! routes. Unix-socket requests pass untouched; the socket's own permissions
-//! guard it.
+//! guard it. The route is the one [`Route::parse`] made, the same value the
+//! dispatcher runs; `None` when the request did not parse (it is refused
+//! anyway, after the token check).
 
-use http::{HeaderMap, Method, Request, header};
+use http::{HeaderMap, header};
 
 use super::error::ApiError;
+use super::route::Route;
 use super::{ApiContext, Transport};
 
-pub fn check<B>(
+pub fn check(
     ctx: &ApiContext,
     transport: Transport,
-    request: &Request<B>,
+    headers: &HeaderMap,
+    route: Option<&Route>,
 ) -> Result<(), ApiError> {
     let Transport::Tcp { port, remote } = transport else {
         return Ok(());
     };
-    check_host(request.headers(), port, remote)?;
-    check_origin(request.headers())?;
-    check_token(ctx, request.headers())?;
-    if is_control_plane(request.method(), request.uri().path()) {
+    check_host(headers, port, remote)?;
+    check_origin(headers)?;
+    check_token(ctx, headers)?;
+    if route.is_some_and(Route::is_control_plane) {
         return Err(ApiError::Forbidden(
             "this is a control-plane operation; it is only accepted on the daemon's Unix socket"
                 .into(),
@@ -79,13 +83,6 @@ fn check_token(ctx: &ApiContext, headers: &HeaderMap) -> Result<(), ApiError> {
     } else {
         Err(ApiError::Unauthorized)
     }
-}
-
-/// Routes that act on the daemon as a whole rather than on one agent.
-fn is_control_plane(method: &Method, path: &str) -> bool {
-    let path = path.trim_end_matches('/');
-    (method == Method::POST && path == "/shutdown")
-        || (method == Method::DELETE && path == "/agents")
 }
 
 fn split_host_port(authority: &str) -> (&str, Option<&str>) {

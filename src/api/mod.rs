@@ -1,23 +1,26 @@
-//! The HTTP API: one entry point, [`handle`], that guards, routes and answers
-//! a request. The same service runs on the Unix socket and on TCP; the
+//! The HTTP API: one entry point, [`handle`], that parses a request once
+//! into a [`Route`], guards it, dispatches it and logs it — all three from
+//! that one value. The same service runs on the Unix socket and on TCP; the
 //! [`Transport`] tells the guard which rules apply.
 
 mod body;
 mod error;
 mod guard;
+mod route;
 mod routes;
 pub mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
-pub use body::{Body, MAX_BODY};
+pub use body::{Body, MAX_BODY, MAX_HEAD};
 pub use error::ApiError;
+pub use route::Route;
 
 use crate::engine::Engine;
 
@@ -28,17 +31,33 @@ pub struct ApiContext {
     pub stop: CancellationToken,
     /// The bearer token TCP clients must present.
     pub tcp_token: Option<String>,
+    /// How long a request body may take to arrive (config `limits.body_timeout`).
+    pub body_timeout: Duration,
     next_request: AtomicU64,
 }
 
 impl ApiContext {
-    pub fn new(engine: Engine, stop: CancellationToken, tcp_token: Option<String>) -> Self {
+    pub fn new(
+        engine: Engine,
+        stop: CancellationToken,
+        tcp_token: Option<String>,
+        body_timeout: Duration,
+    ) -> Self {
         Self {
             engine,
             stop,
             tcp_token,
+            body_timeout,
             next_request: AtomicU64::new(1),
         }
+    }
+
+    /// Reads a JSON request body within the size limit and the body timeout.
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        body: Incoming,
+    ) -> Result<T, ApiError> {
+        body::read_json(body, self.body_timeout).await
     }
 }
 
@@ -59,26 +78,42 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let request_id = ctx.next_request.fetch_add(1, Ordering::Relaxed);
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = match guard::check(&ctx, transport, &request) {
-        Ok(()) => routes::route(&ctx, request).await,
-        Err(error) => Err(error),
+    let (parts, body) = request.into_parts();
+    let route = match head_size(&parts) {
+        size if size > MAX_HEAD => Err(ApiError::HeadTooLarge { limit: MAX_HEAD }),
+        _ => Route::parse(&parts.method, &parts.uri),
+    };
+    let (label, agent) = match &route {
+        Ok(route) => (route.label(), route.agent().map(ToString::to_string)),
+        Err(_) => ("none", None),
+    };
+    let allowed = guard::check(&ctx, transport, &parts.headers, route.as_ref().ok());
+    let response = match (allowed, route) {
+        (Err(error), _) | (Ok(()), Err(error)) => Err(error),
+        (Ok(()), Ok(route)) => routes::dispatch(&ctx, route, body).await,
     };
     let response = response.unwrap_or_else(|error| body::error(&error));
-    // The agent a request is about, as its own field for `journalctl AGENT=…`.
-    let agent = path
-        .strip_prefix("/agents/")
-        .and_then(|rest| rest.split('/').next())
-        .filter(|name| !name.is_empty());
     tracing::info!(
         request_id,
         agent,
-        method = %method,
-        path = %path,
+        route = label,
+        method = %parts.method,
+        path = %parts.uri.path(),
         status = response.status().as_u16(),
         duration_ms = started.elapsed().as_millis() as u64,
         "request"
     );
     response
+}
+
+/// The bytes a request head took, near enough: target plus header lines.
+/// hyper's read buffer (sized to [`MAX_HEAD`]) bounds the memory; this makes
+/// the limit exact.
+fn head_size(parts: &http::request::Parts) -> usize {
+    let headers: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    parts.uri.to_string().len() + headers
 }

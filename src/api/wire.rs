@@ -5,24 +5,40 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{AgentConfig, AgentName, Message, Secret};
+use crate::engine::{AgentConfig, AgentName, AgentState, Message, Secret};
 use crate::providers::ProviderSpec;
 
-/// The body of `POST /agents` (spawn) and `POST /agents/{name}/task`.
-/// `prompt` and `stream` only matter for a task; `name` is optional there.
-#[derive(Debug, Default, Deserialize)]
+/// The body of `POST /agents` (spawn), `POST /agents/{name}/task` and
+/// `POST /models`. `prompt` and `stream` only matter for a task; `name` is
+/// optional there. The daemon parses it; the CLI builds it.
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct AgentRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<AgentName>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
+    /// Accepted for older clients and ignored: the daemon never reads an
+    /// environment variable a request names (the CLI resolves `--api-key-env`
+    /// itself and sends the key).
+    #[serde(default, skip_serializing)]
     pub api_key_env: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
 }
 
@@ -44,14 +60,13 @@ impl AgentRequest {
             model: self.model,
             base_url: self.base_url,
             api_key: self.api_key.map(Secret::new),
-            api_key_env: self.api_key_env,
             headers: self.headers.unwrap_or_default(),
         }
     }
 }
 
 /// The body of `POST /agents/{name}/message`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct MessageRequest {
     pub content: String,
     #[serde(default)]
@@ -92,4 +107,155 @@ pub enum StreamLine {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub detail: String,
+}
+
+/// Why a query string does not fit its route (the client's mistake: 422).
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    State(String),
+    #[error("limit must be a non-negative whole number, not {0:?}")]
+    Limit(String),
+}
+
+/// The query of `GET /agents`: `?state=&provider=&all`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    pub state: Option<AgentState>,
+    pub provider: Option<String>,
+    /// Also the last incarnation of every name whose agent has ended.
+    pub all: bool,
+}
+
+impl ListQuery {
+    /// Reads a query string; unknown keys are ignored, as the Python daemon did.
+    pub fn parse(query: &str) -> Result<Self, QueryError> {
+        let mut parsed = Self::default();
+        for (key, value) in query_pairs(query) {
+            match key.as_str() {
+                "state" if !value.is_empty() => {
+                    parsed.state = Some(value.parse().map_err(QueryError::State)?);
+                }
+                "provider" if !value.is_empty() => parsed.provider = Some(value),
+                "all" => parsed.all = flag(&value),
+                _ => {}
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// The query string (with its `?`, or empty) that [`ListQuery::parse`] reads back.
+    pub fn to_query(&self) -> String {
+        let mut pairs = Vec::new();
+        if let Some(state) = self.state {
+            pairs.push(("state", state.to_string()));
+        }
+        if let Some(provider) = &self.provider {
+            pairs.push(("provider", provider.clone()));
+        }
+        if self.all {
+            pairs.push(("all", "true".to_owned()));
+        }
+        encode_query(&pairs)
+    }
+}
+
+/// The query of `GET /agents/{name}/history`: `?limit=&all`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Only the last N messages.
+    pub limit: Option<usize>,
+    /// Also the conversations of earlier agents of this name.
+    pub all: bool,
+}
+
+impl HistoryQuery {
+    pub fn parse(query: &str) -> Result<Self, QueryError> {
+        let mut parsed = Self::default();
+        for (key, value) in query_pairs(query) {
+            match key.as_str() {
+                "limit" if !value.is_empty() => {
+                    let limit = value.parse().map_err(|_| QueryError::Limit(value))?;
+                    parsed.limit = Some(limit);
+                }
+                "all" => parsed.all = flag(&value),
+                _ => {}
+            }
+        }
+        Ok(parsed)
+    }
+
+    pub fn to_query(&self) -> String {
+        let mut pairs = Vec::new();
+        if let Some(limit) = self.limit {
+            pairs.push(("limit", limit.to_string()));
+        }
+        if self.all {
+            pairs.push(("all", "true".to_owned()));
+        }
+        encode_query(&pairs)
+    }
+}
+
+/// A boolean query parameter: `?all`, `?all=1`, `?all=true` and `?all=yes` are true.
+fn flag(value: &str) -> bool {
+    matches!(value, "" | "1" | "true" | "yes")
+}
+
+/// A query string's `key=value` pairs, percent- and `+`-decoded.
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
+fn encode_query(pairs: &[(&str, String)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let encoded: Vec<String> = pairs
+        .iter()
+        .map(|(key, value)| {
+            let value =
+                percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC);
+            format!("{key}={value}")
+        })
+        .collect();
+    format!("?{}", encoded.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_read_back_what_they_write() {
+        let list = ListQuery {
+            state: Some(AgentState::Idle),
+            provider: Some("a b&c=d".into()),
+            all: true,
+        };
+        assert_eq!(
+            ListQuery::parse(list.to_query().trim_start_matches('?')).unwrap(),
+            list
+        );
+        let history = HistoryQuery {
+            limit: Some(7),
+            all: false,
+        };
+        assert_eq!(history.to_query(), "?limit=7");
+        assert_eq!(HistoryQuery::parse("limit=7").unwrap(), history);
+        assert_eq!(HistoryQuery::default().to_query(), "");
+        assert!(HistoryQuery::parse("limit=x").is_err());
+    }
 }

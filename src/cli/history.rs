@@ -4,7 +4,7 @@ use clap::Args;
 use reqwest::Method;
 
 use super::{CliError, Ctx, agent_path, output};
-use crate::api::wire::Messages;
+use crate::api::wire::{HistoryQuery, Messages};
 use crate::engine::AgentName;
 
 #[derive(Debug, Args)]
@@ -29,18 +29,11 @@ pub async fn run(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
             .await?;
         return output::line(&format!("history of '{}' cleared", args.name));
     }
-    let mut query = Vec::new();
-    if let Some(limit) = args.limit {
-        query.push(format!("limit={limit}"));
-    }
-    if args.all {
-        query.push("all=true".to_owned());
-    }
-    let tail = if query.is_empty() {
-        "/history".to_owned()
-    } else {
-        format!("/history?{}", query.join("&"))
+    let query = HistoryQuery {
+        limit: args.limit,
+        all: args.all,
     };
+    let tail = format!("/history{}", query.to_query());
     let history: Messages = ctx.client.get(&agent_path(&args.name, &tail)).await?;
     if ctx.json {
         return output::json(&history);

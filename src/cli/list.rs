@@ -3,6 +3,7 @@
 use clap::Args;
 
 use super::{CliError, Ctx, output};
+use crate::api::wire::ListQuery;
 use crate::engine::{AgentInfo, AgentState};
 
 #[derive(Debug, Args)]
@@ -19,24 +20,12 @@ pub struct ListArgs {
 }
 
 pub async fn run(ctx: &Ctx, args: ListArgs) -> Result<(), CliError> {
-    let mut query = Vec::new();
-    if let Some(state) = args.state {
-        query.push(format!("state={state}"));
-    }
-    if let Some(provider) = &args.provider {
-        query.push(format!(
-            "provider={}",
-            percent_encoding::utf8_percent_encode(provider, percent_encoding::NON_ALPHANUMERIC)
-        ));
-    }
-    if args.all {
-        query.push("all=true".to_owned());
-    }
-    let path = if query.is_empty() {
-        "/agents".to_owned()
-    } else {
-        format!("/agents?{}", query.join("&"))
+    let query = ListQuery {
+        state: args.state,
+        provider: args.provider,
+        all: args.all,
     };
+    let path = format!("/agents{}", query.to_query());
     let agents: Vec<AgentInfo> = ctx.client.get(&path).await?;
     if ctx.json {
         return output::json(&agents);

@@ -3,10 +3,10 @@
 
 use clap::Args;
 use reqwest::Method;
-use serde_json::Value;
+use serde::Serialize;
 
 use super::{CliError, Ctx, agent_path, output, read_prompt};
-use crate::api::wire::{Messages, StreamLine};
+use crate::api::wire::{MessageRequest, Messages, StreamLine};
 use crate::client::ClientError;
 use crate::engine::AgentName;
 
@@ -24,31 +24,29 @@ pub struct MessageArgs {
 }
 
 pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
-    let content = read_prompt(&args.prompt)?;
-    let body = serde_json::json!({ "content": content });
-    converse(
-        ctx,
-        &agent_path(&args.name, "/message"),
-        body,
-        !args.no_stream,
-    )
-    .await
+    let body = MessageRequest {
+        content: read_prompt(&args.prompt)?,
+        stream: streams(ctx, args.no_stream),
+    };
+    converse(ctx, &agent_path(&args.name, "/message"), &body, body.stream).await
 }
 
-/// Posts `body` (a message or a task) and prints the reply. With `--json`
-/// the reply is not streamed and the API's `{"messages": […]}` is printed.
-pub(super) async fn converse(
+/// Whether a reply is streamed: not with `--no-stream`, nor with `--json`
+/// (which prints the API's `{"messages": […]}` once the reply is complete).
+pub(super) fn streams(ctx: &Ctx, no_stream: bool) -> bool {
+    !no_stream && !ctx.json
+}
+
+/// Posts `body` (a message or a task, whose `stream` field is `stream`)
+/// and prints the reply.
+pub(super) async fn converse<B: Serialize>(
     ctx: &Ctx,
     path: &str,
-    mut body: Value,
+    body: &B,
     stream: bool,
 ) -> Result<(), CliError> {
-    let stream = stream && !ctx.json;
-    if let Value::Object(fields) = &mut body {
-        fields.insert("stream".into(), Value::Bool(stream));
-    }
     if !stream {
-        let reply: Messages = ctx.client.json(Method::POST, path, Some(&body)).await?;
+        let reply: Messages = ctx.client.json(Method::POST, path, Some(body)).await?;
         if ctx.json {
             return output::json(&reply);
         }
@@ -61,7 +59,7 @@ pub(super) async fn converse(
     let mut finished = false;
     let mut at_line_start = true;
     ctx.client
-        .stream(path, &body, |line| match line {
+        .stream(path, body, |line| match line {
             StreamLine::Delta { content } => {
                 at_line_start = content.ends_with('\n');
                 output::print(&content).map_err(|e| ClientError::Protocol(e.to_string()))

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::api::wire::AgentRequest;
 use crate::autostart::{self, AutostartError};
 use crate::client::{Client, ClientError};
 use crate::config::{Config, ConfigError};
@@ -120,40 +121,48 @@ pub struct EndpointOptions {
     /// The provider's API base URL.
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
-    /// Read the API key from this environment variable instead of the provider's or profile's own.
+    /// Send the API key held in this environment variable (of the CLI's environment). Without it
+    /// the key of the provider's or profile's own variable is sent, and only to its own base URL:
+    /// with --base-url, no key is sent unless this names one.
     #[arg(long, value_name = "VAR")]
     pub api_key_env: Option<String>,
 }
 
 impl EndpointOptions {
-    /// The request fields these options set, plus the API key read from this
-    /// process's environment (SPEC §5: a daemon under a service manager does
-    /// not see the user's shell variables). The key travels in the request
-    /// body, never on a command line.
-    fn to_json(
-        &self,
-        config_file: &Path,
-    ) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
-        let mut body = serde_json::Map::new();
-        insert_set(
-            &mut body,
-            &[
-                ("provider", &self.provider),
-                ("profile", &self.profile),
-                ("base_url", &self.base_url),
-                ("api_key_env", &self.api_key_env),
-            ],
-        );
-        let key = read_api_key(
+    /// The request these options make, with the API key read from this
+    /// process's environment (a daemon under a service manager does not see
+    /// the user's shell variables). The key travels in the request body,
+    /// never on a command line.
+    fn request(&self, config_file: &Path) -> Result<AgentRequest, CliError> {
+        Ok(AgentRequest {
+            provider: self.provider.clone(),
+            profile: self.profile.clone(),
+            base_url: self.base_url.clone(),
+            api_key: self.read_api_key(config_file)?,
+            ..AgentRequest::default()
+        })
+    }
+
+    /// The key to send: from `--api-key-env VAR` if given (it must be set),
+    /// else from the variable the provider or profile names, but only for
+    /// its own base URL: a key never follows a `--base-url` the user typed
+    /// unless they named its variable. `None` when there is none to send.
+    fn read_api_key(&self, config_file: &Path) -> Result<Option<String>, CliError> {
+        let read = |variable: &str| std::env::var(variable).ok().filter(|key| !key.is_empty());
+        if let Some(variable) = &self.api_key_env {
+            return read(variable).map(Some).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--api-key-env {variable}: {variable} is not set (or empty) in this environment"
+                ))
+            });
+        }
+        let variable = key_variable(
             self.provider.as_deref(),
             self.profile.as_deref(),
-            self.api_key_env.as_deref(),
-            config_file,
-        )?;
-        if let Some(key) = key {
-            body.insert("api_key".into(), key.into());
-        }
-        Ok(body)
+            self.base_url.as_deref(),
+            &Config::load(config_file)?,
+        );
+        Ok(variable.as_deref().and_then(read))
     }
 }
 
@@ -171,51 +180,15 @@ pub struct AgentOptions {
 }
 
 impl AgentOptions {
-    /// The SpawnRequest fields these options set, key included.
-    fn to_json(
-        &self,
-        name: &AgentName,
-        config_file: &Path,
-    ) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
-        let mut body = self.endpoint.to_json(config_file)?;
-        body.insert("name".into(), name.as_str().into());
-        insert_set(
-            &mut body,
-            &[("model", &self.model), ("instructions", &self.instructions)],
-        );
-        Ok(body)
+    /// The spawn request these options make, key included.
+    fn request(&self, name: &AgentName, config_file: &Path) -> Result<AgentRequest, CliError> {
+        Ok(AgentRequest {
+            name: Some(name.clone()),
+            model: self.model.clone(),
+            instructions: self.instructions.clone(),
+            ..self.endpoint.request(config_file)?
+        })
     }
-}
-
-/// Adds the fields that are set.
-fn insert_set(
-    body: &mut serde_json::Map<String, serde_json::Value>,
-    fields: &[(&str, &Option<String>)],
-) {
-    for (key, value) in fields {
-        if let Some(value) = value {
-            body.insert((*key).into(), value.clone().into());
-        }
-    }
-}
-
-/// The API key for a provider or profile, from this process's environment:
-/// `--api-key-env VAR` if given, else the variable the provider or profile
-/// names (the config file's profiles included). `None` when unset or empty;
-/// the daemon then tries its own environment.
-fn read_api_key(
-    provider: Option<&str>,
-    profile: Option<&str>,
-    api_key_env: Option<&str>,
-    config_file: &Path,
-) -> Result<Option<String>, CliError> {
-    let variable = match api_key_env {
-        Some(variable) => Some(variable.to_owned()),
-        None => key_variable(provider, profile, &Config::load(config_file)?),
-    };
-    Ok(variable
-        .and_then(|v| std::env::var(v).ok())
-        .filter(|key| !key.is_empty()))
 }
 
 /// A failed command: what to tell the user and which status to exit with.

@@ -14,7 +14,7 @@ pub struct ModelsArgs {
 }
 
 pub async fn run(ctx: &Ctx, args: ModelsArgs) -> Result<(), CliError> {
-    let body = args.endpoint.to_json(&ctx.config_file)?;
+    let body = args.endpoint.request(&ctx.config_file)?;
     let listing: Models = ctx
         .client
         .json(Method::POST, "/models", Some(&body))

@@ -145,6 +145,10 @@ fn status(paths: &Paths, json: bool) -> Result<(), CliError> {
     let health = match block_on(client.get::<Health>("/health"))? {
         Ok(health) => health,
         Err(error @ ClientError::Unreachable { .. }) => {
+            // This runtime dir's daemon is not the one a named socket asked about.
+            if paths.socket_explicit {
+                return Err(error.into());
+            }
             if let Holder::Daemon(pid) = holder(&paths.pid_file) {
                 let pid = pid.map_or("unknown".into(), |p| p.to_string());
                 return Err(CliError::Failed(format!(

@@ -26,7 +26,7 @@ pub async fn run(ctx: &Ctx, args: SpawnArgs) -> Result<(), CliError> {
     let Some(name) = args.name.or(args.name_flag) else {
         return Err(CliError::Usage("an agent name is required".into()));
     };
-    let body = args.options.to_json(&name, &ctx.config_file)?;
+    let body = args.options.request(&name, &ctx.config_file)?;
     let info: AgentInfo = ctx
         .client
         .json(Method::POST, "/agents", Some(&body))

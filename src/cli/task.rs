@@ -22,9 +22,10 @@ pub struct TaskArgs {
 }
 
 pub async fn run(ctx: &Ctx, args: TaskArgs) -> Result<(), CliError> {
-    let prompt = read_prompt(&args.prompt)?;
-    let mut body = args.options.to_json(&args.name, &ctx.config_file)?;
-    body.insert("prompt".into(), prompt.into());
+    let mut body = args.options.request(&args.name, &ctx.config_file)?;
+    body.prompt = Some(read_prompt(&args.prompt)?);
+    let stream = super::message::streams(ctx, args.no_stream);
+    body.stream = Some(stream);
     let path = agent_path(&args.name, "/task");
-    super::message::converse(ctx, &path, body.into(), !args.no_stream).await
+    super::message::converse(ctx, &path, &body, stream).await
 }

@@ -323,6 +323,8 @@ fn serve_connection<S>(
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
+        // hyper's default is about 400 KiB; a bigger head gets its 431.
+        .max_buf_size(api::MAX_HEAD)
         .serve_connection(TokioIo::new(stream), service);
     let connection = graceful.watch(connection);
     tokio::spawn(async move {

@@ -205,7 +205,12 @@ async fn run(
     watch_signals(stop.clone())?;
     let providers = ProviderSettings::new(options.config.clone(), options.echo_delay)?;
     let engine = Engine::restore(providers, store)?;
-    let ctx = Arc::new(ApiContext::new(engine.clone(), stop.clone(), token));
+    let ctx = Arc::new(ApiContext::new(
+        engine.clone(),
+        stop.clone(),
+        token,
+        options.config.limits.body_timeout,
+    ));
     let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(addr) = tcp_addr.filter(|a| !a.ip().is_loopback()) {
         tracing::warn!(

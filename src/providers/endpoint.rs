@@ -2,10 +2,13 @@
 //! headers and key, resolved from the spawn request, the profile it names
 //! (built in or from config) and the provider's defaults.
 //!
-//! Key rule (SPEC §5): a key is only ever sent to the endpoint its provider or
-//! profile names. The CLI resolves the key from its own environment and sends
-//! it with the spawn; the daemon falls back to its own environment, reading
-//! only the variable that provider or profile names.
+//! Key rule: a key is only ever sent to the endpoint its provider or profile
+//! names. The CLI resolves the key from its own environment and sends it with
+//! the spawn; the daemon falls back to its own environment, reading only the
+//! variable that provider or profile names, and only when the request keeps
+//! that provider's or profile's own base URL. A request that names another
+//! `base_url` gets no key unless it carries one itself (`api_key`). The
+//! daemon never reads a variable a request names.
 
 use std::collections::BTreeMap;
 
@@ -219,32 +222,28 @@ impl Endpoint {
         let base_url = config
             .base_url
             .clone()
-            .unwrap_or(profile.base_url)
+            .unwrap_or_else(|| profile.base_url.clone())
             .trim_end_matches('/')
             .to_owned();
         if profile.kind != Kind::Echo {
             check_base_url(&base_url)?;
         }
+        // The daemon's own key belongs to the profile's URL, and goes nowhere else.
+        let own_url = base_url == profile.base_url.trim_end_matches('/');
         let api_key = match &config.api_key {
             Some(key) if !key.expose().is_empty() => Some(key.clone()),
-            _ => daemon_key(
-                config.api_key_env.as_deref(),
-                profile.api_key_env.as_deref(),
-            )?,
+            _ if own_url => daemon_key(profile.api_key_env.as_deref()),
+            _ => None,
         };
-        // A key is needed when the provider or profile names a variable for
-        // one; an endpoint that names none (e.g. `local`) works without.
-        let wants_key = profile.api_key_env.is_some() || config.api_key_env.is_some();
-        if wants_key && api_key.is_none() {
-            let variable = config
-                .api_key_env
-                .clone()
-                .or(profile.api_key_env)
-                .unwrap_or_default();
-            return Err(SetupError::MissingKey {
-                what: describe(config),
-                variable,
-            });
+        // The profile's own endpoint needs the key it names; a URL the request
+        // chose may need none (a local server), and says so itself if it does.
+        if own_url && api_key.is_none() {
+            if let Some(variable) = profile.api_key_env {
+                return Err(SetupError::MissingKey {
+                    what: describe(config),
+                    variable,
+                });
+            }
         }
         let model = config.model.clone().or(profile.model);
         if model.is_none() && profile.kind != Kind::Echo {
@@ -275,43 +274,27 @@ pub fn summary(spec: &ProviderSpec, config: &Config) -> (&'static str, Option<St
     }
 }
 
-/// The variable the CLI should read the key from for a spawn, if any.
+/// The variable a client should read the key from for a spawn: the one the
+/// provider or profile names, and only when the spawn keeps that provider's
+/// or profile's own base URL (a key never follows a URL the user typed).
 pub fn key_variable(
     provider: Option<&str>,
     profile: Option<&str>,
+    base_url: Option<&str>,
     config: &Config,
 ) -> Option<String> {
-    Profile::select(provider, profile, config)
-        .ok()
-        .and_then(|profile| profile.api_key_env)
+    let profile = Profile::select(provider, profile, config).ok()?;
+    let own_url = base_url
+        .is_none_or(|url| url.trim_end_matches('/') == profile.base_url.trim_end_matches('/'));
+    profile.api_key_env.filter(|_| own_url)
 }
 
-/// Reads a key from the daemon's own environment.
-fn daemon_key(
-    requested: Option<&str>,
-    profile: Option<&str>,
-) -> Result<Option<Secret>, SetupError> {
-    let Some(variable) = requested.or(profile) else {
-        return Ok(None);
-    };
-    // A client may name the variable, but only one that looks like a key:
-    // otherwise `api_key_env` would let it send any of the daemon's
-    // environment (`AWS_SECRET_ACCESS_KEY` is fine, `HOME` or `PATH` is not).
-    if requested.is_some() && !is_key_variable(variable) {
-        return Err(SetupError::BadKeyVariable(variable.to_owned()));
-    }
-    Ok(std::env::var(variable)
+/// Reads the key a provider or profile names from the daemon's own environment.
+fn daemon_key(variable: Option<&str>) -> Option<Secret> {
+    std::env::var(variable?)
         .ok()
         .filter(|value| !value.is_empty())
-        .map(Secret::new))
-}
-
-fn is_key_variable(name: &str) -> bool {
-    let shaped = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-    shaped && (name.ends_with("_KEY") || name.ends_with("_TOKEN"))
+        .map(Secret::new)
 }
 
 fn check_base_url(base_url: &str) -> Result<(), SetupError> {
@@ -347,7 +330,7 @@ mod tests {
     #[test]
     fn built_in_profiles_name_their_own_variables() {
         let config = Config::default();
-        let variable = |profile| key_variable(None, Some(profile), &config);
+        let variable = |profile| key_variable(None, Some(profile), None, &config);
         assert_eq!(
             variable("openrouter").as_deref(),
             Some("OPENROUTER_API_KEY")
@@ -355,17 +338,73 @@ mod tests {
         assert_eq!(variable("gemini").as_deref(), Some("GEMINI_API_KEY"));
         assert_eq!(variable("local"), None);
         assert_eq!(
-            key_variable(Some("anthropic"), None, &config).as_deref(),
+            key_variable(Some("anthropic"), None, None, &config).as_deref(),
             Some("ANTHROPIC_API_KEY")
         );
+        let url = |base_url| key_variable(Some("openai"), None, Some(base_url), &config);
+        assert_eq!(
+            url("https://api.openai.com/v1/").as_deref(),
+            Some("OPENAI_API_KEY")
+        );
+        assert_eq!(url("http://elsewhere/v1"), None);
+    }
+
+    fn spec(provider: &str, base_url: Option<&str>, api_key: Option<&str>) -> ProviderSpec {
+        ProviderSpec {
+            provider: Some(provider.into()),
+            base_url: base_url.map(str::to_owned),
+            api_key: api_key.map(|key| Secret::new(key.to_owned())),
+            model: Some("m".into()),
+            ..ProviderSpec::default()
+        }
     }
 
     #[test]
-    fn only_key_shaped_variables_may_be_requested() {
-        assert!(is_key_variable("OPENAI_API_KEY"));
-        assert!(is_key_variable("GH_TOKEN"));
-        assert!(!is_key_variable("HOME"));
-        assert!(!is_key_variable("my_key"));
+    fn a_daemon_key_goes_only_to_its_own_url() {
+        // A variable no other test uses, so setting it races with nothing.
+        let variable = "ORCHESTRATION_UNIT_TEST_KEY";
+        // SAFETY: unit tests in this module read only this variable.
+        unsafe { std::env::set_var(variable, "daemon-secret") };
+        let mut config = Config::default();
+        config.profiles.insert(
+            "work".into(),
+            ProfileConfig {
+                base_url: Some("http://127.0.0.1:9/v1/".into()),
+                api_key_env: Some(variable.into()),
+                ..ProfileConfig::default()
+            },
+        );
+        let mut own = spec("openai", None, None);
+        own.profile = Some("work".into());
+        own.provider = None;
+        let endpoint = Endpoint::resolve(&own, &config).unwrap();
+        assert_eq!(endpoint.api_key.unwrap().expose(), "daemon-secret");
+        // The profile's own URL spelled out (trailing slash or not) is still its own.
+        own.base_url = Some("http://127.0.0.1:9/v1".into());
+        assert!(Endpoint::resolve(&own, &config).unwrap().api_key.is_some());
+        // Any other URL gets no daemon key, and needs none to be set up.
+        own.base_url = Some("http://127.0.0.1:9/elsewhere".into());
+        assert!(Endpoint::resolve(&own, &config).unwrap().api_key.is_none());
+        // A key the request carries goes where the request says.
+        own.api_key = Some(Secret::new("client-key".into()));
+        let endpoint = Endpoint::resolve(&own, &config).unwrap();
+        assert_eq!(endpoint.api_key.unwrap().expose(), "client-key");
+    }
+
+    #[test]
+    fn a_custom_url_needs_no_key_but_the_providers_own_does() {
+        let config = Config::default();
+        let custom = spec("anthropic", Some("http://127.0.0.1:9"), None);
+        assert!(
+            Endpoint::resolve(&custom, &config)
+                .unwrap()
+                .api_key
+                .is_none()
+        );
+        if std::env::var_os("ANTHROPIC_API_KEY").is_none() {
+            let error = Endpoint::resolve(&spec("anthropic", None, None), &config).unwrap_err();
+            assert!(matches!(error, SetupError::MissingKey { .. }), "{error}");
+        }
     }
 
     #[test]

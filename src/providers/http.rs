@@ -3,6 +3,11 @@
 //! error bodies turned into readable messages, and a driver that turns a
 //! server-sent-event stream into [`ProviderEvent`]s through a per-protocol
 //! [`Decoder`].
+//!
+//! Credentials stay with the endpoint they were meant for: redirects to
+//! another origin are not followed, and every credential a request carries
+//! is scrubbed ([`Redactor`]) from any error text before it is logged or
+//! leaves this module.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -46,6 +51,7 @@ impl Upstream {
     pub fn new(settings: ProvidersConfig) -> Result<Self, SetupError> {
         let client = client_builder()
             .connect_timeout(settings.connect_timeout)
+            .redirect(reqwest::redirect::Policy::custom(same_origin_only))
             .user_agent(concat!("orchestration/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| SetupError::Http(error.to_string()))?;
@@ -60,12 +66,15 @@ impl Upstream {
     /// 5xx answers and connection errors with backoff. Nothing has streamed
     /// yet when this returns, so a retry can never duplicate reply text.
     pub async fn send(&self, request: Request) -> Result<Response, ProviderError> {
+        let redactor = Redactor::for_request(&request);
         let mut attempt = 0;
         loop {
             let (error, retry_after) = match self.attempt(&request).await {
                 Ok(response) => return Ok(response),
-                Err(Attempt::Final(error)) => return Err(error),
-                Err(Attempt::Retryable(error, retry_after)) => (error, retry_after),
+                Err(Attempt::Final(error)) => return Err(error.redact(&redactor)),
+                Err(Attempt::Retryable(error, retry_after)) => {
+                    (error.redact(&redactor), retry_after)
+                }
             };
             if attempt >= self.settings.max_retries {
                 return Err(error);
@@ -80,7 +89,7 @@ impl Upstream {
             }
             attempt += 1;
             tracing::warn!(
-                url = %request.url(),
+                url = %redactor.scrub(request.url().as_str()),
                 attempt,
                 pause_ms = pause.as_millis() as u64,
                 error = %error,
@@ -90,8 +99,8 @@ impl Upstream {
         }
     }
 
-    async fn attempt(&self, request: &Request) -> Result<Response, Attempt> {
-        let Some(request) = request.try_clone() else {
+    async fn attempt(&self, original: &Request) -> Result<Response, Attempt> {
+        let Some(request) = original.try_clone() else {
             return Err(Attempt::Final(ProviderError::Other(
                 "the request cannot be retried".into(),
             )));
@@ -113,7 +122,22 @@ impl Upstream {
             return Ok(response);
         }
         let retry_after = retry_after(response.headers());
-        let message = error_message(&read_body(response, idle).await);
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut message = error_message(&read_body(response, idle).await);
+        if status.is_redirection() {
+            message = format!(
+                "redirected to {}; a redirect to another host is not followed, so no credential leaves the configured endpoint: set base_url to the new location",
+                location.as_deref().unwrap_or("an unnamed location")
+            );
+        } else if matches!(status.as_u16(), 401 | 403) && !carries_key(original) {
+            message.push_str(
+                " (no API key was sent to this URL: name the variable that holds one with --api-key-env VAR, or bind it to the URL in a [profiles.NAME] with api_key_env)",
+            );
+        }
         let error = ProviderError::Status {
             status: status.as_u16(),
             message,
@@ -128,10 +152,116 @@ impl Upstream {
     /// A GET whose JSON answer is returned whole (for model listings).
     pub async fn get_json(&self, request: Request) -> Result<Value, ProviderError> {
         let idle = self.settings.idle_timeout;
+        let redactor = Redactor::for_request(&request);
         let response = self.send(request).await?;
         let body = read_body(response, idle).await;
-        serde_json::from_str(&body)
-            .map_err(|_| ProviderError::Protocol(format!("expected JSON, got: {}", excerpt(&body))))
+        serde_json::from_str(&body).map_err(|_| {
+            ProviderError::Protocol(format!("expected JSON, got: {}", excerpt(&body)))
+                .redact(&redactor)
+        })
+    }
+}
+
+/// Follows a redirect only within the origin it started from (at most five
+/// hops); any other is handed back as the 3xx it is, and reported.
+fn same_origin_only(attempt: reqwest::redirect::Attempt) -> reqwest::redirect::Action {
+    let same_origin = attempt
+        .previous()
+        .first()
+        .is_some_and(|first| first.origin() == attempt.url().origin());
+    if !same_origin {
+        attempt.stop()
+    } else if attempt.previous().len() > 5 {
+        attempt.error("more than five redirects")
+    } else {
+        attempt.follow()
+    }
+}
+
+/// Whether a request presents a key in one of the ways providers read one.
+fn carries_key(request: &Request) -> bool {
+    let headers = request.headers();
+    headers.contains_key(reqwest::header::AUTHORIZATION) || headers.contains_key("x-api-key")
+}
+
+/// The credentials one request carries, scrubbed from any text an answer
+/// to it produces: upstream servers echo keys in their error messages
+/// ("Incorrect API key: sk-…"), and that text goes on to responses, stream
+/// lines, the history and the log.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+/// Shorter values are not keys, and scrubbing them would mangle messages.
+const MIN_SECRET_LEN: usize = 6;
+
+impl Redactor {
+    /// Every credential-looking header value (the key, whatever header it
+    /// travels in, and custom headers named like one), and a key-named
+    /// parameter in the URL.
+    pub fn for_request(request: &Request) -> Self {
+        let mut secrets = Vec::new();
+        for (name, value) in request.headers() {
+            if !is_credential_name(name.as_str()) {
+                continue;
+            }
+            let Ok(value) = value.to_str() else { continue };
+            secrets.push(value.to_owned());
+            // `Bearer KEY`, `Basic B64`: the key alone, too.
+            if let Some((_, key)) = value.split_once(' ') {
+                secrets.push(key.trim().to_owned());
+            }
+        }
+        // reqwest has already moved a URL's password into `Authorization`.
+        secrets.extend(
+            request
+                .url()
+                .query_pairs()
+                .filter(|(key, _)| is_credential_name(key))
+                .map(|(_, value)| value.into_owned()),
+        );
+        secrets.retain(|secret| secret.len() >= MIN_SECRET_LEN);
+        // Longest first, so a key inside a longer secret is not half-replaced.
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        secrets.dedup();
+        Self { secrets }
+    }
+
+    pub fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "[redacted]");
+            }
+        }
+        text
+    }
+}
+
+fn is_credential_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "auth", "key", "token", "secret", "cookie", "session", "password",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
+impl ProviderError {
+    /// The same error with every credential of `redactor` scrubbed from its text.
+    pub fn redact(self, redactor: &Redactor) -> Self {
+        match self {
+            Self::Status { status, message } => Self::Status {
+                status,
+                message: redactor.scrub(&message),
+            },
+            Self::Timeout(text) => Self::Timeout(redactor.scrub(&text)),
+            Self::Connect(text) => Self::Connect(redactor.scrub(&text)),
+            Self::Protocol(text) => Self::Protocol(redactor.scrub(&text)),
+            Self::Stream(text) => Self::Stream(redactor.scrub(&text)),
+            Self::Other(text) => Self::Other(redactor.scrub(&text)),
+        }
     }
 }
 
@@ -316,6 +446,7 @@ struct Driver<D> {
     pending: VecDeque<ProviderEvent>,
     failure: Option<ProviderError>,
     idle: Duration,
+    redactor: Redactor,
 }
 
 /// The stream of a reply sent as server-sent events. A request that could
@@ -326,6 +457,10 @@ pub fn sse_reply<D: Decoder>(
     decoder: D,
 ) -> EventStream {
     let sender = upstream.clone();
+    let redactor = request
+        .as_ref()
+        .map(Redactor::for_request)
+        .unwrap_or_default();
     let connecting: Connecting = Box::pin(async move { sender.send(request?).await });
     let driver = Driver {
         phase: Phase::Connecting(connecting),
@@ -333,6 +468,7 @@ pub fn sse_reply<D: Decoder>(
         pending: VecDeque::new(),
         failure: None,
         idle: upstream.settings.idle_timeout,
+        redactor,
     };
     Box::pin(stream::unfold(driver, |mut driver| async move {
         driver.next().await.map(|item| (item, driver))
@@ -377,7 +513,7 @@ impl<D: Decoder> Driver<D> {
 
     fn fail(&mut self, error: ProviderError) {
         self.end();
-        self.failure = Some(error);
+        self.failure = Some(error.redact(&self.redactor));
     }
 
     /// The response body as events. A server that answers JSON instead of
@@ -516,6 +652,40 @@ mod tests {
         assert!(wait > Duration::from_secs(80) && wait <= Duration::from_secs(90));
         headers.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn every_credential_a_request_carries_is_scrubbed() {
+        let client = client_builder().build().unwrap();
+        let request = client
+            .post("http://127.0.0.1:9/v1?key=query-secret&model=m")
+            .bearer_auth("sk-bearer-secret")
+            .header("x-api-key", "anthropic-secret")
+            .header("X-Custom-Token", "custom-token-value")
+            .header("X-Title", "orchestration")
+            .build()
+            .unwrap();
+        let redactor = Redactor::for_request(&request);
+        let text = "bad key Bearer sk-bearer-secret; anthropic-secret, custom-token-value, \
+                    query-secret, from orchestration";
+        let scrubbed = redactor.scrub(text);
+        for secret in [
+            "sk-bearer-secret",
+            "anthropic-secret",
+            "custom-token-value",
+            "query-secret",
+        ] {
+            assert!(!scrubbed.contains(secret), "{secret} in {scrubbed}");
+        }
+        assert!(scrubbed.contains("from orchestration"), "{scrubbed}");
+        let error = ProviderError::Status {
+            status: 401,
+            message: "Incorrect API key provided: sk-bearer-secret".into(),
+        };
+        assert_eq!(
+            error.redact(&redactor).to_string(),
+            "the model server answered 401: Incorrect API key provided: [redacted]"
+        );
     }
 
     #[test]

@@ -36,7 +36,6 @@ pub struct ProviderSpec {
     pub model: Option<String>,
     pub base_url: Option<String>,
     pub api_key: Option<Secret>,
-    pub api_key_env: Option<String>,
     pub headers: BTreeMap<String, String>,
 }
 
@@ -143,10 +142,6 @@ pub enum SetupError {
         "{what} needs an API key: set {variable} in the environment of the CLI (or of the daemon), or send api_key"
     )]
     MissingKey { what: String, variable: String },
-    #[error(
-        "api_key_env {0:?} is not allowed: the daemon only reads variables named like FOO_API_KEY, FOO_KEY or FOO_TOKEN"
-    )]
-    BadKeyVariable(String),
     #[error("base_url {0:?} is not an http:// or https:// URL")]
     BadBaseUrl(String),
     #[error("header {0:?} is not a valid HTTP header")]

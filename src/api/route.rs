@@ -1,0 +1,365 @@
+//! A request's method, path and query, parsed once into a typed [`Route`].
+//! The transport guard, the dispatcher and the access log all look at that
+//! value and never at the raw path, so a request cannot be guarded as one
+//! thing and routed as another.
+//!
+//! Only canonical paths parse: no empty (`//`) or dot (`.`, `..`) segments,
+//! and no percent-encoding in fixed segments (`/%73hutdown` is refused, not
+//! decoded). One trailing slash is allowed. The `{name}` segment may be
+//! percent-encoded, as long as it decodes to a valid agent name.
+
+use http::{Method, Uri};
+use percent_encoding::percent_decode_str;
+
+use super::error::ApiError;
+use super::wire::{HistoryQuery, ListQuery, QueryError};
+use crate::engine::AgentName;
+
+/// What a request asks for, with its parameters decoded and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    Health,
+    /// `POST /shutdown`: stop the daemon (control plane).
+    Shutdown,
+    Models,
+    ListAgents(ListQuery),
+    Spawn,
+    /// `DELETE /agents`: shut every agent down (control plane).
+    ShutdownAll,
+    GetAgent(AgentName),
+    ShutdownAgent(AgentName),
+    Message(AgentName),
+    Task(AgentName),
+    History(AgentName, HistoryQuery),
+    ClearHistory(AgentName),
+}
+
+const GET: &[Method] = &[Method::GET];
+const POST: &[Method] = &[Method::POST];
+const AGENTS: &[Method] = &[Method::GET, Method::POST, Method::DELETE];
+const GET_DELETE: &[Method] = &[Method::GET, Method::DELETE];
+
+impl Route {
+    /// Parses a request line. A path that is not canonical is a 400; one
+    /// that names nothing is a 404; a known path with the wrong method a 405.
+    pub fn parse(method: &Method, uri: &Uri) -> Result<Self, ApiError> {
+        let path = uri.path();
+        let segments = canonical_segments(path)?;
+        let query = uri.query().unwrap_or("");
+        let not_allowed = |allowed| ApiError::MethodNotAllowed {
+            method: method.clone(),
+            allowed,
+        };
+        let no_route = || ApiError::NoRoute(path.to_owned());
+        let Some((first, rest)) = segments.split_first() else {
+            return Err(no_route());
+        };
+        let first = fixed(first)?;
+        match (first, rest) {
+            ("health", []) => {
+                only(method, &Method::GET, Self::Health).ok_or_else(|| not_allowed(GET))
+            }
+            ("shutdown", []) => {
+                only(method, &Method::POST, Self::Shutdown).ok_or_else(|| not_allowed(POST))
+            }
+            ("models", []) => {
+                only(method, &Method::POST, Self::Models).ok_or_else(|| not_allowed(POST))
+            }
+            ("agents", []) => match *method {
+                Method::GET => Ok(Self::ListAgents(ListQuery::parse(query).map_err(invalid)?)),
+                Method::POST => Ok(Self::Spawn),
+                Method::DELETE => Ok(Self::ShutdownAll),
+                _ => Err(not_allowed(AGENTS)),
+            },
+            ("agents", [name, tail @ ..]) => agent_route(method, query, name, tail, path),
+            _ => Err(no_route()),
+        }
+    }
+
+    /// Routes that act on the daemon as a whole: accepted on the Unix socket only.
+    pub fn is_control_plane(&self) -> bool {
+        matches!(self, Self::Shutdown | Self::ShutdownAll)
+    }
+
+    /// The agent a request is about, for the log.
+    pub fn agent(&self) -> Option<&AgentName> {
+        match self {
+            Self::GetAgent(name)
+            | Self::ShutdownAgent(name)
+            | Self::Message(name)
+            | Self::Task(name)
+            | Self::History(name, _)
+            | Self::ClearHistory(name) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// A short fixed name of the route, for the log.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Health => "health",
+            Self::Shutdown => "shutdown",
+            Self::Models => "models",
+            Self::ListAgents(_) => "list",
+            Self::Spawn => "spawn",
+            Self::ShutdownAll => "shutdown_all",
+            Self::GetAgent(_) => "get_agent",
+            Self::ShutdownAgent(_) => "shutdown_agent",
+            Self::Message(_) => "message",
+            Self::Task(_) => "task",
+            Self::History(..) => "history",
+            Self::ClearHistory(_) => "clear_history",
+        }
+    }
+}
+
+fn agent_route(
+    method: &Method,
+    query: &str,
+    name: &str,
+    tail: &[&str],
+    path: &str,
+) -> Result<Route, ApiError> {
+    let not_allowed = |allowed| ApiError::MethodNotAllowed {
+        method: method.clone(),
+        allowed,
+    };
+    // The fixed tail first, so `/agents/x/%6Dessage` is refused whatever x is.
+    let tail = match tail {
+        [] => None,
+        [segment] => Some(fixed(segment)?),
+        _ => return Err(ApiError::NoRoute(path.to_owned())),
+    };
+    if !matches!(tail, None | Some("message" | "task" | "history")) {
+        return Err(ApiError::NoRoute(path.to_owned()));
+    }
+    let name = agent_name(name)?;
+    match (tail, method) {
+        (None, &Method::GET) => Ok(Route::GetAgent(name)),
+        (None, &Method::DELETE) => Ok(Route::ShutdownAgent(name)),
+        (None, _) => Err(not_allowed(GET_DELETE)),
+        (Some("message"), &Method::POST) => Ok(Route::Message(name)),
+        (Some("task"), &Method::POST) => Ok(Route::Task(name)),
+        (Some("message" | "task"), _) => Err(not_allowed(POST)),
+        (Some(_), &Method::GET) => Ok(Route::History(
+            name,
+            HistoryQuery::parse(query).map_err(invalid)?,
+        )),
+        (Some(_), &Method::DELETE) => Ok(Route::ClearHistory(name)),
+        (Some(_), _) => Err(not_allowed(GET_DELETE)),
+    }
+}
+
+fn only(method: &Method, wanted: &Method, route: Route) -> Option<Route> {
+    (method == wanted).then_some(route)
+}
+
+fn invalid(error: QueryError) -> ApiError {
+    ApiError::InvalidQuery(error.to_string())
+}
+
+/// The path's segments, refusing every spelling that is not the canonical one.
+fn canonical_segments(path: &str) -> Result<Vec<&str>, ApiError> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(ApiError::BadPath(format!(
+            "{path:?} is not an absolute path"
+        )));
+    };
+    if rest.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One trailing slash means the same path; two do not.
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let segments: Vec<&str> = rest.split('/').collect();
+    for segment in &segments {
+        if segment.is_empty() {
+            return Err(ApiError::BadPath(format!(
+                "{path:?} has an empty segment (`//`)"
+            )));
+        }
+        if *segment == "." || *segment == ".." {
+            return Err(ApiError::BadPath(format!("{path:?} has a dot segment")));
+        }
+    }
+    Ok(segments)
+}
+
+/// A fixed segment (`agents`, `message`, …) is matched exactly as sent.
+fn fixed(segment: &str) -> Result<&str, ApiError> {
+    if segment.contains('%') {
+        return Err(ApiError::BadPath(format!(
+            "{segment:?}: percent-encoding is only allowed in an agent name"
+        )));
+    }
+    Ok(segment)
+}
+
+/// The `{name}` segment, percent-decoded; it must then be a valid name
+/// (which also rules out an encoded `/` or dot segment).
+fn agent_name(segment: &str) -> Result<AgentName, ApiError> {
+    let decoded = percent_decode_str(segment)
+        .decode_utf8()
+        .map_err(|_| ApiError::BadPath(format!("{segment:?} does not decode to UTF-8")))?;
+    if decoded.contains('/') {
+        return Err(ApiError::BadPath(format!("{segment:?} encodes a `/`")));
+    }
+    Ok(AgentName::parse(&decoded)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(method: &str, target: &str) -> Result<Route, u16> {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let uri: Uri = target.parse().unwrap();
+        Route::parse(&method, &uri).map_err(|e| e.status().as_u16())
+    }
+
+    fn name(text: &str) -> AgentName {
+        AgentName::parse(text).unwrap()
+    }
+
+    /// Every route, canonical.
+    fn canonical() -> Vec<(&'static str, &'static str, Route)> {
+        vec![
+            ("GET", "/health", Route::Health),
+            ("POST", "/shutdown", Route::Shutdown),
+            ("POST", "/models", Route::Models),
+            ("GET", "/agents", Route::ListAgents(ListQuery::default())),
+            ("POST", "/agents", Route::Spawn),
+            ("DELETE", "/agents", Route::ShutdownAll),
+            ("GET", "/agents/a", Route::GetAgent(name("a"))),
+            ("DELETE", "/agents/a", Route::ShutdownAgent(name("a"))),
+            ("POST", "/agents/a/message", Route::Message(name("a"))),
+            ("POST", "/agents/a/task", Route::Task(name("a"))),
+            (
+                "GET",
+                "/agents/a/history",
+                Route::History(name("a"), HistoryQuery::default()),
+            ),
+            (
+                "DELETE",
+                "/agents/a/history",
+                Route::ClearHistory(name("a")),
+            ),
+        ]
+    }
+
+    /// Other spellings of a canonical path: each must be refused, or
+    /// (only the trailing slash) mean exactly the same route.
+    fn spellings(path: &str) -> Vec<String> {
+        let mut out = vec![
+            format!("{path}/"),
+            format!("{path}//"),
+            format!("/{path}"),
+            format!("{path}/."),
+            format!("{path}/.."),
+            format!("/.{path}"),
+            format!("/x/..{path}"),
+            path.to_uppercase(),
+            path.replacen('/', "//", 2).replacen("///", "//", 1),
+            path.replace('/', "/./"),
+            path.replace('/', "%2F"),
+            path.replace('/', "%2f"),
+        ];
+        // Percent-encode each character of each fixed segment in turn.
+        for (i, c) in path.char_indices().filter(|(_, c)| c.is_ascii_alphabetic()) {
+            out.push(format!("{}%{:02X}{}", &path[..i], c as u32, &path[i + 1..]));
+            out.push(format!("{}%{:02x}{}", &path[..i], c as u32, &path[i + 1..]));
+        }
+        if let Some(inner) = path.strip_prefix("/agents/a") {
+            out.push(format!("/agents/a%2F..{inner}"));
+            out.push(format!("/agents/.{inner}"));
+            out.push(format!("/agents/..{inner}"));
+            out.push(format!("/agents/%2E%2E{inner}"));
+            out.push(format!("/agents//a{inner}"));
+        }
+        out
+    }
+
+    #[test]
+    fn guard_and_router_agree_on_every_spelling() {
+        let all_methods = ["GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"];
+        let mut checked = 0;
+        for (method, path, route) in canonical() {
+            assert_eq!(parse(method, path), Ok(route.clone()), "{method} {path}");
+            for spelling in spellings(path) {
+                for m in all_methods {
+                    // An unparseable request line never reaches the router at all.
+                    let Ok(uri) = spelling.parse::<Uri>() else {
+                        continue;
+                    };
+                    let parsed = Route::parse(&Method::from_bytes(m.as_bytes()).unwrap(), &uri);
+                    checked += 1;
+                    let Ok(parsed) = parsed else { continue };
+                    // Whatever a spelling parses to, it is exactly what the
+                    // canonical path means with that method: the guard and
+                    // the router both see that one value.
+                    assert_eq!(
+                        Ok(parsed),
+                        parse(m, path),
+                        "{m} {spelling} means something other than {m} {path}"
+                    );
+                }
+            }
+        }
+        assert!(checked > 1000, "only {checked} spellings checked");
+    }
+
+    #[test]
+    fn non_canonical_spellings_are_refused_not_rerouted() {
+        for (method, target) in [
+            ("POST", "/%73hutdown"),
+            ("POST", "//shutdown"),
+            ("POST", "/shutdown//"),
+            ("POST", "/./shutdown"),
+            ("POST", "/x/../shutdown"),
+            ("DELETE", "/%61gents"),
+            ("DELETE", "//agents"),
+            ("DELETE", "/agents/."),
+            ("DELETE", "/agents/a/.."),
+            ("GET", "/agents/a%2Fb"),
+            ("POST", "/agents/a/%6Dessage"),
+        ] {
+            let status = parse(method, target).expect_err(target);
+            assert_eq!(status, 400, "{method} {target}");
+        }
+        assert_eq!(parse("POST", "/Shutdown"), Err(404));
+        assert_eq!(parse("DELETE", "/AGENTS"), Err(404));
+        assert_eq!(parse("POST", "/shutdown/"), Ok(Route::Shutdown));
+        assert_eq!(
+            parse("GET", "/agents/"),
+            Ok(Route::ListAgents(ListQuery::default()))
+        );
+    }
+
+    #[test]
+    fn an_encoded_name_is_decoded_only_into_a_valid_name() {
+        assert_eq!(
+            parse("GET", "/agents/%61lice"),
+            Ok(Route::GetAgent(name("alice")))
+        );
+        assert_eq!(
+            parse("GET", "/agents/a.b"),
+            Ok(Route::GetAgent(name("a.b")))
+        );
+        assert_eq!(parse("GET", "/agents/%2Ehidden"), Err(422));
+        assert_eq!(parse("GET", "/agents/a%20b"), Err(422));
+        assert_eq!(parse("GET", "/agents/%FF"), Err(400));
+    }
+
+    #[test]
+    fn queries_are_typed_at_the_parse() {
+        let Ok(Route::History(_, query)) = parse("GET", "/agents/a/history?limit=3&all") else {
+            panic!("history did not parse");
+        };
+        assert_eq!(query.limit, Some(3));
+        assert!(query.all);
+        assert_eq!(parse("GET", "/agents/a/history?limit=-1"), Err(422));
+        assert_eq!(parse("GET", "/agents?state=sleepy"), Err(422));
+        assert_eq!(parse("PUT", "/agents"), Err(405));
+        assert_eq!(parse("GET", "/agents/a/b/c"), Err(404));
+        assert_eq!(parse("GET", "/"), Err(404));
+    }
+}
