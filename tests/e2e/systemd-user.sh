@@ -50,8 +50,8 @@ skip_machine() {
 
 [ "$(id -u)" = 0 ] || skip "needs root (it creates a user and starts systemd --user)"
 for need in /lib/systemd/systemd /lib/systemd/systemd-journald systemctl journalctl setpriv unshare \
-    useradd userdel; do
-    command -v "$need" >/dev/null || skip "$need is missing (apt install systemd util-linux passwd)"
+    useradd userdel python3; do
+    command -v "$need" >/dev/null || skip "$need is missing (apt install systemd util-linux passwd python3)"
 done
 [ -d /sys/fs/cgroup/systemd ] && [ -d /sys/fs/cgroup/unified ] ||
     skip_machine "no /sys/fs/cgroup/{systemd,unified} hierarchy"
@@ -169,7 +169,8 @@ log "test user $E2E_USER (uid $E2E_UID)"
 
 # A fresh journald: this namespace's /run and /var/log are empty tmpfs.
 mkdir -p /run/systemd/system /run/systemd/journal /var/log/journal
-/lib/systemd/systemd-journald &
+# Its own messages go to a file here, not (by default) the kernel log.
+SYSTEMD_LOG_TARGET=console /lib/systemd/systemd-journald 2>/run/journald.log &
 JOURNALD_PID=$!
 for _ in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
 journalctl --flush >/dev/null 2>&1 || true
@@ -238,6 +239,13 @@ isnt() { ! is "$@"; }
 orch service install
 check "units installed for the binary" grep -q "ExecStart=$E2E_HOME/bin/orchestration serve" \
     "$E2E_HOME/.config/systemd/user/orchestration.service"
+# Runs may overlap: this one's data plane gets a free port, not 7862.
+tcp_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$E2E_HOME/.config/systemd/user/orchestration.socket.d"
+printf '[Socket]\nListenStream=\nListenStream=%%t/orchestration/daemon.sock\nListenStream=127.0.0.1:%s\n' \
+    "$tcp_port" >"$E2E_HOME/.config/systemd/user/orchestration.socket.d/port.conf"
+chown -R "$E2E_USER:$E2E_USER" "$E2E_HOME/.config"
+sctl daemon-reload
 sctl start orchestration.socket
 check "socket unit listening" is ActiveState orchestration.socket active
 check "service inactive until the first call" is ActiveState orchestration.service inactive
