@@ -2,9 +2,11 @@
 # End to end under a real systemd user manager and a real journald, on a
 # machine where PID 1 is not systemd (CI containers). Needs root: it creates
 # a test user, starts journald and `systemd --user` for it, and drives
-# orchestration as that user through `service install`, socket activation,
-# StatusText, native journal fields, graceful stop, idle exit with
-# reactivation, and auto-start through `systemctl --user start`.
+# orchestration as that user through `service install`, the hardened unit
+# (its exposure score, its seccomp filter really applied, a provider call
+# through a name lookup from inside it), socket activation, StatusText,
+# native journal fields, graceful stop, idle exit with reactivation, and
+# auto-start through `systemctl --user start`.
 #
 #   tests/e2e/systemd-user.sh target/debug/orchestration
 #
@@ -15,7 +17,7 @@
 # - cgroup directories for that uid under /sys/fs/cgroup/{systemd,unified}/
 #   user.slice, removed (user.slice only if this run created it);
 # - the processes it starts: journald, the user manager and everything that
-#   runs as the test user, killed.
+#   runs as the test user, and a mock model server, killed.
 # Everything else lives in a private mount namespace: fresh tmpfs over /run
 # and /var/log (the journal, /run/systemd/system, /run/user/<uid>), so the
 # machine's own journal, /run/systemd and /dev/log are never written; the
@@ -28,6 +30,9 @@ set -euo pipefail
 
 BIN=$(realpath "${1:?usage: $0 PATH-TO-orchestration}")
 FAILURES=0
+# The highest `systemd-analyze --user security` exposure the unit may have:
+# 9.6 without hardening, 6.3 measured with it (systemd 252).
+MAX_EXPOSURE=${ORCHESTRATION_MAX_EXPOSURE:-6.5}
 
 # skip WHY: what CI provides (root, the tools) must be there under
 # ORCHESTRATION_REQUIRE_SYSTEMD=1; what the kernel or container decides
@@ -49,8 +54,8 @@ skip_machine() {
 }
 
 [ "$(id -u)" = 0 ] || skip "needs root (it creates a user and starts systemd --user)"
-for need in /lib/systemd/systemd /lib/systemd/systemd-journald systemctl journalctl setpriv unshare \
-    useradd userdel python3; do
+for need in /lib/systemd/systemd /lib/systemd/systemd-journald systemctl journalctl systemd-analyze \
+    setpriv unshare useradd userdel python3; do
     command -v "$need" >/dev/null || skip "$need is missing (apt install systemd util-linux passwd python3)"
 done
 [ -d /sys/fs/cgroup/systemd ] && [ -d /sys/fs/cgroup/unified ] ||
@@ -67,6 +72,13 @@ mount -n -t tmpfs -o mode=0755 orchestration-e2e-run /run
 mkdir -m 1777 /run/lock
 ln -s /dev/shm /run/shm
 mount -n -t tmpfs -o mode=0755 orchestration-e2e-log /var/log
+# Debian's /etc/hosts: `localhost` is two addresses, the case where glibc's
+# getaddrinfo asks the kernel (netlink) how to sort them.
+{
+    grep -vw localhost /etc/hosts || true
+    printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
+} >/run/e2e-hosts
+mount -n --bind /run/e2e-hosts /etc/hosts
 
 log() { echo "e2e: $*" >&2; }
 fail() {
@@ -87,6 +99,7 @@ E2E_UID=
 E2E_HOME=
 JOURNALD_PID=
 MANAGER_PID=
+PROVIDER_PID=
 # The user's cgroups are created by hand, outside the mount namespace: what
 # exists now stays.
 CGROUP_ROOTS=(/sys/fs/cgroup/systemd/user.slice /sys/fs/cgroup/unified/user.slice)
@@ -117,6 +130,7 @@ cleanup() {
         pkill -KILL -U "$E2E_UID" 2>/dev/null
         for _ in $(seq 50); do pgrep -U "$E2E_UID" >/dev/null || break; sleep 0.1; done
     fi
+    [ -n "$PROVIDER_PID" ] && stop_pid "$PROVIDER_PID"
     [ -n "$JOURNALD_PID" ] && stop_pid "$JOURNALD_PID"
     wait 2>/dev/null
     for root in "${CGROUP_ROOTS[@]}"; do
@@ -251,13 +265,75 @@ check "socket unit listening" is ActiveState orchestration.socket active
 check "service inactive until the first call" is ActiveState orchestration.service inactive
 check "socket file is 0600" [ "$(stat -c %a "$RUNTIME/orchestration/daemon.sock")" = 600 ]
 
-orch spawn e2e --provider echo
+# --- confinement -------------------------------------------------------------
+security=$(as_user systemd-analyze --user security --no-pager orchestration.service 2>&1 || true)
+exposure=$(sed -n 's/.*Overall exposure level for orchestration.service: \([0-9.]*\).*/\1/p' <<<"$security")
+log "systemd-analyze --user security orchestration.service: exposure ${exposure:-?} (at most $MAX_EXPOSURE)"
+if [ -z "$exposure" ]; then
+    fail "no exposure score from systemd-analyze --user security:"
+    echo "$security" >&2
+elif awk -v e="$exposure" -v max="$MAX_EXPOSURE" 'BEGIN { exit !(e <= max) }'; then
+    log "ok: exposure $exposure <= $MAX_EXPOSURE"
+else
+    fail "exposure $exposure > $MAX_EXPOSURE; the unit lost confinement:"
+    grep '✗' <<<"$security" >&2 || echo "$security" >&2
+fi
+
+# A confinement this manager cannot apply fails the start (e.g. 226/NAMESPACE):
+# say so with systemd's reason rather than as a CLI timeout.
+if ! orch spawn e2e --provider echo; then
+    fail "the hardened service did not start: Result=$(prop Result orchestration.service)" \
+        "ExecMainStatus=$(prop ExecMainStatus orchestration.service)"
+    sctl status --no-pager --lines 20 orchestration.service >&2 || true
+    exit 1
+fi
 check "the first call activated the service" is ActiveState orchestration.service active
+main_pid=$(prop MainPID orchestration.service)
+check "the daemon runs under the seccomp filter" grep -qP '^Seccomp:\t2$' "/proc/$main_pid/status"
+check "the daemon has no_new_privs" grep -qP '^NoNewPrivs:\t1$' "/proc/$main_pid/status"
 check "StatusText counts the agent" is StatusText orchestration.service "serving 1 live agent"
 orch spawn e2e2 --provider echo
 wait_for "StatusText follows a second agent" is StatusText orchestration.service "serving 2 live agents"
 reply=$(orch message e2e "hello from systemd")
 check "message answered under systemd" grep -q "hello from systemd" <<<"$reply"
+
+# A model server reached by name from inside the confined service: getaddrinfo
+# (through the restricted address families) and an outbound TCP connect.
+cat >/run/e2e-provider.py <<'PY'
+import http.server, json, sys
+
+class Reply(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(sys.argv[2], "a") as seen:
+            seen.write(self.path + "\n")
+        chunks = [{"choices": [{"index": 0, "delta": {"content": "pong from localhost"}}]},
+                  {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
+        body = "".join("data: %s\n\n" % json.dumps(c) for c in chunks) + "data: [DONE]\n\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Reply)
+with open(sys.argv[1] + ".tmp", "w") as port:
+    port.write(str(server.server_address[1]))
+__import__("os").rename(sys.argv[1] + ".tmp", sys.argv[1])
+server.serve_forever()
+PY
+python3 /run/e2e-provider.py /run/e2e-provider.port /run/e2e-provider.seen &
+PROVIDER_PID=$!
+for _ in $(seq 100); do [ -s /run/e2e-provider.port ] && break; sleep 0.05; done
+port=$(cat /run/e2e-provider.port)
+orch spawn nearby --profile local --base-url "http://localhost:$port/v1" --model e2e >/dev/null
+reply=$(orch message nearby "ping" 2>&1 || true)
+check "a provider at localhost:$port answered the confined daemon" grep -q "pong from localhost" <<<"$reply" ||
+    echo "$reply" >&2
+check "the model server saw the request" grep -qx /v1/chat/completions /run/e2e-provider.seen
 
 # A key that must never reach a log: a real provider call that fails.
 PLANTED=sk-e2e-PLANTED-$RANDOM$RANDOM-do-not-log
