@@ -6,8 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Where cargo puts what it builds: $CARGO_TARGET_DIR, build.target-dir from
+# a .cargo/config.toml, or ./target. Cargo knows; guessing ./target failed
+# with exit 127 whenever one of the others was set.
+target_dir() {
+    cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
 cargo build --release --quiet
-bin="$PWD/target/release/orchestration"
+bin="$(target_dir)/release/orchestration"
 
 demo_dir=$(mktemp -d)
 export ORCHESTRATION_RUNTIME_DIR="$demo_dir/run"

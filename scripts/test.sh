@@ -20,8 +20,16 @@ fi
 export ORCHESTRATION_FAKELLM="$PWD/$venv/bin/fakellm"
 export ORCHESTRATION_REQUIRE_THIRD_PARTY=1
 
+# Where cargo puts what it builds: $CARGO_TARGET_DIR, build.target-dir from
+# a .cargo/config.toml, or ./target. Cargo knows; guessing ./target failed
+# with exit 127 whenever one of the others was set.
+target_dir() {
+    cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
 cargo test --all-targets "$@"
 if [ $# -eq 0 ]; then
     echo "== end to end under systemd --user and journald"
-    bash tests/e2e/systemd-user.sh target/debug/orchestration
+    bash tests/e2e/systemd-user.sh "$(target_dir)/debug/orchestration"
 fi

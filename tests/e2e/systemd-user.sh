@@ -2,11 +2,26 @@
 # End to end under a real systemd user manager and a real journald, on a
 # machine where PID 1 is not systemd (CI containers). Needs root: it creates
 # a test user, starts journald and `systemd --user` for it, and drives
-# orchestration as that user through `service install`, socket activation,
-# StatusText, native journal fields, graceful stop, idle exit with
-# reactivation, and auto-start through `systemctl --user start`.
+# orchestration as that user through `service install`, the hardened unit
+# (its exposure score, its seccomp filter really applied, a provider call
+# through a name lookup from inside it), socket activation, StatusText,
+# native journal fields, graceful stop, idle exit with reactivation, and
+# auto-start through `systemctl --user start`.
 #
 #   tests/e2e/systemd-user.sh target/debug/orchestration
+#
+# What it touches, and takes back at exit (success, failure or Ctrl-C; only
+# SIGKILL can leave something behind):
+# - a user `orch-e2e-<random>` (useradd picks the uid; its own group, member
+#   of systemd-journal, home under /home), removed with `userdel --remove`;
+# - cgroup directories for that uid under /sys/fs/cgroup/{systemd,unified}/
+#   user.slice, removed (user.slice only if this run created it);
+# - the processes it starts: journald, the user manager and everything that
+#   runs as the test user, and a mock model server, killed.
+# Everything else lives in a private mount namespace: fresh tmpfs over /run
+# and /var/log (the journal, /run/systemd/system, /run/user/<uid>), so the
+# machine's own journal, /run/systemd and /dev/log are never written; the
+# mounts vanish with the run's last process.
 #
 # Without root or the systemd binaries it prints SKIPPED and exits 0, so a
 # developer's `scripts/test.sh` still runs; `.ci/run` sets
@@ -14,8 +29,10 @@
 set -euo pipefail
 
 BIN=$(realpath "${1:?usage: $0 PATH-TO-orchestration}")
-E2E_USER=orch-e2e
 FAILURES=0
+# The highest `systemd-analyze --user security` exposure the unit may have:
+# 9.6 without hardening, 6.3 measured with it (systemd 252).
+MAX_EXPOSURE=${ORCHESTRATION_MAX_EXPOSURE:-6.5}
 
 # skip WHY: what CI provides (root, the tools) must be there under
 # ORCHESTRATION_REQUIRE_SYSTEMD=1; what the kernel or container decides
@@ -37,11 +54,31 @@ skip_machine() {
 }
 
 [ "$(id -u)" = 0 ] || skip "needs root (it creates a user and starts systemd --user)"
-for need in /lib/systemd/systemd /lib/systemd/systemd-journald systemctl journalctl setpriv useradd; do
-    command -v "$need" >/dev/null || skip "$need is missing (apt install systemd util-linux passwd)"
+for need in /lib/systemd/systemd /lib/systemd/systemd-journald systemctl journalctl systemd-analyze \
+    setpriv unshare useradd userdel python3; do
+    command -v "$need" >/dev/null || skip "$need is missing (apt install systemd util-linux passwd python3)"
 done
 [ -d /sys/fs/cgroup/systemd ] && [ -d /sys/fs/cgroup/unified ] ||
     skip_machine "no /sys/fs/cgroup/{systemd,unified} hierarchy"
+
+# Into a private mount namespace, where /run and /var/log are this run's own.
+if [ "${ORCHESTRATION_E2E_PRIVATE_MOUNTS:-}" != 1 ]; then
+    unshare --mount --propagation private true ||
+        skip_machine "cannot make a private mount namespace (unshare --mount)"
+    ORCHESTRATION_E2E_PRIVATE_MOUNTS=1 exec unshare --mount --propagation private bash "$0" "$BIN"
+fi
+# -n: no record in /run/mount/utab, which is the machine's.
+mount -n -t tmpfs -o mode=0755 orchestration-e2e-run /run
+mkdir -m 1777 /run/lock
+ln -s /dev/shm /run/shm
+mount -n -t tmpfs -o mode=0755 orchestration-e2e-log /var/log
+# Debian's /etc/hosts: `localhost` is two addresses, the case where glibc's
+# getaddrinfo asks the kernel (netlink) how to sort them.
+{
+    grep -vw localhost /etc/hosts || true
+    printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
+} >/run/e2e-hosts
+mount -n --bind /run/e2e-hosts /etc/hosts
 
 log() { echo "e2e: $*" >&2; }
 fail() {
@@ -54,54 +91,115 @@ check() { # check DESCRIPTION COMMAND...
     if "$@"; then log "ok: $what"; else fail "$what"; fi
 }
 
-# Journal entries from earlier runs on this machine do not count.
+# Journal entries from before the unit's start do not count.
 SINCE=$(date '+%Y-%m-%d %H:%M:%S')
 
+E2E_USER=
+E2E_UID=
+E2E_HOME=
+JOURNALD_PID=
+MANAGER_PID=
+PROVIDER_PID=
+# The user's cgroups are created by hand, outside the mount namespace: what
+# exists now stays.
+CGROUP_ROOTS=(/sys/fs/cgroup/systemd/user.slice /sys/fs/cgroup/unified/user.slice)
+declare -A CGROUPS_BEFORE=()
+for root in "${CGROUP_ROOTS[@]}"; do
+    if [ -d "$root" ]; then
+        while read -r dir; do CGROUPS_BEFORE[$dir]=1; done < <(find "$root" -type d)
+    fi
+done
+
+stop_pid() { # stop_pid PID: SIGTERM, up to 5 s, then SIGKILL
+    kill "$1" 2>/dev/null || return 0
+    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -9 "$1" 2>/dev/null
+}
+
+# Takes back everything above the mount namespace: processes, cgroups, the
+# user. Runs on every exit; a leftover fails the run.
+cleanup() {
+    local status=$? command=$BASH_COMMAND left=()
+    set +e
+    # A command that ended the run under `set -e` says which.
+    [ "$status" != 0 ] && [ "$FAILURES" = 0 ] && echo "e2e FAILED: exit $status from: $command" >&2
+    [ -n "$MANAGER_PID" ] && stop_pid "$MANAGER_PID"
+    if [ -n "$E2E_UID" ]; then
+        # What the manager started and left behind (it should be nothing);
+        # the uid is this run's own.
+        pkill -KILL -U "$E2E_UID" 2>/dev/null
+        for _ in $(seq 50); do pgrep -U "$E2E_UID" >/dev/null || break; sleep 0.1; done
+    fi
+    [ -n "$PROVIDER_PID" ] && stop_pid "$PROVIDER_PID"
+    [ -n "$JOURNALD_PID" ] && stop_pid "$JOURNALD_PID"
+    wait 2>/dev/null
+    for root in "${CGROUP_ROOTS[@]}"; do
+        [ -n "$E2E_UID" ] && [ -d "$root/user-$E2E_UID.slice" ] || continue
+        while read -r dir; do
+            [ -n "${CGROUPS_BEFORE[$dir]:-}" ] && continue
+            for _ in $(seq 50); do rmdir "$dir" 2>/dev/null && break; sleep 0.1; done
+            [ -d "$dir" ] && left+=("cgroup $dir")
+        done < <(find "$root/user-$E2E_UID.slice" -depth -type d)
+        [ -n "${CGROUPS_BEFORE[$root]:-}" ] || rmdir "$root" 2>/dev/null || left+=("cgroup $root")
+    done
+    if [ -n "$E2E_USER" ]; then
+        userdel --remove "$E2E_USER" 2>&1 | grep -v 'mail spool' >&2
+        getent passwd "$E2E_USER" >/dev/null && left+=("user $E2E_USER")
+        getent group "$E2E_USER" >/dev/null && left+=("group $E2E_USER")
+        grep -q "\b$E2E_USER\b" /etc/group /etc/gshadow /etc/subuid /etc/subgid 2>/dev/null &&
+            left+=("$E2E_USER in /etc/group, gshadow, subuid or subgid")
+        [ -e "$E2E_HOME" ] && left+=("home $E2E_HOME")
+    fi
+    if [ ${#left[@]} -gt 0 ]; then
+        printf 'e2e FAILED: left behind: %s\n' "${left[@]}" >&2
+        [ "$status" = 0 ] && status=1
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 # --- the user and its manager ----------------------------------------------
-id "$E2E_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$E2E_USER"
-usermod -a -G systemd-journal "$E2E_USER"
+home_base=$(useradd -D | sed -n 's/^HOME=//p')
+for _ in 1 2 3 4 5; do
+    name=orch-e2e-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+    if getent passwd "$name" >/dev/null || getent group "$name" >/dev/null || [ -e "$home_base/$name" ]; then
+        continue
+    fi
+    groups=()
+    getent group systemd-journal >/dev/null && groups=(--groups systemd-journal)
+    # --no-log-init: no lastlog/faillog records to take back.
+    useradd --create-home --shell /bin/bash --no-log-init "${groups[@]}" \
+        --comment "orchestration e2e, pid $$" "$name"
+    E2E_USER=$name
+    break
+done
+[ -n "$E2E_USER" ] || { fail "no free user name orch-e2e-*"; exit 1; }
 E2E_UID=$(id -u "$E2E_USER")
 E2E_HOME=$(getent passwd "$E2E_USER" | cut -d: -f6)
 RUNTIME=/run/user/$E2E_UID
-JOURNALD_PID=
-MANAGER_PID=
+log "test user $E2E_USER (uid $E2E_UID)"
 
-cleanup() {
-    set +e
-    if [ -n "$MANAGER_PID" ]; then
-        kill "$MANAGER_PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$MANAGER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$MANAGER_PID" 2>/dev/null
-    fi
-    # Anything the manager started and left behind (it should be nothing).
-    pkill -9 -u "$E2E_UID" 2>/dev/null
-    [ -n "$JOURNALD_PID" ] && kill "$JOURNALD_PID" 2>/dev/null
-    rm -rf "$RUNTIME"
-}
-trap cleanup EXIT
-
+# A fresh journald: this namespace's /run and /var/log are empty tmpfs.
 mkdir -p /run/systemd/system /run/systemd/journal /var/log/journal
-if ! [ -S /run/systemd/journal/socket ] || ! journalctl -n0 >/dev/null 2>&1 || ! pgrep -x systemd-journal >/dev/null; then
-    /lib/systemd/systemd-journald &
-    JOURNALD_PID=$!
-    for _ in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
-fi
-ln -sf /run/systemd/journal/dev-log /dev/log
+# Its own messages go to a file here, not (by default) the kernel log.
+SYSTEMD_LOG_TARGET=console /lib/systemd/systemd-journald 2>/run/journald.log &
+JOURNALD_PID=$!
+for _ in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
 journalctl --flush >/dev/null 2>&1 || true
 
-rm -rf "$RUNTIME"
 mkdir -p "$RUNTIME"
 chown "$E2E_USER:$E2E_USER" "$RUNTIME"
 chmod 0700 "$RUNTIME"
-for hierarchy in systemd unified; do
-    dir=/sys/fs/cgroup/$hierarchy/user.slice/user-$E2E_UID.slice/user@$E2E_UID.service
+for root in "${CGROUP_ROOTS[@]}"; do
+    dir=$root/user-$E2E_UID.slice/user@$E2E_UID.service
     mkdir -p "$dir"
     chown -R "$E2E_USER:$E2E_USER" "$dir"
 done
 
 # The binary somewhere the test user may run it from.
 install -D -m 0755 "$BIN" "$E2E_HOME/bin/orchestration"
-rm -rf "$E2E_HOME/.config/systemd" "$E2E_HOME/.local/state/orchestration"
 chown -R "$E2E_USER:$E2E_USER" "$E2E_HOME"
 USER_PATH=$E2E_HOME/bin:/usr/local/bin:/usr/bin:/bin
 
@@ -155,18 +253,87 @@ isnt() { ! is "$@"; }
 orch service install
 check "units installed for the binary" grep -q "ExecStart=$E2E_HOME/bin/orchestration serve" \
     "$E2E_HOME/.config/systemd/user/orchestration.service"
+# Runs may overlap: this one's data plane gets a free port, not 7862.
+tcp_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$E2E_HOME/.config/systemd/user/orchestration.socket.d"
+printf '[Socket]\nListenStream=\nListenStream=%%t/orchestration/daemon.sock\nListenStream=127.0.0.1:%s\n' \
+    "$tcp_port" >"$E2E_HOME/.config/systemd/user/orchestration.socket.d/port.conf"
+chown -R "$E2E_USER:$E2E_USER" "$E2E_HOME/.config"
+sctl daemon-reload
 sctl start orchestration.socket
 check "socket unit listening" is ActiveState orchestration.socket active
 check "service inactive until the first call" is ActiveState orchestration.service inactive
 check "socket file is 0600" [ "$(stat -c %a "$RUNTIME/orchestration/daemon.sock")" = 600 ]
 
-orch spawn e2e --provider echo
+# --- confinement -------------------------------------------------------------
+security=$(as_user systemd-analyze --user security --no-pager orchestration.service 2>&1 || true)
+exposure=$(sed -n 's/.*Overall exposure level for orchestration.service: \([0-9.]*\).*/\1/p' <<<"$security")
+log "systemd-analyze --user security orchestration.service: exposure ${exposure:-?} (at most $MAX_EXPOSURE)"
+if [ -z "$exposure" ]; then
+    fail "no exposure score from systemd-analyze --user security:"
+    echo "$security" >&2
+elif awk -v e="$exposure" -v max="$MAX_EXPOSURE" 'BEGIN { exit !(e <= max) }'; then
+    log "ok: exposure $exposure <= $MAX_EXPOSURE"
+else
+    fail "exposure $exposure > $MAX_EXPOSURE; the unit lost confinement:"
+    grep '✗' <<<"$security" >&2 || echo "$security" >&2
+fi
+
+# A confinement this manager cannot apply fails the start (e.g. 226/NAMESPACE):
+# say so with systemd's reason rather than as a CLI timeout.
+if ! orch spawn e2e --provider echo; then
+    fail "the hardened service did not start: Result=$(prop Result orchestration.service)" \
+        "ExecMainStatus=$(prop ExecMainStatus orchestration.service)"
+    sctl status --no-pager --lines 20 orchestration.service >&2 || true
+    exit 1
+fi
 check "the first call activated the service" is ActiveState orchestration.service active
+main_pid=$(prop MainPID orchestration.service)
+check "the daemon runs under the seccomp filter" grep -qP '^Seccomp:\t2$' "/proc/$main_pid/status"
+check "the daemon has no_new_privs" grep -qP '^NoNewPrivs:\t1$' "/proc/$main_pid/status"
 check "StatusText counts the agent" is StatusText orchestration.service "serving 1 live agent"
 orch spawn e2e2 --provider echo
 wait_for "StatusText follows a second agent" is StatusText orchestration.service "serving 2 live agents"
 reply=$(orch message e2e "hello from systemd")
 check "message answered under systemd" grep -q "hello from systemd" <<<"$reply"
+
+# A model server reached by name from inside the confined service: getaddrinfo
+# (through the restricted address families) and an outbound TCP connect.
+cat >/run/e2e-provider.py <<'PY'
+import http.server, json, sys
+
+class Reply(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(sys.argv[2], "a") as seen:
+            seen.write(self.path + "\n")
+        chunks = [{"choices": [{"index": 0, "delta": {"content": "pong from localhost"}}]},
+                  {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
+        body = "".join("data: %s\n\n" % json.dumps(c) for c in chunks) + "data: [DONE]\n\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Reply)
+with open(sys.argv[1] + ".tmp", "w") as port:
+    port.write(str(server.server_address[1]))
+__import__("os").rename(sys.argv[1] + ".tmp", sys.argv[1])
+server.serve_forever()
+PY
+python3 /run/e2e-provider.py /run/e2e-provider.port /run/e2e-provider.seen &
+PROVIDER_PID=$!
+for _ in $(seq 100); do [ -s /run/e2e-provider.port ] && break; sleep 0.05; done
+port=$(cat /run/e2e-provider.port)
+orch spawn nearby --profile local --base-url "http://localhost:$port/v1" --model e2e >/dev/null
+reply=$(orch message nearby "ping" 2>&1 || true)
+check "a provider at localhost:$port answered the confined daemon" grep -q "pong from localhost" <<<"$reply" ||
+    echo "$reply" >&2
+check "the model server saw the request" grep -qx /v1/chat/completions /run/e2e-provider.seen
 
 # A key that must never reach a log: a real provider call that fails.
 PLANTED=sk-e2e-PLANTED-$RANDOM$RANDOM-do-not-log
