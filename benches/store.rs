@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use orchestration::config::Config;
 use orchestration::engine::{AgentConfig, AgentName, Engine, Message};
-use orchestration::providers::{ProviderSettings, ProviderSpec};
+use orchestration::providers::{Keys, ProviderSettings, ProviderSpec};
 use orchestration::store::Store;
 use serde_json::Map;
 use uuid::Uuid;
@@ -49,8 +49,12 @@ fn main() {
     let started = Instant::now();
     let engine = runtime.block_on(async {
         let store = Store::open(dir.path()).expect("open");
-        let settings =
-            ProviderSettings::new(Config::default(), std::time::Duration::ZERO).expect("settings");
+        let settings = ProviderSettings::new(
+            Config::default(),
+            Keys::default(),
+            std::time::Duration::ZERO,
+        )
+        .expect("settings");
         Engine::restore(settings, store).expect("restore")
     });
     let took = started.elapsed();

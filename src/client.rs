@@ -23,7 +23,12 @@ pub enum ClientError {
     Unreachable { endpoint: String },
     /// The daemon answered with an error status.
     #[error("{detail}")]
-    Api { status: u16, detail: String },
+    Api {
+        status: u16,
+        detail: String,
+        /// The key variable a suspended agent lacks (a client may send it).
+        missing_key: Option<String>,
+    },
     #[error("lost the connection to the daemon: {0}")]
     Connection(String),
     #[error("the daemon sent something unexpected: {0}")]
@@ -152,12 +157,14 @@ impl Client {
 async fn api_error(response: reqwest::Response) -> ClientError {
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
-    let detail = serde_json::from_str::<ErrorBody>(&text)
-        .map(|e| e.detail)
-        .unwrap_or_else(|_| fallback_detail(status, &text));
+    let (detail, missing_key) = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => (body.detail, body.missing_key),
+        Err(_) => (fallback_detail(status, &text), None),
+    };
     ClientError::Api {
         status: status.as_u16(),
         detail,
+        missing_key,
     }
 }
 

@@ -40,6 +40,9 @@ pub struct DaemonConfig {
         serialize_with = "optional_duration_text"
     )]
     pub idle_timeout: Option<Duration>,
+    /// The log level (`info`, `debug`, or `RUST_LOG` directives such as
+    /// `warn,orchestration=debug`); `RUST_LOG` in the environment wins.
+    pub log_level: Option<String>,
 }
 
 /// How the daemon talks to model servers.
@@ -209,6 +212,13 @@ impl Config {
         not_zero("limits.body_timeout", limits.body_timeout)?;
         not_zero("providers.connect_timeout", providers.connect_timeout)?;
         not_zero("providers.idle_timeout", providers.idle_timeout)?;
+        if let Some(level) = &self.daemon.log_level {
+            if tracing_subscriber::EnvFilter::try_new(level).is_err() {
+                return Err(format!(
+                    "daemon.log_level = {level:?} is not a level (error, warn, info, debug, trace) or RUST_LOG directive"
+                ));
+            }
+        }
         if let Some(listen) = &self.daemon.listen {
             if listen != "off" && listen.parse::<std::net::SocketAddr>().is_err() {
                 return Err(format!(

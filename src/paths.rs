@@ -24,6 +24,10 @@ pub struct Paths {
     /// `S/daemon.log`: stdout and stderr of a daemon started with `serve --daemon`.
     pub log_file: PathBuf,
     pub config_file: PathBuf,
+    /// `environment` beside the config file: `KEY=value` lines (API keys)
+    /// that the service unit loads and that the daemon reads at start and
+    /// at every reload.
+    pub environment_file: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +66,7 @@ impl Paths {
             token_file: runtime_dir.join("http.token"),
             log_file: state_dir.join("daemon.log"),
             state_dir,
+            environment_file: environment_file(&config_file()?),
             config_file: config_file()?,
             runtime_dir,
         })
@@ -84,6 +89,7 @@ impl Paths {
             state_dir: absolute(self.state_dir)?,
             log_file: absolute(self.log_file)?,
             config_file: absolute(self.config_file)?,
+            environment_file: absolute(self.environment_file)?,
         })
     }
 }
@@ -116,6 +122,13 @@ fn config_file() -> Result<PathBuf, PathError> {
         return Ok(PathBuf::from(dir).join("orchestration/config.toml"));
     }
     Ok(home()?.join(".config/orchestration/config.toml"))
+}
+
+fn environment_file(config_file: &Path) -> PathBuf {
+    config_file
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("environment")
 }
 
 /// Where systemd looks for this user's own units:

@@ -68,7 +68,8 @@ pub struct ServiceFile {
 /// `orchestration.socket` as packaged, and `orchestration.service` running `binary`.
 pub fn systemd_units(binary: &Path) -> Result<Vec<ServiceFile>, NotUtf8> {
     let binary = utf8(binary)?;
-    let exec_start = format!("ExecStart={} ", systemd_quote(binary));
+    // ExecStart= and ExecReload= both run this binary.
+    let exec = format!("={} ", systemd_quote(binary));
     Ok(vec![
         ServiceFile {
             name: SOCKET_UNIT_NAME,
@@ -76,7 +77,7 @@ pub fn systemd_units(binary: &Path) -> Result<Vec<ServiceFile>, NotUtf8> {
         },
         ServiceFile {
             name: SERVICE_UNIT_NAME,
-            contents: SERVICE_UNIT.replace(&format!("ExecStart={PACKAGED_BINARY} "), &exec_start),
+            contents: SERVICE_UNIT.replace(&format!("={PACKAGED_BINARY} "), &exec),
         },
     ])
 }

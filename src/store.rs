@@ -49,6 +49,20 @@ const MIGRATIONS: &[&str] = &[
         metadata TEXT NOT NULL
     );
     CREATE INDEX messages_by_agent ON messages (agent_id, seq);",
+    // 1 -> 2: a full-text index over every message, kept by triggers inside
+    // the transaction of each message write and delete, and built once from
+    // the messages already there.
+    "CREATE VIRTUAL TABLE messages_fts USING fts5(
+        content, content = 'messages', content_rowid = 'seq', tokenize = 'unicode61'
+    );
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts (rowid, content) VALUES (new.seq, new.content);
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, content)
+            VALUES ('delete', old.seq, old.content);
+    END;
+    INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');",
 ];
 
 /// The schema version this build reads and writes.
@@ -78,6 +92,37 @@ pub enum StoreError {
     TooNew { path: PathBuf, found: i64 },
     #[error("cannot save to the store: {0}")]
     Write(String),
+    /// A search query the full-text index cannot read (the client's mistake).
+    #[error("the search query is not valid: {0}")]
+    Query(String),
+    #[error("cannot read the store: {0}")]
+    Read(String),
+}
+
+/// What a full-text search looks for.
+#[derive(Debug, Clone, Default)]
+pub struct SearchFilter<'a> {
+    /// FTS5 query syntax: words, "phrases", OR, NOT, prefix*.
+    pub query: &'a str,
+    pub agent: Option<&'a AgentName>,
+    /// Only messages at or after this RFC 3339 time.
+    pub since: Option<&'a str>,
+    pub limit: usize,
+}
+
+/// One message that matched, best first.
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub agent: String,
+    /// The incarnation (conversation) the message belongs to.
+    pub conversation: Uuid,
+    pub message_id: Uuid,
+    pub timestamp: String,
+    pub sender: String,
+    /// The matching part of the message, matches wrapped in `**`.
+    pub snippet: String,
+    /// bm25 relevance; smaller is better.
+    pub rank: f64,
 }
 
 /// An incarnation as stored: its config (key included) and totals.
@@ -280,6 +325,61 @@ impl Store {
         Ok(())
     }
 
+    /// Messages matching a full-text query, most relevant first, from every
+    /// conversation ever held (live or ended).
+    pub fn search(&self, filter: &SearchFilter) -> Result<Vec<SearchHit>, StoreError> {
+        // The statement is fixed and valid, so a plain SQLITE_ERROR can only
+        // come from the caller's MATCH expression; anything else (I/O,
+        // corruption, a busy file) is the store's.
+        let read = |error: rusqlite::Error| match &error {
+            rusqlite::Error::SqliteFailure(failure, _)
+                if failure.code == rusqlite::ErrorCode::Unknown =>
+            {
+                StoreError::Query(error.to_string())
+            }
+            _ => StoreError::Read(error.to_string()),
+        };
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT a.name, a.id, m.id, m.timestamp, m.sender,
+                        snippet(messages_fts, 0, '**', '**', '…', 16), bm25(messages_fts)
+                 FROM messages_fts
+                 JOIN messages m ON m.seq = messages_fts.rowid
+                 JOIN agents a ON a.id = m.agent_id
+                 WHERE messages_fts MATCH ?1
+                   AND (?2 IS NULL OR a.name = ?2)
+                   AND (?3 IS NULL OR m.timestamp >= ?3)
+                 ORDER BY bm25(messages_fts), m.seq DESC
+                 LIMIT ?4",
+            )
+            .map_err(read)?;
+        let rows = statement
+            .query_map(
+                params![
+                    filter.query,
+                    filter.agent.map(AgentName::as_str),
+                    filter.since,
+                    filter.limit as i64
+                ],
+                |row| {
+                    let uuid =
+                        |text: String| Uuid::parse_str(&text).unwrap_or_else(|_| Uuid::nil());
+                    Ok(SearchHit {
+                        agent: row.get(0)?,
+                        conversation: uuid(row.get(1)?),
+                        message_id: uuid(row.get(2)?),
+                        timestamp: row.get(3)?,
+                        sender: row.get(4)?,
+                        snippet: row.get(5)?,
+                        rank: row.get(6)?,
+                    })
+                },
+            )
+            .map_err(read)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(read)
+    }
+
     /// Every incarnation, in spawn order, with its messages in order.
     pub fn load(&self) -> Result<Vec<StoredAgent>, StoreError> {
         let read = |error: rusqlite::Error| StoreError::Corrupt {
@@ -432,5 +532,64 @@ impl StoredConfig {
                 headers: self.headers,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_from_before_search_is_indexed_once_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        {
+            // A version-1 store, as the previous release wrote it.
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(MIGRATIONS[0]).unwrap();
+            old.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO agents (id, name, spawned, config, created_at, live)
+                   VALUES ('00000000-0000-0000-0000-000000000001', 'old', 1,
+                     '{\"name\":\"old\",\"agent_type\":\"api\",\"instructions\":null,\"provider\":\"echo\",\"profile\":null,\"model\":null,\"base_url\":null,\"api_key\":null}',
+                     '2026-01-01T00:00:00Z', 0);
+                 INSERT INTO messages (agent_id, id, sender, content, message_type, timestamp, metadata)
+                   VALUES ('00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-0000000000aa',
+                     'human', 'the quick brown fox', 'chat', '2026-01-01T00:00:01Z', '{}');",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        let find = |store: &Store, query: &str| {
+            store
+                .search(&SearchFilter {
+                    query,
+                    limit: 10,
+                    ..SearchFilter::default()
+                })
+                .unwrap()
+        };
+        let hits = find(&store, "brown");
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].agent, "old");
+        assert_eq!(hits[0].snippet, "the quick **brown** fox");
+        // New writes are indexed in their own transaction, deletes too.
+        let name = AgentName::parse("old").unwrap();
+        let message = Message::new("old", "a brown dog".into(), serde_json::Map::new());
+        store
+            .add_message(hits[0].conversation, &message, None)
+            .unwrap();
+        assert_eq!(find(&store, "brown").len(), 2);
+        store.clear_history(&name).unwrap();
+        assert!(find(&store, "brown").is_empty());
+        // Syntax the index cannot read is the caller's mistake.
+        let error = store
+            .search(&SearchFilter {
+                query: "\"unbalanced",
+                limit: 10,
+                ..SearchFilter::default()
+            })
+            .unwrap_err();
+        assert!(matches!(error, StoreError::Query(_)), "{error}");
     }
 }

@@ -25,6 +25,14 @@ fn daemon(env: Env) -> Daemon {
     Daemon::start_in(env.config(FAST), &["--no-tcp"], None)
 }
 
+/// A daemon that never gives up on a silent model server by itself (a
+/// 10-minute idle timeout), so only a cancellation can close the upstream
+/// connection within a test's patience.
+fn patient_daemon() -> Daemon {
+    let config = "[providers]\nidle_timeout = \"10m\"\nmax_retries = 0\n";
+    Daemon::start_in(Env::new().config(config), &["--no-tcp"], None)
+}
+
 fn spawn(daemon: &Daemon, body: Value) -> Value {
     let response = daemon.json("POST", "/agents", Some(body));
     assert_eq!(response.status, 200, "{}", response.text());
@@ -428,7 +436,7 @@ fn a_client_that_leaves_cancels_the_upstream_request() {
     let mut blocks = openai_chunks(&["partial "]);
     blocks.truncate(2);
     fake.push(Reply::sse(&blocks).insert(2, Step::AwaitClose));
-    let daemon = daemon(Env::new());
+    let daemon = patient_daemon();
     spawn(
         &daemon,
         json!({"name": "c", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
@@ -453,7 +461,7 @@ fn ctrl_c_in_the_cli_aborts_the_upstream_request() {
     let mut blocks = openai_chunks(&["streaming "]);
     blocks.truncate(2);
     fake.push(Reply::sse(&blocks).insert(2, Step::AwaitClose));
-    let daemon = daemon(Env::new());
+    let daemon = patient_daemon();
     spawn(
         &daemon,
         json!({"name": "i", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
@@ -772,4 +780,19 @@ fn a_broken_config_file_is_an_error_that_names_it() {
     let spawn = env.cli(&["spawn", "x", "--profile", "x"]);
     assert_eq!(spawn.code(), 1);
     assert!(spawn.stderr().contains("base_ulr"), "{}", spawn.stderr());
+}
+
+#[test]
+fn listing_models_needs_no_model_even_where_an_agent_would() {
+    let fake = FakeProvider::start();
+    fake.push(Reply::json(200, &json!({"data": [{"id": "m1"}]})));
+    let config = format!("[profiles.bare]\nbase_url = \"{}\"\n", fake.url("/v1"));
+    let daemon = Daemon::start_in(Env::new().config(&config), &["--no-tcp"], None);
+    let out = daemon.cli(&["models", "--profile", "bare"]);
+    out.ok();
+    assert_eq!(out.stdout(), "m1\n");
+    // A spawn on it still needs one, and says how to give it.
+    let spawn = daemon.cli(&["spawn", "b", "--profile", "bare"]);
+    assert_eq!(spawn.code(), 1);
+    assert!(spawn.stderr().contains("--model"), "{}", spawn.stderr());
 }

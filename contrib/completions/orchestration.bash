@@ -37,6 +37,9 @@ _orchestration() {
             orchestration,models)
                 cmd="orchestration__subcmd__models"
                 ;;
+            orchestration,search)
+                cmd="orchestration__subcmd__search"
+                ;;
             orchestration,serve)
                 cmd="orchestration__subcmd__serve"
                 ;;
@@ -109,6 +112,9 @@ _orchestration() {
             orchestration__subcmd__help,models)
                 cmd="orchestration__subcmd__help__subcmd__models"
                 ;;
+            orchestration__subcmd__help,search)
+                cmd="orchestration__subcmd__help__subcmd__search"
+                ;;
             orchestration__subcmd__help,serve)
                 cmd="orchestration__subcmd__help__subcmd__serve"
                 ;;
@@ -179,7 +185,7 @@ _orchestration() {
 
     case "${cmd}" in
         orchestration)
-            opts="-h -V --socket --json --no-autostart --help --version serve spawn list message history task shutdown models config service completions help"
+            opts="-h -V --socket --json --no-autostart --help --version serve spawn list message history task shutdown models search config service completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -421,7 +427,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__help)
-            opts="serve spawn list message history task shutdown models config service completions help"
+            opts="serve spawn list message history task shutdown models search config service completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -589,6 +595,20 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__help__subcmd__models)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__search)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -814,8 +834,38 @@ _orchestration() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        orchestration__subcmd__search)
+            opts="-h --agent --since --limit --socket --json --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --agent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         orchestration__subcmd__serve)
-            opts="-h --port --listen --no-tcp --allow-remote --drain-timeout --idle-timeout --daemon --echo-delay --status --stop --socket --json --no-autostart --help"
+            opts="-h --port --listen --no-tcp --allow-remote --drain-timeout --idle-timeout --daemon --echo-delay --status --reload --stop --socket --json --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -48,6 +48,7 @@ pub fn error(error: &ApiError) -> Response<Body> {
         error.status(),
         &ErrorBody {
             detail: error.to_string(),
+            missing_key: error.missing_key(),
         },
     );
     if let ApiError::MethodNotAllowed { allowed, .. } = error {

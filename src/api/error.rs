@@ -3,7 +3,7 @@
 use http::{Method, StatusCode};
 
 use crate::engine::{EngineError, InvalidName};
-use crate::providers::ProviderError;
+use crate::providers::{ProviderError, SetupError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -39,9 +39,22 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    #[error("reload failed, nothing changed: {0}")]
+    ReloadFailed(String),
 }
 
 impl ApiError {
+    /// The key variable a suspended agent lacks, for clients that can send it.
+    pub fn missing_key(&self) -> Option<String> {
+        match self {
+            Self::Engine(EngineError::Suspended {
+                reason: SetupError::MissingKey { variable, .. },
+                ..
+            }) => Some(variable.clone()),
+            _ => None,
+        }
+    }
+
     /// The HTTP status of every error, decided here and nowhere else.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -57,6 +70,8 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            // The file's content, not the request, is wrong; the daemon is fine.
+            Self::ReloadFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }
@@ -66,8 +81,9 @@ fn engine_status(error: &EngineError) -> StatusCode {
         EngineError::NotFound(_) | EngineError::NoHistory(_) | EngineError::AgentGone(_) => {
             StatusCode::NOT_FOUND
         }
-        EngineError::NameTaken(_) => StatusCode::CONFLICT,
-        EngineError::Setup(_) => StatusCode::BAD_REQUEST,
+        // The agent exists but cannot run until what it lacks arrives.
+        EngineError::NameTaken(_) | EngineError::Suspended { .. } => StatusCode::CONFLICT,
+        EngineError::Setup(_) | EngineError::BadSearch(_) => StatusCode::BAD_REQUEST,
         EngineError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
         EngineError::Interrupted(_) => StatusCode::SERVICE_UNAVAILABLE,
         EngineError::Provider(ProviderError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,

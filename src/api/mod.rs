@@ -12,7 +12,7 @@ pub mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -31,9 +31,18 @@ pub struct ApiContext {
     pub stop: CancellationToken,
     /// The bearer token TCP clients must present.
     pub tcp_token: Option<String>,
-    /// How long a request body may take to arrive (config `limits.body_timeout`).
-    pub body_timeout: Duration,
+    /// Reload and its status, which only the daemon can do.
+    pub control: Arc<dyn Control>,
     next_request: AtomicU64,
+}
+
+/// What the API asks of the daemon beyond the engine: a reload (`POST
+/// /reload`, `serve --reload`), and when the config was last loaded.
+pub trait Control: Send + Sync {
+    /// Re-reads the config and environment files and puts them in effect,
+    /// or changes nothing and says why.
+    fn reload(&self) -> Result<wire::Reloaded, String>;
+    fn config_status(&self) -> wire::ConfigStatus;
 }
 
 impl ApiContext {
@@ -41,23 +50,25 @@ impl ApiContext {
         engine: Engine,
         stop: CancellationToken,
         tcp_token: Option<String>,
-        body_timeout: Duration,
+        control: Arc<dyn Control>,
     ) -> Self {
         Self {
             engine,
             stop,
             tcp_token,
-            body_timeout,
+            control,
             next_request: AtomicU64::new(1),
         }
     }
 
-    /// Reads a JSON request body within the size limit and the body timeout.
+    /// Reads a JSON request body within the size limit and the body timeout
+    /// in effect.
     async fn read_json<T: serde::de::DeserializeOwned>(
         &self,
         body: Incoming,
     ) -> Result<T, ApiError> {
-        body::read_json(body, self.body_timeout).await
+        let timeout = self.engine.settings().config.limits.body_timeout;
+        body::read_json(body, timeout).await
     }
 }
 

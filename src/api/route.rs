@@ -12,7 +12,7 @@ use http::{Method, Uri};
 use percent_encoding::percent_decode_str;
 
 use super::error::ApiError;
-use super::wire::{HistoryQuery, ListQuery, QueryError};
+use super::wire::{HistoryQuery, ListQuery, QueryError, SearchQuery};
 use crate::engine::AgentName;
 
 /// What a request asks for, with its parameters decoded and validated.
@@ -21,7 +21,11 @@ pub enum Route {
     Health,
     /// `POST /shutdown`: stop the daemon (control plane).
     Shutdown,
+    /// `POST /reload`: re-read the config and environment files (control plane).
+    Reload,
     Models,
+    /// `GET /search`: full text over every conversation.
+    Search(SearchQuery),
     ListAgents(ListQuery),
     Spawn,
     /// `DELETE /agents`: shut every agent down (control plane).
@@ -62,6 +66,13 @@ impl Route {
             ("shutdown", []) => {
                 only(method, &Method::POST, Self::Shutdown).ok_or_else(|| not_allowed(POST))
             }
+            ("search", []) => match *method {
+                Method::GET => Ok(Self::Search(SearchQuery::parse(query).map_err(invalid)?)),
+                _ => Err(not_allowed(GET)),
+            },
+            ("reload", []) => {
+                only(method, &Method::POST, Self::Reload).ok_or_else(|| not_allowed(POST))
+            }
             ("models", []) => {
                 only(method, &Method::POST, Self::Models).ok_or_else(|| not_allowed(POST))
             }
@@ -78,7 +89,7 @@ impl Route {
 
     /// Routes that act on the daemon as a whole: accepted on the Unix socket only.
     pub fn is_control_plane(&self) -> bool {
-        matches!(self, Self::Shutdown | Self::ShutdownAll)
+        matches!(self, Self::Shutdown | Self::ShutdownAll | Self::Reload)
     }
 
     /// The agent a request is about, for the log.
@@ -99,7 +110,9 @@ impl Route {
         match self {
             Self::Health => "health",
             Self::Shutdown => "shutdown",
+            Self::Reload => "reload",
             Self::Models => "models",
+            Self::Search(_) => "search",
             Self::ListAgents(_) => "list",
             Self::Spawn => "spawn",
             Self::ShutdownAll => "shutdown_all",
@@ -225,6 +238,7 @@ mod tests {
         vec![
             ("GET", "/health", Route::Health),
             ("POST", "/shutdown", Route::Shutdown),
+            ("POST", "/reload", Route::Reload),
             ("POST", "/models", Route::Models),
             ("GET", "/agents", Route::ListAgents(ListQuery::default())),
             ("POST", "/agents", Route::Spawn),

@@ -9,10 +9,12 @@ use super::body::{self, Body};
 use super::error::ApiError;
 use super::route::Route;
 use super::wire::{
-    AgentRequest, Health, HistoryQuery, ListQuery, MessageRequest, Messages, Models,
+    AgentRequest, Health, HistoryQuery, ListQuery, MessageRequest, Messages, Models, SearchHit,
+    SearchQuery, SearchResults,
 };
-use crate::engine::{AgentName, Exchange, ListFilter};
+use crate::engine::{AgentName, Exchange, ListFilter, Secret};
 use crate::providers::DEFAULT_PROVIDER;
+use crate::store::SearchFilter;
 
 type Reply = Result<Response<Body>, ApiError>;
 
@@ -21,7 +23,9 @@ pub async fn dispatch(ctx: &ApiContext, route: Route, body: Incoming) -> Reply {
     match route {
         Route::Health => health(ctx),
         Route::Shutdown => shutdown(ctx),
+        Route::Reload => reload(ctx),
         Route::Models => models(ctx, body).await,
+        Route::Search(query) => search(ctx, query),
         Route::ListAgents(query) => list(ctx, query),
         Route::Spawn => spawn(ctx, body).await,
         Route::ShutdownAll => shutdown_all(ctx).await,
@@ -43,6 +47,7 @@ fn health(ctx: &ApiContext) -> Reply {
             version: crate::VERSION.into(),
             pid: std::process::id(),
             uptime_s: ctx.engine.uptime().as_secs(),
+            config: Some(ctx.control.config_status()),
         },
     ))
 }
@@ -54,6 +59,62 @@ fn shutdown(ctx: &ApiContext) -> Reply {
         StatusCode::ACCEPTED,
         &serde_json::json!({"status": "shutting down"}),
     ))
+}
+
+/// `POST /reload`: 200 with what changed, or 422 with why nothing did.
+fn reload(ctx: &ApiContext) -> Reply {
+    let control = ctx.control.clone();
+    let outcome = tokio::task::block_in_place(|| control.reload());
+    match outcome {
+        Ok(reloaded) => Ok(body::json(StatusCode::OK, &reloaded)),
+        Err(reason) => Err(ApiError::ReloadFailed(reason)),
+    }
+}
+
+/// `GET /search`: 200 with the hits, best first; 400 for a query the index
+/// cannot read or a `since` that is neither a duration nor a time.
+fn search(ctx: &ApiContext, query: SearchQuery) -> Reply {
+    let since = query.since.as_deref().map(since_time).transpose()?;
+    let filter = SearchFilter {
+        query: &query.q,
+        agent: query.agent.as_ref(),
+        since: since.as_deref(),
+        limit: query.limit.unwrap_or(20).min(1000),
+    };
+    let results = ctx
+        .engine
+        .search(&filter)?
+        .into_iter()
+        .map(|hit| SearchHit {
+            agent: hit.agent,
+            conversation: hit.conversation,
+            message_id: hit.message_id,
+            timestamp: hit.timestamp,
+            sender: hit.sender,
+            snippet: hit.snippet,
+            rank: hit.rank,
+        })
+        .collect();
+    Ok(body::json(StatusCode::OK, &SearchResults { results }))
+}
+
+/// `since` as an RFC 3339 time: given as one, or as a duration back from now.
+fn since_time(since: &str) -> Result<String, ApiError> {
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    if let Ok(at) = time::OffsetDateTime::parse(since, rfc3339) {
+        return at
+            .to_offset(time::UtcOffset::UTC)
+            .format(rfc3339)
+            .map_err(|e| ApiError::InvalidQuery(format!("since: {e}")));
+    }
+    let back = crate::duration::parse(since).map_err(|reason| {
+        ApiError::InvalidQuery(format!(
+            "since must be a duration back from now (7d, 12h) or an RFC 3339 time: {reason}"
+        ))
+    })?;
+    let at = time::OffsetDateTime::now_utc() - back;
+    at.format(rfc3339)
+        .map_err(|e| ApiError::InvalidQuery(format!("since: {e}")))
 }
 
 fn list(ctx: &ApiContext, query: ListQuery) -> Reply {
@@ -108,7 +169,8 @@ async fn shutdown_all(ctx: &ApiContext) -> Reply {
 
 async fn message(ctx: &ApiContext, name: &AgentName, body: Incoming) -> Reply {
     let message: MessageRequest = ctx.read_json(body).await?;
-    let exchange = ctx.engine.send(name, message.content)?;
+    let key = message.api_key.filter(|k| !k.is_empty()).map(Secret::new);
+    let exchange = ctx.engine.send(name, message.content, key)?;
     answer(exchange, message.stream).await
 }
 

@@ -71,6 +71,11 @@ pub struct MessageRequest {
     pub content: String,
     #[serde(default)]
     pub stream: bool,
+    /// A key for an agent spawned without one whose key the daemon lacks
+    /// (a suspended agent runs again with it). Ignored by an agent that has
+    /// its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -92,6 +97,30 @@ pub struct Health {
     pub version: String,
     pub pid: u32,
     pub uptime_s: u64,
+    /// When the config was loaded, and whether the last reload failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigStatus>,
+}
+
+/// The config the daemon runs with: when it was loaded (at start or by the
+/// last good reload), and the error of the last reload if that one failed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    pub path: String,
+    pub loaded_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reload_error: Option<String>,
+}
+
+/// The answer of `POST /reload`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reloaded {
+    pub status: String,
+    pub config: ConfigStatus,
+    /// Suspended agents that run again.
+    pub revived: Vec<AgentName>,
+    /// Agents that cannot run with the new settings, and why.
+    pub suspended: BTreeMap<AgentName, String>,
 }
 
 /// One line of a streamed (`application/x-ndjson`) reply.
@@ -107,6 +136,9 @@ pub enum StreamLine {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub detail: String,
+    /// The variable whose key an agent lacks, so a client can send it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_key: Option<String>,
 }
 
 /// Why a query string does not fit its route (the client's mistake: 422).
@@ -116,6 +148,8 @@ pub enum QueryError {
     State(String),
     #[error("limit must be a non-negative whole number, not {0:?}")]
     Limit(String),
+    #[error("agent: {0}")]
+    Agent(String),
 }
 
 /// The query of `GET /agents`: `?state=&provider=&all`.
@@ -195,6 +229,75 @@ impl HistoryQuery {
         }
         encode_query(&pairs)
     }
+}
+
+/// The query of `GET /search`: `?q=&agent=&since=&limit=`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// Words, "exact phrases", OR, NOT, prefix* (SQLite FTS5 syntax).
+    pub q: String,
+    pub agent: Option<AgentName>,
+    /// A duration back from now (`7d`, `12h`) or an RFC 3339 time.
+    pub since: Option<String>,
+    pub limit: Option<usize>,
+}
+
+impl SearchQuery {
+    pub fn parse(query: &str) -> Result<Self, QueryError> {
+        let mut parsed = Self::default();
+        for (key, value) in query_pairs(query) {
+            match key.as_str() {
+                "q" => parsed.q = value,
+                "agent" if !value.is_empty() => {
+                    parsed.agent = Some(
+                        AgentName::parse(&value).map_err(|e| QueryError::Agent(e.to_string()))?,
+                    );
+                }
+                "since" if !value.is_empty() => parsed.since = Some(value),
+                "limit" if !value.is_empty() => {
+                    let limit = value.parse().map_err(|_| QueryError::Limit(value))?;
+                    parsed.limit = Some(limit);
+                }
+                _ => {}
+            }
+        }
+        Ok(parsed)
+    }
+
+    pub fn to_query(&self) -> String {
+        let mut pairs = vec![("q", self.q.clone())];
+        if let Some(agent) = &self.agent {
+            pairs.push(("agent", agent.to_string()));
+        }
+        if let Some(since) = &self.since {
+            pairs.push(("since", since.clone()));
+        }
+        if let Some(limit) = self.limit {
+            pairs.push(("limit", limit.to_string()));
+        }
+        encode_query(&pairs)
+    }
+}
+
+/// The answer of `GET /search`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchResults {
+    pub results: Vec<SearchHit>,
+}
+
+/// One message that matched a search.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub agent: String,
+    /// The conversation: the id of the agent incarnation that held it.
+    pub conversation: uuid::Uuid,
+    pub message_id: uuid::Uuid,
+    pub timestamp: String,
+    pub sender: String,
+    /// The matching part of the message, each match wrapped in `**`.
+    pub snippet: String,
+    /// Relevance (bm25; smaller is better). Results come best first.
+    pub rank: f64,
 }
 
 /// A boolean query parameter: `?all`, `?all=1`, `?all=true` and `?all=yes` are true.

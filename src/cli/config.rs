@@ -22,8 +22,8 @@ unset one). `get KEY` prints one value (exit 1 if it is unset). `set KEY VALUE` 
 the file's comments and layout; durations are text like 30s, 5m or 250ms, counts are whole \
 numbers, and a value the daemon could not load is refused with the file untouched. `unset KEY` \
 removes it, so the default applies. `path` prints the file's location. The daemon reads the file \
-when it starts: after a change, `orchestration serve --stop` (or `systemctl --user restart \
-orchestration`), and the next command starts it with the new settings.";
+when it starts; after a change, `orchestration serve --reload` (or `systemctl --user reload \
+orchestration`) puts it in effect without a restart (listeners excepted).";
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
@@ -176,7 +176,7 @@ fn write(file: &Path, text: &str) -> Result<(), CliError> {
 fn restart_note(paths: &Paths) {
     if let Holder::Daemon(_) = holder(&paths.pid_file) {
         eprintln!(
-            "note: the running daemon read the config when it started; `orchestration serve --stop` and the next command starts it with this change"
+            "note: the running daemon still uses the old config; `orchestration serve --reload` applies this change"
         );
     }
 }

@@ -33,5 +33,11 @@ pub async fn run(ctx: &Ctx, args: ListArgs) -> Result<(), CliError> {
     if agents.is_empty() {
         return output::line("no agents");
     }
-    output::print(&output::agents_table(&agents))
+    output::print(&output::agents_table(&agents))?;
+    for agent in &agents {
+        if let Some(reason) = &agent.reason {
+            output::line(&format!("{} is {}: {reason}", agent.name, agent.state))?;
+        }
+    }
+    Ok(())
 }

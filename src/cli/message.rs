@@ -24,11 +24,27 @@ pub struct MessageArgs {
 }
 
 pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
-    let body = MessageRequest {
+    let mut body = MessageRequest {
         content: read_prompt(&args.prompt)?,
         stream: streams(ctx, args.no_stream),
+        api_key: None,
     };
-    converse(ctx, &agent_path(&args.name, "/message"), &body, body.stream).await
+    let path = agent_path(&args.name, "/message");
+    match converse(ctx, &path, &body, body.stream).await {
+        // A suspended agent whose key the daemon lacks: send ours, once.
+        Err(CliError::Client(ClientError::Api {
+            missing_key: Some(variable),
+            ..
+        })) if key_from_env(&variable).is_some() => {
+            body.api_key = key_from_env(&variable);
+            converse(ctx, &path, &body, body.stream).await
+        }
+        other => other,
+    }
+}
+
+fn key_from_env(variable: &str) -> Option<String> {
+    std::env::var(variable).ok().filter(|key| !key.is_empty())
 }
 
 /// Whether a reply is streamed: not with `--no-stream`, nor with `--json`
@@ -69,7 +85,11 @@ pub(super) async fn converse<B: Serialize>(
                 finished = true;
                 Ok(())
             }
-            StreamLine::Error { status, detail } => Err(ClientError::Api { status, detail }),
+            StreamLine::Error { status, detail } => Err(ClientError::Api {
+                status,
+                detail,
+                missing_key: None,
+            }),
         })
         .await
         .inspect_err(|_| {

@@ -7,6 +7,7 @@ mod list;
 mod message;
 mod models;
 mod output;
+mod search;
 mod serve;
 mod service;
 mod shutdown;
@@ -87,6 +88,8 @@ pub enum Command {
     Shutdown(shutdown::ShutdownArgs),
     /// List the models a provider or profile offers (asks the model server through the daemon).
     Models(models::ModelsArgs),
+    /// Search every conversation ever held, live or ended, for words or phrases.
+    Search(search::SearchArgs),
     /// Read or edit the config file by dotted key (get, set, unset, list, path).
     #[command(long_about = config::LONG_ABOUT)]
     Config(config::ConfigArgs),
@@ -231,6 +234,20 @@ impl CliError {
             Self::Client(ClientError::Api { status: 404, .. }) => {
                 Some("`orchestration list` shows the live agents")
             }
+            Self::Client(ClientError::Api {
+                status: 409,
+                missing_key: Some(_),
+                ..
+            }) => Some(
+                "export that variable where you run orchestration (the CLI then sends the key with your message), or put it in the daemon's environment file and run `orchestration serve --reload`",
+            ),
+            Self::Client(ClientError::Api {
+                status: 409,
+                detail,
+                ..
+            }) if detail.contains("is suspended") => Some(
+                "fix what it lacks in the config file, then `orchestration serve --reload`; `orchestration list` shows why each agent is suspended",
+            ),
             Self::Client(ClientError::Api { status: 409, .. }) => {
                 Some("`orchestration shutdown NAME` frees the name, or pick another")
             }
@@ -299,6 +316,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Task(args) => task::run(&ctx, args).await,
             Command::Shutdown(args) => shutdown::run(&ctx, args).await,
             Command::Models(args) => models::run(&ctx, args).await,
+            Command::Search(args) => search::run(&ctx, args).await,
         }
     })?
 }

@@ -9,7 +9,7 @@ use nix::sys::signal::{Signal, kill};
 use reqwest::Method;
 
 use super::{CliError, block_on, output};
-use crate::api::wire::Health;
+use crate::api::wire::{Health, Reloaded};
 use crate::client::{Client, ClientError};
 use crate::config::Config;
 use crate::daemon::pidfile::{Holder, holder};
@@ -29,11 +29,19 @@ in a 0700 directory, and every connection's peer credentials must match the daem
 403 and the connection is closed. TCP needs `Authorization: Bearer` with the token in \
 R/http.token (0600, new on every start), a Host of localhost or a loopback address (against DNS \
 rebinding) and no foreign Origin (against cross-site requests); POST /shutdown and DELETE \
-/agents are refused there. Binding a non-loopback address needs --allow-remote; prefer \
-forwarding the Unix socket over SSH (ssh -L /tmp/orch.sock:$XDG_RUNTIME_DIR/orchestration/daemon.sock). \
-Request bodies are limited to 1 MiB; slow or idle connections are closed after [limits] \
-header_timeout; connections per listener and provider calls in flight are capped. API keys are \
-never logged, returned, or put on a command line.";
+/agents and POST /reload are refused there, and only canonical paths are routed. Binding a \
+non-loopback address needs --allow-remote; prefer forwarding the Unix socket over SSH (ssh -L \
+/tmp/orch.sock:$XDG_RUNTIME_DIR/orchestration/daemon.sock). Request heads are limited to 64 KiB \
+and bodies to 1 MiB; slow or idle connections are closed after [limits] header_timeout and \
+body_timeout; connections per listener and provider calls in flight are capped. API keys are \
+never logged, returned, or put on a command line; a key the daemon holds goes only to its own \
+provider's or profile's URL, and is scrubbed from upstream error text.
+
+RELOAD: SIGHUP, `serve --reload` or `systemctl --user reload orchestration` re-read the config \
+file and the environment file beside it (KEY=value lines) without a restart; a file that does \
+not load changes nothing and the reload says why. SIGTERM, SIGINT and SIGQUIT stop the daemon \
+cleanly; SIGUSR1 and SIGUSR2 are ignored. An agent that cannot reach its model at a start (a \
+missing key, a vanished profile) comes back suspended, never ended.";
 
 /// How long `--stop` waits beyond the daemon's default drain deadline.
 const STOP_WAIT: Duration = Duration::from_secs(20);
@@ -69,9 +77,15 @@ pub struct ServeArgs {
     /// Pause between the echo provider's words.
     #[arg(long, value_name = "DUR", default_value = "20ms", value_parser = duration::parse, env = "ORCHESTRATION_ECHO_DELAY")]
     pub echo_delay: Duration,
-    /// Say whether a daemon is running (exit 0) or not (exit 3), and print its health.
+    /// Say whether a daemon is running (exit 0) or not (exit 3), and print its health, when its
+    /// config was loaded, and whether the last reload failed.
     #[arg(long, conflicts_with_all = ["stop", "port", "listen", "no_tcp"])]
     pub status: bool,
+    /// Make the running daemon re-read config.toml and the environment file (keys) without a
+    /// restart, and wait for the outcome: exit 0, or exit 1 with why nothing changed. Same as
+    /// SIGHUP or `systemctl --user reload orchestration`.
+    #[arg(long, conflicts_with_all = ["status", "stop", "daemon", "port", "listen", "no_tcp"])]
+    pub reload: bool,
     /// Stop the running daemon gracefully and wait until it has exited.
     #[arg(long, conflicts_with_all = ["port", "listen", "no_tcp"])]
     pub stop: bool,
@@ -84,6 +98,9 @@ pub fn run(args: ServeArgs, paths: Paths, json: bool) -> Result<(), CliError> {
     if args.stop {
         return stop(&paths);
     }
+    if args.reload {
+        return reload(&paths, json);
+    }
     let config = Config::load(&paths.config_file)?;
     let tcp = match (args.no_tcp, args.port, args.listen) {
         (true, _, _) => TcpChoice::Off,
@@ -93,10 +110,6 @@ pub fn run(args: ServeArgs, paths: Paths, json: bool) -> Result<(), CliError> {
         (_, _, Some(addr)) => TcpChoice::Explicit(addr),
         _ => configured_listener(&config, &paths)?,
     };
-    let idle_timeout = args
-        .idle_timeout
-        .or(config.daemon.idle_timeout)
-        .filter(|idle| !idle.is_zero());
     let options = ServeOptions {
         paths,
         tcp,
@@ -104,7 +117,7 @@ pub fn run(args: ServeArgs, paths: Paths, json: bool) -> Result<(), CliError> {
         echo_delay: args.echo_delay,
         config,
         allow_remote: args.allow_remote,
-        idle_timeout,
+        idle_timeout: args.idle_timeout,
     };
     if !args.daemon {
         return Ok(daemon::serve(options)?);
@@ -164,14 +177,47 @@ fn status(paths: &Paths, json: bool) -> Result<(), CliError> {
     if json {
         return output::json(&health);
     }
-    output::line(&format!(
+    let mut text = format!(
         "orchestration is running\n  pid:     {}\n  version: {}\n  uptime:  {}s\n  agents:  {}\n  socket:  {}",
         health.pid,
         health.version,
         health.uptime_s,
         health.agents,
         paths.socket.display()
-    ))
+    );
+    if let Some(config) = &health.config {
+        text.push_str(&format!(
+            "\n  config:  {} (loaded {})",
+            config.path, config.loaded_at
+        ));
+        if let Some(error) = &config.last_reload_error {
+            text.push_str(&format!("\n  last reload FAILED: {error}"));
+        }
+    }
+    output::line(&text)
+}
+
+/// `serve --reload`: asks the daemon on the Unix socket to reload, and
+/// reports the outcome. Any refusal is exit 1 (the operation failed).
+fn reload(paths: &Paths, json: bool) -> Result<(), CliError> {
+    let client = Client::new(paths)?;
+    let reloaded: Reloaded =
+        match block_on(client.json::<(), Reloaded>(reqwest::Method::POST, "/reload", None))? {
+            Ok(reloaded) => reloaded,
+            Err(ClientError::Api { detail, .. }) => return Err(CliError::Failed(detail)),
+            Err(error) => return Err(error.into()),
+        };
+    if json {
+        return output::json(&reloaded);
+    }
+    let mut text = format!("reloaded {}", reloaded.config.path);
+    for name in &reloaded.revived {
+        text.push_str(&format!("\n  agent '{name}' runs again"));
+    }
+    for (name, reason) in &reloaded.suspended {
+        text.push_str(&format!("\n  agent '{name}' is suspended: {reason}"));
+    }
+    output::line(&text)
 }
 
 /// Asks the daemon to stop over its socket (or, if it does not answer, with

@@ -156,22 +156,29 @@ impl Activity {
     }
 }
 
-/// Who may connect and how many at once: one listener's admission rules.
+/// Who may connect and how many at once: one listener's admission rules,
+/// read from the limits in effect for each new connection.
 pub struct Admission {
-    slots: Arc<Semaphore>,
-    limit: usize,
-    header_timeout: Duration,
+    /// The cap and its semaphore. A reload that changes the cap starts a new
+    /// semaphore; connections already open keep their slot in the old one.
+    slots: std::sync::Mutex<(usize, Arc<Semaphore>)>,
     activity: Arc<Activity>,
 }
 
 impl Admission {
-    pub fn new(limits: &LimitsConfig, activity: Arc<Activity>) -> Self {
+    pub fn new(activity: Arc<Activity>) -> Self {
         Self {
-            slots: Arc::new(Semaphore::new(limits.max_connections)),
-            limit: limits.max_connections,
-            header_timeout: limits.header_timeout,
+            slots: std::sync::Mutex::new((0, Arc::new(Semaphore::new(0)))),
             activity,
         }
+    }
+
+    fn slots(&self, limit: usize) -> Arc<Semaphore> {
+        let mut slots = crate::engine::lock(&self.slots);
+        if slots.0 != limit {
+            *slots = (limit, Arc::new(Semaphore::new(limit)));
+        }
+        slots.1.clone()
     }
 
     /// Serves a connection if there is room, else answers 503 and closes it.
@@ -184,9 +191,11 @@ impl Admission {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+        let limits: LimitsConfig = ctx.engine.settings().config.limits.clone();
+        let limit = limits.max_connections;
+        let Ok(slot) = self.slots(limit).try_acquire_owned() else {
             tracing::warn!(
-                limit = self.limit,
+                limit,
                 ?transport,
                 "connection refused: too many open connections"
             );
@@ -194,8 +203,7 @@ impl Admission {
                 stream,
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
-                    "the daemon already has {} open connections on this listener; try again shortly",
-                    self.limit
+                    "the daemon already has {limit} open connections on this listener; try again shortly"
                 ),
             );
             return;
@@ -212,7 +220,7 @@ impl Admission {
             stream,
             graceful,
             done,
-            self.header_timeout,
+            limits.header_timeout,
         );
     }
 

@@ -1,4 +1,5 @@
-//! Logging for the daemon, level from `RUST_LOG` (default `info`). Under
+//! Logging for the daemon, level from `RUST_LOG`, else the config's
+//! `daemon.log_level`, else `info`; a reload can change it ([`Level`]). Under
 //! journald (`JOURNAL_STREAM` names our stderr) entries go to the journal
 //! natively, `SYSLOG_IDENTIFIER=orchestration`, every tracing field its own
 //! journal field (`REQUEST_ID`, `AGENT`, `STATUS`, …); otherwise human lines
@@ -9,40 +10,82 @@ use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
 
 pub const SYSLOG_IDENTIFIER: &str = "orchestration";
 
-pub fn init() {
-    if stderr_is_journal() && init_journald().is_ok() {
+/// The live log level, which a reload may change.
+#[derive(Clone)]
+pub struct Level(reload::Handle<EnvFilter, Registry>);
+
+impl Level {
+    /// Puts `directives` (as `RUST_LOG` reads them) in effect.
+    pub fn set(&self, directives: &str) -> Result<(), String> {
+        let filter = EnvFilter::try_new(directives)
+            .map_err(|error| format!("log level {directives:?}: {error}"))?;
+        self.0
+            .reload(filter)
+            .map_err(|error| format!("cannot change the log level: {error}"))
+    }
+}
+
+/// The level to log at: `RUST_LOG` if set, else `configured`, else `info`.
+pub fn directives(rust_log: Option<&str>, configured: Option<&str>) -> String {
+    rust_log
+        .filter(|v| !v.trim().is_empty())
+        .or(configured)
+        .unwrap_or("info")
+        .to_owned()
+}
+
+/// The handle of the logging [`init`] set up, for reloads.
+static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+
+/// The live log level, if [`init`] set logging up.
+pub fn level() -> Option<Level> {
+    LEVEL.get().cloned()
+}
+
+/// Sets up logging once; later calls change nothing.
+pub fn init(configured: Option<&str>) {
+    if LEVEL.get().is_some() {
         return;
     }
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .with_target(false)
-        .try_init();
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let directives = directives(rust_log.as_deref(), configured);
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = match journald_layer() {
+        Some(journal) => registry.with(journal).try_init(),
+        None => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let lines = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(colour)
+                .with_target(false);
+            registry.with(lines).try_init()
+        }
+    };
+    if installed.is_ok() {
+        let _ = LEVEL.set(Level(handle));
+    }
 }
 
-fn filter() -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
-}
-
-fn init_journald() -> Result<(), Box<dyn std::error::Error>> {
-    let journal = tracing_journald::layer()?
+/// The journald layer, when stderr is the journal and the journal answers.
+fn journald_layer() -> Option<tracing_journald::Layer> {
+    if !stderr_is_journal() {
+        return None;
+    }
+    let journal = tracing_journald::layer()
+        .ok()?
         .with_syslog_identifier(SYSLOG_IDENTIFIER.to_owned())
         // Plain field names (`REQUEST_ID`, not `F_REQUEST_ID`) are what
         // `journalctl REQUEST_ID=7` users will type.
         .with_field_prefix(None);
-    tracing_subscriber::registry()
-        .with(filter())
-        .with(journal)
-        .try_init()?;
-    Ok(())
+    Some(journal)
 }
 
 /// Whether stderr is the stream systemd connected to journald: the

@@ -12,6 +12,7 @@ mod listeners;
 mod logging;
 mod notify;
 pub mod pidfile;
+mod reload;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -25,11 +26,11 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiContext, Transport};
+use crate::api::{ApiContext, Control, Transport};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::paths::{PathError, Paths, ensure_private_dir};
-use crate::providers::{ProviderSettings, SetupError};
+use crate::providers::{Keys, ProviderSettings, SetupError};
 use crate::store::{Store, StoreError};
 use activation::{ActivationError, Inherited};
 use detach::{DetachError, Reporter, Side};
@@ -64,7 +65,8 @@ pub struct ServeOptions {
     pub config: Config,
     /// Whether a non-loopback TCP address may be bound.
     pub allow_remote: bool,
-    /// Exit after this long without a connection.
+    /// `--idle-timeout`: exit after this long without a connection (0:
+    /// never). Without it, the config's `daemon.idle_timeout` in effect.
     pub idle_timeout: Option<Duration>,
 }
 
@@ -90,6 +92,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("cannot set up providers: {0}")]
     Providers(#[from] SetupError),
+    #[error("environment file {0}")]
+    Environment(String),
     #[error("cannot start: {0}")]
     Io(#[from] io::Error),
 }
@@ -105,7 +109,7 @@ pub fn serve(options: ServeOptions) -> Result<(), DaemonError> {
 /// not fork: systemd and launchd track the process they started.
 pub fn serve_detached(mut options: ServeOptions) -> Result<Detached, DaemonError> {
     if under_service_manager() {
-        logging::init();
+        logging::init(options.config.daemon.log_level.as_deref());
         tracing::info!("started by a service manager: not forking (--daemon ignored)");
         return serve(options).map(|()| Detached::Stopped);
     }
@@ -151,7 +155,7 @@ fn serve_reporting(
     options: ServeOptions,
     reporter: Option<&mut Reporter>,
 ) -> Result<(), DaemonError> {
-    logging::init();
+    logging::init(options.config.daemon.log_level.as_deref());
     // Before any thread exists: taking the sockets edits the environment.
     let inherited = activation::take()?;
     if let TcpChoice::Explicit(addr) = options.tcp {
@@ -188,6 +192,7 @@ async fn run(
     reporter: Option<&mut Reporter>,
 ) -> Result<(), DaemonError> {
     let paths = &options.paths;
+    let signals = Signals::register()?;
     // The store first: a damaged or locked one must stop the start before
     // anything is listening.
     let store = Store::open(&paths.state_dir)?;
@@ -202,14 +207,21 @@ async fn run(
     };
 
     let stop = CancellationToken::new();
-    watch_signals(stop.clone())?;
-    let providers = ProviderSettings::new(options.config.clone(), options.echo_delay)?;
+    let keys = Keys::load(&paths.environment_file).map_err(DaemonError::Environment)?;
+    let providers = ProviderSettings::new(options.config.clone(), keys, options.echo_delay)?;
     let engine = Engine::restore(providers, store)?;
+    let reloader = reload::Reloader::new(
+        paths.clone(),
+        engine.clone(),
+        options.echo_delay,
+        logging::level(),
+    );
+    watch_signals(signals, stop.clone(), reloader.clone());
     let ctx = Arc::new(ApiContext::new(
         engine.clone(),
         stop.clone(),
         token,
-        options.config.limits.body_timeout,
+        reloader,
     ));
     let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(addr) = tcp_addr.filter(|a| !a.ip().is_loopback()) {
@@ -223,13 +235,16 @@ async fn run(
     let activity = Activity::new();
     let listeners = Listeners {
         unix: unix.as_ref(),
-        unix_admission: Admission::new(&options.config.limits, activity.clone()),
+        unix_admission: Admission::new(activity.clone()),
         tcp: tcp.as_ref(),
-        tcp_admission: Admission::new(&options.config.limits, activity.clone()),
+        tcp_admission: Admission::new(activity.clone()),
     };
-    if let Some(idle) = options.idle_timeout {
-        tokio::spawn(exit_when_idle(activity, idle, stop.clone()));
-    }
+    tokio::spawn(exit_when_idle(
+        activity,
+        options.idle_timeout,
+        engine.clone(),
+        stop.clone(),
+    ));
     tracing::info!(
         pid = std::process::id(),
         socket = %unix.as_ref().map_or("off".to_owned(), UnixSocket::describe),
@@ -327,36 +342,105 @@ fn write_token(path: &Path) -> Result<String, DaemonError> {
     Ok(token)
 }
 
-fn watch_signals(stop: CancellationToken) -> Result<(), DaemonError> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = terminate.recv() => tracing::info!("SIGTERM received"),
-            _ = interrupt.recv() => tracing::info!("SIGINT received"),
-            _ = stop.cancelled() => return,
-        }
-        stop.cancel();
-    });
-    Ok(())
+/// The signals the daemon handles, registered (so their default action,
+/// which would kill it, no longer applies) before anything is visible to
+/// the outside: a SIGTERM right after the socket appears stops it cleanly.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+    user1: tokio::signal::unix::Signal,
+    user2: tokio::signal::unix::Signal,
 }
 
-/// Stops the daemon once no connection has been open for `idle`. Agents are
-/// durable, so live agents do not keep it running: they come back with the
-/// next start.
-async fn exit_when_idle(activity: Arc<Activity>, idle: Duration, stop: CancellationToken) {
-    loop {
-        let wake = match activity.idle_deadline(idle) {
-            Some(deadline) if deadline <= std::time::Instant::now() => break,
-            Some(deadline) => tokio::time::Instant::from_std(deadline),
-            // A connection is open: look again later.
-            None => tokio::time::Instant::now() + idle.min(Duration::from_secs(1)),
+impl Signals {
+    fn register() -> io::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+            hangup: signal(SignalKind::hangup())?,
+            user1: signal(SignalKind::user_defined1())?,
+            user2: signal(SignalKind::user_defined2())?,
+        })
+    }
+}
+
+/// SIGTERM, SIGINT and SIGQUIT stop the daemon cleanly; SIGHUP reloads;
+/// SIGUSR1 and SIGUSR2, whose default would kill it, are logged and ignored.
+fn watch_signals(signals: Signals, stop: CancellationToken, control: Arc<dyn Control>) {
+    let Signals {
+        mut terminate,
+        mut interrupt,
+        mut quit,
+        mut hangup,
+        mut user1,
+        mut user2,
+    } = signals;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM received"),
+                _ = interrupt.recv() => tracing::info!("SIGINT received"),
+                _ = quit.recv() => tracing::info!("SIGQUIT received"),
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP received: reloading");
+                    // The outcome is logged by the reload itself.
+                    let control = control.clone();
+                    let _ = tokio::task::spawn_blocking(move || control.reload()).await;
+                    continue;
+                }
+                _ = user1.recv() => {
+                    tracing::info!("SIGUSR1 received and ignored");
+                    continue;
+                }
+                _ = user2.recv() => {
+                    tracing::info!("SIGUSR2 received and ignored");
+                    continue;
+                }
+                _ = stop.cancelled() => return,
+            }
+            stop.cancel();
+            return;
+        }
+    });
+}
+
+/// The idle timeout in effect: `--idle-timeout` if given, else the
+/// config's (which a reload may change); zero means never.
+fn idle_timeout(flag: Option<Duration>, engine: &Engine) -> Option<Duration> {
+    flag.or(engine.settings().config.daemon.idle_timeout)
+        .filter(|idle| !idle.is_zero())
+}
+
+/// Stops the daemon once no connection has been open for the idle timeout
+/// in effect. Agents are durable, so live agents do not keep it running:
+/// they come back with the next start.
+async fn exit_when_idle(
+    activity: Arc<Activity>,
+    flag: Option<Duration>,
+    engine: Engine,
+    stop: CancellationToken,
+) {
+    // Looked at again at least every second, so a reload that sets or
+    // changes the timeout takes effect.
+    const RECHECK: Duration = Duration::from_secs(1);
+    let idle = loop {
+        let idle = idle_timeout(flag, &engine);
+        let wake = match idle.map(|idle| (idle, activity.idle_deadline(idle))) {
+            Some((idle, Some(deadline))) if deadline <= std::time::Instant::now() => break idle,
+            Some((_, Some(deadline))) => {
+                tokio::time::Instant::from_std(deadline).min(tokio::time::Instant::now() + RECHECK)
+            }
+            // No timeout, or a connection is open: look again later.
+            _ => tokio::time::Instant::now() + RECHECK,
         };
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(wake) => {}
         }
-    }
+    };
     tracing::info!(
         idle_s = idle.as_secs_f64(),
         "idle: no connection for the idle timeout; stopping"

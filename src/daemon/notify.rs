@@ -22,6 +22,12 @@ pub fn ready(live: usize) {
     send(&[NotifyState::Ready, NotifyState::Status(&status_text(live))]);
 }
 
+/// Around a reload, as systemd documents for `Type=notify`: `RELOADING=1`
+/// first, then `READY=1` when the new config is in effect (or was refused).
+pub fn reloading() {
+    send(&[NotifyState::Reloading, NotifyState::Status("reloading")]);
+}
+
 pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
 }

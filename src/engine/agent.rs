@@ -13,9 +13,12 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    AgentConfig, AgentInfo, AgentState, Engine, EngineError, HUMAN, History, Message, Usage, lock,
+    AgentConfig, AgentInfo, AgentState, Engine, EngineError, HUMAN, History, Message, Secret,
+    Usage, lock,
 };
-use crate::providers::{ChatRequest, Provider, ProviderEvent, Role, Setup, Turn};
+use crate::providers::{
+    self, ChatRequest, ProviderEvent, ProviderSettings, ProviderSpec, Role, Setup, SetupError, Turn,
+};
 
 /// What the caller of a message sees, in order: deltas, then one final event.
 #[derive(Debug)]
@@ -66,6 +69,8 @@ pub(super) struct Job {
 struct Status {
     state: AgentState,
     usage: Usage,
+    /// Why the agent is `Suspended`.
+    reason: Option<String>,
 }
 
 /// Who an agent is: kept across daemon restarts.
@@ -79,10 +84,9 @@ pub(super) struct Agent {
     pub id: Uuid,
     pub config: AgentConfig,
     created_at: String,
-    provider: Arc<dyn Provider>,
-    /// The protocol name and model in effect, as resolved at spawn.
-    provider_name: &'static str,
-    model: Option<String>,
+    /// A key a message brought for an agent spawned without one of its own
+    /// (kept in memory only: the next start asks again).
+    brought_key: Mutex<Option<Secret>>,
     status: Mutex<Status>,
     jobs: mpsc::Sender<Job>,
     cancel: CancellationToken,
@@ -90,13 +94,12 @@ pub(super) struct Agent {
     /// A `task` agent: removed from the registry after its one exchange.
     ephemeral: bool,
     /// Stopped for the daemon's exit, not ended: it comes back on restart.
-    suspended: AtomicBool,
+    kept_for_restart: AtomicBool,
 }
 
 impl Agent {
     pub fn new(
         config: AgentConfig,
-        setup: Setup,
         identity: Identity,
         jobs: mpsc::Sender<Job>,
         ephemeral: bool,
@@ -105,39 +108,78 @@ impl Agent {
             id: identity.id,
             config,
             created_at: identity.created_at,
-            provider: setup.provider,
-            provider_name: setup.provider_name,
-            model: setup.model,
+            brought_key: Mutex::new(None),
             status: Mutex::new(Status {
                 state: AgentState::Idle,
                 usage: identity.usage,
+                reason: None,
             }),
             jobs,
             cancel: CancellationToken::new(),
             worker: Mutex::new(None),
             ephemeral,
-            suspended: AtomicBool::new(false),
+            kept_for_restart: AtomicBool::new(false),
         }
     }
 
-    pub fn info(&self, history: &History) -> AgentInfo {
+    /// What the API shows; provider and model as the settings in effect
+    /// resolve them (a profile's default model can change with a reload).
+    pub fn info(&self, history: &History, settings: &ProviderSettings) -> AgentInfo {
+        let (provider, model) =
+            providers::endpoint::summary(&self.config.provider, &settings.config);
         let status = lock(&self.status);
         AgentInfo {
             name: self.config.name.clone(),
             agent_type: self.config.agent_type.clone(),
-            provider: self.provider_name.to_owned(),
+            provider: provider.to_owned(),
             state: status.state,
             id: self.id,
             profile: self.config.provider.profile.clone(),
-            model: self.model.clone(),
+            model,
             created_at: self.created_at.clone(),
             message_count: history.len(&self.config.name, self.id),
             usage: status.usage,
+            reason: status.reason.clone(),
         }
     }
 
-    pub fn provider_name(&self) -> &'static str {
-        self.provider_name
+    /// The spawn's provider spec, with a key a message brought if it had none.
+    fn spec(&self) -> ProviderSpec {
+        let mut spec = self.config.provider.clone();
+        if spec.api_key.is_none() {
+            spec.api_key = lock(&self.brought_key).clone();
+        }
+        spec
+    }
+
+    /// Keeps a key a message brought, if the agent was spawned without one.
+    pub fn bring_key(&self, key: Secret) {
+        if self.config.provider.api_key.is_none() && !key.expose().is_empty() {
+            *lock(&self.brought_key) = Some(key);
+        }
+    }
+
+    /// Builds the provider for the next call from the settings in effect
+    /// now: a profile's endpoint, default model and key are looked up here,
+    /// so a reload applies to the next message. An agent that cannot be set
+    /// up is `Suspended` with the reason; one that can again is revived.
+    pub fn setup(&self, settings: &ProviderSettings) -> Result<Setup, SetupError> {
+        let result = providers::build(&self.spec(), settings);
+        let mut status = lock(&self.status);
+        match &result {
+            Ok(_) if status.state == AgentState::Suspended => {
+                status.state = AgentState::Idle;
+                status.reason = None;
+                tracing::info!(agent = %self.config.name, "agent restored: it can reach its model again");
+            }
+            Err(error) if status.reason.as_deref() != Some(&error.to_string()) => {
+                status.state = AgentState::Suspended;
+                status.reason = Some(error.to_string());
+                tracing::warn!(agent = %self.config.name, reason = %error, "agent suspended");
+            }
+            _ => {}
+        }
+        result
     }
 
     pub fn enqueue(&self, content: String) -> Result<Exchange, EngineError> {
@@ -163,11 +205,15 @@ impl Agent {
     }
 
     /// Marks the agent to survive its worker's end (daemon exit), then stops it.
-    pub fn suspend(&self) {
+    pub fn keep_for_restart(&self) {
         if !self.ephemeral {
-            self.suspended.store(true, Ordering::SeqCst);
+            self.kept_for_restart.store(true, Ordering::SeqCst);
         }
         self.cancel();
+    }
+
+    pub fn is_kept_for_restart(&self) -> bool {
+        self.kept_for_restart.load(Ordering::SeqCst)
     }
 
     pub fn set_worker(&self, worker: JoinHandle<()>) {
@@ -178,8 +224,12 @@ impl Agent {
         lock(&self.worker).take()
     }
 
+    /// A new state after an exchange; a suspension noticed meanwhile stays.
     fn set_state(&self, state: AgentState) {
-        lock(&self.status).state = state;
+        let mut status = lock(&self.status);
+        if status.state != AgentState::Suspended || state == AgentState::Terminated {
+            status.state = state;
+        }
     }
 }
 
@@ -216,9 +266,8 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
         }
     }
     agent.set_state(AgentState::Terminated);
-    if !agent.suspended.load(Ordering::SeqCst) {
-        let history = engine.history_store();
-        history.end(&agent.config.name, agent.info(history));
+    if !agent.is_kept_for_restart() {
+        engine.record_end(&agent);
     }
     jobs.close();
     while let Ok(job) = jobs.try_recv() {
@@ -255,6 +304,14 @@ async fn exchange(
 ) -> Result<Message, EngineError> {
     let history = engine.history_store();
     let name = &agent.config.name;
+    // Resolved now, so a reload since the last message applies; an agent
+    // that cannot reach its model refuses before anything is recorded.
+    let setup = agent
+        .setup(&engine.settings())
+        .map_err(|reason| EngineError::Suspended {
+            name: name.clone(),
+            reason,
+        })?;
     // On disk before the provider hears of it.
     history.append(
         name,
@@ -265,7 +322,7 @@ async fn exchange(
     agent.set_state(AgentState::Processing);
 
     let request = ChatRequest {
-        model: agent.model.clone(),
+        model: setup.model.clone(),
         instructions: agent.config.instructions.clone(),
         turns: history
             .conversation(name, agent.id)
@@ -282,7 +339,7 @@ async fn exchange(
         slot = engine.provider_slot() => Ok(slot),
     };
     let end = match slot {
-        Ok(_slot) => stream_reply(agent, request, &mut reply, events).await,
+        Ok(_slot) => stream_reply(agent, &setup, request, &mut reply, events).await,
         Err(reason) => End::Interrupted(reason),
     };
 
@@ -328,11 +385,12 @@ async fn exchange(
 /// drops the stream, which cancels the upstream request if still running.
 async fn stream_reply(
     agent: &Agent,
+    setup: &Setup,
     request: ChatRequest,
     reply: &mut Reply,
     events: &mpsc::UnboundedSender<ExchangeEvent>,
 ) -> End {
-    let mut stream = agent.provider.stream(request);
+    let mut stream = setup.provider.stream(request);
     loop {
         tokio::select! {
             biased;

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 use super::{AgentConfig, AgentInfo, AgentName, Message, Usage, lock};
-use crate::store::{Store, StoreError};
+use crate::store::{SearchFilter, SearchHit, Store, StoreError};
 
 pub struct History {
     names: Mutex<HashMap<AgentName, Vec<Conversation>>>,
@@ -46,15 +46,7 @@ impl History {
         &self,
         action: impl FnOnce(&mut Store) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let run = || action(&mut lock(&self.store));
-        let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
-            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-        });
-        if multi_threaded {
-            tokio::task::block_in_place(run)
-        } else {
-            run()
-        }
+        blocking(|| action(&mut lock(&self.store)))
     }
 
     /// Starts the conversation of a newly spawned agent.
@@ -144,6 +136,11 @@ impl History {
         Ok(true)
     }
 
+    /// Full-text search over every conversation in the store.
+    pub fn search(&self, filter: &SearchFilter) -> Result<Vec<SearchHit>, StoreError> {
+        blocking(|| lock(&self.store).search(filter))
+    }
+
     /// The last ended incarnation of every name, for `list --all`.
     pub fn ended(&self) -> Vec<AgentInfo> {
         lock(&self.names)
@@ -192,4 +189,17 @@ fn find<'a>(
         .iter_mut()
         .rev()
         .find(|c| c.agent_id == agent_id)
+}
+
+/// Runs store I/O; on the daemon's multi-threaded runtime the worker says it
+/// is blocking, so its other tasks move to another thread instead of
+/// stalling behind a slow disk.
+fn blocking<T>(run: impl FnOnce() -> T) -> T {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_threaded {
+        tokio::task::block_in_place(run)
+    } else {
+        run()
+    }
 }

@@ -14,7 +14,7 @@ mod registry;
 mod types;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc};
@@ -51,6 +51,8 @@ pub enum EngineError {
     NameTaken(AgentName),
     #[error("{0}")]
     Setup(#[from] SetupError),
+    #[error("agent '{name}' is suspended: {reason}")]
+    Suspended { name: AgentName, reason: SetupError },
     #[error("agent '{0}' has {QUEUE_DEPTH} messages waiting; try again later")]
     QueueFull(AgentName),
     #[error("agent '{0}' was shut down before it could reply")]
@@ -59,6 +61,8 @@ pub enum EngineError {
     Interrupted(String),
     #[error("provider error: {0}")]
     Provider(#[from] ProviderError),
+    #[error("{0}")]
+    BadSearch(String),
     #[error("{0}; nothing already saved was lost")]
     Store(#[from] StoreError),
 }
@@ -88,10 +92,22 @@ pub struct Engine {
 struct Inner {
     agents: Mutex<Registry>,
     history: History,
-    settings: ProviderSettings,
+    /// Replaced whole by a reload; each provider call takes the value in effect.
+    settings: RwLock<Arc<ProviderSettings>>,
     /// One permit per provider call in flight (config `limits.max_provider_calls`).
-    provider_slots: Arc<Semaphore>,
+    /// A reload that changes the limit starts a new semaphore; calls already
+    /// running finish on the old one.
+    provider_slots: RwLock<Arc<Semaphore>>,
     started: Instant,
+}
+
+/// What a reload did to the agents.
+#[derive(Debug, Default)]
+pub struct ReloadReport {
+    /// Suspended agents the new settings let run again.
+    pub revived: Vec<AgentName>,
+    /// Agents that are still (or now) suspended, with why.
+    pub suspended: Vec<(AgentName, String)>,
 }
 
 impl Engine {
@@ -100,13 +116,44 @@ impl Engine {
             inner: Arc::new(Inner {
                 agents: Mutex::new(Registry::new()),
                 history,
-                provider_slots: Arc::new(Semaphore::new(
-                    settings.config.limits.max_provider_calls.max(1),
-                )),
-                settings,
+                provider_slots: RwLock::new(Arc::new(Semaphore::new(
+                    settings.config.limits.max_provider_calls,
+                ))),
+                settings: RwLock::new(Arc::new(settings)),
                 started: Instant::now(),
             }),
         }
+    }
+
+    /// The provider settings in effect now.
+    pub fn settings(&self) -> Arc<ProviderSettings> {
+        read(&self.inner.settings).clone()
+    }
+
+    /// Puts new settings (config, keys, connection pool) in effect for every
+    /// provider call that starts from now on; calls in flight finish with
+    /// the old ones. Every suspended agent is tried again, and every live
+    /// one re-checked, so the report says who runs and who cannot.
+    pub fn reload(&self, settings: ProviderSettings) -> ReloadReport {
+        let limit = settings.config.limits.max_provider_calls;
+        if limit != self.settings().config.limits.max_provider_calls {
+            *write(&self.inner.provider_slots) = Arc::new(Semaphore::new(limit));
+        }
+        *write(&self.inner.settings) = Arc::new(settings);
+        let settings = self.settings();
+        let mut report = ReloadReport::default();
+        for agent in lock(&self.inner.agents).all() {
+            let was_suspended =
+                agent.info(&self.inner.history, &settings).state == AgentState::Suspended;
+            match agent.setup(&settings) {
+                Ok(_) if was_suspended => report.revived.push(agent.config.name.clone()),
+                Ok(_) => {}
+                Err(error) => report
+                    .suspended
+                    .push((agent.config.name.clone(), error.to_string())),
+            }
+        }
+        report
     }
 
     /// An engine backed by `store`: every agent that was live when the
@@ -132,42 +179,34 @@ impl Engine {
                 .inner
                 .history
                 .insert(&name, id, agent.messages.clone(), None);
-            match engine.revive(agent) {
-                Ok(()) => restored += 1,
-                Err(error) => {
-                    tracing::warn!(agent = %name, %error, "cannot restore the agent; its history stays readable");
-                }
-            }
+            // Never ended by a start: one that cannot reach its model comes
+            // back suspended, with its id, history and the reason.
+            engine.revive(agent);
+            restored += 1;
         }
         tracing::info!(agents = restored, "agents restored");
         Ok(engine)
     }
 
-    /// Starts a stored live agent again under its old identity.
-    fn revive(&self, stored: StoredAgent) -> Result<(), EngineError> {
+    /// Starts a stored live agent again under its old identity: running if
+    /// its provider can be set up, else suspended with the reason.
+    fn revive(&self, stored: StoredAgent) {
         let identity = Identity {
             id: stored.id,
             created_at: stored.created_at.clone(),
             usage: stored.usage,
         };
-        match providers::build(&stored.config.provider, &self.inner.settings) {
-            Ok(setup) => {
-                let mut agents = lock(&self.inner.agents);
-                self.start(&mut agents, stored.config, setup, identity, false);
-                Ok(())
-            }
-            Err(error) => {
-                let info = self.ended_info(&stored);
-                self.inner.history.end(&stored.config.name, info);
-                Err(error.into())
-            }
-        }
+        let agent = {
+            let mut agents = lock(&self.inner.agents);
+            self.start(&mut agents, stored.config, identity, false)
+        };
+        let _ = agent.setup(&self.settings());
     }
 
     /// What `list --all` shows of an ended incarnation loaded from the store.
     fn ended_info(&self, stored: &StoredAgent) -> AgentInfo {
         let (provider, model) =
-            providers::endpoint::summary(&stored.config.provider, &self.inner.settings.config);
+            providers::endpoint::summary(&stored.config.provider, &self.settings().config);
         AgentInfo {
             name: stored.config.name.clone(),
             agent_type: stored.config.agent_type.clone(),
@@ -179,12 +218,20 @@ impl Engine {
             created_at: stored.created_at.clone(),
             message_count: stored.messages.len(),
             usage: stored.usage,
+            reason: None,
         }
+    }
+
+    /// Records in history that `agent` has ended, with its last state.
+    fn record_end(&self, agent: &Agent) {
+        let info = agent.info(&self.inner.history, &self.settings());
+        self.inner.history.end(&agent.config.name, info);
     }
 
     /// Waits for a free provider-call slot; the call holds it until dropped.
     async fn provider_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.inner.provider_slots.clone().acquire_owned().await.ok()
+        let slots = read(&self.inner.provider_slots).clone();
+        slots.acquire_owned().await.ok()
     }
 
     pub fn uptime(&self) -> Duration {
@@ -202,7 +249,7 @@ impl Engine {
 
     pub fn spawn(&self, config: AgentConfig) -> Result<AgentInfo, EngineError> {
         self.spawn_agent(config, false)
-            .map(|agent| agent.info(&self.inner.history))
+            .map(|agent| agent.info(&self.inner.history, &self.settings()))
     }
 
     fn spawn_agent(&self, config: AgentConfig, ephemeral: bool) -> Result<Arc<Agent>, EngineError> {
@@ -214,7 +261,8 @@ impl Engine {
         if agents.contains(&config.name) {
             return Err(EngineError::NameTaken(config.name));
         }
-        let setup = providers::build(&config.provider, &self.inner.settings)?;
+        // Refused now if it could not run: a spawn is never suspended.
+        providers::build(&config.provider, &self.settings())?;
         let identity = Identity {
             id: Uuid::new_v4(),
             created_at: now_rfc3339(),
@@ -224,7 +272,7 @@ impl Engine {
         self.inner
             .history
             .begin(&config, identity.id, &identity.created_at)?;
-        Ok(self.start(&mut agents, config, setup, identity, ephemeral))
+        Ok(self.start(&mut agents, config, identity, ephemeral))
     }
 
     /// Registers an agent in `agents` (the locked registry) and starts its worker.
@@ -232,24 +280,24 @@ impl Engine {
         &self,
         agents: &mut Registry,
         config: AgentConfig,
-        setup: providers::Setup,
         identity: Identity,
         ephemeral: bool,
     ) -> Arc<Agent> {
         let (jobs_tx, jobs_rx) = mpsc::channel(QUEUE_DEPTH);
-        let agent = Arc::new(Agent::new(config, setup, identity, jobs_tx, ephemeral));
+        let agent = Arc::new(Agent::new(config, identity, jobs_tx, ephemeral));
         agents.insert(agent.clone());
         let worker = tokio::spawn(agent::run_worker(self.clone(), agent.clone(), jobs_rx));
         agent.set_worker(worker);
-        tracing::info!(agent = %agent.config.name, provider = agent.provider_name(), "agent started");
+        tracing::info!(agent = %agent.config.name, "agent started");
         agent
     }
 
     pub fn list(&self, filter: &ListFilter) -> Vec<AgentInfo> {
         let agents: Vec<Arc<Agent>> = lock(&self.inner.agents).all();
+        let settings = self.settings();
         let mut infos: Vec<AgentInfo> = agents
             .iter()
-            .map(|a| a.info(&self.inner.history))
+            .map(|a| a.info(&self.inner.history, &settings))
             .filter(|info| filter.state.is_none_or(|s| info.state == s))
             .filter(|info| filter.provider.as_ref().is_none_or(|p| &info.provider == p))
             .collect();
@@ -271,7 +319,7 @@ impl Engine {
     }
 
     pub fn get(&self, name: &AgentName) -> Result<AgentInfo, EngineError> {
-        Ok(self.live(name)?.info(&self.inner.history))
+        Ok(self.live(name)?.info(&self.inner.history, &self.settings()))
     }
 
     fn live(&self, name: &AgentName) -> Result<Arc<Agent>, EngineError> {
@@ -283,7 +331,7 @@ impl Engine {
 
     /// The models offered by the endpoint a spawn with this config would use.
     pub async fn models(&self, spec: &ProviderSpec) -> Result<Vec<String>, EngineError> {
-        providers::models(spec, &self.inner.settings)
+        providers::models(spec, &self.settings())
             .await
             .map_err(|error| match error {
                 ModelsError::Setup(error) => EngineError::Setup(error),
@@ -291,9 +339,28 @@ impl Engine {
             })
     }
 
-    /// Queues a message for a live agent; the reply arrives on the returned stream.
-    pub fn send(&self, name: &AgentName, content: String) -> Result<Exchange, EngineError> {
-        self.live(name)?.enqueue(content)
+    /// Queues a message for a live agent; the reply arrives on the returned
+    /// stream. `key` is a key the client brought, kept for an agent that was
+    /// spawned without one (a suspended agent whose key was missing runs
+    /// again with it). A suspended agent that still cannot run refuses at
+    /// once, naming what it lacks.
+    pub fn send(
+        &self,
+        name: &AgentName,
+        content: String,
+        key: Option<Secret>,
+    ) -> Result<Exchange, EngineError> {
+        let agent = self.live(name)?;
+        if let Some(key) = key {
+            agent.bring_key(key);
+        }
+        agent
+            .setup(&self.settings())
+            .map_err(|reason| EngineError::Suspended {
+                name: name.clone(),
+                reason,
+            })?;
+        agent.enqueue(content)
     }
 
     /// Spawns an ephemeral agent, gives it one prompt, and removes it once
@@ -350,6 +417,23 @@ impl Engine {
             .ok_or_else(|| EngineError::NoHistory(name.clone()))
     }
 
+    /// Messages matching a full-text query across every conversation ever
+    /// held, live or ended, most relevant first.
+    pub fn search(
+        &self,
+        filter: &crate::store::SearchFilter,
+    ) -> Result<Vec<crate::store::SearchHit>, EngineError> {
+        if filter.query.trim().is_empty() {
+            return Err(EngineError::BadSearch("the search query is empty".into()));
+        }
+        self.inner.history.search(filter).map_err(|error| match error {
+            StoreError::Query(reason) => EngineError::BadSearch(format!(
+                "the search query is not valid ({reason}); use words, \"exact phrases\", OR, NOT, or prefix*"
+            )),
+            other => EngineError::Store(other),
+        })
+    }
+
     /// Deletes every message the name ever had (the agent, if live, keeps
     /// running with an empty context).
     pub fn clear_history(&self, name: &AgentName) -> Result<(), EngineError> {
@@ -365,7 +449,7 @@ impl Engine {
     pub async fn suspend_all(&self) -> ShutdownReport {
         let agents: Vec<Arc<Agent>> = lock(&self.inner.agents).all();
         for agent in &agents {
-            agent.suspend();
+            agent.keep_for_restart();
         }
         self.shutdown_all().await
     }
@@ -398,8 +482,21 @@ async fn stop(agent: &Agent) -> Result<(), String> {
         },
         None => Ok(()),
     };
-    tracing::info!(agent = %agent.config.name, "agent shut down");
+    if agent.is_kept_for_restart() {
+        tracing::info!(agent = %agent.config.name, "agent stopped for the daemon's exit; it comes back at the next start");
+    } else {
+        tracing::info!(agent = %agent.config.name, "agent shut down");
+    }
     result
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Locks a std mutex, shrugging off poisoning: every critical section here

@@ -57,17 +57,29 @@ pub enum AgentState {
     Processing,
     /// The last exchange failed upstream; the agent still takes messages.
     Failed,
+    /// Alive, with its id and history, but it cannot call its model: its key
+    /// is missing, or its profile or provider is unknown (AgentInfo `reason`
+    /// says which). The message, reload or start that brings what it lacks
+    /// revives it.
+    Suspended,
     Terminated,
 }
 
 impl AgentState {
-    pub const ALL: [AgentState; 4] = [Self::Idle, Self::Processing, Self::Failed, Self::Terminated];
+    pub const ALL: [AgentState; 5] = [
+        Self::Idle,
+        Self::Processing,
+        Self::Failed,
+        Self::Suspended,
+        Self::Terminated,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Idle => "idle",
             Self::Processing => "processing",
             Self::Failed => "failed",
+            Self::Suspended => "suspended",
             Self::Terminated => "terminated",
         }
     }
@@ -86,7 +98,9 @@ impl std::str::FromStr for AgentState {
             .into_iter()
             .find(|state| state.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown state {s:?}; expected one of idle, processing, failed, terminated")
+                format!(
+                    "unknown state {s:?}; expected one of idle, processing, failed, suspended, terminated"
+                )
             })
     }
 }
@@ -152,4 +166,7 @@ pub struct AgentInfo {
     pub created_at: String,
     pub message_count: usize,
     pub usage: Usage,
+    /// Why a `suspended` agent cannot run.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
 }

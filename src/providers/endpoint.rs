@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ProviderSpec, SetupError};
+use super::{Keys, ProviderSpec, SetupError};
 use crate::config::{Config, ProfileConfig};
 use crate::engine::Secret;
 
@@ -210,7 +210,13 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub fn resolve(config: &ProviderSpec, settings: &Config) -> Result<Self, SetupError> {
+    /// Resolves a spawn's endpoint against the config in effect and the
+    /// keys the daemon holds.
+    pub fn resolve(
+        config: &ProviderSpec,
+        settings: &Config,
+        keys: &Keys,
+    ) -> Result<Self, SetupError> {
         let profile = Profile::select(
             config.provider.as_deref(),
             config.profile.as_deref(),
@@ -232,7 +238,7 @@ impl Endpoint {
         let own_url = base_url == profile.base_url.trim_end_matches('/');
         let api_key = match &config.api_key {
             Some(key) if !key.expose().is_empty() => Some(key.clone()),
-            _ if own_url => daemon_key(profile.api_key_env.as_deref()),
+            _ if own_url => profile.api_key_env.as_deref().and_then(|v| keys.get(v)),
             _ => None,
         };
         // The profile's own endpoint needs the key it names; a URL the request
@@ -245,10 +251,9 @@ impl Endpoint {
                 });
             }
         }
+        // No model is not an error here: listing the models needs none.
+        // An agent does: `providers::build` asks for one.
         let model = config.model.clone().or(profile.model);
-        if model.is_none() && profile.kind != Kind::Echo {
-            return Err(SetupError::NoModel(describe(config)));
-        }
         Ok(Self {
             kind: profile.kind,
             base_url,
@@ -289,14 +294,6 @@ pub fn key_variable(
     profile.api_key_env.filter(|_| own_url)
 }
 
-/// Reads the key a provider or profile names from the daemon's own environment.
-fn daemon_key(variable: Option<&str>) -> Option<Secret> {
-    std::env::var(variable?)
-        .ok()
-        .filter(|value| !value.is_empty())
-        .map(Secret::new)
-}
-
 fn check_base_url(base_url: &str) -> Result<(), SetupError> {
     match reqwest::Url::parse(base_url) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
@@ -315,7 +312,7 @@ fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn describe(config: &ProviderSpec) -> String {
+pub(super) fn describe(config: &ProviderSpec) -> String {
     match (&config.profile, &config.provider) {
         (Some(profile), _) => format!("profile {profile}"),
         (None, Some(provider)) => format!("provider {provider}"),
@@ -361,50 +358,52 @@ mod tests {
 
     #[test]
     fn a_daemon_key_goes_only_to_its_own_url() {
-        // A variable no other test uses, so setting it races with nothing.
-        let variable = "ORCHESTRATION_UNIT_TEST_KEY";
-        // SAFETY: unit tests in this module read only this variable.
-        unsafe { std::env::set_var(variable, "daemon-secret") };
+        let keys = Keys::from_pairs([("WORK_KEY", "daemon-secret")]);
         let mut config = Config::default();
         config.profiles.insert(
             "work".into(),
             ProfileConfig {
                 base_url: Some("http://127.0.0.1:9/v1/".into()),
-                api_key_env: Some(variable.into()),
+                api_key_env: Some("WORK_KEY".into()),
                 ..ProfileConfig::default()
             },
         );
         let mut own = spec("openai", None, None);
         own.profile = Some("work".into());
         own.provider = None;
-        let endpoint = Endpoint::resolve(&own, &config).unwrap();
+        let endpoint = Endpoint::resolve(&own, &config, &keys).unwrap();
         assert_eq!(endpoint.api_key.unwrap().expose(), "daemon-secret");
         // The profile's own URL spelled out (trailing slash or not) is still its own.
         own.base_url = Some("http://127.0.0.1:9/v1".into());
-        assert!(Endpoint::resolve(&own, &config).unwrap().api_key.is_some());
+        assert!(
+            Endpoint::resolve(&own, &config, &keys)
+                .unwrap()
+                .api_key
+                .is_some()
+        );
         // Any other URL gets no daemon key, and needs none to be set up.
         own.base_url = Some("http://127.0.0.1:9/elsewhere".into());
-        assert!(Endpoint::resolve(&own, &config).unwrap().api_key.is_none());
+        assert!(
+            Endpoint::resolve(&own, &config, &keys)
+                .unwrap()
+                .api_key
+                .is_none()
+        );
         // A key the request carries goes where the request says.
         own.api_key = Some(Secret::new("client-key".into()));
-        let endpoint = Endpoint::resolve(&own, &config).unwrap();
+        let endpoint = Endpoint::resolve(&own, &config, &keys).unwrap();
         assert_eq!(endpoint.api_key.unwrap().expose(), "client-key");
     }
 
     #[test]
     fn a_custom_url_needs_no_key_but_the_providers_own_does() {
         let config = Config::default();
+        let keys = Keys::from_pairs([("OTHER_KEY", "x")]);
         let custom = spec("anthropic", Some("http://127.0.0.1:9"), None);
-        assert!(
-            Endpoint::resolve(&custom, &config)
-                .unwrap()
-                .api_key
-                .is_none()
-        );
-        if std::env::var_os("ANTHROPIC_API_KEY").is_none() {
-            let error = Endpoint::resolve(&spec("anthropic", None, None), &config).unwrap_err();
-            assert!(matches!(error, SetupError::MissingKey { .. }), "{error}");
-        }
+        let endpoint = Endpoint::resolve(&custom, &config, &keys).unwrap();
+        assert!(endpoint.api_key.is_none());
+        let error = Endpoint::resolve(&spec("anthropic", None, None), &config, &keys).unwrap_err();
+        assert!(matches!(error, SetupError::MissingKey { .. }), "{error}");
     }
 
     #[test]

@@ -109,24 +109,115 @@ pub trait Provider: Send + Sync {
     fn stream(&self, request: ChatRequest) -> EventStream;
 }
 
-/// Daemon-wide provider settings: the config (profiles, timeouts) and the
-/// one connection pool every remote provider shares.
+/// Daemon-wide provider settings: the config (profiles, timeouts), the keys
+/// the daemon holds, and the one connection pool every remote provider
+/// shares. A reload replaces the whole value; calls in flight keep theirs.
 #[derive(Debug, Clone)]
 pub struct ProviderSettings {
     /// Pause between the echo provider's words, so streaming is visible.
     pub echo_delay: Duration,
     pub config: Arc<Config>,
+    pub keys: Arc<Keys>,
     pub upstream: Upstream,
 }
 
 impl ProviderSettings {
-    pub fn new(config: Config, echo_delay: Duration) -> Result<Self, SetupError> {
+    pub fn new(config: Config, keys: Keys, echo_delay: Duration) -> Result<Self, SetupError> {
         Ok(Self {
             echo_delay,
             upstream: Upstream::new(config.providers.clone())?,
             config: Arc::new(config),
+            keys: Arc::new(keys),
         })
     }
+}
+
+/// The environment the daemon reads keys from: its own process environment,
+/// overlaid by the service's environment file (`KEY=value` lines), which a
+/// reload reads again, so a rotated key takes effect without a restart.
+/// Only the variables a provider or profile names are ever looked up here.
+#[derive(Clone, Default)]
+pub struct Keys {
+    vars: std::collections::HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: the values are secrets.
+        let mut names: Vec<&String> = self.vars.keys().collect();
+        names.sort();
+        f.debug_struct("Keys").field("names", &names).finish()
+    }
+}
+
+impl Keys {
+    /// The process environment, then `file`'s lines over it (a missing file adds nothing).
+    pub fn load(file: &std::path::Path) -> Result<Self, String> {
+        let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+        match std::fs::read_to_string(file) {
+            Ok(text) => vars.extend(
+                parse_environment_file(&text)
+                    .map_err(|(line, why)| format!("{}:{line}: {why}", file.display()))?,
+            ),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(format!("cannot read {}: {error}", file.display())),
+        }
+        Ok(Self { vars })
+    }
+
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
+    }
+
+    /// A non-empty value of `variable`.
+    pub fn get(&self, variable: &str) -> Option<Secret> {
+        self.vars
+            .get(variable)
+            .filter(|value| !value.is_empty())
+            .map(|value| Secret::new(value.clone()))
+    }
+
+    /// A setting from this environment (not a key), such as `RUST_LOG`.
+    pub fn setting(&self, variable: &str) -> Option<&str> {
+        self.vars.get(variable).map(String::as_str)
+    }
+}
+
+/// `KEY=value` lines as systemd's `EnvironmentFile=` reads them: blank lines
+/// and `#`/`;` comments skipped, an optional `export `, values optionally in
+/// single or double quotes. A line that is none of these is an error.
+fn parse_environment_file(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
+    let mut pairs = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((name, value)) = line.split_once('=') else {
+            return Err((index + 1, "expected KEY=value".into()));
+        };
+        let name = name.trim();
+        let valid = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err((index + 1, format!("{name:?} is not a variable name")));
+        }
+        let value = value.trim();
+        let unquoted = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(value);
+        pairs.push((name.to_owned(), unquoted.to_owned()));
+    }
+    Ok(pairs)
 }
 
 /// Why an agent's provider could not be set up (the client's mistake: 400).
@@ -166,7 +257,10 @@ pub struct Setup {
 
 /// Builds the provider an agent's config asks for.
 pub fn build(spec: &ProviderSpec, settings: &ProviderSettings) -> Result<Setup, SetupError> {
-    let endpoint = Endpoint::resolve(spec, &settings.config)?;
+    let endpoint = Endpoint::resolve(spec, &settings.config, &settings.keys)?;
+    if endpoint.model.is_none() && endpoint.kind != Kind::Echo {
+        return Err(SetupError::NoModel(endpoint::describe(spec)));
+    }
     let model = endpoint.model.clone();
     let provider_name = endpoint.kind.name();
     let provider: Arc<dyn Provider> = match endpoint.kind {
@@ -195,7 +289,7 @@ pub async fn models(
     spec: &ProviderSpec,
     settings: &ProviderSettings,
 ) -> Result<Vec<String>, ModelsError> {
-    let endpoint = Endpoint::resolve(spec, &settings.config)?;
+    let endpoint = Endpoint::resolve(spec, &settings.config, &settings.keys)?;
     let upstream = &settings.upstream;
     let ids = match endpoint.kind {
         Kind::Echo => vec!["echo".to_owned()],
@@ -253,4 +347,37 @@ fn model_ids(listing: Value) -> Result<Vec<String>, ProviderError> {
         .collect();
     ids.sort();
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_files_read_as_systemd_reads_them() {
+        let text =
+            "# keys\nOPENAI_API_KEY=sk-1\n\nexport WORK_KEY=\"quoted value\"\n; old\nX='single'\n";
+        let pairs = parse_environment_file(text).unwrap();
+        assert_eq!(
+            pairs,
+            vec![
+                ("OPENAI_API_KEY".to_owned(), "sk-1".to_owned()),
+                ("WORK_KEY".to_owned(), "quoted value".to_owned()),
+                ("X".to_owned(), "single".to_owned()),
+            ]
+        );
+        assert_eq!(
+            parse_environment_file("A=1\nnot a line\n").unwrap_err().0,
+            2
+        );
+        assert!(parse_environment_file("1A=x").is_err());
+        let keys = Keys::from_pairs([("A", "x"), ("EMPTY", "")]);
+        assert!(keys.get("EMPTY").is_none());
+        assert_eq!(keys.get("A").unwrap().expose(), "x");
+        let shown = format!("{keys:?}");
+        assert!(
+            shown.contains("\"A\"") && !shown.contains("\"x\""),
+            "{shown}"
+        );
+    }
 }

@@ -341,6 +341,26 @@ as_user env OPENAI_API_KEY="$PLANTED" orchestration spawn leaky --provider opena
     --base-url http://127.0.0.1:9/v1 --model m >/dev/null
 as_user orchestration message leaky "hi" >/dev/null 2>&1 || true
 
+# --- reload in place ---------------------------------------------------------
+CONFIG_DIR=$E2E_HOME/.config/orchestration
+pid_before=$(prop MainPID orchestration.service)
+status_before=$(prop ExecMainStatus orchestration.service)
+as_user mkdir -p "$CONFIG_DIR"
+as_user bash -c 'printf "[daemon]\nlog_level = \"debug\"\n" >"$1"' _ "$CONFIG_DIR/config.toml"
+check "systemctl --user reload succeeds" sctl reload orchestration.service
+check "reload keeps the process (MainPID $pid_before)" is MainPID orchestration.service "$pid_before"
+check "reload keeps ExecMainStatus" is ExecMainStatus orchestration.service "$status_before"
+check "active after the reload" is ActiveState orchestration.service active
+check "agents survive the reload" grep -q e2e <<<"$(orch list)"
+as_user bash -c 'printf "[daemon]\nbogus = 1\n" >"$1"' _ "$CONFIG_DIR/config.toml"
+reload_fails() { ! sctl reload orchestration.service 2>/dev/null; }
+check "a reload of a broken config fails" reload_fails
+check "a failed reload keeps the process" is MainPID orchestration.service "$pid_before"
+check "and keeps it active" is ActiveState orchestration.service active
+check "serve --status reports the failed reload" grep -q "last reload FAILED" <<<"$(orch serve --status)"
+as_user rm -f "$CONFIG_DIR/config.toml"
+check "a reload after the fix succeeds" sctl reload orchestration.service
+
 # --- the journal -----------------------------------------------------------
 journalctl --flush >/dev/null 2>&1 || true
 # The user reads its own unit's journal (group systemd-journal).
@@ -359,8 +379,13 @@ for field in SYSLOG_IDENTIFIER REQUEST_ID AGENT METHOD PATH STATUS DURATION_MS; 
     check "journal field $field" grep -q "\"$field\":" <<<"$request"
 done
 check "SYSLOG_IDENTIFIER=orchestration" grep -q '"SYSLOG_IDENTIFIER":"orchestration"' <<<"$request"
+check "the journal shows the reload" grep -q '"MESSAGE":"reloaded the config and environment files"' "$ENTRIES"
+check "the journal shows the failed reload" grep -q 'reload failed' "$ENTRIES"
 # Text on stderr would arrive as _TRANSPORT=stdout: there must be none.
-check "no stderr-stream text entries" bash -c '! grep -q "\"_TRANSPORT\":\"stdout\"" "$1"' _ "$ENTRIES"
+# (`systemctl reload` runs `serve --reload`, whose own output is text: only
+# the daemon's process counts.)
+check "no stderr-stream text entries from the daemon" bash -c \
+    '! grep "\"_TRANSPORT\":\"stdout\"" "$1" | grep -q "\"_PID\":\"$2\""' _ "$ENTRIES" "$main_pid"
 rm -f "$ENTRIES"
 ALL_LOGS=$(mktemp)
 {

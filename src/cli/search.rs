@@ -1,0 +1,59 @@
+//! `orchestration search`: full-text search over every conversation ever
+//! held, live or ended, most relevant first.
+
+use clap::Args;
+
+use super::{CliError, Ctx, output};
+use crate::api::wire::{SearchQuery, SearchResults};
+use crate::engine::AgentName;
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  orchestration search timeout                 every message that says timeout
+  orchestration search '\"connection reset\"'    an exact phrase
+  orchestration search 'deploy*' --agent ops   words starting with deploy, said to or by ops
+  orchestration search retry --since 7d --limit 5")]
+pub struct SearchArgs {
+    /// What to look for: words (all must appear), "exact phrases", OR, NOT, prefix*.
+    #[arg(required = true, num_args = 1.., value_name = "QUERY")]
+    pub query: Vec<String>,
+    /// Only this agent's conversations (every one the name has had).
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<AgentName>,
+    /// Only messages newer than this: a duration back from now (7d, 12h, 30m) or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// At most this many results (default 20).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+pub async fn run(ctx: &Ctx, args: SearchArgs) -> Result<(), CliError> {
+    let query = SearchQuery {
+        q: args.query.join(" "),
+        agent: args.agent,
+        since: args.since,
+        limit: args.limit,
+    };
+    if query.q.trim().is_empty() {
+        return Err(CliError::Usage("the search query is empty".into()));
+    }
+    let found: SearchResults = ctx
+        .client
+        .get(&format!("/search{}", query.to_query()))
+        .await?;
+    if ctx.json {
+        return output::json(&found);
+    }
+    if found.results.is_empty() {
+        return output::line(&format!("nothing found for {:?}", query.q));
+    }
+    for hit in &found.results {
+        output::line(&format!(
+            "{} ({}, {})\n  {}",
+            hit.agent, hit.sender, hit.timestamp, hit.snippet
+        ))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Reload without a restart (SIGHUP, `POST /reload`, `serve --reload`,
+//! `systemctl --user reload`): re-read the config file and the environment
+//! file and put them in effect — provider settings, profiles, keys, limits,
+//! the idle timeout and the log level — or, if either does not load, change
+//! nothing and say why. Replies in flight finish with the settings they
+//! started with.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::api::Control;
+use crate::api::wire::{ConfigStatus, Reloaded};
+use crate::config::Config;
+use crate::engine::{Engine, lock, now_rfc3339};
+use crate::paths::Paths;
+use crate::providers::{Keys, ProviderSettings};
+
+use super::logging::{self, Level};
+use super::notify;
+
+pub struct Reloader {
+    paths: Paths,
+    engine: Engine,
+    echo_delay: Duration,
+    log: Option<Level>,
+    status: Mutex<ConfigStatus>,
+    /// One reload at a time: a SIGHUP and a `serve --reload` do not interleave.
+    running: Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(
+        paths: Paths,
+        engine: Engine,
+        echo_delay: Duration,
+        log: Option<Level>,
+    ) -> Arc<Self> {
+        let status = ConfigStatus {
+            path: paths.config_file.display().to_string(),
+            loaded_at: now_rfc3339(),
+            last_reload_error: None,
+        };
+        Arc::new(Self {
+            paths,
+            engine,
+            echo_delay,
+            log,
+            status: Mutex::new(status),
+            running: Mutex::new(()),
+        })
+    }
+
+    fn try_reload(&self) -> Result<Reloaded, String> {
+        let config = Config::load(&self.paths.config_file).map_err(|e| e.to_string())?;
+        let keys = Keys::load(&self.paths.environment_file)?;
+        let level =
+            logging::directives(keys.setting("RUST_LOG"), config.daemon.log_level.as_deref());
+        let settings =
+            ProviderSettings::new(config, keys, self.echo_delay).map_err(|e| e.to_string())?;
+        // Everything loaded: from here on the new settings are in effect.
+        if let Some(log) = &self.log {
+            if let Err(error) = log.set(&level) {
+                tracing::warn!(%error, "keeping the old log level");
+            }
+        }
+        let report = self.engine.reload(settings);
+        let status = ConfigStatus {
+            path: self.paths.config_file.display().to_string(),
+            loaded_at: now_rfc3339(),
+            last_reload_error: None,
+        };
+        *lock(&self.status) = status.clone();
+        Ok(Reloaded {
+            status: "reloaded".into(),
+            config: status,
+            revived: report.revived,
+            suspended: report.suspended.into_iter().collect(),
+        })
+    }
+}
+
+impl Control for Reloader {
+    fn reload(&self) -> Result<Reloaded, String> {
+        let _one_at_a_time = lock(&self.running);
+        notify::reloading();
+        let result = self.try_reload();
+        match &result {
+            Ok(reloaded) => tracing::info!(
+                config = %reloaded.config.path,
+                revived = reloaded.revived.len(),
+                suspended = reloaded.suspended.len(),
+                "reloaded the config and environment files"
+            ),
+            Err(error) => {
+                tracing::error!(%error, "reload failed; the old config stays in effect");
+                lock(&self.status).last_reload_error = Some(error.clone());
+            }
+        }
+        notify::ready(self.engine.live_count());
+        result
+    }
+
+    fn config_status(&self) -> ConfigStatus {
+        lock(&self.status).clone()
+    }
+}
