@@ -15,23 +15,26 @@ use crate::paths::Paths;
 
 pub const LONG_ABOUT: &str = "\
 Serve the Model Context Protocol on standard input and output, so that an assistant or editor can \
-spawn agents, talk to them and read their histories as tools: spawn_agent, list_agents, \
+spawn agents, talk to them and read their histories through tools: spawn_agent, list_agents, \
 send_message, get_history, run_task, shutdown_agent and list_models.
 
-It is meant to be started by an MCP client, for example:
-  claude mcp add orchestration -- orchestration mcp
-or, in an editor's JSON configuration:
-  {\"mcpServers\": {\"orchestration\": {\"command\": \"orchestration\", \"args\": [\"mcp\"]}}}
+An MCP client starts it. To register it with an assistant's command line: \
+`claude mcp add orchestration -- orchestration mcp`. In an editor's JSON configuration: \
+{\"mcpServers\": {\"orchestration\": {\"command\": \"orchestration\", \"args\": [\"mcp\"]}}}
 
-Like every other command it talks to the daemon, starting one on the first tool call that finds \
-none (unless --no-autostart). API keys come from this process's environment and travel in each \
-request, as with `spawn`; a base_url a tool call names gets no key. A failed call (an unknown \
-agent, a missing key, a provider error, an unreachable daemon) is a tool result marked as an \
-error, and the session goes on. A client that cancels send_message or run_task cancels the \
-provider call, as Ctrl-C does in `message`; the partial reply stays in the history, marked \
-interrupted. With a progress token, send_message and run_task stream the reply as progress \
-notifications. Standard output carries only the protocol; logs go to standard error (RUST_LOG \
-sets the level, default warn).";
+Like every other command it talks to the daemon, and the first tool call that finds none starts \
+one (unless --no-autostart). API keys come from this process's environment and travel in each \
+request, as with `spawn`; a tool call cannot name a key variable, and a base_url it names gets no \
+key.
+
+A failed call (an unknown agent, a missing key, a provider error, an unreachable daemon) is a tool \
+result marked as an error, and the session goes on. With a progress token, send_message and \
+run_task stream the reply as progress notifications. A client that cancels one of them cancels \
+the provider call, as Ctrl-C does in `message`; the partial reply stays in the history, marked \
+interrupted.
+
+Standard output carries only the protocol; logs go to standard error (RUST_LOG sets the level, \
+default warn).";
 
 #[derive(Debug, Args)]
 pub struct McpArgs {}
