@@ -63,7 +63,9 @@ fn passed(output: &Output, context: &dyn Fn() -> String) -> serde_json::Value {
 #[test]
 fn an_mcp_client_uses_every_tool_and_the_cli_sees_the_same_agents() {
     let Some(python) = python() else { return };
-    let daemon = Daemon::start(&[]);
+    // A loopback port nobody listens on: the provider failure the client checks.
+    let dead = format!("http://127.0.0.1:{}/v1", common::free_port());
+    let daemon = Daemon::start_in(Env::new().var("MCP_DEAD_URL", &dead), &["--no-tcp"], None);
     let output = client(&python, &daemon.env, "scenario");
     let report = passed(&output, &|| daemon.log());
     assert!(

@@ -150,6 +150,11 @@ async def scenario(session):
     await refused(session, "spawn_agent", {"name": "-bad", "provider": "echo"}, "-bad")
     await refused(session, "spawn_agent", {"provider": "echo"}, "name")
     await refused(session, "list_agents", {"state": "asleep"}, "asleep")
+    # A provider that cannot be reached: the daemon's 502 detail, as a tool error.
+    dead = {"name": "down", "provider": "openai", "base_url": os.environ["MCP_DEAD_URL"]}
+    await ok(session, "spawn_agent", dead)
+    await refused(session, "send_message", {"agent": "down", "content": "hi"}, "provider error", "cannot reach")
+    await ok(session, "shutdown_agent", {"agent": "down"})
     try:
         await session.call_tool("search_history", {"query": "x"})
         raise AssertionError("an unknown tool was called")
