@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the third-party mock model server the
-# suite checks the CLI against (fakellm, from PyPI, into target/third-party),
+# suite checks the CLI against (fakellm, from PyPI, into target/third-party)
+# and the MCP client it checks `orchestration mcp` with (mcp, likewise),
 # runs `cargo test --all-targets`, then the end-to-end run under a real
 # systemd user manager and journald (tests/e2e/systemd-user.sh; as root only,
 # it says SKIPPED otherwise). Extra arguments go to cargo test and skip the e2e.
@@ -18,6 +19,13 @@ if [ ! -x "$venv/bin/fakellm" ] || ! "$venv/bin/pip" show fakellm 2>/dev/null | 
     "$venv/bin/pip" install --quiet --disable-pip-version-check "fakellm==$FAKELLM_VERSION"
 fi
 export ORCHESTRATION_FAKELLM="$PWD/$venv/bin/fakellm"
+# The MCP client tests/mcp.rs drives `orchestration mcp` with: the official Python SDK.
+MCP_VERSION=2.3.0
+if ! "$venv/bin/python" -m pip show mcp 2>/dev/null | grep -qx "Version: $MCP_VERSION"; then
+    echo "== installing mcp $MCP_VERSION into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "mcp==$MCP_VERSION"
+fi
+export ORCHESTRATION_MCP_PYTHON="$PWD/$venv/bin/python"
 export ORCHESTRATION_REQUIRE_THIRD_PARTY=1
 
 # Where cargo puts what it builds: $CARGO_TARGET_DIR, build.target-dir from

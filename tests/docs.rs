@@ -139,7 +139,7 @@ fn generate() -> BTreeMap<PathBuf, Vec<u8>> {
         }
         let env: Vec<(&str, &str)> = match name {
             "serve" => [CLIENT_ENV, SERVE_ENV, KEY_ENV].concat(),
-            "spawn" | "task" | "models" => [CLIENT_ENV, KEY_ENV].concat(),
+            "spawn" | "task" | "models" | "mcp" => [CLIENT_ENV, KEY_ENV].concat(),
             "completions" => Vec::new(),
             _ => CLIENT_ENV.to_vec(),
         };

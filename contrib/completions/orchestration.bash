@@ -31,6 +31,9 @@ _orchestration() {
             orchestration,list)
                 cmd="orchestration__subcmd__list"
                 ;;
+            orchestration,mcp)
+                cmd="orchestration__subcmd__mcp"
+                ;;
             orchestration,message)
                 cmd="orchestration__subcmd__message"
                 ;;
@@ -105,6 +108,9 @@ _orchestration() {
                 ;;
             orchestration__subcmd__help,list)
                 cmd="orchestration__subcmd__help__subcmd__list"
+                ;;
+            orchestration__subcmd__help,mcp)
+                cmd="orchestration__subcmd__help__subcmd__mcp"
                 ;;
             orchestration__subcmd__help,message)
                 cmd="orchestration__subcmd__help__subcmd__message"
@@ -185,7 +191,7 @@ _orchestration() {
 
     case "${cmd}" in
         orchestration)
-            opts="-h -V --socket --json --no-autostart --help --version serve spawn list message history task shutdown models search config service completions help"
+            opts="-h -V --socket --json --no-autostart --help --version serve spawn list message history task shutdown models search config service mcp completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -427,7 +433,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__help)
-            opts="serve spawn list message history task shutdown models search config service completions help"
+            opts="serve spawn list message history task shutdown models search config service mcp completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -567,6 +573,20 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__mcp)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -771,6 +791,24 @@ _orchestration() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__mcp)
+            opts="-h --socket --json --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

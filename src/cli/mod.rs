@@ -4,6 +4,7 @@
 mod config;
 mod history;
 mod list;
+mod mcp;
 mod message;
 mod models;
 mod output;
@@ -96,6 +97,9 @@ pub enum Command {
     /// Install, remove or inspect the systemd user units (launchd agent on macOS) for this binary.
     #[command(long_about = service::LONG_ABOUT)]
     Service(service::ServiceArgs),
+    /// Serve the Model Context Protocol on standard input and output, for assistants and editors.
+    #[command(long_about = mcp::LONG_ABOUT)]
+    Mcp(mcp::McpArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output.
     Completions(CompletionsArgs),
 }
@@ -292,6 +296,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Completions(args) => return completions(args.shell),
         Command::Service(args) => return service::run(args, &paths, cli.json),
         Command::Config(args) => return config::run(args, &paths, cli.json),
+        // A long-lived client: it starts the daemon on the first call that
+        // needs it, not before, and builds its own client per call.
+        Command::Mcp(args) => return mcp::run(args, paths, cli.no_autostart),
         command => command,
     };
     if !cli.no_autostart {
@@ -308,7 +315,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Serve(_)
             | Command::Completions(_)
             | Command::Service(_)
-            | Command::Config(_) => Ok(()),
+            | Command::Config(_)
+            | Command::Mcp(_) => Ok(()),
             Command::Spawn(args) => spawn::run(&ctx, args).await,
             Command::List(args) => list::run(&ctx, args).await,
             Command::Message(args) => message::run(&ctx, args).await,

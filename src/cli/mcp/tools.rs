@@ -1,0 +1,626 @@
+//! The MCP tools: their names, descriptions and argument types (the JSON
+//! Schemas clients see are derived from these types), and how a call's
+//! arguments become a request to the daemon. No I/O here but reading the
+//! config file and the environment for API keys, as `spawn` does.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rmcp::model::{JsonObject, Tool, ToolAnnotations};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::super::{AgentOptions, CliError, EndpointOptions, agent_path};
+use crate::api::wire::{AgentRequest, HistoryQuery, ListQuery, MessageRequest};
+use crate::engine::{AgentName, AgentState};
+
+/// The tools this server offers. `search_history` is not among them: the
+/// daemon cannot search yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolName {
+    SpawnAgent,
+    ListAgents,
+    SendMessage,
+    GetHistory,
+    RunTask,
+    ShutdownAgent,
+    ListModels,
+}
+
+impl ToolName {
+    pub const ALL: [ToolName; 7] = [
+        Self::SpawnAgent,
+        Self::ListAgents,
+        Self::SendMessage,
+        Self::GetHistory,
+        Self::RunTask,
+        Self::ShutdownAgent,
+        Self::ListModels,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SpawnAgent => "spawn_agent",
+            Self::ListAgents => "list_agents",
+            Self::SendMessage => "send_message",
+            Self::GetHistory => "get_history",
+            Self::RunTask => "run_task",
+            Self::ShutdownAgent => "shutdown_agent",
+            Self::ListModels => "list_models",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|tool| tool.as_str() == name)
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Self::SpawnAgent => {
+                "Start a new named LLM agent that keeps its conversation between calls. \
+                 Talk to it with send_message; it lives until shutdown_agent. \
+                 Without provider or profile the daemon's default provider (openai) answers; \
+                 provider \"echo\" is an offline test agent that replies with the message it got."
+            }
+            Self::ListAgents => {
+                "List the live agents with their state, provider, model, message count and \
+                 token usage. With all=true, agents that were shut down are listed too."
+            }
+            Self::SendMessage => {
+                "Send a message to a live agent and return its reply. The agent sees its whole \
+                 conversation so far. Messages to one agent are answered one at a time, in order."
+            }
+            Self::GetHistory => {
+                "Read an agent's conversation, oldest first: the messages sent to it and its \
+                 replies. Works after the agent was shut down."
+            }
+            Self::RunTask => {
+                "Answer one prompt with a throwaway agent and return the reply; the agent is \
+                 removed afterwards whatever happens. For a single question that needs no \
+                 follow-up; use spawn_agent and send_message for a conversation."
+            }
+            Self::ShutdownAgent => {
+                "Shut an agent down. Its name becomes free again; its history stays readable \
+                 with get_history."
+            }
+            Self::ListModels => {
+                "List the models a provider or profile offers (the daemon asks its model server)."
+            }
+        }
+    }
+
+    fn input_schema(self) -> Arc<JsonObject> {
+        match self {
+            Self::SpawnAgent => schema::<SpawnAgentArgs>(),
+            Self::ListAgents => schema::<ListAgentsArgs>(),
+            Self::SendMessage => schema::<SendMessageArgs>(),
+            Self::GetHistory => schema::<GetHistoryArgs>(),
+            Self::RunTask => schema::<RunTaskArgs>(),
+            Self::ShutdownAgent => schema::<ShutdownAgentArgs>(),
+            Self::ListModels => schema::<ListModelsArgs>(),
+        }
+    }
+
+    fn annotations(self) -> ToolAnnotations {
+        let (read_only, destructive) = match self {
+            Self::ListAgents | Self::GetHistory | Self::ListModels => (true, false),
+            Self::ShutdownAgent => (false, true),
+            Self::SpawnAgent | Self::SendMessage | Self::RunTask => (false, false),
+        };
+        let mut annotations = ToolAnnotations::new();
+        annotations.read_only_hint = Some(read_only);
+        annotations.destructive_hint = Some(destructive);
+        // Providers are model servers out in the world; the rest is the daemon.
+        annotations.open_world_hint = Some(matches!(
+            self,
+            Self::SendMessage | Self::RunTask | Self::ListModels
+        ));
+        annotations
+    }
+
+    pub fn tool(self) -> Tool {
+        Tool::new(self.as_str(), self.description(), self.input_schema())
+            .with_annotations(self.annotations())
+    }
+}
+
+/// The input schema of a tool whose arguments are `T`.
+fn schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    rmcp::handler::server::tool::schema_for_input::<T>().unwrap_or_else(|error| {
+        // Only a programming error gets here, and a unit test catches it.
+        tracing::error!(%error, "a tool's input schema is invalid");
+        Arc::new(JsonObject::from_iter([("type".into(), "object".into())]))
+    })
+}
+
+/// A tool call the client got wrong, or one the daemon refused: the text
+/// the model is shown, as a tool result marked as an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolError(pub String);
+
+impl From<CliError> for ToolError {
+    fn from(error: CliError) -> Self {
+        Self(error.to_string())
+    }
+}
+
+/// What one tool call asks of the daemon.
+#[derive(Debug)]
+pub enum Call {
+    /// `POST /agents`.
+    Spawn(AgentRequest),
+    /// `GET /agents?…` (the path with its query).
+    List(String),
+    /// `POST /agents/{name}/message`, streamed.
+    Message { path: String, body: MessageRequest },
+    /// `GET /agents/{name}/history?…`.
+    History { agent: AgentName, path: String },
+    /// `POST /agents/{name}/task`, streamed.
+    Task { path: String, body: AgentRequest },
+    /// `DELETE /agents/{name}`.
+    Shutdown(AgentName),
+    /// `POST /models`.
+    Models(AgentRequest),
+}
+
+/// Turns a call's arguments into what to ask the daemon, resolving API keys
+/// from this process's environment under the CLI's rules.
+pub fn plan(tool: ToolName, arguments: JsonObject, config_file: &Path) -> Result<Call, ToolError> {
+    match tool {
+        ToolName::SpawnAgent => {
+            let args: SpawnAgentArgs = parse(arguments)?;
+            let name = agent_name(&args.name)?;
+            Ok(Call::Spawn(args.options().request(&name, config_file)?))
+        }
+        ToolName::ListAgents => {
+            let args: ListAgentsArgs = parse(arguments)?;
+            Ok(Call::List(format!("/agents{}", args.query()?.to_query())))
+        }
+        ToolName::SendMessage => {
+            let args: SendMessageArgs = parse(arguments)?;
+            let agent = agent_name(&args.agent)?;
+            let body = MessageRequest {
+                content: non_empty("content", args.content)?,
+                stream: true,
+                api_key: None,
+            };
+            let path = agent_path(&agent, "/message");
+            Ok(Call::Message { path, body })
+        }
+        ToolName::GetHistory => {
+            let args: GetHistoryArgs = parse(arguments)?;
+            let agent = agent_name(&args.agent)?;
+            let query = HistoryQuery {
+                limit: args.limit,
+                all: args.all,
+            };
+            let path = agent_path(&agent, &format!("/history{}", query.to_query()));
+            Ok(Call::History { agent, path })
+        }
+        ToolName::RunTask => {
+            let args: RunTaskArgs = parse(arguments)?;
+            let name = task_name()?;
+            let prompt = non_empty("prompt", args.prompt.clone())?;
+            let mut body = args.options().request(&name, config_file)?;
+            body.prompt = Some(prompt);
+            body.stream = Some(true);
+            let path = agent_path(&name, "/task");
+            Ok(Call::Task { path, body })
+        }
+        ToolName::ShutdownAgent => {
+            let args: ShutdownAgentArgs = parse(arguments)?;
+            Ok(Call::Shutdown(agent_name(&args.agent)?))
+        }
+        ToolName::ListModels => {
+            let args: ListModelsArgs = parse(arguments)?;
+            Ok(Call::Models(args.endpoint().request(config_file)?))
+        }
+    }
+}
+
+/// Arguments that do not fit the schema are the model's to fix, so they are
+/// a tool error saying what is wrong, not a protocol error.
+fn parse<T: DeserializeOwned>(arguments: JsonObject) -> Result<T, ToolError> {
+    serde_json::from_value(serde_json::Value::Object(arguments))
+        .map_err(|e| ToolError(format!("invalid arguments: {e}")))
+}
+
+fn agent_name(raw: &str) -> Result<AgentName, ToolError> {
+    AgentName::parse(raw).map_err(|e| ToolError(format!("invalid agent name {raw:?}: {e}")))
+}
+
+fn non_empty(field: &str, text: String) -> Result<String, ToolError> {
+    if text.trim().is_empty() {
+        return Err(ToolError(format!("{field} must not be empty")));
+    }
+    Ok(text)
+}
+
+/// A fresh name for a `run_task` agent, unique without asking the daemon
+/// (41 characters of `[a-z0-9-]`, so always valid).
+fn task_name() -> Result<AgentName, ToolError> {
+    agent_name(&format!("mcp-task-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// `spawn_agent`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpawnAgentArgs {
+    /// The new agent's name: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'. It must not belong to a live agent.
+    pub name: String,
+    /// The provider that answers: "openai" (the default), "anthropic", or "echo" (offline, built in, replies with the message it got). Give provider or profile, not both.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// A provider profile instead of a provider: built in "openrouter", "local" or "gemini", or one defined in the user's config file.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// The model to ask for; the provider's or profile's default if absent.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The agent's instructions, sent as its system prompt with every message.
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// The provider's API base URL, to use a server other than the provider's own. No API key is sent to a base URL given here.
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+impl SpawnAgentArgs {
+    fn options(&self) -> AgentOptions {
+        agent_options(
+            &self.provider,
+            &self.profile,
+            &self.model,
+            &self.instructions,
+            &self.base_url,
+        )
+    }
+}
+
+/// The CLI's options for an agent a tool call spawns. Never `api_key_env`:
+/// a tool call must not pick which of the user's variables is sent where.
+fn agent_options(
+    provider: &Option<String>,
+    profile: &Option<String>,
+    model: &Option<String>,
+    instructions: &Option<String>,
+    base_url: &Option<String>,
+) -> AgentOptions {
+    AgentOptions {
+        endpoint: EndpointOptions {
+            provider: provider.clone(),
+            profile: profile.clone(),
+            base_url: base_url.clone(),
+            api_key_env: None,
+        },
+        model: model.clone(),
+        instructions: instructions.clone(),
+    }
+}
+
+/// `list_agents`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListAgentsArgs {
+    /// Only agents in this state.
+    #[serde(default)]
+    #[schemars(extend("enum" = ["idle", "processing", "failed", "terminated"]))]
+    pub state: Option<String>,
+    /// Only agents of this provider (e.g. "openai", "anthropic", "echo").
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Also list agents that were shut down (the last one of each name), as terminated.
+    #[serde(default)]
+    pub all: bool,
+}
+
+impl ListAgentsArgs {
+    fn query(&self) -> Result<ListQuery, ToolError> {
+        let state = match &self.state {
+            Some(state) => Some(state.parse::<AgentState>().map_err(ToolError)?),
+            None => None,
+        };
+        Ok(ListQuery {
+            state,
+            provider: self.provider.clone(),
+            all: self.all,
+        })
+    }
+}
+
+/// `send_message`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessageArgs {
+    /// The name of the live agent to talk to (see list_agents).
+    pub agent: String,
+    /// The message to send.
+    pub content: String,
+}
+
+/// `get_history`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetHistoryArgs {
+    /// The agent's name; it may have been shut down.
+    pub agent: String,
+    /// Only the last this many messages; all of them if absent.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Also the conversations of earlier agents that had this name, oldest first.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `run_task`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunTaskArgs {
+    /// The prompt to answer.
+    pub prompt: String,
+    /// The provider that answers: "openai" (the default), "anthropic", or "echo" (offline, built in, replies with the message it got). Give provider or profile, not both.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// A provider profile instead of a provider: built in "openrouter", "local" or "gemini", or one defined in the user's config file.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// The model to ask for; the provider's or profile's default if absent.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The agent's instructions, sent as its system prompt with every message.
+    #[serde(default)]
+    pub instructions: Option<String>,
+}
+
+impl RunTaskArgs {
+    fn options(&self) -> AgentOptions {
+        agent_options(
+            &self.provider,
+            &self.profile,
+            &self.model,
+            &self.instructions,
+            &None,
+        )
+    }
+}
+
+/// `shutdown_agent`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownAgentArgs {
+    /// The name of the live agent to shut down.
+    pub agent: String,
+}
+
+/// `list_models`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListModelsArgs {
+    /// The provider to ask: "openai" (the default), "anthropic" or "echo". Give provider or profile, not both.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// A provider profile to ask instead: "openrouter", "local", "gemini", or one from the user's config file.
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+impl ListModelsArgs {
+    fn endpoint(&self) -> EndpointOptions {
+        EndpointOptions {
+            provider: self.provider.clone(),
+            profile: self.profile.clone(),
+            base_url: None,
+            api_key_env: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn config() -> std::path::PathBuf {
+        // Missing: the built-in providers and profiles only.
+        std::env::temp_dir().join("orchestration-mcp-tests-no-such-config.toml")
+    }
+
+    fn call(tool: ToolName, arguments: Value) -> Result<Call, ToolError> {
+        let Value::Object(arguments) = arguments else {
+            panic!("arguments must be an object");
+        };
+        plan(tool, arguments, &config())
+    }
+
+    fn error(tool: ToolName, arguments: Value) -> String {
+        call(tool, arguments)
+            .expect_err("the call should be refused")
+            .0
+    }
+
+    fn wire(request: &AgentRequest) -> Value {
+        serde_json::to_value(request).unwrap()
+    }
+
+    #[test]
+    fn the_tools_are_exactly_these_with_object_schemas() {
+        let names: Vec<&str> = ToolName::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "spawn_agent",
+                "list_agents",
+                "send_message",
+                "get_history",
+                "run_task",
+                "shutdown_agent",
+                "list_models"
+            ]
+        );
+        let required = |tool: ToolName| -> Vec<String> {
+            let schema = Value::Object(tool.input_schema().as_ref().clone());
+            assert_eq!(schema["type"], "object", "{schema}");
+            assert_eq!(schema["additionalProperties"], false, "{schema}");
+            for (field, property) in schema["properties"].as_object().unwrap() {
+                assert!(
+                    property["description"]
+                        .as_str()
+                        .is_some_and(|d| d.len() > 10),
+                    "{} {field} has no description",
+                    tool.as_str()
+                );
+            }
+            serde_json::from_value(schema["required"].clone()).unwrap_or_default()
+        };
+        assert_eq!(required(ToolName::SpawnAgent), ["name"]);
+        assert!(required(ToolName::ListAgents).is_empty());
+        assert_eq!(required(ToolName::SendMessage), ["agent", "content"]);
+        assert_eq!(required(ToolName::GetHistory), ["agent"]);
+        assert_eq!(required(ToolName::RunTask), ["prompt"]);
+        assert_eq!(required(ToolName::ShutdownAgent), ["agent"]);
+        assert!(required(ToolName::ListModels).is_empty());
+        for tool in ToolName::ALL {
+            assert_eq!(ToolName::parse(tool.as_str()), Some(tool));
+        }
+        assert_eq!(ToolName::parse("search_history"), None);
+    }
+
+    #[test]
+    fn the_state_enum_is_every_state() {
+        let schema = Value::Object(ToolName::ListAgents.input_schema().as_ref().clone());
+        let states: Vec<String> = AgentState::ALL.iter().map(|s| s.to_string()).collect();
+        assert_eq!(schema["properties"]["state"]["enum"], json!(states));
+    }
+
+    #[test]
+    fn spawn_agent_maps_onto_the_spawn_request() {
+        let Call::Spawn(request) = call(
+            ToolName::SpawnAgent,
+            json!({"name": "scratch", "provider": "echo", "model": "m1", "instructions": "Be brief."}),
+        )
+        .unwrap() else {
+            panic!("not a spawn");
+        };
+        assert_eq!(
+            wire(&request),
+            json!({"name": "scratch", "provider": "echo", "model": "m1", "instructions": "Be brief."})
+        );
+    }
+
+    #[test]
+    fn a_base_url_named_in_a_call_gets_no_key() {
+        // Whatever OPENAI_API_KEY holds here, it never follows a typed URL.
+        let Call::Spawn(request) = call(
+            ToolName::SpawnAgent,
+            json!({"name": "x", "provider": "openai", "base_url": "http://127.0.0.1:9/v1"}),
+        )
+        .unwrap() else {
+            panic!("not a spawn");
+        };
+        assert_eq!(request.api_key, None);
+        assert_eq!(request.base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
+        // Nor can a call name the variable to send.
+        let refused = error(
+            ToolName::SpawnAgent,
+            json!({"name": "x", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "HOME"}),
+        );
+        assert!(refused.contains("api_key_env"), "{refused}");
+    }
+
+    #[test]
+    fn bad_arguments_are_tool_errors_that_say_what_is_wrong() {
+        assert!(error(ToolName::SpawnAgent, json!({})).contains("`name`"));
+        assert!(error(ToolName::SpawnAgent, json!({"name": "-x"})).contains("-x"));
+        assert!(error(ToolName::SendMessage, json!({"agent": "a"})).contains("`content`"));
+        assert!(
+            error(ToolName::SendMessage, json!({"agent": "a", "content": " "})).contains("empty")
+        );
+        assert!(
+            error(ToolName::GetHistory, json!({"agent": "a", "limit": -1})).contains("invalid")
+        );
+        assert!(error(ToolName::ListAgents, json!({"state": "asleep"})).contains("asleep"));
+        assert!(error(ToolName::RunTask, json!({"provider": "echo"})).contains("`prompt`"));
+    }
+
+    #[test]
+    fn send_message_streams_to_the_agents_message_route() {
+        let Call::Message { path, body } = call(
+            ToolName::SendMessage,
+            json!({"agent": "scratch", "content": "hello there"}),
+        )
+        .unwrap() else {
+            panic!("not a message");
+        };
+        assert_eq!(path, "/agents/scratch/message");
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"content": "hello there", "stream": true})
+        );
+    }
+
+    #[test]
+    fn queries_carry_their_filters() {
+        let Call::List(path) = call(
+            ToolName::ListAgents,
+            json!({"state": "idle", "provider": "echo", "all": true}),
+        )
+        .unwrap() else {
+            panic!("not a list");
+        };
+        assert_eq!(path, "/agents?state=idle&provider=echo&all=true");
+        let Call::List(path) = call(ToolName::ListAgents, json!({})).unwrap() else {
+            panic!("not a list");
+        };
+        assert_eq!(path, "/agents");
+        let Call::History { agent, path } = call(
+            ToolName::GetHistory,
+            json!({"agent": "scratch", "limit": 3, "all": true}),
+        )
+        .unwrap() else {
+            panic!("not a history");
+        };
+        assert_eq!(agent.as_str(), "scratch");
+        assert_eq!(path, "/agents/scratch/history?limit=3&all=true");
+    }
+
+    #[test]
+    fn run_task_names_a_fresh_agent_and_streams() {
+        let plan_task = || {
+            let Call::Task { path, body } = call(
+                ToolName::RunTask,
+                json!({"prompt": "one shot", "provider": "echo", "instructions": "Be brief."}),
+            )
+            .unwrap() else {
+                panic!("not a task");
+            };
+            (path, wire(&body))
+        };
+        let (path, body) = plan_task();
+        let name = body["name"].as_str().unwrap().to_owned();
+        assert!(name.starts_with("mcp-task-"), "{name}");
+        assert_eq!(path, format!("/agents/{name}/task"));
+        assert_eq!(body["prompt"], "one shot");
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["provider"], "echo");
+        assert_eq!(body["instructions"], "Be brief.");
+        assert_ne!(plan_task().1["name"], body["name"], "names are unique");
+    }
+
+    #[test]
+    fn shutdown_and_models_map_onto_their_routes() {
+        let Call::Shutdown(agent) =
+            call(ToolName::ShutdownAgent, json!({"agent": "scratch"})).unwrap()
+        else {
+            panic!("not a shutdown");
+        };
+        assert_eq!(agent.as_str(), "scratch");
+        let Call::Models(request) =
+            call(ToolName::ListModels, json!({"provider": "echo"})).unwrap()
+        else {
+            panic!("not models");
+        };
+        assert_eq!(wire(&request), json!({"provider": "echo"}));
+    }
+}

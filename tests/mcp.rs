@@ -1,0 +1,103 @@
+//! `orchestration mcp` against a real third-party MCP client: the official
+//! Python SDK (`mcp` from PyPI, pinned in `scripts/test.sh`, which installs
+//! it into `target/third-party`). `tests/mcp/client.py` drives the server
+//! over stdio as an assistant would; these tests give it a daemon (or none)
+//! and check what it reports.
+//!
+//! The Python comes from `$ORCHESTRATION_MCP_PYTHON`. Without it the tests are
+//! skipped with a message on stderr, unless `$ORCHESTRATION_REQUIRE_THIRD_PARTY=1`
+//! (set by `scripts/test.sh`), when they fail.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{BIN, Background, Daemon, Env};
+
+fn python() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("ORCHESTRATION_MCP_PYTHON").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let required = std::env::var("ORCHESTRATION_REQUIRE_THIRD_PARTY").as_deref() == Ok("1");
+    assert!(
+        !required,
+        "the MCP Python SDK is required but ORCHESTRATION_MCP_PYTHON is not set; run scripts/test.sh"
+    );
+    eprintln!(
+        "SKIPPED: ORCHESTRATION_MCP_PYTHON is not set, so the MCP client tests did not run; \
+         `bash scripts/test.sh` installs the MCP Python SDK and sets it"
+    );
+    None
+}
+
+/// Runs `client.py MODE` in `env` (the MCP server it starts inherits it).
+fn client(python: &Path, env: &Env, mode: &str) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/client.py");
+    env.shell(r#"exec "$MCP_PYTHON" "$MCP_SCRIPT" "$MCP_MODE""#)
+        .env("MCP_PYTHON", python)
+        .env("MCP_SCRIPT", script)
+        .env("MCP_MODE", mode)
+        .env("ORCHESTRATION_BIN", BIN)
+        .output()
+        .expect("run the MCP client")
+}
+
+/// The client's report (one JSON line), after checking it succeeded.
+#[track_caller]
+fn passed(output: &Output, context: &dyn Fn() -> String) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the MCP client failed ({}):\nstdout: {stdout}\nstderr: {stderr}\n{}",
+        output.status,
+        context()
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("the client's report is not JSON ({e}): {stdout}"));
+    eprintln!("MCP client report: {report}");
+    report
+}
+
+#[test]
+fn an_mcp_client_uses_every_tool_and_the_cli_sees_the_same_agents() {
+    let Some(python) = python() else { return };
+    // A loopback port nobody listens on: the provider failure the client checks.
+    let dead = format!("http://127.0.0.1:{}/v1", common::free_port());
+    let daemon = Daemon::start_in(Env::new().var("MCP_DEAD_URL", &dead), &["--no-tcp"], None);
+    let output = client(&python, &daemon.env, "scenario");
+    let report = passed(&output, &|| daemon.log());
+    assert!(
+        report["client"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("mcp ")),
+        "{report}"
+    );
+    assert!(report["protocol"].is_string(), "{report}");
+}
+
+#[test]
+fn a_cancelled_call_cancels_the_reply_and_keeps_it_interrupted() {
+    let Some(python) = python() else { return };
+    let daemon = Daemon::start(&["--echo-delay", "500ms"]);
+    let output = client(&python, &daemon.env, "cancel");
+    passed(&output, &|| daemon.log());
+}
+
+#[test]
+fn without_a_daemon_calls_fail_as_tool_errors_or_start_one() {
+    let Some(python) = python() else { return };
+    // The harness turns auto-start off: every call says how to start a daemon.
+    let env = Env::new();
+    passed(&client(&python, &env, "unreachable"), &String::new);
+    assert!(!env.socket().exists(), "a daemon was started");
+
+    let env = env.var("ORCHESTRATION_NO_AUTOSTART", "0");
+    let started = Background { env: env.clone() };
+    let output = client(&python, &env, "autostart");
+    passed(&output, &|| started.log());
+    assert!(started.alive(), "the auto-started daemon is not running");
+    env.cli(&["serve", "--stop"]).ok();
+    assert!(!started.alive(), "serve --stop left the daemon running");
+}

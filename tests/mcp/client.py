@@ -1,0 +1,248 @@
+"""Drives `orchestration mcp` with the official MCP Python SDK (`mcp` from
+PyPI, pinned in scripts/test.sh), as an assistant would: over stdio, with
+the SDK's own client session. Run by tests/mcp.rs as
+
+    python client.py MODE
+
+with $ORCHESTRATION_BIN naming the binary and the test's environment (runtime,
+state and config dirs) in os.environ. MODE is one of:
+
+  scenario     every tool against a running daemon with the echo provider
+  cancel       a cancelled send_message leaves its reply interrupted
+  unreachable  no daemon and no auto-start: tool errors, the session goes on
+  autostart    no daemon: the first call that needs one starts it
+
+On success it prints one JSON line (what was negotiated) and exits 0; any
+failed check raises, which exits non-zero with a traceback on stderr.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+
+import anyio
+from mcp import ClientSession, MCPError, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+BIN = os.environ["ORCHESTRATION_BIN"]
+TOOLS = {
+    "spawn_agent": ["name"],
+    "list_agents": [],
+    "send_message": ["agent", "content"],
+    "get_history": ["agent"],
+    "run_task": ["prompt"],
+    "shutdown_agent": ["agent"],
+    "list_models": [],
+}
+PROPERTIES = {
+    "spawn_agent": {"name", "provider", "profile", "model", "instructions", "base_url"},
+    "list_agents": {"state", "provider", "all"},
+    "send_message": {"agent", "content"},
+    "get_history": {"agent", "limit", "all"},
+    "run_task": {"prompt", "provider", "profile", "model", "instructions"},
+    "shutdown_agent": {"agent"},
+    "list_models": {"provider", "profile"},
+}
+
+
+def check(condition, what):
+    if not condition:
+        raise AssertionError(what)
+
+
+def text(result):
+    return "".join(block.text for block in result.content if block.type == "text")
+
+
+async def ok(session, tool, arguments, **options):
+    result = await session.call_tool(tool, arguments, **options)
+    check(not result.is_error, f"{tool} {arguments} failed: {text(result)}")
+    return result
+
+
+async def refused(session, tool, arguments, *needles):
+    result = await session.call_tool(tool, arguments)
+    check(result.is_error is True, f"{tool} {arguments} should fail: {result}")
+    for needle in needles:
+        check(needle in text(result), f"{tool}: {needle!r} not in {text(result)!r}")
+    return text(result)
+
+
+def cli(*args):
+    """The CLI, in the same environment, sees what the MCP server did."""
+    done = subprocess.run([BIN, "--json", *args], capture_output=True, text=True, timeout=30)
+    check(done.returncode == 0, f"orchestration {args}: {done.stderr}")
+    return json.loads(done.stdout)
+
+
+async def session_for(body):
+    params = StdioServerParameters(command=BIN, args=["mcp"], env=dict(os.environ))
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            init = await session.initialize()
+            check(init.server_info.name == "orchestration", f"server info: {init.server_info}")
+            check(init.capabilities.tools is not None, "no tools capability")
+            await body(session)
+            return init.protocol_version
+
+
+async def check_tools(session):
+    listed = (await session.list_tools()).tools
+    check(sorted(t.name for t in listed) == sorted(TOOLS), f"tools: {[t.name for t in listed]}")
+    for tool in listed:
+        schema = tool.input_schema
+        check(len(tool.description or "") > 40, f"{tool.name}: description {tool.description!r}")
+        check(schema["type"] == "object", f"{tool.name}: {schema}")
+        check(sorted(schema.get("required", [])) == sorted(TOOLS[tool.name]), f"{tool.name}: {schema}")
+        check(set(schema["properties"]) == PROPERTIES[tool.name], f"{tool.name}: {schema}")
+        for name, prop in schema["properties"].items():
+            check(len(prop.get("description", "")) > 10, f"{tool.name}.{name} has no description")
+    states = next(t for t in listed if t.name == "list_agents").input_schema["properties"]["state"]
+    check(states["enum"] == ["idle", "processing", "failed", "terminated"], f"state: {states}")
+
+
+async def scenario(session):
+    await check_tools(session)
+
+    spawned = await ok(session, "spawn_agent", {"name": "scratch", "provider": "echo"})
+    check(spawned.structured_content["name"] == "scratch", f"spawn: {spawned}")
+    check(spawned.structured_content["provider"] == "echo", f"spawn: {spawned}")
+    await refused(session, "spawn_agent", {"name": "scratch", "provider": "echo"}, "scratch")
+
+    pieces = []
+
+    async def on_progress(progress, total, message):
+        pieces.append(message)
+
+    first = await ok(
+        session, "send_message", {"agent": "scratch", "content": "hello there"}, progress_callback=on_progress
+    )
+    check(text(first) == "hello there", f"first reply: {text(first)!r}")
+    check("".join(pieces) == "hello there" and len(pieces) >= 2, f"progress pieces: {pieces}")
+    # The second exchange sees the first: the echo provider reports how many
+    # messages of context it got (human, reply, human).
+    second = await ok(session, "send_message", {"agent": "scratch", "content": "and again"})
+    check(text(second) == "and again", f"second reply: {text(second)!r}")
+    reply = second.structured_content["messages"][0]
+    check(reply["metadata"]["context_messages"] == 3, f"context: {reply['metadata']}")
+
+    history = await ok(session, "get_history", {"agent": "scratch"})
+    turns = [(m["sender"], m["content"]) for m in history.structured_content["messages"]]
+    check(
+        turns
+        == [("human", "hello there"), ("scratch", "hello there"), ("human", "and again"), ("scratch", "and again")],
+        f"history: {turns}",
+    )
+    check("scratch: and again" in text(history), f"history text: {text(history)}")
+    last = await ok(session, "get_history", {"agent": "scratch", "limit": 1})
+    check(len(last.structured_content["messages"]) == 1, f"limit: {last}")
+
+    listed = await ok(session, "list_agents", {"provider": "echo"})
+    check([a["name"] for a in listed.structured_content["agents"]] == ["scratch"], f"list: {listed}")
+    check([a["name"] for a in cli("list")] == ["scratch"], "the CLI does not see the agent")
+
+    # Failures are tool results, and the session goes on after each.
+    await refused(session, "send_message", {"agent": "ghost", "content": "hi"}, "ghost", "list_agents")
+    await refused(session, "get_history", {"agent": "ghost"}, "ghost")
+    await refused(session, "spawn_agent", {"name": "paid", "provider": "openai"}, "OPENAI_API_KEY")
+    await refused(session, "spawn_agent", {"name": "-bad", "provider": "echo"}, "-bad")
+    await refused(session, "spawn_agent", {"provider": "echo"}, "name")
+    await refused(session, "list_agents", {"state": "asleep"}, "asleep")
+    # A provider that cannot be reached: the daemon's 502 detail, as a tool error.
+    dead = {"name": "down", "provider": "openai", "base_url": os.environ["MCP_DEAD_URL"]}
+    await ok(session, "spawn_agent", dead)
+    await refused(session, "send_message", {"agent": "down", "content": "hi"}, "provider error", "cannot reach")
+    await ok(session, "shutdown_agent", {"agent": "down"})
+    try:
+        await session.call_tool("search_history", {"query": "x"})
+        raise AssertionError("an unknown tool was called")
+    except MCPError:
+        pass
+    check(text(await ok(session, "list_agents", {})).count("scratch") == 1, "session unusable after errors")
+
+    task = await ok(session, "run_task", {"prompt": "one shot", "provider": "echo"})
+    check(text(task) == "one shot", f"task: {text(task)!r}")
+    task_agent = task.structured_content["messages"][0]["sender"]
+    check(task_agent.startswith("mcp-task-"), f"task agent: {task_agent}")
+    live = [a["name"] for a in cli("list")]
+    check(task_agent not in live, f"the task agent was not removed: {live}")
+    await refused(session, "run_task", {"prompt": "x", "provider": "nonesuch"}, "nonesuch")
+    check(len(cli("list")) == 1, "a failed task left an agent behind")
+
+    models = await ok(session, "list_models", {"provider": "echo"})
+    check(models.structured_content["models"] == ["echo"], f"models: {models}")
+
+    await ok(session, "shutdown_agent", {"agent": "scratch"})
+    check(cli("list") == [], "shutdown_agent left the agent running")
+    await refused(session, "shutdown_agent", {"agent": "scratch"}, "scratch")
+    kept = await ok(session, "get_history", {"agent": "scratch"})
+    check(len(kept.structured_content["messages"]) == 4, "the history did not outlive the agent")
+
+
+async def cancel(session):
+    await ok(session, "spawn_agent", {"name": "slow", "provider": "echo"})
+    words = " ".join(f"word{i}" for i in range(40))
+    started = anyio.Event()
+    pieces = []
+
+    async def on_progress(progress, total, message):
+        pieces.append(message)
+        started.set()
+
+    async def slow_call():
+        await session.call_tool("send_message", {"agent": "slow", "content": words}, progress_callback=on_progress)
+        raise AssertionError("the slow reply was not cancelled")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(slow_call)
+        with anyio.fail_after(15):
+            await started.wait()
+        # Abandoning the call sends notifications/cancelled.
+        group.cancel_scope.cancel()
+    check(pieces and pieces[0] == "word0 ", f"progress before the cancel: {pieces}")
+
+    # The same session goes on; the daemon kept the partial reply, interrupted.
+    with anyio.fail_after(15):
+        while True:
+            history = (await ok(session, "get_history", {"agent": "slow"})).structured_content["messages"]
+            if len(history) == 2 and history[1]["metadata"].get("interrupted") is True:
+                break
+            await anyio.sleep(0.05)
+    check(history[1]["content"].startswith("word0"), f"partial reply: {history[1]}")
+    check(len(history[1]["content"]) < len(words), "the reply was not cut short")
+    check("[interrupted]" in text(await ok(session, "get_history", {"agent": "slow"})), "no interrupted flag")
+    # The agent is free again.
+    again = await ok(session, "send_message", {"agent": "slow", "content": "still here"})
+    check(text(again) == "still here", f"after the cancel: {text(again)!r}")
+
+
+async def unreachable(session):
+    await check_tools(session)
+    for _ in range(2):
+        await refused(session, "list_agents", {}, "not running", "orchestration serve")
+        await refused(session, "spawn_agent", {"name": "a", "provider": "echo"}, "not running")
+
+
+async def autostart(session):
+    await check_tools(session)
+    socket = os.path.join(os.environ["ORCHESTRATION_RUNTIME_DIR"], "daemon.sock")
+    check(not os.path.exists(socket), "a daemon was started before any call needed one")
+    await ok(session, "spawn_agent", {"name": "started", "provider": "echo"})
+    check(os.path.exists(socket), "no daemon was started")
+    check(text(await ok(session, "send_message", {"agent": "started", "content": "hi"})) == "hi", "no reply")
+    check([a["name"] for a in cli("list")] == ["started"], "the CLI does not see the agent")
+
+
+MODES = {"scenario": scenario, "cancel": cancel, "unreachable": unreachable, "autostart": autostart}
+
+
+def main():
+    body = MODES[sys.argv[1]]
+    protocol = anyio.run(session_for, body)
+    print(json.dumps({"client": f"mcp {version('mcp')}", "protocol": protocol}))
+
+
+if __name__ == "__main__":
+    main()
