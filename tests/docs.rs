@@ -352,10 +352,24 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     ),
     (
         "completions",
-        &[(
-            "orchestration completions bash > ~/.local/share/bash-completion/completions/orchestration",
-            "Static completion of commands and options for bash (zsh: a _orchestration file in $fpath; fish: ~/.config/fish/completions/orchestration.fish).",
-        )],
+        &[
+            (
+                "echo 'source <(COMPLETE=bash orchestration)' >> ~/.bashrc",
+                "Complete agent names (asked of the running daemon), profiles and providers as well as commands and options, in every new bash.",
+            ),
+            (
+                "echo 'source <(COMPLETE=zsh orchestration)' >> ~/.zshrc",
+                "The same for zsh.",
+            ),
+            (
+                "echo 'COMPLETE=fish orchestration | source' > ~/.config/fish/completions/orchestration.fish",
+                "The same for fish.",
+            ),
+            (
+                "orchestration completions bash > ~/.local/share/bash-completion/completions/orchestration",
+                "A static script instead: commands and options only (zsh: a _orchestration file in $fpath; fish: ~/.config/fish/completions/orchestration.fish).",
+            ),
+        ],
     ),
 ];
 

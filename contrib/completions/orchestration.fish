@@ -172,7 +172,7 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand service; and
 complete -c orchestration -n "__fish_orchestration_using_subcommand completions" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand completions" -l json -d 'Print the API\'s JSON instead of human-readable output'
 complete -c orchestration -n "__fish_orchestration_using_subcommand completions" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
-complete -c orchestration -n "__fish_orchestration_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c orchestration -n "__fish_orchestration_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c orchestration -n "__fish_orchestration_using_subcommand help; and not __fish_seen_subcommand_from serve spawn list message history task shutdown models config service completions help" -f -a "serve" -d 'Run the daemon in the foreground, or ask about or stop a running one'
 complete -c orchestration -n "__fish_orchestration_using_subcommand help; and not __fish_seen_subcommand_from serve spawn list message history task shutdown models config service completions help" -f -a "spawn" -d 'Start a new named agent'
 complete -c orchestration -n "__fish_orchestration_using_subcommand help; and not __fish_seen_subcommand_from serve spawn list message history task shutdown models config service completions help" -f -a "list" -d 'List the live agents'
