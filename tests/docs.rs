@@ -115,16 +115,312 @@ const EXIT_STATUS: &[(&str, &str)] = &[
     ("4", "No such agent."),
 ];
 
+/// EXAMPLES, per page ("" is orchestration(1)): a command line and what it does.
+const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
+    (
+        "",
+        &[
+            (
+                "orchestration spawn scratch --provider echo",
+                "Start an agent that needs no key and no network: the built-in echo provider replies with your prompt. The first command starts the daemon if none runs.",
+            ),
+            (
+                "orchestration message scratch \"hello there\"",
+                "Talk to it, from any terminal; the reply streams as it arrives.",
+            ),
+            (
+                "orchestration history scratch",
+                "Read the conversation so far.",
+            ),
+            (
+                "orchestration spawn helper --instructions \"Answer in one sentence.\"",
+                "An agent on the default provider, OpenAI; the CLI reads the key from OPENAI_API_KEY in its own environment.",
+            ),
+            (
+                "orchestration list",
+                "The live agents, with state and token usage.",
+            ),
+            (
+                "orchestration serve --stop",
+                "Stop the daemon; its agents come back with the next start.",
+            ),
+        ],
+    ),
+    (
+        "serve",
+        &[
+            (
+                "orchestration serve",
+                "Run the daemon in the foreground, logging to the terminal; Ctrl-C stops it gracefully.",
+            ),
+            (
+                "orchestration serve --daemon --idle-timeout 30m",
+                "Start it in the background (returns once it serves); it exits after 30 minutes without a client.",
+            ),
+            (
+                "orchestration serve --no-tcp --echo-delay 0",
+                "Serve on the Unix socket only, with an echo provider that does not pause between words.",
+            ),
+            (
+                "orchestration serve --status",
+                "Say whether a daemon runs: its pid, version, uptime and agent count (exit 3 if none).",
+            ),
+            (
+                "orchestration serve --stop",
+                "Stop the running daemon and wait until it has exited; agents are kept.",
+            ),
+            (
+                "orchestration serve --reload",
+                "Make the running daemon re-read config.toml and the environment file; exit 1 with the reason if nothing changed.",
+            ),
+        ],
+    ),
+    (
+        "spawn",
+        &[
+            (
+                "orchestration spawn scratch --provider echo",
+                "An offline agent that replies with your prompt, word by word.",
+            ),
+            (
+                "orchestration spawn helper --model gpt-4o-mini --instructions \"Answer in one sentence.\"",
+                "An OpenAI agent with a system prompt; the key comes from OPENAI_API_KEY in this shell.",
+            ),
+            (
+                "orchestration spawn claude --provider anthropic --model claude-haiku-4-5",
+                "An Anthropic agent (ANTHROPIC_API_KEY).",
+            ),
+            (
+                "orchestration spawn llama --profile local --model llama3.2",
+                "A model served on this machine by Ollama (or llama.cpp, vLLM) at localhost:11434; no key.",
+            ),
+            (
+                "orchestration spawn work --base-url https://llm.example.com/v1 --api-key-env WORK_LLM_KEY",
+                "Another OpenAI-compatible endpoint, sending the key held in WORK_LLM_KEY.",
+            ),
+        ],
+    ),
+    (
+        "list",
+        &[
+            (
+                "orchestration list",
+                "The live agents: name, provider, model, state, messages and tokens in/out.",
+            ),
+            (
+                "orchestration list --state failed",
+                "Only the agents whose last reply failed upstream.",
+            ),
+            (
+                "orchestration list --all --provider echo",
+                "Echo agents, including the ones that were shut down.",
+            ),
+            ("orchestration --json list", "The same as the API's JSON."),
+        ],
+    ),
+    (
+        "message",
+        &[
+            (
+                "orchestration message scratch \"hello there\"",
+                "Send a message; the reply streams to the terminal.",
+            ),
+            (
+                "orchestration message scratch what is a Unix socket",
+                "Several words are joined into one message.",
+            ),
+            (
+                "git diff | orchestration message reviewer -",
+                "Read the message from standard input.",
+            ),
+            (
+                "orchestration message scratch -- \"-v or --verbose?\"",
+                "A message that starts with a dash.",
+            ),
+            (
+                "orchestration --json message scratch hello",
+                "Wait for the whole reply and print it as the API's JSON.",
+            ),
+        ],
+    ),
+    (
+        "history",
+        &[
+            (
+                "orchestration history scratch",
+                "The conversation, oldest first.",
+            ),
+            (
+                "orchestration history scratch --limit 4",
+                "Only the last four messages.",
+            ),
+            (
+                "orchestration history scratch --all",
+                "Every conversation the name has had, across shutdowns and re-spawns.",
+            ),
+            (
+                "orchestration history scratch --clear",
+                "Delete them for good.",
+            ),
+        ],
+    ),
+    (
+        "task",
+        &[
+            (
+                "orchestration task once --provider echo \"hello there\"",
+                "One prompt on a throwaway agent, removed afterwards.",
+            ),
+            (
+                "git log -1 --format=%B | orchestration task summary --instructions \"Summarize in one line.\" -",
+                "The prompt from standard input, on the default provider.",
+            ),
+        ],
+    ),
+    (
+        "shutdown",
+        &[
+            (
+                "orchestration shutdown scratch",
+                "Shut one agent down; its history stays readable.",
+            ),
+            (
+                "orchestration shutdown --all",
+                "Shut down every live agent.",
+            ),
+        ],
+    ),
+    (
+        "models",
+        &[
+            (
+                "orchestration models",
+                "The models OpenAI offers (the default provider; OPENAI_API_KEY).",
+            ),
+            (
+                "orchestration models --profile openrouter",
+                "The models OpenRouter offers (OPENROUTER_API_KEY).",
+            ),
+            (
+                "orchestration models --base-url http://localhost:8080/v1",
+                "The models a local OpenAI-compatible server offers.",
+            ),
+        ],
+    ),
+    (
+        "config",
+        &[
+            (
+                "orchestration config list",
+                "Every setting in effect, defaults included.",
+            ),
+            (
+                "orchestration config set providers.idle_timeout 5m",
+                "Wait up to five minutes for a slow model; comments in the file are kept.",
+            ),
+            (
+                "orchestration config set profiles.work.base_url https://llm.example.com/v1",
+                "Start a profile, used with --profile work.",
+            ),
+            (
+                "orchestration config get providers.idle_timeout",
+                "Print one value.",
+            ),
+            (
+                "orchestration config unset providers.idle_timeout",
+                "Back to the default.",
+            ),
+            ("orchestration config path", "Where the file is."),
+        ],
+    ),
+    (
+        "service",
+        &[
+            (
+                "orchestration service install && systemctl --user enable --now orchestration.socket",
+                "Let systemd start the daemon on the first connection (install the binary first: the unit names its path).",
+            ),
+            (
+                "orchestration service status",
+                "Installed? Enabled? Running? For this binary?",
+            ),
+            (
+                "journalctl --user -u orchestration.service -f",
+                "Follow the daemon's log.",
+            ),
+            (
+                "orchestration service uninstall",
+                "Stop, disable and remove the units.",
+            ),
+        ],
+    ),
+    (
+        "completions",
+        &[
+            (
+                "echo 'source <(COMPLETE=bash orchestration)' >> ~/.bashrc",
+                "Complete agent names (asked of the running daemon), profiles and providers as well as commands and options, in every new bash.",
+            ),
+            (
+                "echo 'source <(COMPLETE=zsh orchestration)' >> ~/.zshrc",
+                "The same for zsh.",
+            ),
+            (
+                "echo 'COMPLETE=fish orchestration | source' > ~/.config/fish/completions/orchestration.fish",
+                "The same for fish.",
+            ),
+            (
+                "orchestration completions bash > ~/.local/share/bash-completion/completions/orchestration",
+                "A static script instead: commands and options only (zsh: a _orchestration file in $fpath; fish: ~/.config/fish/completions/orchestration.fish).",
+            ),
+        ],
+    ),
+    (
+        "search",
+        &[
+            (
+                "orchestration search timeout",
+                "Every message, in every conversation live or ended, that says timeout; best matches first.",
+            ),
+            (
+                "orchestration search '\"connection reset\"' --agent ops",
+                "An exact phrase, only in the conversations of the agent named ops.",
+            ),
+            (
+                "orchestration search 'deploy*' --since 7d --limit 5",
+                "Words starting with deploy, from the last seven days, at most five results.",
+            ),
+        ],
+    ),
+    (
+        "mcp",
+        &[
+            (
+                "claude mcp add orchestration -- orchestration mcp",
+                "Register the server with an assistant's command line (other assistants take the same command).",
+            ),
+            (
+                "orchestration mcp --no-autostart",
+                "Serve MCP on standard input and output, without starting a daemon when none runs.",
+            ),
+        ],
+    ),
+];
+
 /// Every generated file, by path relative to the repository root.
 fn generate() -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
-    let mut command = orchestration::cli::command();
+    // `help` is a subcommand of the CLI but has no page of its own.
+    let mut command = orchestration::cli::command()
+        .disable_help_subcommand(true)
+        .mut_subcommands(|sub| sub.disable_help_subcommand(true));
     // Propagates the global options (--socket, --json…) to every subcommand's page.
     command.build();
     files.insert(
         PathBuf::from("man/orchestration.1"),
         man_page(
             command.clone(),
+            examples(""),
             &[
                 ("FILES", FILES),
                 ("ENVIRONMENT", &[CLIENT_ENV, KEY_ENV, SERVE_ENV].concat()),
@@ -134,9 +430,6 @@ fn generate() -> BTreeMap<PathBuf, Vec<u8>> {
     );
     for sub in command.get_subcommands() {
         let name = sub.get_name();
-        if name == "help" {
-            continue;
-        }
         let env: Vec<(&str, &str)> = match name {
             "serve" => [CLIENT_ENV, SERVE_ENV, KEY_ENV].concat(),
             "spawn" | "task" | "models" | "mcp" => [CLIENT_ENV, KEY_ENV].concat(),
@@ -161,7 +454,7 @@ fn generate() -> BTreeMap<PathBuf, Vec<u8>> {
             .version(env!("CARGO_PKG_VERSION"));
         files.insert(
             PathBuf::from(format!("man/orchestration-{name}.1")),
-            man_page(page, &extra),
+            man_page(page, examples(name), &extra),
         );
     }
     for (shell, file) in [
@@ -181,19 +474,42 @@ fn generate() -> BTreeMap<PathBuf, Vec<u8>> {
     files
 }
 
-fn man_page(command: clap::Command, extra: &[(&str, &[(&str, &str)])]) -> Vec<u8> {
-    let has_subcommands = command.get_subcommands().any(|s| s.get_name() != "help");
+fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
+    EXAMPLES
+        .iter()
+        .find(|(name, _)| *name == page)
+        .map(|(_, examples)| *examples)
+        .unwrap_or_default()
+}
+
+fn man_page(
+    command: clap::Command,
+    examples: &[(&str, &str)],
+    extra: &[(&str, &[(&str, &str)])],
+) -> Vec<u8> {
+    let has_subcommands = command.has_subcommands();
+    let synopsis = synopsis(&command);
     let man = clap_mangen::Man::new(command)
         .manual("orchestration manual")
         .source(format!("orchestration {}", env!("CARGO_PKG_VERSION")));
     let mut out = Vec::new();
     man.render_title(&mut out).expect("render");
     man.render_name_section(&mut out).expect("render");
-    man.render_synopsis_section(&mut out).expect("render");
+    out.extend_from_slice(synopsis.as_bytes());
     man.render_description_section(&mut out).expect("render");
     man.render_options_section(&mut out).expect("render");
     if has_subcommands {
         man.render_subcommands_section(&mut out).expect("render");
+    }
+    if !examples.is_empty() {
+        // Left-adjusted, so a long command line is not stretched to the margin.
+        out.extend_from_slice(b".SH EXAMPLES\n.ad l\n");
+        for (example, text) in examples {
+            out.extend_from_slice(
+                format!(".TP\n\\fB{}\\fR\n{}\n", roff(example), roff(text)).as_bytes(),
+            );
+        }
+        out.extend_from_slice(b".ad\n");
     }
     for (title, entries) in extra {
         out.extend_from_slice(format!(".SH \"{title}\"\n").as_bytes());
@@ -204,7 +520,83 @@ fn man_page(command: clap::Command, extra: &[(&str, &[(&str, &str)])]) -> Vec<u8
         }
     }
     man.render_version_section(&mut out).expect("render");
-    out
+    ascii_only(&String::from_utf8(out).expect("clap_mangen writes UTF-8"))
+}
+
+/// SYNOPSIS with each option's value placeholder (`[--name NAME]`), which
+/// clap_mangen leaves out.
+fn synopsis(command: &clap::Command) -> String {
+    let name = command.get_bin_name().unwrap_or(command.get_name());
+    let mut words = vec![format!("\\fB{}\\fR", roff(name))];
+    let mut options: Vec<&clap::Arg> = command
+        .get_arguments()
+        .filter(|arg| !arg.is_hide_set() && !arg.is_positional())
+        .collect();
+    // The command's own options first, then the global ones, then help and version.
+    options.sort_by_key(|arg| match arg.get_action() {
+        clap::ArgAction::Help | clap::ArgAction::HelpShort | clap::ArgAction::HelpLong => 3,
+        clap::ArgAction::Version => 4,
+        _ if arg.is_global_set() => 2,
+        _ => 1,
+    });
+    for arg in options {
+        let mut flags = Vec::new();
+        if let Some(short) = arg.get_short() {
+            flags.push(format!("\\fB\\-{short}\\fR"));
+        }
+        if let Some(long) = arg.get_long() {
+            flags.push(format!("\\fB{}\\fR", roff(&format!("--{long}"))));
+        }
+        let mut word = flags.join("|");
+        if arg.get_num_args().is_some_and(|n| n.takes_values()) {
+            word.push_str(&format!(" \\fI{}\\fR", roff(&value_name(arg))));
+        }
+        words.push(if arg.is_required_set() {
+            word
+        } else {
+            format!("[{word}]")
+        });
+    }
+    for arg in command.get_positionals().filter(|arg| !arg.is_hide_set()) {
+        let mut word = format!("\\fI{}\\fR", roff(&value_name(arg)));
+        if arg.get_num_args().is_some_and(|n| n.max_values() > 1) {
+            word.push_str("...");
+        }
+        words.push(if arg.is_required_set() {
+            word
+        } else {
+            format!("[{word}]")
+        });
+    }
+    if command.has_subcommands() {
+        words.push("\\fICOMMAND\\fR".to_owned());
+    }
+    format!(".SH SYNOPSIS\n.ad l\n{}\n.ad\n", words.join(" "))
+}
+
+fn value_name(arg: &clap::Arg) -> String {
+    match arg.get_value_names() {
+        Some(names) => names
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => arg.get_id().as_str().to_uppercase(),
+    }
+}
+
+/// The page with every non-ASCII character written as a groff escape
+/// (`\[u2013]`), so `groff -ww` without preconv reads it cleanly.
+fn ascii_only(page: &str) -> Vec<u8> {
+    let mut out = String::with_capacity(page.len());
+    for c in page.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\[u{:04X}]", u32::from(c)));
+        }
+    }
+    out.into_bytes()
 }
 
 /// Escapes text for roff: backslashes, and a leading `.` or `'`.
@@ -253,15 +645,29 @@ fn generated_docs_are_current() {
     );
 }
 
+/// Whether `tool` runs. When it does not, the test says SKIPPED on stderr,
+/// or fails if `$ORCHESTRATION_REQUIRE_MAN=1` (set by .ci/run, which installs
+/// man-db and groff-base).
+fn available(tool: &str) -> bool {
+    if std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var("ORCHESTRATION_REQUIRE_MAN").as_deref() != Ok("1"),
+        "{tool} is required (ORCHESTRATION_REQUIRE_MAN=1) but not installed (Debian: apt-get install man-db groff-base)"
+    );
+    eprintln!("SKIPPED: {tool} is not installed, so the man pages were not checked with it");
+    false
+}
+
 #[test]
 fn every_page_renders_with_man() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if std::process::Command::new("man")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: man is not installed");
+    if !available("man") {
         return;
     }
     for path in generate().keys().filter(|p| p.starts_with("man")) {
@@ -278,4 +684,74 @@ fn every_page_renders_with_man() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("EXIT STATUS"), "{}", path.display());
     }
+}
+
+/// `groff -ww` reads the pages without preconv and warns about everything it
+/// dislikes (raw UTF-8, unknown escapes, bad requests): none is allowed.
+#[test]
+fn every_page_is_clean_under_groff_ww() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !available("groff") {
+        return;
+    }
+    for path in generate().keys().filter(|p| p.starts_with("man")) {
+        let out = std::process::Command::new("groff")
+            .args(["-ww", "-man", "-Tutf8", "-z"])
+            .arg(root.join(path))
+            .output()
+            .expect("run groff");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.trim().is_empty(),
+            "{}: {stderr}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn every_page_has_examples_and_they_parse() {
+    let command = orchestration::cli::command();
+    let pages = std::iter::once("")
+        .chain(command.get_subcommands().map(|s| s.get_name()))
+        .filter(|name| *name != "help");
+    for page in pages {
+        assert!(
+            !examples(page).is_empty(),
+            "no EXAMPLES for orchestration {page}: add some to EXAMPLES in tests/docs.rs"
+        );
+    }
+    // Every `orchestration …` in an example is a valid command line.
+    for (page, examples) in EXAMPLES {
+        for (example, _) in *examples {
+            for part in example.split(['|', '>', '&']) {
+                let words = shell_words(part);
+                if words.first().map(String::as_str) != Some("orchestration") {
+                    continue;
+                }
+                if let Err(error) = command.clone().try_get_matches_from(&words) {
+                    panic!("example for {page:?} does not parse: {example}\n{error}");
+                }
+            }
+        }
+    }
+}
+
+/// Splits a simple shell command line on blanks, honouring double quotes.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                word.get_or_insert_default();
+            }
+            c if c.is_whitespace() && !quoted => words.extend(word.take()),
+            c => word.get_or_insert_default().push(c),
+        }
+    }
+    words.extend(word);
+    words
 }

@@ -796,3 +796,94 @@ fn listing_models_needs_no_model_even_where_an_agent_would() {
     assert_eq!(spawn.code(), 1);
     assert!(spawn.stderr().contains("--model"), "{}", spawn.stderr());
 }
+
+/// A reply that arrives as one JSON document although `stream: true` was
+/// asked for (proxies and mock servers do this) is read whole, usage
+/// included, on both wires; an error body answered the same way stays an
+/// error.
+#[test]
+fn servers_that_ignore_stream_true_answer_one_json_reply_and_it_counts() {
+    let fake = FakeProvider::start();
+    fake.push(Reply::json(
+        200,
+        &json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": "plain-model",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "Whole at once."}}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+        }),
+    ));
+    fake.push(Reply::json(
+        200,
+        &json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "plain-claude",
+            "content": [
+                {"type": "thinking", "thinking": "hmm"},
+                {"type": "text", "text": "Tout "},
+                {"type": "text", "text": "ensemble."}
+            ],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 9, "output_tokens": 4}
+        }),
+    ));
+    // An error body with a 200 and a JSON type is still an error.
+    fake.push(Reply::json(
+        200,
+        &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+    ));
+    // JSON that is neither a reply nor an error is a protocol error.
+    fake.push(Reply::json(200, &json!({"object": "list", "data": []})));
+    let daemon = daemon(Env::new());
+    spawn(
+        &daemon,
+        json!({"name": "o", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
+    );
+    spawn(
+        &daemon,
+        json!({"name": "a", "provider": "anthropic", "api_key": "k", "base_url": fake.url("")}),
+    );
+
+    let out = daemon.cli(&["message", "o", "hi"]);
+    out.ok();
+    assert_eq!(out.stdout(), "Whole at once.\n");
+    let reply = &history(&daemon, "o")["messages"][1];
+    assert_eq!(reply["metadata"]["usage"]["input_tokens"], 7);
+    assert_eq!(reply["metadata"]["usage"]["output_tokens"], 3);
+    assert_eq!(reply["metadata"]["finish_reason"], "stop");
+    assert_eq!(reply["metadata"]["model"], "plain-model");
+    let info = daemon.json("GET", "/agents/o", None).json();
+    assert_eq!(info["state"], "idle");
+    assert_eq!(info["usage"]["input_tokens"], 7);
+    assert_eq!(info["usage"]["output_tokens"], 3);
+
+    let out = daemon.cli(&["message", "a", "salut"]);
+    out.ok();
+    assert_eq!(out.stdout(), "Tout ensemble.\n");
+    let reply = &history(&daemon, "a")["messages"][1];
+    assert_eq!(reply["metadata"]["usage"]["input_tokens"], 9);
+    assert_eq!(reply["metadata"]["usage"]["output_tokens"], 4);
+    assert_eq!(reply["metadata"]["finish_reason"], "end_turn");
+    assert_eq!(reply["metadata"]["model"], "plain-claude");
+    assert_eq!(reply["metadata"]["reasoning"], "hmm");
+    let info = daemon.json("GET", "/agents/a", None).json();
+    assert_eq!(info["state"], "idle");
+    assert_eq!(info["usage"]["input_tokens"], 9);
+    let list = daemon.cli(&["list"]);
+    assert!(list.stdout().contains("7/3"), "{}", list.stdout());
+    assert!(list.stdout().contains("9/4"), "{}", list.stdout());
+
+    let response = say(&daemon, "a", "again");
+    assert_eq!(response.status, 502, "{}", response.text());
+    assert!(
+        response.detail().contains("Overloaded"),
+        "{}",
+        response.detail()
+    );
+    let response = say(&daemon, "o", "again");
+    assert_eq!(response.status, 502, "{}", response.text());
+    assert!(
+        response.detail().contains("expected an event stream"),
+        "{}",
+        response.detail()
+    );
+}

@@ -521,6 +521,13 @@ fn service_install_writes_units_for_this_binary_that_systemd_accepts() {
         "{}",
         out.stdout()
     );
+    // The test binary lives in target/: the unit would die with the next cargo clean.
+    assert!(
+        out.stdout().contains("inside a build folder")
+            && out.stdout().contains("cargo install --locked --path ."),
+        "{}",
+        out.stdout()
+    );
     let service = std::fs::read_to_string(unit_dir.join("orchestration.service")).expect("unit");
     let socket = std::fs::read_to_string(unit_dir.join("orchestration.socket")).expect("unit");
     assert!(

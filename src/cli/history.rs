@@ -10,6 +10,7 @@ use crate::engine::AgentName;
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// The agent (live or shut down).
+    #[arg(add = super::complete::all_agents())]
     pub name: AgentName,
     /// Only the last N messages.
     #[arg(long, value_name = "N")]

@@ -9,10 +9,10 @@ use crate::engine::{AgentInfo, AgentState};
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only agents in this state: idle, processing, failed or terminated.
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", add = super::complete::states())]
     pub state: Option<AgentState>,
     /// Only agents of this provider.
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", add = super::complete::providers())]
     pub provider: Option<String>,
     /// Also agents that were shut down (the last one of each name), as `terminated`.
     #[arg(long)]

@@ -13,6 +13,7 @@ use crate::engine::AgentName;
 #[derive(Debug, Args)]
 pub struct MessageArgs {
     /// The agent to talk to.
+    #[arg(add = super::complete::live_agents())]
     pub name: AgentName,
     /// The message (several words are joined with spaces); `-` reads it from standard input.
     /// Put `--` before a message that starts with `-`.

@@ -1,6 +1,7 @@
 //! The command line: argument definitions (clap derive), dispatch, and the
 //! one mapping from errors to exit statuses. One file per subcommand.
 
+mod complete;
 mod config;
 mod history;
 mod list;
@@ -101,6 +102,11 @@ pub enum Command {
     #[command(long_about = mcp::LONG_ABOUT)]
     Mcp(mcp::McpArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output.
+    ///
+    /// The script completes subcommands and options. For agent, profile and provider names as
+    /// well, use the dynamic completer instead: `source <(COMPLETE=bash orchestration)` in
+    /// ~/.bashrc (zsh alike; fish: `COMPLETE=fish orchestration | source`). It asks the running
+    /// daemon for its agents on each TAB, waiting at most half a second, and never starts one.
     Completions(CompletionsArgs),
 }
 
@@ -120,10 +126,10 @@ pub fn command() -> clap::Command {
 #[derive(Debug, Clone, Args)]
 pub struct EndpointOptions {
     /// The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in).
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", add = complete::providers())]
     pub provider: Option<String>,
     /// A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file.
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", add = complete::profiles())]
     pub profile: Option<String>,
     /// The provider's API base URL.
     #[arg(long, value_name = "URL")]
@@ -269,6 +275,7 @@ pub struct Ctx {
 
 /// Runs the CLI and returns the process exit status.
 pub fn main() -> i32 {
+    complete::handle_request();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

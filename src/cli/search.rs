@@ -8,12 +8,6 @@ use crate::api::wire::{SearchQuery, SearchResults};
 use crate::engine::AgentName;
 
 #[derive(Debug, Args)]
-#[command(after_help = "\
-Examples:
-  orchestration search timeout                 every message that says timeout
-  orchestration search '\"connection reset\"'    an exact phrase
-  orchestration search 'deploy*' --agent ops   words starting with deploy, said to or by ops
-  orchestration search retry --since 7d --limit 5")]
 pub struct SearchArgs {
     /// What to look for: words (all must appear), "exact phrases", OR, NOT, prefix*.
     #[arg(required = true, num_args = 1.., value_name = "QUERY")]

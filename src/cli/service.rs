@@ -79,6 +79,7 @@ fn install(dir: &Path, paths: &Paths) -> Result<(), CliError> {
     if let Some(warning) = socket_mismatch(paths) {
         report.push(warning);
     }
+    report.extend(build_folder_warning(&binary));
     if let Holder::Daemon(pid) = holder(&paths.pid_file) {
         let pid = pid.map_or("unknown".to_owned(), |p| p.to_string());
         report.push(format!(
@@ -99,6 +100,19 @@ fn write_file(dir: &Path, file: &ServiceFile) -> Result<String, CliError> {
     std::fs::write(&path, &file.contents)
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
     Ok(format!("{verb} {}", path.display()))
+}
+
+/// The units name this binary's path: one inside a cargo `target/` folder
+/// breaks with the next `cargo clean` or moves with the checkout.
+fn build_folder_warning(binary: &Path) -> Option<String> {
+    let in_target = binary
+        .parent()?
+        .components()
+        .any(|part| part.as_os_str() == "target");
+    in_target.then(|| format!(
+        "warning: the service will run {}, inside a build folder: a rebuild, `cargo clean` or moving the checkout breaks it. Install the binary first (`cargo install --locked --path .`), then run `orchestration service install` with the installed one",
+        binary.display()
+    ))
 }
 
 /// The socket unit listens on `%t/orchestration/daemon.sock`; a CLI that
@@ -258,8 +272,11 @@ mod launchd {
                     CliError::Failed(format!("cannot create {}: {e}", dir.display()))
                 })?;
                 let wrote = write_file(&dir, &plist)?;
+                let warning = build_folder_warning(&this_binary()?)
+                    .map(|w| format!("\n{w}"))
+                    .unwrap_or_default();
                 output::line(&format!(
-                    "{wrote}\nnext: launchctl bootstrap {domain} {}",
+                    "{wrote}{warning}\nnext: launchctl bootstrap {domain} {}",
                     path.display()
                 ))
             }
@@ -283,5 +300,31 @@ mod launchd {
                 }
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binary_in_a_build_folder_is_warned_about() {
+        let warning = build_folder_warning(Path::new(
+            "/home/me/orchestration/target/release/orchestration",
+        ));
+        assert!(warning.is_some_and(|w| w.contains("cargo install --locked --path .")));
+        assert_eq!(
+            build_folder_warning(Path::new("/home/me/.cargo/bin/orchestration")),
+            None
+        );
+        assert_eq!(
+            build_folder_warning(Path::new("/usr/local/bin/orchestration")),
+            None
+        );
+        // Only a directory named target counts, not a binary or a name containing it.
+        assert_eq!(
+            build_folder_warning(Path::new("/opt/targets/orchestration")),
+            None
+        );
     }
 }

@@ -13,6 +13,7 @@ use crate::engine::AgentName;
 #[group(required = true, multiple = false)]
 pub struct ShutdownArgs {
     /// The agent to shut down.
+    #[arg(add = super::complete::live_agents())]
     pub name: Option<AgentName>,
     /// Shut down every live agent.
     #[arg(long)]

@@ -4,7 +4,8 @@
 //! always sent (the API requires it; config `providers.anthropic_max_tokens`),
 //! and the named events `message_start`, `content_block_delta`,
 //! `message_delta`, `message_stop`, `ping` and `error` are read. The reply is
-//! complete at `message_stop`.
+//! complete at `message_stop`. A server that ignores `stream: true` and
+//! answers one `message` object is read whole.
 
 use std::collections::VecDeque;
 
@@ -127,6 +128,37 @@ impl Decoder for EventDecoder {
 
     fn complete(&self) -> bool {
         self.stopped
+    }
+
+    /// A `message` object: its text and thinking blocks, stop reason, usage.
+    fn whole(&mut self, reply: &Value, out: &mut VecDeque<ProviderEvent>) -> bool {
+        if reply.get("type").and_then(Value::as_str) != Some("message") {
+            return false;
+        }
+        let Some(blocks) = reply.get("content").and_then(Value::as_array) else {
+            return false;
+        };
+        if let Some(model) = reply.get("model").and_then(Value::as_str) {
+            out.push_back(ProviderEvent::fact("model", model));
+        }
+        for block in blocks {
+            match block.get("type").and_then(Value::as_str) {
+                Some("thinking") => {
+                    if let Some(text) = block.get("thinking").and_then(Value::as_str) {
+                        self.thinking.push_str(text);
+                    }
+                }
+                Some("text") => self.text(block.get("text"), out),
+                // Tool use and block types added later carry no reply text.
+                _ => {}
+            }
+        }
+        if let Some(reason) = reply.get("stop_reason").and_then(Value::as_str) {
+            out.push_back(ProviderEvent::Finish(reason.to_owned()));
+        }
+        self.add_usage(reply.get("usage"), out);
+        self.stopped = true;
+        true
     }
 
     fn finish(&mut self, out: &mut VecDeque<ProviderEvent>) {

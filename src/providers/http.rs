@@ -427,6 +427,10 @@ pub trait Decoder: Send + 'static {
     fn complete(&self) -> bool;
     /// Called once at the end, however it ended, to flush what was kept back.
     fn finish(&mut self, _out: &mut VecDeque<ProviderEvent>) {}
+    /// Reads a whole reply sent as one JSON document by a server that
+    /// ignored `stream: true` (proxies and mocks do), leaving the decoder
+    /// complete. False when `reply` is not a reply of this protocol.
+    fn whole(&mut self, reply: &Value, out: &mut VecDeque<ProviderEvent>) -> bool;
 }
 
 type SseEvents = Pin<Box<dyn Stream<Item = Result<Event, ProviderError>> + Send>>;
@@ -517,7 +521,8 @@ impl<D: Decoder> Driver<D> {
     }
 
     /// The response body as events. A server that answers JSON instead of
-    /// an event stream is read whole: an error inside is reported as such.
+    /// an event stream is read whole: an error inside is reported as such,
+    /// a complete reply goes to the decoder at once.
     async fn events(&mut self, response: Response) -> SseEvents {
         let is_json = response
             .headers()
@@ -529,6 +534,9 @@ impl<D: Decoder> Driver<D> {
             let error = match serde_json::from_str::<Value>(&body) {
                 Ok(value) => match json_error_message(&value) {
                     Some(message) => ProviderError::Stream(message),
+                    None if self.decoder.whole(&value, &mut self.pending) => {
+                        return Box::pin(stream::empty());
+                    }
                     None => ProviderError::Protocol(format!(
                         "expected an event stream, got JSON: {}",
                         excerpt(&body)

@@ -5,7 +5,8 @@
 //! The decoder tolerates what real servers send: `:` keep-alive comments,
 //! chunks without `choices`, `null` content, usage on any chunk or none,
 //! reasoning fields, and errors inside a 200 stream. The reply is complete at
-//! `data: [DONE]` or once a `finish_reason` has arrived.
+//! `data: [DONE]` or once a `finish_reason` has arrived. A server that ignores
+//! `stream: true` and answers one `chat.completion` object is read whole.
 
 use std::collections::VecDeque;
 
@@ -112,6 +113,28 @@ impl Decoder for ChunkDecoder {
 
     fn complete(&self) -> bool {
         self.done || self.finished
+    }
+
+    /// A `chat.completion` object: the first choice's `message`, usage.
+    fn whole(&mut self, reply: &Value, out: &mut VecDeque<ProviderEvent>) -> bool {
+        let choice = reply
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|choices| choices.first())
+            .filter(|choice| choice.get("message").is_some());
+        let Some(choice) = choice else {
+            return false;
+        };
+        if let Some(model) = reply.get("model").and_then(Value::as_str) {
+            self.model_reported = true;
+            out.push_back(ProviderEvent::fact("model", model));
+        }
+        self.choice(choice, out);
+        if let Some(usage) = reply.get("usage").and_then(usage) {
+            out.push_back(ProviderEvent::Usage(usage));
+        }
+        self.done = true;
+        true
     }
 
     fn finish(&mut self, out: &mut VecDeque<ProviderEvent>) {

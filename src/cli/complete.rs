@@ -1,0 +1,116 @@
+//! Dynamic shell completion: `source <(COMPLETE=bash orchestration)` (also
+//! zsh, fish, elvish, powershell) registers a completer that calls this
+//! binary back on every TAB, so it can offer what only run time knows: the
+//! live agents' names (asked of the running daemon), profile names (built in
+//! and from the config file), provider names and agent states.
+//!
+//! A completion never starts a daemon, never waits for one longer than
+//! [`DAEMON_TIMEOUT`], and offers nothing when none answers. The static
+//! scripts of `orchestration completions SHELL` stay as they were.
+
+use std::time::Duration;
+
+use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
+
+use crate::api::wire::ListQuery;
+use crate::client::Client;
+use crate::config::Config;
+use crate::daemon::pidfile::{self, Holder};
+use crate::engine::{AgentInfo, AgentState};
+use crate::paths::Paths;
+use crate::providers::Kind;
+use crate::providers::endpoint::known_profiles;
+
+/// How long a TAB may wait for the daemon's list of agents.
+pub const DAEMON_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Answers a completion request (`COMPLETE=SHELL` in the environment) and
+/// exits; otherwise returns at once.
+pub fn handle_request() {
+    clap_complete::CompleteEnv::with_factory(super::command).complete();
+}
+
+/// Live agents' names.
+pub fn live_agents() -> ArgValueCandidates {
+    ArgValueCandidates::new(|| agents(false))
+}
+
+/// Every name with a history: live agents and shut-down ones.
+pub fn all_agents() -> ArgValueCandidates {
+    ArgValueCandidates::new(|| agents(true))
+}
+
+pub fn providers() -> ArgValueCandidates {
+    ArgValueCandidates::new(|| {
+        Kind::NAMES
+            .split(", ")
+            .map(CompletionCandidate::new)
+            .collect()
+    })
+}
+
+pub fn profiles() -> ArgValueCandidates {
+    ArgValueCandidates::new(|| {
+        let config = Paths::resolve(None)
+            .ok()
+            .and_then(|paths| Config::load(&paths.config_file).ok())
+            .unwrap_or_default();
+        known_profiles(&config)
+            .split(", ")
+            .filter(|name| !name.is_empty())
+            .map(CompletionCandidate::new)
+            .collect()
+    })
+}
+
+pub fn states() -> ArgValueCandidates {
+    ArgValueCandidates::new(|| {
+        AgentState::ALL
+            .iter()
+            .map(|state| CompletionCandidate::new(state.as_str()))
+            .collect()
+    })
+}
+
+/// The agents the running daemon knows, or none: a daemon that is not
+/// running is not started (with socket activation, even connecting would
+/// start one, so the PID file's lock is checked first).
+fn agents(all: bool) -> Vec<CompletionCandidate> {
+    // `--socket` on the line being completed is not seen here; its variable is.
+    let socket = std::env::var_os("ORCHESTRATION_SOCKET")
+        .filter(|socket| !socket.is_empty())
+        .map(std::path::PathBuf::from);
+    let Ok(paths) = Paths::resolve(socket) else {
+        return Vec::new();
+    };
+    if !paths.socket_explicit && pidfile::holder(&paths.pid_file) == Holder::Nobody {
+        return Vec::new();
+    }
+    let Ok(client) = Client::new(&paths) else {
+        return Vec::new();
+    };
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
+    let query = ListQuery {
+        all,
+        ..ListQuery::default()
+    };
+    let path = format!("/agents{}", query.to_query());
+    let listed = runtime.block_on(async {
+        tokio::time::timeout(DAEMON_TIMEOUT, client.get::<Vec<AgentInfo>>(&path)).await
+    });
+    let Ok(Ok(agents)) = listed else {
+        return Vec::new();
+    };
+    agents
+        .into_iter()
+        .map(|agent| {
+            let help = format!("{}, {}", agent.provider, agent.state);
+            CompletionCandidate::new(agent.name.to_string()).help(Some(help.into()))
+        })
+        .collect()
+}
