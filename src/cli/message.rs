@@ -58,11 +58,19 @@ pub(super) async fn converse<B: Serialize>(
 
     let mut finished = false;
     let mut at_line_start = true;
-    ctx.client
+    // A failed write (a closed stdout above all) ends the stream; it is
+    // reported as itself, not as the stream's failure.
+    let mut write_error = None;
+    let streamed = ctx
+        .client
         .stream(path, body, |line| match line {
             StreamLine::Delta { content } => {
                 at_line_start = content.ends_with('\n');
-                output::print(&content).map_err(|e| ClientError::Protocol(e.to_string()))
+                output::print(&content).map_err(|e| {
+                    let text = e.to_string();
+                    write_error = Some(e);
+                    ClientError::Protocol(text)
+                })
             }
             StreamLine::Message { .. } => Ok(()),
             StreamLine::Done => {
@@ -71,12 +79,15 @@ pub(super) async fn converse<B: Serialize>(
             }
             StreamLine::Error { status, detail } => Err(ClientError::Api { status, detail }),
         })
-        .await
-        .inspect_err(|_| {
-            if !at_line_start {
-                let _ = output::print("\n");
-            }
-        })?;
+        .await;
+    if let Some(error) = write_error {
+        return Err(error);
+    }
+    streamed.inspect_err(|_| {
+        if !at_line_start {
+            let _ = output::print("\n");
+        }
+    })?;
     if !at_line_start {
         output::print("\n")?;
     }

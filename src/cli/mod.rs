@@ -208,6 +208,9 @@ pub enum CliError {
     Usage(String),
     #[error("{0}")]
     Failed(String),
+    /// Standard output was closed by its reader (EPIPE): not a failure.
+    #[error("standard output was closed")]
+    Closed,
 }
 
 impl CliError {
@@ -260,7 +263,7 @@ pub fn main() -> i32 {
         }
     };
     match run(cli) {
-        Ok(()) => exit::OK,
+        Ok(()) | Err(CliError::Closed) => exit::OK,
         Err(error) => {
             output::error(&error.to_string(), error.hint());
             error.exit_code()

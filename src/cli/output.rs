@@ -17,12 +17,18 @@ pub fn error(message: &str, hint: Option<&str>) {
 }
 
 /// Writes to stdout, flushing at once so streamed text appears as it arrives.
+/// A reader that went away (`orchestration history x | head -1`) is
+/// [`CliError::Closed`], which ends the command quietly with status 0, as
+/// Unix tools do on EPIPE (SPEC §6).
 pub fn print(text: &str) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
-        .map_err(|e| CliError::Failed(format!("cannot write to standard output: {e}")))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => CliError::Closed,
+            _ => CliError::Failed(format!("cannot write to standard output: {e}")),
+        })
 }
 
 pub fn line(text: &str) -> Result<(), CliError> {
