@@ -67,5 +67,81 @@ fn a_closed_stdout_ends_every_command_quietly() {
     assert_eq!(status.trim(), "0");
 }
 
-#[allow(dead_code)]
-fn unused(_: Env) {}
+/// `[2025-01-31T01:10:44.709Z]`: RFC 3339, UTC, milliseconds, fixed width.
+fn is_human_timestamp(stamp: &str) -> bool {
+    let bytes = stamp.as_bytes();
+    stamp.len() == 24
+        && stamp.ends_with('Z')
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            10 => *b == b'T',
+            13 | 16 => *b == b':',
+            19 => *b == b'.',
+            23 => *b == b'Z',
+            _ => b.is_ascii_digit(),
+        })
+}
+
+#[test]
+fn human_output_reads_well_and_json_keeps_everything() {
+    let env = Env::new()
+        .config("[profiles.work]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m1\"\n");
+    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    let spawned = daemon.cli(&["spawn", "w", "--profile", "work"]);
+    assert_eq!(
+        spawned.ok().stdout(),
+        "spawned agent 'w' (provider openai, profile work, model m1)\n"
+    );
+    daemon.cli(&["spawn", "e", "--provider", "echo"]).ok();
+    let list = daemon.cli(&["list"]);
+    let lines: Vec<Vec<String>> = list
+        .ok()
+        .stdout()
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        [
+            "NAME",
+            "STATE",
+            "PROVIDER",
+            "PROFILE",
+            "MODEL",
+            "MESSAGES",
+            "TOKENS(IN/OUT)",
+            "CREATED"
+        ]
+    );
+    let row = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l[0] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {lines:?}"))
+    };
+    assert_eq!(row("w")[2..5], ["openai", "work", "m1"]);
+    assert_eq!(row("e")[2..5], ["echo", "-", "-"]);
+    assert!(is_human_timestamp(&row("e")[7]), "{:?}", row("e"));
+
+    daemon.cli(&["message", "e", "hello"]).ok();
+    let history = daemon.cli(&["history", "e"]);
+    let first = history
+        .ok()
+        .stdout()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let stamp = first
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .map(|(stamp, _)| stamp.to_owned())
+        .unwrap_or_default();
+    assert!(is_human_timestamp(&stamp), "{first}");
+    let json = daemon.cli(&["--json", "history", "e"]).json();
+    let full = json["messages"][0]["timestamp"]
+        .as_str()
+        .expect("timestamp");
+    assert!(full.starts_with(&stamp[..23]), "{full} vs {stamp}");
+}

@@ -40,7 +40,8 @@ pub async fn run(ctx: &Ctx, args: SpawnArgs) -> Result<(), CliError> {
         .map(|m| format!(", model {m}"))
         .unwrap_or_default();
     output::line(&format!(
-        "spawned agent '{}' (provider {}{model})",
-        info.name, info.provider
+        "spawned agent '{}' ({}{model})",
+        info.name,
+        output::endpoint(&info)
     ))
 }
