@@ -145,3 +145,114 @@ fn human_output_reads_well_and_json_keeps_everything() {
         .expect("timestamp");
     assert!(full.starts_with(&stamp[..23]), "{full} vs {stamp}");
 }
+
+/// The error and hint lines of a failed command.
+fn error_and_hint(out: &common::CliOutput) -> (String, String) {
+    let stderr = out.stderr();
+    let error = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"))
+        .to_owned();
+    let hint = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("hint: "))
+        .unwrap_or_else(|| panic!("no hint line: {stderr}"))
+        .to_owned();
+    (error, hint)
+}
+
+#[test]
+fn errors_say_what_to_do_next() {
+    let env = Env::new().config(
+        "[providers]\nmax_retries = 0\n[profiles.work]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n",
+    );
+    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+
+    // No key anywhere: the ways to give one, and the offline provider.
+    let missing = daemon.cli(&["spawn", "k"]);
+    assert_eq!(missing.code(), 1, "{}", missing.stderr());
+    let (error, hint) = error_and_hint(&missing);
+    assert!(error.contains("OPENAI_API_KEY"), "{error}");
+    assert!(!error.contains("api_key"), "names an API field: {error}");
+    for needle in [
+        "export OPENAI_API_KEY=",
+        "--api-key-env VAR",
+        "--profile",
+        "--provider echo",
+    ] {
+        assert!(hint.contains(needle), "hint lacks {needle}: {hint}");
+    }
+    let task = daemon.cli(&["task", "k", "hi", "--provider", "anthropic"]);
+    assert!(
+        error_and_hint(&task)
+            .1
+            .contains("export ANTHROPIC_API_KEY="),
+        "{}",
+        task.stderr()
+    );
+
+    // A typo is a usage error, caught before anything is sent.
+    for (args, suggestion) in [
+        (
+            &["spawn", "x", "--provider", "ehco"][..],
+            "did you mean --provider echo?",
+        ),
+        (
+            &["spawn", "x", "--profile", "wrok"],
+            "did you mean --profile work?",
+        ),
+        (
+            &["task", "x", "hi", "--provider", "opneai"],
+            "did you mean --provider openai?",
+        ),
+        (
+            &["models", "--profile", "gemnii"],
+            "did you mean --profile gemini?",
+        ),
+        (
+            &["spawn", "x", "--provider", "openrouter"],
+            "use --profile openrouter",
+        ),
+        (&["spawn", "x", "--profile", "echo"], "use --provider echo"),
+        (
+            &["spawn", "x", "--provider", "nope"],
+            "profiles: gemini, local, openrouter, work",
+        ),
+    ] {
+        let out = daemon.cli(args);
+        assert_eq!(out.code(), 2, "{args:?}: {}", out.stderr());
+        let (_, hint) = error_and_hint(&out);
+        assert!(hint.contains(suggestion), "{args:?}: {hint}");
+    }
+    assert!(
+        daemon
+            .cli(&["list", "--all"])
+            .stdout()
+            .contains("no agents"),
+        "nothing was spawned"
+    );
+
+    // A taken name: the hint adds something the error does not say.
+    daemon.cli(&["spawn", "dup", "--provider", "echo"]).ok();
+    let taken = daemon.cli(&["spawn", "dup", "--provider", "echo"]);
+    assert_eq!(taken.code(), 1);
+    let (error, hint) = error_and_hint(&taken);
+    assert!(error.contains("already exists"), "{error}");
+    assert!(hint.contains("orchestration message dup"), "{hint}");
+    assert!(!hint.contains("shutdown"), "repeats the error: {hint}");
+
+    // A model server that does not answer: where to look.
+    daemon.cli(&["spawn", "w", "--profile", "work"]).ok();
+    for args in [
+        &["message", "w", "hello"][..],
+        &["message", "--no-stream", "w", "hello"],
+        &["task", "t", "hello", "--profile", "work"],
+    ] {
+        let out = daemon.cli(args);
+        assert_eq!(out.code(), 1, "{args:?}: {}", out.stderr());
+        let (error, hint) = error_and_hint(&out);
+        assert!(error.contains("cannot reach"), "{error}");
+        assert!(hint.contains("base_url"), "{hint}");
+    }
+}

@@ -27,5 +27,7 @@ pub async fn run(ctx: &Ctx, args: TaskArgs) -> Result<(), CliError> {
     let stream = super::message::streams(ctx, args.no_stream);
     body.stream = Some(stream);
     let path = agent_path(&args.name, "/task");
-    super::message::converse(ctx, &path, &body, stream).await
+    super::message::converse(ctx, &path, &body, stream)
+        .await
+        .map_err(|error| args.options.endpoint.explain(error, &ctx.config_file))
 }
