@@ -254,7 +254,8 @@ fn list_all_clear_and_retention() {
     );
 
     // --clear empties a history for good, live or not.
-    daemon.cli(&["history", "gone", "--clear"]).ok();
+    // (--yes: without a terminal, --clear asks for it; see tests/first_hour.rs.)
+    daemon.cli(&["history", "gone", "--clear", "--yes"]).ok();
     assert_eq!(
         daemon.cli(&["history", "gone"]).stdout(),
         "no messages for 'gone'\n"

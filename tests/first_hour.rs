@@ -256,3 +256,85 @@ fn errors_say_what_to_do_next() {
         assert!(hint.contains("base_url"), "{hint}");
     }
 }
+
+/// Runs `script` to give a command a terminal, feeding it `input`; `None`
+/// where util-linux `script` is missing.
+fn in_a_terminal(env: &Env, command: &str, input: &str) -> Option<(Option<i32>, String)> {
+    use std::io::Write;
+    // The same environment the env gives the binary, around `script`.
+    let template = env.command(&[]);
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env_clear()
+        .envs(template.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(input.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    Some((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
+}
+
+#[test]
+fn clearing_a_history_is_confirmed_first() {
+    let daemon = Daemon::start(&[]);
+    daemon.cli(&["spawn", "c", "--provider", "echo"]).ok();
+    daemon.cli(&["message", "c", "keep me"]).ok();
+    let count = || {
+        daemon.cli(&["--json", "history", "c"]).json()["messages"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+
+    // No terminal and no --yes: refused, with the way to do it.
+    for args in [
+        &["history", "c", "--clear"][..],
+        &["--json", "history", "c", "--clear"],
+    ] {
+        let out = daemon.cli(args);
+        assert_eq!(out.code(), 2, "{args:?}: {}", out.stderr());
+        let (_, hint) = error_and_hint(&out);
+        assert!(hint.contains("--yes"), "{hint}");
+        assert_eq!(out.stdout(), "");
+    }
+    assert_eq!(count(), 2);
+    assert_eq!(
+        daemon.cli(&["history", "c", "--yes"]).code(),
+        2,
+        "--yes needs --clear"
+    );
+
+    // In a terminal it asks; only a yes deletes.
+    let bin = common::BIN;
+    if let Some((code, screen)) =
+        in_a_terminal(&daemon.env, &format!("{bin} history c --clear"), "n\n")
+    {
+        assert_eq!(code, Some(1), "{screen}");
+        assert!(
+            screen.contains("delete all 2 message(s) 'c' has had"),
+            "{screen}"
+        );
+        assert!(screen.contains("nothing was cleared"), "{screen}");
+        assert_eq!(count(), 2);
+        let (code, screen) = in_a_terminal(&daemon.env, &format!("{bin} history c --clear"), "y\n")
+            .expect("script ran before");
+        assert_eq!(code, Some(0), "{screen}");
+        assert!(screen.contains("history of 'c' cleared"), "{screen}");
+        assert_eq!(count(), 0);
+        daemon.cli(&["message", "c", "again"]).ok();
+    }
+
+    // --yes clears without asking; --json says so in JSON.
+    let out = daemon.cli(&["--json", "history", "c", "--clear", "--yes"]);
+    assert_eq!(
+        out.ok().json(),
+        serde_json::json!({"name": "c", "cleared": true})
+    );
+    assert_eq!(count(), 0);
+    assert_eq!(daemon.cli(&["history", "ghost", "--clear", "-y"]).code(), 4);
+}

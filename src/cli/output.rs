@@ -31,6 +31,19 @@ pub fn print(text: &str) -> Result<(), CliError> {
         })
 }
 
+/// Asks a yes/no question on stderr and reads the answer from stdin (a
+/// terminal: the caller checks). Only `y` or `yes` is a yes.
+pub fn confirm(question: &str) -> Result<bool, CliError> {
+    let mut stderr = std::io::stderr().lock();
+    let _ = write!(stderr, "{question}");
+    let _ = stderr.flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::Failed(format!("cannot read the answer: {e}")))?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+}
+
 pub fn line(text: &str) -> Result<(), CliError> {
     print(&format!("{text}\n"))
 }
