@@ -338,3 +338,52 @@ fn clearing_a_history_is_confirmed_first() {
     assert_eq!(count(), 0);
     assert_eq!(daemon.cli(&["history", "ghost", "--clear", "-y"]).code(), 4);
 }
+
+#[test]
+fn without_home_the_config_sits_next_to_the_state() {
+    let daemon = Daemon::start(&[]);
+    let state = daemon.env.dir.path().join("state");
+    let homeless = |args: &[&str]| {
+        let mut command = daemon.env.command(args);
+        command
+            .env_remove("HOME")
+            .env_remove("ORCHESTRATION_CONFIG");
+        common::CliOutput(command.output().expect("run"))
+    };
+    assert_eq!(
+        homeless(&["config", "path"]).ok().stdout().trim(),
+        state.join("config.toml").display().to_string()
+    );
+    homeless(&["spawn", "h", "--provider", "echo"]).ok();
+    assert!(homeless(&["list"]).ok().stdout().contains("h "));
+    std::fs::write(
+        state.join("config.toml"),
+        "[profiles.near]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n",
+    )
+    .expect("write");
+    let typo = homeless(&["spawn", "n", "--profile", "naer"]);
+    assert!(
+        typo.stderr().contains("did you mean --profile near?"),
+        "the CLI read S/config.toml: {}",
+        typo.stderr()
+    );
+
+    // With nothing to go on, the error says which variable to set.
+    let mut command = daemon.env.command(&["list"]);
+    for variable in [
+        "HOME",
+        "ORCHESTRATION_CONFIG",
+        "ORCHESTRATION_STATE_DIR",
+        "ORCHESTRATION_RUNTIME_DIR",
+    ] {
+        command.env_remove(variable);
+    }
+    let out = common::CliOutput(command.output().expect("run"));
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    assert!(out.stderr().contains("HOME is not set"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("set HOME, or ORCHESTRATION_"),
+        "{}",
+        out.stderr()
+    );
+}
