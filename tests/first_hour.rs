@@ -387,3 +387,59 @@ fn without_home_the_config_sits_next_to_the_state() {
         out.stderr()
     );
 }
+
+#[test]
+fn a_daemon_serving_the_state_dir_elsewhere_is_pointed_at() {
+    // A login session's daemon: its runtime dir, and the default state dir of its HOME.
+    let env = Env::new();
+    let home = env.dir.path().join("home");
+    let state = home.join(".local/state/orchestration");
+    let env = env.var("ORCHESTRATION_STATE_DIR", &state.display().to_string());
+    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    daemon.cli(&["spawn", "s", "--provider", "echo"]).ok();
+    let socket = daemon.env.socket();
+
+    // A shell with another runtime dir finds nobody and cannot start a second daemon.
+    let other = daemon.env.dir.path().join("other");
+    let out = daemon.env.cli_env(
+        &[
+            ("ORCHESTRATION_NO_AUTOSTART", "0"),
+            ("ORCHESTRATION_RUNTIME_DIR", &other.display().to_string()),
+        ],
+        &["list"],
+    );
+    assert_eq!(out.code(), 3, "{}", out.stderr());
+    let (error, hint) = error_and_hint(&out);
+    assert!(error.contains("is using the state dir"), "{error}");
+    assert!(
+        hint.contains(&format!("--socket {}", socket.display())),
+        "{hint}"
+    );
+
+    // The same from a bare shell (cron, `env -i`): no XDG_RUNTIME_DIR, only
+    // HOME. (Skipped where /run/user/$UID exists: there the CLI rightly
+    // looks in it, and might find a real daemon.)
+    let uid = nix::unistd::geteuid();
+    if !std::path::Path::new(&format!("/run/user/{uid}")).exists() {
+        let bare = std::process::Command::new("env")
+            .arg("-i")
+            .arg(format!("HOME={}", home.display()))
+            .args([common::BIN, "list"])
+            .output()
+            .expect("env -i");
+        let bare = common::CliOutput(bare);
+        assert_eq!(bare.code(), 3, "{}", bare.stderr());
+        let (_, hint) = error_and_hint(&bare);
+        assert!(hint.contains(&socket.display().to_string()), "{hint}");
+        // Following the hint works.
+        let socket_arg = socket.display().to_string();
+        let follow = std::process::Command::new("env")
+            .arg("-i")
+            .arg(format!("HOME={}", home.display()))
+            .args([common::BIN, "--socket", &socket_arg, "list"])
+            .output()
+            .expect("env -i");
+        let follow = common::CliOutput(follow);
+        assert!(follow.ok().stdout().contains("s "), "{}", follow.stdout());
+    }
+}

@@ -296,7 +296,8 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Hinted { error, .. } => error.exit_code(),
-            Self::Client(ClientError::Unreachable { .. }) => exit::UNREACHABLE,
+            // A daemon that could not be started is as unreachable as one that is not running.
+            Self::Client(ClientError::Unreachable { .. }) | Self::Autostart(_) => exit::UNREACHABLE,
             Self::Client(ClientError::Api { status: 404, .. }) => exit::NOT_FOUND,
             Self::Client(ClientError::Api { status: 422, .. }) | Self::Usage(_) => exit::USAGE,
             _ => exit::FAILED,
@@ -309,9 +310,7 @@ impl CliError {
             Self::Client(ClientError::Unreachable { .. }) => {
                 "start it with `orchestration serve --daemon` (or `orchestration serve` in another terminal), or drop --no-autostart / ORCHESTRATION_NO_AUTOSTART"
             }
-            Self::Autostart(_) => {
-                "`orchestration serve` runs the daemon in the foreground, where its errors are easy to see"
-            }
+            Self::Autostart(error) => return Some(error.hint()),
             Self::Client(ClientError::Api { status: 404, .. }) => {
                 "`orchestration list` shows the live agents"
             }
