@@ -443,3 +443,57 @@ fn a_daemon_serving_the_state_dir_elsewhere_is_pointed_at() {
         assert!(follow.ok().stdout().contains("s "), "{}", follow.stdout());
     }
 }
+
+#[test]
+fn a_terminal_sees_the_wait_and_a_script_sees_only_the_reply() {
+    let daemon = Daemon::start(&["--echo-delay", "50ms"]);
+    daemon.cli(&["spawn", "w", "--provider", "echo"]).ok();
+
+    // Not a terminal: exactly the reply, and nothing on stderr.
+    for (args, reply) in [
+        (&["message", "w", "one two three"][..], "one two three\n"),
+        (&["message", "--no-stream", "w", "one two"], "one two\n"),
+        (&["task", "t1", "a b", "--provider", "echo"], "a b\n"),
+    ] {
+        let out = daemon.cli(args);
+        assert_eq!(out.ok().stdout(), reply, "{args:?}");
+        assert_eq!(out.stderr(), "", "{args:?}");
+    }
+
+    let bin = common::BIN;
+    let Some((code, screen)) =
+        in_a_terminal(&daemon.env, &format!("{bin} message w one two three"), "")
+    else {
+        return; // no `script` here
+    };
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        screen.contains("w: waiting for the model… 0s\r\x1b[2Kone two three"),
+        "the waiting line is erased before the reply: {screen:?}"
+    );
+    assert!(
+        screen.contains("\x1b[2mw: ") && screen.contains(" tokens in, 3 out\x1b[0m"),
+        "{screen:?}"
+    );
+    for (command, absent) in [
+        (format!("{bin} message -q w hi"), "tokens in"),
+        (
+            format!("NO_COLOR=1 {bin} task t2 hi --provider echo"),
+            "\x1b[2m",
+        ),
+        (format!("{bin} --json message w hi"), "waiting"),
+        (format!("{bin} --json message w hi"), "tokens in"),
+    ] {
+        let (code, screen) = in_a_terminal(&daemon.env, &command, "").expect("script");
+        assert_eq!(code, Some(0), "{command}: {screen}");
+        assert!(!screen.contains(absent), "{command}: {screen:?}");
+    }
+    let (_, screen) = in_a_terminal(
+        &daemon.env,
+        &format!("NO_COLOR=1 {bin} task t3 hi --provider echo"),
+        "",
+    )
+    .expect("script");
+    assert!(screen.contains("t3: "), "{screen:?}");
+    assert!(screen.contains(" tokens in, 1 out"), "{screen:?}");
+}

@@ -5,6 +5,7 @@ use clap::Args;
 use reqwest::Method;
 use serde::Serialize;
 
+use super::progress::Feedback;
 use super::{CliError, Ctx, agent_path, output, read_prompt};
 use crate::api::wire::{MessageRequest, Messages, StreamLine};
 use crate::client::ClientError;
@@ -21,6 +22,9 @@ pub struct MessageArgs {
     /// Wait for the whole reply instead of streaming it.
     #[arg(long)]
     pub no_stream: bool,
+    /// On a terminal, no line with the reply's time and tokens after it.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
@@ -28,7 +32,9 @@ pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
         content: read_prompt(&args.prompt)?,
         stream: streams(ctx, args.no_stream),
     };
-    converse(ctx, &agent_path(&args.name, "/message"), &body, body.stream).await
+    let path = agent_path(&args.name, "/message");
+    let feedback = Feedback::start(&args.name.to_string(), ctx.json, args.quiet);
+    converse(ctx, &path, &body, body.stream, feedback).await
 }
 
 /// Whether a reply is streamed: not with `--no-stream`, nor with `--json`
@@ -38,21 +44,24 @@ pub(super) fn streams(ctx: &Ctx, no_stream: bool) -> bool {
 }
 
 /// Posts `body` (a message or a task, whose `stream` field is `stream`)
-/// and prints the reply.
+/// and prints the reply; on a terminal, `feedback` shows the wait.
 pub(super) async fn converse<B: Serialize>(
     ctx: &Ctx,
     path: &str,
     body: &B,
     stream: bool,
+    mut feedback: Feedback,
 ) -> Result<(), CliError> {
     if !stream {
         let reply: Messages = ctx.client.json(Method::POST, path, Some(body)).await?;
+        feedback.reply_started();
         if ctx.json {
             return output::json(&reply);
         }
         for message in &reply.messages {
             output::line(&message.content)?;
         }
+        feedback.finished(reply.messages.last());
         return Ok(());
     }
 
@@ -61,10 +70,12 @@ pub(super) async fn converse<B: Serialize>(
     // A failed write (a closed stdout above all) ends the stream; it is
     // reported as itself, not as the stream's failure.
     let mut write_error = None;
+    let mut reply = None;
     let streamed = ctx
         .client
         .stream(path, body, |line| match line {
             StreamLine::Delta { content } => {
+                feedback.reply_started();
                 at_line_start = content.ends_with('\n');
                 output::print(&content).map_err(|e| {
                     let text = e.to_string();
@@ -72,12 +83,18 @@ pub(super) async fn converse<B: Serialize>(
                     ClientError::Protocol(text)
                 })
             }
-            StreamLine::Message { .. } => Ok(()),
+            StreamLine::Message { message } => {
+                reply = Some(message);
+                Ok(())
+            }
             StreamLine::Done => {
                 finished = true;
                 Ok(())
             }
-            StreamLine::Error { status, detail } => Err(ClientError::Api { status, detail }),
+            StreamLine::Error { status, detail } => {
+                feedback.reply_started();
+                Err(ClientError::Api { status, detail })
+            }
         })
         .await;
     if let Some(error) = write_error {
@@ -96,5 +113,6 @@ pub(super) async fn converse<B: Serialize>(
             "the reply stream ended before the reply was complete".into(),
         )));
     }
+    feedback.finished(reply.as_ref());
     Ok(())
 }

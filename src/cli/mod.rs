@@ -7,6 +7,7 @@ mod list;
 mod message;
 mod models;
 mod output;
+mod progress;
 mod serve;
 mod service;
 mod shutdown;
