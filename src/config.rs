@@ -209,12 +209,13 @@ impl Config {
         not_zero("limits.body_timeout", limits.body_timeout)?;
         not_zero("providers.connect_timeout", providers.connect_timeout)?;
         not_zero("providers.idle_timeout", providers.idle_timeout)?;
-        if let Some(listen) = &self.daemon.listen {
-            if listen != "off" && listen.parse::<std::net::SocketAddr>().is_err() {
-                return Err(format!(
-                    "daemon.listen = {listen:?} is not an address like \"127.0.0.1:7862\" or \"off\""
-                ));
-            }
+        if let Some(listen) = &self.daemon.listen
+            && listen != "off"
+            && listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(format!(
+                "daemon.listen = {listen:?} is not an address like \"127.0.0.1:7862\" or \"off\""
+            ));
         }
         Ok(())
     }
@@ -324,10 +325,10 @@ fn key_kind(key: &str) -> Result<KeyKind, EditError> {
             "{key:?} is not a config key; keys look like providers.idle_timeout"
         )));
     }
-    if let ["profiles", _, field] = parts[..] {
-        if PROFILE_KEYS.contains(&field) {
-            return Ok(KeyKind::Text);
-        }
+    if let ["profiles", _, field] = parts[..]
+        && PROFILE_KEYS.contains(&field)
+    {
+        return Ok(KeyKind::Text);
     }
     if let ["profiles", _, "headers", _] = parts[..] {
         return Ok(KeyKind::Text);

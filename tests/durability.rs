@@ -174,10 +174,10 @@ fn kill_9_mid_burst_loses_no_acknowledged_message() {
                     Some(&body),
                 );
                 let raw = std::panic::catch_unwind(|| common::send(stream, &request));
-                if let Ok(response) = raw {
-                    if response.status == 200 {
-                        let _ = acks.send(content);
-                    }
+                if let Ok(response) = raw
+                    && response.status == 200
+                {
+                    let _ = acks.send(content);
                 }
             })
         })
