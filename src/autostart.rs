@@ -4,16 +4,18 @@
 //! `orchestration serve --daemon`, and waits until it is ready. An flock on
 //! `R/autostart.lock` makes concurrent first calls start exactly one.
 
+use std::collections::HashSet;
 use std::io::{IsTerminal, Read};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::daemon::pidfile::{Holder, holder, open_lock_file};
-use crate::paths::{PathError, Paths, ensure_private_dir};
+use crate::paths::{PathError, Paths, ensure_private_dir, user_runtime_base};
 use crate::service::{SOCKET_UNIT_NAME, systemctl_user};
 
 /// The environment a service manager gives its own child. A daemon we start
@@ -47,6 +49,40 @@ pub enum AutostartError {
     /// `serve --daemon` said why the daemon did not start.
     #[error("could not start the daemon: {0}")]
     Failed(String),
+    /// Another daemon holds this state dir: it was started with another
+    /// runtime dir (a login shell's `XDG_RUNTIME_DIR`, say) and answers
+    /// elsewhere. `pid` and `sockets` say where, when `/proc` tells.
+    #[error("could not start the daemon: {message}")]
+    StateDirInUse {
+        message: String,
+        pid: Option<u32>,
+        sockets: Vec<PathBuf>,
+    },
+}
+
+impl AutostartError {
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        let Self::StateDirInUse { pid, sockets, .. } = self else {
+            return "`orchestration serve` runs the daemon in the foreground, where its errors are easy to see".into();
+        };
+        let who = pid.map_or("another daemon".into(), |pid| {
+            format!("the daemon with pid {pid}")
+        });
+        if let Some(socket) = sockets.first() {
+            let socket = socket.display();
+            return format!(
+                "{who} already serves this state dir on {socket}: reach it with `--socket {socket}` \
+                 (or `export ORCHESTRATION_SOCKET={socket}`), or set XDG_RUNTIME_DIR as in the shell that started it"
+            );
+        }
+        let uid = nix::unistd::geteuid();
+        format!(
+            "{who} serves this state dir from another runtime dir, usually $XDG_RUNTIME_DIR/orchestration \
+             of the session that started it (/run/user/{uid}/orchestration): pass its socket with \
+             `--socket PATH` (or ORCHESTRATION_SOCKET), or set XDG_RUNTIME_DIR as there"
+        )
+    }
 }
 
 /// Makes sure a daemon answers on `paths.socket`, starting one if needed.
@@ -107,12 +143,12 @@ fn lock(path: &Path) -> Result<Flock<std::fs::File>, AutostartError> {
 }
 
 /// Whether the systemd user socket unit is loaded and listens where this
-/// client looks (`$XDG_RUNTIME_DIR/orchestration/daemon.sock`).
+/// client looks (`%t/orchestration/daemon.sock`, %t the user's runtime dir).
 fn systemd_socket_serves(paths: &Paths) -> bool {
-    let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) else {
+    let Some(runtime) = user_runtime_base() else {
         return false;
     };
-    if paths.socket != Path::new(&runtime).join("orchestration/daemon.sock") {
+    if paths.socket != runtime.join("orchestration/daemon.sock") {
         return false;
     }
     let unit = systemctl_user(&["show", "--property=LoadState", "--value", SOCKET_UNIT_NAME]);
@@ -158,6 +194,14 @@ fn launch_daemon(paths: &Paths) -> Result<(), AutostartError> {
             .find_map(|line| line.strip_prefix("error: "))
             .unwrap_or(stderr.trim())
             .to_owned();
+        let pid = lock_holder(&paths.state_dir.join("store.lock"));
+        if pid.is_some() || message.contains("is using the state dir") {
+            return Err(AutostartError::StateDirInUse {
+                message,
+                sockets: pid.map(listening_sockets).unwrap_or_default(),
+                pid,
+            });
+        }
         return Err(AutostartError::Failed(message));
     }
     note(&format!(
@@ -165,6 +209,60 @@ fn launch_daemon(paths: &Paths) -> Result<(), AutostartError> {
         paths.log_file.display()
     ));
     Ok(())
+}
+
+/// The process holding an `flock` on `lock`, from `/proc/locks` (Linux;
+/// `None` elsewhere or when nobody holds it).
+fn lock_holder(lock: &Path) -> Option<u32> {
+    let inode = std::fs::metadata(lock).ok()?.ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // `1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF`; a waiter's line has `->` second.
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        let pid = fields.get(4)?.parse().ok()?;
+        let locked: u64 = fields.get(5)?.rsplit(':').next()?.parse().ok()?;
+        (locked == inode).then_some(pid)
+    })
+}
+
+/// The Unix socket paths process `pid` listens on, from its open files and
+/// `/proc/net/unix` (Linux; empty when it cannot be told).
+fn listening_sockets(pid: u32) -> Vec<PathBuf> {
+    const LISTENING: &str = "00010000";
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: HashSet<u64> = fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            target
+                .to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    // `Num RefCount Protocol Flags Type St Inode Path`
+    let mut sockets: Vec<PathBuf> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let inode: u64 = fields.get(6)?.parse().ok()?;
+            let path = fields.get(7)?;
+            (fields.get(3) == Some(&LISTENING) && inodes.contains(&inode) && path.starts_with('/'))
+                .then(|| PathBuf::from(path))
+        })
+        .collect();
+    sockets.sort();
+    sockets.dedup();
+    sockets
 }
 
 /// A line on a terminal's stderr; scripts' stderr stays clean.

@@ -212,19 +212,20 @@ impl Config {
         not_zero("limits.body_timeout", limits.body_timeout)?;
         not_zero("providers.connect_timeout", providers.connect_timeout)?;
         not_zero("providers.idle_timeout", providers.idle_timeout)?;
-        if let Some(level) = &self.daemon.log_level {
-            if tracing_subscriber::EnvFilter::try_new(level).is_err() {
-                return Err(format!(
-                    "daemon.log_level = {level:?} is not a level (error, warn, info, debug, trace) or RUST_LOG directive"
-                ));
-            }
+        if let Some(level) = &self.daemon.log_level
+            && tracing_subscriber::EnvFilter::try_new(level).is_err()
+        {
+            return Err(format!(
+                "daemon.log_level = {level:?} is not a level (error, warn, info, debug, trace) or RUST_LOG directive"
+            ));
         }
-        if let Some(listen) = &self.daemon.listen {
-            if listen != "off" && listen.parse::<std::net::SocketAddr>().is_err() {
-                return Err(format!(
-                    "daemon.listen = {listen:?} is not an address like \"127.0.0.1:7862\" or \"off\""
-                ));
-            }
+        if let Some(listen) = &self.daemon.listen
+            && listen != "off"
+            && listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(format!(
+                "daemon.listen = {listen:?} is not an address like \"127.0.0.1:7862\" or \"off\""
+            ));
         }
         Ok(())
     }
@@ -334,10 +335,10 @@ fn key_kind(key: &str) -> Result<KeyKind, EditError> {
             "{key:?} is not a config key; keys look like providers.idle_timeout"
         )));
     }
-    if let ["profiles", _, field] = parts[..] {
-        if PROFILE_KEYS.contains(&field) {
-            return Ok(KeyKind::Text);
-        }
+    if let ["profiles", _, field] = parts[..]
+        && PROFILE_KEYS.contains(&field)
+    {
+        return Ok(KeyKind::Text);
     }
     if let ["profiles", _, "headers", _] = parts[..] {
         return Ok(KeyKind::Text);

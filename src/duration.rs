@@ -39,7 +39,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 /// The shortest text [`parse`] reads back as `duration`: `500ms`, `10s`, `2m`, `1h`.
 pub fn format(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1000 != 0 {
+    if !millis.is_multiple_of(1000) {
         return format!("{millis}ms");
     }
     let seconds = duration.as_secs();

@@ -32,10 +32,12 @@ pub struct Paths {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PathError {
-    #[error(
-        "cannot find a home directory: set HOME, or ORCHESTRATION_RUNTIME_DIR and ORCHESTRATION_STATE_DIR"
-    )]
-    NoHome,
+    /// HOME is needed for `what` and is not set; `set` says what else would do.
+    #[error("cannot place the {what}: HOME is not set; set HOME, or {set}")]
+    NoHome {
+        what: &'static str,
+        set: &'static str,
+    },
     #[error("cannot create {}: {source}", path.display())]
     Create { path: PathBuf, source: io::Error },
     #[error("cannot make {} absolute: {source}", path.display())]
@@ -50,8 +52,11 @@ fn var(name: &str) -> Option<OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
-fn home() -> Result<PathBuf, PathError> {
-    var("HOME").map(PathBuf::from).ok_or(PathError::NoHome)
+/// `$HOME`, needed for `what`; `set` names the variables that would do instead.
+fn home(what: &'static str, set: &'static str) -> Result<PathBuf, PathError> {
+    var("HOME")
+        .map(PathBuf::from)
+        .ok_or(PathError::NoHome { what, set })
 }
 
 impl Paths {
@@ -59,6 +64,7 @@ impl Paths {
     pub fn resolve(socket: Option<PathBuf>) -> Result<Self, PathError> {
         let runtime_dir = runtime_dir()?;
         let state_dir = state_dir()?;
+        let config_file = config_file(&state_dir);
         Ok(Self {
             socket_explicit: socket.is_some(),
             socket: socket.unwrap_or_else(|| runtime_dir.join("daemon.sock")),
@@ -66,8 +72,8 @@ impl Paths {
             token_file: runtime_dir.join("http.token"),
             log_file: state_dir.join("daemon.log"),
             state_dir,
-            environment_file: environment_file(&config_file()?),
-            config_file: config_file()?,
+            environment_file: environment_file(&config_file),
+            config_file,
             runtime_dir,
         })
     }
@@ -98,10 +104,35 @@ fn runtime_dir() -> Result<PathBuf, PathError> {
     if let Some(dir) = var("ORCHESTRATION_RUNTIME_DIR") {
         return Ok(dir.into());
     }
-    if let Some(dir) = var("XDG_RUNTIME_DIR") {
-        return Ok(PathBuf::from(dir).join("orchestration"));
+    if let Some(base) = user_runtime_base() {
+        return Ok(base.join("orchestration"));
     }
-    Ok(home()?.join(".orchestration"))
+    Ok(home(
+        "runtime dir",
+        "ORCHESTRATION_RUNTIME_DIR (or XDG_RUNTIME_DIR)",
+    )?
+    .join(".orchestration"))
+}
+
+/// The user's runtime directory, where a service manager's sockets live:
+/// `$XDG_RUNTIME_DIR`, else `/run/user/$UID` when that is ours and 0700
+/// (SPEC §1). Shells without a login session (cron, `sudo -u`, `env -i`,
+/// some ssh setups) lack the variable but not the directory, and must find
+/// the daemon the login session started.
+pub fn user_runtime_base() -> Option<PathBuf> {
+    if let Some(dir) = var("XDG_RUNTIME_DIR") {
+        return Some(dir.into());
+    }
+    let uid = nix::unistd::geteuid().as_raw();
+    let candidate = PathBuf::from(format!("/run/user/{uid}"));
+    is_private_runtime_dir(&candidate, uid).then_some(candidate)
+}
+
+/// Whether `dir` is a real directory (not a symlink) owned by `uid` with
+/// mode 0700: what a login manager makes for a user's runtime dir.
+pub fn is_private_runtime_dir(dir: &Path, uid: u32) -> bool {
+    fs::symlink_metadata(dir)
+        .is_ok_and(|meta| meta.is_dir() && meta.uid() == uid && meta.mode() & 0o777 == 0o700)
 }
 
 fn state_dir() -> Result<PathBuf, PathError> {
@@ -111,17 +142,28 @@ fn state_dir() -> Result<PathBuf, PathError> {
     if let Some(dir) = var("XDG_STATE_HOME") {
         return Ok(PathBuf::from(dir).join("orchestration"));
     }
-    Ok(home()?.join(".local/state/orchestration"))
+    Ok(
+        home("state dir", "ORCHESTRATION_STATE_DIR (or XDG_STATE_HOME)")?
+            .join(".local/state/orchestration"),
+    )
 }
 
-fn config_file() -> Result<PathBuf, PathError> {
+/// `$ORCHESTRATION_CONFIG`, else `$XDG_CONFIG_HOME/orchestration/config.toml`,
+/// else `~/.config/orchestration/config.toml`; with no `HOME` either,
+/// `S/config.toml` next to the store (the state dir then came from a
+/// variable, so nothing falls back to a guessed home). A missing file is the
+/// defaults.
+fn config_file(state_dir: &Path) -> PathBuf {
     if let Some(file) = var("ORCHESTRATION_CONFIG") {
-        return Ok(file.into());
+        return file.into();
     }
     if let Some(dir) = var("XDG_CONFIG_HOME") {
-        return Ok(PathBuf::from(dir).join("orchestration/config.toml"));
+        return PathBuf::from(dir).join("orchestration/config.toml");
     }
-    Ok(home()?.join(".config/orchestration/config.toml"))
+    match var("HOME") {
+        Some(home) => PathBuf::from(home).join(".config/orchestration/config.toml"),
+        None => state_dir.join("config.toml"),
+    }
 }
 
 fn environment_file(config_file: &Path) -> PathBuf {
@@ -137,12 +179,16 @@ pub fn user_unit_dir() -> Result<PathBuf, PathError> {
     if let Some(dir) = var("XDG_CONFIG_HOME") {
         return Ok(PathBuf::from(dir).join("systemd/user"));
     }
-    Ok(home()?.join(".config/systemd/user"))
+    Ok(home("systemd user unit dir", "XDG_CONFIG_HOME")?.join(".config/systemd/user"))
 }
 
 /// Where launchd looks for this user's agents: `~/Library/LaunchAgents`.
 pub fn launch_agents_dir() -> Result<PathBuf, PathError> {
-    Ok(home()?.join("Library/LaunchAgents"))
+    Ok(home(
+        "launchd agent dir",
+        "nothing else: launchd reads ~/Library/LaunchAgents",
+    )?
+    .join("Library/LaunchAgents"))
 }
 
 /// Creates `dir` (and parents) as 0700, or tightens an existing one of ours
@@ -168,4 +214,35 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), PathError> {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(create_error)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn private_dir(mode: u32) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(mode)).expect("chmod");
+        dir
+    }
+
+    #[test]
+    fn a_runtime_dir_counts_only_when_ours_and_private() {
+        let uid = nix::unistd::geteuid().as_raw();
+        let ours = private_dir(0o700);
+        assert!(is_private_runtime_dir(ours.path(), uid));
+        // Someone else's (as far as the check can tell).
+        assert!(!is_private_runtime_dir(ours.path(), uid.wrapping_add(1)));
+        // Readable by others: not a runtime dir a login manager made.
+        let open = private_dir(0o755);
+        assert!(!is_private_runtime_dir(open.path(), uid));
+        // Missing, a file, a symlink to a good one.
+        assert!(!is_private_runtime_dir(&ours.path().join("nope"), uid));
+        let file = ours.path().join("file");
+        fs::write(&file, "").expect("write");
+        assert!(!is_private_runtime_dir(&file, uid));
+        let link = open.path().join("link");
+        std::os::unix::fs::symlink(ours.path(), &link).expect("symlink");
+        assert!(!is_private_runtime_dir(&link, uid));
+    }
 }

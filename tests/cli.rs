@@ -133,8 +133,9 @@ fn spawn_list_and_json() {
     );
     assert!(taken.stderr().contains("hint:"), "{}", taken.stderr());
 
+    // Caught by the CLI before sending: a usage error (see tests/first_hour.rs).
     let unknown = daemon.cli(&["spawn", "j3", "--provider", "nope"]);
-    assert_eq!(unknown.code(), 1);
+    assert_eq!(unknown.code(), 2);
     assert!(
         unknown.stderr().contains("unknown provider"),
         "{}",

@@ -12,7 +12,7 @@ use clap_complete::Shell;
 const FILES: &[(&str, &str)] = &[
     (
         "$XDG_RUNTIME_DIR/orchestration/",
-        "The runtime dir R (mode 0700); ~/.orchestration without XDG_RUNTIME_DIR; $ORCHESTRATION_RUNTIME_DIR overrides.",
+        "The runtime dir R (mode 0700); without XDG_RUNTIME_DIR, /run/user/$UID/orchestration when that dir is yours and 0700, else ~/.orchestration; $ORCHESTRATION_RUNTIME_DIR overrides.",
     ),
     (
         "R/daemon.sock",

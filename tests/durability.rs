@@ -174,10 +174,10 @@ fn kill_9_mid_burst_loses_no_acknowledged_message() {
                     Some(&body),
                 );
                 let raw = std::panic::catch_unwind(|| common::send(stream, &request));
-                if let Ok(response) = raw {
-                    if response.status == 200 {
-                        let _ = acks.send(content);
-                    }
+                if let Ok(response) = raw
+                    && response.status == 200
+                {
+                    let _ = acks.send(content);
                 }
             })
         })
@@ -254,7 +254,8 @@ fn list_all_clear_and_retention() {
     );
 
     // --clear empties a history for good, live or not.
-    daemon.cli(&["history", "gone", "--clear"]).ok();
+    // (--yes: without a terminal, --clear asks for it; see tests/first_hour.rs.)
+    daemon.cli(&["history", "gone", "--clear", "--yes"]).ok();
     assert_eq!(
         daemon.cli(&["history", "gone"]).stdout(),
         "no messages for 'gone'\n"

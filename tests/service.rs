@@ -647,7 +647,8 @@ fn autostart_failure_says_why_and_touches_nothing() {
     std::fs::create_dir_all(env.runtime_dir()).expect("runtime dir");
     std::fs::write(env.socket(), "not a socket").expect("write");
     let (code, out, err) = run_bounded(env.command(&["list"]));
-    assert_eq!(code, Some(1), "{out}{err}");
+    // 3, daemon unreachable (SPEC §6): it could not be started.
+    assert_eq!(code, Some(3), "{out}{err}");
     assert!(
         err.starts_with("error: could not start the daemon: "),
         "{err}"

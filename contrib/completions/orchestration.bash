@@ -755,7 +755,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__history)
-            opts="-h --limit --all --clear --socket --json --no-autostart --help"
+            opts="-y -h --limit --all --clear --yes --socket --json --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -821,7 +821,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__message)
-            opts="-h --no-stream --socket --json --no-autostart --help"
+            opts="-q -h --no-stream --quiet --socket --json --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1147,7 +1147,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__task)
-            opts="-h --provider --profile --base-url --api-key-env --model --instructions --no-stream --socket --json --no-autostart --help"
+            opts="-q -h --provider --profile --base-url --api-key-env --model --instructions --no-stream --quiet --socket --json --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -78,13 +78,15 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l no-
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -s h -l help -d 'Print help'
 complete -c orchestration -n "__fish_orchestration_using_subcommand message" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand message" -l no-stream -d 'Wait for the whole reply instead of streaming it'
+complete -c orchestration -n "__fish_orchestration_using_subcommand message" -s q -l quiet -d 'On a terminal, no line with the reply\'s time and tokens after it'
 complete -c orchestration -n "__fish_orchestration_using_subcommand message" -l json -d 'Print the API\'s JSON instead of human-readable output'
 complete -c orchestration -n "__fish_orchestration_using_subcommand message" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
 complete -c orchestration -n "__fish_orchestration_using_subcommand message" -s h -l help -d 'Print help'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l limit -d 'Only the last N messages' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l all -d 'Include the conversations of earlier agents that had this name'
-complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l clear -d 'Delete every message this name has had, for good (a live agent keeps running, with no context)'
+complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l clear -d 'Delete every message this name has had, for good (a live agent keeps running, with no context). Asks first on a terminal; elsewhere --yes is required'
+complete -c orchestration -n "__fish_orchestration_using_subcommand history" -s y -l yes -d 'With --clear: do not ask for confirmation'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l json -d 'Print the API\'s JSON instead of human-readable output'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -s h -l help -d 'Print help'
@@ -96,6 +98,7 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l mod
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l instructions -d 'The agent\'s instructions, sent as its system prompt' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l no-stream -d 'Wait for the whole reply instead of streaming it'
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -s q -l quiet -d 'On a terminal, no line with the reply\'s time and tokens after it'
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l json -d 'Print the API\'s JSON instead of human-readable output'
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -s h -l help -d 'Print help'

@@ -51,10 +51,10 @@ pub fn error(error: &ApiError) -> Response<Body> {
             missing_key: error.missing_key(),
         },
     );
-    if let ApiError::MethodNotAllowed { allowed, .. } = error {
-        if let Ok(value) = HeaderValue::from_str(&allow_header(allowed)) {
-            response.headers_mut().insert(header::ALLOW, value);
-        }
+    if let ApiError::MethodNotAllowed { allowed, .. } = error
+        && let Ok(value) = HeaderValue::from_str(&allow_header(allowed))
+    {
+        response.headers_mut().insert(header::ALLOW, value);
     }
     // The rest of a body we gave up on would be read as the next request.
     if matches!(

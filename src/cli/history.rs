@@ -1,5 +1,7 @@
 //! `orchestration history`: an agent's conversation, oldest first.
 
+use std::io::IsTerminal;
+
 use clap::Args;
 use reqwest::Method;
 
@@ -19,16 +21,17 @@ pub struct HistoryArgs {
     #[arg(long)]
     pub all: bool,
     /// Delete every message this name has had, for good (a live agent keeps running, with no context).
+    /// Asks first on a terminal; elsewhere --yes is required.
     #[arg(long, conflicts_with_all = ["limit", "all"])]
     pub clear: bool,
+    /// With --clear: do not ask for confirmation.
+    #[arg(long, short = 'y', requires = "clear")]
+    pub yes: bool,
 }
 
 pub async fn run(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
     if args.clear {
-        ctx.client
-            .send::<()>(Method::DELETE, &agent_path(&args.name, "/history"), None)
-            .await?;
-        return output::line(&format!("history of '{}' cleared", args.name));
+        return clear(ctx, &args).await;
     }
     let query = HistoryQuery {
         limit: args.limit,
@@ -46,4 +49,43 @@ pub async fn run(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
         output::line(&output::history_entry(message))?;
     }
     Ok(())
+}
+
+/// `--clear`: deletes the name's every conversation, once confirmed.
+async fn clear(ctx: &Ctx, args: &HistoryArgs) -> Result<(), CliError> {
+    let name = &args.name;
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(CliError::Usage(format!(
+                "history --clear deletes every message '{name}' has had, and there is no terminal to confirm it on"
+            ))
+            .with_hint(format!("`orchestration history {name} --clear --yes` clears without asking")));
+        }
+        // Also makes an unknown name a 404 before anything is asked.
+        let tail = format!(
+            "/history{}",
+            HistoryQuery {
+                limit: None,
+                all: true
+            }
+            .to_query()
+        );
+        let history: Messages = ctx.client.get(&agent_path(name, &tail)).await?;
+        let question = format!(
+            "delete all {} message(s) '{name}' has had, for good? [y/N] ",
+            history.messages.len()
+        );
+        if !output::confirm(&question)? {
+            return Err(CliError::Failed(format!(
+                "nothing was cleared: the history of '{name}' is as it was"
+            )));
+        }
+    }
+    ctx.client
+        .send::<()>(Method::DELETE, &agent_path(name, "/history"), None)
+        .await?;
+    if ctx.json {
+        return output::json(&serde_json::json!({"name": name, "cleared": true}));
+    }
+    output::line(&format!("history of '{name}' cleared"))
 }

@@ -5,6 +5,7 @@ use clap::Args;
 use reqwest::Method;
 use serde::Serialize;
 
+use super::progress::Feedback;
 use super::{CliError, Ctx, agent_path, output, read_prompt};
 use crate::api::wire::{MessageRequest, Messages, StreamLine};
 use crate::client::ClientError;
@@ -22,6 +23,9 @@ pub struct MessageArgs {
     /// Wait for the whole reply instead of streaming it.
     #[arg(long)]
     pub no_stream: bool,
+    /// On a terminal, no line with the reply's time and tokens after it.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
@@ -31,14 +35,16 @@ pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
         api_key: None,
     };
     let path = agent_path(&args.name, "/message");
-    match converse(ctx, &path, &body, body.stream).await {
+    let feedback = Feedback::start(&args.name.to_string(), ctx.json, args.quiet);
+    match converse(ctx, &path, &body, body.stream, feedback).await {
         // A suspended agent whose key the daemon lacks: send ours, once.
         Err(CliError::Client(ClientError::Api {
             missing_key: Some(variable),
             ..
         })) if key_from_env(&variable).is_some() => {
             body.api_key = key_from_env(&variable);
-            converse(ctx, &path, &body, body.stream).await
+            let feedback = Feedback::start(&args.name.to_string(), ctx.json, args.quiet);
+            converse(ctx, &path, &body, body.stream, feedback).await
         }
         other => other,
     }
@@ -55,49 +61,71 @@ pub(super) fn streams(ctx: &Ctx, no_stream: bool) -> bool {
 }
 
 /// Posts `body` (a message or a task, whose `stream` field is `stream`)
-/// and prints the reply.
+/// and prints the reply; on a terminal, `feedback` shows the wait.
 pub(super) async fn converse<B: Serialize>(
     ctx: &Ctx,
     path: &str,
     body: &B,
     stream: bool,
+    mut feedback: Feedback,
 ) -> Result<(), CliError> {
     if !stream {
         let reply: Messages = ctx.client.json(Method::POST, path, Some(body)).await?;
+        feedback.reply_started();
         if ctx.json {
             return output::json(&reply);
         }
         for message in &reply.messages {
             output::line(&message.content)?;
         }
+        feedback.finished(reply.messages.last());
         return Ok(());
     }
 
     let mut finished = false;
     let mut at_line_start = true;
-    ctx.client
+    // A failed write (a closed stdout above all) ends the stream; it is
+    // reported as itself, not as the stream's failure.
+    let mut write_error = None;
+    let mut reply = None;
+    let streamed = ctx
+        .client
         .stream(path, body, |line| match line {
             StreamLine::Delta { content } => {
+                feedback.reply_started();
                 at_line_start = content.ends_with('\n');
-                output::print(&content).map_err(|e| ClientError::Protocol(e.to_string()))
+                output::print(&content).map_err(|e| {
+                    let text = e.to_string();
+                    write_error = Some(e);
+                    ClientError::Protocol(text)
+                })
             }
-            StreamLine::Message { .. } => Ok(()),
+            StreamLine::Message { message } => {
+                reply = Some(message);
+                Ok(())
+            }
             StreamLine::Done => {
                 finished = true;
                 Ok(())
             }
-            StreamLine::Error { status, detail } => Err(ClientError::Api {
-                status,
-                detail,
-                missing_key: None,
-            }),
-        })
-        .await
-        .inspect_err(|_| {
-            if !at_line_start {
-                let _ = output::print("\n");
+            StreamLine::Error { status, detail } => {
+                feedback.reply_started();
+                Err(ClientError::Api {
+                    status,
+                    detail,
+                    missing_key: None,
+                })
             }
-        })?;
+        })
+        .await;
+    if let Some(error) = write_error {
+        return Err(error);
+    }
+    streamed.inspect_err(|_| {
+        if !at_line_start {
+            let _ = output::print("\n");
+        }
+    })?;
     if !at_line_start {
         output::print("\n")?;
     }
@@ -106,5 +134,6 @@ pub(super) async fn converse<B: Serialize>(
             "the reply stream ended before the reply was complete".into(),
         )));
     }
+    feedback.finished(reply.as_ref());
     Ok(())
 }

@@ -9,11 +9,13 @@ mod mcp;
 mod message;
 mod models;
 mod output;
+mod progress;
 mod search;
 mod serve;
 mod service;
 mod shutdown;
 mod spawn;
+mod suggestion;
 mod task;
 
 use std::path::{Path, PathBuf};
@@ -27,7 +29,8 @@ use crate::config::{Config, ConfigError};
 use crate::daemon::DaemonError;
 use crate::engine::AgentName;
 use crate::paths::{PathError, Paths};
-use crate::providers::endpoint::key_variable;
+use crate::providers::SetupError;
+use crate::providers::endpoint::{Kind, Profile, key_variable, known_profiles};
 
 /// Exit statuses (SPEC §6).
 pub mod exit {
@@ -145,22 +148,66 @@ impl EndpointOptions {
     /// The request these options make, with the API key read from this
     /// process's environment (a daemon under a service manager does not see
     /// the user's shell variables). The key travels in the request body,
-    /// never on a command line.
+    /// never on a command line. An unknown provider or profile is a usage
+    /// error found here, before anything is sent, with a suggestion.
     fn request(&self, config_file: &Path) -> Result<AgentRequest, CliError> {
+        let config = Config::load(config_file)?;
+        self.check_names(&config)?;
         Ok(AgentRequest {
             provider: self.provider.clone(),
             profile: self.profile.clone(),
             base_url: self.base_url.clone(),
-            api_key: self.read_api_key(config_file)?,
+            api_key: self.read_api_key(&config)?,
             ..AgentRequest::default()
         })
+    }
+
+    /// `--provider` must name a provider and `--profile` a built-in or
+    /// configured profile; otherwise say which was meant, if one was close.
+    fn check_names(&self, config: &Config) -> Result<(), CliError> {
+        let profiles = known_profiles(config);
+        let listing = format!(
+            "providers: {}; profiles: {profiles} (more in the config file, `orchestration config path`)",
+            Kind::NAMES
+        );
+        let suggest = |typed: &str| match suggestion::did_you_mean(typed, config) {
+            Some(guess) => format!("{guess} {listing}"),
+            None => listing.clone(),
+        };
+        let is_profile = |name: &str| {
+            !matches!(
+                Profile::named(name, config),
+                Err(SetupError::UnknownProfile { .. })
+            )
+        };
+        if let Some(provider) = self.provider.as_deref()
+            && Kind::parse(provider).is_none()
+        {
+            let hint = if is_profile(provider) {
+                format!("{provider:?} is a profile: use --profile {provider}")
+            } else {
+                suggest(provider)
+            };
+            return Err(CliError::Usage(format!("unknown provider {provider:?}")).with_hint(hint));
+        }
+        if let Some(profile) = self.profile.as_deref()
+            && !is_profile(profile)
+        {
+            let hint = if Kind::parse(profile).is_some() {
+                format!("{profile:?} is a provider: use --provider {profile}")
+            } else {
+                suggest(profile)
+            };
+            return Err(CliError::Usage(format!("unknown profile {profile:?}")).with_hint(hint));
+        }
+        Ok(())
     }
 
     /// The key to send: from `--api-key-env VAR` if given (it must be set),
     /// else from the variable the provider or profile names, but only for
     /// its own base URL: a key never follows a `--base-url` the user typed
     /// unless they named its variable. `None` when there is none to send.
-    fn read_api_key(&self, config_file: &Path) -> Result<Option<String>, CliError> {
+    fn read_api_key(&self, config: &Config) -> Result<Option<String>, CliError> {
         let read = |variable: &str| std::env::var(variable).ok().filter(|key| !key.is_empty());
         if let Some(variable) = &self.api_key_env {
             return read(variable).map(Some).ok_or_else(|| {
@@ -169,13 +216,35 @@ impl EndpointOptions {
                 ))
             });
         }
-        let variable = key_variable(
+        Ok(self.key_variable(config).as_deref().and_then(read))
+    }
+
+    fn key_variable(&self, config: &Config) -> Option<String> {
+        key_variable(
             self.provider.as_deref(),
             self.profile.as_deref(),
             self.base_url.as_deref(),
-            &Config::load(config_file)?,
-        );
-        Ok(variable.as_deref().and_then(read))
+            config,
+        )
+    }
+
+    /// Adds what to do next to a daemon's answer about these options: a
+    /// missing key gets the ways to give one.
+    fn explain(&self, error: CliError, config_file: &Path) -> CliError {
+        let missing_key = matches!(&error, CliError::Client(ClientError::Api { status: 400, detail, .. }) if detail.contains("needs an API key"));
+        if !missing_key {
+            return error;
+        }
+        let config = Config::load(config_file).unwrap_or_default();
+        let variable = self
+            .key_variable(&config)
+            .unwrap_or_else(|| "THE_KEY_VARIABLE".into());
+        error.with_hint(format!(
+            "`export {variable}=…` and run this again; or read the key from another variable \
+             with --api-key-env VAR; or use a profile (--profile P: {}); or try it offline \
+             with --provider echo",
+            known_profiles(&config)
+        ))
     }
 }
 
@@ -221,48 +290,81 @@ pub enum CliError {
     Usage(String),
     #[error("{0}")]
     Failed(String),
+    /// Standard output was closed by its reader (EPIPE): not a failure.
+    #[error("standard output was closed")]
+    Closed,
+    /// An error with a hint that only the command knows (a name, a variable).
+    #[error("{error}")]
+    Hinted { error: Box<CliError>, hint: String },
 }
 
 impl CliError {
+    /// The same error, with `hint` in place of the generic one.
+    pub fn with_hint(self, hint: impl Into<String>) -> Self {
+        Self::Hinted {
+            error: Box::new(self),
+            hint: hint.into(),
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Client(ClientError::Unreachable { .. }) => exit::UNREACHABLE,
+            Self::Hinted { error, .. } => error.exit_code(),
+            // A daemon that could not be started is as unreachable as one that is not running.
+            Self::Client(ClientError::Unreachable { .. }) | Self::Autostart(_) => exit::UNREACHABLE,
             Self::Client(ClientError::Api { status: 404, .. }) => exit::NOT_FOUND,
             Self::Client(ClientError::Api { status: 422, .. }) | Self::Usage(_) => exit::USAGE,
             _ => exit::FAILED,
         }
     }
 
-    fn hint(&self) -> Option<&'static str> {
-        match self {
-            Self::Client(ClientError::Unreachable { .. }) => Some(
-                "start it with `orchestration serve --daemon` (or `orchestration serve` in another terminal), or drop --no-autostart / ORCHESTRATION_NO_AUTOSTART",
-            ),
-            Self::Autostart(_) => Some(
-                "`orchestration serve` runs the daemon in the foreground, where its errors are easy to see",
-            ),
+    fn hint(&self) -> Option<String> {
+        let hint = match self {
+            Self::Hinted { hint, .. } => return Some(hint.clone()),
+            Self::Client(ClientError::Unreachable { .. }) => {
+                "start it with `orchestration serve --daemon` (or `orchestration serve` in another terminal), or drop --no-autostart / ORCHESTRATION_NO_AUTOSTART"
+            }
+            Self::Autostart(error) => return Some(error.hint()),
             Self::Client(ClientError::Api { status: 404, .. }) => {
-                Some("`orchestration list` shows the live agents")
+                "`orchestration list` shows the live agents"
             }
             Self::Client(ClientError::Api {
                 status: 409,
                 missing_key: Some(_),
                 ..
-            }) => Some(
-                "export that variable where you run orchestration (the CLI then sends the key with your message), or put it in the daemon's environment file and run `orchestration serve --reload`",
-            ),
+            }) => {
+                "export that variable where you run orchestration (the CLI then sends the key with your message), or put it in the daemon's environment file and run `orchestration serve --reload`"
+            }
             Self::Client(ClientError::Api {
                 status: 409,
                 detail,
                 ..
-            }) if detail.contains("is suspended") => Some(
-                "fix what it lacks in the config file, then `orchestration serve --reload`; `orchestration list` shows why each agent is suspended",
-            ),
-            Self::Client(ClientError::Api { status: 409, .. }) => {
-                Some("`orchestration shutdown NAME` frees the name, or pick another")
+            }) if detail.contains("is suspended") => {
+                "fix what it lacks in the config file, then `orchestration serve --reload`; `orchestration list` shows why each agent is suspended"
             }
-            _ => None,
-        }
+            Self::Client(ClientError::Api { status: 409, .. }) => {
+                "`orchestration list` shows the names in use"
+            }
+            Self::Client(ClientError::Api {
+                status: 502,
+                detail,
+                ..
+            }) if detail.contains("cannot reach") => {
+                "is the model server running? Check its address: --base-url, or the profile's base_url \
+                 (`orchestration config list`); the `local` profile expects Ollama on localhost:11434 \
+                 (`ollama serve`)"
+            }
+            Self::Client(ClientError::Api { status: 502, .. }) => {
+                "that is the model server's answer: check the model name (`orchestration models` lists \
+                 them), the key and the account"
+            }
+            Self::Client(ClientError::Api { status: 504, .. }) => {
+                "the model server went silent for longer than providers.idle_timeout \
+                 (`orchestration config set providers.idle_timeout 5m` allows more)"
+            }
+            _ => return None,
+        };
+        Some(hint.to_owned())
     }
 }
 
@@ -288,9 +390,9 @@ pub fn main() -> i32 {
         }
     };
     match run(cli) {
-        Ok(()) => exit::OK,
+        Ok(()) | Err(CliError::Closed) => exit::OK,
         Err(error) => {
-            output::error(&error.to_string(), error.hint());
+            output::error(&error.to_string(), error.hint().as_deref());
             error.exit_code()
         }
     }

@@ -18,7 +18,8 @@ pub async fn run(ctx: &Ctx, args: ModelsArgs) -> Result<(), CliError> {
     let listing: Models = ctx
         .client
         .json(Method::POST, "/models", Some(&body))
-        .await?;
+        .await
+        .map_err(|error| args.endpoint.explain(error.into(), &ctx.config_file))?;
     if ctx.json {
         return output::json(&listing);
     }

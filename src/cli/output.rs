@@ -17,12 +17,31 @@ pub fn error(message: &str, hint: Option<&str>) {
 }
 
 /// Writes to stdout, flushing at once so streamed text appears as it arrives.
+/// A reader that went away (`orchestration history x | head -1`) is
+/// [`CliError::Closed`], which ends the command quietly with status 0, as
+/// Unix tools do on EPIPE (SPEC §6).
 pub fn print(text: &str) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
-        .map_err(|e| CliError::Failed(format!("cannot write to standard output: {e}")))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => CliError::Closed,
+            _ => CliError::Failed(format!("cannot write to standard output: {e}")),
+        })
+}
+
+/// Asks a yes/no question on stderr and reads the answer from stdin (a
+/// terminal: the caller checks). Only `y` or `yes` is a yes.
+pub fn confirm(question: &str) -> Result<bool, CliError> {
+    let mut stderr = std::io::stderr().lock();
+    let _ = write!(stderr, "{question}");
+    let _ = stderr.flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::Failed(format!("cannot read the answer: {e}")))?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
 }
 
 pub fn line(text: &str) -> Result<(), CliError> {
@@ -39,23 +58,25 @@ pub fn agents_table(agents: &[AgentInfo]) -> String {
         "NAME",
         "STATE",
         "PROVIDER",
+        "PROFILE",
         "MODEL",
         "MESSAGES",
         "TOKENS(IN/OUT)",
         "CREATED",
     ]
     .map(String::from);
-    let rows: Vec<[String; 7]> = agents
+    let rows: Vec<[String; 8]> = agents
         .iter()
         .map(|a| {
             [
                 a.name.to_string(),
                 a.state.to_string(),
-                a.profile.clone().unwrap_or_else(|| a.provider.clone()),
+                a.provider.clone(),
+                a.profile.clone().unwrap_or_else(|| "-".into()),
                 a.model.clone().unwrap_or_else(|| "-".into()),
                 a.message_count.to_string(),
                 format!("{}/{}", a.usage.input_tokens, a.usage.output_tokens),
-                a.created_at.clone(),
+                timestamp(&a.created_at),
             ]
         })
         .collect();
@@ -88,6 +109,55 @@ pub fn history_entry(message: &Message) -> String {
     let flag = if interrupted { " [interrupted]" } else { "" };
     format!(
         "[{}] {}: {}{}",
-        message.timestamp, message.sender, message.content, flag
+        timestamp(&message.timestamp),
+        message.sender,
+        message.content,
+        flag
     )
+}
+
+/// An API timestamp (RFC 3339, nanoseconds, UTC) as people read it: RFC 3339
+/// in UTC to the millisecond, always the same width
+/// (`2025-01-31T09:05:44.709Z`). `--json` keeps the full precision; text
+/// that does not parse is shown as it came.
+pub fn timestamp(text: &str) -> String {
+    use time::format_description::well_known::Rfc3339;
+    const MILLIS: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .and_then(|at| at.to_offset(time::UtcOffset::UTC).format(MILLIS).ok())
+        .unwrap_or_else(|| text.to_owned())
+}
+
+/// How an agent's endpoint is named in human output, the same way by
+/// `spawn` and (as columns) by `list`: `provider openai, profile work`.
+pub fn endpoint(agent: &AgentInfo) -> String {
+    match &agent.profile {
+        Some(profile) => format!("provider {}, profile {profile}", agent.provider),
+        None => format!("provider {}", agent.provider),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timestamp;
+
+    #[test]
+    fn timestamps_read_to_the_millisecond_at_a_fixed_width() {
+        assert_eq!(
+            timestamp("2025-01-31T01:10:44.70945111Z"),
+            "2025-01-31T01:10:44.709Z"
+        );
+        assert_eq!(
+            timestamp("2025-01-31T01:10:44Z"),
+            "2025-01-31T01:10:44.000Z"
+        );
+        assert_eq!(
+            timestamp("2025-01-31T03:10:44.5+02:00"),
+            "2025-01-31T01:10:44.500Z"
+        );
+        assert_eq!(timestamp("yesterday"), "yesterday");
+    }
 }

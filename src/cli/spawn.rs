@@ -4,6 +4,7 @@ use clap::Args;
 use reqwest::Method;
 
 use super::{AgentOptions, CliError, Ctx, output};
+use crate::client::ClientError;
 use crate::engine::{AgentInfo, AgentName};
 
 #[derive(Debug, Args)]
@@ -27,10 +28,29 @@ pub async fn run(ctx: &Ctx, args: SpawnArgs) -> Result<(), CliError> {
         return Err(CliError::Usage("an agent name is required".into()));
     };
     let body = args.options.request(&name, &ctx.config_file)?;
-    let info: AgentInfo = ctx
-        .client
-        .json(Method::POST, "/agents", Some(&body))
-        .await?;
+    let info: AgentInfo = match ctx.client.json(Method::POST, "/agents", Some(&body)).await {
+        Ok(info) => info,
+        Err(ClientError::Api {
+            status: 409,
+            detail,
+            missing_key,
+        }) => {
+            let taken = ClientError::Api {
+                status: 409,
+                detail,
+                missing_key,
+            };
+            return Err(CliError::from(taken).with_hint(format!(
+                "`orchestration message {name} …` talks to the running agent; `orchestration list` shows every live one"
+            )));
+        }
+        Err(error) => {
+            return Err(args
+                .options
+                .endpoint
+                .explain(error.into(), &ctx.config_file));
+        }
+    };
     if ctx.json {
         return output::json(&info);
     }
@@ -40,7 +60,8 @@ pub async fn run(ctx: &Ctx, args: SpawnArgs) -> Result<(), CliError> {
         .map(|m| format!(", model {m}"))
         .unwrap_or_default();
     output::line(&format!(
-        "spawned agent '{}' (provider {}{model})",
-        info.name, info.provider
+        "spawned agent '{}' ({}{model})",
+        info.name,
+        output::endpoint(&info)
     ))
 }

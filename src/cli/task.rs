@@ -3,6 +3,7 @@
 
 use clap::Args;
 
+use super::progress::Feedback;
 use super::{AgentOptions, CliError, Ctx, agent_path, read_prompt};
 use crate::engine::AgentName;
 
@@ -19,6 +20,9 @@ pub struct TaskArgs {
     /// Wait for the whole reply instead of streaming it.
     #[arg(long)]
     pub no_stream: bool,
+    /// On a terminal, no line with the reply's time and tokens after it.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 pub async fn run(ctx: &Ctx, args: TaskArgs) -> Result<(), CliError> {
@@ -27,5 +31,8 @@ pub async fn run(ctx: &Ctx, args: TaskArgs) -> Result<(), CliError> {
     let stream = super::message::streams(ctx, args.no_stream);
     body.stream = Some(stream);
     let path = agent_path(&args.name, "/task");
-    super::message::converse(ctx, &path, &body, stream).await
+    let feedback = Feedback::start(&args.name.to_string(), ctx.json, args.quiet);
+    super::message::converse(ctx, &path, &body, stream, feedback)
+        .await
+        .map_err(|error| args.options.endpoint.explain(error, &ctx.config_file))
 }

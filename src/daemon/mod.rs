@@ -158,10 +158,11 @@ fn serve_reporting(
     logging::init(options.config.daemon.log_level.as_deref());
     // Before any thread exists: taking the sockets edits the environment.
     let inherited = activation::take()?;
-    if let TcpChoice::Explicit(addr) = options.tcp {
-        if !addr.ip().is_loopback() && !options.allow_remote {
-            return Err(DaemonError::NotLoopback(addr));
-        }
+    if let TcpChoice::Explicit(addr) = options.tcp
+        && !addr.ip().is_loopback()
+        && !options.allow_remote
+    {
+        return Err(DaemonError::NotLoopback(addr));
     }
     raise_fd_limit();
     let paths = &options.paths;
@@ -287,10 +288,11 @@ async fn open_listeners(
     };
     let unix = inherited.unix.map(UnixSocket::inherited).transpose()?;
     let tcp = inherited.tcp.map(TcpListener::from_std).transpose()?;
-    if let Some(addr) = tcp.as_ref().and_then(|l| l.local_addr().ok()) {
-        if !addr.ip().is_loopback() && !options.allow_remote {
-            return Err(DaemonError::NotLoopback(addr));
-        }
+    if let Some(addr) = tcp.as_ref().and_then(|l| l.local_addr().ok())
+        && !addr.ip().is_loopback()
+        && !options.allow_remote
+    {
+        return Err(DaemonError::NotLoopback(addr));
     }
     Ok((unix, tcp))
 }
@@ -299,10 +301,10 @@ async fn open_listeners(
 /// not the fd limit, is what a flood of connections runs into.
 fn raise_fd_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-        }
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 }
 

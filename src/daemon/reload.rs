@@ -58,10 +58,10 @@ impl Reloader {
         let settings =
             ProviderSettings::new(config, keys, self.echo_delay).map_err(|e| e.to_string())?;
         // Everything loaded: from here on the new settings are in effect.
-        if let Some(log) = &self.log {
-            if let Err(error) = log.set(&level) {
-                tracing::warn!(%error, "keeping the old log level");
-            }
+        if let Some(log) = &self.log
+            && let Err(error) = log.set(&level)
+        {
+            tracing::warn!(%error, "keeping the old log level");
         }
         let report = self.engine.reload(settings);
         let status = ConfigStatus {

@@ -243,13 +243,14 @@ impl Endpoint {
         };
         // The profile's own endpoint needs the key it names; a URL the request
         // chose may need none (a local server), and says so itself if it does.
-        if own_url && api_key.is_none() {
-            if let Some(variable) = profile.api_key_env {
-                return Err(SetupError::MissingKey {
-                    what: describe(config),
-                    variable,
-                });
-            }
+        if own_url
+            && api_key.is_none()
+            && let Some(variable) = profile.api_key_env
+        {
+            return Err(SetupError::MissingKey {
+                what: describe(config),
+                variable,
+            });
         }
         // No model is not an error here: listing the models needs none.
         // An agent does: `providers::build` asks for one.

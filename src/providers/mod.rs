@@ -230,7 +230,7 @@ pub enum SetupError {
     #[error("{0}")]
     BadProfile(String),
     #[error(
-        "{what} needs an API key: set {variable} in the environment of the CLI (or of the daemon), or send api_key"
+        "{what} needs an API key, and none was given: {variable} is set neither where the command ran nor in the daemon's environment"
     )]
     MissingKey { what: String, variable: String },
     #[error("base_url {0:?} is not an http:// or https:// URL")]

@@ -1,0 +1,102 @@
+//! "Did you mean …?" for a mistyped provider or profile name.
+
+use crate::config::Config;
+use crate::providers::endpoint::{Kind, known_profiles};
+
+/// The provider or profile closest to `typed`, as the option to pass,
+/// when one is close enough to be what was meant.
+pub fn did_you_mean(typed: &str, config: &Config) -> Option<String> {
+    let providers = Kind::NAMES
+        .split(", ")
+        .map(|name| ("--provider", name.to_owned()));
+    let profiles = known_profiles(config);
+    let profiles = profiles
+        .split(", ")
+        .filter(|name| !name.is_empty())
+        .map(|name| ("--profile", name.to_owned()));
+    let typed_lower = typed.to_lowercase();
+    providers
+        .chain(profiles)
+        .map(|(flag, name)| (distance(&typed_lower, &name.to_lowercase()), flag, name))
+        .filter(|(distance, _, name)| *distance <= close_enough(name))
+        .min_by_key(|(distance, _, _)| *distance)
+        .map(|(_, flag, name)| format!("did you mean {flag} {name}?"))
+}
+
+/// How many edits still count as a typo of `name`: one for short names, a
+/// third of the length for longer ones.
+fn close_enough(name: &str) -> usize {
+    (name.chars().count() / 3).max(1)
+}
+
+/// Edit distance counting a swap of two neighbours as one edit
+/// (optimal string alignment), so `ehco` is one edit from `echo`.
+fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProfileConfig;
+
+    #[test]
+    fn typos_find_what_was_meant() {
+        let mut config = Config::default();
+        config
+            .profiles
+            .insert("work".into(), ProfileConfig::default());
+        let guess = |typed| did_you_mean(typed, &config);
+        assert_eq!(
+            guess("ehco").as_deref(),
+            Some("did you mean --provider echo?")
+        );
+        assert_eq!(
+            guess("opnai").as_deref(),
+            Some("did you mean --provider openai?")
+        );
+        assert_eq!(
+            guess("Anthropic").as_deref(),
+            Some("did you mean --provider anthropic?")
+        );
+        assert_eq!(
+            guess("wrok").as_deref(),
+            Some("did you mean --profile work?")
+        );
+        assert_eq!(
+            guess("openruoter").as_deref(),
+            Some("did you mean --profile openrouter?")
+        );
+        assert_eq!(guess("nope"), None);
+        assert_eq!(guess("x"), None);
+    }
+
+    #[test]
+    fn distance_counts_edits() {
+        assert_eq!(distance("echo", "echo"), 0);
+        assert_eq!(distance("ehco", "echo"), 1);
+        assert_eq!(distance("", "abc"), 3);
+        assert_eq!(distance("kitten", "sitting"), 3);
+    }
+}
