@@ -69,7 +69,7 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l so
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l json -d 'Print the API\'s JSON instead of human-readable output'
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -s h -l help -d 'Print help'
-complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l state -d 'Only agents in this state: idle, processing, failed or terminated' -r
+complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l state -d 'Only agents in this state: idle, processing, failed, suspended or terminated' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l provider -d 'Only agents of this provider' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand list" -l all -d 'Also agents that were shut down (the last one of each name), as `terminated`'

@@ -8,7 +8,7 @@ use crate::engine::{AgentInfo, AgentState};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only agents in this state: idle, processing, failed or terminated.
+    /// Only agents in this state: idle, processing, failed, suspended or terminated.
     #[arg(long, value_name = "S", add = super::complete::states())]
     pub state: Option<AgentState>,
     /// Only agents of this provider.

@@ -35,6 +35,7 @@ TOOLS = {
     "run_task": ["prompt"],
     "shutdown_agent": ["agent"],
     "list_models": [],
+    "search_history": ["query"],
 }
 PROPERTIES = {
     "spawn_agent": {"name", "provider", "profile", "model", "instructions", "base_url"},
@@ -44,6 +45,7 @@ PROPERTIES = {
     "run_task": {"prompt", "provider", "profile", "model", "instructions"},
     "shutdown_agent": {"agent"},
     "list_models": {"provider", "profile"},
+    "search_history": {"query", "agent", "limit"},
 }
 
 
@@ -156,10 +158,16 @@ async def scenario(session):
     await refused(session, "send_message", {"agent": "down", "content": "hi"}, "provider error", "cannot reach")
     await ok(session, "shutdown_agent", {"agent": "down"})
     try:
-        await session.call_tool("search_history", {"query": "x"})
+        await session.call_tool("no_such_tool", {"query": "x"})
         raise AssertionError("an unknown tool was called")
     except MCPError:
         pass
+    # Search: what scratch was told, found in its conversation; bad syntax is a tool error.
+    found = await ok(session, "search_history", {"query": "hello", "agent": "scratch"})
+    hits = found.structured_content["results"]
+    check(hits and all(hit["agent"] == "scratch" for hit in hits), f"search: {found}")
+    check("**" in text(found), f"search text: {text(found)!r}")
+    await refused(session, "search_history", {"query": "\"unbalanced"}, "search query")
     check(text(await ok(session, "list_agents", {})).count("scratch") == 1, "session unusable after errors")
 
     task = await ok(session, "run_task", {"prompt": "one shot", "provider": "echo"})

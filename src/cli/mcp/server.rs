@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::super::output;
 use super::tools::{Call, ToolError, ToolName, plan};
-use crate::api::wire::{Messages, Models, StreamLine};
+use crate::api::wire::{Messages, Models, SearchResults, StreamLine};
 use crate::autostart::{self, AutostartError};
 use crate::client::{Client, ClientError};
 use crate::engine::{AgentInfo, Message};
@@ -166,6 +166,25 @@ async fn execute(
         }
         Call::Message { path, body } => converse(client, &path, &body, progress).await,
         Call::Task { path, body } => converse(client, &path, &body, progress).await,
+        Call::Search(path) => {
+            let found: SearchResults = client.get(&path).await?;
+            let text = if found.results.is_empty() {
+                "nothing found".to_owned()
+            } else {
+                let hits: Vec<String> = found
+                    .results
+                    .iter()
+                    .map(|hit| {
+                        format!(
+                            "{} ({}, {}): {}",
+                            hit.agent, hit.sender, hit.timestamp, hit.snippet
+                        )
+                    })
+                    .collect();
+                hits.join("\n")
+            };
+            Ok(Reply::new(text, &found))
+        }
         Call::History { agent, path } => {
             let history: Messages = client.get(&path).await?;
             let text = if history.messages.is_empty() {

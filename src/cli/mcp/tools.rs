@@ -12,11 +12,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::super::{AgentOptions, CliError, EndpointOptions, agent_path};
-use crate::api::wire::{AgentRequest, HistoryQuery, ListQuery, MessageRequest};
+use crate::api::wire::{AgentRequest, HistoryQuery, ListQuery, MessageRequest, SearchQuery};
 use crate::engine::{AgentName, AgentState};
 
-/// The tools this server offers. `search_history` is not among them: the
-/// daemon cannot search yet.
+/// The tools this server offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToolName {
     SpawnAgent,
@@ -26,10 +25,11 @@ pub enum ToolName {
     RunTask,
     ShutdownAgent,
     ListModels,
+    SearchHistory,
 }
 
 impl ToolName {
-    pub const ALL: [ToolName; 7] = [
+    pub const ALL: [ToolName; 8] = [
         Self::SpawnAgent,
         Self::ListAgents,
         Self::SendMessage,
@@ -37,6 +37,7 @@ impl ToolName {
         Self::RunTask,
         Self::ShutdownAgent,
         Self::ListModels,
+        Self::SearchHistory,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +49,7 @@ impl ToolName {
             Self::RunTask => "run_task",
             Self::ShutdownAgent => "shutdown_agent",
             Self::ListModels => "list_models",
+            Self::SearchHistory => "search_history",
         }
     }
 
@@ -87,6 +89,11 @@ impl ToolName {
             Self::ListModels => {
                 "List the models a provider or profile offers (the daemon asks its model server)."
             }
+            Self::SearchHistory => {
+                "Search every conversation any agent ever had, live or shut down, for words or \
+                 phrases; best matches first, each with the agent, the sender, the time and a \
+                 snippet. Query syntax: words (all must appear), \"exact phrases\", OR, NOT, prefix*."
+            }
         }
     }
 
@@ -99,12 +106,15 @@ impl ToolName {
             Self::RunTask => schema::<RunTaskArgs>(),
             Self::ShutdownAgent => schema::<ShutdownAgentArgs>(),
             Self::ListModels => schema::<ListModelsArgs>(),
+            Self::SearchHistory => schema::<SearchHistoryArgs>(),
         }
     }
 
     fn annotations(self) -> ToolAnnotations {
         let (read_only, destructive) = match self {
-            Self::ListAgents | Self::GetHistory | Self::ListModels => (true, false),
+            Self::ListAgents | Self::GetHistory | Self::ListModels | Self::SearchHistory => {
+                (true, false)
+            }
             Self::ShutdownAgent => (false, true),
             Self::SpawnAgent | Self::SendMessage | Self::RunTask => (false, false),
         };
@@ -162,6 +172,8 @@ pub enum Call {
     Shutdown(AgentName),
     /// `POST /models`.
     Models(AgentRequest),
+    /// `GET /search?…` (the path with its query).
+    Search(String),
 }
 
 /// Turns a call's arguments into what to ask the daemon, resolving API keys
@@ -215,6 +227,16 @@ pub fn plan(tool: ToolName, arguments: JsonObject, config_file: &Path) -> Result
         ToolName::ListModels => {
             let args: ListModelsArgs = parse(arguments)?;
             Ok(Call::Models(args.endpoint().request(config_file)?))
+        }
+        ToolName::SearchHistory => {
+            let args: SearchHistoryArgs = parse(arguments)?;
+            let query = SearchQuery {
+                q: non_empty("query", args.query)?,
+                agent: args.agent.as_deref().map(agent_name).transpose()?,
+                since: None,
+                limit: args.limit,
+            };
+            Ok(Call::Search(format!("/search{}", query.to_query())))
         }
     }
 }
@@ -305,7 +327,7 @@ fn agent_options(
 pub struct ListAgentsArgs {
     /// Only agents in this state.
     #[serde(default)]
-    #[schemars(extend("enum" = ["idle", "processing", "failed", "terminated"]))]
+    #[schemars(extend("enum" = ["idle", "processing", "failed", "suspended", "terminated"]))]
     pub state: Option<String>,
     /// Only agents of this provider (e.g. "openai", "anthropic", "echo").
     #[serde(default)]
@@ -351,6 +373,20 @@ pub struct GetHistoryArgs {
     /// Also the conversations of earlier agents that had this name, oldest first.
     #[serde(default)]
     pub all: bool,
+}
+
+/// `search_history`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchHistoryArgs {
+    /// What to look for: words (all must appear), "exact phrases", OR, NOT, prefix*.
+    pub query: String,
+    /// Only this agent's conversations (every one its name has had).
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// At most this many results (default 20).
+    #[serde(default)]
+    pub limit: Option<usize>,
 }
 
 /// `run_task`.
@@ -456,7 +492,8 @@ mod tests {
                 "get_history",
                 "run_task",
                 "shutdown_agent",
-                "list_models"
+                "list_models",
+                "search_history",
             ]
         );
         let required = |tool: ToolName| -> Vec<String> {
@@ -481,10 +518,14 @@ mod tests {
         assert_eq!(required(ToolName::RunTask), ["prompt"]);
         assert_eq!(required(ToolName::ShutdownAgent), ["agent"]);
         assert!(required(ToolName::ListModels).is_empty());
+        assert_eq!(required(ToolName::SearchHistory), ["query"]);
         for tool in ToolName::ALL {
             assert_eq!(ToolName::parse(tool.as_str()), Some(tool));
         }
-        assert_eq!(ToolName::parse("search_history"), None);
+        assert_eq!(
+            ToolName::parse("search_history"),
+            Some(ToolName::SearchHistory)
+        );
     }
 
     #[test]
@@ -622,5 +663,31 @@ mod tests {
             panic!("not models");
         };
         assert_eq!(wire(&request), json!({"provider": "echo"}));
+    }
+}
+
+#[cfg(test)]
+mod search_tests {
+    use super::*;
+
+    #[test]
+    fn search_history_maps_to_the_search_route() {
+        let arguments = serde_json::json!({"query": "zebra crossing", "agent": "ops", "limit": 3});
+        let serde_json::Value::Object(arguments) = arguments else {
+            unreachable!()
+        };
+        let Ok(Call::Search(path)) = plan(
+            ToolName::SearchHistory,
+            arguments,
+            std::path::Path::new("/nonexistent"),
+        ) else {
+            panic!("not a search");
+        };
+        assert_eq!(path, "/search?q=zebra%20crossing&agent=ops&limit=3");
+        let bad = serde_json::json!({"query": " "});
+        let serde_json::Value::Object(bad) = bad else {
+            unreachable!()
+        };
+        assert!(plan(ToolName::SearchHistory, bad, std::path::Path::new("/x")).is_err());
     }
 }
