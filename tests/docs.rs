@@ -262,6 +262,14 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
                 "orchestration history scratch --clear",
                 "Delete them for good.",
             ),
+            (
+                "orchestration history --list",
+                "Every conversation every name has had: its id, state, message count, first and last time, tokens.",
+            ),
+            (
+                "orchestration history scratch --all --format markdown > scratch.md",
+                "Every conversation of scratch as Markdown, a heading per conversation, to paste into an issue or a doc.",
+            ),
         ],
     ),
     (

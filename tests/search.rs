@@ -158,3 +158,112 @@ fn bad_searches_are_clear_errors_never_5xx() {
     // The daemon is still fine.
     assert_eq!(daemon.request("GET", "/health", None).status, 200);
 }
+
+#[test]
+fn history_lists_every_conversation_and_exports_in_four_formats() {
+    let daemon = start(Env::new());
+    daemon.cli(&["spawn", "w", "--provider", "echo"]).ok();
+    daemon.cli(&["message", "w", "first life"]).ok();
+    daemon.cli(&["shutdown", "w"]).ok();
+    daemon.cli(&["spawn", "w", "--provider", "echo"]).ok();
+    daemon.cli(&["message", "w", "second life"]).ok();
+    daemon.cli(&["spawn", "other", "--provider", "echo"]).ok();
+
+    // --list: every conversation of every name, with the API's JSON under --json.
+    let listed = daemon.cli(&["--json", "history", "--list"]);
+    listed.ok();
+    let conversations = listed.json()["conversations"].clone();
+    let rows: Vec<(String, String, u64)> = conversations
+        .as_array()
+        .expect("conversations")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or("").to_owned(),
+                c["state"].as_str().unwrap_or("").to_owned(),
+                c["message_count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("other".to_owned(), "idle".to_owned(), 0),
+            ("w".to_owned(), "terminated".to_owned(), 2),
+            ("w".to_owned(), "idle".to_owned(), 2),
+        ],
+        "{conversations}"
+    );
+    assert!(conversations[1]["first_at"].is_string());
+    let human = daemon.cli(&["history", "--list", "w"]);
+    human.ok();
+    assert_eq!(human.stdout().lines().count(), 3, "{}", human.stdout());
+    assert!(human.stdout().contains("terminated"), "{}", human.stdout());
+
+    // One conversation by its id, through the API.
+    let first_id = conversations[1]["id"].as_str().expect("id").to_owned();
+    let one = daemon.request(
+        "GET",
+        &format!("/agents/w/history?conversation={first_id}"),
+        None,
+    );
+    assert_eq!(one.json()["messages"][0]["content"], "first life");
+    let missing = daemon.request(
+        "GET",
+        "/agents/w/history?conversation=00000000-0000-0000-0000-000000000000",
+        None,
+    );
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        daemon
+            .request("GET", "/agents/w/history?conversation=nope", None)
+            .status,
+        422
+    );
+
+    // Formats: text, json, jsonl, markdown (one heading per conversation).
+    let text = daemon.cli(&["history", "w", "--format", "text"]);
+    assert_eq!(text.stdout().lines().count(), 2, "{}", text.stdout());
+    let json = daemon.cli(&["history", "w", "--format", "json"]);
+    assert_eq!(json.json()["messages"].as_array().map(Vec::len), Some(2));
+    let jsonl = daemon.cli(&["history", "w", "--all", "--format", "jsonl"]);
+    let lines: Vec<Value> = jsonl
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["content"], "first life");
+    let markdown = daemon.cli(&["history", "w", "--all", "--format", "markdown"]);
+    markdown.ok();
+    let md = markdown.stdout();
+    assert_eq!(
+        md.matches("\n## ").count() + usize::from(md.starts_with("## ")),
+        2,
+        "{md}"
+    );
+    assert!(md.contains("**human** · "), "{md}");
+    assert!(md.contains("second life"), "{md}");
+    let last_only = daemon
+        .cli(&["history", "w", "--format", "markdown"])
+        .stdout();
+    assert!(!last_only.contains("first life"), "{last_only}");
+    let limited = daemon.cli(&[
+        "history", "w", "--all", "--format", "markdown", "--limit", "1",
+    ]);
+    assert_eq!(
+        limited.stdout().matches("**").count(),
+        2,
+        "{}",
+        limited.stdout()
+    );
+    // Bad input: an unknown format is a usage error; a name that never existed, 4.
+    assert_eq!(daemon.cli(&["history", "w", "--format", "yaml"]).code(), 2);
+    assert_eq!(
+        daemon
+            .cli(&["history", "ghost", "--format", "markdown"])
+            .code(),
+        4
+    );
+    assert_eq!(daemon.cli(&["history", "ghost"]).code(), 4);
+}

@@ -755,12 +755,16 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__history)
-            opts="-y -h --limit --all --clear --yes --socket --json --no-autostart --help"
+            opts="-y -h --list --format --limit --all --clear --yes --socket --json --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "text markdown json jsonl" -- "${cur}"))
+                    return 0
+                    ;;
                 --limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

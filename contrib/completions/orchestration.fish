@@ -82,14 +82,19 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand message" -s 
 complete -c orchestration -n "__fish_orchestration_using_subcommand message" -l json -d 'Print the API\'s JSON instead of human-readable output'
 complete -c orchestration -n "__fish_orchestration_using_subcommand message" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
 complete -c orchestration -n "__fish_orchestration_using_subcommand message" -s h -l help -d 'Print help'
+complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l format -d 'How to print: text (the default), markdown, json (as --json) or jsonl' -r -f -a "text\t'One line per message: time, sender, text'
+markdown\t'A heading per conversation and a block per message, to paste into an issue or a doc'
+json\t'The API\'s `{"messages": […]}`'
+jsonl\t'One message object per line'"
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l limit -d 'Only the last N messages' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l socket -d 'The daemon\'s control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]' -r -F
+complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l list -d 'List every conversation every name has had (or NAME\'s): id, state, messages, first and last time, tokens'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l all -d 'Include the conversations of earlier agents that had this name'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l clear -d 'Delete every message this name has had, for good (a live agent keeps running, with no context). Asks first on a terminal; elsewhere --yes is required'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -s y -l yes -d 'With --clear: do not ask for confirmation'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l json -d 'Print the API\'s JSON instead of human-readable output'
 complete -c orchestration -n "__fish_orchestration_using_subcommand history" -l no-autostart -d 'Never start a daemon on demand. Without this, a command that finds no daemon starts one (`systemctl --user start orchestration.socket` if that unit is installed, else `orchestration serve --daemon`) and waits until it is ready'
-complete -c orchestration -n "__fish_orchestration_using_subcommand history" -s h -l help -d 'Print help'
+complete -c orchestration -n "__fish_orchestration_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l provider -d 'The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in)' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l profile -d 'A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l base-url -d 'The provider\'s API base URL' -r

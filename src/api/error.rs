@@ -78,9 +78,10 @@ impl ApiError {
 
 fn engine_status(error: &EngineError) -> StatusCode {
     match error {
-        EngineError::NotFound(_) | EngineError::NoHistory(_) | EngineError::AgentGone(_) => {
-            StatusCode::NOT_FOUND
-        }
+        EngineError::NotFound(_)
+        | EngineError::NoHistory(_)
+        | EngineError::NoConversation(..)
+        | EngineError::AgentGone(_) => StatusCode::NOT_FOUND,
         // The agent exists but cannot run until what it lacks arrives.
         EngineError::NameTaken(_) | EngineError::Suspended { .. } => StatusCode::CONFLICT,
         EngineError::Setup(_) | EngineError::BadSearch(_) => StatusCode::BAD_REQUEST,

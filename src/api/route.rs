@@ -12,7 +12,7 @@ use http::{Method, Uri};
 use percent_encoding::percent_decode_str;
 
 use super::error::ApiError;
-use super::wire::{HistoryQuery, ListQuery, QueryError, SearchQuery};
+use super::wire::{ConversationsQuery, HistoryQuery, ListQuery, QueryError, SearchQuery};
 use crate::engine::AgentName;
 
 /// What a request asks for, with its parameters decoded and validated.
@@ -26,6 +26,8 @@ pub enum Route {
     Models,
     /// `GET /search`: full text over every conversation.
     Search(SearchQuery),
+    /// `GET /conversations`: every conversation of every name.
+    Conversations(ConversationsQuery),
     ListAgents(ListQuery),
     Spawn,
     /// `DELETE /agents`: shut every agent down (control plane).
@@ -66,6 +68,12 @@ impl Route {
             ("shutdown", []) => {
                 only(method, &Method::POST, Self::Shutdown).ok_or_else(|| not_allowed(POST))
             }
+            ("conversations", []) => match *method {
+                Method::GET => Ok(Self::Conversations(
+                    ConversationsQuery::parse(query).map_err(invalid)?,
+                )),
+                _ => Err(not_allowed(GET)),
+            },
             ("search", []) => match *method {
                 Method::GET => Ok(Self::Search(SearchQuery::parse(query).map_err(invalid)?)),
                 _ => Err(not_allowed(GET)),
@@ -113,6 +121,7 @@ impl Route {
             Self::Reload => "reload",
             Self::Models => "models",
             Self::Search(_) => "search",
+            Self::Conversations(_) => "conversations",
             Self::ListAgents(_) => "list",
             Self::Spawn => "spawn",
             Self::ShutdownAll => "shutdown_all",
@@ -239,6 +248,11 @@ mod tests {
             ("GET", "/health", Route::Health),
             ("POST", "/shutdown", Route::Shutdown),
             ("POST", "/reload", Route::Reload),
+            (
+                "GET",
+                "/conversations",
+                Route::Conversations(ConversationsQuery::default()),
+            ),
             ("POST", "/models", Route::Models),
             ("GET", "/agents", Route::ListAgents(ListQuery::default())),
             ("POST", "/agents", Route::Spawn),

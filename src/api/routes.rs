@@ -9,10 +9,10 @@ use super::body::{self, Body};
 use super::error::ApiError;
 use super::route::Route;
 use super::wire::{
-    AgentRequest, Health, HistoryQuery, ListQuery, MessageRequest, Messages, Models, SearchHit,
-    SearchQuery, SearchResults,
+    AgentRequest, Conversations, Health, HistoryQuery, ListQuery, MessageRequest, Messages, Models,
+    SearchHit, SearchQuery, SearchResults,
 };
-use crate::engine::{AgentName, Exchange, ListFilter, Secret};
+use crate::engine::{AgentName, Exchange, ListFilter, Secret, Which};
 use crate::providers::DEFAULT_PROVIDER;
 use crate::store::SearchFilter;
 
@@ -26,6 +26,10 @@ pub async fn dispatch(ctx: &ApiContext, route: Route, body: Incoming) -> Reply {
         Route::Reload => reload(ctx),
         Route::Models => models(ctx, body).await,
         Route::Search(query) => search(ctx, query),
+        Route::Conversations(query) => {
+            let conversations = ctx.engine.conversations(query.agent.as_ref());
+            Ok(body::json(StatusCode::OK, &Conversations { conversations }))
+        }
         Route::ListAgents(query) => list(ctx, query),
         Route::Spawn => spawn(ctx, body).await,
         Route::ShutdownAll => shutdown_all(ctx).await,
@@ -204,6 +208,11 @@ async fn answer(exchange: Exchange, stream: bool) -> Reply {
 }
 
 fn history(ctx: &ApiContext, name: &AgentName, query: HistoryQuery) -> Reply {
-    let messages = ctx.engine.history(name, query.limit, query.all)?;
+    let which = match (query.conversation, query.all) {
+        (Some(id), _) => Which::One(id),
+        (None, true) => Which::All,
+        (None, false) => Which::Last,
+    };
+    let messages = ctx.engine.history(name, query.limit, which)?;
     Ok(body::json(StatusCode::OK, &Messages { messages }))
 }

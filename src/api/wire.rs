@@ -150,6 +150,41 @@ pub enum QueryError {
     Limit(String),
     #[error("agent: {0}")]
     Agent(String),
+    #[error("conversation must be a conversation id (a UUID), not {0:?}")]
+    Conversation(String),
+}
+
+/// The query of `GET /conversations`: `?agent=`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversationsQuery {
+    pub agent: Option<AgentName>,
+}
+
+impl ConversationsQuery {
+    pub fn parse(query: &str) -> Result<Self, QueryError> {
+        let mut parsed = Self::default();
+        for (key, value) in query_pairs(query) {
+            if key == "agent" && !value.is_empty() {
+                let name =
+                    AgentName::parse(&value).map_err(|e| QueryError::Agent(e.to_string()))?;
+                parsed.agent = Some(name);
+            }
+        }
+        Ok(parsed)
+    }
+
+    pub fn to_query(&self) -> String {
+        match &self.agent {
+            Some(agent) => encode_query(&[("agent", agent.to_string())]),
+            None => String::new(),
+        }
+    }
+}
+
+/// The answer of `GET /conversations`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Conversations {
+    pub conversations: Vec<crate::engine::Conversation>,
 }
 
 /// The query of `GET /agents`: `?state=&provider=&all`.
@@ -194,13 +229,15 @@ impl ListQuery {
     }
 }
 
-/// The query of `GET /agents/{name}/history`: `?limit=&all`.
+/// The query of `GET /agents/{name}/history`: `?limit=&all&conversation=`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HistoryQuery {
     /// Only the last N messages.
     pub limit: Option<usize>,
     /// Also the conversations of earlier agents of this name.
     pub all: bool,
+    /// Only this conversation (an incarnation's id, from `GET /conversations`).
+    pub conversation: Option<uuid::Uuid>,
 }
 
 impl HistoryQuery {
@@ -213,6 +250,10 @@ impl HistoryQuery {
                     parsed.limit = Some(limit);
                 }
                 "all" => parsed.all = flag(&value),
+                "conversation" if !value.is_empty() => {
+                    let id = value.parse().map_err(|_| QueryError::Conversation(value))?;
+                    parsed.conversation = Some(id);
+                }
                 _ => {}
             }
         }
@@ -226,6 +267,9 @@ impl HistoryQuery {
         }
         if self.all {
             pairs.push(("all", "true".to_owned()));
+        }
+        if let Some(id) = self.conversation {
+            pairs.push(("conversation", id.to_string()));
         }
         encode_query(&pairs)
     }
@@ -354,7 +398,7 @@ mod tests {
         );
         let history = HistoryQuery {
             limit: Some(7),
-            all: false,
+            ..HistoryQuery::default()
         };
         assert_eq!(history.to_query(), "?limit=7");
         assert_eq!(HistoryQuery::parse("limit=7").unwrap(), history);

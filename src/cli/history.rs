@@ -6,14 +6,35 @@ use clap::Args;
 use reqwest::Method;
 
 use super::{CliError, Ctx, agent_path, output};
-use crate::api::wire::{HistoryQuery, Messages};
-use crate::engine::AgentName;
+use crate::api::wire::{Conversations, ConversationsQuery, HistoryQuery, Messages};
+use crate::client::ClientError;
+use crate::engine::{AgentName, Conversation, Message};
+
+/// How `history` prints a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One line per message: time, sender, text.
+    Text,
+    /// A heading per conversation and a block per message, to paste into an issue or a doc.
+    Markdown,
+    /// The API's `{"messages": […]}`.
+    Json,
+    /// One message object per line.
+    Jsonl,
+}
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// The agent (live or shut down).
-    #[arg(add = super::complete::all_agents())]
-    pub name: AgentName,
+    #[arg(add = super::complete::all_agents(), required_unless_present = "list")]
+    pub name: Option<AgentName>,
+    /// List every conversation every name has had (or NAME's): id, state, messages, first and
+    /// last time, tokens.
+    #[arg(long, conflicts_with_all = ["limit", "clear", "format"])]
+    pub list: bool,
+    /// How to print: text (the default), markdown, json (as --json) or jsonl.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
     /// Only the last N messages.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
@@ -30,31 +51,174 @@ pub struct HistoryArgs {
 }
 
 pub async fn run(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
+    if args.list {
+        return list(ctx, args.name.as_ref()).await;
+    }
+    let Some(name) = args.name.clone() else {
+        return Err(CliError::Usage(
+            "an agent name is required (or --list)".into(),
+        ));
+    };
     if args.clear {
-        return clear(ctx, &args).await;
+        return clear(ctx, &name, args.yes).await;
+    }
+    let format = match (args.format, ctx.json) {
+        (Some(format), _) => format,
+        (None, true) => Format::Json,
+        (None, false) => Format::Text,
+    };
+    if format == Format::Markdown {
+        return markdown(ctx, &name, args.limit, args.all).await;
     }
     let query = HistoryQuery {
         limit: args.limit,
         all: args.all,
+        conversation: None,
     };
     let tail = format!("/history{}", query.to_query());
-    let history: Messages = ctx.client.get(&agent_path(&args.name, &tail)).await?;
+    let history: Messages = ctx.client.get(&agent_path(&name, &tail)).await?;
+    match format {
+        Format::Json => output::json(&history),
+        Format::Jsonl => {
+            for message in &history.messages {
+                output::line(&serde_json::to_string(message).unwrap_or_default())?;
+            }
+            Ok(())
+        }
+        Format::Text | Format::Markdown => {
+            if history.messages.is_empty() {
+                return output::line(&format!("no messages for '{name}'"));
+            }
+            for message in &history.messages {
+                output::line(&output::history_entry(message))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `history --list [NAME]`: one line per conversation.
+async fn list(ctx: &Ctx, name: Option<&AgentName>) -> Result<(), CliError> {
+    let query = ConversationsQuery {
+        agent: name.cloned(),
+    };
+    let found: Conversations = ctx
+        .client
+        .get(&format!("/conversations{}", query.to_query()))
+        .await?;
     if ctx.json {
-        return output::json(&history);
+        return output::json(&found);
     }
-    if history.messages.is_empty() {
-        return output::line(&format!("no messages for '{}'", args.name));
+    if found.conversations.is_empty() {
+        return output::line("no conversations");
     }
-    for message in &history.messages {
-        output::line(&output::history_entry(message))?;
+    let time = |t: &Option<String>| t.as_deref().map_or("-".into(), output::timestamp);
+    let rows: Vec<Vec<String>> = found
+        .conversations
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.to_string(),
+                c.id.to_string(),
+                c.state.to_string(),
+                c.message_count.to_string(),
+                time(&c.first_at),
+                time(&c.last_at),
+                format!("{}/{}", c.usage.input_tokens, c.usage.output_tokens),
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME",
+        "CONVERSATION",
+        "STATE",
+        "MESSAGES",
+        "FIRST",
+        "LAST",
+        "TOKENS(IN/OUT)",
+    ];
+    output::print(&output::table(&header, &rows))
+}
+
+/// `--format markdown`: a heading per conversation (the current one, or
+/// every one with --all), a block per message with its sender and time.
+async fn markdown(
+    ctx: &Ctx,
+    name: &AgentName,
+    limit: Option<usize>,
+    all: bool,
+) -> Result<(), CliError> {
+    let query = ConversationsQuery {
+        agent: Some(name.clone()),
+    };
+    let found: Conversations = ctx
+        .client
+        .get(&format!("/conversations{}", query.to_query()))
+        .await?;
+    let Some(last) = found.conversations.len().checked_sub(1) else {
+        return Err(CliError::Client(ClientError::Api {
+            status: 404,
+            detail: format!("no agent named '{name}' has ever existed"),
+            missing_key: None,
+        }));
+    };
+    let chosen = if all {
+        &found.conversations[..]
+    } else {
+        &found.conversations[last..]
+    };
+    let mut parts: Vec<(&Conversation, Vec<Message>)> = Vec::new();
+    for conversation in chosen {
+        let query = HistoryQuery {
+            conversation: Some(conversation.id),
+            ..HistoryQuery::default()
+        };
+        let tail = format!("/history{}", query.to_query());
+        let history: Messages = ctx.client.get(&agent_path(name, &tail)).await?;
+        parts.push((conversation, history.messages));
     }
-    Ok(())
+    // --limit counts messages from the end, across conversations.
+    let mut skip = limit.map_or(0, |n| {
+        parts
+            .iter()
+            .map(|(_, m)| m.len())
+            .sum::<usize>()
+            .saturating_sub(n)
+    });
+    let mut text = String::new();
+    for (conversation, messages) in &parts {
+        let shown = skip.min(messages.len());
+        skip -= shown;
+        text.push_str(&markdown_conversation(conversation, &messages[shown..]));
+    }
+    output::print(&text)
+}
+
+fn markdown_conversation(conversation: &Conversation, messages: &[Message]) -> String {
+    let mut text = format!(
+        "## {} — conversation {}\n\n_{} messages, {}_\n\n",
+        conversation.name, conversation.id, conversation.message_count, conversation.state
+    );
+    for message in messages {
+        let interrupted = message
+            .metadata
+            .get("interrupted")
+            .and_then(|v| v.as_bool())
+            == Some(true);
+        text.push_str(&format!(
+            "**{}** · {}{}\n\n{}\n\n",
+            message.sender,
+            output::timestamp(&message.timestamp),
+            if interrupted { " · _interrupted_" } else { "" },
+            message.content.trim_end()
+        ));
+    }
+    text
 }
 
 /// `--clear`: deletes the name's every conversation, once confirmed.
-async fn clear(ctx: &Ctx, args: &HistoryArgs) -> Result<(), CliError> {
-    let name = &args.name;
-    if !args.yes {
+async fn clear(ctx: &Ctx, name: &AgentName, yes: bool) -> Result<(), CliError> {
+    if !yes {
         if !std::io::stdin().is_terminal() {
             return Err(CliError::Usage(format!(
                 "history --clear deletes every message '{name}' has had, and there is no terminal to confirm it on"
@@ -65,8 +229,8 @@ async fn clear(ctx: &Ctx, args: &HistoryArgs) -> Result<(), CliError> {
         let tail = format!(
             "/history{}",
             HistoryQuery {
-                limit: None,
-                all: true
+                all: true,
+                ..HistoryQuery::default()
             }
             .to_query()
         );

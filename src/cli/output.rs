@@ -63,12 +63,11 @@ pub fn agents_table(agents: &[AgentInfo]) -> String {
         "MESSAGES",
         "TOKENS(IN/OUT)",
         "CREATED",
-    ]
-    .map(String::from);
-    let rows: Vec<[String; 8]> = agents
+    ];
+    let rows: Vec<Vec<String>> = agents
         .iter()
         .map(|a| {
-            [
+            vec![
                 a.name.to_string(),
                 a.state.to_string(),
                 a.provider.clone(),
@@ -80,18 +79,24 @@ pub fn agents_table(agents: &[AgentInfo]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.clone().map(|h| h.chars().count());
-    for row in &rows {
+    table(&header, &rows)
+}
+
+/// Columns padded to their widest cell, two spaces apart, one row a line.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
     std::iter::once(&header)
-        .chain(&rows)
+        .chain(rows)
         .map(|row| {
             let cells: Vec<String> = row
                 .iter()
-                .zip(widths)
+                .zip(&widths)
                 .map(|(cell, w)| format!("{cell:<w$}"))
                 .collect();
             cells.join("  ").trim_end().to_owned() + "\n"

@@ -15,6 +15,29 @@ use uuid::Uuid;
 use super::{AgentConfig, AgentInfo, AgentName, Message, Usage, lock};
 use crate::store::{SearchFilter, SearchHit, Store, StoreError};
 
+/// Which of a name's conversations a read covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The current (last) one.
+    Last,
+    All,
+    /// The one of this incarnation.
+    One(Uuid),
+}
+
+/// One conversation as `GET /conversations` lists it, before the engine
+/// adds the live state.
+#[derive(Debug, Clone)]
+pub struct ConversationSummary {
+    pub name: AgentName,
+    pub agent_id: Uuid,
+    pub message_count: usize,
+    pub first_at: Option<String>,
+    pub last_at: Option<String>,
+    /// Set once the incarnation has ended.
+    pub ended: Option<AgentInfo>,
+}
+
 pub struct History {
     names: Mutex<HashMap<AgentName, Vec<Conversation>>>,
     store: Mutex<Store>,
@@ -141,6 +164,28 @@ impl History {
         blocking(|| lock(&self.store).search(filter))
     }
 
+    /// Every conversation every name has had, oldest name first, each name's
+    /// in spawn order.
+    pub fn conversations(&self, name: Option<&AgentName>) -> Vec<ConversationSummary> {
+        let names = lock(&self.names);
+        let mut out: Vec<ConversationSummary> = names
+            .iter()
+            .filter(|(n, _)| name.is_none_or(|wanted| wanted == *n))
+            .flat_map(|(n, conversations)| {
+                conversations.iter().map(|c| ConversationSummary {
+                    name: n.clone(),
+                    agent_id: c.agent_id,
+                    message_count: c.messages.len(),
+                    first_at: c.messages.first().map(|m| m.timestamp.clone()),
+                    last_at: c.messages.last().map(|m| m.timestamp.clone()),
+                    ended: c.ended.clone(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
     /// The last ended incarnation of every name, for `list --all`.
     pub fn ended(&self) -> Vec<AgentInfo> {
         lock(&self.names)
@@ -165,13 +210,21 @@ impl History {
     /// The last `limit` messages (all when `None`) of the name's latest
     /// conversation, or of all its conversations when `all`; oldest first.
     /// `None` when the name never existed.
-    pub fn read(&self, name: &AgentName, limit: Option<usize>, all: bool) -> Option<Vec<Message>> {
+    pub fn read(
+        &self,
+        name: &AgentName,
+        limit: Option<usize>,
+        which: Which,
+    ) -> Option<Vec<Message>> {
         let names = lock(&self.names);
         let conversations = names.get(name)?;
-        let chosen = if all {
-            &conversations[..]
-        } else {
-            &conversations[conversations.len().saturating_sub(1)..]
+        let chosen = match which {
+            Which::All => &conversations[..],
+            Which::Last => &conversations[conversations.len().saturating_sub(1)..],
+            Which::One(id) => {
+                let at = conversations.iter().position(|c| c.agent_id == id)?;
+                &conversations[at..=at]
+            }
         };
         let messages: Vec<&Message> = chosen.iter().flat_map(|c| &c.messages).collect();
         let skip = limit.map_or(0, |n| messages.len().saturating_sub(n));

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 
 pub use agent::{Exchange, ExchangeEvent};
-pub use history::History;
+pub use history::{History, Which};
 pub use name::{AgentName, InvalidName, MAX_NAME_LEN};
 pub use types::{AgentConfig, AgentInfo, AgentState, HUMAN, Message, Secret, Usage, now_rfc3339};
 
@@ -47,6 +47,8 @@ pub enum EngineError {
     NotFound(AgentName),
     #[error("no agent named '{0}' has ever existed")]
     NoHistory(AgentName),
+    #[error("'{0}' has had no conversation {1}")]
+    NoConversation(AgentName, Uuid),
     #[error("an agent named '{0}' already exists; shut it down first or pick another name")]
     NameTaken(AgentName),
     #[error("{0}")]
@@ -65,6 +67,22 @@ pub enum EngineError {
     BadSearch(String),
     #[error("{0}; nothing already saved was lost")]
     Store(#[from] StoreError),
+}
+
+/// One conversation: an incarnation of a name, and what it holds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Conversation {
+    pub name: AgentName,
+    /// The incarnation's agent id.
+    pub id: Uuid,
+    pub state: AgentState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    pub message_count: usize,
+    /// When its first and last messages were written (none: no messages).
+    pub first_at: Option<String>,
+    pub last_at: Option<String>,
+    pub usage: Usage,
 }
 
 /// Filters for [`Engine::list`].
@@ -409,12 +427,45 @@ impl Engine {
         &self,
         name: &AgentName,
         limit: Option<usize>,
-        all: bool,
+        which: Which,
     ) -> Result<Vec<Message>, EngineError> {
         self.inner
             .history
-            .read(name, limit, all)
-            .ok_or_else(|| EngineError::NoHistory(name.clone()))
+            .read(name, limit, which)
+            .ok_or_else(|| match which {
+                Which::One(id) => EngineError::NoConversation(name.clone(), id),
+                _ => EngineError::NoHistory(name.clone()),
+            })
+    }
+
+    /// Every conversation every name has had (or one name's), with the
+    /// state of the agent that holds it: a live agent's own, else
+    /// `terminated`.
+    pub fn conversations(&self, name: Option<&AgentName>) -> Vec<Conversation> {
+        let live: Vec<Arc<Agent>> = lock(&self.inner.agents).all();
+        let settings = self.settings();
+        self.inner
+            .history
+            .conversations(name)
+            .into_iter()
+            .map(|summary| {
+                let holder = live
+                    .iter()
+                    .find(|agent| agent.id == summary.agent_id)
+                    .map(|agent| agent.info(&self.inner.history, &settings));
+                let info = holder.or(summary.ended);
+                Conversation {
+                    name: summary.name,
+                    id: summary.agent_id,
+                    state: info.as_ref().map_or(AgentState::Terminated, |i| i.state),
+                    provider: info.as_ref().map(|i| i.provider.clone()),
+                    message_count: summary.message_count,
+                    first_at: summary.first_at,
+                    last_at: summary.last_at,
+                    usage: info.map(|i| i.usage).unwrap_or_default(),
+                }
+            })
+            .collect()
     }
 
     /// Messages matching a full-text query across every conversation ever

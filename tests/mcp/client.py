@@ -102,7 +102,7 @@ async def check_tools(session):
         for name, prop in schema["properties"].items():
             check(len(prop.get("description", "")) > 10, f"{tool.name}.{name} has no description")
     states = next(t for t in listed if t.name == "list_agents").input_schema["properties"]["state"]
-    check(states["enum"] == ["idle", "processing", "failed", "terminated"], f"state: {states}")
+    check(states["enum"] == ["idle", "processing", "failed", "suspended", "terminated"], f"state: {states}")
 
 
 async def scenario(session):

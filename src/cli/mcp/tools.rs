@@ -206,6 +206,7 @@ pub fn plan(tool: ToolName, arguments: JsonObject, config_file: &Path) -> Result
             let query = HistoryQuery {
                 limit: args.limit,
                 all: args.all,
+                conversation: None,
             };
             let path = agent_path(&agent, &format!("/history{}", query.to_query()));
             Ok(Call::History { agent, path })
