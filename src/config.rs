@@ -87,6 +87,14 @@ pub struct HistoryConfig {
     /// Messages kept per agent (per incarnation); older ones are deleted as
     /// new ones arrive. 0, the default, keeps everything.
     pub max_messages_per_agent: usize,
+    /// Ended conversations whose last message is older than this are pruned
+    /// daily, as `orchestration prune --older-than` does. Unset: kept forever.
+    #[serde(
+        default,
+        deserialize_with = "optional_duration",
+        serialize_with = "optional_duration_text"
+    )]
+    pub retention: Option<Duration>,
 }
 
 /// What one client, or a crowd of them, may take of the daemon.

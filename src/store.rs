@@ -110,6 +110,15 @@ pub struct SearchFilter<'a> {
     pub limit: usize,
 }
 
+/// An ended conversation a prune would remove.
+#[derive(Debug, Clone)]
+pub struct Prunable {
+    pub id: Uuid,
+    pub name: String,
+    pub last_at: String,
+    pub message_count: usize,
+}
+
 /// One message that matched, best first.
 #[derive(Debug, Clone)]
 pub struct SearchHit {
@@ -214,6 +223,13 @@ impl Store {
                 found: version,
             });
         }
+        // A new store gives pruned space back to the file system
+        // incrementally; this only takes before the first table exists.
+        if version == 0 {
+            self.connection
+                .execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+                .map_err(|e| self.open_error(e))?;
+        }
         let setup =
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
         self.connection
@@ -311,6 +327,78 @@ impl Store {
             )
             .map_err(sql_write_error)?;
         Ok(())
+    }
+
+    /// Ended conversations whose last message (or, with none, whose start)
+    /// is older than `cutoff` (RFC 3339, UTC): what a prune removes. A live
+    /// agent's conversation, suspended or not, is never among them.
+    pub fn prunable(&self, cutoff: &str) -> Result<Vec<Prunable>, StoreError> {
+        let read = |error: rusqlite::Error| StoreError::Read(error.to_string());
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT a.id, a.name, COALESCE(MAX(m.timestamp), a.created_at) AS last, COUNT(m.seq)
+                 FROM agents a LEFT JOIN messages m ON m.agent_id = a.id
+                 WHERE a.live = 0
+                 GROUP BY a.id
+                 HAVING last < ?1
+                 ORDER BY a.spawned",
+            )
+            .map_err(read)?;
+        let rows = statement
+            .query_map(params![cutoff], |row| {
+                let id: String = row.get(0)?;
+                Ok(Prunable {
+                    id: Uuid::parse_str(&id).unwrap_or_else(|_| Uuid::nil()),
+                    name: row.get(1)?,
+                    last_at: row.get(2)?,
+                    message_count: row.get::<_, i64>(3)?.max(0) as usize,
+                })
+            })
+            .map_err(read)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(read)
+    }
+
+    /// Deletes these ended conversations (their messages, their index
+    /// entries and their rows) in one transaction, then gives the space back.
+    /// A store created before pruning existed is converted to incremental
+    /// vacuum once, here (a full VACUUM: a one-time cost).
+    pub fn prune(&mut self, ids: &[Uuid]) -> Result<(), StoreError> {
+        let transaction = self.connection.transaction().map_err(sql_write_error)?;
+        for id in ids {
+            let id = id.to_string();
+            transaction
+                .execute("DELETE FROM messages WHERE agent_id = ?1", params![id])
+                .map_err(sql_write_error)?;
+            transaction
+                .execute("DELETE FROM agents WHERE id = ?1 AND live = 0", params![id])
+                .map_err(sql_write_error)?;
+        }
+        transaction.commit().map_err(sql_write_error)?;
+        let mode: i64 = self
+            .connection
+            .query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
+            .map_err(sql_write_error)?;
+        let reclaim = if mode == 2 {
+            "PRAGMA incremental_vacuum;"
+        } else {
+            "PRAGMA auto_vacuum = INCREMENTAL; VACUUM;"
+        };
+        self.connection
+            .execute_batch(reclaim)
+            .map_err(sql_write_error)?;
+        // Fold the log into the file and empty it, so the space is really back.
+        self.connection
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(sql_write_error)
+    }
+
+    /// The bytes the store takes on disk: the file and its write-ahead log.
+    pub fn size(&self) -> u64 {
+        let len = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        len(&self.path) + len(Path::new(&wal))
     }
 
     /// Deletes the oldest messages of an incarnation beyond the newest `keep`.

@@ -413,6 +413,19 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
             ),
         ],
     ),
+    (
+        "prune",
+        &[
+            (
+                "orchestration prune --older-than 90d --dry-run",
+                "List the ended conversations whose last message is more than 90 days old, deleting nothing.",
+            ),
+            (
+                "orchestration prune --older-than 90d",
+                "Delete them, and give their space back to the file system. Live and suspended agents' conversations stay.",
+            ),
+        ],
+    ),
 ];
 
 /// Every generated file, by path relative to the repository root.

@@ -267,3 +267,104 @@ fn history_lists_every_conversation_and_exports_in_four_formats() {
     );
     assert_eq!(daemon.cli(&["history", "ghost"]).code(), 4);
 }
+
+#[test]
+fn prune_deletes_only_old_ended_conversations_and_gives_space_back() {
+    let env = Env::new();
+    let daemon = start(env.clone());
+    let big = "x".repeat(200_000);
+    for name in ["old", "live"] {
+        daemon.cli(&["spawn", name, "--provider", "echo"]).ok();
+        let sent = daemon.json(
+            "POST",
+            &format!("/agents/{name}/message"),
+            Some(serde_json::json!({"content": format!("findme {big}")})),
+        );
+        assert_eq!(sent.status, 200, "{}", sent.text());
+    }
+    daemon.cli(&["shutdown", "old"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    // A dry run lists the ended one only, and deletes nothing.
+    let dry = daemon.cli(&["--json", "prune", "--older-than", "1s", "--dry-run"]);
+    dry.ok();
+    let dry_report = dry.json();
+    let listed: Vec<&str> = dry_report["conversations"]
+        .as_array()
+        .expect("conversations")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(listed, ["old"], "{}", dry.stdout());
+    assert_eq!(daemon.cli(&["history", "old"]).code(), 0);
+    // Too young to go: nothing is deleted.
+    let young = daemon.cli(&["prune", "--older-than", "1h"]);
+    young.ok();
+    assert!(
+        young.stdout().contains("no ended conversation"),
+        "{}",
+        young.stdout()
+    );
+
+    let done = daemon.cli(&["--json", "prune", "--older-than", "1s"]);
+    done.ok();
+    let report = done.json();
+    assert_eq!(report["conversations"][0]["name"], "old");
+    assert!(
+        report["size_after"].as_u64() < report["size_before"].as_u64(),
+        "no space given back: {report}"
+    );
+    // Gone from history, search and the conversation list; the live one stays.
+    assert_eq!(daemon.cli(&["history", "old"]).code(), 4);
+    assert_eq!(
+        agents_found(&search(&daemon, &["findme"])),
+        ["live", "live"]
+    );
+    assert_eq!(daemon.cli(&["history", "live"]).code(), 0);
+    // Control plane: refused over TCP even with the token.
+    let mut daemon = daemon;
+    assert!(daemon.terminate().success());
+    let port = common::free_port();
+    let daemon = Daemon::start_in(env.clone(), &["--port", &port.to_string()], Some(port));
+    let refused = daemon.tcp_json(
+        "POST",
+        "/prune",
+        Some(serde_json::json!({"older_than": "1s"})),
+    );
+    assert_eq!(refused.status, 403);
+    // And after a restart the pruned conversation is still gone.
+    assert_eq!(daemon.cli(&["history", "old"]).code(), 4);
+    // Bad input: a negative or unknown duration.
+    assert_eq!(daemon.cli(&["prune", "--older-than=-5d"]).code(), 2);
+    assert_eq!(daemon.cli(&["prune", "--older-than", "soon"]).code(), 2);
+    let bad = daemon.json(
+        "POST",
+        "/prune",
+        Some(serde_json::json!({"older_than": "forever"})),
+    );
+    assert_eq!(bad.status, 422);
+}
+
+#[test]
+fn a_history_retention_prunes_ended_conversations_by_itself() {
+    let env = Env::new();
+    let mut daemon = start(env.clone());
+    daemon.cli(&["spawn", "gone", "--provider", "echo"]).ok();
+    daemon.cli(&["message", "gone", "bye"]).ok();
+    daemon.cli(&["shutdown", "gone"]).ok();
+    daemon.cli(&["spawn", "kept", "--provider", "echo"]).ok();
+    daemon.cli(&["message", "kept", "hi"]).ok();
+    assert!(daemon.terminate().success());
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let env = env.config("[history]\nretention = \"1s\"\n");
+    let daemon = start(env);
+    common::eventually("the retention prune to run", || {
+        daemon.cli(&["history", "gone"]).code() == 4
+    });
+    assert_eq!(daemon.cli(&["history", "kept"]).code(), 0);
+    assert!(
+        daemon.log().contains("history retention"),
+        "{}",
+        daemon.log()
+    );
+}

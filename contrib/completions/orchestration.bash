@@ -40,6 +40,9 @@ _orchestration() {
             orchestration,models)
                 cmd="orchestration__subcmd__models"
                 ;;
+            orchestration,prune)
+                cmd="orchestration__subcmd__prune"
+                ;;
             orchestration,search)
                 cmd="orchestration__subcmd__search"
                 ;;
@@ -118,6 +121,9 @@ _orchestration() {
             orchestration__subcmd__help,models)
                 cmd="orchestration__subcmd__help__subcmd__models"
                 ;;
+            orchestration__subcmd__help,prune)
+                cmd="orchestration__subcmd__help__subcmd__prune"
+                ;;
             orchestration__subcmd__help,search)
                 cmd="orchestration__subcmd__help__subcmd__search"
                 ;;
@@ -191,7 +197,7 @@ _orchestration() {
 
     case "${cmd}" in
         orchestration)
-            opts="-h -V --socket --json --no-autostart --help --version serve spawn list message history task shutdown models search config service mcp completions help"
+            opts="-h -V --socket --json --no-autostart --help --version serve spawn list message history task shutdown models search prune config service mcp completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -433,7 +439,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__help)
-            opts="serve spawn list message history task shutdown models search config service mcp completions help"
+            opts="serve spawn list message history task shutdown models search prune config service mcp completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -615,6 +621,20 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__help__subcmd__models)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__prune)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -862,6 +882,28 @@ _orchestration() {
                     return 0
                     ;;
                 --api-key-env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__prune)
+            opts="-h --older-than --dry-run --socket --json --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --older-than)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

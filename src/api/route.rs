@@ -23,6 +23,8 @@ pub enum Route {
     Shutdown,
     /// `POST /reload`: re-read the config and environment files (control plane).
     Reload,
+    /// `POST /prune`: delete old ended conversations (control plane).
+    Prune,
     Models,
     /// `GET /search`: full text over every conversation.
     Search(SearchQuery),
@@ -78,6 +80,9 @@ impl Route {
                 Method::GET => Ok(Self::Search(SearchQuery::parse(query).map_err(invalid)?)),
                 _ => Err(not_allowed(GET)),
             },
+            ("prune", []) => {
+                only(method, &Method::POST, Self::Prune).ok_or_else(|| not_allowed(POST))
+            }
             ("reload", []) => {
                 only(method, &Method::POST, Self::Reload).ok_or_else(|| not_allowed(POST))
             }
@@ -97,7 +102,10 @@ impl Route {
 
     /// Routes that act on the daemon as a whole: accepted on the Unix socket only.
     pub fn is_control_plane(&self) -> bool {
-        matches!(self, Self::Shutdown | Self::ShutdownAll | Self::Reload)
+        matches!(
+            self,
+            Self::Shutdown | Self::ShutdownAll | Self::Reload | Self::Prune
+        )
     }
 
     /// The agent a request is about, for the log.
@@ -119,6 +127,7 @@ impl Route {
             Self::Health => "health",
             Self::Shutdown => "shutdown",
             Self::Reload => "reload",
+            Self::Prune => "prune",
             Self::Models => "models",
             Self::Search(_) => "search",
             Self::Conversations(_) => "conversations",
@@ -248,6 +257,7 @@ mod tests {
             ("GET", "/health", Route::Health),
             ("POST", "/shutdown", Route::Shutdown),
             ("POST", "/reload", Route::Reload),
+            ("POST", "/prune", Route::Prune),
             (
                 "GET",
                 "/conversations",

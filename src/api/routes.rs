@@ -10,9 +10,9 @@ use super::error::ApiError;
 use super::route::Route;
 use super::wire::{
     AgentRequest, Conversations, Health, HistoryQuery, ListQuery, MessageRequest, Messages, Models,
-    SearchHit, SearchQuery, SearchResults,
+    PruneRequest, SearchHit, SearchQuery, SearchResults,
 };
-use crate::engine::{AgentName, Exchange, ListFilter, Secret, Which};
+use crate::engine::{AgentName, Exchange, ListFilter, Secret, Which, rfc3339_ago};
 use crate::providers::DEFAULT_PROVIDER;
 use crate::store::SearchFilter;
 
@@ -24,6 +24,7 @@ pub async fn dispatch(ctx: &ApiContext, route: Route, body: Incoming) -> Reply {
         Route::Health => health(ctx),
         Route::Shutdown => shutdown(ctx),
         Route::Reload => reload(ctx),
+        Route::Prune => prune(ctx, body).await,
         Route::Models => models(ctx, body).await,
         Route::Search(query) => search(ctx, query),
         Route::Conversations(query) => {
@@ -75,6 +76,23 @@ fn reload(ctx: &ApiContext) -> Reply {
     }
 }
 
+/// `POST /prune`: removes (or with `dry_run` lists) ended conversations
+/// whose last message is older than `older_than`.
+async fn prune(ctx: &ApiContext, body: Incoming) -> Reply {
+    let request: PruneRequest = ctx.read_json(body).await?;
+    let back = crate::duration::parse(&request.older_than)
+        .map_err(|reason| ApiError::InvalidBody(format!("older_than: {reason}")))?;
+    let report = ctx.engine.prune(&rfc3339_ago(back), request.dry_run)?;
+    if !request.dry_run {
+        tracing::info!(
+            conversations = report.conversations.len(),
+            freed = report.size_before.saturating_sub(report.size_after),
+            "pruned ended conversations"
+        );
+    }
+    Ok(body::json(StatusCode::OK, &report))
+}
+
 /// `GET /search`: 200 with the hits, best first; 400 for a query the index
 /// cannot read or a `since` that is neither a duration nor a time.
 fn search(ctx: &ApiContext, query: SearchQuery) -> Reply {
@@ -116,9 +134,7 @@ fn since_time(since: &str) -> Result<String, ApiError> {
             "since must be a duration back from now (7d, 12h) or an RFC 3339 time: {reason}"
         ))
     })?;
-    let at = time::OffsetDateTime::now_utc() - back;
-    at.format(rfc3339)
-        .map_err(|e| ApiError::InvalidQuery(format!("since: {e}")))
+    Ok(rfc3339_ago(back))
 }
 
 fn list(ctx: &ApiContext, query: ListQuery) -> Reply {

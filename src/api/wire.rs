@@ -181,6 +181,16 @@ impl ConversationsQuery {
     }
 }
 
+/// The body of `POST /prune`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PruneRequest {
+    /// Ended conversations whose last message is older than this go
+    /// (`30d`, `12h`: a duration back from now).
+    pub older_than: String,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
 /// The answer of `GET /conversations`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Conversations {

@@ -10,6 +10,7 @@ mod message;
 mod models;
 mod output;
 mod progress;
+mod prune;
 mod search;
 mod serve;
 mod service;
@@ -95,6 +96,8 @@ pub enum Command {
     Models(models::ModelsArgs),
     /// Search every conversation ever held, live or ended, for words or phrases.
     Search(search::SearchArgs),
+    /// Delete ended conversations older than a duration (live agents' are never touched).
+    Prune(prune::PruneArgs),
     /// Read or edit the config file by dotted key (get, set, unset, list, path).
     #[command(long_about = config::LONG_ABOUT)]
     Config(config::ConfigArgs),
@@ -434,6 +437,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Shutdown(args) => shutdown::run(&ctx, args).await,
             Command::Models(args) => models::run(&ctx, args).await,
             Command::Search(args) => search::run(&ctx, args).await,
+            Command::Prune(args) => prune::run(&ctx, args).await,
         }
     })?
 }

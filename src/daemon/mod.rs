@@ -240,6 +240,7 @@ async fn run(
         tcp: tcp.as_ref(),
         tcp_admission: Admission::new(activity.clone()),
     };
+    tokio::spawn(prune_daily(engine.clone(), stop.clone()));
     tokio::spawn(exit_when_idle(
         activity,
         options.idle_timeout,
@@ -407,6 +408,32 @@ fn watch_signals(signals: Signals, stop: CancellationToken, control: Arc<dyn Con
             return;
         }
     });
+}
+
+/// `[history] retention`: at start and then once a day, removes ended
+/// conversations older than the retention in effect (a reload may change
+/// it; unset or 0: keep everything).
+async fn prune_daily(engine: Engine, stop: CancellationToken) {
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    loop {
+        let retention = engine.settings().config.history.retention;
+        if let Some(keep) = retention.filter(|keep| !keep.is_zero()) {
+            let cutoff = crate::engine::rfc3339_ago(keep);
+            match engine.prune(&cutoff, false) {
+                Ok(report) if !report.conversations.is_empty() => tracing::info!(
+                    conversations = report.conversations.len(),
+                    freed = report.size_before.saturating_sub(report.size_after),
+                    "history retention: pruned ended conversations"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "history retention: prune failed"),
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(DAY) => {}
+        }
+    }
 }
 
 /// The idle timeout in effect: `--idle-timeout` if given, else the

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 use super::{AgentConfig, AgentInfo, AgentName, Message, Usage, lock};
-use crate::store::{SearchFilter, SearchHit, Store, StoreError};
+use crate::store::{Prunable, SearchFilter, SearchHit, Store, StoreError};
 
 /// Which of a name's conversations a read covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +157,31 @@ impl History {
             }
         }
         Ok(true)
+    }
+
+    /// Ended conversations last written before `cutoff`; with `dry_run`
+    /// false they are deleted, on disk first, then from memory (a name left
+    /// with no conversation is forgotten). Returns the store's size before
+    /// and after.
+    pub fn prune(
+        &self,
+        cutoff: &str,
+        dry_run: bool,
+    ) -> Result<(Vec<Prunable>, u64, u64), StoreError> {
+        let found = blocking(|| lock(&self.store).prunable(cutoff))?;
+        let before = lock(&self.store).size();
+        if dry_run || found.is_empty() {
+            return Ok((found, before, before));
+        }
+        let ids: Vec<Uuid> = found.iter().map(|p| p.id).collect();
+        self.write(|store| store.prune(&ids))?;
+        let after = lock(&self.store).size();
+        let mut names = lock(&self.names);
+        names.retain(|_, conversations| {
+            conversations.retain(|c| c.ended.is_none() || !ids.contains(&c.agent_id));
+            !conversations.is_empty()
+        });
+        Ok((found, before, after))
     }
 
     /// Full-text search over every conversation in the store.

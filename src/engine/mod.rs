@@ -22,7 +22,9 @@ use tokio::sync::{Semaphore, mpsc};
 pub use agent::{Exchange, ExchangeEvent};
 pub use history::{History, Which};
 pub use name::{AgentName, InvalidName, MAX_NAME_LEN};
-pub use types::{AgentConfig, AgentInfo, AgentState, HUMAN, Message, Secret, Usage, now_rfc3339};
+pub use types::{
+    AgentConfig, AgentInfo, AgentState, HUMAN, Message, Secret, Usage, now_rfc3339, rfc3339_ago,
+};
 
 use crate::store::{Store, StoreError, StoredAgent};
 use uuid::Uuid;
@@ -83,6 +85,26 @@ pub struct Conversation {
     pub first_at: Option<String>,
     pub last_at: Option<String>,
     pub usage: Usage,
+}
+
+/// What a prune removed (or, dry, would remove).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    /// Conversations last written before this went.
+    pub cutoff: String,
+    pub conversations: Vec<PrunedConversation>,
+    /// The store file's size in bytes before and after.
+    pub size_before: u64,
+    pub size_after: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PrunedConversation {
+    pub name: String,
+    pub id: Uuid,
+    pub last_at: String,
+    pub message_count: usize,
 }
 
 /// Filters for [`Engine::list`].
@@ -482,6 +504,27 @@ impl Engine {
                 "the search query is not valid ({reason}); use words, \"exact phrases\", OR, NOT, or prefix*"
             )),
             other => EngineError::Store(other),
+        })
+    }
+
+    /// Removes ended conversations last written before `cutoff` (RFC 3339);
+    /// never a live or suspended agent's. With `dry_run`, only says which.
+    pub fn prune(&self, cutoff: &str, dry_run: bool) -> Result<PruneReport, EngineError> {
+        let (found, size_before, size_after) = self.inner.history.prune(cutoff, dry_run)?;
+        Ok(PruneReport {
+            dry_run,
+            cutoff: cutoff.to_owned(),
+            conversations: found
+                .into_iter()
+                .map(|p| PrunedConversation {
+                    name: p.name,
+                    id: p.id,
+                    last_at: p.last_at,
+                    message_count: p.message_count,
+                })
+                .collect(),
+            size_before,
+            size_after,
         })
     }
 

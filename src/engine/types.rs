@@ -17,6 +17,14 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
+/// The UTC time `back` before now, as RFC 3339 (the form stored timestamps
+/// take, so the two compare as text).
+pub fn rfc3339_ago(back: std::time::Duration) -> String {
+    let at = time::OffsetDateTime::now_utc() - back;
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}
+
 /// `sender` of a message the user wrote.
 pub const HUMAN: &str = "human";
 
