@@ -12,7 +12,7 @@ use http::{Method, Uri};
 use percent_encoding::percent_decode_str;
 
 use super::error::ApiError;
-use super::wire::{HistoryQuery, ListQuery, QueryError, SearchQuery};
+use super::wire::{EventsQuery, HistoryQuery, ListQuery, QueryError, SearchQuery};
 use crate::engine::AgentName;
 
 /// What a request asks for, with its parameters decoded and validated.
@@ -26,6 +26,8 @@ pub enum Route {
     Models,
     /// `GET /search`: full text over every conversation.
     Search(SearchQuery),
+    /// `GET /events`: the live event stream, optionally of some agents only.
+    Events(EventsQuery),
     ListAgents(ListQuery),
     Spawn,
     /// `DELETE /agents`: shut every agent down (control plane).
@@ -68,6 +70,10 @@ impl Route {
             }
             ("search", []) => match *method {
                 Method::GET => Ok(Self::Search(SearchQuery::parse(query).map_err(invalid)?)),
+                _ => Err(not_allowed(GET)),
+            },
+            ("events", []) => match *method {
+                Method::GET => Ok(Self::Events(EventsQuery::parse(query).map_err(invalid)?)),
                 _ => Err(not_allowed(GET)),
             },
             ("reload", []) => {
@@ -113,6 +119,7 @@ impl Route {
             Self::Reload => "reload",
             Self::Models => "models",
             Self::Search(_) => "search",
+            Self::Events(_) => "events",
             Self::ListAgents(_) => "list",
             Self::Spawn => "spawn",
             Self::ShutdownAll => "shutdown_all",
@@ -240,6 +247,8 @@ mod tests {
             ("POST", "/shutdown", Route::Shutdown),
             ("POST", "/reload", Route::Reload),
             ("POST", "/models", Route::Models),
+            ("GET", "/events", Route::Events(EventsQuery::default())),
+            ("GET", "/search", Route::Search(SearchQuery::default())),
             ("GET", "/agents", Route::ListAgents(ListQuery::default())),
             ("POST", "/agents", Route::Spawn),
             ("DELETE", "/agents", Route::ShutdownAll),
@@ -371,6 +380,12 @@ mod tests {
         assert_eq!(query.limit, Some(3));
         assert!(query.all);
         assert_eq!(parse("GET", "/agents/a/history?limit=-1"), Err(422));
+        let Ok(Route::Events(query)) = parse("GET", "/events?agent=a&agent=b&agent=a") else {
+            panic!("events did not parse");
+        };
+        assert_eq!(query.agents, vec![name("a"), name("b")]);
+        assert_eq!(parse("GET", "/events?agent=.x"), Err(422));
+        assert_eq!(parse("POST", "/events"), Err(405));
         assert_eq!(parse("GET", "/agents?state=sleepy"), Err(422));
         assert_eq!(parse("PUT", "/agents"), Err(405));
         assert_eq!(parse("GET", "/agents/a/b/c"), Err(404));
