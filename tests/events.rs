@@ -388,3 +388,40 @@ fn watch_without_a_daemon_exits_3_and_starts_none() {
     assert!(!env.socket().exists(), "watch started a daemon");
     assert!(!env.pid_file().exists(), "watch started a daemon");
 }
+
+#[test]
+fn suspension_and_restoration_are_events() {
+    let profile = "[profiles.work]\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_env = \"WORK_KEY\"\nmodel = \"w\"\n";
+    let env = Env::new().config(profile).var("WORK_KEY", "k");
+    let daemon = Daemon::start_in(env.clone(), &["--no-tcp"], None);
+    let mut events = Subscriber::open(&daemon, "/events?agent=w", &[]);
+    let spawned = daemon.json(
+        "POST",
+        "/agents",
+        Some(json!({"name": "w", "profile": "work"})),
+    );
+    assert_eq!(spawned.status, 200, "{}", spawned.text());
+    // The profile vanishes: the agent is suspended, saying why.
+    std::fs::write(env.dir.path().join("config.toml"), "").expect("write config");
+    daemon.cli(&["serve", "--reload"]);
+    let seen = events.until(|e| is(e, "suspended", "w"));
+    let suspended = seen.last().expect("suspended");
+    assert!(
+        suspended["reason"].as_str().unwrap_or("").contains("work"),
+        "{suspended}"
+    );
+    assert!(
+        seen.iter()
+            .any(|e| e["type"] == "state" && e["new"] == "suspended"),
+        "{seen:#?}"
+    );
+    // It comes back: restored.
+    std::fs::write(env.dir.path().join("config.toml"), profile).expect("write config");
+    daemon.cli(&["serve", "--reload"]).ok();
+    let seen = events.until(|e| is(e, "restored", "w"));
+    assert!(
+        seen.iter()
+            .any(|e| e["type"] == "state" && e["old"] == "suspended" && e["new"] == "idle"),
+        "{seen:#?}"
+    );
+}
