@@ -126,18 +126,43 @@ impl Client {
         mut on_line: impl FnMut(StreamLine) -> Result<(), ClientError>,
     ) -> Result<(), ClientError> {
         let response = self.send(Method::POST, path, Some(body)).await?;
+        self.read_lines(response, |line| {
+            let line =
+                serde_json::from_slice(line).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            on_line(line)
+        })
+        .await
+    }
+
+    /// GETs an NDJSON stream (`/events`), calling `on_line` with each line's
+    /// bytes, without its newline, as it arrives; until the daemon ends it.
+    /// The first error `on_line` returns ends the stream and is returned.
+    pub async fn stream_get<E: From<ClientError>>(
+        &self,
+        path: &str,
+        on_line: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let response = self.send::<()>(Method::GET, path, None).await?;
+        self.read_lines(response, on_line).await
+    }
+
+    /// The one line splitter: calls `on_line` for each non-blank line of
+    /// an NDJSON body as soon as it is complete.
+    async fn read_lines<E: From<ClientError>>(
+        &self,
+        response: reqwest::Response,
+        mut on_line: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut chunks = response.bytes_stream();
         let mut pending = Vec::new();
         while let Some(chunk) = chunks.next().await {
             pending.extend_from_slice(&chunk.map_err(|e| self.classify(e))?);
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
+                let line = line.trim_ascii();
+                if !line.is_empty() {
+                    on_line(line)?;
                 }
-                let line = serde_json::from_slice(&line)
-                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
-                on_line(line)?;
             }
         }
         Ok(())

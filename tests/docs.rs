@@ -384,6 +384,23 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "watch",
+        &[
+            (
+                "orchestration watch",
+                "Follow every agent live, one line per event; replies appear as they stream. Ctrl-C stops watching.",
+            ),
+            (
+                "orchestration watch helper scratch",
+                "Only the events of the agents named helper and scratch.",
+            ),
+            (
+                "orchestration --json watch | jq -c 'select(.type == \"message\")'",
+                "The raw event lines (GET /events), here only the stored messages.",
+            ),
+        ],
+    ),
+    (
         "search",
         &[
             (

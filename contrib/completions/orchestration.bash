@@ -61,6 +61,9 @@ _orchestration() {
             orchestration,task)
                 cmd="orchestration__subcmd__task"
                 ;;
+            orchestration,watch)
+                cmd="orchestration__subcmd__watch"
+                ;;
             orchestration__subcmd__config,get)
                 cmd="orchestration__subcmd__config__subcmd__get"
                 ;;
@@ -142,6 +145,9 @@ _orchestration() {
             orchestration__subcmd__help,task)
                 cmd="orchestration__subcmd__help__subcmd__task"
                 ;;
+            orchestration__subcmd__help,watch)
+                cmd="orchestration__subcmd__help__subcmd__watch"
+                ;;
             orchestration__subcmd__help__subcmd__config,get)
                 cmd="orchestration__subcmd__help__subcmd__config__subcmd__get"
                 ;;
@@ -197,7 +203,7 @@ _orchestration() {
 
     case "${cmd}" in
         orchestration)
-            opts="-h -V --socket --json --no-autostart --help --version serve spawn list message history task shutdown models search prune config service mcp completions help"
+            opts="-h -V --socket --json --no-autostart --help --version serve spawn list message history task shutdown models search prune watch config service mcp completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -439,7 +445,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__help)
-            opts="serve spawn list message history task shutdown models search prune config service mcp completions help"
+            opts="serve spawn list message history task shutdown models search prune watch config service mcp completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -761,6 +767,20 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__help__subcmd__task)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__watch)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1223,6 +1243,24 @@ _orchestration() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__watch)
+            opts="-h --socket --json --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

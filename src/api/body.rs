@@ -3,20 +3,23 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full, Limited};
+use http_body_util::{BodyExt, Empty, Full, Limited, StreamBody};
 use hyper::body::{Body as HttpBody, Frame, Incoming};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use super::error::{ApiError, allow_header};
-use super::wire::{ErrorBody, StreamLine};
-use crate::engine::{Exchange, ExchangeEvent};
+use super::wire::{ErrorBody, Event, EventLine, EventsQuery, StreamLine};
+use crate::engine::{Events, Exchange, ExchangeEvent};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -183,4 +186,127 @@ fn encode_lines(lines: &[StreamLine]) -> Bytes {
         }
     }
     Bytes::from(out)
+}
+
+/// How `GET /events` frames its lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventsFormat {
+    /// `application/x-ndjson`: one JSON object a line.
+    Ndjson,
+    /// `text/event-stream`: `id:` and `data:` lines, a blank line after each event.
+    Sse,
+}
+
+/// The event stream: each event the reader wants, framed as it asks, as
+/// soon as it happens. A reader that fell behind gets a `lagged` line in
+/// place of what it missed. When the daemon stops, the events already sent
+/// follow, then the daemon's `shutdown`, and the body ends, so an open
+/// stream never holds the daemon's exit up.
+pub fn events(
+    bus: Events,
+    query: EventsQuery,
+    format: EventsFormat,
+    stop: CancellationToken,
+) -> Response<Body> {
+    let state = EventsState {
+        receiver: bus.subscribe(),
+        bus,
+        query,
+        format,
+        stop,
+        stopping: false,
+        done: false,
+    };
+    let lines = futures_util::stream::unfold(state, |mut state| async move {
+        let bytes = state.next().await?;
+        Some((Ok::<_, Infallible>(Frame::data(bytes)), state))
+    });
+    let mut response = Response::new(StreamBody::new(lines).boxed_unsync());
+    let content_type = match format {
+        EventsFormat::Ndjson => "application/x-ndjson",
+        EventsFormat::Sse => "text/event-stream",
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+struct EventsState {
+    receiver: broadcast::Receiver<Arc<EventLine>>,
+    bus: Events,
+    query: EventsQuery,
+    format: EventsFormat,
+    stop: CancellationToken,
+    /// The daemon is stopping: what is queued is sent, then the body ends.
+    stopping: bool,
+    /// The daemon's `shutdown` was sent: the body ends.
+    done: bool,
+}
+
+impl EventsState {
+    /// The next framed line, or `None` at the end of the stream.
+    async fn next(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let line = if self.stopping {
+                match self.receiver.try_recv() {
+                    Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                        return Some(self.lagged(missed));
+                    }
+                    Err(_) => return None,
+                    Ok(line) => line,
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    () = self.stop.cancelled() => {
+                        // When this returns, the daemon's `shutdown` is queued
+                        // for this reader too: the end is in sight.
+                        self.bus.stopping();
+                        self.stopping = true;
+                        continue;
+                    }
+                    received = self.receiver.recv() => match received {
+                        Ok(line) => line,
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            return Some(self.lagged(missed));
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    },
+                }
+            };
+            if line.agent.is_none() && line.event == (Event::Shutdown { restart: false }) {
+                // The daemon's last word: nothing after it is for this reader.
+                self.done = true;
+                return Some(self.frame(&line));
+            }
+            if self.query.wants(line.agent.as_ref()) {
+                return Some(self.frame(&line));
+            }
+        }
+    }
+
+    fn lagged(&self, missed: u64) -> Bytes {
+        self.frame(&EventLine {
+            id: None,
+            ts: crate::engine::now_rfc3339(),
+            agent: None,
+            event: Event::Lagged { missed },
+        })
+    }
+
+    fn frame(&self, line: &EventLine) -> Bytes {
+        let Ok(json) = serde_json::to_string(line) else {
+            return Bytes::new();
+        };
+        let framed = match (self.format, line.id) {
+            (EventsFormat::Ndjson, _) => format!("{json}\n"),
+            (EventsFormat::Sse, Some(id)) => format!("id: {id}\ndata: {json}\n\n"),
+            (EventsFormat::Sse, None) => format!("data: {json}\n\n"),
+        };
+        Bytes::from(framed)
+    }
 }

@@ -101,7 +101,7 @@ pub async fn handle(
     let allowed = guard::check(&ctx, transport, &parts.headers, route.as_ref().ok());
     let response = match (allowed, route) {
         (Err(error), _) | (Ok(()), Err(error)) => Err(error),
-        (Ok(()), Ok(route)) => routes::dispatch(&ctx, route, body).await,
+        (Ok(()), Ok(route)) => routes::dispatch(&ctx, route, &parts.headers, body).await,
     };
     let response = response.unwrap_or_else(|error| body::error(&error));
     tracing::info!(

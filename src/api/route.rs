@@ -12,7 +12,9 @@ use http::{Method, Uri};
 use percent_encoding::percent_decode_str;
 
 use super::error::ApiError;
-use super::wire::{ConversationsQuery, HistoryQuery, ListQuery, QueryError, SearchQuery};
+use super::wire::{
+    ConversationsQuery, EventsQuery, HistoryQuery, ListQuery, QueryError, SearchQuery,
+};
 use crate::engine::AgentName;
 
 /// What a request asks for, with its parameters decoded and validated.
@@ -30,6 +32,8 @@ pub enum Route {
     Search(SearchQuery),
     /// `GET /conversations`: every conversation of every name.
     Conversations(ConversationsQuery),
+    /// `GET /events`: the live event stream, optionally of some agents only.
+    Events(EventsQuery),
     ListAgents(ListQuery),
     Spawn,
     /// `DELETE /agents`: shut every agent down (control plane).
@@ -83,6 +87,10 @@ impl Route {
             ("prune", []) => {
                 only(method, &Method::POST, Self::Prune).ok_or_else(|| not_allowed(POST))
             }
+            ("events", []) => match *method {
+                Method::GET => Ok(Self::Events(EventsQuery::parse(query).map_err(invalid)?)),
+                _ => Err(not_allowed(GET)),
+            },
             ("reload", []) => {
                 only(method, &Method::POST, Self::Reload).ok_or_else(|| not_allowed(POST))
             }
@@ -131,6 +139,7 @@ impl Route {
             Self::Models => "models",
             Self::Search(_) => "search",
             Self::Conversations(_) => "conversations",
+            Self::Events(_) => "events",
             Self::ListAgents(_) => "list",
             Self::Spawn => "spawn",
             Self::ShutdownAll => "shutdown_all",
@@ -264,6 +273,8 @@ mod tests {
                 Route::Conversations(ConversationsQuery::default()),
             ),
             ("POST", "/models", Route::Models),
+            ("GET", "/events", Route::Events(EventsQuery::default())),
+            ("GET", "/search", Route::Search(SearchQuery::default())),
             ("GET", "/agents", Route::ListAgents(ListQuery::default())),
             ("POST", "/agents", Route::Spawn),
             ("DELETE", "/agents", Route::ShutdownAll),
@@ -395,6 +406,12 @@ mod tests {
         assert_eq!(query.limit, Some(3));
         assert!(query.all);
         assert_eq!(parse("GET", "/agents/a/history?limit=-1"), Err(422));
+        let Ok(Route::Events(query)) = parse("GET", "/events?agent=a&agent=b&agent=a") else {
+            panic!("events did not parse");
+        };
+        assert_eq!(query.agents, vec![name("a"), name("b")]);
+        assert_eq!(parse("GET", "/events?agent=.x"), Err(422));
+        assert_eq!(parse("POST", "/events"), Err(405));
         assert_eq!(parse("GET", "/agents?state=sleepy"), Err(422));
         assert_eq!(parse("PUT", "/agents"), Err(405));
         assert_eq!(parse("GET", "/agents/a/b/c"), Err(404));

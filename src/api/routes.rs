@@ -5,12 +5,12 @@ use http::{Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::ApiContext;
-use super::body::{self, Body};
+use super::body::{self, Body, EventsFormat};
 use super::error::ApiError;
 use super::route::Route;
 use super::wire::{
-    AgentRequest, Conversations, Health, HistoryQuery, ListQuery, MessageRequest, Messages, Models,
-    PruneRequest, SearchHit, SearchQuery, SearchResults,
+    AgentRequest, Conversations, EventsQuery, Health, HistoryQuery, ListQuery, MessageRequest,
+    Messages, Models, PruneRequest, SearchHit, SearchQuery, SearchResults,
 };
 use crate::engine::{AgentName, Exchange, ListFilter, Secret, Which, rfc3339_ago};
 use crate::providers::DEFAULT_PROVIDER;
@@ -19,7 +19,12 @@ use crate::store::SearchFilter;
 type Reply = Result<Response<Body>, ApiError>;
 
 /// Runs the handler of an already parsed (and guarded) route.
-pub async fn dispatch(ctx: &ApiContext, route: Route, body: Incoming) -> Reply {
+pub async fn dispatch(
+    ctx: &ApiContext,
+    route: Route,
+    headers: &http::HeaderMap,
+    body: Incoming,
+) -> Reply {
     match route {
         Route::Health => health(ctx),
         Route::Shutdown => shutdown(ctx),
@@ -31,6 +36,7 @@ pub async fn dispatch(ctx: &ApiContext, route: Route, body: Incoming) -> Reply {
             let conversations = ctx.engine.conversations(query.agent.as_ref());
             Ok(body::json(StatusCode::OK, &Conversations { conversations }))
         }
+        Route::Events(query) => Ok(events(ctx, query, headers)),
         Route::ListAgents(query) => list(ctx, query),
         Route::Spawn => spawn(ctx, body).await,
         Route::ShutdownAll => shutdown_all(ctx).await,
@@ -135,6 +141,21 @@ fn since_time(since: &str) -> Result<String, ApiError> {
         ))
     })?;
     Ok(rfc3339_ago(back))
+}
+
+/// `GET /events`: NDJSON, or server-sent events for a client that accepts them.
+fn events(ctx: &ApiContext, query: EventsQuery, headers: &http::HeaderMap) -> Response<Body> {
+    let sse = headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains("text/event-stream"));
+    let format = if sse {
+        EventsFormat::Sse
+    } else {
+        EventsFormat::Ndjson
+    };
+    body::events(ctx.engine.events().clone(), query, format, ctx.stop.clone())
 }
 
 fn list(ctx: &ApiContext, query: ListQuery) -> Reply {

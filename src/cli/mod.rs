@@ -18,6 +18,7 @@ mod shutdown;
 mod spawn;
 mod suggestion;
 mod task;
+mod watch;
 
 use std::path::{Path, PathBuf};
 
@@ -98,6 +99,9 @@ pub enum Command {
     Search(search::SearchArgs),
     /// Delete ended conversations older than a duration (live agents' are never touched).
     Prune(prune::PruneArgs),
+    /// Follow what the agents do, live: spawns, messages, replies as they stream, usage.
+    #[command(long_about = watch::LONG_ABOUT)]
+    Watch(watch::WatchArgs),
     /// Read or edit the config file by dotted key (get, set, unset, list, path).
     #[command(long_about = config::LONG_ABOUT)]
     Config(config::ConfigArgs),
@@ -413,7 +417,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Mcp(args) => return mcp::run(args, paths, cli.no_autostart),
         command => command,
     };
-    if !cli.no_autostart {
+    // Watching an idle daemon is no reason to start one.
+    let watch = matches!(command, Command::Watch(_));
+    if !cli.no_autostart && !watch {
         autostart::ensure_running(&paths)?;
     }
     let ctx = Ctx {
@@ -438,6 +444,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Models(args) => models::run(&ctx, args).await,
             Command::Search(args) => search::run(&ctx, args).await,
             Command::Prune(args) => prune::run(&ctx, args).await,
+            Command::Watch(args) => watch::run(&ctx, args).await,
         }
     })?
 }

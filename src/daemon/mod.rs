@@ -263,6 +263,8 @@ async fn run(
     accept_until_stopped(&ctx, &listeners, &graceful, &stop).await;
 
     tracing::info!("shutting down: no longer accepting connections");
+    // Event streams end with this line, so watchers do not hold the drain up.
+    engine.events().stopping();
     notify::stopping();
     drop(listeners);
     drop(unix);

@@ -13,9 +13,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    AgentConfig, AgentInfo, AgentState, Engine, EngineError, HUMAN, History, Message, Secret,
-    Usage, lock,
+    AgentConfig, AgentInfo, AgentState, Engine, EngineError, Events, HUMAN, History, Message,
+    Secret, Usage, lock,
 };
+use crate::api::wire::Event;
 use crate::providers::{
     self, ChatRequest, ProviderEvent, ProviderSettings, ProviderSpec, Role, Setup, SetupError, Turn,
 };
@@ -95,6 +96,8 @@ pub(super) struct Agent {
     ephemeral: bool,
     /// Stopped for the daemon's exit, not ended: it comes back on restart.
     kept_for_restart: AtomicBool,
+    /// Where its state changes, messages and deltas are reported.
+    events: Events,
 }
 
 impl Agent {
@@ -103,6 +106,7 @@ impl Agent {
         identity: Identity,
         jobs: mpsc::Sender<Job>,
         ephemeral: bool,
+        events: Events,
     ) -> Self {
         Self {
             id: identity.id,
@@ -119,6 +123,7 @@ impl Agent {
             worker: Mutex::new(None),
             ephemeral,
             kept_for_restart: AtomicBool::new(false),
+            events,
         }
     }
 
@@ -166,18 +171,29 @@ impl Agent {
     pub fn setup(&self, settings: &ProviderSettings) -> Result<Setup, SetupError> {
         let result = providers::build(&self.spec(), settings);
         let mut status = lock(&self.status);
-        match &result {
+        let old = status.state;
+        let event = match &result {
             Ok(_) if status.state == AgentState::Suspended => {
                 status.state = AgentState::Idle;
                 status.reason = None;
                 tracing::info!(agent = %self.config.name, "agent restored: it can reach its model again");
+                Some(Event::Restored)
             }
             Err(error) if status.reason.as_deref() != Some(&error.to_string()) => {
                 status.state = AgentState::Suspended;
                 status.reason = Some(error.to_string());
                 tracing::warn!(agent = %self.config.name, reason = %error, "agent suspended");
+                Some(Event::Suspended {
+                    reason: error.to_string(),
+                })
             }
-            _ => {}
+            _ => None,
+        };
+        let new = status.state;
+        drop(status);
+        self.report_state(old, new);
+        if let Some(event) = event {
+            self.emit(event);
         }
         result
     }
@@ -227,8 +243,23 @@ impl Agent {
     /// A new state after an exchange; a suspension noticed meanwhile stays.
     fn set_state(&self, state: AgentState) {
         let mut status = lock(&self.status);
+        let old = status.state;
         if status.state != AgentState::Suspended || state == AgentState::Terminated {
             status.state = state;
+        }
+        let new = status.state;
+        drop(status);
+        self.report_state(old, new);
+    }
+
+    /// Reports an event about this agent.
+    pub fn emit(&self, event: Event) {
+        self.events.emit(Some(&self.config.name), event);
+    }
+
+    fn report_state(&self, old: AgentState, new: AgentState) {
+        if old != new {
+            self.emit(Event::State { old, new });
         }
     }
 }
@@ -269,6 +300,9 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
     if !agent.is_kept_for_restart() {
         engine.record_end(&agent);
     }
+    agent.emit(Event::Shutdown {
+        restart: agent.is_kept_for_restart(),
+    });
     jobs.close();
     while let Ok(job) = jobs.try_recv() {
         let _ = job
@@ -313,12 +347,9 @@ async fn exchange(
             reason,
         })?;
     // On disk before the provider hears of it.
-    history.append(
-        name,
-        agent.id,
-        Message::new(HUMAN, content, Map::new()),
-        None,
-    )?;
+    let human = Message::new(HUMAN, content, Map::new());
+    history.append(name, agent.id, human.clone(), None)?;
+    agent.emit(Event::Message { message: human });
     agent.set_state(AgentState::Processing);
 
     let request = ChatRequest {
@@ -374,6 +405,12 @@ async fn exchange(
         if let Some(usage) = reply.usage {
             lock(&agent.status).usage.add(usage);
         }
+        agent.events.emit_with(Some(name), || Event::Message {
+            message: message.clone(),
+        });
+        if let Some(usage) = reply.usage {
+            agent.emit(Event::Usage { usage });
+        }
     }
     agent.set_state(state);
     tracing::debug!(agent = %name, state = %state, "exchange finished");
@@ -398,7 +435,7 @@ async fn stream_reply(
             _ = events.closed() => break End::Interrupted("the client disconnected"),
             item = stream.next() => match item {
                 None => break End::Complete,
-                Some(Ok(event)) => reply.apply(event, events),
+                Some(Ok(event)) => reply.apply(agent, event, events),
                 Some(Err(error)) => break End::Failed(error),
             },
         }
@@ -406,10 +443,20 @@ async fn stream_reply(
 }
 
 impl Reply {
-    fn apply(&mut self, event: ProviderEvent, events: &mpsc::UnboundedSender<ExchangeEvent>) {
+    fn apply(
+        &mut self,
+        agent: &Agent,
+        event: ProviderEvent,
+        events: &mpsc::UnboundedSender<ExchangeEvent>,
+    ) {
         match event {
             ProviderEvent::Delta(text) => {
                 self.text.push_str(&text);
+                agent
+                    .events
+                    .emit_with(Some(&agent.config.name), || Event::Delta {
+                        content: text.clone(),
+                    });
                 // A closed channel is noticed by the select loop next turn.
                 let _ = events.send(ExchangeEvent::Delta(text));
             }

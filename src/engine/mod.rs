@@ -8,6 +8,7 @@
 //! interrupted.
 
 mod agent;
+mod events;
 mod history;
 mod name;
 mod registry;
@@ -20,12 +21,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 
 pub use agent::{Exchange, ExchangeEvent};
+pub use events::Events;
 pub use history::{History, Which};
 pub use name::{AgentName, InvalidName, MAX_NAME_LEN};
 pub use types::{
     AgentConfig, AgentInfo, AgentState, HUMAN, Message, Secret, Usage, now_rfc3339, rfc3339_ago,
 };
 
+use crate::api::wire::Event;
 use crate::store::{Store, StoreError, StoredAgent};
 use uuid::Uuid;
 
@@ -139,6 +142,7 @@ struct Inner {
     /// running finish on the old one.
     provider_slots: RwLock<Arc<Semaphore>>,
     started: Instant,
+    events: Events,
 }
 
 /// What a reload did to the agents.
@@ -161,6 +165,7 @@ impl Engine {
                 ))),
                 settings: RwLock::new(Arc::new(settings)),
                 started: Instant::now(),
+                events: Events::new(),
             }),
         }
     }
@@ -274,6 +279,11 @@ impl Engine {
         slots.acquire_owned().await.ok()
     }
 
+    /// The event bus (`GET /events`).
+    pub fn events(&self) -> &Events {
+        &self.inner.events
+    }
+
     pub fn uptime(&self) -> Duration {
         self.inner.started.elapsed()
     }
@@ -324,8 +334,23 @@ impl Engine {
         ephemeral: bool,
     ) -> Arc<Agent> {
         let (jobs_tx, jobs_rx) = mpsc::channel(QUEUE_DEPTH);
-        let agent = Arc::new(Agent::new(config, identity, jobs_tx, ephemeral));
+        let agent = Arc::new(Agent::new(
+            config,
+            identity,
+            jobs_tx,
+            ephemeral,
+            self.inner.events.clone(),
+        ));
         agents.insert(agent.clone());
+        self.inner.events.emit_with(Some(&agent.config.name), || {
+            let (provider, model) =
+                providers::endpoint::summary(&agent.config.provider, &self.settings().config);
+            Event::Spawned {
+                provider: provider.to_owned(),
+                model,
+                task: ephemeral,
+            }
+        });
         let worker = tokio::spawn(agent::run_worker(self.clone(), agent.clone(), jobs_rx));
         agent.set_worker(worker);
         tracing::info!(agent = %agent.config.name, "agent started");
