@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use clap::Args;
-use reqwest::Method;
+use http::Method;
 
 use super::{CliError, Ctx, agent_path, output};
 use crate::api::wire::{Conversations, ConversationsQuery, HistoryQuery, Messages};

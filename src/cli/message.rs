@@ -2,7 +2,7 @@
 //! streamed as it arrives unless `--no-stream` or `--json` is given.
 
 use clap::Args;
-use reqwest::Method;
+use http::Method;
 use serde::Serialize;
 
 use super::progress::Feedback;

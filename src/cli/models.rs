@@ -2,7 +2,7 @@
 //! `{base}/models` endpoint, asked through the daemon (`POST /models`).
 
 use clap::Args;
-use reqwest::Method;
+use http::Method;
 
 use super::{CliError, Ctx, EndpointOptions, output};
 use crate::api::wire::Models;

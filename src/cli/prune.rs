@@ -3,7 +3,7 @@
 //! suspended agents' conversations are never touched.
 
 use clap::Args;
-use reqwest::Method;
+use http::Method;
 
 use super::{CliError, Ctx, output};
 use crate::api::wire::PruneRequest;

@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use http::Method;
 use nix::sys::signal::{Signal, kill};
-use reqwest::Method;
 
 use super::{CliError, block_on, output};
 use crate::api::wire::{Health, Reloaded};
@@ -202,7 +202,7 @@ fn status(paths: &Paths, json: bool) -> Result<(), CliError> {
 fn reload(paths: &Paths, json: bool) -> Result<(), CliError> {
     let client = Client::new(paths)?;
     let reloaded: Reloaded =
-        match block_on(client.json::<(), Reloaded>(reqwest::Method::POST, "/reload", None))? {
+        match block_on(client.json::<(), Reloaded>(Method::POST, "/reload", None))? {
             Ok(reloaded) => reloaded,
             Err(ClientError::Api { detail, .. }) => return Err(CliError::Failed(detail)),
             Err(error) => return Err(error.into()),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use clap::Args;
-use reqwest::Method;
+use http::Method;
 use serde::{Deserialize, Serialize};
 
 use super::{CliError, Ctx, agent_path, output};

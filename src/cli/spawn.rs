@@ -1,7 +1,7 @@
 //! `orchestration spawn`: start a named agent.
 
 use clap::Args;
-use reqwest::Method;
+use http::Method;
 
 use super::{AgentOptions, CliError, Ctx, output};
 use crate::client::ClientError;

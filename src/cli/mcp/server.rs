@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use reqwest::Method;
+use http::Method;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProgressToken,

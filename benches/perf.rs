@@ -1,0 +1,264 @@
+//! Performance benchmark (issue #13): what one CLI call costs next to the
+//! binary's own start-up, what an idle daemon holds in memory, and how many
+//! messages it acknowledges per second. Runs the real binary against a
+//! daemon in a temporary directory (Unix socket only, `echo` provider with no
+//! delay, 10 agents) and prints one table; it asserts nothing about time.
+//!
+//! - `--version`, `list` and `message a hi`: median wall time of each, the
+//!   three interleaved round by round so that noise hits them alike, and the
+//!   ratios `list ÷ --version` and `message ÷ --version`;
+//! - idle daemon RSS: `VmRSS` of `/proc/PID/status` (Linux only);
+//! - acknowledged messages/s: `POST /agents/NAME/message` (not streamed)
+//!   answered 200, with 1 connection and with 32 concurrent keep-alive
+//!   connections spread over the 10 agents, raw HTTP/1.1 over the socket.
+//!
+//! `cargo bench --bench perf` runs the full set (a few seconds). Under `cargo
+//! test --all-targets` (no `--bench` argument) it runs a few iterations, as
+//! a smoke test that keeps it from rotting.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_orchestration");
+const AGENTS: usize = 10;
+const CONNECTIONS: usize = 32;
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (rounds, throughput_rounds, window) = if full {
+        (40, 5, Duration::from_secs(1))
+    } else {
+        (3, 1, Duration::from_millis(100))
+    };
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path());
+    for name in agent_names() {
+        daemon.cli(&["spawn", &name, "--provider", "echo"]);
+    }
+
+    // One call of each first: page cache, the agents' first exchange.
+    for args in CALLS {
+        daemon.cli(args);
+    }
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); CALLS.len()];
+    for _ in 0..rounds {
+        for (args, samples) in CALLS.iter().zip(&mut samples) {
+            let started = Instant::now();
+            daemon.cli(args);
+            samples.push(started.elapsed());
+        }
+    }
+    let medians: Vec<Duration> = samples.into_iter().map(median).collect();
+
+    std::thread::sleep(Duration::from_millis(200));
+    let rss = daemon.rss_kib();
+
+    let single = median_rate(throughput_rounds, || daemon.throughput(1, window));
+    let many = median_rate(throughput_rounds, || daemon.throughput(CONNECTIONS, window));
+
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
+    let ratio = |a: Duration, b: Duration| format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64());
+    let mode = if full {
+        ""
+    } else {
+        " (smoke run: figures are rough)"
+    };
+    println!("orchestration perf{mode}: {rounds} rounds, {AGENTS} echo agents, Unix socket");
+    let rows = [
+        ("`--version`", ms(medians[0])),
+        ("`list` (10 agents)", ms(medians[1])),
+        ("`message a hi` (echo, no delay)", ms(medians[2])),
+        ("`list` ÷ `--version`", ratio(medians[1], medians[0])),
+        ("`message` ÷ `--version`", ratio(medians[2], medians[0])),
+        (
+            "idle daemon RSS",
+            rss.map_or_else(
+                || "n/a".to_owned(),
+                |kib| format!("{:.1} MiB", kib as f64 / 1024.0),
+            ),
+        ),
+        ("messages/s, 1 connection", format!("{single:.0}")),
+        ("messages/s, 32 connections", format!("{many:.0}")),
+        ("32 ÷ 1 connections", format!("{:.2}×", many / single)),
+    ];
+    println!("| what | median |");
+    println!("|---|---|");
+    for (what, value) in rows {
+        println!("| {what} | {value} |");
+    }
+}
+
+const CALLS: [&[&str]; 3] = [&["--version"], &["list"], &["message", "a", "hi"]];
+
+fn agent_names() -> Vec<String> {
+    (0..AGENTS)
+        .map(|i| match i {
+            0 => "a".to_owned(),
+            i => format!("agent{i}"),
+        })
+        .collect()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn median_rate(rounds: usize, mut measure: impl FnMut() -> f64) -> f64 {
+    let mut rates: Vec<f64> = (0..rounds).map(|_| measure()).collect();
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+/// A daemon in `dir`, stopped when dropped (also when the bench panics).
+struct Daemon {
+    dir: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path) -> Self {
+        // Unix socket only: a bench must not compete for port 7862.
+        std::fs::write(dir.join("config.toml"), "[daemon]\nlisten = \"off\"\n").expect("config");
+        let daemon = Self {
+            dir: dir.to_owned(),
+        };
+        daemon.cli(&["serve", "--daemon", "--echo-delay", "0ms"]);
+        daemon
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("run").join("daemon.sock")
+    }
+
+    fn cli(&self, args: &[&str]) {
+        let path = |name: &str| self.dir.join(name);
+        let status = Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .env("ORCHESTRATION_RUNTIME_DIR", path("run"))
+            .env("ORCHESTRATION_STATE_DIR", path("state"))
+            .env("ORCHESTRATION_CONFIG", path("config.toml"))
+            .env("HOME", path("home"))
+            .env("ORCHESTRATION_NO_AUTOSTART", "1")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run orchestration");
+        assert!(status.success(), "orchestration {args:?} failed");
+    }
+
+    /// The daemon's resident set in KiB, where `/proc` tells it.
+    fn rss_kib(&self) -> Option<u64> {
+        let pid = std::fs::read_to_string(self.dir.join("run").join("daemon.pid")).ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Messages acknowledged per second over `connections` keep-alive
+    /// connections, each sending one message after another for `window`.
+    fn throughput(&self, connections: usize, window: Duration) -> f64 {
+        let names = agent_names();
+        let started = Instant::now();
+        let acknowledged: usize = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..connections)
+                .map(|i| {
+                    let name = &names[i % names.len()];
+                    let socket = self.socket();
+                    scope.spawn(move || {
+                        let mut connection = Connection::open(&socket);
+                        let mut done = 0;
+                        while started.elapsed() < window {
+                            connection.message(name);
+                            done += 1;
+                        }
+                        done
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().expect("worker")).sum()
+        });
+        acknowledged as f64 / started.elapsed().as_secs_f64()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.cli(&["serve", "--stop"]);
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection to the daemon's socket.
+struct Connection {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Connection {
+    fn open(socket: &Path) -> Self {
+        let writer = UnixStream::connect(socket).expect("connect to the daemon");
+        let reader = BufReader::new(writer.try_clone().expect("clone socket"));
+        Self { reader, writer }
+    }
+
+    /// Sends `hi` to `name` (not streamed) and reads the whole answer,
+    /// which must be 200.
+    fn message(&mut self, name: &str) {
+        let body = r#"{"content":"hi","stream":false}"#;
+        write!(
+            self.writer,
+            "POST /agents/{name}/message HTTP/1.1\r\nHost: localhost\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send request");
+        let mut status = String::new();
+        self.reader.read_line(&mut status).expect("status line");
+        assert!(status.starts_with("HTTP/1.1 200"), "answered {status:?}");
+        let mut length = None;
+        let mut chunked = false;
+        loop {
+            let mut header = String::new();
+            self.reader.read_line(&mut header).expect("header");
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let (name, value) = header.split_once(':').expect("header line");
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = Some(value.parse::<usize>().expect("content-length"));
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.eq_ignore_ascii_case("chunked");
+            }
+        }
+        if chunked {
+            loop {
+                let mut size = String::new();
+                self.reader.read_line(&mut size).expect("chunk size");
+                let size = usize::from_str_radix(size.trim(), 16).expect("chunk size");
+                self.skip(size + 2);
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            self.skip(length.expect("a length or chunks"));
+        }
+    }
+
+    fn skip(&mut self, bytes: usize) {
+        let copied = std::io::copy(
+            &mut (&mut self.reader).take(bytes as u64),
+            &mut std::io::sink(),
+        )
+        .expect("read body");
+        assert_eq!(copied, bytes as u64, "body cut short");
+    }
+}
