@@ -219,8 +219,7 @@ impl ConversationsQuery {
         let mut parsed = Self::default();
         for (key, value) in query_pairs(query) {
             if key == "agent" && !value.is_empty() {
-                let name =
-                    AgentName::parse(&value).map_err(|e| QueryError::Agent(e.to_string()))?;
+                let name = agent_param(&value)?;
                 parsed.agent = Some(name);
             }
         }
@@ -357,9 +356,7 @@ impl SearchQuery {
             match key.as_str() {
                 "q" => parsed.q = value,
                 "agent" if !value.is_empty() => {
-                    parsed.agent = Some(
-                        AgentName::parse(&value).map_err(|e| QueryError::Agent(e.to_string()))?,
-                    );
+                    parsed.agent = Some(agent_param(&value)?);
                 }
                 "since" if !value.is_empty() => parsed.since = Some(value),
                 "limit" if !value.is_empty() => {
@@ -398,8 +395,7 @@ impl EventsQuery {
         let mut parsed = Self::default();
         for (key, value) in query_pairs(query) {
             if key == "agent" && !value.is_empty() {
-                let name =
-                    AgentName::parse(&value).map_err(|e| QueryError::Agent(e.to_string()))?;
+                let name = agent_param(&value)?;
                 if !parsed.agents.contains(&name) {
                     parsed.agents.push(name);
                 }
@@ -446,6 +442,11 @@ pub struct SearchHit {
     pub snippet: String,
     /// Relevance (bm25; smaller is better). Results come best first.
     pub rank: f64,
+}
+
+/// An `agent=NAME` query parameter.
+fn agent_param(value: &str) -> Result<AgentName, QueryError> {
+    AgentName::parse(value).map_err(|e| QueryError::Agent(e.to_string()))
 }
 
 /// A boolean query parameter: `?all`, `?all=1`, `?all=true` and `?all=yes` are true.
