@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::wire::{ErrorBody, StreamLine};
+use crate::api::wire::ErrorBody;
 use crate::paths::Paths;
 
 /// `$ORCHESTRATION_URL` points the TCP fallback somewhere other than the default.
@@ -242,11 +242,11 @@ impl Client {
 
     /// Sends a request whose answer is an NDJSON stream, calling `on_line`
     /// for each line as it arrives.
-    pub async fn stream<B: Serialize>(
+    pub async fn stream<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
-        mut on_line: impl FnMut(StreamLine) -> Result<(), ClientError>,
+        mut on_line: impl FnMut(T) -> Result<(), ClientError>,
     ) -> Result<(), ClientError> {
         let response = self.send(Method::POST, path, Some(body)).await?;
         self.read_lines(response, |line| {

@@ -241,6 +241,10 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
                 "orchestration --json message scratch hello",
                 "Wait for the whole reply and print it as the API's JSON.",
             ),
+            (
+                "orchestration message gpt,claude,llama \"Review this plan: …\"",
+                "Ask several agents the same thing at once; on a terminal their replies stream side by side, labelled with their names.",
+            ),
         ],
     ),
     (

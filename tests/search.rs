@@ -368,3 +368,91 @@ fn a_history_retention_prunes_ended_conversations_by_itself() {
         daemon.log()
     );
 }
+
+#[test]
+fn a_fan_out_asks_every_agent_at_once_and_one_failure_stops_no_other() {
+    let env = Env::new().config("[providers]\nmax_retries = 0\nconnect_timeout = \"2s\"\n");
+    let daemon = start(env);
+    daemon.cli(&["spawn", "a", "--provider", "echo"]).ok();
+    daemon.cli(&["spawn", "b", "--provider", "echo"]).ok();
+    // An agent whose model server is not there: its message fails with a 502.
+    let down = daemon.json(
+        "POST",
+        "/agents",
+        Some(
+            serde_json::json!({"name": "c", "provider": "openai", "model": "m",
+                                "base_url": "http://127.0.0.1:9/v1"}),
+        ),
+    );
+    assert_eq!(down.status, 200, "{}", down.text());
+
+    // Not a terminal: each reply whole under its name; the error on stderr; exit 1.
+    let out = daemon.cli(&["message", "a,b,c", "same", "question"]);
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    assert!(
+        out.stdout().contains("a:\nsame question\n"),
+        "{}",
+        out.stdout()
+    );
+    assert!(
+        out.stdout().contains("b:\nsame question\n"),
+        "{}",
+        out.stdout()
+    );
+    assert!(out.stderr().contains("c: "), "{}", out.stderr());
+
+    // --json: the API's map of results.
+    let json = daemon.cli(&["--json", "message", "a,b,c", "again"]);
+    assert_eq!(json.code(), 1);
+    let results = json.json();
+    assert_eq!(results["a"]["messages"][0]["content"], "again");
+    assert_eq!(results["b"]["messages"][0]["content"], "again");
+    assert_eq!(results["c"]["status"], 502, "{results}");
+
+    // An unknown name is that name's failure (404, so exit 4); the others answer.
+    let unknown = daemon.cli(&["message", "a,ghost", "hello"]);
+    assert_eq!(unknown.code(), 4, "{}", unknown.stderr());
+    assert!(
+        unknown.stdout().contains("a:\nhello"),
+        "{}",
+        unknown.stdout()
+    );
+
+    // The API streams every agent's lines tagged with its name, then one done.
+    let streamed = daemon.json(
+        "POST",
+        "/messages",
+        Some(serde_json::json!({"agents": ["a", "b"], "content": "x y z", "stream": true})),
+    );
+    assert_eq!(streamed.status, 200);
+    let lines = streamed.lines();
+    for agent in ["a", "b"] {
+        let mine: Vec<&Value> = lines.iter().filter(|l| l["agent"] == agent).collect();
+        assert!(mine.iter().any(|l| l["type"] == "delta"), "{lines:?}");
+        assert_eq!(mine.last().map(|l| l["type"].clone()), Some("done".into()));
+        let reply = mine
+            .iter()
+            .find(|l| l["type"] == "message")
+            .expect("a reply");
+        assert_eq!(reply["message"]["content"], "x y z");
+    }
+    let last = lines.last().expect("lines");
+    assert_eq!(last["type"], "done");
+    assert!(last.get("agent").is_none(), "{last}");
+    // Bad requests: no agents, an agent twice, a bad name.
+    for body in [
+        serde_json::json!({"agents": [], "content": "x"}),
+        serde_json::json!({"agents": ["a", "a"], "content": "x"}),
+        serde_json::json!({"agents": ["-x"], "content": "x"}),
+    ] {
+        assert_eq!(daemon.json("POST", "/messages", Some(body)).status, 422);
+    }
+    assert_eq!(daemon.cli(&["message", "a,a", "x"]).code(), 2);
+    // b took part in three fan-outs: three exchanges in its history.
+    assert_eq!(
+        daemon.json("GET", "/agents/b/history", None).json()["messages"]
+            .as_array()
+            .map(Vec::len),
+        Some(6)
+    );
+}

@@ -139,6 +139,42 @@ pub fn ndjson(exchange: Exchange) -> Response<Body> {
     response
 }
 
+/// The stream lines one exchange event becomes, and whether it was the last.
+pub fn stream_lines(event: ExchangeEvent) -> (Vec<StreamLine>, bool) {
+    match event {
+        ExchangeEvent::Delta(content) => (vec![StreamLine::Delta { content }], false),
+        ExchangeEvent::Reply(message) => (
+            vec![StreamLine::Message { message }, StreamLine::Done],
+            true,
+        ),
+        ExchangeEvent::Failed(error) => (vec![error_line(&ApiError::from(error))], true),
+    }
+}
+
+/// An error as the last line of a stream.
+pub fn error_line(error: &ApiError) -> StreamLine {
+    StreamLine::Error {
+        status: error.status().as_u16(),
+        detail: error.to_string(),
+    }
+}
+
+/// Any stream of NDJSON lines as a response body; dropping the body drops
+/// the stream (and so cancels whatever feeds it).
+pub fn ndjson_lines<S>(lines: S) -> Response<Body>
+where
+    S: futures_util::Stream<Item = Bytes> + Send + 'static,
+{
+    use futures_util::StreamExt;
+    let frames = lines.map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
+    let mut response = Response::new(http_body_util::StreamBody::new(frames).boxed_unsync());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
+}
+
 struct NdjsonBody {
     exchange: Option<Exchange>,
 }
@@ -155,21 +191,10 @@ impl HttpBody for NdjsonBody {
             return Poll::Ready(None);
         };
         let event = std::task::ready!(exchange.poll_event(cx));
-        let lines = match event {
-            ExchangeEvent::Delta(content) => vec![StreamLine::Delta { content }],
-            ExchangeEvent::Reply(message) => {
-                self.exchange = None;
-                vec![StreamLine::Message { message }, StreamLine::Done]
-            }
-            ExchangeEvent::Failed(error) => {
-                self.exchange = None;
-                let error = ApiError::from(error);
-                vec![StreamLine::Error {
-                    status: error.status().as_u16(),
-                    detail: error.to_string(),
-                }]
-            }
-        };
+        let (lines, finished) = stream_lines(event);
+        if finished {
+            self.exchange = None;
+        }
         Poll::Ready(Some(Ok(Frame::data(encode_lines(&lines)))))
     }
 
@@ -178,7 +203,7 @@ impl HttpBody for NdjsonBody {
     }
 }
 
-fn encode_lines(lines: &[StreamLine]) -> Bytes {
+pub fn encode_lines<T: Serialize>(lines: &[T]) -> Bytes {
     let mut out = Vec::new();
     for line in lines {
         if serde_json::to_writer(&mut out, line).is_ok() {

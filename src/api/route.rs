@@ -28,6 +28,8 @@ pub enum Route {
     /// `POST /prune`: delete old ended conversations (control plane).
     Prune,
     Models,
+    /// `POST /messages`: one prompt to several agents at once.
+    FanOut,
     /// `GET /search`: full text over every conversation.
     Search(SearchQuery),
     /// `GET /conversations`: every conversation of every name.
@@ -80,6 +82,9 @@ impl Route {
                 )),
                 _ => Err(not_allowed(GET)),
             },
+            ("messages", []) => {
+                only(method, &Method::POST, Self::FanOut).ok_or_else(|| not_allowed(POST))
+            }
             ("search", []) => match *method {
                 Method::GET => Ok(Self::Search(SearchQuery::parse(query).map_err(invalid)?)),
                 _ => Err(not_allowed(GET)),
@@ -138,6 +143,7 @@ impl Route {
             Self::Prune => "prune",
             Self::Models => "models",
             Self::Search(_) => "search",
+            Self::FanOut => "fan_out",
             Self::Conversations(_) => "conversations",
             Self::Events(_) => "events",
             Self::ListAgents(_) => "list",
@@ -267,6 +273,7 @@ mod tests {
             ("POST", "/shutdown", Route::Shutdown),
             ("POST", "/reload", Route::Reload),
             ("POST", "/prune", Route::Prune),
+            ("POST", "/messages", Route::FanOut),
             (
                 "GET",
                 "/conversations",

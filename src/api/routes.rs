@@ -1,6 +1,8 @@
 //! The handlers: one per [`Route`], called with the route's decoded
 //! parameters and the request body.
 
+use std::collections::BTreeMap;
+
 use http::{Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -9,8 +11,9 @@ use super::body::{self, Body, EventsFormat};
 use super::error::ApiError;
 use super::route::Route;
 use super::wire::{
-    AgentRequest, Conversations, EventsQuery, Health, HistoryQuery, ListQuery, MessageRequest,
-    Messages, Models, PruneRequest, SearchHit, SearchQuery, SearchResults,
+    AgentRequest, Conversations, EventsQuery, FanOutLine, FanOutRequest, FanOutResult, Health,
+    HistoryQuery, ListQuery, MessageRequest, Messages, Models, PruneRequest, SearchHit,
+    SearchQuery, SearchResults, StreamLine,
 };
 use crate::engine::{AgentName, Exchange, ListFilter, Secret, Which, rfc3339_ago};
 use crate::providers::DEFAULT_PROVIDER;
@@ -32,6 +35,7 @@ pub async fn dispatch(
         Route::Prune => prune(ctx, body).await,
         Route::Models => models(ctx, body).await,
         Route::Search(query) => search(ctx, query),
+        Route::FanOut => fan_out(ctx, body).await,
         Route::Conversations(query) => {
             let conversations = ctx.engine.conversations(query.agent.as_ref());
             Ok(body::json(StatusCode::OK, &Conversations { conversations }))
@@ -80,6 +84,97 @@ fn reload(ctx: &ApiContext) -> Reply {
         Ok(reloaded) => Ok(body::json(StatusCode::OK, &reloaded)),
         Err(reason) => Err(ApiError::ReloadFailed(reason)),
     }
+}
+
+/// `POST /messages`: the prompt goes to every named agent at once; each
+/// answers on its own, and one agent's failure (unknown, suspended, a
+/// provider error) is that agent's result, not the request's.
+async fn fan_out(ctx: &ApiContext, body: Incoming) -> Reply {
+    let request: FanOutRequest = ctx.read_json(body).await?;
+    let mut agents = request.agents.clone();
+    agents.sort();
+    agents.dedup();
+    if agents.is_empty() || agents.len() != request.agents.len() {
+        return Err(ApiError::InvalidBody(
+            "field `agents` must name at least one agent, each once".into(),
+        ));
+    }
+    let exchanges: Vec<(AgentName, Result<Exchange, ApiError>)> = request
+        .agents
+        .into_iter()
+        .map(|name| {
+            let exchange = ctx
+                .engine
+                .send(&name, request.content.clone(), None)
+                .map_err(ApiError::from);
+            (name, exchange)
+        })
+        .collect();
+    if request.stream {
+        return Ok(fan_out_stream(exchanges));
+    }
+    let replies = exchanges.into_iter().map(|(name, exchange)| async move {
+        let outcome = match exchange {
+            Ok(exchange) => exchange.reply().await.map_err(ApiError::from),
+            Err(error) => Err(error),
+        };
+        let result = match outcome {
+            Ok(reply) => FanOutResult::Replied(Messages {
+                messages: vec![reply],
+            }),
+            Err(error) => FanOutResult::Failed {
+                status: error.status().as_u16(),
+                detail: error.to_string(),
+            },
+        };
+        (name, result)
+    });
+    let results: BTreeMap<AgentName, FanOutResult> = futures_util::future::join_all(replies)
+        .await
+        .into_iter()
+        .collect();
+    Ok(body::json(StatusCode::OK, &results))
+}
+
+/// Every agent's reply lines as they happen, each tagged with its agent,
+/// then a last `{"type":"done"}`.
+fn fan_out_stream(exchanges: Vec<(AgentName, Result<Exchange, ApiError>)>) -> Response<Body> {
+    use futures_util::StreamExt;
+    let per_agent = exchanges.into_iter().map(|(name, exchange)| {
+        // Each step yields the lines of one event; the state is what is
+        // still to read (`None` once the reply has ended).
+        futures_util::stream::unfold(Some(exchange), move |pending| {
+            let name = name.clone();
+            async move {
+                match pending? {
+                    Err(error) => Some((tag(&name, vec![body::error_line(&error)]), None)),
+                    Ok(mut exchange) => {
+                        let (lines, finished) = body::stream_lines(exchange.next_event().await);
+                        Some((tag(&name, lines), (!finished).then_some(Ok(exchange))))
+                    }
+                }
+            }
+        })
+        .boxed()
+    });
+    let done = futures_util::stream::once(async {
+        body::encode_lines(&[FanOutLine {
+            agent: None,
+            line: StreamLine::Done,
+        }])
+    });
+    body::ndjson_lines(futures_util::stream::select_all(per_agent).chain(done))
+}
+
+fn tag(name: &AgentName, lines: Vec<StreamLine>) -> bytes::Bytes {
+    let tagged: Vec<FanOutLine> = lines
+        .into_iter()
+        .map(|line| FanOutLine {
+            agent: Some(name.clone()),
+            line,
+        })
+        .collect();
+    body::encode_lines(&tagged)
 }
 
 /// `POST /prune`: removes (or with `dry_run` lists) ended conversations

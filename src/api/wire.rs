@@ -78,7 +78,7 @@ pub struct MessageRequest {
     pub api_key: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Messages {
     pub messages: Vec<Message>,
 }
@@ -124,7 +124,7 @@ pub struct Reloaded {
 }
 
 /// One line of a streamed (`application/x-ndjson`) reply.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum StreamLine {
     Delta { content: String },
@@ -185,6 +185,33 @@ pub enum Event {
     /// A type this client does not know (from a newer daemon).
     #[serde(other)]
     Unknown,
+}
+
+/// The body of `POST /messages`: one prompt to several agents at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FanOutRequest {
+    pub agents: Vec<AgentName>,
+    pub content: String,
+    #[serde(default)]
+    pub stream: bool,
+}
+
+/// One line of a streamed fan-out: a reply's line tagged with its agent;
+/// the last line, `{"type":"done"}`, has no agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FanOutLine {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentName>,
+    #[serde(flatten)]
+    pub line: StreamLine,
+}
+
+/// One agent's outcome in a fan-out answered whole: its reply, or its error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FanOutResult {
+    Replied(Messages),
+    Failed { status: u16, detail: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

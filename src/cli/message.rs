@@ -1,5 +1,6 @@
 //! `orchestration message`: send an agent a message and print the reply,
-//! streamed as it arrives unless `--no-stream` or `--json` is given.
+//! streamed as it arrives unless `--no-stream` or `--json` is given; or,
+//! with `a,b,c`, send the same message to several agents at once (fan-out).
 
 use clap::Args;
 use http::Method;
@@ -7,15 +8,20 @@ use serde::Serialize;
 
 use super::progress::Feedback;
 use super::{CliError, Ctx, agent_path, output, read_prompt};
-use crate::api::wire::{MessageRequest, Messages, StreamLine};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+
+use crate::api::wire::{
+    FanOutLine, FanOutRequest, FanOutResult, MessageRequest, Messages, StreamLine,
+};
 use crate::client::ClientError;
 use crate::engine::AgentName;
 
 #[derive(Debug, Args)]
 pub struct MessageArgs {
-    /// The agent to talk to.
-    #[arg(add = super::complete::live_agents())]
-    pub name: AgentName,
+    /// The agent to talk to; several, comma-separated (a,b,c), get the same message at once.
+    #[arg(add = super::complete::live_agents(), value_name = "NAME[,NAME…]")]
+    pub name: AgentList,
     /// The message (several words are joined with spaces); `-` reads it from standard input.
     /// Put `--` before a message that starts with `-`.
     #[arg(required = true, num_args = 1.., value_name = "PROMPT")]
@@ -28,14 +34,40 @@ pub struct MessageArgs {
     pub quiet: bool,
 }
 
+/// One agent name, or several separated by commas (a name cannot contain one).
+#[derive(Debug, Clone)]
+pub struct AgentList(pub Vec<AgentName>);
+
+impl std::str::FromStr for AgentList {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let names = text
+            .split(',')
+            .map(|name| AgentName::parse(name.trim()).map_err(|e| format!("{name:?}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        if unique.len() != names.len() {
+            return Err(format!("{text:?} names an agent twice"));
+        }
+        Ok(Self(names))
+    }
+}
+
 pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
+    let content = read_prompt(&args.prompt)?;
+    let name = match args.name.0.as_slice() {
+        [one] => one.clone(),
+        several => return fan_out(ctx, several, content, args.no_stream).await,
+    };
     let mut body = MessageRequest {
-        content: read_prompt(&args.prompt)?,
+        content,
         stream: streams(ctx, args.no_stream),
         api_key: None,
     };
-    let path = agent_path(&args.name, "/message");
-    let feedback = Feedback::start(&args.name.to_string(), ctx.json, args.quiet);
+    let path = agent_path(&name, "/message");
+    let feedback = Feedback::start(&name.to_string(), ctx.json, args.quiet);
     match converse(ctx, &path, &body, body.stream, feedback).await {
         // A suspended agent whose key the daemon lacks: send ours, once.
         Err(CliError::Client(ClientError::Api {
@@ -43,7 +75,7 @@ pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
             ..
         })) if key_from_env(&variable).is_some() => {
             body.api_key = key_from_env(&variable);
-            let feedback = Feedback::start(&args.name.to_string(), ctx.json, args.quiet);
+            let feedback = Feedback::start(&name.to_string(), ctx.json, args.quiet);
             converse(ctx, &path, &body, body.stream, feedback).await
         }
         other => other,
@@ -136,4 +168,151 @@ pub(super) async fn converse<B: Serialize>(
     }
     feedback.finished(reply.as_ref());
     Ok(())
+}
+
+/// `message a,b,c PROMPT`: the prompt to each agent at once (`POST
+/// /messages`). On a terminal the replies stream side by side as labelled
+/// lines; otherwise each is printed whole under its agent's name once
+/// complete; `--json` prints `{"NAME": {"messages": […]}, …}`. The exit
+/// status is the worst of the agents'.
+async fn fan_out(
+    ctx: &Ctx,
+    agents: &[AgentName],
+    content: String,
+    no_stream: bool,
+) -> Result<(), CliError> {
+    let mut request = FanOutRequest {
+        agents: agents.to_vec(),
+        content,
+        stream: false,
+    };
+    if ctx.json || no_stream {
+        let results: BTreeMap<AgentName, FanOutResult> = ctx
+            .client
+            .json(Method::POST, "/messages", Some(&request))
+            .await?;
+        if ctx.json {
+            output::json(&results)?;
+        } else {
+            for (name, result) in &results {
+                print_whole(name, result)?;
+            }
+        }
+        return worst(results.values());
+    }
+    request.stream = true;
+    let live = std::io::stdout().is_terminal();
+    let width = agents
+        .iter()
+        .map(|a| a.as_str().chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut pending: BTreeMap<AgentName, String> = BTreeMap::new();
+    let mut results: BTreeMap<AgentName, FanOutResult> = BTreeMap::new();
+    let mut write_error = None;
+    ctx.client
+        .stream("/messages", &request, |line: FanOutLine| {
+            let Some(name) = line.agent else {
+                return Ok(());
+            };
+            let buffer = pending.entry(name.clone()).or_default();
+            let printed = match line.line {
+                StreamLine::Delta { content } => {
+                    buffer.push_str(&content);
+                    if live {
+                        flush_lines(&name, width, buffer, false)
+                    } else {
+                        Ok(())
+                    }
+                }
+                StreamLine::Message { message } => {
+                    results.insert(
+                        name.clone(),
+                        FanOutResult::Replied(Messages {
+                            messages: vec![message],
+                        }),
+                    );
+                    Ok(())
+                }
+                StreamLine::Done => {
+                    if live {
+                        flush_lines(&name, width, buffer, true)
+                    } else {
+                        let reply = std::mem::take(buffer);
+                        output::line(&format!("{name}:\n{}", reply.trim_end()))
+                    }
+                }
+                StreamLine::Error { status, detail } => {
+                    if live {
+                        let _ = flush_lines(&name, width, buffer, true);
+                    }
+                    output::error(&format!("{name}: {detail}"), None);
+                    results.insert(name.clone(), FanOutResult::Failed { status, detail });
+                    Ok(())
+                }
+            };
+            printed.map_err(|e| {
+                let text = e.to_string();
+                write_error = Some(e);
+                ClientError::Protocol(text)
+            })
+        })
+        .await
+        .map_err(|error| match write_error.take() {
+            Some(write) => write,
+            None => CliError::from(error),
+        })?;
+    worst(results.values())
+}
+
+/// Prints the complete lines of `buffer` (all of it when `all`), each
+/// labelled with the agent's name, and keeps the unfinished rest.
+fn flush_lines(
+    name: &AgentName,
+    width: usize,
+    buffer: &mut String,
+    all: bool,
+) -> Result<(), CliError> {
+    let cut = if all {
+        buffer.len()
+    } else {
+        buffer.rfind('\n').map_or(0, |i| i + 1)
+    };
+    let ready: String = buffer.drain(..cut).collect();
+    for text in ready.lines() {
+        output::line(&format!("{:<width$} │ {text}", name.as_str()))?;
+    }
+    Ok(())
+}
+
+fn print_whole(name: &AgentName, result: &FanOutResult) -> Result<(), CliError> {
+    match result {
+        FanOutResult::Replied(reply) => {
+            let text: Vec<&str> = reply.messages.iter().map(|m| m.content.as_str()).collect();
+            output::line(&format!("{name}:\n{}", text.join("\n").trim_end()))
+        }
+        FanOutResult::Failed { detail, .. } => {
+            output::error(&format!("{name}: {detail}"), None);
+            Ok(())
+        }
+    }
+}
+
+/// The worst outcome among the agents' as the command's: the highest exit
+/// status any one of them would have had on its own.
+fn worst<'a>(results: impl Iterator<Item = &'a FanOutResult>) -> Result<(), CliError> {
+    let failures: Vec<CliError> = results
+        .filter_map(|result| match result {
+            FanOutResult::Failed { status, detail } => Some(CliError::Client(ClientError::Api {
+                status: *status,
+                detail: detail.clone(),
+                missing_key: None,
+            })),
+            FanOutResult::Replied(_) => None,
+        })
+        .collect();
+    match failures.into_iter().max_by_key(CliError::exit_code) {
+        Some(worst) => Err(CliError::Reported(Box::new(worst))),
+        None => Ok(()),
+    }
 }

@@ -303,6 +303,10 @@ pub enum CliError {
     /// An error with a hint that only the command knows (a name, a variable).
     #[error("{error}")]
     Hinted { error: Box<CliError>, hint: String },
+    /// A failure the command has already told the user about (each agent's
+    /// own error in a fan-out): only its exit status is left to give.
+    #[error("{0}")]
+    Reported(Box<CliError>),
 }
 
 impl CliError {
@@ -316,7 +320,7 @@ impl CliError {
 
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Hinted { error, .. } => error.exit_code(),
+            Self::Hinted { error, .. } | Self::Reported(error) => error.exit_code(),
             // A daemon that could not be started is as unreachable as one that is not running.
             Self::Client(ClientError::Unreachable { .. }) | Self::Autostart(_) => exit::UNREACHABLE,
             Self::Client(ClientError::Api { status: 404, .. }) => exit::NOT_FOUND,
@@ -398,6 +402,7 @@ pub fn main() -> i32 {
     };
     match run(cli) {
         Ok(()) | Err(CliError::Closed) => exit::OK,
+        Err(CliError::Reported(error)) => error.exit_code(),
         Err(error) => {
             output::error(&error.to_string(), error.hint().as_deref());
             error.exit_code()
