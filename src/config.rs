@@ -580,6 +580,11 @@ mod tests {
             ("providers.anthropic_max_tokens", "0"),
             ("daemon.idle_timeout", "10000000000000000000s"),
             ("daemon.listen", "nowhere"),
+            ("daemon.log_level", "info,[[bad"),
+            ("history.retention", "10000000000000000000s"),
+            ("providers.anthropic_max_tokens", "18446744073709551615"),
+            ("providers.connect_timeout", "18446744073709551615ms"),
+            ("limits.body_timeout", "18446744073709551615"),
             ("history.max_messages_per_agent", "-1"),
         ] {
             let leaf = key.rsplit('.').next().unwrap();
