@@ -27,6 +27,11 @@ if ! "$venv/bin/python" -m pip show mcp 2>/dev/null | grep -qx "Version: $MCP_VE
 fi
 export ORCHESTRATION_MCP_PYTHON="$PWD/$venv/bin/python"
 export ORCHESTRATION_REQUIRE_THIRD_PARTY=1
+# As root everything can run here, as in CI: a skipped systemd, man or
+# second-uid test is then a failure, not a silent pass.
+if [ "$(id -u)" = 0 ]; then
+    export ORCHESTRATION_REQUIRE_SYSTEMD=1 ORCHESTRATION_REQUIRE_MAN=1
+fi
 
 # Where cargo puts what it builds: $CARGO_TARGET_DIR, build.target-dir from
 # a .cargo/config.toml, or ./target. Cargo knows; guessing ./target failed

@@ -50,6 +50,8 @@ skip_machine() {
     echo "SKIPPED systemd e2e: $*" >&2
     echo "(this machine cannot host a systemd user manager; nothing was tested)" >&2
     echo "########################################################################" >&2
+    # Required means required: a run that tested nothing must not pass.
+    [ "${ORCHESTRATION_REQUIRE_SYSTEMD:-0}" = 1 ] && exit 1
     exit 0
 }
 
