@@ -179,13 +179,16 @@ impl Agent {
                 tracing::info!(agent = %self.config.name, "agent restored: it can reach its model again");
                 Some(Event::Restored)
             }
-            Err(error) if status.reason.as_deref() != Some(&error.to_string()) => {
-                status.state = AgentState::Suspended;
-                status.reason = Some(error.to_string());
-                tracing::warn!(agent = %self.config.name, reason = %error, "agent suspended");
-                Some(Event::Suspended {
-                    reason: error.to_string(),
-                })
+            Err(error) => {
+                let reason = error.to_string();
+                if status.reason.as_ref() == Some(&reason) {
+                    None
+                } else {
+                    status.state = AgentState::Suspended;
+                    status.reason = Some(reason.clone());
+                    tracing::warn!(agent = %self.config.name, %reason, "agent suspended");
+                    Some(Event::Suspended { reason })
+                }
             }
             _ => None,
         };
@@ -250,6 +253,10 @@ impl Agent {
         let new = status.state;
         drop(status);
         self.report_state(old, new);
+    }
+
+    pub fn state(&self) -> AgentState {
+        lock(&self.status).state
     }
 
     /// Reports an event about this agent.
@@ -348,8 +355,12 @@ async fn exchange(
         })?;
     // On disk before the provider hears of it.
     let human = Message::new(HUMAN, content, Map::new());
-    history.append(name, agent.id, human.clone(), None)?;
-    agent.emit(Event::Message { message: human });
+    // A copy for the event stream only when someone watches: a message may be 1 MiB.
+    let watched = agent.events.is_watched().then(|| human.clone());
+    history.append(name, agent.id, human, None)?;
+    if let Some(message) = watched {
+        agent.emit(Event::Message { message });
+    }
     agent.set_state(AgentState::Processing);
 
     let request = ChatRequest {

@@ -64,13 +64,18 @@ impl Events {
     /// Builds the event only if someone will read it (a message event
     /// copies the whole message).
     pub fn emit_with(&self, agent: Option<&AgentName>, event: impl FnOnce() -> Event) {
-        if self.inner.sender.receiver_count() > 0 {
+        if self.is_watched() {
             self.emit(agent, event());
         }
     }
 
+    /// Whether anyone subscribes now.
+    pub fn is_watched(&self) -> bool {
+        self.inner.sender.receiver_count() > 0
+    }
+
     fn send(&self, state: &mut State, agent: Option<&AgentName>, event: Event) {
-        if self.inner.sender.receiver_count() == 0 {
+        if !self.is_watched() {
             return;
         }
         state.last_id += 1;

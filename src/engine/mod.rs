@@ -188,8 +188,7 @@ impl Engine {
         let settings = self.settings();
         let mut report = ReloadReport::default();
         for agent in lock(&self.inner.agents).all() {
-            let was_suspended =
-                agent.info(&self.inner.history, &settings).state == AgentState::Suspended;
+            let was_suspended = agent.state() == AgentState::Suspended;
             match agent.setup(&settings) {
                 Ok(_) if was_suspended => report.revived.push(agent.config.name.clone()),
                 Ok(_) => {}
