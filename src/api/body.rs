@@ -2,12 +2,11 @@
 //! bodies within the size limit.
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::Stream;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited, StreamBody};
@@ -126,21 +125,22 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// it happens. Dropping the body (the client went away) drops the exchange,
 /// which cancels it.
 pub fn ndjson(exchange: Exchange) -> Response<Body> {
-    let mut response = Response::new(
-        NdjsonBody {
-            exchange: Some(exchange),
-        }
-        .boxed_unsync(),
-    );
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
-    response
+    use futures_util::StreamExt;
+    ndjson_lines(exchange_lines(exchange).map(|lines| encode_lines(&lines)))
+}
+
+/// An exchange's events as stream lines, as they happen, ending after the
+/// reply or the failure.
+pub fn exchange_lines(exchange: Exchange) -> impl Stream<Item = Vec<StreamLine>> + Send {
+    futures_util::stream::unfold(Some(exchange), |exchange| async move {
+        let mut exchange = exchange?;
+        let (lines, finished) = stream_lines(exchange.next_event().await);
+        Some((lines, (!finished).then_some(exchange)))
+    })
 }
 
 /// The stream lines one exchange event becomes, and whether it was the last.
-pub fn stream_lines(event: ExchangeEvent) -> (Vec<StreamLine>, bool) {
+fn stream_lines(event: ExchangeEvent) -> (Vec<StreamLine>, bool) {
     match event {
         ExchangeEvent::Delta(content) => (vec![StreamLine::Delta { content }], false),
         ExchangeEvent::Reply(message) => (
@@ -159,48 +159,27 @@ pub fn error_line(error: &ApiError) -> StreamLine {
     }
 }
 
-/// Any stream of NDJSON lines as a response body; dropping the body drops
-/// the stream (and so cancels whatever feeds it).
+/// Any stream of NDJSON lines as a response body.
 pub fn ndjson_lines<S>(lines: S) -> Response<Body>
 where
-    S: futures_util::Stream<Item = Bytes> + Send + 'static,
+    S: Stream<Item = Bytes> + Send + 'static,
+{
+    streamed(lines, "application/x-ndjson")
+}
+
+/// A body that sends each chunk as soon as it is ready. Dropping the body
+/// (the client went away) drops the stream, and so cancels what feeds it.
+fn streamed<S>(chunks: S, content_type: &'static str) -> Response<Body>
+where
+    S: Stream<Item = Bytes> + Send + 'static,
 {
     use futures_util::StreamExt;
-    let frames = lines.map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
-    let mut response = Response::new(http_body_util::StreamBody::new(frames).boxed_unsync());
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
+    let frames = chunks.map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
+    let mut response = Response::new(StreamBody::new(frames).boxed_unsync());
     response
-}
-
-struct NdjsonBody {
-    exchange: Option<Exchange>,
-}
-
-impl HttpBody for NdjsonBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let Some(exchange) = self.exchange.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let event = std::task::ready!(exchange.poll_event(cx));
-        let (lines, finished) = stream_lines(event);
-        if finished {
-            self.exchange = None;
-        }
-        Poll::Ready(Some(Ok(Frame::data(encode_lines(&lines)))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.exchange.is_none()
-    }
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 pub fn encode_lines<T: Serialize>(lines: &[T]) -> Bytes {
@@ -244,16 +223,16 @@ pub fn events(
     };
     let lines = futures_util::stream::unfold(state, |mut state| async move {
         let bytes = state.next().await?;
-        Some((Ok::<_, Infallible>(Frame::data(bytes)), state))
+        Some((bytes, state))
     });
-    let mut response = Response::new(StreamBody::new(lines).boxed_unsync());
     let content_type = match format {
         EventsFormat::Ndjson => "application/x-ndjson",
         EventsFormat::Sse => "text/event-stream",
     };
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    let mut response = streamed(lines, content_type);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 

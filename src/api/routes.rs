@@ -140,23 +140,19 @@ async fn fan_out(ctx: &ApiContext, body: Incoming) -> Reply {
 /// then a last `{"type":"done"}`.
 fn fan_out_stream(exchanges: Vec<(AgentName, Result<Exchange, ApiError>)>) -> Response<Body> {
     use futures_util::StreamExt;
-    let per_agent = exchanges.into_iter().map(|(name, exchange)| {
-        // Each step yields the lines of one event; the state is what is
-        // still to read (`None` once the reply has ended).
-        futures_util::stream::unfold(Some(exchange), move |pending| {
-            let name = name.clone();
-            async move {
-                match pending? {
-                    Err(error) => Some((tag(&name, vec![body::error_line(&error)]), None)),
-                    Ok(mut exchange) => {
-                        let (lines, finished) = body::stream_lines(exchange.next_event().await);
-                        Some((tag(&name, lines), (!finished).then_some(Ok(exchange))))
-                    }
-                }
+    let per_agent = exchanges
+        .into_iter()
+        .map(|(name, exchange)| match exchange {
+            Ok(exchange) => body::exchange_lines(exchange)
+                .map(move |lines| tag(&name, lines))
+                .boxed(),
+            Err(error) => {
+                futures_util::stream::once(
+                    async move { tag(&name, vec![body::error_line(&error)]) },
+                )
+                .boxed()
             }
-        })
-        .boxed()
-    });
+        });
     let done = futures_util::stream::once(async {
         body::encode_lines(&[FanOutLine {
             agent: None,
