@@ -1,5 +1,5 @@
 //! Store benchmark: how long a daemon takes to restore 1000 agents × 100
-//! messages, and what the per-message fsync costs. Prints figures; asserts
+//! messages, and what one durable write costs alone. Prints figures; asserts
 //! nothing about time.
 //!
 //! `cargo bench --bench store` runs it at full size. Under `cargo test
@@ -11,7 +11,7 @@ use std::time::Instant;
 use orchestration::config::Config;
 use orchestration::engine::{AgentConfig, AgentName, Engine, Message};
 use orchestration::providers::{Keys, ProviderSettings, ProviderSpec};
-use orchestration::store::Store;
+use orchestration::store::{Store, Write};
 use serde_json::Map;
 use uuid::Uuid;
 
@@ -20,12 +20,12 @@ fn main() {
     let (agents, messages, fsynced) = if full { (1000, 100, 500) } else { (10, 10, 10) };
     let dir = tempfile::tempdir().expect("tempdir");
 
-    // fsync cost: the real write path, one transaction per message.
-    let mut store = Store::open(dir.path()).expect("open");
+    // fsync cost: the real write path, one write at a time (nothing to
+    // group it with).
+    let store = Store::open(dir.path()).expect("open");
     let probe = Uuid::new_v4();
-    store
-        .add_agent(probe, &config("probe"), "2026-01-01T00:00:00Z")
-        .expect("agent");
+    let agent = Write::add_agent(probe, &config("probe"), "2026-01-01T00:00:00Z").expect("agent");
+    store.write_blocking(agent).expect("agent");
     let started = Instant::now();
     for i in 0..fsynced {
         let message = Message::new(
@@ -33,16 +33,18 @@ fn main() {
             format!("message {i} with some words in it"),
             Map::new(),
         );
-        store.add_message(probe, &message, None).expect("write");
+        let write = Write::add_message(probe, &message, None, 0).expect("message");
+        store.write_blocking(write).expect("write");
     }
     let per_write = started.elapsed() / fsynced;
     println!(
         "durable write (WAL, synchronous=FULL): {per_write:?} per message over {fsynced} writes"
     );
 
-    // Fill the store in bulk (setup, not measured), through SQLite directly.
+    // Fill the store in bulk (setup, not measured), through the store's
+    // writer, many writes to a transaction.
+    fill(&store, agents, messages);
     drop(store);
-    fill(dir.path(), agents, messages);
 
     // Restore: open the store and bring every agent back, as the daemon does.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -77,43 +79,22 @@ fn config(name: &str) -> AgentConfig {
     }
 }
 
-fn fill(dir: &std::path::Path, agents: usize, messages: usize) {
-    let store = Store::open(dir).expect("open");
-    let ids: Vec<Uuid> = (0..agents)
-        .map(|i| {
-            let id = Uuid::new_v4();
-            store
-                .add_agent(id, &config(&format!("agent-{i}")), "2026-01-01T00:00:00Z")
-                .expect("agent");
-            id
+fn fill(store: &Store, agents: usize, messages: usize) {
+    let ids: Vec<Uuid> = (0..agents).map(|_| Uuid::new_v4()).collect();
+    let spawns = ids.iter().enumerate().map(|(i, id)| {
+        let config = config(&format!("agent-{i}"));
+        Write::add_agent(*id, &config, "2026-01-01T00:00:00Z").expect("agent")
+    });
+    store.write_all(spawns).expect("agents");
+    let writes = ids.iter().flat_map(|id| {
+        (0..messages).map(move |m| {
+            let sender = if m % 2 == 0 { "human" } else { "agent" };
+            let content = format!(
+                "message {m}: a line of conversation of ordinary length, about sixty characters"
+            );
+            let message = Message::new(sender, content, Map::new());
+            Write::add_message(*id, &message, None, 0).expect("message")
         })
-        .collect();
-    drop(store);
-    let mut db = rusqlite::Connection::open(dir.join("store.db")).expect("sqlite");
-    let tx = db.transaction().expect("tx");
-    {
-        let mut insert = tx
-            .prepare(
-                "INSERT INTO messages (agent_id, id, sender, content, message_type, timestamp, metadata)
-                 VALUES (?1, ?2, ?3, ?4, 'chat', '2026-01-01T00:00:00Z', '{}')",
-            )
-            .expect("prepare");
-        for id in &ids {
-            for m in 0..messages {
-                let sender = if m % 2 == 0 { "human" } else { "agent" };
-                let content = format!(
-                    "message {m}: a line of conversation of ordinary length, about sixty characters"
-                );
-                insert
-                    .execute(rusqlite::params![
-                        id.to_string(),
-                        Uuid::new_v4().to_string(),
-                        sender,
-                        content
-                    ])
-                    .expect("insert");
-            }
-        }
-    }
-    tx.commit().expect("commit");
+    });
+    store.write_all(writes).expect("messages");
 }

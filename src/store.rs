@@ -1,20 +1,28 @@
 //! The durable store: every agent incarnation (config, key included) and
 //! every message, in one SQLite file `S/store.db` (mode 0600) in WAL mode.
 //!
-//! Durability: each write is its own transaction with `synchronous = FULL`,
-//! so it is on disk (fsync'd) before the call returns. The engine writes a
-//! human message before calling the provider and a reply before
-//! acknowledging it, so nothing acknowledged is lost to a crash or `kill -9`.
+//! Durability: every write goes through one writer thread ([`Write`]), which
+//! commits whatever writes are queued in one transaction with `synchronous =
+//! FULL` (group commit: one fsync for all of them) and answers each write
+//! only once that transaction is on disk. The engine writes a human message
+//! before calling the provider and a reply before acknowledging it, so
+//! nothing acknowledged is lost to a crash or `kill -9`. Reads use a second
+//! connection (WAL lets it read while the writer writes); they see every
+//! write that has been answered.
 //!
 //! The daemon is the only writer: `S/store.lock` is held under `flock` for
 //! the daemon's life, so a second daemon on the same state dir is refused.
 //! The schema is versioned with `PRAGMA user_version`; a store from a newer
 //! version, or a corrupt one, is an error naming the file, never replaced.
 
+mod writer;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OpenFlags, params};
@@ -23,6 +31,8 @@ use uuid::Uuid;
 
 use crate::engine::{AgentConfig, AgentName, Message, Secret, Usage};
 use crate::providers::ProviderSpec;
+pub use writer::Write;
+use writer::Writer;
 
 /// Migrations, in order: entry N takes the schema from version N to N+1.
 const MIGRATIONS: &[&str] = &[
@@ -63,6 +73,16 @@ const MIGRATIONS: &[&str] = &[
             VALUES ('delete', old.seq, old.content);
     END;
     INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');",
+    // 2 -> 3: each incarnation's message count and first and last message
+    // times, kept by the writer in the transaction of each message write and
+    // delete, so that a restore reads agent rows only, never every message.
+    "ALTER TABLE agents ADD COLUMN message_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE agents ADD COLUMN first_at TEXT;
+    ALTER TABLE agents ADD COLUMN last_at TEXT;
+    UPDATE agents SET
+        message_count = (SELECT COUNT(*) FROM messages WHERE agent_id = agents.id),
+        first_at = (SELECT timestamp FROM messages WHERE agent_id = agents.id ORDER BY seq LIMIT 1),
+        last_at = (SELECT timestamp FROM messages WHERE agent_id = agents.id ORDER BY seq DESC LIMIT 1);",
 ];
 
 /// The schema version this build reads and writes.
@@ -134,7 +154,8 @@ pub struct SearchHit {
     pub rank: f64,
 }
 
-/// An incarnation as stored: its config (key included) and totals.
+/// An incarnation as stored: its config (key included) and totals, not
+/// its messages.
 #[derive(Debug, Clone)]
 pub struct StoredAgent {
     pub id: Uuid,
@@ -142,15 +163,25 @@ pub struct StoredAgent {
     pub created_at: String,
     pub live: bool,
     pub usage: Usage,
-    pub messages: Vec<Message>,
+    pub message_count: usize,
+    /// When its first and last messages were written (none: no messages).
+    pub first_at: Option<String>,
+    pub last_at: Option<String>,
 }
 
-/// The open store and the lock that makes this daemon its only writer.
+/// The open store: its writer thread, a connection for reads, and the lock
+/// that makes this daemon its only writer. Fields drop in order: the writer
+/// finishes what is queued before the lock is let go.
 pub struct Store {
-    connection: Connection,
+    writer: Writer,
+    reader: Mutex<Connection>,
     path: PathBuf,
     _lock: Flock<File>,
 }
+
+/// How long a connection waits for the other's lock (a checkpoint waiting
+/// for a read to finish) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Store {
     /// Opens (creating if need be) `dir/store.db`, migrating it to the
@@ -182,151 +213,126 @@ impl Store {
         {
             return Err(open_error("it is read-only".into()));
         }
-        let mut store = Self {
-            connection,
-            path,
-            _lock: lock,
-        };
-        store.prepare()?;
+        prepare(&connection, &path)?;
+        // Opened after the migrations, so it never sees an older schema.
+        let reader =
+            Connection::open_with_flags(&path, flags).map_err(|e| open_error(e.to_string()))?;
+        reader
+            .execute_batch("PRAGMA query_only = ON;")
+            .and_then(|()| reader.busy_timeout(BUSY_TIMEOUT))
+            .map_err(|e| open_error(e.to_string()))?;
         // WAL and shared-memory files get the main file's mode from SQLite;
         // make sure of the main file too, in case it pre-existed.
-        let _ = std::fs::set_permissions(&store.path, std::fs::Permissions::from_mode(0o600));
-        Ok(store)
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        let writer = Writer::start(connection).map_err(|e| open_error(e.to_string()))?;
+        Ok(Self {
+            writer,
+            reader: Mutex::new(reader),
+            path,
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn prepare(&mut self) -> Result<(), StoreError> {
-        let corrupt = |error: rusqlite::Error| StoreError::Corrupt {
-            path: self.path.clone(),
-            message: error.to_string(),
-        };
-        let check: String = self
-            .connection
-            .query_row("PRAGMA quick_check", [], |row| row.get(0))
-            .map_err(corrupt)?;
-        if check != "ok" {
-            return Err(StoreError::Corrupt {
-                path: self.path.clone(),
-                message: check,
-            });
-        }
-        let version: i64 = self
-            .connection
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(corrupt)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: self.path.clone(),
-                found: version,
-            });
-        }
-        // A new store gives pruned space back to the file system
-        // incrementally; this only takes before the first table exists.
-        if version == 0 {
-            self.connection
-                .execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
-                .map_err(|e| self.open_error(e))?;
-        }
-        let setup =
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
-        self.connection
-            .execute_batch(setup)
-            .map_err(|e| self.open_error(e))?;
-        for (from, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let to = from + 1;
-            let sql = format!("BEGIN; {migration}; PRAGMA user_version = {to}; COMMIT;");
-            self.connection
-                .execute_batch(&sql)
-                .map_err(|e| self.open_error(e))?;
-            tracing::info!(store = %self.path.display(), from, to, "store schema migrated");
-        }
-        Ok(())
+    /// Queues a write and waits, without blocking a runtime thread, until
+    /// it is on disk.
+    pub async fn write(&self, write: Write) -> Result<(), StoreError> {
+        self.writer.write(write).await
     }
 
-    fn open_error(&self, error: rusqlite::Error) -> StoreError {
-        StoreError::Open {
-            path: self.path.clone(),
-            message: error.to_string(),
-        }
+    /// Queues a write and blocks the calling thread until it is on disk.
+    pub fn write_blocking(&self, write: Write) -> Result<(), StoreError> {
+        self.writer.write_blocking(write)
     }
 
-    /// Records a newly spawned incarnation.
-    pub fn add_agent(
-        &self,
-        id: Uuid,
-        config: &AgentConfig,
-        created_at: &str,
-    ) -> Result<(), StoreError> {
-        let stored = serde_json::to_string(&StoredConfig::from(config)).map_err(write_error)?;
-        self.connection
-            .execute(
-                "INSERT INTO agents (id, name, spawned, config, created_at, live)
-                 VALUES (?1, ?2, (SELECT COALESCE(MAX(spawned), 0) + 1 FROM agents), ?3, ?4, 1)",
-                params![id.to_string(), config.name.as_str(), stored, created_at],
+    /// Queues every write without waiting for each, so that they commit in
+    /// large batches, and returns once all are on disk, or with the first
+    /// failure. For filling a store quickly (benchmarks).
+    #[doc(hidden)]
+    pub fn write_all(&self, writes: impl IntoIterator<Item = Write>) -> Result<(), StoreError> {
+        let failure: std::sync::Arc<Mutex<Option<StoreError>>> = Default::default();
+        let mut writes = writes.into_iter().peekable();
+        let mut queued = 0usize;
+        while let Some(write) = writes.next() {
+            queued += 1;
+            // Waiting on every 4096th write keeps the queue (and memory) bounded.
+            if queued % 4096 == 0 || writes.peek().is_none() {
+                self.writer.write_blocking(write)?;
+                continue;
+            }
+            let failure = failure.clone();
+            self.writer.submit(
+                write,
+                Box::new(move |outcome| {
+                    if let Err(error) = outcome {
+                        lock(&failure).get_or_insert(error);
+                    }
+                }),
+            );
+        }
+        lock(&failure).take().map_or(Ok(()), Err)
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.reader)
+    }
+
+    /// The last `limit` messages (all with `None`) of one incarnation,
+    /// oldest first.
+    pub fn messages(&self, agent: Uuid, limit: Option<usize>) -> Result<Vec<Message>, StoreError> {
+        let read = |error: rusqlite::Error| StoreError::Read(error.to_string());
+        let reader = self.reader();
+        let mut statement = reader
+            .prepare_cached(
+                "SELECT id, sender, content, message_type, timestamp, metadata FROM messages
+                 WHERE agent_id = ?1 ORDER BY seq DESC LIMIT ?2",
             )
-            .map_err(sql_write_error)?;
-        Ok(())
+            .map_err(read)?;
+        let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        let rows = statement
+            .query_map(params![agent.to_string(), limit], |row| {
+                let id: String = row.get(0)?;
+                let metadata: String = row.get(5)?;
+                Ok(Message {
+                    id: Uuid::parse_str(&id).unwrap_or_else(|_| Uuid::nil()),
+                    sender: row.get(1)?,
+                    content: row.get(2)?,
+                    message_type: row.get(3)?,
+                    timestamp: row.get(4)?,
+                    metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+                })
+            })
+            .map_err(read)?;
+        let mut messages = rows.collect::<Result<Vec<_>, _>>().map_err(read)?;
+        messages.reverse();
+        Ok(messages)
     }
 
-    /// Marks an incarnation shut down; its messages stay.
-    pub fn end_agent(&self, id: Uuid) -> Result<(), StoreError> {
-        self.connection
-            .execute(
-                "UPDATE agents SET live = 0 WHERE id = ?1",
-                params![id.to_string()],
-            )
-            .map_err(sql_write_error)?;
-        Ok(())
+    /// One incarnation's whole conversation as (sender, content), oldest
+    /// first: what a provider call is given as context.
+    pub fn turns(&self, agent: Uuid) -> Result<Vec<(String, String)>, StoreError> {
+        let read = |error: rusqlite::Error| StoreError::Read(error.to_string());
+        let reader = self.reader();
+        let mut statement = reader
+            .prepare_cached("SELECT sender, content FROM messages WHERE agent_id = ?1 ORDER BY seq")
+            .map_err(read)?;
+        let rows = statement
+            .query_map(params![agent.to_string()], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .map_err(read)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(read)
     }
 
-    /// Appends a message to an incarnation and adds `usage` to its totals, in
-    /// one transaction.
-    pub fn add_message(
-        &mut self,
-        agent: Uuid,
-        message: &Message,
-        usage: Option<Usage>,
-    ) -> Result<(), StoreError> {
-        let metadata = serde_json::to_string(&message.metadata).map_err(write_error)?;
-        let transaction = self.connection.transaction().map_err(sql_write_error)?;
-        transaction
-            .execute(
-                "INSERT INTO messages (agent_id, id, sender, content, message_type, timestamp, metadata)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    agent.to_string(),
-                    message.id.to_string(),
-                    message.sender,
-                    message.content,
-                    message.message_type,
-                    message.timestamp,
-                    metadata
-                ],
-            )
-            .map_err(sql_write_error)?;
-        if let Some(usage) = usage {
-            transaction
-                .execute(
-                    "UPDATE agents SET input_tokens = input_tokens + ?2, output_tokens = output_tokens + ?3 WHERE id = ?1",
-                    params![agent.to_string(), usage.input_tokens as i64, usage.output_tokens as i64],
-                )
-                .map_err(sql_write_error)?;
-        }
-        transaction.commit().map_err(sql_write_error)
-    }
-
-    /// Deletes every message of every incarnation of `name`.
-    pub fn clear_history(&self, name: &AgentName) -> Result<(), StoreError> {
-        self.connection
-            .execute(
-                "DELETE FROM messages WHERE agent_id IN (SELECT id FROM agents WHERE name = ?1)",
-                params![name.as_str()],
-            )
-            .map_err(sql_write_error)?;
-        Ok(())
+    /// When an incarnation's oldest remaining message was written.
+    pub fn first_at(&self, agent: Uuid) -> Result<Option<String>, StoreError> {
+        self.reader()
+            .prepare_cached("SELECT first_at FROM agents WHERE id = ?1")
+            .and_then(|mut s| s.query_row(params![agent.to_string()], |row| row.get(0)))
+            .map_err(|error| StoreError::Read(error.to_string()))
     }
 
     /// Ended conversations whose last message (or, with none, whose start)
@@ -334,8 +340,8 @@ impl Store {
     /// agent's conversation, suspended or not, is never among them.
     pub fn prunable(&self, cutoff: &str) -> Result<Vec<Prunable>, StoreError> {
         let read = |error: rusqlite::Error| StoreError::Read(error.to_string());
-        let mut statement = self
-            .connection
+        let reader = self.reader();
+        let mut statement = reader
             .prepare(
                 "SELECT a.id, a.name, COALESCE(MAX(m.timestamp), a.created_at) AS last, COUNT(m.seq)
                  FROM agents a LEFT JOIN messages m ON m.agent_id = a.id
@@ -359,58 +365,12 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(read)
     }
 
-    /// Deletes these ended conversations (their messages, their index
-    /// entries and their rows) in one transaction, then gives the space back.
-    /// A store created before pruning existed is converted to incremental
-    /// vacuum once, here (a full VACUUM: a one-time cost).
-    pub fn prune(&mut self, ids: &[Uuid]) -> Result<(), StoreError> {
-        let transaction = self.connection.transaction().map_err(sql_write_error)?;
-        for id in ids {
-            let id = id.to_string();
-            transaction
-                .execute("DELETE FROM messages WHERE agent_id = ?1", params![id])
-                .map_err(sql_write_error)?;
-            transaction
-                .execute("DELETE FROM agents WHERE id = ?1 AND live = 0", params![id])
-                .map_err(sql_write_error)?;
-        }
-        transaction.commit().map_err(sql_write_error)?;
-        let mode: i64 = self
-            .connection
-            .query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
-            .map_err(sql_write_error)?;
-        let reclaim = if mode == 2 {
-            "PRAGMA incremental_vacuum;"
-        } else {
-            "PRAGMA auto_vacuum = INCREMENTAL; VACUUM;"
-        };
-        self.connection
-            .execute_batch(reclaim)
-            .map_err(sql_write_error)?;
-        // Fold the log into the file and empty it, so the space is really back.
-        self.connection
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(sql_write_error)
-    }
-
     /// The bytes the store takes on disk: the file and its write-ahead log.
     pub fn size(&self) -> u64 {
         let len = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
         let mut wal = self.path.clone().into_os_string();
         wal.push("-wal");
         len(&self.path) + len(Path::new(&wal))
-    }
-
-    /// Deletes the oldest messages of an incarnation beyond the newest `keep`.
-    pub fn trim(&self, agent: Uuid, keep: usize) -> Result<(), StoreError> {
-        self.connection
-            .execute(
-                "DELETE FROM messages WHERE agent_id = ?1 AND seq NOT IN
-                   (SELECT seq FROM messages WHERE agent_id = ?1 ORDER BY seq DESC LIMIT ?2)",
-                params![agent.to_string(), keep as i64],
-            )
-            .map_err(sql_write_error)?;
-        Ok(())
     }
 
     /// Messages matching a full-text query, most relevant first, from every
@@ -427,8 +387,8 @@ impl Store {
             }
             _ => StoreError::Read(error.to_string()),
         };
-        let mut statement = self
-            .connection
+        let reader = self.reader();
+        let mut statement = reader
             .prepare_cached(
                 "SELECT a.name, a.id, m.id, m.timestamp, m.sender,
                         snippet(messages_fts, 0, '**', '**', '…', 16), bm25(messages_fts)
@@ -468,77 +428,112 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(read)
     }
 
-    /// Every incarnation, in spawn order, with its messages in order.
+    /// Every incarnation, in spawn order, with its totals: agent rows only,
+    /// however many messages there are.
     pub fn load(&self) -> Result<Vec<StoredAgent>, StoreError> {
         let read = |error: rusqlite::Error| StoreError::Corrupt {
             path: self.path.clone(),
             message: error.to_string(),
         };
-        let mut agents: Vec<StoredAgent> = Vec::new();
-        let mut index: BTreeMap<String, usize> = BTreeMap::new();
-        let mut rows = self
-            .connection
+        let reader = self.reader();
+        let mut rows = reader
             .prepare(
-                "SELECT id, config, created_at, live, input_tokens, output_tokens FROM agents ORDER BY spawned",
+                "SELECT id, config, created_at, live, input_tokens, output_tokens,
+                        message_count, first_at, last_at
+                 FROM agents ORDER BY spawned",
             )
             .map_err(read)?;
         let mut cursor = rows.query([]).map_err(read)?;
+        let mut agents = Vec::new();
         while let Some(row) = cursor.next().map_err(read)? {
             let id: String = row.get(0).map_err(read)?;
             let config: String = row.get(1).map_err(read)?;
-            let stored: StoredConfig =
-                serde_json::from_str(&config).map_err(|e| StoreError::Corrupt {
-                    path: self.path.clone(),
-                    message: format!("agent {id}: {e}"),
-                })?;
-            let uuid = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt {
-                path: self.path.clone(),
-                message: format!("agent id {id:?}: {e}"),
-            })?;
-            let config = stored
-                .into_config()
-                .map_err(|message| StoreError::Corrupt {
-                    path: self.path.clone(),
-                    message,
-                })?;
-            index.insert(id, agents.len());
             agents.push(StoredAgent {
-                id: uuid,
-                config,
+                id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    message: format!("agent id {id:?}: {e}"),
+                })?,
+                config: self.config(&id, &config)?,
                 created_at: row.get(2).map_err(read)?,
                 live: row.get::<_, i64>(3).map_err(read)? != 0,
                 usage: Usage {
                     input_tokens: row.get::<_, i64>(4).map_err(read)?.max(0) as u64,
                     output_tokens: row.get::<_, i64>(5).map_err(read)?.max(0) as u64,
                 },
-                messages: Vec::new(),
-            });
-        }
-        let mut rows = self
-            .connection
-            .prepare(
-                "SELECT agent_id, id, sender, content, message_type, timestamp, metadata FROM messages ORDER BY seq",
-            )
-            .map_err(read)?;
-        let mut cursor = rows.query([]).map_err(read)?;
-        while let Some(row) = cursor.next().map_err(read)? {
-            let agent_id: String = row.get(0).map_err(read)?;
-            let Some(&slot) = index.get(&agent_id) else {
-                continue;
-            };
-            let id: String = row.get(1).map_err(read)?;
-            let metadata: String = row.get(6).map_err(read)?;
-            agents[slot].messages.push(Message {
-                id: Uuid::parse_str(&id).unwrap_or_else(|_| Uuid::nil()),
-                sender: row.get(2).map_err(read)?,
-                content: row.get(3).map_err(read)?,
-                message_type: row.get(4).map_err(read)?,
-                timestamp: row.get(5).map_err(read)?,
-                metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+                message_count: row.get::<_, i64>(6).map_err(read)?.max(0) as usize,
+                first_at: row.get(7).map_err(read)?,
+                last_at: row.get(8).map_err(read)?,
             });
         }
         Ok(agents)
     }
+
+    /// An agent row's config, as the spawn gave it.
+    fn config(&self, id: &str, json: &str) -> Result<AgentConfig, StoreError> {
+        let corrupt = |message: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            message,
+        };
+        let stored: StoredConfig =
+            serde_json::from_str(json).map_err(|e| corrupt(format!("agent {id}: {e}")))?;
+        stored.into_config().map_err(corrupt)
+    }
+}
+
+/// Checks the file, refuses a newer schema, sets the connection up
+/// (WAL, full sync) and migrates the schema to the current version.
+fn prepare(connection: &Connection, path: &Path) -> Result<(), StoreError> {
+    let corrupt = |error: rusqlite::Error| StoreError::Corrupt {
+        path: path.to_owned(),
+        message: error.to_string(),
+    };
+    let check: String = connection
+        .query_row("PRAGMA quick_check", [], |row| row.get(0))
+        .map_err(corrupt)?;
+    if check != "ok" {
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            message: check,
+        });
+    }
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(corrupt)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: version,
+        });
+    }
+    let open_error = |error: rusqlite::Error| StoreError::Open {
+        path: path.to_owned(),
+        message: error.to_string(),
+    };
+    // A new store gives pruned space back to the file system
+    // incrementally; this only takes before the first table exists.
+    if version == 0 {
+        connection
+            .execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+            .map_err(open_error)?;
+    }
+    let setup = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
+    connection.execute_batch(setup).map_err(open_error)?;
+    connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+    for (from, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let to = from + 1;
+        let sql = format!("BEGIN; {migration}; PRAGMA user_version = {to}; COMMIT;");
+        connection.execute_batch(&sql).map_err(open_error)?;
+        tracing::info!(store = %path.display(), from, to, "store schema migrated");
+    }
+    Ok(())
+}
+
+/// Locks the reader, shrugging off poisoning: a read that panicked leaves
+/// the connection as usable as before.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn lock_dir(dir: &Path) -> Result<Flock<File>, StoreError> {
@@ -647,7 +642,7 @@ mod tests {
             )
             .unwrap();
         }
-        let mut store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap();
         let find = |store: &Store, query: &str| {
             store
                 .search(&SearchFilter {
@@ -664,12 +659,18 @@ mod tests {
         // New writes are indexed in their own transaction, deletes too.
         let name = AgentName::parse("old").unwrap();
         let message = Message::new("old", "a brown dog".into(), serde_json::Map::new());
-        store
-            .add_message(hits[0].conversation, &message, None)
-            .unwrap();
+        let conversation = hits[0].conversation;
+        let write = Write::add_message(conversation, &message, None, 0).unwrap();
+        store.write_blocking(write).unwrap();
         assert_eq!(find(&store, "brown").len(), 2);
-        store.clear_history(&name).unwrap();
+        // The migration to version 3 counted the old message; writes keep count.
+        let agents = store.load().unwrap();
+        assert_eq!(agents[0].message_count, 2);
+        assert_eq!(agents[0].first_at.as_deref(), Some("2026-01-01T00:00:01Z"));
+        assert_eq!(agents[0].last_at, Some(message.timestamp.clone()));
+        store.write_blocking(Write::clear_history(&name)).unwrap();
         assert!(find(&store, "brown").is_empty());
+        assert_eq!(store.load().unwrap()[0].message_count, 0);
         // Syntax the index cannot read is the caller's mistake.
         let error = store
             .search(&SearchFilter {

@@ -263,7 +263,7 @@ async fn spawn(ctx: &ApiContext, body: Incoming) -> Reply {
     let Some(name) = spawn.name.clone() else {
         return Err(ApiError::InvalidBody("field `name` is required".into()));
     };
-    let info = ctx.engine.spawn(spawn.into_config(name))?;
+    let info = ctx.engine.spawn(spawn.into_config(name)).await?;
     Ok(body::json(StatusCode::OK, &info))
 }
 
@@ -317,7 +317,7 @@ async fn task(ctx: &ApiContext, name: AgentName, body: Incoming) -> Reply {
         return Err(ApiError::InvalidBody("field `prompt` is required".into()));
     };
     let stream = task.stream.unwrap_or(false);
-    let exchange = ctx.engine.task(task.into_config(name), prompt)?;
+    let exchange = ctx.engine.task(task.into_config(name), prompt).await?;
     answer(exchange, stream).await
 }
 

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::api::wire::Event;
 use crate::providers::{
-    self, ChatRequest, ProviderEvent, ProviderSettings, ProviderSpec, Role, Setup, SetupError, Turn,
+    self, ChatRequest, ProviderEvent, ProviderSettings, ProviderSpec, Setup, SetupError,
 };
 
 /// What the caller of a message sees, in order: deltas, then one final event.
@@ -305,7 +305,7 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
     }
     agent.set_state(AgentState::Terminated);
     if !agent.is_kept_for_restart() {
-        engine.record_end(&agent);
+        engine.record_end(&agent).await;
     }
     agent.emit(Event::Shutdown {
         restart: agent.is_kept_for_restart(),
@@ -357,7 +357,7 @@ async fn exchange(
     let human = Message::new(HUMAN, content, Map::new());
     // A copy for the event stream only when someone watches: a message may be 1 MiB.
     let watched = agent.events.is_watched().then(|| human.clone());
-    history.append(name, agent.id, human, None)?;
+    history.append(name, agent.id, &human, None).await?;
     if let Some(message) = watched {
         agent.emit(Event::Message { message });
     }
@@ -366,11 +366,7 @@ async fn exchange(
     let request = ChatRequest {
         model: setup.model.clone(),
         instructions: agent.config.instructions.clone(),
-        turns: history
-            .conversation(name, agent.id)
-            .into_iter()
-            .map(turn)
-            .collect(),
+        turns: history.context(agent.id)?,
     };
     let mut reply = Reply::default();
     // Wait for a provider-call slot, but not past a cancel or a departed client.
@@ -409,7 +405,7 @@ async fn exchange(
     // A complete reply is always recorded; a cut-short one only if it said
     // something. On disk before the caller is answered.
     if outcome.is_ok() || !message.content.is_empty() {
-        if let Err(error) = history.append(name, agent.id, message.clone(), reply.usage) {
+        if let Err(error) = history.append(name, agent.id, &message, reply.usage).await {
             agent.set_state(AgentState::Failed);
             return Err(error.into());
         }
@@ -484,16 +480,4 @@ impl Reply {
 fn mark_interrupted(metadata: &mut Map<String, Value>, reason: &str) {
     metadata.insert("interrupted".into(), Value::Bool(true));
     metadata.insert("interrupted_reason".into(), Value::from(reason));
-}
-
-fn turn(message: Message) -> Turn {
-    let role = if message.is_human() {
-        Role::User
-    } else {
-        Role::Assistant
-    };
-    Turn {
-        role,
-        content: message.content,
-    }
 }

@@ -1,10 +1,12 @@
 //! History: every conversation every agent name has had, kept after the
-//! agent is shut down, in memory and in the durable [`Store`].
+//! agent is shut down, in the durable [`Store`].
 //!
 //! A name's history is a list of conversations, one per incarnation (spawn)
 //! of that name. The current (last) one is what the provider sees as context
 //! and what `GET /agents/{name}/history` returns; earlier ones stay readable
-//! with `?all=true`. Every write goes to the store first and is on disk
+//! with `?all=true`. Messages live in the store only: memory holds each
+//! conversation's totals (count, first and last time) and a bounded cache of
+//! live context, so it does not grow with history. Every write is on disk
 //! before this returns; memory is only updated once the store has it.
 
 use std::collections::HashMap;
@@ -12,8 +14,10 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
+use super::context::ContextCache;
 use super::{AgentConfig, AgentInfo, AgentName, Message, Usage, lock};
-use crate::store::{Prunable, SearchFilter, SearchHit, Store, StoreError};
+use crate::providers::{Role, Turn};
+use crate::store::{Prunable, SearchFilter, SearchHit, Store, StoreError, Write};
 
 /// Which of a name's conversations a read covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,14 +44,23 @@ pub struct ConversationSummary {
 
 pub struct History {
     names: Mutex<HashMap<AgentName, Vec<Conversation>>>,
-    store: Mutex<Store>,
+    store: Store,
+    context: Mutex<ContextCache>,
     /// Retention: messages kept per incarnation; 0 keeps all.
     max_messages: usize,
 }
 
+/// A conversation's totals, as the store keeps them.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    pub message_count: usize,
+    pub first_at: Option<String>,
+    pub last_at: Option<String>,
+}
+
 struct Conversation {
     agent_id: Uuid,
-    messages: Vec<Message>,
+    totals: Totals,
     /// What `list --all` shows once the incarnation has ended.
     ended: Option<AgentInfo>,
 }
@@ -56,40 +69,31 @@ impl History {
     pub fn new(store: Store, max_messages: usize) -> Self {
         Self {
             names: Mutex::new(HashMap::new()),
-            store: Mutex::new(store),
+            store,
+            context: Mutex::new(ContextCache::default()),
             max_messages,
         }
     }
 
-    /// Runs one store write; the store's lock serialises writers. A write
-    /// waits for fsync, so on the daemon's multi-threaded runtime the worker
-    /// says it is blocking and its other tasks move to another thread
-    /// instead of stalling behind a slow disk.
-    fn write<T>(
-        &self,
-        action: impl FnOnce(&mut Store) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        blocking(|| action(&mut lock(&self.store)))
-    }
-
     /// Starts the conversation of a newly spawned agent.
-    pub fn begin(
+    pub async fn begin(
         &self,
         config: &AgentConfig,
         agent_id: Uuid,
         created_at: &str,
     ) -> Result<(), StoreError> {
-        self.write(|store| store.add_agent(agent_id, config, created_at))?;
-        self.insert(&config.name, agent_id, Vec::new(), None);
+        let write = Write::add_agent(agent_id, config, created_at)?;
+        self.store.write(write).await?;
+        self.insert(&config.name, agent_id, Totals::default(), None);
         Ok(())
     }
 
-    /// Puts a conversation loaded from the store back in memory.
+    /// Registers a conversation loaded from the store.
     pub fn insert(
         &self,
         name: &AgentName,
         agent_id: Uuid,
-        messages: Vec<Message>,
+        totals: Totals,
         ended: Option<AgentInfo>,
     ) {
         lock(&self.names)
@@ -97,49 +101,82 @@ impl History {
             .or_default()
             .push(Conversation {
                 agent_id,
-                messages,
+                totals,
                 ended,
             });
     }
 
     /// Records a message (and the usage it cost) for good: on disk first.
-    pub fn append(
+    pub async fn append(
         &self,
         name: &AgentName,
         agent_id: Uuid,
-        message: Message,
+        message: &Message,
         usage: Option<Usage>,
     ) -> Result<(), StoreError> {
-        self.write(|store| store.add_message(agent_id, &message, usage))?;
-        let trim = {
+        let write = Write::add_message(agent_id, message, usage, self.max_messages)?;
+        // Copied for the cache only if the conversation is cached.
+        let turn = lock(&self.context)
+            .holds(agent_id)
+            .then(|| turn(&message.sender, message.content.clone()));
+        self.store.write(write).await?;
+        let trimmed = {
             let mut names = lock(&self.names);
             let Some(conversation) = find(&mut names, name, agent_id) else {
                 return Ok(());
             };
-            conversation.messages.push(message);
-            let excess = conversation
-                .messages
-                .len()
-                .saturating_sub(self.max_messages);
-            if self.max_messages > 0 && excess > 0 {
-                conversation.messages.drain(..excess);
-                true
-            } else {
-                false
+            let totals = &mut conversation.totals;
+            totals.message_count += 1;
+            totals
+                .first_at
+                .get_or_insert_with(|| message.timestamp.clone());
+            totals.last_at = Some(message.timestamp.clone());
+            let trimmed = self.max_messages > 0 && totals.message_count > self.max_messages;
+            if trimmed {
+                totals.message_count = self.max_messages;
             }
+            trimmed
         };
-        if trim {
-            self.write(|store| store.trim(agent_id, self.max_messages))?;
+        if let Some(turn) = turn {
+            lock(&self.context).push(agent_id, turn, self.max_messages);
+        }
+        if trimmed {
+            // The oldest messages went in the same transaction: so did the
+            // first one's time.
+            let first_at = blocking(|| self.store.first_at(agent_id))?;
+            if let Some(conversation) = find(&mut lock(&self.names), name, agent_id) {
+                conversation.totals.first_at = first_at;
+            }
         }
         Ok(())
     }
 
+    /// The context a provider call is given: the incarnation's whole
+    /// conversation, oldest first, from the cache or else from the store.
+    pub fn context(&self, agent_id: Uuid) -> Result<Vec<Turn>, StoreError> {
+        let generation = {
+            let mut cache = lock(&self.context);
+            if let Some(turns) = cache.get(agent_id) {
+                return Ok(turns);
+            }
+            cache.generation()
+        };
+        let rows = blocking(|| self.store.turns(agent_id))?;
+        let turns: Vec<Turn> = rows
+            .into_iter()
+            .map(|(sender, content)| turn(&sender, content))
+            .collect();
+        lock(&self.context).fill(agent_id, &turns, generation);
+        Ok(turns)
+    }
+
     /// Marks an incarnation ended, keeping `info` for `list --all`.
-    pub fn end(&self, name: &AgentName, info: AgentInfo) {
+    pub async fn end(&self, name: &AgentName, info: AgentInfo) {
         let agent_id = info.id;
-        if let Err(error) = self.write(|store| store.end_agent(agent_id)) {
+        if let Err(error) = self.store.write(Write::end_agent(agent_id)).await {
             tracing::error!(agent = %name, %error, "cannot record that the agent ended");
         }
+        lock(&self.context).forget(agent_id);
         if let Some(conversation) = find(&mut lock(&self.names), name, agent_id) {
             conversation.ended = Some(info);
         }
@@ -150,10 +187,12 @@ impl History {
         if !lock(&self.names).contains_key(name) {
             return Ok(false);
         }
-        self.write(|store| store.clear_history(name))?;
+        blocking(|| self.store.write_blocking(Write::clear_history(name)))?;
         if let Some(conversations) = lock(&self.names).get_mut(name) {
+            let mut cache = lock(&self.context);
             for conversation in conversations {
-                conversation.messages.clear();
+                conversation.totals = Totals::default();
+                cache.forget(conversation.agent_id);
             }
         }
         Ok(true)
@@ -168,14 +207,14 @@ impl History {
         cutoff: &str,
         dry_run: bool,
     ) -> Result<(Vec<Prunable>, u64, u64), StoreError> {
-        let found = blocking(|| lock(&self.store).prunable(cutoff))?;
-        let before = lock(&self.store).size();
+        let found = blocking(|| self.store.prunable(cutoff))?;
+        let before = self.store.size();
         if dry_run || found.is_empty() {
             return Ok((found, before, before));
         }
         let ids: Vec<Uuid> = found.iter().map(|p| p.id).collect();
-        self.write(|store| store.prune(&ids))?;
-        let after = lock(&self.store).size();
+        blocking(|| self.store.write_blocking(Write::prune(&ids)))?;
+        let after = self.store.size();
         let mut names = lock(&self.names);
         names.retain(|_, conversations| {
             conversations.retain(|c| c.ended.is_none() || !ids.contains(&c.agent_id));
@@ -186,7 +225,7 @@ impl History {
 
     /// Full-text search over every conversation in the store.
     pub fn search(&self, filter: &SearchFilter) -> Result<Vec<SearchHit>, StoreError> {
-        blocking(|| lock(&self.store).search(filter))
+        blocking(|| self.store.search(filter))
     }
 
     /// Every conversation every name has had, oldest name first, each name's
@@ -200,9 +239,9 @@ impl History {
                 conversations.iter().map(|c| ConversationSummary {
                     name: n.clone(),
                     agent_id: c.agent_id,
-                    message_count: c.messages.len(),
-                    first_at: c.messages.first().map(|m| m.timestamp.clone()),
-                    last_at: c.messages.last().map(|m| m.timestamp.clone()),
+                    message_count: c.totals.message_count,
+                    first_at: c.totals.first_at.clone(),
+                    last_at: c.totals.last_at.clone(),
                     ended: c.ended.clone(),
                 })
             })
@@ -219,42 +258,61 @@ impl History {
             .collect()
     }
 
-    /// The whole conversation of one incarnation, oldest first.
-    pub fn conversation(&self, name: &AgentName, agent_id: Uuid) -> Vec<Message> {
-        let mut names = lock(&self.names);
-        find(&mut names, name, agent_id)
-            .map(|c| c.messages.clone())
-            .unwrap_or_default()
-    }
-
     pub fn len(&self, name: &AgentName, agent_id: Uuid) -> usize {
         let mut names = lock(&self.names);
-        find(&mut names, name, agent_id).map_or(0, |c| c.messages.len())
+        find(&mut names, name, agent_id).map_or(0, |c| c.totals.message_count)
     }
 
     /// The last `limit` messages (all when `None`) of the name's latest
-    /// conversation, or of all its conversations when `all`; oldest first.
-    /// `None` when the name never existed.
+    /// conversation, or of all its conversations when `all`; oldest first,
+    /// read from the store. `None` when the name (or the conversation
+    /// asked for) never existed.
     pub fn read(
         &self,
         name: &AgentName,
         limit: Option<usize>,
         which: Which,
-    ) -> Option<Vec<Message>> {
-        let names = lock(&self.names);
-        let conversations = names.get(name)?;
-        let chosen = match which {
-            Which::All => &conversations[..],
-            Which::Last => &conversations[conversations.len().saturating_sub(1)..],
-            Which::One(id) => {
-                let at = conversations.iter().position(|c| c.agent_id == id)?;
-                &conversations[at..=at]
+    ) -> Result<Option<Vec<Message>>, StoreError> {
+        let ids: Vec<Uuid> = {
+            let names = lock(&self.names);
+            let Some(conversations) = names.get(name) else {
+                return Ok(None);
+            };
+            let ids = conversations.iter().map(|c| c.agent_id);
+            match which {
+                Which::All => ids.collect(),
+                Which::Last => ids.last().into_iter().collect(),
+                Which::One(id) if conversations.iter().any(|c| c.agent_id == id) => vec![id],
+                Which::One(_) => return Ok(None),
             }
         };
-        let messages: Vec<&Message> = chosen.iter().flat_map(|c| &c.messages).collect();
-        let skip = limit.map_or(0, |n| messages.len().saturating_sub(n));
-        Some(messages.into_iter().skip(skip).cloned().collect())
+        blocking(|| {
+            // Newest conversation first, so a limit takes from the end.
+            let mut out: Vec<Message> = Vec::new();
+            let mut remaining = limit;
+            for id in ids.into_iter().rev() {
+                if remaining == Some(0) {
+                    break;
+                }
+                let mut messages = self.store.messages(id, remaining)?;
+                if let Some(left) = &mut remaining {
+                    *left = left.saturating_sub(messages.len());
+                }
+                messages.append(&mut out);
+                out = messages;
+            }
+            Ok(Some(out))
+        })
     }
+}
+
+fn turn(sender: &str, content: String) -> Turn {
+    let role = if sender == super::HUMAN {
+        Role::User
+    } else {
+        Role::Assistant
+    };
+    Turn { role, content }
 }
 
 fn find<'a>(

@@ -8,6 +8,7 @@
 //! interrupted.
 
 mod agent;
+mod context;
 mod events;
 mod history;
 mod name;
@@ -22,6 +23,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 pub use agent::{Exchange, ExchangeEvent};
 pub use events::Events;
+use history::Totals;
 pub use history::{History, Which};
 pub use name::{AgentName, InvalidName, MAX_NAME_LEN};
 pub use types::{
@@ -201,8 +203,9 @@ impl Engine {
     }
 
     /// An engine backed by `store`: every agent that was live when the
-    /// daemon last stopped comes back under its name, with its config and
-    /// whole history; ended agents' histories stay readable.
+    /// daemon last stopped comes back under its name, with its config;
+    /// ended agents' histories stay readable. Only agent rows are read: the
+    /// messages stay in the store until someone asks for them.
     pub fn restore(settings: ProviderSettings, store: Store) -> Result<Self, StoreError> {
         let stored = store.load()?;
         let max_messages = settings.config.history.max_messages_per_agent;
@@ -210,19 +213,20 @@ impl Engine {
         let mut restored = 0;
         for agent in stored {
             let name = agent.config.name.clone();
+            let totals = Totals {
+                message_count: agent.message_count,
+                first_at: agent.first_at.clone(),
+                last_at: agent.last_at.clone(),
+            };
             if !agent.live {
                 let info = engine.ended_info(&agent);
                 engine
                     .inner
                     .history
-                    .insert(&name, agent.id, agent.messages, Some(info));
+                    .insert(&name, agent.id, totals, Some(info));
                 continue;
             }
-            let id = agent.id;
-            engine
-                .inner
-                .history
-                .insert(&name, id, agent.messages.clone(), None);
+            engine.inner.history.insert(&name, agent.id, totals, None);
             // Never ended by a start: one that cannot reach its model comes
             // back suspended, with its id, history and the reason.
             engine.revive(agent);
@@ -260,16 +264,16 @@ impl Engine {
             profile: stored.config.provider.profile.clone(),
             model,
             created_at: stored.created_at.clone(),
-            message_count: stored.messages.len(),
+            message_count: stored.message_count,
             usage: stored.usage,
             reason: None,
         }
     }
 
     /// Records in history that `agent` has ended, with its last state.
-    fn record_end(&self, agent: &Agent) {
+    async fn record_end(&self, agent: &Agent) {
         let info = agent.info(&self.inner.history, &self.settings());
-        self.inner.history.end(&agent.config.name, info);
+        self.inner.history.end(&agent.config.name, info).await;
     }
 
     /// Waits for a free provider-call slot; the call holds it until dropped.
@@ -296,32 +300,67 @@ impl Engine {
         lock(&self.inner.agents).watch()
     }
 
-    pub fn spawn(&self, config: AgentConfig) -> Result<AgentInfo, EngineError> {
-        self.spawn_agent(config, false)
-            .map(|agent| agent.info(&self.inner.history, &self.settings()))
+    pub async fn spawn(&self, config: AgentConfig) -> Result<AgentInfo, EngineError> {
+        let agent = self.spawn_agent(config, false).await?;
+        Ok(agent.info(&self.inner.history, &self.settings()))
     }
 
-    fn spawn_agent(&self, config: AgentConfig, ephemeral: bool) -> Result<Arc<Agent>, EngineError> {
-        // Held from the name check to the insert, so two spawns of one name
-        // cannot both pass the check.
-        let mut agents = lock(&self.inner.agents);
-        // A taken name is reported before any provider problem: it is the
-        // first thing the caller has to fix.
-        if agents.contains(&config.name) {
-            return Err(EngineError::NameTaken(config.name));
-        }
-        // Refused now if it could not run: a spawn is never suspended.
-        providers::build(&config.provider, &self.settings())?;
+    /// Reserves the name, writes the new incarnation to the store, then
+    /// publishes the agent. The registry is locked only to reserve and to
+    /// publish, never across the write, so `/health` and `list` do not wait
+    /// for the disk. Runs as its own task: a caller that goes away cannot
+    /// leave a stored incarnation without a live agent.
+    async fn spawn_agent(
+        &self,
+        config: AgentConfig,
+        ephemeral: bool,
+    ) -> Result<Arc<Agent>, EngineError> {
+        let engine = self.clone();
+        let spawning = tokio::spawn(async move { engine.spawn_now(config, ephemeral).await });
+        spawning
+            .await
+            .unwrap_or_else(|error| Err(EngineError::Interrupted(error.to_string())))
+    }
+
+    async fn spawn_now(
+        &self,
+        config: AgentConfig,
+        ephemeral: bool,
+    ) -> Result<Arc<Agent>, EngineError> {
+        let reservation = self.reserve(&config)?;
         let identity = Identity {
             id: Uuid::new_v4(),
             created_at: now_rfc3339(),
             usage: Usage::default(),
         };
-        // On disk before the caller hears the agent exists.
+        // On disk before the caller hears the agent exists. A failed write
+        // drops the reservation: no agent is left behind.
         self.inner
             .history
-            .begin(&config, identity.id, &identity.created_at)?;
+            .begin(&config, identity.id, &identity.created_at)
+            .await?;
+        let mut agents = lock(&self.inner.agents);
+        reservation.publish(&mut agents);
         Ok(self.start(&mut agents, config, identity, ephemeral))
+    }
+
+    /// Holds `config`'s name for a spawn in progress: no other spawn can
+    /// take it until the reservation is published or dropped.
+    fn reserve(&self, config: &AgentConfig) -> Result<Reservation, EngineError> {
+        let mut agents = lock(&self.inner.agents);
+        // A taken name is reported before any provider problem: it is the
+        // first thing the caller has to fix.
+        if !agents.reserve(&config.name) {
+            return Err(EngineError::NameTaken(config.name.clone()));
+        }
+        let reservation = Reservation {
+            engine: self.clone(),
+            name: Some(config.name.clone()),
+        };
+        drop(agents);
+        // Refused now if it could not run: a spawn is never suspended.
+        providers::build(&config.provider, &self.settings())?;
+        Ok(reservation)
     }
 
     /// Registers an agent in `agents` (the locked registry) and starts its worker.
@@ -429,8 +468,8 @@ impl Engine {
 
     /// Spawns an ephemeral agent, gives it one prompt, and removes it once
     /// that exchange ends, however it ends.
-    pub fn task(&self, config: AgentConfig, prompt: String) -> Result<Exchange, EngineError> {
-        let agent = self.spawn_agent(config, true)?;
+    pub async fn task(&self, config: AgentConfig, prompt: String) -> Result<Exchange, EngineError> {
+        let agent = self.spawn_agent(config, true).await?;
         agent.enqueue(prompt).inspect_err(|_| {
             self.deregister(&agent);
             agent.cancel();
@@ -477,7 +516,7 @@ impl Engine {
     ) -> Result<Vec<Message>, EngineError> {
         self.inner
             .history
-            .read(name, limit, which)
+            .read(name, limit, which)?
             .ok_or_else(|| match which {
                 Which::One(id) => EngineError::NoConversation(name.clone(), id),
                 _ => EngineError::NoHistory(name.clone()),
@@ -585,6 +624,31 @@ impl Engine {
 
     fn history_store(&self) -> &History {
         &self.inner.history
+    }
+}
+
+/// A name held by a spawn in progress; dropped unpublished (the write
+/// failed, or the spawn panicked), it frees the name.
+struct Reservation {
+    engine: Engine,
+    /// `None` once published.
+    name: Option<AgentName>,
+}
+
+impl Reservation {
+    /// Gives the name up to the agent about to be inserted in `agents`.
+    fn publish(mut self, agents: &mut Registry) {
+        if let Some(name) = self.name.take() {
+            agents.release(&name);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(name) = self.name.take() {
+            lock(&self.engine.inner.agents).release(&name);
+        }
     }
 }
 

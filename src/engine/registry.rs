@@ -1,7 +1,7 @@
 //! The live agents by name. Every change publishes their count on a watch
 //! channel (for sd_notify's STATUS), so no caller has to remember to.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -11,6 +11,8 @@ use super::name::AgentName;
 
 pub struct Registry {
     agents: HashMap<AgentName, Arc<Agent>>,
+    /// Names a spawn holds while it writes the new agent to the store.
+    reserved: HashSet<AgentName>,
     live: watch::Sender<usize>,
 }
 
@@ -18,6 +20,7 @@ impl Registry {
     pub fn new() -> Self {
         Self {
             agents: HashMap::new(),
+            reserved: HashSet::new(),
             live: watch::Sender::new(0),
         }
     }
@@ -35,8 +38,13 @@ impl Registry {
         self.agents.get(name)
     }
 
-    pub fn contains(&self, name: &AgentName) -> bool {
-        self.agents.contains_key(name)
+    /// Holds `name` for a spawn in progress; false if it is live or held.
+    pub fn reserve(&mut self, name: &AgentName) -> bool {
+        !self.agents.contains_key(name) && self.reserved.insert(name.clone())
+    }
+
+    pub fn release(&mut self, name: &AgentName) {
+        self.reserved.remove(name);
     }
 
     pub fn all(&self) -> Vec<Arc<Agent>> {
