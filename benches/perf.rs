@@ -10,17 +10,27 @@
 //! - idle daemon RSS: `VmRSS` of `/proc/PID/status` (Linux only);
 //! - acknowledged messages/s: `POST /agents/NAME/message` (not streamed)
 //!   answered 200, with 1 connection and with 32 concurrent keep-alive
-//!   connections spread over the 10 agents, raw HTTP/1.1 over the socket.
+//!   connections spread over the 10 agents, raw HTTP/1.1 over the socket;
+//! - restore: a store generated through the store's own write path (110
+//!   agents with 20,000 messages of about 4 KiB, and 10,000 agents × 100
+//!   short messages), then `serve --daemon` timed until it serves (median
+//!   of a few starts) and the daemon's RSS once it does.
 //!
-//! `cargo bench --bench perf` runs the full set (a few seconds). Under `cargo
-//! test --all-targets` (no `--bench` argument) it runs a few iterations, as
-//! a smoke test that keeps it from rotting.
+//! `cargo bench --bench perf` runs the full set (a few minutes, most of it
+//! generating the large stores). Under `cargo test --all-targets` (no
+//! `--bench` argument) it runs a few iterations on tiny stores, as a smoke
+//! test that keeps it from rotting.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use orchestration::engine::{AgentConfig, AgentName, Message};
+use orchestration::providers::ProviderSpec;
+use orchestration::store::{Store, Write as StoreWrite};
+use uuid::Uuid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_orchestration");
 const AGENTS: usize = 10;
@@ -60,6 +70,10 @@ fn main() {
     let single = median_rate(throughput_rounds, || daemon.throughput(1, window));
     let many = median_rate(throughput_rounds, || daemon.throughput(CONNECTIONS, window));
 
+    drop(daemon);
+    let small = Restore::measure(&dir.path().join("small"), small_store(full), full);
+    let large = Restore::measure(&dir.path().join("large"), large_store(full), full);
+
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
     let ratio = |a: Duration, b: Duration| format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64());
     let mode = if full {
@@ -74,22 +88,160 @@ fn main() {
         ("`message a hi` (echo, no delay)", ms(medians[2])),
         ("`list` ÷ `--version`", ratio(medians[1], medians[0])),
         ("`message` ÷ `--version`", ratio(medians[2], medians[0])),
-        (
-            "idle daemon RSS",
-            rss.map_or_else(
-                || "n/a".to_owned(),
-                |kib| format!("{:.1} MiB", kib as f64 / 1024.0),
-            ),
-        ),
+        ("idle daemon RSS", mib(rss)),
         ("messages/s, 1 connection", format!("{single:.0}")),
         ("messages/s, 32 connections", format!("{many:.0}")),
         ("32 ÷ 1 connections", format!("{:.2}×", many / single)),
+        (&small.label("start to serving"), ms(small.start)),
+        (&small.label("RSS after restore"), mib(small.rss)),
+        (&large.label("start to serving"), ms(large.start)),
+        (&large.label("RSS after restore"), mib(large.rss)),
     ];
     println!("| what | median |");
     println!("|---|---|");
     for (what, value) in rows {
         println!("| {what} | {value} |");
     }
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or_else(
+        || "n/a".to_owned(),
+        |kib| format!("{:.1} MiB", kib as f64 / 1024.0),
+    )
+}
+
+/// The shape of a generated store: live `echo` agents, each with the same
+/// number of messages of about `bytes` bytes.
+#[derive(Clone, Copy)]
+struct Shape {
+    agents: usize,
+    messages_each: usize,
+    bytes: usize,
+}
+
+/// 110 agents, 20,000 messages, about 80 MB of text (the case).
+fn small_store(full: bool) -> Shape {
+    if full {
+        Shape {
+            agents: 110,
+            messages_each: 182,
+            bytes: 4000,
+        }
+    } else {
+        Shape {
+            agents: 3,
+            messages_each: 4,
+            bytes: 400,
+        }
+    }
+}
+
+/// 10,000 agents × 100 messages: a million messages.
+fn large_store(full: bool) -> Shape {
+    if full {
+        Shape {
+            agents: 10_000,
+            messages_each: 100,
+            bytes: 60,
+        }
+    } else {
+        Shape {
+            agents: 20,
+            messages_each: 2,
+            bytes: 60,
+        }
+    }
+}
+
+/// A daemon's start on a generated store.
+struct Restore {
+    shape: Shape,
+    /// Median `serve --daemon` until it serves.
+    start: Duration,
+    rss: Option<u64>,
+}
+
+impl Restore {
+    fn measure(dir: &Path, shape: Shape, full: bool) -> Self {
+        let state = dir.join("state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .expect("state dir mode");
+        generate(&state, shape);
+        let mut starts = Vec::new();
+        let mut rss = None;
+        for _ in 0..if full { 5 } else { 1 } {
+            let started = Instant::now();
+            let daemon = Daemon::start(dir);
+            starts.push(started.elapsed());
+            std::thread::sleep(Duration::from_millis(200));
+            rss = daemon.rss_kib();
+        }
+        Self {
+            shape,
+            start: median(starts),
+            rss,
+        }
+    }
+
+    fn label(&self, what: &str) -> String {
+        let Shape {
+            agents,
+            messages_each,
+            bytes,
+        } = self.shape;
+        let text = (agents * messages_each * bytes) as f64 / 1e6;
+        format!("restore {agents} agents × {messages_each} messages ({text:.0} MB text): {what}")
+    }
+}
+
+/// Fills `state/store.db` through the store's own write path (many writes
+/// to a transaction), with text varied enough to index like prose.
+fn generate(state: &Path, shape: Shape) {
+    const WORDS: [&str; 16] = [
+        "agent", "daemon", "socket", "reply", "model", "token", "stream", "history", "store",
+        "commit", "context", "prompt", "search", "durable", "quick", "brown",
+    ];
+    let store = Store::open(state).expect("open the store");
+    let spec = ProviderSpec {
+        provider: Some("echo".into()),
+        ..ProviderSpec::default()
+    };
+    let ids: Vec<Uuid> = (0..shape.agents).map(|_| Uuid::new_v4()).collect();
+    let spawns = ids.iter().enumerate().map(|(i, id)| {
+        let config = AgentConfig {
+            name: AgentName::parse(&format!("agent{i}")).expect("name"),
+            agent_type: "api".into(),
+            instructions: None,
+            provider: spec.clone(),
+        };
+        StoreWrite::add_agent(*id, &config, "2026-01-01T00:00:00Z").expect("agent")
+    });
+    store.write_all(spawns).expect("agents");
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut text = move || {
+        let mut out = String::with_capacity(shape.bytes + 16);
+        while out.len() < shape.bytes {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            out.push_str(WORDS[(seed % WORDS.len() as u64) as usize]);
+            out.push(' ');
+        }
+        out
+    };
+    let writes = ids.iter().enumerate().flat_map(|(i, id)| {
+        let sender = format!("agent{i}");
+        (0..shape.messages_each)
+            .map(|m| {
+                let from = if m % 2 == 0 { "human" } else { &sender };
+                let message = Message::new(from, text(), serde_json::Map::new());
+                StoreWrite::add_message(*id, &message, None, 0).expect("message")
+            })
+            .collect::<Vec<_>>()
+    });
+    store.write_all(writes).expect("messages");
 }
 
 const CALLS: [&[&str]; 3] = [&["--version"], &["list"], &["message", "a", "hi"]];

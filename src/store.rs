@@ -225,6 +225,7 @@ impl Store {
         // make sure of the main file too, in case it pre-existed.
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
         let writer = Writer::start(connection).map_err(|e| open_error(e.to_string()))?;
+        check_in_background(&path);
         Ok(Self {
             writer,
             reader: Mutex::new(reader),
@@ -259,7 +260,7 @@ impl Store {
         while let Some(write) = writes.next() {
             queued += 1;
             // Waiting on every 4096th write keeps the queue (and memory) bounded.
-            if queued % 4096 == 0 || writes.peek().is_none() {
+            if queued.is_multiple_of(4096) || writes.peek().is_none() {
                 self.writer.write_blocking(write)?;
                 continue;
             }
@@ -482,23 +483,30 @@ impl Store {
 
 /// Checks the file, refuses a newer schema, sets the connection up
 /// (WAL, full sync) and migrates the schema to the current version.
+///
+/// The check at open covers what a start reads, the agents table: a check
+/// of every page would cost a start time in proportion to all history ever
+/// held. The whole file is checked after the start, by [`check_in_background`].
 fn prepare(connection: &Connection, path: &Path) -> Result<(), StoreError> {
     let corrupt = |error: rusqlite::Error| StoreError::Corrupt {
         path: path.to_owned(),
         message: error.to_string(),
     };
-    let check: String = connection
-        .query_row("PRAGMA quick_check", [], |row| row.get(0))
-        .map_err(corrupt)?;
-    if check != "ok" {
-        return Err(StoreError::Corrupt {
-            path: path.to_owned(),
-            message: check,
-        });
-    }
+    // A file that is not a database at all fails here.
     let version: i64 = connection
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(corrupt)?;
+    if version > 0 {
+        let check: String = connection
+            .query_row("PRAGMA quick_check(agents)", [], |row| row.get(0))
+            .map_err(corrupt)?;
+        if check != "ok" {
+            return Err(StoreError::Corrupt {
+                path: path.to_owned(),
+                message: check,
+            });
+        }
+    }
     if version > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
             path: path.to_owned(),
@@ -526,6 +534,36 @@ fn prepare(connection: &Connection, path: &Path) -> Result<(), StoreError> {
         tracing::info!(store = %path.display(), from, to, "store schema migrated");
     }
     Ok(())
+}
+
+/// Checks every page of the store on a thread of its own, with a
+/// connection of its own and a small page cache, and logs damage as an
+/// error naming the file. Reads of damaged pages fail on their own anyway;
+/// this says so early, without holding up the start.
+fn check_in_background(path: &Path) {
+    let path = path.to_owned();
+    let check = move || {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let result = Connection::open_with_flags(&path, flags).and_then(|connection| {
+            connection.execute_batch("PRAGMA cache_size = 16;")?;
+            connection.query_row("PRAGMA quick_check", [], |row| row.get::<_, String>(0))
+        });
+        match result {
+            Ok(check) if check == "ok" => {}
+            Ok(message) => {
+                tracing::error!(store = %path.display(), %message, "the store is damaged; move it aside and restart to begin with an empty one")
+            }
+            Err(error) => {
+                tracing::error!(store = %path.display(), %error, "cannot check the store")
+            }
+        }
+    };
+    if let Err(error) = std::thread::Builder::new()
+        .name("store-check".into())
+        .spawn(check)
+    {
+        tracing::warn!(%error, "cannot start the store check");
+    }
 }
 
 /// Locks the reader, shrugging off poisoning: a read that panicked leaves

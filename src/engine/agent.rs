@@ -287,7 +287,9 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
         let result = if job.events.is_closed() {
             Err(EngineError::Interrupted("the client disconnected".into()))
         } else {
-            exchange(&engine, &agent, job.content, &job.events).await
+            // Boxed: an idle worker then holds only this loop's state, not
+            // room for a whole exchange, which matters with 10,000 agents.
+            Box::pin(exchange(&engine, &agent, job.content, &job.events)).await
         };
         if agent.ephemeral {
             // Deregister before answering, so a caller that sees the reply

@@ -278,10 +278,10 @@ impl History {
             let Some(conversations) = names.get(name) else {
                 return Ok(None);
             };
-            let ids = conversations.iter().map(|c| c.agent_id);
+            let mut ids = conversations.iter().map(|c| c.agent_id);
             match which {
                 Which::All => ids.collect(),
-                Which::Last => ids.last().into_iter().collect(),
+                Which::Last => ids.next_back().into_iter().collect(),
                 Which::One(id) if conversations.iter().any(|c| c.agent_id == id) => vec![id],
                 Which::One(_) => return Ok(None),
             }
