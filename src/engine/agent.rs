@@ -62,6 +62,29 @@ impl Exchange {
     }
 }
 
+/// How many messages may wait in one agent's queue before new ones are refused.
+pub(super) const QUEUE_DEPTH: usize = 256;
+
+/// An agent's worker, from its first message to its end.
+enum Worker {
+    NotStarted,
+    Running {
+        jobs: mpsc::Sender<Job>,
+        handle: Option<JoinHandle<()>>,
+    },
+    Stopped,
+}
+
+/// What [`Agent::take_worker`] found.
+pub(super) enum Stopping {
+    /// A worker to wait for; it records the agent's end itself.
+    Running(JoinHandle<()>),
+    /// No message ever came: the caller records the end.
+    NeverStarted,
+    /// Stopped already.
+    Done,
+}
+
 pub(super) struct Job {
     content: String,
     events: mpsc::UnboundedSender<ExchangeEvent>,
@@ -89,9 +112,10 @@ pub(super) struct Agent {
     /// (kept in memory only: the next start asks again).
     brought_key: Mutex<Option<Secret>>,
     status: Mutex<Status>,
-    jobs: mpsc::Sender<Job>,
     cancel: CancellationToken,
-    worker: Mutex<Option<JoinHandle<()>>>,
+    /// Started by the first message, not at spawn or restore: an agent
+    /// that is never spoken to costs no task and no queue.
+    worker: Mutex<Worker>,
     /// A `task` agent: removed from the registry after its one exchange.
     ephemeral: bool,
     /// Stopped for the daemon's exit, not ended: it comes back on restart.
@@ -101,13 +125,7 @@ pub(super) struct Agent {
 }
 
 impl Agent {
-    pub fn new(
-        config: AgentConfig,
-        identity: Identity,
-        jobs: mpsc::Sender<Job>,
-        ephemeral: bool,
-        events: Events,
-    ) -> Self {
+    pub fn new(config: AgentConfig, identity: Identity, ephemeral: bool, events: Events) -> Self {
         Self {
             id: identity.id,
             config,
@@ -118,9 +136,8 @@ impl Agent {
                 usage: identity.usage,
                 reason: None,
             }),
-            jobs,
             cancel: CancellationToken::new(),
-            worker: Mutex::new(None),
+            worker: Mutex::new(Worker::NotStarted),
             ephemeral,
             kept_for_restart: AtomicBool::new(false),
             events,
@@ -201,13 +218,30 @@ impl Agent {
         result
     }
 
-    pub fn enqueue(&self, content: String) -> Result<Exchange, EngineError> {
+    /// Queues a message, starting the worker if this is the first.
+    pub fn enqueue(
+        self: &Arc<Self>,
+        engine: &Engine,
+        content: String,
+    ) -> Result<Exchange, EngineError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let job = Job {
             content,
             events: tx,
         };
-        self.jobs.try_send(job).map_err(|error| match error {
+        let mut worker = lock(&self.worker);
+        if let Worker::NotStarted = *worker {
+            let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+            let handle = tokio::spawn(run_worker(engine.clone(), self.clone(), queue));
+            *worker = Worker::Running {
+                jobs,
+                handle: Some(handle),
+            };
+        }
+        let Worker::Running { jobs, .. } = &*worker else {
+            return Err(EngineError::AgentGone(self.config.name.clone()));
+        };
+        jobs.try_send(job).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => EngineError::QueueFull(self.config.name.clone()),
             mpsc::error::TrySendError::Closed(_) => {
                 EngineError::AgentGone(self.config.name.clone())
@@ -235,12 +269,14 @@ impl Agent {
         self.kept_for_restart.load(Ordering::SeqCst)
     }
 
-    pub fn set_worker(&self, worker: JoinHandle<()>) {
-        *lock(&self.worker) = Some(worker);
-    }
-
-    pub fn take_worker(&self) -> Option<JoinHandle<()>> {
-        lock(&self.worker).take()
+    /// Marks the worker stopped (no message is taken from now on) and
+    /// says what there was to stop.
+    pub fn take_worker(&self) -> Stopping {
+        match std::mem::replace(&mut *lock(&self.worker), Worker::Stopped) {
+            Worker::NotStarted => Stopping::NeverStarted,
+            Worker::Running { handle, .. } => handle.map_or(Stopping::Done, Stopping::Running),
+            Worker::Stopped => Stopping::Done,
+        }
     }
 
     /// A new state after an exchange; a suspension noticed meanwhile stays.
@@ -305,13 +341,7 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
             break;
         }
     }
-    agent.set_state(AgentState::Terminated);
-    if !agent.is_kept_for_restart() {
-        engine.record_end(&agent).await;
-    }
-    agent.emit(Event::Shutdown {
-        restart: agent.is_kept_for_restart(),
-    });
+    finish(&engine, &agent).await;
     jobs.close();
     while let Ok(job) = jobs.try_recv() {
         let _ = job
@@ -320,6 +350,18 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
                 agent.config.name.clone(),
             )));
     }
+}
+
+/// The end of an agent's life: terminated, its end recorded unless it is
+/// only stopped for the daemon's exit, and reported.
+pub(super) async fn finish(engine: &Engine, agent: &Agent) {
+    agent.set_state(AgentState::Terminated);
+    if !agent.is_kept_for_restart() {
+        engine.record_end(agent).await;
+    }
+    agent.emit(Event::Shutdown {
+        restart: agent.is_kept_for_restart(),
+    });
 }
 
 /// How an exchange's stream ended.

@@ -61,8 +61,9 @@ pub struct Totals {
 struct Conversation {
     agent_id: Uuid,
     totals: Totals,
-    /// What `list --all` shows once the incarnation has ended.
-    ended: Option<AgentInfo>,
+    /// What `list --all` shows once the incarnation has ended (boxed: most
+    /// conversations are live or few, and this keeps each small).
+    ended: Option<Box<AgentInfo>>,
 }
 
 impl History {
@@ -98,11 +99,12 @@ impl History {
     ) {
         lock(&self.names)
             .entry(name.clone())
-            .or_default()
+            // Most names have one conversation: room for exactly that.
+            .or_insert_with(|| Vec::with_capacity(1))
             .push(Conversation {
                 agent_id,
                 totals,
-                ended,
+                ended: ended.map(Box::new),
             });
     }
 
@@ -178,7 +180,7 @@ impl History {
         }
         lock(&self.context).forget(agent_id);
         if let Some(conversation) = find(&mut lock(&self.names), name, agent_id) {
-            conversation.ended = Some(info);
+            conversation.ended = Some(Box::new(info));
         }
     }
 
@@ -242,7 +244,7 @@ impl History {
                     message_count: c.totals.message_count,
                     first_at: c.totals.first_at.clone(),
                     last_at: c.totals.last_at.clone(),
-                    ended: c.ended.clone(),
+                    ended: c.ended.as_deref().cloned(),
                 })
             })
             .collect();
@@ -254,7 +256,7 @@ impl History {
     pub fn ended(&self) -> Vec<AgentInfo> {
         lock(&self.names)
             .values()
-            .filter_map(|conversations| conversations.last()?.ended.clone())
+            .filter_map(|conversations| conversations.last()?.ended.as_deref().cloned())
             .collect()
     }
 

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 
 pub use agent::{Exchange, ExchangeEvent};
 pub use events::Events;
@@ -37,11 +37,10 @@ use uuid::Uuid;
 use crate::providers::{
     self, ModelsError, ProviderError, ProviderSettings, ProviderSpec, SetupError,
 };
-use agent::{Agent, Identity};
+use agent::{Agent, Identity, Stopping};
 use registry::Registry;
 
-/// How many messages may wait in one agent's queue before new ones are refused.
-const QUEUE_DEPTH: usize = 256;
+use agent::QUEUE_DEPTH;
 
 /// How long shutting an agent down waits for its worker to record a partial reply.
 const AGENT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -363,7 +362,8 @@ impl Engine {
         Ok(reservation)
     }
 
-    /// Registers an agent in `agents` (the locked registry) and starts its worker.
+    /// Registers an agent in `agents` (the locked registry); its worker
+    /// starts with its first message.
     fn start(
         &self,
         agents: &mut Registry,
@@ -371,11 +371,9 @@ impl Engine {
         identity: Identity,
         ephemeral: bool,
     ) -> Arc<Agent> {
-        let (jobs_tx, jobs_rx) = mpsc::channel(QUEUE_DEPTH);
         let agent = Arc::new(Agent::new(
             config,
             identity,
-            jobs_tx,
             ephemeral,
             self.inner.events.clone(),
         ));
@@ -389,8 +387,6 @@ impl Engine {
                 task: ephemeral,
             }
         });
-        let worker = tokio::spawn(agent::run_worker(self.clone(), agent.clone(), jobs_rx));
-        agent.set_worker(worker);
         tracing::info!(agent = %agent.config.name, "agent started");
         agent
     }
@@ -463,14 +459,14 @@ impl Engine {
                 name: name.clone(),
                 reason,
             })?;
-        agent.enqueue(content)
+        agent.enqueue(self, content)
     }
 
     /// Spawns an ephemeral agent, gives it one prompt, and removes it once
     /// that exchange ends, however it ends.
     pub async fn task(&self, config: AgentConfig, prompt: String) -> Result<Exchange, EngineError> {
         let agent = self.spawn_agent(config, true).await?;
-        agent.enqueue(prompt).inspect_err(|_| {
+        agent.enqueue(self, prompt).inspect_err(|_| {
             self.deregister(&agent);
             agent.cancel();
         })
@@ -483,7 +479,7 @@ impl Engine {
         let agent = lock(&self.inner.agents)
             .remove(name)
             .ok_or_else(|| EngineError::NotFound(name.clone()))?;
-        stop(&agent).await.map_err(EngineError::Interrupted)
+        self.stop(&agent).await.map_err(EngineError::Interrupted)
     }
 
     pub async fn shutdown_all(&self) -> ShutdownReport {
@@ -493,7 +489,8 @@ impl Engine {
         }
         // All at once, so a daemon stop takes one AGENT_STOP_TIMEOUT at most
         // however many agents are stuck (the service's TimeoutStopSec counts on it).
-        let results = futures_util::future::join_all(agents.iter().map(|agent| stop(agent))).await;
+        let results =
+            futures_util::future::join_all(agents.iter().map(|agent| self.stop(agent))).await;
         let mut report = ShutdownReport::default();
         for (agent, result) in agents.iter().zip(results) {
             let name = agent.config.name.clone();
@@ -652,24 +649,34 @@ impl Drop for Reservation {
     }
 }
 
-async fn stop(agent: &Agent) -> Result<(), String> {
-    agent.cancel();
-    let result = match agent.take_worker() {
-        Some(worker) => match tokio::time::timeout(AGENT_STOP_TIMEOUT, worker).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(format!(
-                "did not stop within {}s",
-                AGENT_STOP_TIMEOUT.as_secs()
-            )),
-        },
-        None => Ok(()),
-    };
-    if agent.is_kept_for_restart() {
-        tracing::info!(agent = %agent.config.name, "agent stopped for the daemon's exit; it comes back at the next start");
-    } else {
-        tracing::info!(agent = %agent.config.name, "agent shut down");
+impl Engine {
+    /// Stops an agent's worker (waiting a while for it to record a partial
+    /// reply), or, if it never had one, records the agent's end here.
+    async fn stop(&self, agent: &Agent) -> Result<(), String> {
+        agent.cancel();
+        let result = match agent.take_worker() {
+            Stopping::Running(worker) => {
+                match tokio::time::timeout(AGENT_STOP_TIMEOUT, worker).await {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(format!(
+                        "did not stop within {}s",
+                        AGENT_STOP_TIMEOUT.as_secs()
+                    )),
+                }
+            }
+            Stopping::NeverStarted => {
+                agent::finish(self, agent).await;
+                Ok(())
+            }
+            Stopping::Done => Ok(()),
+        };
+        if agent.is_kept_for_restart() {
+            tracing::info!(agent = %agent.config.name, "agent stopped for the daemon's exit; it comes back at the next start");
+        } else {
+            tracing::info!(agent = %agent.config.name, "agent shut down");
+        }
+        result
     }
-    result
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
