@@ -349,17 +349,17 @@ impl Engine {
         let mut agents = lock(&self.inner.agents);
         // A taken name is reported before any provider problem: it is the
         // first thing the caller has to fix.
-        if !agents.reserve(&config.name) {
+        if agents.is_taken(&config.name) {
             return Err(EngineError::NameTaken(config.name.clone()));
         }
-        let reservation = Reservation {
+        // Refused now if it could not run: a spawn is never suspended. (No
+        // I/O: checked under the lock, so a refused spawn never holds the name.)
+        providers::build(&config.provider, &self.settings())?;
+        agents.reserve(&config.name);
+        Ok(Reservation {
             engine: self.clone(),
             name: Some(config.name.clone()),
-        };
-        drop(agents);
-        // Refused now if it could not run: a spawn is never suspended.
-        providers::build(&config.provider, &self.settings())?;
-        Ok(reservation)
+        })
     }
 
     /// Registers an agent in `agents` (the locked registry); its worker

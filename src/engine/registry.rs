@@ -38,9 +38,14 @@ impl Registry {
         self.agents.get(name)
     }
 
-    /// Holds `name` for a spawn in progress; false if it is live or held.
-    pub fn reserve(&mut self, name: &AgentName) -> bool {
-        !self.agents.contains_key(name) && self.reserved.insert(name.clone())
+    /// Whether `name` is live or held by a spawn in progress.
+    pub fn is_taken(&self, name: &AgentName) -> bool {
+        self.agents.contains_key(name) || self.reserved.contains(name)
+    }
+
+    /// Holds `name` for a spawn in progress (check [`is_taken`](Self::is_taken) first).
+    pub fn reserve(&mut self, name: &AgentName) {
+        self.reserved.insert(name.clone());
     }
 
     pub fn release(&mut self, name: &AgentName) {
