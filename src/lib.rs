@@ -14,10 +14,14 @@ pub mod config;
 pub mod daemon;
 pub mod duration;
 pub mod engine;
+pub mod model;
 pub mod paths;
+pub mod pidfile;
+pub mod profiles;
 pub mod providers;
 pub mod service;
 pub mod store;
+pub mod wire;
 
 /// The version reported by `/health` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

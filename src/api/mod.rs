@@ -8,7 +8,6 @@ mod error;
 mod guard;
 mod route;
 mod routes;
-pub mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +22,7 @@ pub use error::ApiError;
 pub use route::Route;
 
 use crate::engine::Engine;
+use crate::wire;
 
 /// What every request handler can reach.
 pub struct ApiContext {
