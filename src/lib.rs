@@ -6,20 +6,20 @@
 //! has made sure a daemon answers.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod api;
-pub mod autostart;
+mod api;
+mod autostart;
 pub mod cli;
-pub mod client;
+mod client;
 pub mod config;
 pub mod daemon;
-pub mod duration;
+mod duration;
 pub mod engine;
 pub mod model;
-pub mod paths;
-pub mod pidfile;
-pub mod profiles;
+mod paths;
+mod pidfile;
+mod profiles;
 pub mod providers;
-pub mod service;
+mod service;
 pub mod store;
 pub mod wire;
 

@@ -27,13 +27,12 @@ pub struct AgentRequest {
     pub instructions: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// The key itself. There is no `api_key_env`: an older client may still
+    /// send one, and it is ignored like any unknown field, because the daemon
+    /// never reads an environment variable a request names (the CLI resolves
+    /// `--api-key-env` itself and sends the key).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
-    /// Accepted for older clients and ignored: the daemon never reads an
-    /// environment variable a request names (the CLI resolves `--api-key-env`
-    /// itself and sends the key).
-    #[serde(default, skip_serializing)]
-    pub api_key_env: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]

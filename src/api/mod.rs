@@ -17,7 +17,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
-pub use body::{Body, MAX_BODY, MAX_HEAD};
+pub use body::{Body, MAX_HEAD};
 pub use error::ApiError;
 pub use route::Route;
 

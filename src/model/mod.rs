@@ -17,5 +17,5 @@ pub use agent::{
 };
 pub use event::{Event, EventLine};
 pub use message::{HUMAN, Message, now_rfc3339, rfc3339_ago};
-pub use name::{AgentName, InvalidName, MAX_NAME_LEN};
+pub use name::{AgentName, InvalidName};
 pub use search::{SearchFilter, SearchHit};

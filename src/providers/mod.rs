@@ -233,8 +233,6 @@ pub const DEFAULT_PROVIDER: &str = "openai";
 /// A ready provider and the facts about it an agent reports.
 pub struct Setup {
     pub provider: Arc<dyn Provider>,
-    /// The protocol's name (`openai` for every OpenAI-compatible profile).
-    pub provider_name: &'static str,
     /// The model in effect: the spawn's, else the profile's, else the provider's default.
     pub model: Option<String>,
 }
@@ -246,7 +244,6 @@ pub fn build(spec: &ProviderSpec, settings: &ProviderSettings) -> Result<Setup, 
         return Err(SetupError::NoModel(endpoint::describe(spec)));
     }
     let model = endpoint.model.clone();
-    let provider_name = endpoint.kind.name();
     let provider: Arc<dyn Provider> = match endpoint.kind {
         Kind::Echo => Arc::new(Echo::new(settings.echo_delay)),
         Kind::OpenAi => Arc::new(OpenAi::new(endpoint, settings.upstream.clone())),
@@ -254,7 +251,6 @@ pub fn build(spec: &ProviderSpec, settings: &ProviderSettings) -> Result<Setup, 
     };
     Ok(Setup {
         provider,
-        provider_name,
         model,
     })
 }
