@@ -249,10 +249,7 @@ pub fn build(spec: &ProviderSpec, settings: &ProviderSettings) -> Result<Setup, 
         Kind::OpenAi => Arc::new(OpenAi::new(endpoint, settings.upstream.clone())),
         Kind::Anthropic => Arc::new(Anthropic::new(endpoint, settings.upstream.clone())),
     };
-    Ok(Setup {
-        provider,
-        model,
-    })
+    Ok(Setup { provider, model })
 }
 
 /// Why listing models failed.
