@@ -27,8 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use orchestration::engine::{AgentConfig, AgentName, Message};
-use orchestration::providers::ProviderSpec;
+use orchestration::model::{AgentConfig, AgentName, Message, ProviderSpec};
 use orchestration::store::{Store, Write as StoreWrite};
 use uuid::Uuid;
 

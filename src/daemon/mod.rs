@@ -11,7 +11,6 @@ pub mod detach;
 mod listeners;
 mod logging;
 mod notify;
-pub mod pidfile;
 mod reload;
 
 use std::io::{self, Write};
@@ -29,17 +28,14 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ApiContext, Control, Transport};
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::paths::DEFAULT_TCP;
 use crate::paths::{PathError, Paths, ensure_private_dir};
+use crate::pidfile::{PidFile, PidFileError};
 use crate::providers::{Keys, ProviderSettings, SetupError};
 use crate::store::{Store, StoreError};
 use activation::{ActivationError, Inherited};
 use detach::{DetachError, Reporter, Side};
 use listeners::{Activity, Admission, ListenError, UnixSocket, bind_tcp, bind_unix};
-use pidfile::{PidFile, PidFileError};
-
-/// The TCP listener's default address (SPEC §1).
-pub const DEFAULT_TCP: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7862);
 
 /// Extra time, after the drain deadline, for cancelled requests to say so.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
@@ -420,7 +416,7 @@ async fn prune_daily(engine: Engine, stop: CancellationToken) {
     loop {
         let retention = engine.settings().config.history.retention;
         if let Some(keep) = retention.filter(|keep| !keep.is_zero()) {
-            let cutoff = crate::engine::rfc3339_ago(keep);
+            let cutoff = crate::model::rfc3339_ago(keep);
             match engine.prune(&cutoff, false) {
                 Ok(report) if !report.conversations.is_empty() => tracing::info!(
                     conversations = report.conversations.len(),

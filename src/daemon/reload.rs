@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::api::Control;
-use crate::api::wire::{ConfigStatus, Reloaded};
 use crate::config::Config;
-use crate::engine::{Engine, lock, now_rfc3339};
+use crate::engine::{Engine, lock};
+use crate::model::now_rfc3339;
 use crate::paths::Paths;
 use crate::providers::{Keys, ProviderSettings};
+use crate::wire::{ConfigStatus, Reloaded};
 
 use super::logging::{self, Level};
 use super::notify;

@@ -12,14 +12,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{
-    AgentConfig, AgentInfo, AgentState, Engine, EngineError, Events, HUMAN, History, Message,
-    Secret, Usage, lock,
+use super::{Engine, EngineError, Events, History, lock};
+use crate::model::{
+    AgentConfig, AgentInfo, AgentState, Event, HUMAN, Message, ProviderSpec, Secret, Usage,
 };
-use crate::api::wire::Event;
-use crate::providers::{
-    self, ChatRequest, ProviderEvent, ProviderSettings, ProviderSpec, Setup, SetupError,
-};
+use crate::providers::{self, ChatRequest, ProviderEvent, ProviderSettings, Setup, SetupError};
 
 /// What the caller of a message sees, in order: deltas, then one final event.
 #[derive(Debug)]

@@ -15,9 +15,10 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 use super::context::ContextCache;
-use super::{AgentConfig, AgentInfo, AgentName, Message, Usage, lock};
+use super::lock;
+use crate::model::{AgentConfig, AgentInfo, AgentName, Message, SearchFilter, SearchHit, Usage};
 use crate::providers::{Role, Turn};
-use crate::store::{Prunable, SearchFilter, SearchHit, Store, StoreError, Write};
+use crate::store::{Prunable, Store, StoreError, Write};
 
 /// Which of a name's conversations a read covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,7 +310,7 @@ impl History {
 }
 
 fn turn(sender: &str, content: String) -> Turn {
-    let role = if sender == super::HUMAN {
+    let role = if sender == crate::model::HUMAN {
         Role::User
     } else {
         Role::Assistant

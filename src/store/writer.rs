@@ -11,7 +11,7 @@ use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use super::{StoreError, StoredConfig, sql_write_error, write_error};
-use crate::engine::{AgentConfig, AgentName, Message, Usage};
+use crate::model::{AgentConfig, AgentName, Message, Usage};
 
 /// At most this many writes share one transaction, so that one batch's
 /// work (and the wait of the first write in it) stays short.
