@@ -36,15 +36,48 @@ const AGENTS: usize = 10;
 const CONNECTIONS: usize = 32;
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let full = args.iter().any(|a| a == "--bench");
+    // `cargo bench --bench perf -- calls` (or `restore`) runs one part.
+    let parts: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| ["calls", "restore"].contains(a))
+        .collect();
+    let runs = |part: &str| parts.is_empty() || parts.contains(&part);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rows = Vec::new();
+    if runs("calls") {
+        rows.extend(calls(dir.path(), full));
+    }
+    if runs("restore") {
+        for shape in [small_store(full), large_store(full)] {
+            let restore = Restore::measure(&dir.path().join(shape.agents.to_string()), shape, full);
+            rows.push((restore.label("start to serving"), ms(restore.start)));
+            rows.push((restore.label("RSS after restore"), mib(restore.rss)));
+        }
+    }
+    let mode = if full {
+        ""
+    } else {
+        " (smoke run: figures are rough)"
+    };
+    println!("orchestration perf{mode}: {AGENTS} echo agents, Unix socket");
+    println!("| what | median |");
+    println!("|---|---|");
+    for (what, value) in rows {
+        println!("| {what} | {value} |");
+    }
+}
+
+/// What a CLI call costs, the idle daemon's RSS, and messages per second.
+fn calls(dir: &Path, full: bool) -> Vec<(String, String)> {
     let (rounds, throughput_rounds, window) = if full {
         (40, 5, Duration::from_secs(1))
     } else {
         (3, 1, Duration::from_millis(100))
     };
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(dir.path());
+    let daemon = Daemon::start(dir);
     for name in agent_names() {
         daemon.cli(&["spawn", &name, "--provider", "echo"]);
     }
@@ -66,22 +99,18 @@ fn main() {
     std::thread::sleep(Duration::from_millis(200));
     let rss = daemon.rss_kib();
 
-    let single = median_rate(throughput_rounds, || daemon.throughput(1, window));
-    let many = median_rate(throughput_rounds, || daemon.throughput(CONNECTIONS, window));
+    // Round by round, 1 then 32 connections, so that drift (the agents'
+    // conversations grow as the bench runs) and noise hit both alike.
+    let (mut singles, mut manys) = (Vec::new(), Vec::new());
+    for _ in 0..throughput_rounds {
+        singles.push(daemon.throughput(1, window));
+        manys.push(daemon.throughput(CONNECTIONS, window));
+    }
+    let single = median_rate(singles);
+    let many = median_rate(manys);
 
-    drop(daemon);
-    let small = Restore::measure(&dir.path().join("small"), small_store(full), full);
-    let large = Restore::measure(&dir.path().join("large"), large_store(full), full);
-
-    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
     let ratio = |a: Duration, b: Duration| format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64());
-    let mode = if full {
-        ""
-    } else {
-        " (smoke run: figures are rough)"
-    };
-    println!("orchestration perf{mode}: {rounds} rounds, {AGENTS} echo agents, Unix socket");
-    let rows = [
+    [
         ("`--version`", ms(medians[0])),
         ("`list` (10 agents)", ms(medians[1])),
         ("`message a hi` (echo, no delay)", ms(medians[2])),
@@ -91,16 +120,13 @@ fn main() {
         ("messages/s, 1 connection", format!("{single:.0}")),
         ("messages/s, 32 connections", format!("{many:.0}")),
         ("32 ÷ 1 connections", format!("{:.2}×", many / single)),
-        (&small.label("start to serving"), ms(small.start)),
-        (&small.label("RSS after restore"), mib(small.rss)),
-        (&large.label("start to serving"), ms(large.start)),
-        (&large.label("RSS after restore"), mib(large.rss)),
-    ];
-    println!("| what | median |");
-    println!("|---|---|");
-    for (what, value) in rows {
-        println!("| {what} | {value} |");
-    }
+    ]
+    .map(|(what, value)| (what.to_owned(), value))
+    .to_vec()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
 fn mib(kib: Option<u64>) -> String {
@@ -259,8 +285,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn median_rate(rounds: usize, mut measure: impl FnMut() -> f64) -> f64 {
-    let mut rates: Vec<f64> = (0..rounds).map(|_| measure()).collect();
+fn median_rate(mut rates: Vec<f64>) -> f64 {
     rates.sort_by(f64::total_cmp);
     rates[rates.len() / 2]
 }

@@ -47,7 +47,7 @@ impl Anthropic {
         }
         let builder = self
             .upstream
-            .client()
+            .client()?
             .post(format!("{}/v1/messages", self.endpoint.base_url))
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .header("anthropic-version", API_VERSION)
@@ -235,7 +235,7 @@ pub async fn models(
     upstream: &Upstream,
 ) -> Result<Vec<String>, ProviderError> {
     let builder = upstream
-        .client()
+        .client()?
         .get(format!("{}/v1/models", endpoint.base_url))
         .header("anthropic-version", API_VERSION);
     let request = super::finish_request(builder, endpoint, Auth::XApiKey)?;

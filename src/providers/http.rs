@@ -12,6 +12,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,25 +42,36 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 }
 
 /// The daemon's one connection pool to model servers, and how to use it.
+/// The client (TLS set-up, root certificates) is built on the first call
+/// to a model server, not at start: a daemon that only runs `echo` agents,
+/// or has not called a model yet, does not carry it.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: reqwest::Client,
+    client: Arc<OnceLock<Result<reqwest::Client, String>>>,
     pub settings: ProvidersConfig,
 }
 
 impl Upstream {
     pub fn new(settings: ProvidersConfig) -> Result<Self, SetupError> {
-        let client = client_builder()
-            .connect_timeout(settings.connect_timeout)
-            .redirect(reqwest::redirect::Policy::custom(same_origin_only))
-            .user_agent(concat!("orchestration/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| SetupError::Http(error.to_string()))?;
-        Ok(Self { client, settings })
+        Ok(Self {
+            client: Arc::default(),
+            settings,
+        })
     }
 
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
+    pub fn client(&self) -> Result<&reqwest::Client, ProviderError> {
+        let settings = &self.settings;
+        self.client
+            .get_or_init(|| {
+                client_builder()
+                    .connect_timeout(settings.connect_timeout)
+                    .redirect(reqwest::redirect::Policy::custom(same_origin_only))
+                    .user_agent(concat!("orchestration/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|error| error.to_string())
+            })
+            .as_ref()
+            .map_err(|error| ProviderError::Other(format!("cannot set up HTTPS: {error}")))
     }
 
     /// Sends a request and returns a successful response, retrying 429s,
@@ -107,7 +119,12 @@ impl Upstream {
         };
         let host = host_of(&request);
         let idle = self.settings.idle_timeout;
-        let response = match tokio::time::timeout(idle, self.client.execute(request)).await {
+        let response = match tokio::time::timeout(
+            idle,
+            self.client().map_err(Attempt::Final)?.execute(request),
+        )
+        .await
+        {
             Err(_) => {
                 return Err(Attempt::Final(ProviderError::Timeout(format!(
                     "{host} sent no response within {}",

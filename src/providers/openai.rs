@@ -50,7 +50,7 @@ impl OpenAi {
         let url = format!("{}/chat/completions", self.endpoint.base_url);
         let builder = self
             .upstream
-            .client()
+            .client()?
             .post(url)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .json(&body);
@@ -187,7 +187,7 @@ pub async fn models(
     upstream: &Upstream,
 ) -> Result<Vec<String>, ProviderError> {
     let builder = upstream
-        .client()
+        .client()?
         .get(format!("{}/models", endpoint.base_url));
     let request = super::finish_request(builder, endpoint, Auth::Bearer)?;
     super::model_ids(upstream.get_json(request).await?)
