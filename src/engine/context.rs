@@ -153,7 +153,7 @@ mod tests {
             .get(id)
             .unwrap()
             .into_iter()
-            .map(|t| t.content)
+            .map(|t| t.content.to_string())
             .collect();
         assert_eq!(texts, ["b", "c"]);
         cache.push(id, turn(&"x".repeat(PER_CONVERSATION)), 0);

@@ -121,7 +121,7 @@ impl History {
         // Copied for the cache only if the conversation is cached.
         let turn = lock(&self.context)
             .holds(agent_id)
-            .then(|| turn(&message.sender, message.content.clone()));
+            .then(|| turn(&message.sender, &message.content));
         self.store.write(write).await?;
         let trimmed = {
             let mut names = lock(&self.names);
@@ -167,7 +167,7 @@ impl History {
         let rows = blocking(|| self.store.turns(agent_id))?;
         let turns: Vec<Turn> = rows
             .into_iter()
-            .map(|(sender, content)| turn(&sender, content))
+            .map(|(sender, content)| turn(&sender, &content))
             .collect();
         lock(&self.context).fill(agent_id, &turns, generation);
         Ok(turns)
@@ -309,13 +309,16 @@ impl History {
     }
 }
 
-fn turn(sender: &str, content: String) -> Turn {
+fn turn(sender: &str, content: &str) -> Turn {
     let role = if sender == crate::model::HUMAN {
         Role::User
     } else {
         Role::Assistant
     };
-    Turn { role, content }
+    Turn {
+        role,
+        content: content.into(),
+    }
 }
 
 fn find<'a>(

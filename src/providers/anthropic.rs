@@ -77,7 +77,7 @@ fn alternating(turns: &[Turn]) -> Vec<(&'static str, String)> {
                 text.push_str("\n\n");
                 text.push_str(&turn.content);
             }
-            _ => merged.push((role, turn.content.clone())),
+            _ => merged.push((role, turn.content.to_string())),
         }
     }
     merged
@@ -250,7 +250,7 @@ mod tests {
     fn same_role_turns_are_merged_and_empty_ones_dropped() {
         let turn = |role, content: &str| Turn {
             role,
-            content: content.to_owned(),
+            content: content.into(),
         };
         let turns = [
             turn(Role::User, "one"),

@@ -27,7 +27,7 @@ impl Provider for Echo {
             .iter()
             .rev()
             .find(|t| t.role == Role::User)
-            .map(|t| t.content.clone())
+            .map(|t| t.content.to_string())
             .unwrap_or_default();
         let input_words: usize = request
             .turns

@@ -37,7 +37,9 @@ pub enum Role {
 #[derive(Debug, Clone)]
 pub struct Turn {
     pub role: Role,
-    pub content: String,
+    /// Shared, not copied: the engine hands every call the whole
+    /// conversation, and a cached one is passed on without copying its text.
+    pub content: std::sync::Arc<str>,
 }
 
 /// Everything a provider needs for one reply.

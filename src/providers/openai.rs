@@ -39,7 +39,7 @@ impl OpenAi {
                 Role::User => "user",
                 Role::Assistant => "assistant",
             };
-            messages.push(json!({"role": role, "content": turn.content}));
+            messages.push(json!({"role": role, "content": &*turn.content}));
         }
         let body = json!({
             "model": chat.model.as_ref().or(self.endpoint.model.as_ref()),
