@@ -132,7 +132,8 @@ impl ProviderSettings {
     }
 }
 
-/// The environment the daemon reads keys from: its own process environment,
+/// The environment the daemon reads keys from: the one it was given (under
+/// `serve`, its process environment),
 /// overlaid by the service's environment file (`KEY=value` lines), which a
 /// reload reads again, so a rotated key takes effect without a restart.
 /// Only the variables a provider or profile names are ever looked up here.
@@ -151,9 +152,13 @@ impl std::fmt::Debug for Keys {
 }
 
 impl Keys {
-    /// The process environment, then `file`'s lines over it (a missing file adds nothing).
-    pub fn load(file: &std::path::Path) -> Result<Self, String> {
-        let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    /// `base` (the daemon's environment; `serve` passes its process
+    /// environment), then `file`'s lines over it (a missing file adds nothing).
+    pub fn load(
+        base: &std::collections::HashMap<String, String>,
+        file: &std::path::Path,
+    ) -> Result<Self, String> {
+        let mut vars = base.clone();
         match std::fs::read_to_string(file) {
             Ok(text) => vars.extend(
                 parse_environment_file(&text)
