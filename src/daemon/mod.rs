@@ -86,8 +86,23 @@ pub enum DaemonError {
         "refusing to listen on {0}: it is not a loopback address; pass --allow-remote if you really mean it (see Security in the README)"
     )]
     NotLoopback(SocketAddr),
-    #[error("cannot write the TCP token to {path}: {source}")]
-    Token { path: String, source: io::Error },
+    #[error("cannot write the TCP token to {}: {source}", path.display())]
+    Token { path: PathBuf, source: io::Error },
+    #[error(
+        "config file {}: daemon.listen = {value:?} is not an address like 127.0.0.1:7862 or \"off\"",
+        config_file.display()
+    )]
+    BadListen {
+        config_file: PathBuf,
+        value: String,
+        source: std::net::AddrParseError,
+    },
+    /// `serve --stop` could not SIGTERM a daemon that did not answer.
+    #[error("cannot signal daemon pid {pid}: {source}")]
+    Signal {
+        pid: nix::unistd::Pid,
+        source: nix::errno::Errno,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot set up providers: {0}")]
@@ -360,7 +375,7 @@ async fn open_tcp(choice: TcpChoice) -> Result<Option<TcpListener>, DaemonError>
 /// A fresh 256-bit token from the OS RNG, written 0600 before TCP accepts.
 fn write_token(path: &Path) -> Result<String, DaemonError> {
     let token_error = |source| DaemonError::Token {
-        path: path.display().to_string(),
+        path: path.to_owned(),
         source,
     };
     let mut bytes = [0u8; 32];
