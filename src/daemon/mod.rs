@@ -222,24 +222,12 @@ async fn run(
     let setup = DaemonSetup::open(config)?;
     let activated = inherited.is_some();
     let (unix, tcp) = open_listeners(&options, inherited).await?;
-    let token_file = options.paths.token_file.clone();
-    let mut listeners = Listeners::new();
-    if let Some(unix) = unix {
-        listeners = listeners.unix(unix);
-    }
-    let wrote_token = match tcp {
-        Some(tcp) => {
-            listeners = listeners.tcp(tcp, write_token(&token_file)?);
-            true
-        }
-        None => {
-            let _ = std::fs::remove_file(&token_file);
-            false
-        }
-    };
+    let token_file = &options.paths.token_file;
+    let wrote_token = tcp.is_some();
+    let listeners = with_token(unix, tcp, token_file)?;
     let host = Arc::new(ProcessHost {
         reporter,
-        token_file: wrote_token.then_some(token_file),
+        token_file: wrote_token.then(|| token_file.clone()),
         level: logging::level(),
         activated,
     });
@@ -248,6 +236,27 @@ async fn run(
     // signal watcher goes too.
     shutdown.cancel();
     result
+}
+
+/// The core's listeners; TCP with a fresh token written to `token_file`
+/// before it accepts. Without TCP, a token file left behind is removed, so
+/// no client takes it for a live listener's.
+fn with_token(
+    unix: Option<UnixSocket>,
+    tcp: Option<TcpListener>,
+    token_file: &Path,
+) -> Result<Listeners, DaemonError> {
+    let mut listeners = Listeners::new();
+    if let Some(unix) = unix {
+        listeners = listeners.unix(unix);
+    }
+    match tcp {
+        Some(tcp) => Ok(listeners.tcp(tcp, write_token(token_file)?)),
+        None => {
+            let _ = std::fs::remove_file(token_file);
+            Ok(listeners)
+        }
+    }
 }
 
 /// What the core runs from under `serve`: the resolved paths, the command

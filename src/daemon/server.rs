@@ -222,13 +222,7 @@ pub(crate) async fn run(
         token,
         reloader.clone(),
     ));
-    let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
-    if let Some(addr) = tcp_addr.filter(|a| !a.ip().is_loopback()) {
-        tracing::warn!(
-            %addr,
-            "listening beyond loopback (--allow-remote): anyone who can reach this address and holds the token can use your agents and keys; prefer SSH forwarding of the Unix socket"
-        );
-    }
+    let tcp_addr = tcp_address(tcp.as_ref());
     let activity = Activity::new();
     let accepting = Accepting {
         unix: unix.as_ref(),
@@ -236,20 +230,7 @@ pub(crate) async fn run(
         tcp: tcp.as_ref(),
         tcp_admission: Admission::new(activity.clone()),
     };
-    let background = [
-        tokio::spawn(prune_daily(engine.clone(), stop.clone())),
-        tokio::spawn(exit_when_idle(
-            activity,
-            config.idle_timeout,
-            engine.clone(),
-            stop.clone(),
-        )),
-        tokio::spawn(reload_when_asked(
-            config.reload.clone(),
-            reloader,
-            stop.clone(),
-        )),
-    ];
+    let background = spawn_background(&config, &engine, activity, reloader, &stop);
     host.ready(&Serving {
         engine: &engine,
         stop: &stop,
@@ -277,6 +258,43 @@ pub(crate) async fn run(
     // its lock is free for the next start, in this process or another.
     end_all(background).await;
     Ok(())
+}
+
+/// Where `tcp` listens, with a warning if that is beyond loopback.
+fn tcp_address(tcp: Option<&TcpListener>) -> Option<SocketAddr> {
+    let addr = tcp.and_then(|l| l.local_addr().ok());
+    if let Some(addr) = addr.filter(|a| !a.ip().is_loopback()) {
+        tracing::warn!(
+            %addr,
+            "listening beyond loopback (--allow-remote): anyone who can reach this address and holds the token can use your agents and keys; prefer SSH forwarding of the Unix socket"
+        );
+    }
+    addr
+}
+
+/// The core's own tasks besides the connections: retention, idle exit and
+/// reloads. Each ends when `stop` is cancelled.
+fn spawn_background(
+    config: &ServeConfig,
+    engine: &Engine,
+    activity: Arc<Activity>,
+    reloader: Arc<Reloader>,
+    stop: &CancellationToken,
+) -> [JoinHandle<()>; 3] {
+    [
+        tokio::spawn(prune_daily(engine.clone(), stop.clone())),
+        tokio::spawn(exit_when_idle(
+            activity,
+            config.idle_timeout,
+            engine.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(reload_when_asked(
+            config.reload.clone(),
+            reloader,
+            stop.clone(),
+        )),
+    ]
 }
 
 /// Waits for tasks that end when the core's stop token is cancelled.
