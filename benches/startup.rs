@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_orchestration");
 
+/// How long a wait for something that must happen may take before the
+/// bench fails (as in tests/common).
+const PATIENCE: Duration = Duration::from_secs(15);
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let rounds = if full { 20 } else { 1 };
@@ -82,7 +86,21 @@ fn activated_first_call(dir: &Path) -> Duration {
         .stderr(Stdio::null())
         .spawn()
         .expect("systemd-socket-activate");
+    // Bounded: an activator that died or never listens fails the bench
+    // instead of hanging it.
+    let started = Instant::now();
     while !socket.exists() {
+        if let Ok(Some(status)) = activator.try_wait() {
+            panic!("systemd-socket-activate exited with {status} before listening");
+        }
+        if started.elapsed() > PATIENCE {
+            let _ = activator.kill();
+            let _ = activator.wait();
+            panic!(
+                "systemd-socket-activate did not create {} within {PATIENCE:?}",
+                socket.display()
+            );
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
     let took = timed(&mut command(dir, &["list"]));

@@ -9,8 +9,9 @@
 use std::time::Instant;
 
 use orchestration::config::Config;
-use orchestration::engine::{AgentConfig, AgentName, Engine, Message};
-use orchestration::providers::{Keys, ProviderSettings, ProviderSpec};
+use orchestration::engine::Engine;
+use orchestration::model::{AgentConfig, AgentName, Message, ProviderSpec};
+use orchestration::providers::{Keys, ProviderSettings};
 use orchestration::store::Store;
 use serde_json::Map;
 use uuid::Uuid;

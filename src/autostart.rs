@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::daemon::pidfile::{Holder, holder, open_lock_file};
 use crate::paths::{PathError, Paths, ensure_private_dir, user_runtime_base};
+use crate::pidfile::{Holder, holder, open_lock_file};
 use crate::service::{SOCKET_UNIT_NAME, systemctl_user};
 
 /// The environment a service manager gives its own child. A daemon we start

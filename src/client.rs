@@ -21,8 +21,8 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::wire::ErrorBody;
 use crate::paths::Paths;
+use crate::wire::ErrorBody;
 
 /// `$ORCHESTRATION_URL` points the TCP fallback somewhere other than the default.
 const URL_VAR: &str = "ORCHESTRATION_URL";
@@ -105,7 +105,7 @@ impl Client {
         let url = std::env::var(URL_VAR)
             .ok()
             .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| format!("http://{}", crate::daemon::DEFAULT_TCP));
+            .unwrap_or_else(|| format!("http://{}", crate::paths::DEFAULT_TCP));
         let invalid = |why: &str| ClientError::Protocol(format!("{URL_VAR}={url} {why}"));
         let uri: Uri = url
             .parse()

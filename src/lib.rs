@@ -6,18 +6,22 @@
 //! has made sure a daemon answers.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod api;
-pub mod autostart;
+mod api;
+mod autostart;
 pub mod cli;
-pub mod client;
+mod client;
 pub mod config;
 pub mod daemon;
-pub mod duration;
+mod duration;
 pub mod engine;
-pub mod paths;
+pub mod model;
+mod paths;
+mod pidfile;
+mod profiles;
 pub mod providers;
-pub mod service;
+mod service;
 pub mod store;
+pub mod wire;
 
 /// The version reported by `/health` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

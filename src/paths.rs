@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io;
+use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -51,6 +52,11 @@ pub enum PathError {
 fn var(name: &str) -> Option<OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
 }
+
+/// The TCP listener's default address (SPEC §1): where the daemon listens
+/// and where a client without a socket looks.
+pub const DEFAULT_TCP: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7862);
 
 /// `$HOME`, needed for `what`; `set` names the variables that would do instead.
 fn home(what: &'static str, set: &'static str) -> Result<PathBuf, PathError> {

@@ -16,13 +16,13 @@ use std::fs::File;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::model::{
+    AgentConfig, AgentName, Message, ProviderSpec, SearchFilter, SearchHit, Secret, Usage,
+};
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OpenFlags, params};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-use crate::engine::{AgentConfig, AgentName, Message, Secret, Usage};
-use crate::providers::ProviderSpec;
 
 /// Migrations, in order: entry N takes the schema from version N to N+1.
 const MIGRATIONS: &[&str] = &[
@@ -99,17 +99,6 @@ pub enum StoreError {
     Read(String),
 }
 
-/// What a full-text search looks for.
-#[derive(Debug, Clone, Default)]
-pub struct SearchFilter<'a> {
-    /// FTS5 query syntax: words, "phrases", OR, NOT, prefix*.
-    pub query: &'a str,
-    pub agent: Option<&'a AgentName>,
-    /// Only messages at or after this RFC 3339 time.
-    pub since: Option<&'a str>,
-    pub limit: usize,
-}
-
 /// An ended conversation a prune would remove.
 #[derive(Debug, Clone)]
 pub struct Prunable {
@@ -117,21 +106,6 @@ pub struct Prunable {
     pub name: String,
     pub last_at: String,
     pub message_count: usize,
-}
-
-/// One message that matched, best first.
-#[derive(Debug, Clone)]
-pub struct SearchHit {
-    pub agent: String,
-    /// The incarnation (conversation) the message belongs to.
-    pub conversation: Uuid,
-    pub message_id: Uuid,
-    pub timestamp: String,
-    pub sender: String,
-    /// The matching part of the message, matches wrapped in `**`.
-    pub snippet: String,
-    /// bm25 relevance; smaller is better.
-    pub rank: f64,
 }
 
 /// An incarnation as stored: its config (key included) and totals.

@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{Daemon, Env};
+use common::fake_provider::{FakeProvider, Reply, openai_chunks};
+use common::{BIN, Daemon, Env};
 
 #[test]
 fn no_daemon_says_so_and_how_to_start_one() {
@@ -250,6 +251,9 @@ fn shutdown_one_and_all() {
 #[test]
 fn config_reads_and_edits_the_file_by_dotted_key() {
     use std::os::unix::fs::PermissionsExt;
+    let fake = FakeProvider::start();
+    fake.push(Reply::sse(&openai_chunks(&["from ", "the profile"])));
+    let base = fake.url("/v1");
     let env = Env::new();
     let file = env.dir.path().join("config.toml");
     assert_eq!(
@@ -279,13 +283,10 @@ fn config_reads_and_edits_the_file_by_dotted_key() {
         .ok();
     env.cli(&["config", "set", "limits.max_connections", "64"])
         .ok();
-    env.cli(&[
-        "config",
-        "set",
-        "profiles.work.base_url",
-        "http://127.0.0.1:9/v1",
-    ])
-    .ok();
+    env.cli(&["config", "set", "profiles.work.base_url", &base])
+        .ok();
+    env.cli(&["config", "set", "profiles.work.model", "from-the-file"])
+        .ok();
     let text = std::fs::read_to_string(&file).expect("read");
     assert!(
         text.contains("# mine") && text.contains("# slow link"),
@@ -299,15 +300,27 @@ fn config_reads_and_edits_the_file_by_dotted_key() {
         env.cli(&["config", "get", "profiles.work.base_url"])
             .ok()
             .stdout(),
-        "http://127.0.0.1:9/v1\n"
+        format!("{base}\n")
     );
-    // The daemon loads what was written.
+    // The daemon loads what was written: it reports the file it read, and
+    // an agent spawned by the profile's name alone (the CLI sends nothing
+    // else) talks to the base_url that only the file holds.
     let daemon = Daemon::start_in(env.clone(), &["--no-tcp"], None);
-    let profiles = daemon.cli(&["--json", "config", "list"]);
+    let health = daemon.json("GET", "/health", None).json();
     assert_eq!(
-        profiles.ok().json()["profiles.work.base_url"],
-        "http://127.0.0.1:9/v1"
+        health["config"]["path"],
+        file.display().to_string(),
+        "{health}"
     );
+    assert!(health["config"]["last_reload_error"].is_null(), "{health}");
+    daemon.cli(&["spawn", "w", "--profile", "work"]).ok();
+    assert_eq!(
+        daemon.cli(&["message", "w", "hello"]).ok().stdout(),
+        "from the profile\n"
+    );
+    assert_eq!(fake.requests().len(), 1);
+    assert_eq!(fake.last_request().path, "/v1/chat/completions");
+    assert_eq!(fake.last_request().body["model"], "from-the-file");
     drop(daemon);
 
     // Bad keys and values are usage errors, and change nothing.
@@ -323,6 +336,7 @@ fn config_reads_and_edits_the_file_by_dotted_key() {
     assert_eq!(std::fs::read_to_string(&file).expect("read"), text);
 
     env.cli(&["config", "unset", "profiles.work.base_url"]).ok();
+    env.cli(&["config", "unset", "profiles.work.model"]).ok();
     let text = std::fs::read_to_string(&file).expect("read");
     assert!(!text.contains("work"), "{text}");
 
@@ -335,4 +349,59 @@ fn config_reads_and_edits_the_file_by_dotted_key() {
         std::fs::read_to_string(&file).expect("read"),
         "[providers\n"
     );
+}
+
+#[test]
+fn a_new_config_file_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let env = Env::new();
+    // The default place, in a HOME that has no .config yet.
+    let out = env
+        .shell(&format!(
+            "umask 000; unset ORCHESTRATION_CONFIG; exec '{BIN}' config set providers.idle_timeout 5m"
+        ))
+        .output()
+        .expect("config set");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = env
+        .dir
+        .path()
+        .join("home/.config/orchestration/config.toml");
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(file.parent().expect("dir")), 0o700);
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert!(text.contains("idle_timeout = \"5m\""), "{text}");
+
+    // A file named by ORCHESTRATION_CONFIG, under the usual umask.
+    let named = env.dir.path().join("elsewhere/mine.toml");
+    let out = env
+        .shell(&format!(
+            "umask 022; exec '{BIN}' config set limits.max_connections 64"
+        ))
+        .env("ORCHESTRATION_CONFIG", &named)
+        .output()
+        .expect("config set");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&named), 0o600);
+    // No temporary file is left beside it.
+    let beside: Vec<_> = std::fs::read_dir(named.parent().expect("dir"))
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(beside, [std::ffi::OsString::from("mine.toml")]);
 }

@@ -130,3 +130,69 @@ fn a_daemon_that_does_not_answer_costs_a_tab_half_a_second() {
     assert!(took < Duration::from_secs(3), "took {took:?}");
     assert!(!env.pid_file().exists(), "a daemon was started");
 }
+
+#[test]
+fn the_completions_subcommand_prints_the_static_scripts() {
+    // No daemon, and none started: these are files to install, not queries.
+    let env = Env::new().var("ORCHESTRATION_NO_AUTOSTART", "0");
+    let contrib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/completions");
+    for (shell, file) in [
+        ("bash", "orchestration.bash"),
+        ("zsh", "_orchestration"),
+        ("fish", "orchestration.fish"),
+    ] {
+        let out = env.cli(&["completions", shell]);
+        out.ok();
+        let shipped = std::fs::read_to_string(contrib.join(file)).expect("contrib script");
+        assert!(
+            out.stdout() == shipped,
+            "`completions {shell}` differs from contrib/completions/{file}"
+        );
+    }
+    for shell in ["elvish", "powershell"] {
+        let out = env.cli(&["completions", shell]);
+        assert!(
+            out.ok().stdout().contains("orchestration") && out.stdout().contains("spawn"),
+            "{shell}: {}",
+            out.stdout()
+        );
+    }
+    let out = env.cli(&["completions", "tcsh"]);
+    assert_eq!(out.code(), 2, "{}", out.stderr());
+    assert!(out.stderr().contains("tcsh"), "{}", out.stderr());
+    assert!(!env.socket().exists(), "completions started a daemon");
+
+    // The bash script works in bash: sourced, TAB after `orchestration sp`
+    // offers spawn, and after `orchestration spawn --pro` the option.
+    let script = env.dir.path().join("orchestration.bash");
+    std::fs::write(&script, env.cli(&["completions", "bash"]).stdout()).expect("write");
+    let offered = |words: &str| {
+        let program = format!(
+            "source '{}'; complete -p orchestration >/dev/null || exit 9; \
+             COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); COMP_LINE='{words}'; \
+             COMP_POINT=${{#COMP_LINE}}; \
+             _orchestration orchestration \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        );
+        let out = std::process::Command::new("bash")
+            .args(["--norc", "--noprofile", "-c", &program])
+            .output()
+            .expect("bash");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(offered("orchestration sp"), ["spawn"]);
+    assert!(
+        offered("orchestration spawn --pro").contains(&"--provider".to_owned()),
+        "{:?}",
+        offered("orchestration spawn --pro")
+    );
+}

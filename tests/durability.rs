@@ -142,8 +142,33 @@ fn kill_9_mid_stream_keeps_the_human_message_and_the_next_call_has_it() {
     );
 }
 
+/// One request that may meet a daemon killed under it: the response, or
+/// `None` when the connection failed or closed before a whole head arrived.
+fn try_request(socket: &std::path::Path, path: &str, body: &str) -> Option<common::HttpResponse> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    stream.set_read_timeout(Some(common::PATIENCE)).ok()?;
+    stream
+        .write_all(&common::build_request(
+            "POST",
+            path,
+            &[("Host", "localhost")],
+            Some(body),
+        ))
+        .ok()?;
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    raw.windows(4)
+        .any(|w| w == b"\r\n\r\n")
+        .then(|| common::parse_response(&raw))
+}
+
 #[test]
 fn kill_9_mid_burst_loses_no_acknowledged_message() {
+    const SENDERS: usize = 12;
+    // Each reply streams for about a quarter of a second: the burst takes
+    // seconds, and the kill comes once a third of it has been acknowledged.
+    const BEFORE_THE_KILL: usize = 4;
     let daemon = start(Env::new().var("ORCHESTRATION_ECHO_DELAY", "30ms"));
     assert_eq!(
         daemon
@@ -156,40 +181,49 @@ fn kill_9_mid_burst_loses_no_acknowledged_message() {
         200
     );
     let socket = daemon.env.socket();
+    let ready = std::sync::Arc::new(std::sync::Barrier::new(SENDERS));
     let (acks, acked) = std::sync::mpsc::channel();
-    let senders: Vec<_> = (0..12)
+    let senders: Vec<_> = (0..SENDERS)
         .map(|i| {
-            let socket = socket.clone();
-            let acks = acks.clone();
+            let (socket, acks, ready) = (socket.clone(), acks.clone(), ready.clone());
             std::thread::spawn(move || {
-                let Ok(stream) = std::os::unix::net::UnixStream::connect(&socket) else {
-                    return;
-                };
                 let content = format!("message {i} with a few words in it");
                 let body = json!({ "content": content }).to_string();
-                let request = common::build_request(
-                    "POST",
-                    "/agents/burst/message",
-                    &[("Host", "localhost")],
-                    Some(&body),
-                );
-                let raw = std::panic::catch_unwind(|| common::send(stream, &request));
-                if let Ok(response) = raw
+                ready.wait();
+                let response = try_request(&socket, "/agents/burst/message", &body);
+                // Acknowledged: a 200 whose reply is this message's own.
+                if let Some(response) = &response
                     && response.status == 200
+                    && serde_json::from_slice::<Value>(&response.body)
+                        .is_ok_and(|reply| reply["messages"][0]["content"] == json!(content))
                 {
-                    let _ = acks.send(content);
+                    let _ = acks.send(content.clone());
                 }
+                (content, response.map(|r| (r.status, r.text())))
             })
         })
         .collect();
     drop(acks);
-    // Kill once a few replies have been acknowledged.
-    let mut acknowledged: Vec<String> = acked.iter().take(4).collect();
+    // Kill once some replies have been acknowledged; none within PATIENCE
+    // fails the test rather than proving nothing.
+    let mut acknowledged: Vec<String> = (0..BEFORE_THE_KILL)
+        .map(|n| {
+            acked
+                .recv_timeout(common::PATIENCE)
+                .unwrap_or_else(|e| panic!("only {n} replies acknowledged before the kill: {e}"))
+        })
+        .collect();
     let env = crash(daemon);
     for sender in senders {
-        let _ = sender.join();
+        let (content, answer) = sender.join().expect("a sender panicked");
+        // Whatever answer arrived before the kill was a good one.
+        if let Some((status, text)) = answer {
+            assert_eq!(status, 200, "{content}: {text}");
+        }
     }
+    // Acknowledged between the first few and the kill.
     acknowledged.extend(acked.try_iter());
+    assert!(acknowledged.len() >= BEFORE_THE_KILL);
 
     let daemon = start(env);
     let history = transcript(&history(&daemon, "burst"));
@@ -199,17 +233,34 @@ fn kill_9_mid_burst_loses_no_acknowledged_message() {
             .position(|(sender, text)| sender == "human" && text == content)
             .unwrap_or_else(|| panic!("acknowledged {content:?} is missing: {history:?}"));
         assert_eq!(
-            history[at + 1],
-            ("burst".to_owned(), content.clone()),
-            "{history:?}"
+            history.get(at + 1),
+            Some(&("burst".to_owned(), content.clone())),
+            "the acknowledged reply to {content:?} is missing: {history:?}"
         );
     }
-    // Never two exchanges interleaved: every reply follows its own message.
+    // Never two exchanges interleaved: every reply follows its own message,
+    // and no message was recorded twice.
     for (i, (sender, text)) in history.iter().enumerate() {
         if sender == "burst" {
+            assert!(i > 0, "{history:?}");
             assert_eq!(history[i - 1], ("human".to_owned(), text.clone()));
         }
     }
+    let mut humans: Vec<&String> = history
+        .iter()
+        .filter(|(sender, _)| sender == "human")
+        .map(|(_, text)| text)
+        .collect();
+    let recorded = humans.len();
+    humans.sort();
+    humans.dedup();
+    assert_eq!(
+        humans.len(),
+        recorded,
+        "a message recorded twice: {history:?}"
+    );
+    assert!(recorded <= SENDERS, "{history:?}");
+    // And the agent carries on.
     daemon.cli(&["message", "burst", "still", "here"]).ok();
 }
 
@@ -384,21 +435,35 @@ fn a_second_daemon_on_the_same_state_dir_is_refused() {
 
 #[test]
 fn idle_exit_does_not_wait_for_live_agents_and_they_come_back() {
+    const IDLE: std::time::Duration = std::time::Duration::from_secs(2);
     let env = Env::new().var("ORCHESTRATION_ECHO_DELAY", "20ms");
-    let mut daemon = Daemon::start_in(env, &["--no-tcp", "--idle-timeout", "1s"], None);
+    let mut daemon = Daemon::start_in(env, &["--no-tcp", "--idle-timeout", "2s"], None);
+    // An open event stream is a connection: it holds the daemon up while
+    // the test sets up, however slowly the machine runs.
+    let holder = daemon.stream_events();
     daemon.cli(&["spawn", "sleeper", "--provider", "echo"]).ok();
-    // A reply streaming for about 3s keeps the daemon up past its 1s idle timeout.
-    let words = vec!["word"; 150].join(" ");
+    // A reply streaming for 200 × 20ms = 4s, beyond the 2s idle timeout.
+    let words = vec!["word"; 200].join(" ");
+    let started = std::time::Instant::now();
     let mut stream = daemon.stream(
         "/agents/sleeper/message",
         &json!({"content": words, "stream": true}),
     );
-    let rest = common::read_rest(&mut stream);
-    assert!(rest.contains(r#""type":"done""#), "{rest}");
+    drop(holder);
+    // Past the idle timeout with only the reply's connection open: while
+    // the test still holds that connection, the daemon must be there.
+    let mut seen = String::new();
+    while started.elapsed() < IDLE + IDLE / 2 {
+        let n = std::io::BufRead::read_line(&mut stream, &mut seen).expect("read");
+        assert!(n > 0, "the reply ended early: {seen}");
+    }
     assert!(
         daemon.child.try_wait().expect("try_wait").is_none(),
         "exited mid-stream"
     );
+    // The whole reply arrives: it was never cut off by the idle timeout.
+    let rest = common::read_rest(&mut stream);
+    assert!(rest.contains(r#""type":"done""#), "{rest}");
     drop(stream);
     // Then, with a live agent but no connection, it stops by itself, cleanly.
     assert!(daemon.wait_exit().success());
@@ -406,7 +471,9 @@ fn idle_exit_does_not_wait_for_live_agents_and_they_come_back() {
     assert!(!daemon.env.socket().exists());
     let daemon = start(daemon.env.clone());
     assert_eq!(daemon.json("GET", "/agents/sleeper", None).status, 200);
-    assert_eq!(transcript(&history(&daemon, "sleeper")).len(), 2);
+    let history = transcript(&history(&daemon, "sleeper"));
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1], ("sleeper".to_owned(), words));
 }
 
 #[test]

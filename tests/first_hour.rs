@@ -497,3 +497,98 @@ fn a_terminal_sees_the_wait_and_a_script_sees_only_the_reply() {
     assert!(screen.contains("t3: "), "{screen:?}");
     assert!(screen.contains(" tokens in, 1 out"), "{screen:?}");
 }
+
+/// Starts `command` on a terminal (util-linux `script`) with `env`'s
+/// environment plus `vars`; `None` where `script` is missing.
+fn start_on_a_terminal(
+    env: &Env,
+    command: &str,
+    vars: &[(&str, &str)],
+) -> Option<std::process::Child> {
+    let template = env.command(&[]);
+    std::process::Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env_clear()
+        .envs(template.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .envs(vars.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+}
+
+/// What a terminal program printed, once it has exited (within PATIENCE).
+fn screen_after_exit(mut child: std::process::Child) -> String {
+    common::eventually("the program on the terminal to exit", || {
+        child.try_wait().expect("try_wait").is_some()
+    });
+    let mut screen = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut screen)
+        .expect("read the terminal");
+    screen
+}
+
+/// `watch` on a terminal while an agent is spawned and answers, until the
+/// daemon stops.
+fn watch_on_a_terminal(vars: &[(&str, &str)]) -> Option<String> {
+    let mut daemon = Daemon::start(&["--echo-delay", "0ms"]);
+    let watch = start_on_a_terminal(&daemon.env, &format!("'{}' watch", common::BIN), vars)?;
+    common::eventually("the watcher subscribed", || {
+        daemon.log().contains("route=\"events\"")
+    });
+    daemon.cli(&["spawn", "painted", "--provider", "echo"]).ok();
+    daemon.cli(&["message", "painted", "hello"]).ok();
+    daemon.cli(&["serve", "--stop"]).ok();
+    assert!(daemon.wait_exit().success());
+    Some(screen_after_exit(watch))
+}
+
+#[test]
+fn no_color_turns_off_the_colours_of_watch_on_a_terminal() {
+    let Some(coloured) = watch_on_a_terminal(&[]) else {
+        eprintln!("SKIPPED: util-linux `script` is not installed (apt install util-linux)");
+        return;
+    };
+    assert!(coloured.contains("spawned (echo)"), "{coloured:?}");
+    assert!(
+        coloured.contains("\x1b[") && coloured.contains("painted"),
+        "agent names are coloured on a terminal: {coloured:?}"
+    );
+    for value in ["1", "anything"] {
+        let plain = watch_on_a_terminal(&[("NO_COLOR", value)]).expect("script");
+        assert!(plain.contains("painted  spawned (echo)"), "{plain:?}");
+        assert!(plain.contains("painted  < hello"), "{plain:?}");
+        assert!(!plain.contains('\x1b'), "NO_COLOR={value}: {plain:?}");
+    }
+    // An empty NO_COLOR is as good as unset (no-color.org).
+    let empty = watch_on_a_terminal(&[("NO_COLOR", "")]).expect("script");
+    assert!(empty.contains("\x1b["), "{empty:?}");
+}
+
+#[test]
+fn no_color_turns_off_the_colours_of_the_daemons_log_on_a_terminal() {
+    let serve = |vars: &[(&str, &str)]| {
+        let env = Env::new();
+        // Killed through its PID file if the test fails before stopping it.
+        let _guard = common::Background { env: env.clone() };
+        let daemon = start_on_a_terminal(&env, &format!("'{}' serve --no-tcp", common::BIN), vars)?;
+        common::eventually("the daemon to answer", || {
+            env.cli(&["serve", "--status"]).code() == 0
+        });
+        env.cli(&["serve", "--stop"]).ok();
+        Some(screen_after_exit(daemon))
+    };
+    let Some(coloured) = serve(&[]) else {
+        eprintln!("SKIPPED: util-linux `script` is not installed (apt install util-linux)");
+        return;
+    };
+    assert!(coloured.contains("ready"), "{coloured:?}");
+    assert!(
+        coloured.contains("\x1b["),
+        "coloured on a terminal: {coloured:?}"
+    );
+    let plain = serve(&[("NO_COLOR", "1")]).expect("script");
+    assert!(plain.contains("ready"), "{plain:?}");
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+}

@@ -234,3 +234,266 @@ fn an_explicit_port_in_use_is_an_error() {
         "a failed start cleans up its socket"
     );
 }
+
+#[test]
+fn a_taken_default_port_leaves_the_daemon_on_the_unix_socket() {
+    // Whoever holds 127.0.0.1:7862 -- this test, or something else on the
+    // machine -- the default port is taken while the daemon starts.
+    let holder = std::net::TcpListener::bind("127.0.0.1:7862");
+    if let Err(error) = &holder {
+        assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse, "{error}");
+    }
+    // No --port, --listen, --no-tcp or daemon.listen: the default.
+    let daemon = Daemon::start_in(Env::new(), &[], None);
+    let log = daemon.log();
+    assert!(
+        log.contains("WARN") && log.contains("serving on the Unix socket only"),
+        "{log}"
+    );
+    assert!(!daemon.env.token_file().exists(), "no TCP, so no token");
+    assert!(log.contains("tcp=off"), "{log}");
+    daemon.cli(&["spawn", "u", "--provider", "echo"]).ok();
+    assert_eq!(
+        daemon.cli(&["message", "u", "still here"]).ok().stdout(),
+        "still here\n"
+    );
+    drop(holder);
+}
+
+/// A daemon run with only PATH and `vars` in its environment: none of the
+/// harness's ORCHESTRATION_* overrides, so the defaults decide.
+struct Bare {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+    log: std::path::PathBuf,
+    vars: Vec<(String, std::path::PathBuf)>,
+}
+
+impl Bare {
+    fn command(vars: &[(String, std::path::PathBuf)], args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(common::BIN);
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("ORCHESTRATION_NO_AUTOSTART", "1")
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null());
+        command
+    }
+
+    /// Starts `serve --no-tcp` and waits until `socket`, where the defaults
+    /// should put it, answers.
+    fn start(
+        root: &std::path::Path,
+        vars: &[(&str, &std::path::Path)],
+        socket: std::path::PathBuf,
+    ) -> Self {
+        let vars: Vec<(String, std::path::PathBuf)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_path_buf()))
+            .collect();
+        let log = root.join("bare.log");
+        let child = Self::command(&vars, &["serve", "--no-tcp"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("serve");
+        let mut bare = Self {
+            child,
+            socket,
+            log,
+            vars,
+        };
+        common::eventually("the daemon to answer at the default socket", || {
+            if let Ok(Some(status)) = bare.child.try_wait() {
+                panic!("the daemon exited with {status}:\n{}", bare.log());
+            }
+            std::os::unix::net::UnixStream::connect(&bare.socket).is_ok()
+        });
+        bare
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> common::HttpResponse {
+        let stream = std::os::unix::net::UnixStream::connect(&self.socket).expect("connect");
+        let body = body.map(|b| b.to_string());
+        common::send(
+            stream,
+            &common::build_request(method, path, &[("Host", "localhost")], body.as_deref()),
+        )
+    }
+
+    /// Checks that the daemon loaded `config` (which keeps 2 messages per
+    /// agent) and that the CLI, given the same environment, finds it.
+    fn uses(&self, config: &std::path::Path) {
+        let health = self.call("GET", "/health", None).json();
+        assert_eq!(
+            health["config"]["path"],
+            config.display().to_string(),
+            "{health}"
+        );
+        let spawned = self.call(
+            "POST",
+            "/agents",
+            Some(json!({"name": "d", "provider": "echo"})),
+        );
+        assert_eq!(spawned.status, 200, "{}", spawned.text());
+        for word in ["one", "two"] {
+            let r = self.call("POST", "/agents/d/message", Some(json!({"content": word})));
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+        let history = self.call("GET", "/agents/d/history", None).json();
+        assert_eq!(
+            common::transcript(&history),
+            common::pairs(&[("human", "two"), ("d", "two")]),
+            "the daemon did not apply {}",
+            config.display()
+        );
+        let list = common::CliOutput(Self::command(&self.vars, &["list"]).output().expect("list"));
+        assert!(list.ok().stdout().contains("d "), "{}", list.stdout());
+    }
+
+    fn stop(mut self) {
+        signal(self.child.id() as i32, "TERM");
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "{}", self.log());
+                break;
+            }
+            assert!(
+                started.elapsed() < common::PATIENCE,
+                "no exit:\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!self.socket.exists(), "the socket is removed at exit");
+    }
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const KEEP_TWO: &str = "[history]\nmax_messages_per_agent = 2\n";
+
+fn write_config(path: &std::path::Path) {
+    std::fs::create_dir_all(path.parent().expect("dir")).expect("config dir");
+    std::fs::write(path, KEEP_TWO).expect("config");
+}
+
+/// A runtime dir as a login session makes it: ours, 0700.
+fn login_runtime_dir(path: &std::path::Path) {
+    std::fs::create_dir_all(path).expect("runtime dir");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+}
+
+#[test]
+fn without_overrides_the_files_follow_the_xdg_variables() {
+    let env = Env::new();
+    let root = env.dir.path();
+    let (run, state, config, home) = (
+        root.join("xdg-run"),
+        root.join("xdg-state"),
+        root.join("xdg-config"),
+        root.join("home"),
+    );
+    login_runtime_dir(&run);
+    write_config(&config.join("orchestration/config.toml"));
+    let daemon = Bare::start(
+        root,
+        &[
+            ("XDG_RUNTIME_DIR", &run),
+            ("XDG_STATE_HOME", &state),
+            ("XDG_CONFIG_HOME", &config),
+            ("HOME", &home),
+        ],
+        run.join("orchestration/daemon.sock"),
+    );
+    assert_eq!(mode(&run.join("orchestration")), 0o700);
+    assert_eq!(mode(&run.join("orchestration/daemon.sock")), 0o600);
+    assert!(run.join("orchestration/daemon.pid").exists());
+    assert_eq!(mode(&state.join("orchestration")), 0o700);
+    assert_eq!(mode(&state.join("orchestration/store.db")), 0o600);
+    daemon.uses(&config.join("orchestration/config.toml"));
+    // The XDG variables win over HOME: nothing was made there.
+    assert!(!home.exists(), "something was written under HOME");
+    daemon.stop();
+}
+
+#[test]
+fn with_only_home_the_files_go_under_home() {
+    let env = Env::new();
+    let root = env.dir.path();
+    let home = root.join("home");
+    write_config(&home.join(".config/orchestration/config.toml"));
+    let mut vars: Vec<(&str, &std::path::Path)> = vec![("HOME", &home)];
+    // Without XDG_RUNTIME_DIR the runtime dir is /run/user/$UID when that is
+    // a login session's, else ~/.orchestration. Where the machine has the
+    // former, this test must not use it: the runtime dir is then given.
+    let uid = nix::unistd::geteuid().as_raw();
+    let session = std::path::PathBuf::from(format!("/run/user/{uid}"));
+    let given_runtime = root.join("xdg-run");
+    let session_is_ours = std::fs::symlink_metadata(&session).is_ok_and(|meta| {
+        use std::os::unix::fs::MetadataExt;
+        meta.is_dir() && meta.uid() == uid && meta.mode() & 0o777 == 0o700
+    });
+    let runtime = if session_is_ours {
+        eprintln!(
+            "NOTE: {} is a login session's runtime dir; ~/.orchestration not checked",
+            session.display()
+        );
+        login_runtime_dir(&given_runtime);
+        vars.push(("XDG_RUNTIME_DIR", &given_runtime));
+        given_runtime.join("orchestration")
+    } else {
+        home.join(".orchestration")
+    };
+    let daemon = Bare::start(root, &vars, runtime.join("daemon.sock"));
+    assert_eq!(mode(&runtime), 0o700);
+    assert!(runtime.join("daemon.pid").exists());
+    let state = home.join(".local/state/orchestration");
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("store.db")), 0o600);
+    daemon.uses(&home.join(".config/orchestration/config.toml"));
+    daemon.stop();
+}
+
+#[test]
+fn under_systemd_the_state_directory_holds_the_store_and_without_home_the_config() {
+    // A system service's environment: STATE_DIRECTORY, a runtime dir, no HOME.
+    let env = Env::new();
+    let root = env.dir.path();
+    let (run, state) = (root.join("run"), root.join("var-lib-orchestration"));
+    login_runtime_dir(&run);
+    write_config(&state.join("config.toml"));
+    let daemon = Bare::start(
+        root,
+        &[("XDG_RUNTIME_DIR", &run), ("STATE_DIRECTORY", &state)],
+        run.join("orchestration/daemon.sock"),
+    );
+    assert_eq!(mode(&state.join("store.db")), 0o600);
+    daemon.uses(&state.join("config.toml"));
+    daemon.stop();
+    // Nothing went anywhere else in the tree.
+    let mut top: Vec<String> = std::fs::read_dir(root)
+        .expect("root")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["bare.log", "run", "var-lib-orchestration"]);
+}

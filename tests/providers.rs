@@ -887,3 +887,130 @@ fn servers_that_ignore_stream_true_answer_one_json_reply_and_it_counts() {
         response.detail()
     );
 }
+
+#[test]
+fn a_failed_agent_still_takes_messages_and_is_idle_after_the_next_good_reply() {
+    let fake = FakeProvider::start();
+    // A 400 is not retried: one request, one failure.
+    fake.push(Reply::json(
+        400,
+        &json!({"error": {"message": "context too long"}}),
+    ));
+    fake.push(Reply::sse(&openai_chunks(&["better ", "now"])));
+    let daemon = daemon(Env::new());
+    spawn(
+        &daemon,
+        json!({"name": "f", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
+    );
+    let failed = say(&daemon, "f", "first");
+    assert_eq!(failed.status, 502, "{}", failed.text());
+    assert!(
+        failed.detail().contains("context too long"),
+        "{}",
+        failed.detail()
+    );
+    assert_eq!(
+        daemon.json("GET", "/agents/f", None).json()["state"],
+        "failed"
+    );
+    let listed = daemon.cli(&["list", "--state", "failed"]);
+    assert!(listed.ok().stdout().contains("f "), "{}", listed.stdout());
+
+    let good = say(&daemon, "f", "second");
+    assert_eq!(good.status, 200, "{}", good.text());
+    assert_eq!(good.json()["messages"][0]["content"], "better now");
+    assert_eq!(
+        daemon.json("GET", "/agents/f", None).json()["state"],
+        "idle"
+    );
+    assert_eq!(
+        daemon.cli(&["list", "--state", "failed"]).stdout(),
+        "no agents\n"
+    );
+    // The failed exchange's message stayed in the context.
+    assert_eq!(
+        sent_turns(&fake.last_request().body),
+        pairs(&[("user", "first"), ("user", "second")])
+    );
+    assert_eq!(
+        transcript(&history(&daemon, "f")),
+        pairs(&[("human", "first"), ("human", "second"), ("f", "better now")])
+    );
+}
+
+/// `say`, failing the test instead of hanging if no answer comes within PATIENCE.
+fn say_within_patience(daemon: &Daemon, name: &str, content: &str) -> HttpResponse {
+    let stream = std::os::unix::net::UnixStream::connect(daemon.env.socket()).expect("connect");
+    stream
+        .set_read_timeout(Some(common::PATIENCE))
+        .expect("timeout");
+    let body = json!({ "content": content }).to_string();
+    let request = common::build_request(
+        "POST",
+        &format!("/agents/{name}/message"),
+        &[("Host", "localhost")],
+        Some(&body),
+    );
+    let mut stream = stream;
+    std::io::Write::write_all(&mut stream, &request).expect("write");
+    let mut raw = Vec::new();
+    let read = std::io::Read::read_to_end(&mut stream, &mut raw);
+    assert!(
+        read.is_ok() && !raw.is_empty(),
+        "no answer within {:?} ({read:?}): the daemon is waiting out the Retry-After",
+        common::PATIENCE
+    );
+    common::parse_response(&raw)
+}
+
+#[test]
+fn a_retry_after_beyond_30s_fails_at_once_and_one_within_it_is_honoured() {
+    let fake = FakeProvider::start();
+    let daemon = daemon(Env::new());
+    spawn(
+        &daemon,
+        json!({"name": "r", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
+    );
+
+    // An hour, on a 429: the error is passed on, not waited out or retried early.
+    fake.push(
+        Reply::json(429, &json!({"error": {"message": "come back in an hour"}}))
+            .header("Retry-After", "3600"),
+    );
+    let response = say_within_patience(&daemon, "r", "hi");
+    assert_eq!(response.status, 502, "{}", response.text());
+    assert!(
+        response.detail().contains("429") && response.detail().contains("come back in an hour"),
+        "{}",
+        response.detail()
+    );
+    assert_eq!(fake.requests().len(), 1, "retried despite the Retry-After");
+
+    // Just over the limit, on a 503.
+    fake.push(Reply::text(503, "down for maintenance").header("Retry-After", "31"));
+    let response = say_within_patience(&daemon, "r", "hi");
+    assert_eq!(response.status, 502, "{}", response.text());
+    assert!(
+        response.detail().contains("503") && response.detail().contains("down for maintenance"),
+        "{}",
+        response.detail()
+    );
+    assert_eq!(fake.requests().len(), 2, "retried despite the Retry-After");
+
+    // Within the limit it is honoured, and the retry answers.
+    fake.push(
+        Reply::json(429, &json!({"error": {"message": "a moment"}})).header("Retry-After", "1"),
+    );
+    fake.push(Reply::sse(&openai_chunks(&["worth the wait"])));
+    let response = say_within_patience(&daemon, "r", "hi");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["messages"][0]["content"], "worth the wait");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 4);
+    // The retry came after the server's pause (arrival times at the fake, not
+    // a measure of speed: waiting less than asked would be the bug).
+    assert!(
+        requests[3].arrived.duration_since(requests[2].arrived) >= Duration::from_secs(1),
+        "the retry did not wait out Retry-After: 1"
+    );
+}

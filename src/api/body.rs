@@ -17,8 +17,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{ApiError, allow_header};
-use super::wire::{ErrorBody, Event, EventLine, EventsQuery, StreamLine};
 use crate::engine::{Events, Exchange, ExchangeEvent};
+use crate::model::{Event, EventLine};
+use crate::wire::{ErrorBody, EventsQuery, StreamLine};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -296,7 +297,7 @@ impl EventsState {
     fn lagged(&self, missed: u64) -> Bytes {
         self.frame(&EventLine {
             id: None,
-            ts: crate::engine::now_rfc3339(),
+            ts: crate::model::now_rfc3339(),
             agent: None,
             event: Event::Lagged { missed },
         })

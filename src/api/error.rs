@@ -2,7 +2,8 @@
 
 use http::{Method, StatusCode};
 
-use crate::engine::{EngineError, InvalidName};
+use crate::engine::EngineError;
+use crate::model::InvalidName;
 use crate::providers::{ProviderError, SetupError};
 
 #[derive(Debug, thiserror::Error)]

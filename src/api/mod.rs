@@ -8,7 +8,6 @@ mod error;
 mod guard;
 mod route;
 mod routes;
-pub mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,11 +17,12 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
-pub use body::{Body, MAX_BODY, MAX_HEAD};
+pub use body::{Body, MAX_HEAD};
 pub use error::ApiError;
 pub use route::Route;
 
 use crate::engine::Engine;
+use crate::wire;
 
 /// What every request handler can reach.
 pub struct ApiContext {

@@ -12,10 +12,10 @@ use http::{Method, Uri};
 use percent_encoding::percent_decode_str;
 
 use super::error::ApiError;
-use super::wire::{
+use crate::model::AgentName;
+use crate::wire::{
     ConversationsQuery, EventsQuery, HistoryQuery, ListQuery, QueryError, SearchQuery,
 };
-use crate::engine::AgentName;
 
 /// What a request asks for, with its parameters decoded and validated.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,14 +10,14 @@ use super::ApiContext;
 use super::body::{self, Body, EventsFormat};
 use super::error::ApiError;
 use super::route::Route;
-use super::wire::{
-    AgentRequest, Conversations, EventsQuery, FanOutLine, FanOutRequest, FanOutResult, Health,
-    HistoryQuery, ListQuery, MessageRequest, Messages, Models, PruneRequest, SearchHit,
-    SearchQuery, SearchResults, StreamLine,
-};
-use crate::engine::{AgentName, Exchange, ListFilter, Secret, Which, rfc3339_ago};
+use crate::engine::{Exchange, ListFilter, Which};
+use crate::model::{AgentName, SearchFilter, Secret, rfc3339_ago};
 use crate::providers::DEFAULT_PROVIDER;
-use crate::store::SearchFilter;
+use crate::wire::{
+    AgentRequest, Conversations, EventsQuery, FanOutLine, FanOutRequest, FanOutResult, Health,
+    HistoryQuery, ListQuery, MessageRequest, Messages, Models, PruneRequest, SearchQuery,
+    SearchResults, StreamLine,
+};
 
 type Reply = Result<Response<Body>, ApiError>;
 
@@ -200,20 +200,7 @@ fn search(ctx: &ApiContext, query: SearchQuery) -> Reply {
         since: since.as_deref(),
         limit: query.limit.unwrap_or(20).min(1000),
     };
-    let results = ctx
-        .engine
-        .search(&filter)?
-        .into_iter()
-        .map(|hit| SearchHit {
-            agent: hit.agent,
-            conversation: hit.conversation,
-            message_id: hit.message_id,
-            timestamp: hit.timestamp,
-            sender: hit.sender,
-            snippet: hit.snippet,
-            rank: hit.rank,
-        })
-        .collect();
+    let results = ctx.engine.search(&filter)?;
     Ok(body::json(StatusCode::OK, &SearchResults { results }))
 }
 

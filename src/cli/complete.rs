@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 
-use crate::api::wire::ListQuery;
 use crate::client::Client;
 use crate::config::Config;
-use crate::daemon::pidfile::{self, Holder};
-use crate::engine::{AgentInfo, AgentState};
+use crate::model::{AgentInfo, AgentState};
 use crate::paths::Paths;
-use crate::providers::Kind;
-use crate::providers::endpoint::known_profiles;
+use crate::pidfile::{self, Holder};
+use crate::profiles::Kind;
+use crate::profiles::known_profiles;
+use crate::wire::ListQuery;
 
 /// How long a TAB may wait for the daemon's list of agents.
 pub const DAEMON_TIMEOUT: Duration = Duration::from_millis(500);

@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 
 use super::{CliError, output};
 use crate::config::{self, Config, EditError};
-use crate::daemon::pidfile::{Holder, holder};
 use crate::paths::{Paths, ensure_private_dir};
+use crate::pidfile::{Holder, holder};
 
 pub const LONG_ABOUT: &str = "\
 Read and edit the config file by dotted key, e.g. providers.idle_timeout, limits.max_connections, \

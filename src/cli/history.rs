@@ -6,9 +6,9 @@ use clap::Args;
 use http::Method;
 
 use super::{CliError, Ctx, agent_path, output};
-use crate::api::wire::{Conversations, ConversationsQuery, HistoryQuery, Messages};
 use crate::client::ClientError;
-use crate::engine::{AgentName, Conversation, Message};
+use crate::model::{AgentName, Conversation, Message};
+use crate::wire::{Conversations, ConversationsQuery, HistoryQuery, Messages};
 
 /// How `history` prints a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

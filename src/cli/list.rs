@@ -3,8 +3,8 @@
 use clap::Args;
 
 use super::{CliError, Ctx, output};
-use crate::api::wire::ListQuery;
-use crate::engine::{AgentInfo, AgentState};
+use crate::model::{AgentInfo, AgentState};
+use crate::wire::ListQuery;
 
 #[derive(Debug, Args)]
 pub struct ListArgs {

@@ -11,11 +11,9 @@ use super::{CliError, Ctx, agent_path, output, read_prompt};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
-use crate::api::wire::{
-    FanOutLine, FanOutRequest, FanOutResult, MessageRequest, Messages, StreamLine,
-};
 use crate::client::ClientError;
-use crate::engine::AgentName;
+use crate::model::AgentName;
+use crate::wire::{FanOutLine, FanOutRequest, FanOutResult, MessageRequest, Messages, StreamLine};
 
 #[derive(Debug, Args)]
 pub struct MessageArgs {

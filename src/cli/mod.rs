@@ -24,15 +24,14 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::api::wire::AgentRequest;
 use crate::autostart::{self, AutostartError};
 use crate::client::{Client, ClientError};
 use crate::config::{Config, ConfigError};
 use crate::daemon::DaemonError;
-use crate::engine::AgentName;
+use crate::model::AgentName;
 use crate::paths::{PathError, Paths};
-use crate::providers::SetupError;
-use crate::providers::endpoint::{Kind, Profile, key_variable, known_profiles};
+use crate::profiles::{Kind, Profile, ProfileError, key_variable, known_profiles};
+use crate::wire::AgentRequest;
 
 /// Exit statuses (SPEC §6).
 pub mod exit {
@@ -184,7 +183,7 @@ impl EndpointOptions {
         let is_profile = |name: &str| {
             !matches!(
                 Profile::named(name, config),
-                Err(SetupError::UnknownProfile { .. })
+                Err(ProfileError::UnknownProfile { .. })
             )
         };
         if let Some(provider) = self.provider.as_deref()

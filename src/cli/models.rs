@@ -5,7 +5,7 @@ use clap::Args;
 use http::Method;
 
 use super::{CliError, Ctx, EndpointOptions, output};
-use crate::api::wire::Models;
+use crate::wire::Models;
 
 #[derive(Debug, Args)]
 pub struct ModelsArgs {

@@ -6,7 +6,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::CliError;
-use crate::engine::{AgentInfo, Message};
+use crate::model::{AgentInfo, Message};
 
 pub fn error(message: &str, hint: Option<&str>) {
     let mut stderr = std::io::stderr().lock();

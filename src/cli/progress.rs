@@ -3,11 +3,10 @@
 //! dim line after it with the time and tokens it took. Only when stderr is
 //! a terminal and output is not `--json`; scripts see none of it.
 
+use crate::model::Message;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-
-use crate::engine::Message;
 
 /// How often the waiting line is redrawn.
 const TICK: Duration = Duration::from_millis(100);

@@ -6,8 +6,8 @@ use clap::Args;
 use http::Method;
 
 use super::{CliError, Ctx, output};
-use crate::api::wire::PruneRequest;
-use crate::engine::PruneReport;
+use crate::model::PruneReport;
+use crate::wire::PruneRequest;
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {

@@ -4,8 +4,8 @@
 use clap::Args;
 
 use super::{CliError, Ctx, output};
-use crate::api::wire::{SearchQuery, SearchResults};
-use crate::engine::AgentName;
+use crate::model::AgentName;
+use crate::wire::{SearchQuery, SearchResults};
 
 #[derive(Debug, Args)]
 pub struct SearchArgs {

@@ -9,13 +9,13 @@ use http::Method;
 use nix::sys::signal::{Signal, kill};
 
 use super::{CliError, block_on, output};
-use crate::api::wire::{Health, Reloaded};
 use crate::client::{Client, ClientError};
 use crate::config::Config;
-use crate::daemon::pidfile::{Holder, holder};
 use crate::daemon::{self, DaemonError, ServeOptions, TcpChoice};
 use crate::duration;
 use crate::paths::Paths;
+use crate::pidfile::{Holder, holder};
+use crate::wire::{Health, Reloaded};
 
 /// `serve --help` (and the serve man page): what the daemon is and how it is guarded.
 pub const LONG_ABOUT: &str = "\

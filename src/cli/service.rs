@@ -8,8 +8,8 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::{CliError, output};
-use crate::daemon::pidfile::{Holder, holder};
 use crate::paths::{Paths, user_unit_dir};
+use crate::pidfile::{Holder, holder};
 use crate::service::{self, SERVICE_UNIT_NAME, SOCKET_UNIT_NAME, ServiceFile, systemctl_user};
 
 pub const LONG_ABOUT: &str = "\

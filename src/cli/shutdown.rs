@@ -1,13 +1,10 @@
 //! `orchestration shutdown`: stop one agent or all of them.
 
-use std::collections::BTreeMap;
-
 use clap::Args;
 use http::Method;
-use serde::{Deserialize, Serialize};
 
 use super::{CliError, Ctx, agent_path, output};
-use crate::engine::AgentName;
+use crate::model::{AgentName, ShutdownReport};
 
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
@@ -18,12 +15,6 @@ pub struct ShutdownArgs {
     /// Shut down every live agent.
     #[arg(long)]
     pub all: bool,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Report {
-    succeeded: Vec<String>,
-    failed: BTreeMap<String, String>,
 }
 
 pub async fn run(ctx: &Ctx, args: ShutdownArgs) -> Result<(), CliError> {
@@ -40,7 +31,7 @@ pub async fn run(ctx: &Ctx, args: ShutdownArgs) -> Result<(), CliError> {
 }
 
 async fn shutdown_all(ctx: &Ctx) -> Result<(), CliError> {
-    let report: Report = ctx
+    let report: ShutdownReport = ctx
         .client
         .json::<(), _>(Method::DELETE, "/agents", None)
         .await?;
@@ -52,7 +43,12 @@ async fn shutdown_all(ctx: &Ctx) -> Result<(), CliError> {
         output::line(&format!(
             "shut down {} agent(s): {}",
             report.succeeded.len(),
-            report.succeeded.join(", ")
+            report
+                .succeeded
+                .iter()
+                .map(AgentName::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))?;
     }
     if report.failed.is_empty() {

@@ -5,7 +5,7 @@ use http::Method;
 
 use super::{AgentOptions, CliError, Ctx, output};
 use crate::client::ClientError;
-use crate::engine::{AgentInfo, AgentName};
+use crate::model::{AgentInfo, AgentName};
 
 #[derive(Debug, Args)]
 pub struct SpawnArgs {

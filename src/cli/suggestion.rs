@@ -1,7 +1,7 @@
 //! "Did you mean …?" for a mistyped provider or profile name.
 
 use crate::config::Config;
-use crate::providers::endpoint::{Kind, known_profiles};
+use crate::profiles::{Kind, known_profiles};
 
 /// The provider or profile closest to `typed`, as the option to pass,
 /// when one is close enough to be what was meant.

@@ -5,7 +5,7 @@ use clap::Args;
 
 use super::progress::Feedback;
 use super::{AgentOptions, CliError, Ctx, agent_path, read_prompt};
-use crate::engine::AgentName;
+use crate::model::AgentName;
 
 #[derive(Debug, Args)]
 pub struct TaskArgs {

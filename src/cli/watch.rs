@@ -7,9 +7,9 @@ use std::io::IsTerminal;
 use clap::Args;
 
 use super::{CliError, Ctx, output};
-use crate::api::wire::{Event, EventLine, EventsQuery};
 use crate::client::ClientError;
-use crate::engine::{AgentName, Message};
+use crate::model::{AgentName, Event, EventLine, Message};
+use crate::wire::EventsQuery;
 
 pub const LONG_ABOUT: &str = "\
 Follow what the agents do, live: spawns, messages, replies as they stream in, token usage, \

@@ -11,7 +11,6 @@ pub mod detach;
 mod listeners;
 mod logging;
 mod notify;
-pub mod pidfile;
 mod reload;
 mod server;
 
@@ -28,21 +27,17 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::paths::{PathError, Paths, ensure_private_dir};
+use crate::paths::{DEFAULT_TCP, PathError, Paths, ensure_private_dir};
+use crate::pidfile::{PidFile, PidFileError};
 use crate::providers::SetupError;
 use crate::store::StoreError;
 use activation::{ActivationError, Inherited};
 use detach::{DetachError, Reporter, Side};
 pub use listeners::{ListenError, UnixSocket, bind_tcp, bind_unix};
-use pidfile::{PidFile, PidFileError};
 pub use server::{
     DEFAULT_DRAIN, DEFAULT_ECHO_DELAY, DaemonSetup, Listeners, ReloadTrigger, ServeConfig, serve_on,
 };
 use server::{Host, Serving};
-
-/// The TCP listener's default address (SPEC §1).
-pub const DEFAULT_TCP: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7862);
 
 /// Which TCP listener to open.
 #[derive(Debug, Clone, Copy)]

@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::api::Control;
-use crate::api::wire::{ConfigStatus, Reloaded};
 use crate::config::Config;
-use crate::engine::{Engine, lock, now_rfc3339};
+use crate::engine::{Engine, lock};
+use crate::model::now_rfc3339;
 use crate::providers::{Keys, ProviderSettings};
+use crate::wire::{ConfigStatus, Reloaded};
 
 use super::logging;
 use super::server::{Host, ServeConfig};

@@ -395,7 +395,7 @@ async fn prune_daily(engine: Engine, stop: CancellationToken) {
     loop {
         let retention = engine.settings().config.history.retention;
         if let Some(keep) = retention.filter(|keep| !keep.is_zero()) {
-            let cutoff = crate::engine::rfc3339_ago(keep);
+            let cutoff = crate::model::rfc3339_ago(keep);
             match engine.prune(&cutoff, false) {
                 Ok(report) if !report.conversations.is_empty() => tracing::info!(
                     conversations = report.conversations.len(),

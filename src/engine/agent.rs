@@ -12,13 +12,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{
-    AgentConfig, AgentInfo, AgentState, Engine, EngineError, Events, HUMAN, History, Message,
-    Secret, Usage, lock,
+use super::{Engine, EngineError, Events, History, lock};
+use crate::model::{
+    AgentConfig, AgentInfo, AgentState, Event, HUMAN, Message, ProviderSpec, Secret, Usage,
 };
-use crate::api::wire::Event;
 use crate::providers::{
-    self, ChatRequest, ProviderEvent, ProviderSettings, ProviderSpec, Role, Setup, SetupError, Turn,
+    self, ChatRequest, ProviderEvent, ProviderSettings, Role, Setup, SetupError, Turn,
 };
 
 /// What the caller of a message sees, in order: deltas, then one final event.

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use super::{AgentName, lock, now_rfc3339};
-use crate::api::wire::{Event, EventLine};
+use super::lock;
+use crate::model::{AgentName, Event, EventLine, now_rfc3339};
 
 /// Events kept for subscribers that are behind.
 pub const CAPACITY: usize = 1024;

@@ -12,8 +12,9 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
-use super::{AgentConfig, AgentInfo, AgentName, Message, Usage, lock};
-use crate::store::{Prunable, SearchFilter, SearchHit, Store, StoreError};
+use super::lock;
+use crate::model::{AgentConfig, AgentInfo, AgentName, Message, SearchFilter, SearchHit, Usage};
+use crate::store::{Prunable, Store, StoreError};
 
 /// Which of a name's conversations a read covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

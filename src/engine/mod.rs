@@ -10,31 +10,26 @@
 mod agent;
 mod events;
 mod history;
-mod name;
 mod registry;
-mod types;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::model::{
+    AgentConfig, AgentInfo, AgentName, AgentState, Conversation, Event, Message, ProviderSpec,
+    PruneReport, PrunedConversation, SearchFilter, SearchHit, Secret, ShutdownReport, Usage,
+    now_rfc3339,
+};
 pub use agent::{Exchange, ExchangeEvent};
 pub use events::Events;
 pub use history::{History, Which};
-pub use name::{AgentName, InvalidName, MAX_NAME_LEN};
-pub use types::{
-    AgentConfig, AgentInfo, AgentState, HUMAN, Message, Secret, Usage, now_rfc3339, rfc3339_ago,
-};
 
-use crate::api::wire::Event;
 use crate::store::{Store, StoreError, StoredAgent};
 use uuid::Uuid;
 
-use crate::providers::{
-    self, ModelsError, ProviderError, ProviderSettings, ProviderSpec, SetupError,
-};
+use crate::providers::{self, ModelsError, ProviderError, ProviderSettings, SetupError};
 use agent::{Agent, Identity};
 use registry::Registry;
 
@@ -74,42 +69,6 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
-/// One conversation: an incarnation of a name, and what it holds.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Conversation {
-    pub name: AgentName,
-    /// The incarnation's agent id.
-    pub id: Uuid,
-    pub state: AgentState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
-    pub message_count: usize,
-    /// When its first and last messages were written (none: no messages).
-    pub first_at: Option<String>,
-    pub last_at: Option<String>,
-    pub usage: Usage,
-}
-
-/// What a prune removed (or, dry, would remove).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct PruneReport {
-    pub dry_run: bool,
-    /// Conversations last written before this went.
-    pub cutoff: String,
-    pub conversations: Vec<PrunedConversation>,
-    /// The store file's size in bytes before and after.
-    pub size_before: u64,
-    pub size_after: u64,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct PrunedConversation {
-    pub name: String,
-    pub id: Uuid,
-    pub last_at: String,
-    pub message_count: usize,
-}
-
 /// Filters for [`Engine::list`].
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {
@@ -117,13 +76,6 @@ pub struct ListFilter {
     pub provider: Option<String>,
     /// Also the last incarnation of every name whose agent has ended.
     pub all: bool,
-}
-
-/// The outcome of shutting every agent down.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct ShutdownReport {
-    pub succeeded: Vec<AgentName>,
-    pub failed: BTreeMap<AgentName, String>,
 }
 
 /// A cheap, cloneable handle to the daemon's agents and history.
@@ -516,10 +468,7 @@ impl Engine {
 
     /// Messages matching a full-text query across every conversation ever
     /// held, live or ended, most relevant first.
-    pub fn search(
-        &self,
-        filter: &crate::store::SearchFilter,
-    ) -> Result<Vec<crate::store::SearchHit>, EngineError> {
+    pub fn search(&self, filter: &SearchFilter) -> Result<Vec<SearchHit>, EngineError> {
         if filter.query.trim().is_empty() {
             return Err(EngineError::BadSearch("the search query is empty".into()));
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::agent::Agent;
-use super::name::AgentName;
+use crate::model::AgentName;
 
 pub struct Registry {
     agents: HashMap<AgentName, Arc<Agent>>,

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::endpoint::Endpoint;
 use super::http::{Decoder, Flow, Upstream, event_json, sse_reply, stream_error};
 use super::{Auth, ChatRequest, EventStream, Provider, ProviderError, ProviderEvent, Role, Turn};
-use crate::engine::Usage;
+use crate::model::Usage;
 
 /// The API version this decoder is written against.
 pub const API_VERSION: &str = "2023-06-01";

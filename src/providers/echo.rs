@@ -8,7 +8,7 @@ use futures_util::stream;
 use serde_json::{Map, Value};
 
 use super::{ChatRequest, EventStream, Provider, ProviderEvent, Role};
-use crate::engine::Usage;
+use crate::model::Usage;
 
 pub struct Echo {
     delay: Duration,

@@ -10,7 +10,6 @@ pub mod endpoint;
 pub mod http;
 mod openai;
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,25 +18,14 @@ use futures_util::Stream;
 use serde_json::{Map, Value};
 
 use crate::config::Config;
-use crate::engine::{Secret, Usage};
+use crate::model::{ProviderSpec, Secret, Usage};
 
+use crate::profiles::{Kind, ProfileError};
 pub use anthropic::Anthropic;
 pub use echo::Echo;
-pub use endpoint::{Endpoint, Kind, Profile};
+pub use endpoint::Endpoint;
 pub use http::Upstream;
 pub use openai::OpenAi;
-
-/// What a spawn asks of its provider, before defaults are filled in.
-#[derive(Debug, Clone, Default)]
-pub struct ProviderSpec {
-    /// `None` means the profile's protocol, else [`DEFAULT_PROVIDER`].
-    pub provider: Option<String>,
-    pub profile: Option<String>,
-    pub model: Option<String>,
-    pub base_url: Option<String>,
-    pub api_key: Option<Secret>,
-    pub headers: BTreeMap<String, String>,
-}
 
 /// Who said a turn of the conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,12 +216,8 @@ fn parse_environment_file(text: &str) -> Result<Vec<(String, String)>, (usize, S
 /// Why an agent's provider could not be set up (the client's mistake: 400).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SetupError {
-    #[error("unknown provider {0:?}; known providers: {known}", known = Kind::NAMES)]
-    UnknownProvider(String),
-    #[error("unknown profile {name:?}; known profiles: {known}")]
-    UnknownProfile { name: String, known: String },
-    #[error("{0}")]
-    BadProfile(String),
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
     #[error(
         "{what} needs an API key, and none was given: {variable} is set neither where the command ran nor in the daemon's environment"
     )]
@@ -254,8 +238,6 @@ pub const DEFAULT_PROVIDER: &str = "openai";
 /// A ready provider and the facts about it an agent reports.
 pub struct Setup {
     pub provider: Arc<dyn Provider>,
-    /// The protocol's name (`openai` for every OpenAI-compatible profile).
-    pub provider_name: &'static str,
     /// The model in effect: the spawn's, else the profile's, else the provider's default.
     pub model: Option<String>,
 }
@@ -267,17 +249,12 @@ pub fn build(spec: &ProviderSpec, settings: &ProviderSettings) -> Result<Setup, 
         return Err(SetupError::NoModel(endpoint::describe(spec)));
     }
     let model = endpoint.model.clone();
-    let provider_name = endpoint.kind.name();
     let provider: Arc<dyn Provider> = match endpoint.kind {
         Kind::Echo => Arc::new(Echo::new(settings.echo_delay)),
         Kind::OpenAi => Arc::new(OpenAi::new(endpoint, settings.upstream.clone())),
         Kind::Anthropic => Arc::new(Anthropic::new(endpoint, settings.upstream.clone())),
     };
-    Ok(Setup {
-        provider,
-        provider_name,
-        model,
-    })
+    Ok(Setup { provider, model })
 }
 
 /// Why listing models failed.

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::endpoint::Endpoint;
 use super::http::{Decoder, Flow, Upstream, event_json, sse_reply, stream_error};
 use super::{Auth, ChatRequest, EventStream, Provider, ProviderError, ProviderEvent, Role};
-use crate::engine::Usage;
+use crate::model::Usage;
 
 pub struct OpenAi {
     endpoint: Endpoint,

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -20,6 +20,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Value,
+    /// When the whole request had arrived.
+    pub arrived: Instant,
 }
 
 impl Recorded {
@@ -44,23 +46,29 @@ pub enum Step {
 
 /// A one-shot signal from the test to the fake server.
 #[derive(Clone)]
-pub struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+pub struct Gate(Arc<(Mutex<Option<Instant>>, std::sync::Condvar)>);
 
 impl Gate {
     pub fn new() -> Self {
-        Self(Arc::new((Mutex::new(false), std::sync::Condvar::new())))
+        Self(Arc::new((Mutex::new(None), std::sync::Condvar::new())))
     }
     pub fn open(&self) {
-        let (open, signal) = &*self.0;
-        *open.lock().unwrap() = true;
+        let (opened, signal) = &*self.0;
+        opened.lock().unwrap().get_or_insert_with(Instant::now);
         signal.notify_all();
     }
+    /// When the test opened it, if it did.
+    pub fn opened_at(&self) -> Option<Instant> {
+        *self.0.0.lock().unwrap()
+    }
     fn wait(&self) {
-        let (open, signal) = &*self.0;
-        let mut open = open.lock().unwrap();
-        while !*open {
-            let (guard, _) = signal.wait_timeout(open, Duration::from_secs(30)).unwrap();
-            open = guard;
+        let (opened, signal) = &*self.0;
+        let mut opened = opened.lock().unwrap();
+        while opened.is_none() {
+            let (guard, _) = signal
+                .wait_timeout(opened, Duration::from_secs(30))
+                .unwrap();
+            opened = guard;
         }
     }
 }
@@ -384,5 +392,6 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Recorded> {
         path,
         headers,
         body,
+        arrived: Instant::now(),
     })
 }

@@ -284,6 +284,31 @@ impl Daemon {
         open_stream(&self.env.socket(), path, body)
     }
 
+    /// Opens `GET /events` and returns it once its head arrived: an open
+    /// connection, which keeps a daemon with an idle timeout from exiting.
+    pub fn stream_events(&self) -> BufReader<UnixStream> {
+        let mut stream = UnixStream::connect(self.env.socket()).expect("connect");
+        stream
+            .write_all(&build_request(
+                "GET",
+                "/events",
+                &[("Host", "localhost")],
+                None,
+            ))
+            .expect("write");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("status line");
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        while line != "\r\n" {
+            line.clear();
+            let n = reader.read_line(&mut line).expect("head");
+            assert!(n > 0, "the event stream closed in its head");
+        }
+        reader
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         signal(self.pid(), "TERM");

@@ -19,11 +19,11 @@ use tokio::sync::mpsc;
 
 use super::super::output;
 use super::tools::{Call, ToolError, ToolName, plan};
-use crate::api::wire::{Messages, Models, SearchResults, StreamLine};
 use crate::autostart::{self, AutostartError};
 use crate::client::{Client, ClientError};
-use crate::engine::{AgentInfo, Message};
+use crate::model::{AgentInfo, Message};
 use crate::paths::Paths;
+use crate::wire::{Messages, Models, SearchResults, StreamLine};
 
 const INSTRUCTIONS: &str = "\
 Named LLM agents that live in a per-user daemon and keep their conversations between calls. \

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::super::{AgentOptions, CliError, EndpointOptions, agent_path};
-use crate::api::wire::{AgentRequest, HistoryQuery, ListQuery, MessageRequest, SearchQuery};
-use crate::engine::{AgentName, AgentState};
+use crate::model::{AgentName, AgentState};
+use crate::wire::{AgentRequest, HistoryQuery, ListQuery, MessageRequest, SearchQuery};
 
 /// The tools this server offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

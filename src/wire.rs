@@ -1,12 +1,12 @@
-//! Request and response bodies that only the HTTP API uses. The shapes match
+//! The wire protocol: request, response, query and stream-line types the
+//! daemon parses and the client builds, shared by both. The shapes match
 //! the Python daemon this project replaces; unknown request fields are ignored.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{AgentConfig, AgentName, AgentState, Message, Secret, Usage};
-use crate::providers::ProviderSpec;
+use crate::model::{AgentConfig, AgentName, AgentState, Message, ProviderSpec, SearchHit, Secret};
 
 /// The body of `POST /agents` (spawn), `POST /agents/{name}/task` and
 /// `POST /models`. `prompt` and `stream` only matter for a task; `name` is
@@ -27,13 +27,12 @@ pub struct AgentRequest {
     pub instructions: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// The key itself. There is no `api_key_env`: an older client may still
+    /// send one, and it is ignored like any unknown field, because the daemon
+    /// never reads an environment variable a request names (the CLI resolves
+    /// `--api-key-env` itself and sends the key).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
-    /// Accepted for older clients and ignored: the daemon never reads an
-    /// environment variable a request names (the CLI resolves `--api-key-env`
-    /// itself and sends the key).
-    #[serde(default, skip_serializing)]
-    pub api_key_env: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,60 +132,6 @@ pub enum StreamLine {
     Error { status: u16, detail: String },
 }
 
-/// One line of `GET /events`: the envelope every event has, and the event.
-/// `id` rises by one per event over the daemon's life (a `lagged` line has
-/// none: it stands for events this reader never got); `ts` is RFC 3339 UTC.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EventLine {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<u64>,
-    pub ts: String,
-    /// The agent the event is about; absent for daemon-wide events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<AgentName>,
-    #[serde(flatten)]
-    pub event: Event,
-}
-
-/// What happened: every event type of `GET /events`, in one place.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum Event {
-    /// An agent started: spawned, a task's throwaway agent, or restored at start.
-    Spawned {
-        provider: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        model: Option<String>,
-        /// A `task` agent, gone after its one exchange.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        task: bool,
-    },
-    /// The agent's state changed.
-    State { old: AgentState, new: AgentState },
-    /// A message stored in history, exactly as history has it (the human's and the reply).
-    Message { message: Message },
-    /// A piece of a reply as it streams in.
-    Delta { content: String },
-    /// Tokens one reply used.
-    Usage { usage: Usage },
-    /// The agent cannot reach its model (missing key, unknown profile); `reason` says why.
-    Suspended { reason: String },
-    /// A suspended agent can run again.
-    Restored,
-    /// With `agent`: that agent was shut down (`restart`: it comes back at
-    /// the daemon's next start). Without: the daemon is stopping, and the
-    /// stream ends.
-    Shutdown {
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        restart: bool,
-    },
-    /// This reader fell behind and `missed` events were dropped for it.
-    Lagged { missed: u64 },
-    /// A type this client does not know (from a newer daemon).
-    #[serde(other)]
-    Unknown,
-}
-
 /// The body of `POST /messages`: one prompt to several agents at once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FanOutRequest {
@@ -274,7 +219,7 @@ pub struct PruneRequest {
 /// The answer of `GET /conversations`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Conversations {
-    pub conversations: Vec<crate::engine::Conversation>,
+    pub conversations: Vec<crate::model::Conversation>,
 }
 
 /// The query of `GET /agents`: `?state=&provider=&all`.
@@ -456,21 +401,6 @@ pub struct SearchResults {
     pub results: Vec<SearchHit>,
 }
 
-/// One message that matched a search.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SearchHit {
-    pub agent: String,
-    /// The conversation: the id of the agent incarnation that held it.
-    pub conversation: uuid::Uuid,
-    pub message_id: uuid::Uuid,
-    pub timestamp: String,
-    pub sender: String,
-    /// The matching part of the message, each match wrapped in `**`.
-    pub snippet: String,
-    /// Relevance (bm25; smaller is better). Results come best first.
-    pub rank: f64,
-}
-
 /// An `agent=NAME` query parameter.
 fn agent_param(value: &str) -> Result<AgentName, QueryError> {
     AgentName::parse(value).map_err(|e| QueryError::Agent(e.to_string()))
@@ -549,27 +479,5 @@ mod tests {
         );
         assert_eq!(EventsQuery::default().to_query(), "");
         assert!(EventsQuery::parse("agent=%2Ebad").is_err());
-    }
-
-    #[test]
-    fn event_lines_read_back_what_they_write() {
-        let line = EventLine {
-            id: Some(7),
-            ts: "2026-01-01T00:00:00Z".into(),
-            agent: Some(AgentName::parse("a").unwrap()),
-            event: Event::State {
-                old: AgentState::Idle,
-                new: AgentState::Processing,
-            },
-        };
-        let text = serde_json::to_string(&line).unwrap();
-        assert!(text.contains(r#""type":"state""#), "{text}");
-        assert_eq!(serde_json::from_str::<EventLine>(&text).unwrap(), line);
-        let lagged: EventLine =
-            serde_json::from_str(r#"{"type":"lagged","missed":3,"ts":"x"}"#).unwrap();
-        assert_eq!(lagged.event, Event::Lagged { missed: 3 });
-        let future: EventLine =
-            serde_json::from_str(r#"{"type":"new_thing","id":1,"ts":"x","x":1}"#).unwrap();
-        assert_eq!(future.event, Event::Unknown);
     }
 }

@@ -1,61 +1,13 @@
-//! The engine's data: messages, agent states and configs, token usage, and
-//! the AgentInfo view that the API returns.
+//! An agent as the daemon and its clients see it: its state, what it was
+//! spawned with, what it has used, and the conversations it has held.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::AgentName;
-use crate::providers::ProviderSpec;
-
-/// The current UTC time as RFC 3339, the form every timestamp on the wire takes.
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
-}
-
-/// The UTC time `back` before now, as RFC 3339 (the form stored timestamps
-/// take, so the two compare as text).
-pub fn rfc3339_ago(back: std::time::Duration) -> String {
-    let at = time::OffsetDateTime::now_utc() - back;
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| at.unix_timestamp().to_string())
-}
-
-/// `sender` of a message the user wrote.
-pub const HUMAN: &str = "human";
-
-/// One entry of a conversation, exactly as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Message {
-    pub id: Uuid,
-    /// `"human"` or the agent's name.
-    pub sender: String,
-    pub content: String,
-    pub message_type: String,
-    pub timestamp: String,
-    pub metadata: Map<String, Value>,
-}
-
-impl Message {
-    pub fn new(sender: &str, content: String, metadata: Map<String, Value>) -> Self {
-        Self {
-            id: Uuid::new_v4(),
-            sender: sender.to_owned(),
-            content,
-            message_type: "chat".to_owned(),
-            timestamp: now_rfc3339(),
-            metadata,
-        }
-    }
-
-    pub fn is_human(&self) -> bool {
-        self.sender == HUMAN
-    }
-}
 
 /// Where an agent is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,4 +129,59 @@ pub struct AgentInfo {
     /// Why a `suspended` agent cannot run.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
+}
+
+/// What a spawn asks of its provider, before defaults are filled in.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderSpec {
+    /// `None` means the profile's protocol, else [`DEFAULT_PROVIDER`].
+    pub provider: Option<String>,
+    pub profile: Option<String>,
+    pub model: Option<String>,
+    pub base_url: Option<String>,
+    pub api_key: Option<Secret>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// One conversation: an incarnation of a name, and what it holds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Conversation {
+    pub name: AgentName,
+    /// The incarnation's agent id.
+    pub id: Uuid,
+    pub state: AgentState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    pub message_count: usize,
+    /// When its first and last messages were written (none: no messages).
+    pub first_at: Option<String>,
+    pub last_at: Option<String>,
+    pub usage: Usage,
+}
+
+/// What a prune removed (or, dry, would remove).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    /// Conversations last written before this went.
+    pub cutoff: String,
+    pub conversations: Vec<PrunedConversation>,
+    /// The store file's size in bytes before and after.
+    pub size_before: u64,
+    pub size_after: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PrunedConversation {
+    pub name: String,
+    pub id: Uuid,
+    pub last_at: String,
+    pub message_count: usize,
+}
+
+/// The outcome of shutting every agent down.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ShutdownReport {
+    pub succeeded: Vec<AgentName>,
+    pub failed: BTreeMap<AgentName, String>,
 }
