@@ -7,7 +7,7 @@
 //! agents; then remove the files it created. SIGHUP reloads.
 
 mod activation;
-pub mod detach;
+mod detach;
 mod listeners;
 mod logging;
 mod notify;
@@ -32,11 +32,11 @@ use crate::pidfile::{PidFile, PidFileError};
 use crate::providers::SetupError;
 use crate::store::StoreError;
 use activation::{ActivationError, Inherited};
-use detach::{DetachError, Reporter, Side};
-pub use listeners::{ListenError, UnixSocket, bind_tcp, bind_unix};
-pub use server::{
-    DEFAULT_DRAIN, DEFAULT_ECHO_DELAY, DaemonSetup, Listeners, ReloadTrigger, ServeConfig, serve_on,
-};
+pub use detach::DetachError;
+use detach::{Reporter, Side};
+use listeners::bind_tcp;
+pub use listeners::{ListenError, UnixSocket, bind_unix};
+pub use server::{DaemonSetup, Listeners, ReloadTrigger, ServeConfig, serve_on};
 use server::{Host, Serving};
 
 /// Which TCP listener to open.

@@ -30,11 +30,11 @@ use crate::store::Store;
 
 /// How long in-flight requests get to finish once a stop begins, unless
 /// told otherwise (`serve --drain-timeout`'s default).
-pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
+const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 
 /// The echo provider's pause between words unless told otherwise
 /// (`serve --echo-delay`'s default).
-pub const DEFAULT_ECHO_DELAY: Duration = Duration::from_millis(20);
+const DEFAULT_ECHO_DELAY: Duration = Duration::from_millis(20);
 
 /// Extra time, after the drain deadline, for cancelled requests to say so.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
