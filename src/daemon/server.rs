@@ -194,7 +194,7 @@ impl Host for Quiet {}
 pub async fn serve_on(
     listeners: Listeners,
     setup: DaemonSetup,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future,
 ) -> Result<(), DaemonError> {
     run(listeners, setup, shutdown, Arc::new(Quiet)).await
 }
@@ -203,7 +203,7 @@ pub async fn serve_on(
 pub(crate) async fn run(
     listeners: Listeners,
     setup: DaemonSetup,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future,
     host: Arc<dyn Host>,
 ) -> Result<(), DaemonError> {
     let DaemonSetup {
@@ -321,7 +321,7 @@ async fn accept_until_stopped(
     listeners: &Accepting<'_>,
     connections: &mut Connections,
     stop: &CancellationToken,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future,
 ) {
     let bound = listeners.tcp.and_then(|l| l.local_addr().ok());
     let tcp = Transport::Tcp {
@@ -332,7 +332,7 @@ async fn accept_until_stopped(
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            () = &mut shutdown => {
+            _ = &mut shutdown => {
                 // Everything else the core runs stops on this token.
                 stop.cancel();
                 return;

@@ -78,10 +78,8 @@ impl InProcess {
             .expect("runtime dir");
         let (listeners, port, token) = runtime.block_on(listen(&env, tcp));
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let served = runtime.spawn(serve_on(listeners, setup, async {
-            // A dropped sender stops the daemon as well.
-            let _ = stopped.await;
-        }));
+        // Whatever the receiver gets, a value or a dropped sender, stops it.
+        let served = runtime.spawn(serve_on(listeners, setup, stopped));
         Self {
             env,
             port,
