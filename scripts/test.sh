@@ -19,7 +19,7 @@ if [ ! -x "$venv/bin/fakellm" ] || ! "$venv/bin/pip" show fakellm 2>/dev/null | 
     "$venv/bin/pip" install --quiet --disable-pip-version-check "fakellm==$FAKELLM_VERSION"
 fi
 export ORCHESTRATION_FAKELLM="$PWD/$venv/bin/fakellm"
-# The MCP client tests/mcp.rs drives `orchestration mcp` with: the official Python SDK.
+# The MCP client tests/it/mcp.rs drives `orchestration mcp` with: the official Python SDK.
 MCP_VERSION=2.3.0
 if ! "$venv/bin/python" -m pip show mcp 2>/dev/null | grep -qx "Version: $MCP_VERSION"; then
     echo "== installing mcp $MCP_VERSION into $venv"

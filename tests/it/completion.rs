@@ -3,7 +3,7 @@
 //! the running daemon's agent names, profile and provider names, and never
 //! hang on or start a daemon.
 
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};

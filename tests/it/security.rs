@@ -2,7 +2,7 @@
 //! connection floods and slowloris clients, and API keys that must never
 //! leak.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

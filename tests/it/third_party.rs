@@ -8,7 +8,7 @@
 //! Without either the test is skipped with a message on stderr, unless
 //! `$ORCHESTRATION_REQUIRE_THIRD_PARTY=1` (set by `scripts/test.sh`), when it fails.
 
-mod common;
+use crate::common;
 
 use std::net::TcpStream;
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //! by redirect), secrets echoed back by a model server, configuration values
 //! at their limits, and a named socket that must not fall back to TCP.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

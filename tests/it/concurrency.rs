@@ -2,7 +2,7 @@
 //! different agents run side by side, and a client that goes away mid-stream
 //! cancels its exchange without hurting the daemon.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

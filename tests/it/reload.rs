@@ -1,7 +1,7 @@
 //! Reload without a restart (SIGHUP, `serve --reload`), agents that follow
 //! their profile, and agents that a start suspends instead of ending.
 
-mod common;
+use crate::common;
 
 use common::fake_provider::{FakeProvider, Reply, openai_chunks};
 use common::{Daemon, Env, read_rest, signal};

@@ -3,7 +3,7 @@
 //! call (and 32 of them at once), readiness and status over a real
 //! `NOTIFY_SOCKET`, and socket activation by `systemd-socket-activate`.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;

@@ -2,7 +2,7 @@
 //! pipes that close early, readable output, confirmation before deleting,
 //! and finding the daemon from a bare shell.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 

@@ -1,6 +1,6 @@
 //! `GET /events` and `orchestration watch`, against the real binary.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;

@@ -3,7 +3,7 @@
 //! (streamed text, errors, exit statuses), for the OpenAI and Anthropic
 //! protocols, including the awkward things real servers do.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

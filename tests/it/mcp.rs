@@ -8,7 +8,7 @@
 //! skipped with a message on stderr, unless `$ORCHESTRATION_REQUIRE_THIRD_PARTY=1`
 //! (set by `scripts/test.sh`), when they fail.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

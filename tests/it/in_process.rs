@@ -3,7 +3,7 @@
 //! shutdown future stops it cleanly with the agents kept, a reload trigger
 //! and `POST /shutdown` work, and TCP takes the token it was given.
 
-mod common;
+use crate::common;
 
 use std::io::BufRead;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The CLI as a user meets it: human output, `--json`, exit statuses, the
 //! message when no daemon runs, and help that reads well.
 
-mod common;
+use crate::common;
 
 use common::fake_provider::{FakeProvider, Reply, openai_chunks};
 use common::{BIN, Daemon, Env};

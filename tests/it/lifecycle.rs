@@ -1,7 +1,7 @@
 //! The daemon's life: start, single instance, stale files, file modes,
 //! graceful stop by signal, by API and by `serve --stop`.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 

@@ -1,7 +1,7 @@
 //! Full-text search over every conversation ever held: live and ended
 //! agents, after a restart and after kill -9, with filters and bad queries.
 
-mod common;
+use crate::common;
 
 use common::{Daemon, Env};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! The generated documentation in `man/` and `contrib/completions/` must match
 //! the clap definitions it is generated from. This test regenerates it in
 //! memory and fails on any difference; run
-//! `ORCHESTRATION_UPDATE_DOCS=1 cargo test --test docs` to rewrite the files.
+//! `ORCHESTRATION_UPDATE_DOCS=1 cargo test --test it docs::` to rewrite the files.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -683,7 +683,7 @@ fn generated_docs_are_current() {
     }
     assert!(
         stale.is_empty(),
-        "stale generated docs: {stale:?}\nregenerate with: ORCHESTRATION_UPDATE_DOCS=1 cargo test --test docs"
+        "stale generated docs: {stale:?}\nregenerate with: ORCHESTRATION_UPDATE_DOCS=1 cargo test --test it docs::"
     );
 }
 
@@ -760,7 +760,7 @@ fn every_page_has_examples_and_they_parse() {
     for page in pages {
         assert!(
             !examples(page).is_empty(),
-            "no EXAMPLES for orchestration {page}: add some to EXAMPLES in tests/docs.rs"
+            "no EXAMPLES for orchestration {page}: add some to EXAMPLES in tests/it/docs.rs"
         );
     }
     // Every `orchestration …` in an example is a valid command line.

@@ -3,7 +3,7 @@
 //! burst, and the next message carries the whole context. A damaged, newer
 //! or unwritable store stops the start with a clear error and is left alone.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;

@@ -1,7 +1,7 @@
 //! The seed scenario end to end, once through the CLI over the Unix socket
 //! and once with raw HTTP over the loopback TCP listener.
 
-mod common;
+use crate::common;
 
 use common::{Daemon, transcript};
 use serde_json::json;

@@ -1,6 +1,6 @@
 //! Every route's statuses and error shapes (SPEC §3), over the Unix socket.
 
-mod common;
+use crate::common;
 
 use common::{Daemon, send, transcript};
 use serde_json::{Value, json};
