@@ -188,9 +188,10 @@ impl Host for Quiet {}
 /// Serves the API on `listeners` until `shutdown` resolves (or `POST
 /// /shutdown`, or the idle timeout), then lets in-flight requests finish
 /// within the drain timeout, suspends every agent for the next start, and
-/// returns once the store is closed. Reload with `setup`'s
-/// [`ReloadTrigger`] or `POST /reload`. Needs a multi-threaded runtime
-/// (a reload blocks in place).
+/// returns once its tasks have ended, which closes the store (unless an
+/// agent's worker outlived its stop timeout). Reload with the config's
+/// [`ReloadTrigger`] or `POST /reload`. Needs a multi-threaded runtime (a
+/// reload blocks in place).
 pub async fn serve_on(
     listeners: Listeners,
     setup: DaemonSetup,
