@@ -41,7 +41,7 @@ const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 /// What a core runs from: where its state is, the config in effect at
 /// start, and the environment its keys are looked up in.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     /// S: the store (`store.db`, locked by `store.lock`); created 0700 if missing.
     pub state_dir: PathBuf,
@@ -64,6 +64,24 @@ pub struct ServeConfig {
     pub idle_timeout: Option<Duration>,
     /// Fired to reload, as SIGHUP does under `serve`.
     pub reload: ReloadTrigger,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The environment's names only: its values include API keys.
+        let mut names: Vec<&String> = self.environment.keys().collect();
+        names.sort();
+        f.debug_struct("ServeConfig")
+            .field("state_dir", &self.state_dir)
+            .field("config_file", &self.config_file)
+            .field("environment_file", &self.environment_file)
+            .field("config", &self.config)
+            .field("environment", &names)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("echo_delay", &self.echo_delay)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServeConfig {
@@ -453,4 +471,20 @@ async fn exit_when_idle(
         "idle: no connection for the idle timeout; stopping"
     );
     stop.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_names_the_environment_but_shows_no_value() {
+        let mut config = ServeConfig::new("s".into(), "c.toml".into(), Config::default());
+        config
+            .environment
+            .insert("OPENAI_API_KEY".into(), "sk-secret".into());
+        let shown = format!("{config:?}");
+        assert!(shown.contains("OPENAI_API_KEY"), "{shown}");
+        assert!(!shown.contains("sk-secret"), "{shown}");
+    }
 }
