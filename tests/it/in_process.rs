@@ -1,7 +1,8 @@
 //! The daemon's core run inside the test process (`daemon::serve_on`): it
 //! serves real sockets, two run side by side with their own keys, its
-//! shutdown future stops it cleanly with the agents kept, a reload trigger
-//! and `POST /shutdown` work, and TCP takes the token it was given.
+//! shutdown future stops it cleanly with the agents kept, a drain deadline
+//! cancels a reply in flight and keeps what streamed, a reload trigger and
+//! `POST /shutdown` work, and TCP takes the token it was given.
 
 use crate::common;
 
@@ -221,19 +222,26 @@ fn tcp_takes_the_token_it_was_given() {
 }
 
 #[test]
-fn a_short_drain_cancels_a_reply_in_flight() {
+fn a_short_drain_cancels_a_reply_in_flight_and_keeps_its_start() {
     let mut daemon = InProcess::start_with(Env::new(), false, |config| {
         config.drain_timeout = Duration::ZERO;
-        // Slow enough that the reply is still streaming when the stop comes.
+        // Slow enough that the reply still streams when the stop comes.
         config.echo_delay = Duration::from_millis(200);
     });
     spawn_echo(&daemon, "slow");
+    // Sixty words at 200ms each: far longer than the stop takes to begin.
+    let words = vec!["word"; 60].join(" ");
     let mut reader = daemon.stream(
         "/agents/slow/message",
-        &json!({"content": "a b c d e f g h i j k l m n o p", "stream": true}),
+        &json!({"content": words, "stream": true}),
     );
     daemon.stop().expect("a clean stop");
     let mut rest = String::new();
     while reader.read_line(&mut rest).unwrap_or(0) > 0 {}
     assert!(rest.contains("\"status\":503"), "{rest}");
+
+    // What had streamed is kept, marked interrupted, for the next start.
+    let again = InProcess::start_in(daemon.env.clone(), false);
+    let history = again.json("GET", "/agents/slow/history", None).json();
+    assert_eq!(history["messages"][1]["metadata"]["interrupted"], true);
 }
