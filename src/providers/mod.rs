@@ -121,9 +121,9 @@ impl ProviderSettings {
 }
 
 /// The environment the daemon reads keys from: the one it was given (under
-/// `serve`, its process environment),
-/// overlaid by the service's environment file (`KEY=value` lines), which a
-/// reload reads again, so a rotated key takes effect without a restart.
+/// `serve`, its process environment) overlaid by the service's environment
+/// file (`KEY=value` lines), which a reload reads again, so a rotated key
+/// takes effect without a restart.
 /// Only the variables a provider or profile names are ever looked up here.
 #[derive(Clone, Default)]
 pub struct Keys {
