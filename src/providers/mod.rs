@@ -158,6 +158,7 @@ impl Keys {
         Ok(Self { vars })
     }
 
+    #[cfg(test)]
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         Self {
             vars: pairs
