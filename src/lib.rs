@@ -10,6 +10,7 @@ mod api;
 mod autostart;
 pub mod cli;
 mod client;
+mod colour;
 pub mod config;
 pub mod daemon;
 mod duration;

@@ -1,5 +1,5 @@
 //! The `orchestration` binary: parse the command line and hand over to [`orchestration::cli`].
 
-fn main() {
-    std::process::exit(orchestration::cli::main());
+fn main() -> std::process::ExitCode {
+    orchestration::cli::main()
 }

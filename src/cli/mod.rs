@@ -35,11 +35,11 @@ use crate::wire::AgentRequest;
 
 /// Exit statuses (SPEC §6).
 pub mod exit {
-    pub const OK: i32 = 0;
-    pub const FAILED: i32 = 1;
-    pub const USAGE: i32 = 2;
-    pub const UNREACHABLE: i32 = 3;
-    pub const NOT_FOUND: i32 = 4;
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const UNREACHABLE: u8 = 3;
+    pub const NOT_FOUND: u8 = 4;
 }
 
 const AFTER_HELP: &str = "\
@@ -317,7 +317,7 @@ impl CliError {
         }
     }
 
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> u8 {
         match self {
             Self::Hinted { error, .. } | Self::Reported(error) => error.exit_code(),
             // A daemon that could not be started is as unreachable as one that is not running.
@@ -386,7 +386,11 @@ pub struct Ctx {
 }
 
 /// Runs the CLI and returns the process exit status.
-pub fn main() -> i32 {
+pub fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(status())
+}
+
+fn status() -> u8 {
     complete::handle_request();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -60,7 +60,8 @@ impl Feedback {
         if let (Some(input), Some(output)) = (tokens("input_tokens"), tokens("output_tokens")) {
             summary.push_str(&format!(", {input} tokens in, {output} out"));
         }
-        let colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        // `enabled` means stderr is a terminal.
+        let colour = crate::colour::wanted(true);
         let line = if colour {
             format!("\x1b[2m{summary}\x1b[0m\n")
         } else {

@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use super::{CliError, block_on, output};
 use crate::client::{Client, ClientError};
 use crate::config::Config;
-use crate::daemon::{self, ServeOptions, TcpChoice};
+use crate::daemon::{self, DaemonError, ServeOptions, TcpChoice};
 use crate::duration;
 use crate::paths::Paths;
 use crate::pidfile::{Holder, holder};
@@ -145,12 +145,12 @@ fn configured_listener(config: &Config, paths: &Paths) -> Result<TcpChoice, CliE
     if listen == "off" {
         return Ok(TcpChoice::Off);
     }
-    listen.parse().map(TcpChoice::Explicit).map_err(|_| {
-        CliError::Failed(format!(
-            "config file {}: daemon.listen = {listen:?} is not an address like 127.0.0.1:7862 or \"off\"",
-            paths.config_file.display()
-        ))
-    })
+    let parsed = listen.parse().map_err(|source| DaemonError::BadListen {
+        config_file: paths.config_file.clone(),
+        value: listen.to_owned(),
+        source,
+    });
+    Ok(TcpChoice::Explicit(parsed?))
 }
 
 fn status(paths: &Paths, json: bool) -> Result<(), CliError> {
@@ -229,8 +229,7 @@ fn stop(paths: &Paths) -> Result<(), CliError> {
     match (asked, holder_now) {
         (Ok(_), _) => {}
         (Err(_), Holder::Daemon(Some(pid))) => {
-            kill(pid, Signal::SIGTERM)
-                .map_err(|e| CliError::Failed(format!("cannot signal daemon pid {pid}: {e}")))?;
+            kill(pid, Signal::SIGTERM).map_err(|source| DaemonError::Signal { pid, source })?;
         }
         (Err(ClientError::Unreachable { .. }), Holder::Nobody) => {
             return output::line("the orchestration daemon is not running");

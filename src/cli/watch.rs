@@ -63,8 +63,7 @@ struct Printer {
 
 impl Printer {
     fn new(json: bool) -> Self {
-        let colour = std::io::stdout().is_terminal()
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let colour = crate::colour::wanted(std::io::stdout().is_terminal());
         Self {
             json,
             colour,

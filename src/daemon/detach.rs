@@ -9,6 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -25,7 +26,9 @@ pub enum DetachError {
     #[error("cannot open the daemon log {path}: {source}")]
     Log { path: String, source: io::Error },
     #[error("cannot fork into the background: {0}")]
-    Fork(String),
+    Pipe(#[source] nix::errno::Errno),
+    #[error("cannot fork into the background: {0}")]
+    Fork(#[source] daemonize::Error),
     /// The daemon's own startup error, as it reported it.
     #[error("{0}")]
     Failed(String),
@@ -48,9 +51,10 @@ pub struct Launcher {
     log: String,
 }
 
-/// The daemon's end of the pipe; dropping it unsent reads as "died".
+/// The daemon's end of the pipe; dropping it unsent reads as "died". Only
+/// the first report is sent.
 pub struct Reporter {
-    pipe: Option<File>,
+    pipe: Mutex<Option<File>>,
 }
 
 /// Forks into the background: new session, working directory `/`, umask
@@ -70,8 +74,8 @@ pub fn detach(log: &Path) -> Result<Side, DetachError> {
         .open(log)
         .map_err(log_error)?;
     let stderr = stdout.try_clone().map_err(log_error)?;
-    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| DetachError::Fork(e.to_string()))?;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(DetachError::Pipe)?;
     let outcome = daemonize::Daemonize::new()
         .working_directory("/")
         .umask(0o077)
@@ -86,14 +90,14 @@ pub fn detach(log: &Path) -> Result<Side, DetachError> {
                 log: log_name,
             }))
         }
-        daemonize::Outcome::Parent(Err(error)) => Err(DetachError::Fork(error.to_string())),
+        daemonize::Outcome::Parent(Err(error)) => Err(DetachError::Fork(error)),
         daemonize::Outcome::Child(result) => {
             drop(read);
-            let mut reporter = Reporter {
-                pipe: Some(File::from(write)),
+            let reporter = Reporter {
+                pipe: Mutex::new(Some(File::from(write))),
             };
             if let Err(error) = result {
-                let error = DetachError::Fork(error.to_string());
+                let error = DetachError::Fork(error);
                 reporter.failed(&error);
                 return Err(error);
             }
@@ -160,19 +164,19 @@ fn readable(file: &File, within: Duration) -> bool {
 
 impl Reporter {
     /// Tells the launcher the daemon is serving; it exits 0.
-    pub fn ready(&mut self) {
+    pub fn ready(&self) {
         self.send("ready");
     }
 
     /// Tells the launcher why the start failed; it prints this and exits 1.
-    pub fn failed(&mut self, error: &dyn std::fmt::Display) {
+    pub fn failed(&self, error: &dyn std::fmt::Display) {
         // One line: the launcher reads up to the first newline.
         let message = error.to_string().replace('\n', " ");
         self.send(&format!("error: {message}"));
     }
 
-    fn send(&mut self, line: &str) {
-        if let Some(mut pipe) = self.pipe.take() {
+    fn send(&self, line: &str) {
+        if let Some(mut pipe) = crate::engine::lock(&self.pipe).take() {
             // The launcher may be gone (killed); the daemon carries on.
             let _ = writeln!(pipe, "{line}");
         }

@@ -16,7 +16,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::api::{self, ApiContext, Transport};
 use crate::config::LimitsConfig;
@@ -146,13 +147,89 @@ impl Activity {
         Some(*crate::engine::lock(&self.last_closed) + idle)
     }
 
-    fn opened(&self) {
+    /// Counts a connection as open until the returned guard is dropped.
+    fn enter(self: &Arc<Self>) -> Open {
         self.open.fetch_add(1, Ordering::SeqCst);
+        Open(self.clone())
+    }
+}
+
+/// One open connection in [`Activity`]'s count. The count goes down when
+/// this is dropped, however the connection's task ends: closed, aborted at
+/// shutdown, or panicking (a closure run at the task's end would be skipped
+/// then, and the daemon would never be idle again).
+struct Open(Arc<Activity>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        *crate::engine::lock(&self.0.last_closed) = Instant::now();
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What an admitted connection holds while it is served: its slot under the
+/// listener's cap and its place in the activity count, both given back
+/// when its task drops this.
+struct Admitted {
+    _slot: OwnedSemaphorePermit,
+    _open: Open,
+}
+
+/// The connections being served: hyper's graceful-shutdown watcher, so a
+/// stop can drain them, and their tasks, so that a stop can end those that
+/// outlive the drain rather than leave them holding the engine.
+pub struct Connections {
+    graceful: GracefulShutdown,
+    tasks: JoinSet<()>,
+}
+
+impl Connections {
+    pub fn new() -> Self {
+        Self {
+            graceful: GracefulShutdown::new(),
+            tasks: JoinSet::new(),
+        }
     }
 
-    fn closed(&self) {
-        *crate::engine::lock(&self.last_closed) = Instant::now();
-        self.open.fetch_sub(1, Ordering::SeqCst);
+    /// Waits for a connection task to end, and forgets it (a task that
+    /// panicked is logged). Never resolves while none runs.
+    pub async fn reap(&mut self) {
+        match self.tasks.join_next().await {
+            Some(Err(error)) if error.is_panic() => {
+                tracing::error!("a connection's task panicked; the connection was dropped");
+            }
+            Some(_) => {}
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Lets the open connections finish their requests; `within` bounds
+    /// the wait, and `past_deadline` runs once if it passes (to cancel what
+    /// still runs), after which they get `grace` more. Whatever is left
+    /// after that is aborted.
+    pub async fn drain<F: Future>(
+        self,
+        within: Duration,
+        past_deadline: impl FnOnce() -> F,
+        grace: Duration,
+    ) {
+        let Self {
+            graceful,
+            mut tasks,
+        } = self;
+        let drained = graceful.shutdown();
+        tokio::pin!(drained);
+        if tokio::time::timeout(within, &mut drained).await.is_err() {
+            tracing::warn!(
+                deadline_s = within.as_secs_f64(),
+                "requests still running at the drain deadline; cancelling them"
+            );
+            past_deadline().await;
+            if tokio::time::timeout(grace, &mut drained).await.is_err() {
+                tracing::warn!("some connections did not close; dropping them");
+            }
+        }
+        tasks.shutdown().await;
     }
 }
 
@@ -187,7 +264,7 @@ impl Admission {
         ctx: &Arc<ApiContext>,
         transport: Transport,
         stream: S,
-        graceful: &GracefulShutdown,
+        connections: &mut Connections,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -208,18 +285,16 @@ impl Admission {
             );
             return;
         };
-        self.activity.opened();
-        let activity = self.activity.clone();
-        let done = move || {
-            drop(slot);
-            activity.closed();
+        let admitted = Admitted {
+            _slot: slot,
+            _open: self.activity.enter(),
         };
         serve_connection(
             ctx.clone(),
             transport,
             stream,
-            graceful,
-            done,
+            connections,
+            admitted,
             limits.header_timeout,
         );
     }
@@ -230,11 +305,11 @@ impl Admission {
         &self,
         ctx: &Arc<ApiContext>,
         stream: UnixStream,
-        graceful: &GracefulShutdown,
+        connections: &mut Connections,
     ) {
         let ours = nix::unistd::geteuid().as_raw();
         match stream.peer_cred() {
-            Ok(peer) if peer.uid() == ours => self.admit(ctx, Transport::Unix, stream, graceful),
+            Ok(peer) if peer.uid() == ours => self.admit(ctx, Transport::Unix, stream, connections),
             Ok(peer) => {
                 tracing::warn!(
                     peer_uid = peer.uid(),
@@ -312,14 +387,14 @@ async fn skip_request_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<(
     Ok(())
 }
 
-/// Serves one connection with the API until it closes, registered with
-/// `graceful` so shutdown can drain it; `done` runs when it ends.
+/// Serves one connection with the API until it closes, as one of
+/// `connections`, so shutdown can drain it; `admitted` is held until then.
 fn serve_connection<S>(
     ctx: Arc<ApiContext>,
     transport: Transport,
     stream: S,
-    graceful: &GracefulShutdown,
-    done: impl FnOnce() + Send + 'static,
+    connections: &mut Connections,
+    admitted: Admitted,
     header_timeout: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -334,11 +409,43 @@ fn serve_connection<S>(
         // hyper's default is about 400 KiB; a bigger head gets its 431.
         .max_buf_size(api::MAX_HEAD)
         .serve_connection(TokioIo::new(stream), service);
-    let connection = graceful.watch(connection);
-    tokio::spawn(async move {
+    let connection = connections.graceful.watch(connection);
+    connections.tasks.spawn(async move {
+        let _admitted = admitted;
         if let Err(error) = connection.await {
             tracing::debug!(%error, "connection ended with an error");
         }
-        done();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_task_that_panics_still_leaves_the_count() {
+        let activity = Activity::new();
+        let open = activity.enter();
+        assert_eq!(activity.idle_deadline(Duration::ZERO), None);
+        let task = tokio::spawn(async move {
+            let _open = open;
+            panic!("a handler bug");
+        });
+        let ended = task.await;
+        assert!(ended.is_err_and(|error| error.is_panic()));
+        assert!(activity.idle_deadline(Duration::ZERO).is_some());
+    }
+
+    #[tokio::test]
+    async fn an_aborted_connection_task_leaves_the_count() {
+        let activity = Activity::new();
+        let open = activity.enter();
+        let task = tokio::spawn(async move {
+            let _open = open;
+            std::future::pending::<()>().await;
+        });
+        task.abort();
+        assert!(task.await.is_err_and(|error| error.is_cancelled()));
+        assert!(activity.idle_deadline(Duration::ZERO).is_some());
+    }
 }

@@ -61,7 +61,7 @@ pub fn init(configured: Option<&str>) {
     let installed = match journald_layer() {
         Some(journal) => registry.with(journal).try_init(),
         None => {
-            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let colour = crate::colour::wanted(std::io::stderr().is_terminal());
             let lines = tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_ansi(colour)

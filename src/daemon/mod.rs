@@ -1,44 +1,43 @@
-//! The daemon (`orchestration serve`): its lifecycle from start to a clean
-//! exit. Start: (with `--daemon`, fork into the background first) private
-//! dirs, PID-file lock, listeners (passed by the service manager, or bound),
-//! token, stored agents. Ready: tell the service manager or the launcher,
-//! accept connections. Stop (SIGTERM, SIGINT, `POST /shutdown`, idle): stop
-//! accepting, drain in-flight requests within a deadline, suspend agents,
-//! remove the files it created.
+//! The daemon (`orchestration serve`): the process around the core in
+//! [`server`]. Start: (with `--daemon`, fork into the background first)
+//! logging, private dirs, PID-file lock, signal handlers, the store, the
+//! listeners (passed by the service manager, or bound), the token file.
+//! Ready: tell the service manager or the launcher. Stop (SIGTERM, SIGINT,
+//! SIGQUIT, `POST /shutdown`, idle): the core drains and suspends the
+//! agents; then remove the files it created. SIGHUP reloads.
 
 mod activation;
-pub mod detach;
+mod detach;
 mod listeners;
 mod logging;
 mod notify;
 mod reload;
+mod server;
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiContext, Control, Transport};
 use crate::config::Config;
-use crate::engine::Engine;
-use crate::paths::DEFAULT_TCP;
-use crate::paths::{PathError, Paths, ensure_private_dir};
+use crate::paths::{DEFAULT_TCP, PathError, Paths, ensure_private_dir};
 use crate::pidfile::{PidFile, PidFileError};
-use crate::providers::{Keys, ProviderSettings, SetupError};
-use crate::store::{Store, StoreError};
+use crate::providers::SetupError;
+use crate::store::StoreError;
 use activation::{ActivationError, Inherited};
-use detach::{DetachError, Reporter, Side};
-use listeners::{Activity, Admission, ListenError, UnixSocket, bind_tcp, bind_unix};
-
-/// Extra time, after the drain deadline, for cancelled requests to say so.
-const CANCEL_GRACE: Duration = Duration::from_secs(2);
+pub use detach::DetachError;
+use detach::{Reporter, Side};
+use listeners::bind_tcp;
+pub use listeners::{ListenError, UnixSocket, bind_unix};
+pub use server::{DaemonSetup, Listeners, ReloadTrigger, ServeConfig, serve_on};
+use server::{Host, Serving};
 
 /// Which TCP listener to open.
 #[derive(Debug, Clone, Copy)]
@@ -82,8 +81,23 @@ pub enum DaemonError {
         "refusing to listen on {0}: it is not a loopback address; pass --allow-remote if you really mean it (see Security in the README)"
     )]
     NotLoopback(SocketAddr),
-    #[error("cannot write the TCP token to {path}: {source}")]
-    Token { path: String, source: io::Error },
+    #[error("cannot write the TCP token to {}: {source}", path.display())]
+    Token { path: PathBuf, source: io::Error },
+    #[error(
+        "config file {}: daemon.listen = {value:?} is not an address like 127.0.0.1:7862 or \"off\"",
+        config_file.display()
+    )]
+    BadListen {
+        config_file: PathBuf,
+        value: String,
+        source: std::net::AddrParseError,
+    },
+    /// `serve --stop` could not SIGTERM a daemon that did not answer.
+    #[error("cannot signal daemon pid {pid}: {source}")]
+    Signal {
+        pid: nix::unistd::Pid,
+        source: nix::errno::Errno,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot set up providers: {0}")]
@@ -117,8 +131,9 @@ pub fn serve_detached(mut options: ServeOptions) -> Result<Detached, DaemonError
             launcher.wait()?;
             Ok(Detached::Launched)
         }
-        Side::Daemon(mut reporter) => {
-            let result = serve_reporting(options, Some(&mut reporter));
+        Side::Daemon(reporter) => {
+            let reporter = Arc::new(reporter);
+            let result = serve_reporting(options, Some(reporter.clone()));
             if let Err(error) = &result {
                 reporter.failed(error);
             }
@@ -147,9 +162,12 @@ fn under_service_manager() -> bool {
     activated || std::env::var_os("NOTIFY_SOCKET").is_some() || launchd
 }
 
+/// What only a process can do before the core runs: logging, the sockets a
+/// service manager passed, the fd limit, private dirs, the PID file's lock
+/// and the runtime.
 fn serve_reporting(
     options: ServeOptions,
-    reporter: Option<&mut Reporter>,
+    reporter: Option<Arc<Reporter>>,
 ) -> Result<(), DaemonError> {
     logging::init(options.config.daemon.log_level.as_deref());
     // Before any thread exists: taking the sockets edits the environment.
@@ -183,96 +201,133 @@ fn serve_reporting(
     result
 }
 
+/// The process around the core: signals, the store opened before anything
+/// listens, the listeners, the token file; then the core until it stops.
 async fn run(
     options: ServeOptions,
     inherited: Option<Inherited>,
-    reporter: Option<&mut Reporter>,
+    reporter: Option<Arc<Reporter>>,
 ) -> Result<(), DaemonError> {
-    let paths = &options.paths;
     let signals = Signals::register()?;
+    let config = serve_config(&options);
+    let shutdown = CancellationToken::new();
+    watch_signals(signals, shutdown.clone(), config.reload.clone());
     // The store first: a damaged or locked one must stop the start before
     // anything is listening.
-    let store = Store::open(&paths.state_dir)?;
+    let setup = DaemonSetup::open(config)?;
     let activated = inherited.is_some();
     let (unix, tcp) = open_listeners(&options, inherited).await?;
-    let token = match &tcp {
-        Some(_) => Some(write_token(&paths.token_file)?),
-        None => {
-            let _ = std::fs::remove_file(&paths.token_file);
-            None
-        }
-    };
-
-    let stop = CancellationToken::new();
-    let keys = Keys::load(&paths.environment_file).map_err(DaemonError::Environment)?;
-    let providers = ProviderSettings::new(options.config.clone(), keys, options.echo_delay)?;
-    let engine = Engine::restore(providers, store)?;
-    let reloader = reload::Reloader::new(
-        paths.clone(),
-        engine.clone(),
-        options.echo_delay,
-        logging::level(),
-    );
-    watch_signals(signals, stop.clone(), reloader.clone());
-    let ctx = Arc::new(ApiContext::new(
-        engine.clone(),
-        stop.clone(),
-        token,
-        reloader,
-    ));
-    let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
-    if let Some(addr) = tcp_addr.filter(|a| !a.ip().is_loopback()) {
-        tracing::warn!(
-            %addr,
-            "listening beyond loopback (--allow-remote): anyone who can reach this address and holds the token can use your agents and keys; prefer SSH forwarding of the Unix socket"
-        );
-    }
-
-    let graceful = GracefulShutdown::new();
-    let activity = Activity::new();
-    let listeners = Listeners {
-        unix: unix.as_ref(),
-        unix_admission: Admission::new(activity.clone()),
-        tcp: tcp.as_ref(),
-        tcp_admission: Admission::new(activity.clone()),
-    };
-    tokio::spawn(prune_daily(engine.clone(), stop.clone()));
-    tokio::spawn(exit_when_idle(
-        activity,
-        options.idle_timeout,
-        engine.clone(),
-        stop.clone(),
-    ));
-    tracing::info!(
-        pid = std::process::id(),
-        socket = %unix.as_ref().map_or("off".to_owned(), UnixSocket::describe),
-        tcp = %tcp_addr.map_or("off".to_owned(), |a| a.to_string()),
+    let token_file = &options.paths.token_file;
+    let wrote_token = tcp.is_some();
+    let listeners = with_token(unix, tcp, token_file)?;
+    let host = Arc::new(ProcessHost {
+        reporter,
+        token_file: wrote_token.then(|| token_file.clone()),
+        level: logging::level(),
         activated,
-        "orchestration {} ready",
-        crate::VERSION
-    );
-    notify::ready(engine.live_count());
-    notify::spawn_reporters(&engine, &stop);
-    if let Some(reporter) = reporter {
-        reporter.ready();
-    }
-    accept_until_stopped(&ctx, &listeners, &graceful, &stop).await;
+    });
+    let result = server::run(listeners, setup, shutdown.clone().cancelled_owned(), host).await;
+    // The core may have stopped on its own (`POST /shutdown`, idle): the
+    // signal watcher goes too.
+    shutdown.cancel();
+    result
+}
 
-    tracing::info!("shutting down: no longer accepting connections");
-    // Event streams end with this line, so watchers do not hold the drain up.
-    engine.events().stopping();
-    notify::stopping();
-    drop(listeners);
-    drop(unix);
-    drop(tcp);
-    if ctx.tcp_token.is_some() {
-        let _ = std::fs::remove_file(&paths.token_file);
+/// The core's listeners; TCP with a fresh token written to `token_file`
+/// before it accepts. Without TCP, a token file left behind is removed, so
+/// no client takes it for a live listener's.
+fn with_token(
+    unix: Option<UnixSocket>,
+    tcp: Option<TcpListener>,
+    token_file: &Path,
+) -> Result<Listeners, DaemonError> {
+    let mut listeners = Listeners::new();
+    if let Some(unix) = unix {
+        listeners = listeners.unix(unix);
     }
-    drain(graceful, &engine, options.drain_timeout).await;
-    // Suspended, not ended: the agents come back on the next start.
-    let report = engine.suspend_all().await;
-    tracing::info!(agents = report.succeeded.len(), "stopped");
-    Ok(())
+    match tcp {
+        Some(tcp) => Ok(listeners.tcp(tcp, write_token(token_file)?)),
+        None => {
+            let _ = std::fs::remove_file(token_file);
+            Ok(listeners)
+        }
+    }
+}
+
+/// What the core runs from under `serve`: the resolved paths, the command
+/// line's options, and this process's environment for the keys.
+fn serve_config(options: &ServeOptions) -> ServeConfig {
+    let paths = &options.paths;
+    ServeConfig {
+        environment_file: paths.environment_file.clone(),
+        environment: process_environment(),
+        drain_timeout: options.drain_timeout,
+        echo_delay: options.echo_delay,
+        idle_timeout: options.idle_timeout,
+        ..ServeConfig::new(
+            paths.state_dir.clone(),
+            paths.config_file.clone(),
+            options.config.clone(),
+        )
+    }
+}
+
+/// The process environment, without variables that are not UTF-8 (no key
+/// or setting the daemon looks up can be one).
+fn process_environment() -> HashMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect()
+}
+
+/// `serve`'s side of the core's life: the log's ready line, the service
+/// manager (sd_notify), the launcher of `serve --daemon`, the live log
+/// level, and the token file, removed once TCP closes.
+struct ProcessHost {
+    reporter: Option<Arc<Reporter>>,
+    token_file: Option<PathBuf>,
+    level: Option<logging::Level>,
+    activated: bool,
+}
+
+impl Host for ProcessHost {
+    fn ready(&self, serving: &Serving<'_>) {
+        tracing::info!(
+            pid = std::process::id(),
+            socket = %serving.socket.map_or("off".to_owned(), UnixSocket::describe),
+            tcp = %serving.tcp.map_or("off".to_owned(), |a| a.to_string()),
+            activated = self.activated,
+            "orchestration {} ready",
+            crate::VERSION
+        );
+        notify::ready(serving.engine.live_count());
+        notify::spawn_reporters(serving.engine, serving.stop);
+        if let Some(reporter) = &self.reporter {
+            reporter.ready();
+        }
+    }
+
+    fn reloading(&self) {
+        notify::reloading();
+    }
+
+    fn reloaded(&self, live: usize) {
+        notify::ready(live);
+    }
+
+    fn set_log_level(&self, directives: &str) -> Result<(), String> {
+        match &self.level {
+            Some(level) => level.set(directives),
+            None => Ok(()),
+        }
+    }
+
+    fn stopping(&self) {
+        notify::stopping();
+        if let Some(token_file) = &self.token_file {
+            let _ = std::fs::remove_file(token_file);
+        }
+    }
 }
 
 /// The sockets passed by the service manager, exactly those; else the ones
@@ -324,7 +379,7 @@ async fn open_tcp(choice: TcpChoice) -> Result<Option<TcpListener>, DaemonError>
 /// A fresh 256-bit token from the OS RNG, written 0600 before TCP accepts.
 fn write_token(path: &Path) -> Result<String, DaemonError> {
     let token_error = |source| DaemonError::Token {
-        path: path.display().to_string(),
+        path: path.to_owned(),
         source,
     };
     let mut bytes = [0u8; 32];
@@ -368,9 +423,10 @@ impl Signals {
     }
 }
 
-/// SIGTERM, SIGINT and SIGQUIT stop the daemon cleanly; SIGHUP reloads;
-/// SIGUSR1 and SIGUSR2, whose default would kill it, are logged and ignored.
-fn watch_signals(signals: Signals, stop: CancellationToken, control: Arc<dyn Control>) {
+/// SIGTERM, SIGINT and SIGQUIT stop the daemon cleanly (through `stop`);
+/// SIGHUP reloads; SIGUSR1 and SIGUSR2, whose default would kill it, are
+/// logged and ignored. Watches until `stop` is cancelled.
+fn watch_signals(signals: Signals, stop: CancellationToken, reload: ReloadTrigger) {
     let Signals {
         mut terminate,
         mut interrupt,
@@ -387,9 +443,7 @@ fn watch_signals(signals: Signals, stop: CancellationToken, control: Arc<dyn Con
                 _ = quit.recv() => tracing::info!("SIGQUIT received"),
                 _ = hangup.recv() => {
                     tracing::info!("SIGHUP received: reloading");
-                    // The outcome is logged by the reload itself.
-                    let control = control.clone();
-                    let _ = tokio::task::spawn_blocking(move || control.reload()).await;
+                    reload.request();
                     continue;
                 }
                 _ = user1.recv() => {
@@ -406,149 +460,4 @@ fn watch_signals(signals: Signals, stop: CancellationToken, control: Arc<dyn Con
             return;
         }
     });
-}
-
-/// `[history] retention`: at start and then once a day, removes ended
-/// conversations older than the retention in effect (a reload may change
-/// it; unset or 0: keep everything).
-async fn prune_daily(engine: Engine, stop: CancellationToken) {
-    const DAY: Duration = Duration::from_secs(24 * 3600);
-    loop {
-        let retention = engine.settings().config.history.retention;
-        if let Some(keep) = retention.filter(|keep| !keep.is_zero()) {
-            let cutoff = crate::model::rfc3339_ago(keep);
-            match engine.prune(&cutoff, false) {
-                Ok(report) if !report.conversations.is_empty() => tracing::info!(
-                    conversations = report.conversations.len(),
-                    freed = report.size_before.saturating_sub(report.size_after),
-                    "history retention: pruned ended conversations"
-                ),
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "history retention: prune failed"),
-            }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(DAY) => {}
-        }
-    }
-}
-
-/// The idle timeout in effect: `--idle-timeout` if given, else the
-/// config's (which a reload may change); zero means never.
-fn idle_timeout(flag: Option<Duration>, engine: &Engine) -> Option<Duration> {
-    flag.or(engine.settings().config.daemon.idle_timeout)
-        .filter(|idle| !idle.is_zero())
-}
-
-/// Stops the daemon once no connection has been open for the idle timeout
-/// in effect. Agents are durable, so live agents do not keep it running:
-/// they come back with the next start.
-async fn exit_when_idle(
-    activity: Arc<Activity>,
-    flag: Option<Duration>,
-    engine: Engine,
-    stop: CancellationToken,
-) {
-    // Looked at again at least every second, so a reload that sets or
-    // changes the timeout takes effect.
-    const RECHECK: Duration = Duration::from_secs(1);
-    let idle = loop {
-        let idle = idle_timeout(flag, &engine);
-        let wake = match idle.map(|idle| (idle, activity.idle_deadline(idle))) {
-            Some((idle, Some(deadline))) if deadline <= std::time::Instant::now() => break idle,
-            Some((_, Some(deadline))) => {
-                tokio::time::Instant::from_std(deadline).min(tokio::time::Instant::now() + RECHECK)
-            }
-            // No timeout, or a connection is open: look again later.
-            _ => tokio::time::Instant::now() + RECHECK,
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep_until(wake) => {}
-        }
-    };
-    tracing::info!(
-        idle_s = idle.as_secs_f64(),
-        "idle: no connection for the idle timeout; stopping"
-    );
-    stop.cancel();
-}
-
-/// The open listeners, each with its own admission rules.
-struct Listeners<'a> {
-    unix: Option<&'a UnixSocket>,
-    unix_admission: Admission,
-    tcp: Option<&'a TcpListener>,
-    tcp_admission: Admission,
-}
-
-async fn accept_until_stopped(
-    ctx: &Arc<ApiContext>,
-    listeners: &Listeners<'_>,
-    graceful: &GracefulShutdown,
-    stop: &CancellationToken,
-) {
-    let bound = listeners.tcp.and_then(|l| l.local_addr().ok());
-    let tcp = Transport::Tcp {
-        port: bound.map_or(0, |a| a.port()),
-        remote: bound.is_some_and(|a| !a.ip().is_loopback()),
-    };
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            accepted = accept_unix(listeners.unix) => match accepted {
-                Ok((stream, _)) => listeners.unix_admission.admit_unix(ctx, stream, graceful),
-                Err(error) => accept_failed(error).await,
-            },
-            accepted = accept_tcp(listeners.tcp) => match accepted {
-                Ok((stream, _)) => listeners.tcp_admission.admit(ctx, tcp, stream, graceful),
-                Err(error) => accept_failed(error).await,
-            },
-        }
-    }
-}
-
-async fn accept_unix(
-    unix: Option<&UnixSocket>,
-) -> io::Result<(tokio::net::UnixStream, tokio::net::unix::SocketAddr)> {
-    match unix {
-        Some(socket) => socket.listener.accept().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn accept_tcp(tcp: Option<&TcpListener>) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
-    match tcp {
-        Some(listener) => listener.accept().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Out of file descriptors and the like: say so and pause rather than spin.
-async fn accept_failed(error: io::Error) {
-    tracing::warn!(%error, "accept failed");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-}
-
-/// Lets in-flight requests finish; past the deadline, cancels every running
-/// exchange (partial replies are recorded as interrupted) and gives the
-/// connections a moment to report that before they are dropped.
-async fn drain(graceful: GracefulShutdown, engine: &Engine, deadline: Duration) {
-    let drained = graceful.shutdown();
-    tokio::pin!(drained);
-    if tokio::time::timeout(deadline, &mut drained).await.is_ok() {
-        return;
-    }
-    tracing::warn!(
-        deadline_s = deadline.as_secs_f64(),
-        "requests still running at the drain deadline; cancelling them"
-    );
-    engine.suspend_all().await;
-    if tokio::time::timeout(CANCEL_GRACE, &mut drained)
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not close; dropping them");
-    }
 }

@@ -5,6 +5,8 @@
 //! nothing and say why. Replies in flight finish with the settings they
 //! started with.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,61 +14,58 @@ use crate::api::Control;
 use crate::config::Config;
 use crate::engine::{Engine, lock};
 use crate::model::now_rfc3339;
-use crate::paths::Paths;
 use crate::providers::{Keys, ProviderSettings};
 use crate::wire::{ConfigStatus, Reloaded};
 
-use super::logging::{self, Level};
-use super::notify;
+use super::logging;
+use super::server::{Host, ServeConfig};
 
 pub struct Reloader {
-    paths: Paths,
+    config_file: PathBuf,
+    environment_file: PathBuf,
+    /// The environment the environment file is laid over, as at start.
+    environment: HashMap<String, String>,
     engine: Engine,
     echo_delay: Duration,
-    log: Option<Level>,
+    host: Arc<dyn Host>,
     status: Mutex<ConfigStatus>,
     /// One reload at a time: a SIGHUP and a `serve --reload` do not interleave.
     running: Mutex<()>,
 }
 
 impl Reloader {
-    pub fn new(
-        paths: Paths,
-        engine: Engine,
-        echo_delay: Duration,
-        log: Option<Level>,
-    ) -> Arc<Self> {
+    pub fn new(config: &ServeConfig, engine: Engine, host: Arc<dyn Host>) -> Arc<Self> {
         let status = ConfigStatus {
-            path: paths.config_file.display().to_string(),
+            path: config.config_file.display().to_string(),
             loaded_at: now_rfc3339(),
             last_reload_error: None,
         };
         Arc::new(Self {
-            paths,
+            config_file: config.config_file.clone(),
+            environment_file: config.environment_file.clone(),
+            environment: config.environment.clone(),
             engine,
-            echo_delay,
-            log,
+            echo_delay: config.echo_delay,
+            host,
             status: Mutex::new(status),
             running: Mutex::new(()),
         })
     }
 
     fn try_reload(&self) -> Result<Reloaded, String> {
-        let config = Config::load(&self.paths.config_file).map_err(|e| e.to_string())?;
-        let keys = Keys::load(&self.paths.environment_file)?;
+        let config = Config::load(&self.config_file).map_err(|e| e.to_string())?;
+        let keys = Keys::load(&self.environment, &self.environment_file)?;
         let level =
             logging::directives(keys.setting("RUST_LOG"), config.daemon.log_level.as_deref());
         let settings =
             ProviderSettings::new(config, keys, self.echo_delay).map_err(|e| e.to_string())?;
         // Everything loaded: from here on the new settings are in effect.
-        if let Some(log) = &self.log
-            && let Err(error) = log.set(&level)
-        {
+        if let Err(error) = self.host.set_log_level(&level) {
             tracing::warn!(%error, "keeping the old log level");
         }
         let report = self.engine.reload(settings);
         let status = ConfigStatus {
-            path: self.paths.config_file.display().to_string(),
+            path: self.config_file.display().to_string(),
             loaded_at: now_rfc3339(),
             last_reload_error: None,
         };
@@ -83,7 +82,7 @@ impl Reloader {
 impl Control for Reloader {
     fn reload(&self) -> Result<Reloaded, String> {
         let _one_at_a_time = lock(&self.running);
-        notify::reloading();
+        self.host.reloading();
         let result = self.try_reload();
         match &result {
             Ok(reloaded) => tracing::info!(
@@ -97,7 +96,7 @@ impl Control for Reloader {
                 lock(&self.status).last_reload_error = Some(error.clone());
             }
         }
-        notify::ready(self.engine.live_count());
+        self.host.reloaded(self.engine.live_count());
         result
     }
 

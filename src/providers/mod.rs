@@ -122,9 +122,10 @@ impl ProviderSettings {
     }
 }
 
-/// The environment the daemon reads keys from: its own process environment,
-/// overlaid by the service's environment file (`KEY=value` lines), which a
-/// reload reads again, so a rotated key takes effect without a restart.
+/// The environment the daemon reads keys from: the one it was given (under
+/// `serve`, its process environment) overlaid by the service's environment
+/// file (`KEY=value` lines), which a reload reads again, so a rotated key
+/// takes effect without a restart.
 /// Only the variables a provider or profile names are ever looked up here.
 #[derive(Clone, Default)]
 pub struct Keys {
@@ -141,9 +142,13 @@ impl std::fmt::Debug for Keys {
 }
 
 impl Keys {
-    /// The process environment, then `file`'s lines over it (a missing file adds nothing).
-    pub fn load(file: &std::path::Path) -> Result<Self, String> {
-        let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    /// `base` (the daemon's environment; `serve` passes its process
+    /// environment), then `file`'s lines over it (a missing file adds nothing).
+    pub fn load(
+        base: &std::collections::HashMap<String, String>,
+        file: &std::path::Path,
+    ) -> Result<Self, String> {
+        let mut vars = base.clone();
         match std::fs::read_to_string(file) {
             Ok(text) => vars.extend(
                 parse_environment_file(&text)
@@ -155,6 +160,7 @@ impl Keys {
         Ok(Self { vars })
     }
 
+    #[cfg(test)]
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         Self {
             vars: pairs

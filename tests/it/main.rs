@@ -18,6 +18,7 @@ mod docs;
 mod durability;
 mod events;
 mod first_hour;
+mod in_process;
 mod lifecycle;
 mod mcp;
 mod providers;

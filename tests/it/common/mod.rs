@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_provider;
+pub mod in_process;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

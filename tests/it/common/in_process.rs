@@ -1,0 +1,247 @@
+//! An in-process daemon: the daemon's core (`daemon::serve_on`) on a
+//! runtime of its own inside the test process, on a real Unix socket (and,
+//! if asked, a loopback TCP listener), with the helpers the process-based
+//! [`Daemon`](super::Daemon) has. Its log goes to `daemon.log` in the env's
+//! directory through a subscriber set on its runtime's threads only, so
+//! several can run side by side. The CLI helper runs the real binary
+//! against its socket.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::net::TcpStream;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use orchestration::config::Config;
+use orchestration::daemon::{
+    DaemonError, DaemonSetup, Listeners, ReloadTrigger, ServeConfig, bind_unix, serve_on,
+};
+use serde_json::Value;
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::{CliOutput, Env, HttpResponse, PATIENCE, build_request, open_stream, send};
+
+thread_local! {
+    /// The log of the in-process daemon whose runtime runs this thread.
+    static LOG: RefCell<Option<tracing::dispatcher::DefaultGuard>> = const { RefCell::new(None) };
+}
+
+/// A daemon served by this test process; stopped (its shutdown future
+/// resolved, then waited for) when dropped.
+pub struct InProcess {
+    pub env: Env,
+    pub port: Option<u16>,
+    /// Fires a reload, as SIGHUP does for `serve`.
+    pub reload: ReloadTrigger,
+    token: Option<String>,
+    log: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    served: Option<JoinHandle<Result<(), DaemonError>>>,
+    runtime: Option<Runtime>,
+}
+
+impl InProcess {
+    /// A daemon on the Unix socket only, in a fresh env.
+    pub fn start() -> Self {
+        Self::start_in(Env::new(), false)
+    }
+
+    /// A daemon that also listens on a free loopback TCP port, with a token.
+    pub fn start_tcp() -> Self {
+        Self::start_in(Env::new(), true)
+    }
+
+    /// A daemon on `env`'s socket (and TCP if `tcp`): its state dir, its
+    /// config file and the environment file beside it; its environment is
+    /// `env.vars`, nothing of this process's.
+    pub fn start_in(env: Env, tcp: bool) -> Self {
+        Self::start_with(env, tcp, |_| {})
+    }
+
+    /// [`Self::start_in`], with `adjust` changing the core's config first.
+    pub fn start_with(env: Env, tcp: bool, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
+        let log = env.dir.path().join("daemon.log");
+        let runtime = runtime(&log);
+        let mut config = serve_config(&env);
+        adjust(&mut config);
+        let reload = config.reload.clone();
+        let setup = DaemonSetup::open(config).expect("open the daemon's store and keys");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(env.runtime_dir())
+            .expect("runtime dir");
+        let (listeners, port, token) = runtime.block_on(listen(&env, tcp));
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        // Whatever the receiver gets, a value or a dropped sender, stops it.
+        let served = runtime.spawn(serve_on(listeners, setup, stopped));
+        Self {
+            env,
+            port,
+            reload,
+            token,
+            log,
+            shutdown: Some(shutdown),
+            served: Some(served),
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Resolves the shutdown future and waits for the core to return.
+    pub fn stop(&mut self) -> Result<(), DaemonError> {
+        drop(self.shutdown.take());
+        self.wait_exit()
+    }
+
+    /// Waits for the core to return (after `POST /shutdown`, say).
+    pub fn wait_exit(&mut self) -> Result<(), DaemonError> {
+        let served = self.served.take().expect("the daemon has not been stopped");
+        let runtime = self.runtime.as_ref().expect("runtime");
+        let ended = runtime.block_on(bounded(served));
+        match ended {
+            Ok(Ok(result)) => result,
+            Ok(Err(error)) => panic!("the daemon's task failed: {error}\n{}", self.log()),
+            Err(_) => panic!("the daemon did not stop:\n{}", self.log()),
+        }
+    }
+
+    /// Whether the core has returned.
+    pub fn finished(&self) -> bool {
+        self.served.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        self.env.cli(args)
+    }
+
+    /// One request over the Unix socket.
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
+        let stream = UnixStream::connect(self.env.socket()).expect("connect to socket");
+        send(
+            stream,
+            &build_request(method, path, &[("Host", "localhost")], body),
+        )
+    }
+
+    pub fn json(&self, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
+        let body = body.map(|b| b.to_string());
+        self.request(method, path, body.as_deref())
+    }
+
+    pub fn token(&self) -> String {
+        self.token.clone().expect("the daemon listens on TCP")
+    }
+
+    /// One request over TCP with the given extra headers (no token added).
+    pub fn tcp_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> HttpResponse {
+        let port = self.port.expect("daemon has a TCP port");
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to TCP");
+        send(stream, &build_request(method, path, headers, body))
+    }
+
+    /// A request over TCP as a well-behaved client: loopback Host and the token.
+    pub fn tcp_json(&self, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
+        let host = format!("127.0.0.1:{}", self.port.expect("port"));
+        let auth = format!("Bearer {}", self.token());
+        let body = body.map(|b| b.to_string());
+        self.tcp_request(
+            method,
+            path,
+            &[("Host", &host), ("Authorization", &auth)],
+            body.as_deref(),
+        )
+    }
+
+    /// Opens a streamed request over the Unix socket and returns the reader
+    /// just after the first delta, so a test can act mid-reply.
+    pub fn stream(&self, path: &str, body: &Value) -> BufReader<UnixStream> {
+        open_stream(&self.env.socket(), path, body)
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        drop(self.shutdown.take());
+        let Some(runtime) = self.runtime.take() else {
+            return;
+        };
+        if let Some(served) = self.served.take() {
+            let _ = runtime.block_on(bounded(served));
+        }
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    }
+}
+
+/// Waits for the core's task, for longer than its default drain deadline
+/// (10s) but not for ever. (Inside the runtime: a timer needs one.)
+async fn bounded<T>(
+    served: JoinHandle<T>,
+) -> Result<Result<T, tokio::task::JoinError>, tokio::time::error::Elapsed> {
+    tokio::time::timeout(PATIENCE * 2, served).await
+}
+
+/// The core's config for `env`, as `serve` would build it there, but with
+/// `env.vars` as the whole environment.
+fn serve_config(env: &Env) -> ServeConfig {
+    let config_file = env.dir.path().join("config.toml");
+    let config = Config::load(&config_file).expect("the env's config loads");
+    let mut serve = ServeConfig::new(env.dir.path().join("state"), config_file, config);
+    serve.environment = env.vars.iter().cloned().collect::<HashMap<_, _>>();
+    serve
+}
+
+/// A runtime of the daemon's own, whose threads log to `log`.
+fn runtime(log: &std::path::Path) -> Runtime {
+    let file = std::fs::File::create(log).expect("log file");
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(Mutex::new(file))
+        .with_ansi(false)
+        .with_target(false)
+        .with_env_filter("info")
+        .finish();
+    let dispatch = tracing::Dispatch::new(subscriber);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("in-process-daemon")
+        .on_thread_start(move || {
+            let guard = tracing::dispatcher::set_default(&dispatch);
+            LOG.with(|slot| *slot.borrow_mut() = Some(guard));
+        })
+        .on_thread_stop(|| LOG.with(|slot| drop(slot.borrow_mut().take())))
+        .build()
+        .expect("runtime")
+}
+
+/// Binds `env`'s socket and, with `tcp`, a loopback port with a fresh token.
+async fn listen(env: &Env, tcp: bool) -> (Listeners, Option<u16>, Option<String>) {
+    let listeners = Listeners::new().unix(bind_unix(&env.socket()).expect("bind the socket"));
+    if !tcp {
+        return (listeners, None, None);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind TCP");
+    let port = listener.local_addr().expect("TCP address").port();
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    (
+        listeners.tcp(listener, token.clone()),
+        Some(port),
+        Some(token),
+    )
+}
