@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::model::{
@@ -97,27 +97,74 @@ pub enum StoreError {
     )]
     InUse { dir: PathBuf, lock: PathBuf },
     #[error(
-        "cannot open the store {}: {message}; check that the state dir is writable by you",
+        "cannot open the store {}: {cause}; check that the state dir is writable by you",
         path.display()
     )]
-    Open { path: PathBuf, message: String },
+    Open {
+        path: PathBuf,
+        #[source]
+        cause: Cause,
+    },
     #[error(
-        "the store {} is damaged ({message}); it was left untouched: move it aside (mv {} {}.damaged) and restart to begin with an empty one",
+        "the store {} is damaged ({cause}); it was left untouched: move it aside (mv {} {}.damaged) and restart to begin with an empty one",
         path.display(), path.display(), path.display()
     )]
-    Corrupt { path: PathBuf, message: String },
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        cause: Cause,
+    },
     #[error(
         "the store {} has schema version {found}, newer than this orchestration understands ({SCHEMA_VERSION}); run a newer orchestration, or move the file aside",
         path.display()
     )]
     TooNew { path: PathBuf, found: i64 },
     #[error("cannot save to the store: {0}")]
-    Write(String),
+    Write(#[source] Cause),
     /// A search query the full-text index cannot read (the client's mistake).
     #[error("the search query is not valid: {0}")]
-    Query(String),
+    Query(#[source] Cause),
     #[error("cannot read the store: {0}")]
-    Read(String),
+    Read(#[source] Cause),
+}
+
+/// What went wrong beneath a [`StoreError`], kept whole as its `source`.
+/// Shared (`Arc`), because one failed batch fails every write in it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Cause {
+    #[error(transparent)]
+    Sql(Arc<rusqlite::Error>),
+    #[error(transparent)]
+    Io(Arc<std::io::Error>),
+    #[error(transparent)]
+    Json(Arc<serde_json::Error>),
+    /// No error value beneath, only what was found.
+    #[error("{0}")]
+    Found(String),
+}
+
+impl From<rusqlite::Error> for Cause {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Sql(Arc::new(error))
+    }
+}
+
+impl From<std::io::Error> for Cause {
+    fn from(error: std::io::Error) -> Self {
+        Self::Io(Arc::new(error))
+    }
+}
+
+impl From<serde_json::Error> for Cause {
+    fn from(error: serde_json::Error) -> Self {
+        Self::Json(Arc::new(error))
+    }
+}
+
+impl From<String> for Cause {
+    fn from(found: String) -> Self {
+        Self::Found(found)
+    }
 }
 
 /// An ended conversation a prune would remove.
@@ -164,9 +211,9 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let lock = lock_dir(dir)?;
         let path = dir.join("store.db");
-        let open_error = |message: String| StoreError::Open {
+        let open_error = |cause: Cause| StoreError::Open {
             path: path.clone(),
-            message,
+            cause,
         };
         let created = !path.exists();
         if created {
@@ -176,30 +223,29 @@ impl Store {
                 .create_new(true)
                 .mode(0o600)
                 .open(&path)
-                .map_err(|e| open_error(e.to_string()))?;
+                .map_err(|e| open_error(e.into()))?;
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let connection =
-            Connection::open_with_flags(&path, flags).map_err(|e| open_error(e.to_string()))?;
+            Connection::open_with_flags(&path, flags).map_err(|e| open_error(e.into()))?;
         // SQLite quietly opens a write-protected file read-only; we must write.
         if connection
             .is_readonly(rusqlite::MAIN_DB)
-            .map_err(|e| open_error(e.to_string()))?
+            .map_err(|e| open_error(e.into()))?
         {
-            return Err(open_error("it is read-only".into()));
+            return Err(open_error("it is read-only".to_owned().into()));
         }
         prepare(&connection, &path)?;
         // Opened after the migrations, so it never sees an older schema.
-        let reader =
-            Connection::open_with_flags(&path, flags).map_err(|e| open_error(e.to_string()))?;
+        let reader = Connection::open_with_flags(&path, flags).map_err(|e| open_error(e.into()))?;
         reader
             .execute_batch("PRAGMA query_only = ON;")
             .and_then(|()| reader.busy_timeout(BUSY_TIMEOUT))
-            .map_err(|e| open_error(e.to_string()))?;
+            .map_err(|e| open_error(e.into()))?;
         // WAL and shared-memory files get the main file's mode from SQLite;
         // make sure of the main file too, in case it pre-existed.
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-        let writer = Writer::start(connection).map_err(|e| open_error(e.to_string()))?;
+        let writer = Writer::start(connection).map_err(|e| open_error(e.into()))?;
         check_in_background(&path);
         Ok(Self {
             writer,
@@ -259,7 +305,7 @@ impl Store {
     /// The last `limit` messages (all with `None`) of one incarnation,
     /// oldest first.
     pub fn messages(&self, agent: Uuid, limit: Option<usize>) -> Result<Vec<Message>, StoreError> {
-        let read = |error: rusqlite::Error| StoreError::Read(error.to_string());
+        let read = |error: rusqlite::Error| StoreError::Read(error.into());
         let reader = self.reader();
         let mut statement = reader
             .prepare_cached(
@@ -290,7 +336,7 @@ impl Store {
     /// One incarnation's whole conversation as (sender, content), oldest
     /// first: what a provider call is given as context.
     pub fn turns(&self, agent: Uuid) -> Result<Vec<(String, String)>, StoreError> {
-        let read = |error: rusqlite::Error| StoreError::Read(error.to_string());
+        let read = |error: rusqlite::Error| StoreError::Read(error.into());
         let reader = self.reader();
         let mut statement = reader
             .prepare_cached("SELECT sender, content FROM messages WHERE agent_id = ?1 ORDER BY seq")
@@ -308,14 +354,14 @@ impl Store {
         self.reader()
             .prepare_cached("SELECT first_at FROM agents WHERE id = ?1")
             .and_then(|mut s| s.query_row(params![agent.to_string()], |row| row.get(0)))
-            .map_err(|error| StoreError::Read(error.to_string()))
+            .map_err(|error| StoreError::Read(error.into()))
     }
 
     /// Ended conversations whose last message (or, with none, whose start)
     /// is older than `cutoff` (RFC 3339, UTC): what a prune removes. A live
     /// agent's conversation, suspended or not, is never among them.
     pub fn prunable(&self, cutoff: &str) -> Result<Vec<Prunable>, StoreError> {
-        let read = |error: rusqlite::Error| StoreError::Read(error.to_string());
+        let read = |error: rusqlite::Error| StoreError::Read(error.into());
         let reader = self.reader();
         let mut statement = reader
             .prepare(
@@ -359,9 +405,9 @@ impl Store {
             rusqlite::Error::SqliteFailure(failure, _)
                 if failure.code == rusqlite::ErrorCode::Unknown =>
             {
-                StoreError::Query(error.to_string())
+                StoreError::Query(error.into())
             }
-            _ => StoreError::Read(error.to_string()),
+            _ => StoreError::Read(error.into()),
         };
         let reader = self.reader();
         let mut statement = reader
@@ -409,7 +455,7 @@ impl Store {
     pub fn load(&self) -> Result<Vec<StoredAgent>, StoreError> {
         let read = |error: rusqlite::Error| StoreError::Corrupt {
             path: self.path.clone(),
-            message: error.to_string(),
+            cause: error.into(),
         };
         let reader = self.reader();
         let mut rows = reader
@@ -427,7 +473,7 @@ impl Store {
             agents.push(StoredAgent {
                 id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt {
                     path: self.path.clone(),
-                    message: format!("agent id {id:?}: {e}"),
+                    cause: format!("agent id {id:?}: {e}").into(),
                 })?,
                 config: self.config(&id, &config)?,
                 created_at: row.get(2).map_err(read)?,
@@ -446,9 +492,9 @@ impl Store {
 
     /// An agent row's config, as the spawn gave it.
     fn config(&self, id: &str, json: &str) -> Result<AgentConfig, StoreError> {
-        let corrupt = |message: String| StoreError::Corrupt {
+        let corrupt = |found: String| StoreError::Corrupt {
             path: self.path.clone(),
-            message,
+            cause: found.into(),
         };
         let stored: StoredConfig =
             serde_json::from_str(json).map_err(|e| corrupt(format!("agent {id}: {e}")))?;
@@ -465,7 +511,7 @@ impl Store {
 fn prepare(connection: &Connection, path: &Path) -> Result<(), StoreError> {
     let corrupt = |error: rusqlite::Error| StoreError::Corrupt {
         path: path.to_owned(),
-        message: error.to_string(),
+        cause: error.into(),
     };
     // A file that is not a database at all fails here.
     let version: i64 = connection
@@ -478,7 +524,7 @@ fn prepare(connection: &Connection, path: &Path) -> Result<(), StoreError> {
         if check != "ok" {
             return Err(StoreError::Corrupt {
                 path: path.to_owned(),
-                message: check,
+                cause: check.into(),
             });
         }
     }
@@ -490,7 +536,7 @@ fn prepare(connection: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     let open_error = |error: rusqlite::Error| StoreError::Open {
         path: path.to_owned(),
-        message: error.to_string(),
+        cause: error.into(),
     };
     // A new store gives pruned space back to the file system
     // incrementally; this only takes before the first table exists.
@@ -560,7 +606,7 @@ fn lock_dir(dir: &Path) -> Result<Flock<File>, StoreError> {
         .open(&path)
         .map_err(|e| StoreError::Open {
             path: path.clone(),
-            message: e.to_string(),
+            cause: e.into(),
         })?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| StoreError::InUse {
         dir: dir.to_owned(),
@@ -569,12 +615,12 @@ fn lock_dir(dir: &Path) -> Result<Flock<File>, StoreError> {
 }
 
 fn write_error(error: serde_json::Error) -> StoreError {
-    StoreError::Write(error.to_string())
+    StoreError::Write(error.into())
 }
 
 fn sql_write_error(error: rusqlite::Error) -> StoreError {
     // SQLITE_FULL reads "database or disk is full", which says it all.
-    StoreError::Write(error.to_string())
+    StoreError::Write(error.into())
 }
 
 /// An agent config as stored. The key is stored in the clear: the file is
@@ -634,6 +680,20 @@ impl StoredConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_error_keeps_what_caused_it() {
+        use std::error::Error;
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_dir = dir.path().join("file");
+        std::fs::write(&not_a_dir, "").unwrap();
+        let Err(error) = Store::open(&not_a_dir) else {
+            panic!("a file is not a state dir");
+        };
+        let cause = error.source().expect("the cause is kept");
+        assert!(error.to_string().contains(&cause.to_string()), "{error}");
+        assert!(matches!(cause.downcast_ref::<Cause>(), Some(Cause::Io(_))));
+    }
 
     #[test]
     fn a_store_from_before_search_is_indexed_once_on_open() {

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, params};
 use uuid::Uuid;
 
-use super::{StoreError, StoredConfig, sql_write_error, write_error};
+use super::{Cause, StoreError, StoredConfig, sql_write_error, write_error};
 use crate::model::{AgentConfig, AgentName, Message, Usage};
 
 /// At most this many writes share one transaction, so that one batch's
@@ -182,7 +182,7 @@ impl Drop for Writer {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Write("the store's writer has stopped".into())
+    StoreError::Write("the store's writer has stopped".to_owned().into())
 }
 
 /// The writer thread: takes the first waiting write, then everything queued
@@ -232,14 +232,15 @@ fn commit(connection: &mut Connection, jobs: Vec<Job>) {
             }
         }
         transaction.commit()
-    })();
+    })()
+    .map_err(Cause::from);
     let mut outcomes = outcomes.into_iter();
     for job in jobs {
         let own = outcomes.next();
         let outcome = match (&committed, own) {
             (Ok(()), Some(own)) => own,
             (Err(_), Some(Err(own))) => Err(own),
-            (Err(error), _) => Err(StoreError::Write(error.to_string())),
+            (Err(cause), _) => Err(StoreError::Write(cause.clone())),
             (Ok(()), None) => Err(stopped()),
         };
         (job.done)(outcome);
