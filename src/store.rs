@@ -255,10 +255,6 @@ impl Store {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Queues a write and waits, without blocking a runtime thread, until
     /// it is on disk.
     pub async fn write(&self, write: Write) -> Result<(), StoreError> {
