@@ -24,7 +24,9 @@ use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{CliOutput, Env, HttpResponse, PATIENCE, build_request, open_stream, send};
+use super::{
+    CliOutput, Env, HttpResponse, PATIENCE, build_request, open_events, open_stream, send,
+};
 
 thread_local! {
     /// The log of the in-process daemon whose runtime runs this thread.
@@ -61,6 +63,63 @@ impl InProcess {
     /// `env.vars`, nothing of this process's.
     pub fn start_in(env: Env, tcp: bool) -> Self {
         Self::start_with(env, tcp, |_| {})
+    }
+
+    /// As [`Daemon::start`](super::Daemon::start): no TCP, plus the `serve`
+    /// flags `extra` (see [`Self::serve`]). Moving a test off a process
+    /// changes its constructor only.
+    pub fn start_flags(extra: &[&str]) -> Self {
+        let mut flags = vec!["--no-tcp"];
+        flags.extend_from_slice(extra);
+        Self::serve(Env::new(), &flags)
+    }
+
+    /// A daemon on `env` configured by the `serve` flags that are the core's
+    /// to honour: `--no-tcp`, `--port N` (a TCP listener with a token; on a
+    /// free port of its own, found in `port`), `--echo-delay`,
+    /// `--drain-timeout`, `--idle-timeout`. Without `--port` or `--no-tcp`
+    /// it listens on TCP, as `serve` does. Any other flag is a process's and
+    /// panics. `ORCHESTRATION_ECHO_DELAY` in `env.vars` counts, as for `serve`.
+    pub fn serve(env: Env, flags: &[&str]) -> Self {
+        let mut tcp = true;
+        let mut echo_delay = env
+            .vars
+            .iter()
+            .rev()
+            .find(|(name, _)| name == "ORCHESTRATION_ECHO_DELAY")
+            .map(|(_, value)| duration(value));
+        let mut drain = None;
+        let mut idle = None;
+        let mut flags = flags.iter();
+        while let Some(flag) = flags.next() {
+            let mut value = || {
+                *flags
+                    .next()
+                    .unwrap_or_else(|| panic!("{flag} needs a value"))
+            };
+            match *flag {
+                "--no-tcp" => tcp = false,
+                "--port" => {
+                    value();
+                    tcp = true;
+                }
+                "--echo-delay" => echo_delay = Some(duration(value())),
+                "--drain-timeout" => drain = Some(duration(value())),
+                "--idle-timeout" => idle = Some(duration(value())),
+                other => panic!("{other} is not a flag the in-process core takes"),
+            }
+        }
+        Self::start_with(env, tcp, |config| {
+            if let Some(delay) = echo_delay {
+                config.echo_delay = delay;
+            }
+            if let Some(drain) = drain {
+                config.drain_timeout = drain;
+            }
+            if idle.is_some() {
+                config.idle_timeout = idle;
+            }
+        })
     }
 
     /// [`Self::start_in`], with `adjust` changing the core's config first.
@@ -117,6 +176,16 @@ impl InProcess {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The daemon's pid, as `/health` reports it: this test process's.
+    pub fn pid(&self) -> i32 {
+        std::process::id() as i32
+    }
+
+    /// Opens `GET /events` and returns it once its head arrived.
+    pub fn stream_events(&self) -> BufReader<UnixStream> {
+        open_events(&self.env.socket())
     }
 
     pub fn cli(&self, args: &[&str]) -> CliOutput {
@@ -244,4 +313,21 @@ async fn listen(env: &Env, tcp: bool) -> (Listeners, Option<u16>, Option<String>
         Some(port),
         Some(token),
     )
+}
+
+/// A duration as the `serve` flags write it in tests: `250ms`, `2s`, `1m`.
+fn duration(text: &str) -> std::time::Duration {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("duration {text:?}"));
+    match unit {
+        "ms" => std::time::Duration::from_millis(number),
+        "s" | "" => std::time::Duration::from_secs(number),
+        "m" => std::time::Duration::from_secs(number * 60),
+        _ => panic!("duration {text:?}"),
+    }
 }

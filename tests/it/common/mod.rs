@@ -287,26 +287,7 @@ impl Daemon {
     /// Opens `GET /events` and returns it once its head arrived: an open
     /// connection, which keeps a daemon with an idle timeout from exiting.
     pub fn stream_events(&self) -> BufReader<UnixStream> {
-        let mut stream = UnixStream::connect(self.env.socket()).expect("connect");
-        stream
-            .write_all(&build_request(
-                "GET",
-                "/events",
-                &[("Host", "localhost")],
-                None,
-            ))
-            .expect("write");
-        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("status line");
-        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-        while line != "\r\n" {
-            line.clear();
-            let n = reader.read_line(&mut line).expect("head");
-            assert!(n > 0, "the event stream closed in its head");
-        }
-        reader
+        open_events(&self.env.socket())
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -530,6 +511,30 @@ pub fn open_stream(socket: &Path, path: &str, body: &Value) -> BufReader<UnixStr
             return reader;
         }
     }
+}
+
+/// Opens `GET /events` and returns it once its head arrived.
+pub fn open_events(socket: &Path) -> BufReader<UnixStream> {
+    let mut stream = UnixStream::connect(socket).expect("connect");
+    stream
+        .write_all(&build_request(
+            "GET",
+            "/events",
+            &[("Host", "localhost")],
+            None,
+        ))
+        .expect("write");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    while line != "\r\n" {
+        line.clear();
+        let n = reader.read_line(&mut line).expect("head");
+        assert!(n > 0, "the event stream closed in its head");
+    }
+    reader
 }
 
 /// Reads a stream until the daemon closes it.
