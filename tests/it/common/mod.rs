@@ -153,6 +153,43 @@ impl CliOutput {
     }
 }
 
+/// What a test needs of a running daemon, whether it runs as a child
+/// process ([`Daemon`]) or in this one ([`in_process::InProcess`]): a
+/// helper written against it serves tests of both kinds.
+pub trait Harness {
+    fn env(&self) -> &Env;
+
+    fn cli(&self, args: &[&str]) -> CliOutput {
+        self.env().cli(args)
+    }
+
+    /// One request over the Unix socket.
+    fn request(&self, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
+        let stream = UnixStream::connect(self.env().socket()).expect("connect to socket");
+        send(
+            stream,
+            &build_request(method, path, &[("Host", "localhost")], body),
+        )
+    }
+
+    fn json(&self, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
+        let body = body.map(|b| b.to_string());
+        self.request(method, path, body.as_deref())
+    }
+}
+
+impl Harness for Daemon {
+    fn env(&self) -> &Env {
+        &self.env
+    }
+}
+
+impl Harness for in_process::InProcess {
+    fn env(&self) -> &Env {
+        &self.env
+    }
+}
+
 /// A running daemon; killed (SIGKILL) if the test did not stop it.
 pub struct Daemon {
     pub env: Env,
