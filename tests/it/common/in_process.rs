@@ -81,7 +81,7 @@ impl InProcess {
     /// it listens on TCP, as `serve` does. Any other flag is a process's and
     /// panics. `ORCHESTRATION_ECHO_DELAY` in `env.vars` counts, as for `serve`.
     pub fn serve(env: Env, flags: &[&str]) -> Self {
-        let mut tcp = true;
+        let mut tcp = Some(0);
         let mut echo_delay = env
             .vars
             .iter()
@@ -98,10 +98,10 @@ impl InProcess {
                     .unwrap_or_else(|| panic!("{flag} needs a value"))
             };
             match *flag {
-                "--no-tcp" => tcp = false,
+                "--no-tcp" => tcp = None,
                 "--port" => {
-                    value();
-                    tcp = true;
+                    let port = value().parse().expect("--port takes a number");
+                    tcp = Some(port);
                 }
                 "--echo-delay" => echo_delay = Some(duration(value())),
                 "--drain-timeout" => drain = Some(duration(value())),
@@ -109,7 +109,7 @@ impl InProcess {
                 other => panic!("{other} is not a flag the in-process core takes"),
             }
         }
-        Self::start_with(env, tcp, |config| {
+        Self::start_on(env, tcp, |config| {
             if let Some(delay) = echo_delay {
                 config.echo_delay = delay;
             }
@@ -124,6 +124,11 @@ impl InProcess {
 
     /// [`Self::start_in`], with `adjust` changing the core's config first.
     pub fn start_with(env: Env, tcp: bool, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
+        Self::start_on(env, tcp.then_some(0), adjust)
+    }
+
+    /// [`Self::start_with`], on TCP port `tcp` if given (0: any free one).
+    pub fn start_on(env: Env, tcp: Option<u16>, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
         let log = env.dir.path().join("daemon.log");
         let runtime = runtime(&log);
         let mut config = serve_config(&env);
@@ -297,13 +302,14 @@ fn runtime(log: &std::path::Path) -> Runtime {
         .expect("runtime")
 }
 
-/// Binds `env`'s socket and, with `tcp`, a loopback port with a fresh token.
-async fn listen(env: &Env, tcp: bool) -> (Listeners, Option<u16>, Option<String>) {
+/// Binds `env`'s socket and, with `tcp`, that loopback port (0: any free
+/// one) with a fresh token.
+async fn listen(env: &Env, tcp: Option<u16>) -> (Listeners, Option<u16>, Option<String>) {
     let listeners = Listeners::new().unix(bind_unix(&env.socket()).expect("bind the socket"));
-    if !tcp {
+    let Some(port) = tcp else {
         return (listeners, None, None);
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind TCP");
     let port = listener.local_addr().expect("TCP address").port();
