@@ -7,16 +7,17 @@ use crate::common;
 use std::process::Stdio;
 
 use common::fake_provider::{FakeProvider, Gate, Reply, Step, openai_chunks};
-use common::{Daemon, Env};
+use common::in_process::InProcess;
+use common::{Daemon, Env, Harness};
 
 /// Runs a CLI command whose stdout is a pipe nobody reads any more: the
 /// reading end is closed before the command starts, so its first write
 /// meets EPIPE for certain.
-fn run_into_closed_pipe(daemon: &Daemon, args: &[&str]) -> (Option<i32>, String) {
+fn run_into_closed_pipe(daemon: &impl Harness, args: &[&str]) -> (Option<i32>, String) {
     let (reader, writer) = nix::unistd::pipe().expect("pipe");
     drop(reader);
     let out = daemon
-        .env
+        .env()
         .command(args)
         .stdout(Stdio::from(writer))
         .stderr(Stdio::piped())
@@ -30,7 +31,7 @@ fn run_into_closed_pipe(daemon: &Daemon, args: &[&str]) -> (Option<i32>, String)
 
 #[test]
 fn a_closed_stdout_ends_every_command_quietly() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     daemon.cli(&["spawn", "p", "--provider", "echo"]).ok();
     daemon.cli(&["message", "p", "one two three"]).ok();
     for args in [
@@ -87,7 +88,7 @@ fn is_human_timestamp(stamp: &str) -> bool {
 fn human_output_reads_well_and_json_keeps_everything() {
     let env = Env::new()
         .config("[profiles.work]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m1\"\n");
-    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
     let spawned = daemon.cli(&["spawn", "w", "--profile", "work"]);
     assert_eq!(
         spawned.ok().stdout(),
@@ -168,7 +169,7 @@ fn errors_say_what_to_do_next() {
     let env = Env::new().config(
         "[providers]\nmax_retries = 0\n[profiles.work]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n",
     );
-    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
 
     // No key anywhere: the ways to give one, and the offline provider.
     let missing = daemon.cli(&["spawn", "k"]);
@@ -283,7 +284,7 @@ fn in_a_terminal(env: &Env, command: &str, input: &str) -> Option<(Option<i32>, 
 
 #[test]
 fn clearing_a_history_is_confirmed_first() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     daemon.cli(&["spawn", "c", "--provider", "echo"]).ok();
     daemon.cli(&["message", "c", "keep me"]).ok();
     let count = || {
@@ -342,7 +343,7 @@ fn clearing_a_history_is_confirmed_first() {
 
 #[test]
 fn without_home_the_config_sits_next_to_the_state() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     let state = daemon.env.dir.path().join("state");
     let homeless = |args: &[&str]| {
         let mut command = daemon.env.command(args);
@@ -455,7 +456,7 @@ fn a_terminal_sees_the_wait_and_a_script_sees_only_the_reply() {
     let held = Reply::sse(&openai_chunks(&["one ", "two ", "three"]));
     fake.push(held.insert(0, Step::Wait(gate.clone())));
     let env = Env::new().var("OPENAI_API_KEY", "k");
-    let daemon = Daemon::start_in(env, &["--no-tcp", "--echo-delay", "50ms"], None);
+    let daemon = InProcess::serve(env, &["--no-tcp", "--echo-delay", "50ms"]);
     daemon.cli(&["spawn", "w", "--provider", "echo"]).ok();
     let model = fake.url("/v1");
     let spawn_m = [
