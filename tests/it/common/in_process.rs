@@ -313,7 +313,14 @@ async fn listen(env: &Env, tcp: Option<u16>) -> (Listeners, Option<u16>, Option<
         .await
         .expect("bind TCP");
     let port = listener.local_addr().expect("TCP address").port();
-    let token = uuid::Uuid::new_v4().simple().to_string();
+    // The shape of serve's token: 256 bits from the OS RNG, in hex.
+    let mut bytes = [0u8; 32];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").expect("/dev/urandom"),
+        &mut bytes,
+    )
+    .expect("random bytes");
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     (
         listeners.tcp(listener, token.clone()),
         Some(port),

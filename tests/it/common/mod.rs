@@ -159,6 +159,22 @@ impl CliOutput {
 pub trait Harness {
     fn env(&self) -> &Env;
 
+    /// Its loopback TCP port, if it listens on one.
+    fn port(&self) -> Option<u16>;
+
+    /// One request over TCP with the given extra headers (no token added).
+    fn tcp_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> HttpResponse {
+        let port = self.port().expect("daemon has a TCP port");
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to TCP");
+        send(stream, &build_request(method, path, headers, body))
+    }
+
     fn cli(&self, args: &[&str]) -> CliOutput {
         self.env().cli(args)
     }
@@ -182,11 +198,19 @@ impl Harness for Daemon {
     fn env(&self) -> &Env {
         &self.env
     }
+
+    fn port(&self) -> Option<u16> {
+        self.port
+    }
 }
 
 impl Harness for in_process::InProcess {
     fn env(&self) -> &Env {
         &self.env
+    }
+
+    fn port(&self) -> Option<u16> {
+        self.port
     }
 }
 
