@@ -2,11 +2,12 @@
 
 use crate::common;
 
-use common::{Daemon, send, transcript};
+use common::in_process::InProcess;
+use common::{send, transcript};
 use serde_json::{Value, json};
 use std::os::unix::net::UnixStream;
 
-fn spawn(daemon: &Daemon, name: &str) {
+fn spawn(daemon: &InProcess, name: &str) {
     let r = daemon.json(
         "POST",
         "/agents",
@@ -28,7 +29,7 @@ fn assert_error(response: &common::HttpResponse, status: u16, fragment: &str) {
 
 #[test]
 fn health_reports_the_daemon() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     let health = daemon.json("GET", "/health", None).json();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["agents"], 0);
@@ -39,7 +40,7 @@ fn health_reports_the_daemon() {
 
 #[test]
 fn spawn_statuses() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     // Unknown fields from older clients are ignored.
     let ok = daemon.json(
         "POST",
@@ -136,7 +137,7 @@ fn spawn_statuses() {
 
 #[test]
 fn list_filters() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     spawn(&daemon, "one");
     spawn(&daemon, "two");
     let names = |path: &str| -> Vec<String> {
@@ -164,7 +165,7 @@ fn list_filters() {
 
 #[test]
 fn agent_routes_404_and_422() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     assert_error(&daemon.json("GET", "/agents/ghost", None), 404, "ghost");
     assert_error(&daemon.json("DELETE", "/agents/ghost", None), 404, "ghost");
     assert_error(
@@ -201,7 +202,7 @@ fn agent_routes_404_and_422() {
 
 #[test]
 fn wrong_methods_get_405_with_allow() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     let r = daemon.json("PUT", "/agents", None);
     assert_error(&r, 405, "PUT");
     assert_eq!(r.header("allow"), Some("GET, POST, DELETE"));
@@ -222,7 +223,7 @@ fn wrong_methods_get_405_with_allow() {
 
 #[test]
 fn message_statuses_and_shapes() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     spawn(&daemon, "m");
     assert_error(
         &daemon.json("POST", "/agents/m/message", Some(json!({}))),
@@ -280,7 +281,7 @@ fn uuid_like(value: &Value) -> bool {
 
 #[test]
 fn history_limits_and_errors() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     spawn(&daemon, "h");
     for text in ["a", "b", "c"] {
         assert_eq!(
@@ -326,7 +327,7 @@ fn history_limits_and_errors() {
 
 #[test]
 fn respawn_starts_fresh_and_keeps_the_old_history() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     spawn(&daemon, "r");
     daemon.json(
         "POST",
@@ -364,7 +365,7 @@ fn respawn_starts_fresh_and_keeps_the_old_history() {
 
 #[test]
 fn task_runs_once_and_leaves_no_agent() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     let r = daemon.json(
         "POST",
         "/agents/t1/task",
@@ -427,7 +428,7 @@ fn task_runs_once_and_leaves_no_agent() {
 
 #[test]
 fn shutdown_all_reports() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     assert_eq!(
         daemon.json("DELETE", "/agents", None).json(),
         json!({"succeeded": [], "failed": {}})
@@ -445,7 +446,7 @@ fn shutdown_all_reports() {
 
 #[test]
 fn oversized_and_hostile_bodies() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     spawn(&daemon, "big");
     let huge = format!("{{\"content\": \"{}\"}}", "a".repeat(1024 * 1024 + 10));
     assert_error(

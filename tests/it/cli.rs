@@ -4,7 +4,8 @@
 use crate::common;
 
 use common::fake_provider::{FakeProvider, Reply, openai_chunks};
-use common::{BIN, Daemon, Env};
+use common::in_process::InProcess;
+use common::{BIN, Env};
 
 #[test]
 fn no_daemon_says_so_and_how_to_start_one() {
@@ -98,7 +99,7 @@ fn help_reads_well() {
 
 #[test]
 fn spawn_list_and_json() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     let spawned = daemon.cli(&[
         "--json",
         "spawn",
@@ -161,7 +162,7 @@ fn spawn_list_and_json() {
 
 #[test]
 fn message_streams_reads_stdin_and_reports_errors() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     daemon.cli(&["spawn", "m", "--provider", "echo"]).ok();
 
     let words = daemon.cli(&["message", "m", "several", "separate", "words"]);
@@ -208,7 +209,7 @@ fn message_streams_reads_stdin_and_reports_errors() {
 
 #[test]
 fn task_prints_the_reply_and_leaves_no_agent() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     let out = daemon.cli(&["task", "once", "do", "the", "thing", "--provider", "echo"]);
     out.ok();
     assert_eq!(out.stdout(), "do the thing\n");
@@ -225,7 +226,7 @@ fn task_prints_the_reply_and_leaves_no_agent() {
 
 #[test]
 fn shutdown_one_and_all() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     for name in ["s1", "s2", "s3"] {
         daemon.cli(&["spawn", name, "--provider", "echo"]).ok();
     }
@@ -305,7 +306,7 @@ fn config_reads_and_edits_the_file_by_dotted_key() {
     // The daemon loads what was written: it reports the file it read, and
     // an agent spawned by the profile's name alone (the CLI sends nothing
     // else) talks to the base_url that only the file holds.
-    let daemon = Daemon::start_in(env.clone(), &["--no-tcp"], None);
+    let daemon = InProcess::serve(env.clone(), &["--no-tcp"]);
     let health = daemon.json("GET", "/health", None).json();
     assert_eq!(
         health["config"]["path"],

@@ -8,10 +8,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::Barrier;
 
-use common::{Daemon, Env, eventually, read_rest, transcript};
+use common::in_process::InProcess;
+use common::{Env, eventually, read_rest, transcript};
 use serde_json::json;
 
-fn spawn_echo(daemon: &Daemon, name: &str) {
+fn spawn_echo(daemon: &InProcess, name: &str) {
     let response = daemon.json(
         "POST",
         "/agents",
@@ -23,7 +24,7 @@ fn spawn_echo(daemon: &Daemon, name: &str) {
 #[test]
 fn concurrent_messages_to_one_agent_never_interleave() {
     const SENDERS: usize = 12;
-    let daemon = Daemon::start(&["--echo-delay", "2ms"]);
+    let daemon = InProcess::start_flags(&["--echo-delay", "2ms"]);
     spawn_echo(&daemon, "q");
     // Every sender connects first, then all send at once: the agent's queue
     // really has several messages from different connections in it.
@@ -98,7 +99,7 @@ fn concurrent_messages_to_one_agent_never_interleave() {
 
 #[test]
 fn messages_from_one_client_are_answered_in_order() {
-    let daemon = Daemon::start(&["--echo-delay", "1ms"]);
+    let daemon = InProcess::start_flags(&["--echo-delay", "1ms"]);
     spawn_echo(&daemon, "o");
     for i in 0..5 {
         let r = daemon.json(
@@ -119,7 +120,7 @@ fn messages_from_one_client_are_answered_in_order() {
 
 #[test]
 fn different_agents_run_concurrently() {
-    let daemon = Daemon::start(&["--echo-delay", "100ms"]);
+    let daemon = InProcess::start_flags(&["--echo-delay", "100ms"]);
     spawn_echo(&daemon, "slow");
     spawn_echo(&daemon, "quick");
     let long_prompt = vec!["word"; 100].join(" ");
@@ -143,7 +144,7 @@ fn different_agents_run_concurrently() {
 
 #[test]
 fn a_client_dropped_mid_stream_leaves_a_partial_reply_marked_interrupted() {
-    let daemon = Daemon::start(&["--echo-delay", "50ms"]);
+    let daemon = InProcess::start_flags(&["--echo-delay", "50ms"]);
     spawn_echo(&daemon, "d");
     let prompt = vec!["token"; 200].join(" ");
     let mut reader = daemon.stream(
@@ -186,7 +187,7 @@ fn a_client_dropped_mid_stream_leaves_a_partial_reply_marked_interrupted() {
 
 #[test]
 fn shutting_an_agent_down_mid_reply_records_the_partial_and_ends_the_stream() {
-    let daemon = Daemon::start(&["--echo-delay", "50ms"]);
+    let daemon = InProcess::start_flags(&["--echo-delay", "50ms"]);
     spawn_echo(&daemon, "s");
     let prompt = vec!["w"; 200].join(" ");
     let mut reader = daemon.stream(
@@ -206,7 +207,7 @@ fn shutting_an_agent_down_mid_reply_records_the_partial_and_ends_the_stream() {
 
 #[test]
 fn a_task_whose_client_leaves_is_still_removed() {
-    let daemon = Daemon::start(&["--echo-delay", "50ms"]);
+    let daemon = InProcess::start_flags(&["--echo-delay", "50ms"]);
     let prompt = vec!["w"; 200].join(" ");
     let reader = daemon.stream(
         "/agents/eph/task",
@@ -225,7 +226,7 @@ fn a_task_whose_client_leaves_is_still_removed() {
 
 #[test]
 fn a_non_streaming_client_that_leaves_also_cancels_its_exchange() {
-    let daemon = Daemon::start(&["--echo-delay", "50ms"]);
+    let daemon = InProcess::start_flags(&["--echo-delay", "50ms"]);
     spawn_echo(&daemon, "n");
     let body = json!({"content": vec!["w"; 200].join(" ")}).to_string();
     let mut stream = std::os::unix::net::UnixStream::connect(daemon.env.socket()).expect("connect");
@@ -256,7 +257,7 @@ fn a_non_streaming_client_that_leaves_also_cancels_its_exchange() {
 
 #[test]
 fn concurrent_spawns_of_one_name_create_exactly_one_agent() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     let socket = daemon.env.socket();
     let ready = std::sync::Arc::new(Barrier::new(16));
     let spawns: Vec<_> = (0..16)
@@ -307,13 +308,13 @@ fn concurrent_spawns_of_one_name_create_exactly_one_agent() {
 /// Sends a streamed message on a connection of its own and returns that
 /// connection once the response head arrived: a streamed reply's head is
 /// sent as soon as the message is in the agent's queue.
-fn enqueue(daemon: &Daemon, agent: &str, content: &str) -> BufReader<UnixStream> {
+fn enqueue(daemon: &InProcess, agent: &str, content: &str) -> BufReader<UnixStream> {
     try_enqueue(daemon, agent, content).unwrap_or_else(|status| panic!("{content}: {status}"))
 }
 
 /// [`enqueue`], or the status line of a refusal.
 fn try_enqueue(
-    daemon: &Daemon,
+    daemon: &InProcess,
     agent: &str,
     content: &str,
 ) -> Result<BufReader<UnixStream>, String> {
@@ -348,7 +349,7 @@ fn try_enqueue(
 /// [`enqueue`] under a connection limit: a connection the daemon has not
 /// finished closing yet may still hold a slot for a moment.
 fn enqueue_when_a_slot_is_free(
-    daemon: &Daemon,
+    daemon: &InProcess,
     agent: &str,
     content: &str,
 ) -> BufReader<UnixStream> {
@@ -367,7 +368,7 @@ fn endless_prompt() -> String {
 
 #[test]
 fn past_256_waiting_messages_an_agent_answers_429() {
-    let daemon = Daemon::start(&["--echo-delay", "50ms"]);
+    let daemon = InProcess::start_flags(&["--echo-delay", "50ms"]);
     spawn_echo(&daemon, "busy");
     spawn_echo(&daemon, "other");
     // The worker has taken this one off the queue and is busy with it.
@@ -420,7 +421,7 @@ fn a_waiting_message_whose_client_leaves_is_dropped_unsent() {
     // Three connections at most, so a slot coming free shows that the daemon
     // has seen a client leave (and dropped what it was waiting for).
     let env = Env::new().config("[limits]\nmax_connections = 3\n");
-    let daemon = Daemon::start_in(env, &["--no-tcp", "--echo-delay", "50ms"], None);
+    let daemon = InProcess::serve(env, &["--no-tcp", "--echo-delay", "50ms"]);
     spawn_echo(&daemon, "f");
     let prompt = endless_prompt();
     let first = enqueue_when_a_slot_is_free(&daemon, "f", &prompt);

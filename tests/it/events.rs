@@ -7,7 +7,8 @@ use std::os::unix::net::UnixStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Env, PATIENCE, build_request, eventually, signal};
+use common::in_process::InProcess;
+use common::{Daemon, Env, Harness, PATIENCE, build_request, eventually, signal};
 use serde_json::{Value, json};
 
 /// A raw `GET /events` over the Unix socket, reading the chunked body line by line.
@@ -19,8 +20,8 @@ struct Subscriber {
 }
 
 impl Subscriber {
-    fn open(daemon: &Daemon, path: &str, extra: &[(&str, &str)]) -> Self {
-        let mut stream = UnixStream::connect(daemon.env.socket()).expect("connect");
+    fn open(daemon: &impl Harness, path: &str, extra: &[(&str, &str)]) -> Self {
+        let mut stream = UnixStream::connect(daemon.env().socket()).expect("connect");
         let mut headers = vec![("Host", "localhost")];
         headers.extend_from_slice(extra);
         stream
@@ -93,7 +94,7 @@ fn is(event: &Value, kind: &str, agent: &str) -> bool {
     event["type"] == kind && event["agent"] == agent
 }
 
-fn spawn_echo(daemon: &Daemon, name: &str) {
+fn spawn_echo(daemon: &impl Harness, name: &str) {
     let spawned = daemon.json(
         "POST",
         "/agents",
@@ -102,7 +103,7 @@ fn spawn_echo(daemon: &Daemon, name: &str) {
     assert_eq!(spawned.status, 200, "{}", spawned.text());
 }
 
-fn message(daemon: &Daemon, name: &str, content: &str) {
+fn message(daemon: &impl Harness, name: &str, content: &str) {
     let reply = daemon.json(
         "POST",
         &format!("/agents/{name}/message"),
@@ -113,7 +114,7 @@ fn message(daemon: &Daemon, name: &str, content: &str) {
 
 #[test]
 fn a_subscriber_sees_an_exchange_in_order() {
-    let daemon = Daemon::start(&["--echo-delay", "0ms"]);
+    let daemon = InProcess::start_flags(&["--echo-delay", "0ms"]);
     let mut events = Subscriber::open(&daemon, "/events", &[]);
     assert!(
         events
@@ -172,7 +173,7 @@ fn a_subscriber_sees_an_exchange_in_order() {
 
 #[test]
 fn the_agent_filter_leaves_other_agents_out() {
-    let daemon = Daemon::start(&["--echo-delay", "0ms"]);
+    let daemon = InProcess::start_flags(&["--echo-delay", "0ms"]);
     let mut events = Subscriber::open(&daemon, "/events?agent=wanted&agent=also", &[]);
     spawn_echo(&daemon, "other");
     message(&daemon, "other", "not for you");
@@ -192,7 +193,7 @@ fn the_agent_filter_leaves_other_agents_out() {
 
 #[test]
 fn server_sent_events_on_request() {
-    let daemon = Daemon::start(&["--echo-delay", "0ms"]);
+    let daemon = InProcess::start_flags(&["--echo-delay", "0ms"]);
     let mut events = Subscriber::open(&daemon, "/events", &[("Accept", "text/event-stream")]);
     assert!(
         events
@@ -292,7 +293,7 @@ fn stopping_ends_the_stream_at_once() {
 
 #[test]
 fn over_tcp_the_token_is_required() {
-    let daemon = Daemon::start_tcp(&[]);
+    let daemon = InProcess::start_tcp();
     let host = format!("127.0.0.1:{}", daemon.port.expect("port"));
     let response = daemon.tcp_request("GET", "/events", &[("Host", &host)], None);
     assert_eq!(response.status, 401);
@@ -359,7 +360,7 @@ fn watch_prints_a_line_per_event() {
 
 #[test]
 fn ctrl_c_ends_watch_with_status_zero() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     let mut child = daemon
         .env
         .command(&["watch"])
@@ -393,7 +394,7 @@ fn watch_without_a_daemon_exits_3_and_starts_none() {
 fn suspension_and_restoration_are_events() {
     let profile = "[profiles.work]\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_env = \"WORK_KEY\"\nmodel = \"w\"\n";
     let env = Env::new().config(profile).var("WORK_KEY", "k");
-    let daemon = Daemon::start_in(env.clone(), &["--no-tcp"], None);
+    let daemon = InProcess::serve(env.clone(), &["--no-tcp"]);
     let mut events = Subscriber::open(&daemon, "/events?agent=w", &[]);
     let spawned = daemon.json(
         "POST",

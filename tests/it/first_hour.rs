@@ -6,16 +6,18 @@ use crate::common;
 
 use std::process::Stdio;
 
-use common::{Daemon, Env};
+use common::fake_provider::{FakeProvider, Gate, Reply, Step, openai_chunks};
+use common::in_process::InProcess;
+use common::{Daemon, Env, Harness};
 
 /// Runs a CLI command whose stdout is a pipe nobody reads any more: the
 /// reading end is closed before the command starts, so its first write
 /// meets EPIPE for certain.
-fn run_into_closed_pipe(daemon: &Daemon, args: &[&str]) -> (Option<i32>, String) {
+fn run_into_closed_pipe(daemon: &impl Harness, args: &[&str]) -> (Option<i32>, String) {
     let (reader, writer) = nix::unistd::pipe().expect("pipe");
     drop(reader);
     let out = daemon
-        .env
+        .env()
         .command(args)
         .stdout(Stdio::from(writer))
         .stderr(Stdio::piped())
@@ -29,7 +31,7 @@ fn run_into_closed_pipe(daemon: &Daemon, args: &[&str]) -> (Option<i32>, String)
 
 #[test]
 fn a_closed_stdout_ends_every_command_quietly() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     daemon.cli(&["spawn", "p", "--provider", "echo"]).ok();
     daemon.cli(&["message", "p", "one two three"]).ok();
     for args in [
@@ -86,7 +88,7 @@ fn is_human_timestamp(stamp: &str) -> bool {
 fn human_output_reads_well_and_json_keeps_everything() {
     let env = Env::new()
         .config("[profiles.work]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m1\"\n");
-    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
     let spawned = daemon.cli(&["spawn", "w", "--profile", "work"]);
     assert_eq!(
         spawned.ok().stdout(),
@@ -167,7 +169,7 @@ fn errors_say_what_to_do_next() {
     let env = Env::new().config(
         "[providers]\nmax_retries = 0\n[profiles.work]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n",
     );
-    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
 
     // No key anywhere: the ways to give one, and the offline provider.
     let missing = daemon.cli(&["spawn", "k"]);
@@ -282,7 +284,7 @@ fn in_a_terminal(env: &Env, command: &str, input: &str) -> Option<(Option<i32>, 
 
 #[test]
 fn clearing_a_history_is_confirmed_first() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     daemon.cli(&["spawn", "c", "--provider", "echo"]).ok();
     daemon.cli(&["message", "c", "keep me"]).ok();
     let count = || {
@@ -341,7 +343,7 @@ fn clearing_a_history_is_confirmed_first() {
 
 #[test]
 fn without_home_the_config_sits_next_to_the_state() {
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     let state = daemon.env.dir.path().join("state");
     let homeless = |args: &[&str]| {
         let mut command = daemon.env.command(args);
@@ -446,8 +448,28 @@ fn a_daemon_serving_the_state_dir_elsewhere_is_pointed_at() {
 
 #[test]
 fn a_terminal_sees_the_wait_and_a_script_sees_only_the_reply() {
-    let daemon = Daemon::start(&["--echo-delay", "50ms"]);
+    // `m` answers through a model server that holds its reply until the
+    // test has seen the waiting line on the terminal: the echo provider's
+    // first word comes at once, often before the line is first drawn.
+    let fake = FakeProvider::start();
+    let gate = Gate::new();
+    let held = Reply::sse(&openai_chunks(&["one ", "two ", "three"]));
+    fake.push(held.insert(0, Step::Wait(gate.clone())));
+    let env = Env::new().var("OPENAI_API_KEY", "k");
+    let daemon = InProcess::serve(env, &["--no-tcp", "--echo-delay", "50ms"]);
     daemon.cli(&["spawn", "w", "--provider", "echo"]).ok();
+    let model = fake.url("/v1");
+    let spawn_m = [
+        "spawn",
+        "m",
+        "--provider",
+        "openai",
+        "--base-url",
+        &model,
+        "--api-key-env",
+        "OPENAI_API_KEY",
+    ];
+    daemon.cli(&spawn_m).ok();
 
     // Not a terminal: exactly the reply, and nothing on stderr.
     for (args, reply) in [
@@ -461,18 +483,24 @@ fn a_terminal_sees_the_wait_and_a_script_sees_only_the_reply() {
     }
 
     let bin = common::BIN;
-    let Some((code, screen)) =
-        in_a_terminal(&daemon.env, &format!("{bin} message w one two three"), "")
+    let Some(waiting) =
+        start_on_a_terminal(&daemon.env, &format!("{bin} message m one two three"), &[])
     else {
         return; // no `script` here
     };
+    let (code, screen) = screen_once_seen(waiting, "m: waiting for the model… ", || gate.open());
     assert_eq!(code, Some(0), "{screen}");
+    // The waiting line (its seconds as they were), erased before the reply.
+    let erased = screen
+        .find("s\r\x1b[2Kone two three")
+        .unwrap_or_else(|| panic!("the waiting line is erased before the reply: {screen:?}"));
+    let line = screen[..erased].trim_end_matches(|c: char| c.is_ascii_digit());
     assert!(
-        screen.contains("w: waiting for the model… 0s\r\x1b[2Kone two three"),
+        line.len() < erased && line.ends_with("m: waiting for the model… "),
         "the waiting line is erased before the reply: {screen:?}"
     );
     assert!(
-        screen.contains("\x1b[2mw: ") && screen.contains(" tokens in, 3 out\x1b[0m"),
+        screen.contains("\x1b[2mm: ") && screen.contains(" tokens in, 3 out\x1b[0m"),
         "{screen:?}"
     );
     for (command, absent) in [
@@ -496,6 +524,39 @@ fn a_terminal_sees_the_wait_and_a_script_sees_only_the_reply() {
     .expect("script");
     assert!(screen.contains("t3: "), "{screen:?}");
     assert!(screen.contains(" tokens in, 1 out"), "{screen:?}");
+}
+
+/// Reads a terminal program's screen as it is drawn; once `text` is on it,
+/// calls `then`; returns the exit code and the whole screen after exit.
+fn screen_once_seen(
+    mut child: std::process::Child,
+    text: &str,
+    then: impl FnOnce(),
+) -> (Option<i32>, String) {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn({
+        let screen = Arc::clone(&screen);
+        move || {
+            let mut buffer = [0; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buffer) {
+                screen.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        }
+    });
+    let seen = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    common::eventually(&format!("{text:?} on the terminal"), || {
+        seen().contains(text)
+    });
+    then();
+    common::eventually("the program on the terminal to exit", || {
+        child.try_wait().expect("try_wait").is_some()
+    });
+    reader.join().expect("the terminal's reader");
+    let code = child.wait().expect("wait").code();
+    (code, seen())
 }
 
 /// Starts `command` on a terminal (util-linux `script`) with `env`'s

@@ -13,7 +13,8 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{BIN, Background, Daemon, Env};
+use common::in_process::InProcess;
+use common::{BIN, Background, Env};
 
 fn python() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("ORCHESTRATION_MCP_PYTHON").filter(|p| !p.is_empty()) {
@@ -65,7 +66,7 @@ fn an_mcp_client_uses_every_tool_and_the_cli_sees_the_same_agents() {
     let Some(python) = python() else { return };
     // A loopback port nobody listens on: the provider failure the client checks.
     let dead = format!("http://127.0.0.1:{}/v1", common::free_port());
-    let daemon = Daemon::start_in(Env::new().var("MCP_DEAD_URL", &dead), &["--no-tcp"], None);
+    let daemon = InProcess::serve(Env::new().var("MCP_DEAD_URL", &dead), &["--no-tcp"]);
     let output = client(&python, &daemon.env, "scenario");
     let report = passed(&output, &|| daemon.log());
     assert!(
@@ -80,7 +81,7 @@ fn an_mcp_client_uses_every_tool_and_the_cli_sees_the_same_agents() {
 #[test]
 fn a_cancelled_call_cancels_the_reply_and_keeps_it_interrupted() {
     let Some(python) = python() else { return };
-    let daemon = Daemon::start(&["--echo-delay", "500ms"]);
+    let daemon = InProcess::start_flags(&["--echo-delay", "500ms"]);
     let output = client(&python, &daemon.env, "cancel");
     passed(&output, &|| daemon.log());
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::fake_provider::{
     FakeProvider, Gate, Reply, Step, anthropic_events, data, event, openai_chunks,
 };
-use common::{Daemon, Env, HttpResponse, eventually, pairs, read_rest, sent_turns, transcript};
+use common::in_process::InProcess;
+use common::{Env, HttpResponse, eventually, pairs, read_rest, sent_turns, transcript};
 use serde_json::{Value, json};
 
 /// Short timeouts so failure paths are quick; retries pause 50ms.
@@ -21,25 +22,25 @@ connect_timeout = "2s"
 retry_backoff = "50ms"
 "#;
 
-fn daemon(env: Env) -> Daemon {
-    Daemon::start_in(env.config(FAST), &["--no-tcp"], None)
+fn daemon(env: Env) -> InProcess {
+    InProcess::serve(env.config(FAST), &["--no-tcp"])
 }
 
 /// A daemon that never gives up on a silent model server by itself (a
 /// 10-minute idle timeout), so only a cancellation can close the upstream
 /// connection within a test's patience.
-fn patient_daemon() -> Daemon {
+fn patient_daemon() -> InProcess {
     let config = "[providers]\nidle_timeout = \"10m\"\nmax_retries = 0\n";
-    Daemon::start_in(Env::new().config(config), &["--no-tcp"], None)
+    InProcess::serve(Env::new().config(config), &["--no-tcp"])
 }
 
-fn spawn(daemon: &Daemon, body: Value) -> Value {
+fn spawn(daemon: &InProcess, body: Value) -> Value {
     let response = daemon.json("POST", "/agents", Some(body));
     assert_eq!(response.status, 200, "{}", response.text());
     response.json()
 }
 
-fn say(daemon: &Daemon, name: &str, content: &str) -> HttpResponse {
+fn say(daemon: &InProcess, name: &str, content: &str) -> HttpResponse {
     daemon.json(
         "POST",
         &format!("/agents/{name}/message"),
@@ -47,7 +48,7 @@ fn say(daemon: &Daemon, name: &str, content: &str) -> HttpResponse {
     )
 }
 
-fn history(daemon: &Daemon, name: &str) -> Value {
+fn history(daemon: &InProcess, name: &str) -> Value {
     daemon
         .json("GET", &format!("/agents/{name}/history"), None)
         .json()
@@ -549,7 +550,7 @@ fn user_profiles_from_config_bring_their_url_key_variable_model_and_headers() {
         fake.url("/api/v1")
     );
     let env = Env::new().config(&config);
-    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
     fake.push(Reply::sse(&openai_chunks(&["hi from mine"])));
     daemon
         .env
@@ -787,7 +788,7 @@ fn listing_models_needs_no_model_even_where_an_agent_would() {
     let fake = FakeProvider::start();
     fake.push(Reply::json(200, &json!({"data": [{"id": "m1"}]})));
     let config = format!("[profiles.bare]\nbase_url = \"{}\"\n", fake.url("/v1"));
-    let daemon = Daemon::start_in(Env::new().config(&config), &["--no-tcp"], None);
+    let daemon = InProcess::serve(Env::new().config(&config), &["--no-tcp"]);
     let out = daemon.cli(&["models", "--profile", "bare"]);
     out.ok();
     assert_eq!(out.stdout(), "m1\n");
@@ -939,7 +940,7 @@ fn a_failed_agent_still_takes_messages_and_is_idle_after_the_next_good_reply() {
 }
 
 /// `say`, failing the test instead of hanging if no answer comes within PATIENCE.
-fn say_within_patience(daemon: &Daemon, name: &str, content: &str) -> HttpResponse {
+fn say_within_patience(daemon: &InProcess, name: &str, content: &str) -> HttpResponse {
     let stream = std::os::unix::net::UnixStream::connect(daemon.env.socket()).expect("connect");
     stream
         .set_read_timeout(Some(common::PATIENCE))

@@ -3,14 +3,23 @@
 
 use crate::common;
 
-use common::{Daemon, Env};
+use common::in_process::InProcess;
+use common::{Daemon, Env, Harness};
 use serde_json::Value;
 
-fn start(env: Env) -> Daemon {
-    Daemon::start_in(env, &["--no-tcp", "--echo-delay", "0ms"], None)
+const FLAGS: &[&str] = &["--no-tcp", "--echo-delay", "0ms"];
+
+/// A daemon in this process, for what needs no process of its own.
+fn start(env: Env) -> InProcess {
+    InProcess::serve(env, FLAGS)
 }
 
-fn search(daemon: &Daemon, args: &[&str]) -> Value {
+/// `serve` as a child process: for a kill -9, a signal or its log.
+fn start_process(env: Env) -> Daemon {
+    Daemon::start_in(env, FLAGS, None)
+}
+
+fn search(daemon: &impl Harness, args: &[&str]) -> Value {
     let mut all = vec!["--json", "search"];
     all.extend_from_slice(args);
     let out = daemon.cli(&all);
@@ -30,7 +39,7 @@ fn agents_found(found: &Value) -> Vec<String> {
 #[test]
 fn search_finds_live_and_ended_conversations_after_a_restart_and_kill_9() {
     let env = Env::new();
-    let daemon = start(env.clone());
+    let daemon = start_process(env.clone());
     for name in ["live", "ended"] {
         daemon.cli(&["spawn", name, "--provider", "echo"]).ok();
     }
@@ -104,7 +113,7 @@ fn search_finds_live_and_ended_conversations_after_a_restart_and_kill_9() {
     let mut daemon = daemon;
     daemon.child.kill().expect("kill -9");
     daemon.child.wait().expect("reap");
-    let daemon = start(env.clone());
+    let daemon = start_process(env.clone());
     assert_eq!(agents_found(&search(&daemon, &["zebra"])).len(), 4);
     daemon.cli(&["message", "live", "one more zebra"]).ok();
     assert_eq!(agents_found(&search(&daemon, &["zebra"])).len(), 6);
@@ -271,7 +280,7 @@ fn history_lists_every_conversation_and_exports_in_four_formats() {
 #[test]
 fn prune_deletes_only_old_ended_conversations_and_gives_space_back() {
     let env = Env::new();
-    let daemon = start(env.clone());
+    let daemon = start_process(env.clone());
     let big = "x".repeat(200_000);
     for name in ["old", "live"] {
         daemon.cli(&["spawn", name, "--provider", "echo"]).ok();
@@ -348,7 +357,7 @@ fn prune_deletes_only_old_ended_conversations_and_gives_space_back() {
 #[test]
 fn a_history_retention_prunes_ended_conversations_by_itself() {
     let env = Env::new();
-    let mut daemon = start(env.clone());
+    let mut daemon = start_process(env.clone());
     daemon.cli(&["spawn", "gone", "--provider", "echo"]).ok();
     daemon.cli(&["message", "gone", "bye"]).ok();
     daemon.cli(&["shutdown", "gone"]).ok();
@@ -357,7 +366,7 @@ fn a_history_retention_prunes_ended_conversations_by_itself() {
     assert!(daemon.terminate().success());
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let env = env.config("[history]\nretention = \"1s\"\n");
-    let daemon = start(env);
+    let daemon = start_process(env);
     common::eventually("the retention prune to run", || {
         daemon.cli(&["history", "gone"]).code() == 4
     });

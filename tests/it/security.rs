@@ -11,7 +11,8 @@ use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use common::fake_provider::{FakeProvider, Gate, Reply, Step, openai_chunks};
-use common::{Daemon, Env, PATIENCE, eventually, free_port, parse_response};
+use common::in_process::InProcess;
+use common::{Daemon, Env, Harness, PATIENCE, eventually, free_port, parse_response};
 use serde_json::json;
 
 /// The uid of `nobody`, the second local user the tests borrow when root.
@@ -69,13 +70,13 @@ fn another_uid_is_refused_even_when_the_socket_is_opened_up() {
     assert!(daemon.log().contains("peer_uid=65534"), "{}", daemon.log());
 }
 
-fn tcp(daemon: &Daemon, headers: &[(&str, &str)], method: &str, path: &str) -> u16 {
+fn tcp(daemon: &impl Harness, headers: &[(&str, &str)], method: &str, path: &str) -> u16 {
     daemon.tcp_request(method, path, headers, None).status
 }
 
 #[test]
 fn the_tcp_listener_demands_token_loopback_host_and_no_foreign_origin() {
-    let daemon = Daemon::start_tcp(&[]);
+    let daemon = InProcess::start_tcp();
     let port = daemon.port.expect("port");
     let token = daemon.token();
     let bearer = format!("Bearer {token}");
@@ -226,7 +227,7 @@ fn three_hundred_slow_clients_do_not_stop_the_owner_being_served() {
 #[test]
 fn idle_connections_are_closed_kept_alive_or_fresh() {
     let env = Env::new().config("[limits]\nheader_timeout = \"1s\"\n");
-    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
     let mut kept = std::os::unix::net::UnixStream::connect(daemon.env.socket()).expect("connect");
     kept.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .expect("write");
@@ -249,7 +250,7 @@ fn idle_connections_are_closed_kept_alive_or_fresh() {
 fn past_the_connection_cap_new_connections_get_503_and_the_socket_still_works() {
     let port = free_port();
     let env = Env::new().config("[limits]\nmax_connections = 5\nheader_timeout = \"30s\"\n");
-    let daemon = Daemon::start_in(env, &["--port", &port.to_string()], Some(port));
+    let daemon = InProcess::serve(env, &["--port", &port.to_string()]);
     let held: Vec<TcpStream> = (0..5)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
         .collect();
@@ -275,7 +276,7 @@ fn provider_calls_beyond_the_cap_wait_their_turn() {
     fake.push(Reply::sse(&openai_chunks(&["first"])).insert(1, Step::Wait(gate.clone())));
     fake.push(Reply::sse(&openai_chunks(&["second"])));
     let env = Env::new().config("[limits]\nmax_provider_calls = 1\n");
-    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
     for name in ["a", "b"] {
         let body = json!({"name": name, "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")});
         assert_eq!(daemon.json("POST", "/agents", Some(body)).status, 200);
@@ -419,7 +420,7 @@ fn refused_connections_get_a_parseable_answer() {
     // A 503 written before the request was read must still reach the client.
     let port = free_port();
     let env = Env::new().config("[limits]\nmax_connections = 1\n");
-    let daemon = Daemon::start_in(env, &["--port", &port.to_string()], Some(port));
+    let daemon = InProcess::serve(env, &["--port", &port.to_string()]);
     let _held = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     eventually("the cap to bite", || {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");

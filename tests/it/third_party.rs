@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Env, PATIENCE, free_port};
+use common::in_process::InProcess;
+use common::{Env, PATIENCE, free_port};
 use serde_json::Value;
 
 const RULES: &str = r#"
@@ -108,7 +109,7 @@ fn the_cli_talks_to_fakellm_over_both_protocols() {
     };
     let env = Env::new();
     let fake = Fakellm::start(binary, env.dir.path());
-    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
     let key = [("OPENAI_API_KEY", "sk-not-used")];
 
     let base = fake.url("/v1");

@@ -12,7 +12,8 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use common::fake_provider::{FakeProvider, Reply, data, openai_chunks};
-use common::{Daemon, Env, PATIENCE, free_port, parse_response};
+use common::in_process::InProcess;
+use common::{Daemon, Env, Harness, PATIENCE, free_port, parse_response};
 use serde_json::{Value, json};
 
 /// Every way of writing the two control-plane routes that a router which
@@ -51,7 +52,7 @@ fn control_plane_spellings(port: u16) -> Vec<(&'static str, String)> {
 
 #[test]
 fn no_spelling_of_a_control_plane_route_acts_over_tcp() {
-    let daemon = Daemon::start_tcp(&[]);
+    let daemon = InProcess::start_tcp();
     let port = daemon.port.expect("port");
     assert_eq!(
         daemon
@@ -99,7 +100,7 @@ fn no_spelling_of_a_control_plane_route_acts_over_tcp() {
 fn a_body_that_never_arrives_gets_408_and_gives_its_slot_back() {
     let port = free_port();
     let env = Env::new().config("[limits]\nbody_timeout = \"1s\"\nmax_connections = 4\n");
-    let daemon = Daemon::start_in(env, &["--port", &port.to_string()], Some(port));
+    let daemon = InProcess::serve(env, &["--port", &port.to_string()]);
     let host = format!("127.0.0.1:{port}");
     let bearer = format!("Bearer {}", daemon.token());
     let head = format!(
@@ -162,7 +163,7 @@ fn a_body_that_never_arrives_gets_408_and_gives_its_slot_back() {
 
 #[test]
 fn a_request_head_over_64_kib_gets_431_and_the_daemon_serves_on() {
-    let daemon = Daemon::start_tcp(&[]);
+    let daemon = InProcess::start_tcp();
     let port = daemon.port.expect("port");
     let host = format!("127.0.0.1:{port}");
     let bearer = format!("Bearer {}", daemon.token());
@@ -269,12 +270,12 @@ fn values_at_their_limits_are_clean_errors_never_panics() {
     }
 }
 
-fn spawn_api(daemon: &Daemon, body: Value) {
+fn spawn_api(daemon: &impl Harness, body: Value) {
     let response = daemon.json("POST", "/agents", Some(body));
     assert_eq!(response.status, 200, "{}", response.text());
 }
 
-fn say(daemon: &Daemon, name: &str) -> common::HttpResponse {
+fn say(daemon: &impl Harness, name: &str) -> common::HttpResponse {
     daemon.json(
         "POST",
         &format!("/agents/{name}/message"),
@@ -291,7 +292,7 @@ fn the_daemons_keys_go_only_to_their_own_endpoints() {
         .var("OPENAI_API_KEY", DAEMON_KEY)
         .var("ANTHROPIC_API_KEY", DAEMON_KEY)
         .var("PLANTED_TOKEN", PLANTED);
-    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
     let base = fake.url("/x/v1");
 
     // A spawn that names its own base_url gets no daemon key...
@@ -349,7 +350,7 @@ fn a_config_profile_binds_a_key_variable_to_its_url() {
     );
     // The daemon holds the key (its environment file, say); the CLI does not.
     let env = Env::new().config(&config).var("WORK_KEY", "work-secret-77");
-    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
     fake.push(Reply::sse(&openai_chunks(&["ok"])));
     let out = daemon
         .env
@@ -374,7 +375,7 @@ fn a_config_profile_binds_a_key_variable_to_its_url() {
 #[test]
 fn the_cli_sends_a_key_to_a_typed_base_url_only_when_told_which() {
     let fake = FakeProvider::start();
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     let base = fake.url("/v1");
     let user_key = [
         ("OPENAI_API_KEY", "sk-user-3a9d"),
@@ -455,7 +456,7 @@ fn a_redirect_to_another_host_carries_no_credential_there() {
     for _ in 0..2 {
         first.push(Reply::json(307, &json!({})).header("Location", &moved));
     }
-    let daemon = Daemon::start(&[]);
+    let daemon = InProcess::start();
     spawn_api(
         &daemon,
         json!({"name": "r", "provider": "anthropic", "base_url": first.url(""),
@@ -489,7 +490,7 @@ fn a_key_echoed_by_the_model_server_is_scrubbed_everywhere() {
     let fake = FakeProvider::start();
     let echo = json!({"error": {"message": format!("Incorrect API key provided: Bearer {KEY}")}});
     let env = Env::new().var("RUST_LOG", "debug");
-    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
     spawn_api(
         &daemon,
         json!({"name": "s", "provider": "openai", "model": "m", "base_url": fake.url("/v1"), "api_key": KEY}),

@@ -24,7 +24,9 @@ use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{CliOutput, Env, HttpResponse, PATIENCE, build_request, open_stream, send};
+use super::{
+    CliOutput, Env, HttpResponse, PATIENCE, build_request, open_events, open_stream, send,
+};
 
 thread_local! {
     /// The log of the in-process daemon whose runtime runs this thread.
@@ -63,8 +65,70 @@ impl InProcess {
         Self::start_with(env, tcp, |_| {})
     }
 
+    /// As [`Daemon::start`](super::Daemon::start): no TCP, plus the `serve`
+    /// flags `extra` (see [`Self::serve`]). Moving a test off a process
+    /// changes its constructor only.
+    pub fn start_flags(extra: &[&str]) -> Self {
+        let mut flags = vec!["--no-tcp"];
+        flags.extend_from_slice(extra);
+        Self::serve(Env::new(), &flags)
+    }
+
+    /// A daemon on `env` configured by the `serve` flags that are the core's
+    /// to honour: `--no-tcp`, `--port N` (a TCP listener with a token; on a
+    /// free port of its own, found in `port`), `--echo-delay`,
+    /// `--drain-timeout`, `--idle-timeout`. Without `--port` or `--no-tcp`
+    /// it listens on TCP, as `serve` does. Any other flag is a process's and
+    /// panics. `ORCHESTRATION_ECHO_DELAY` in `env.vars` counts, as for `serve`.
+    pub fn serve(env: Env, flags: &[&str]) -> Self {
+        let mut tcp = Some(0);
+        let mut echo_delay = env
+            .vars
+            .iter()
+            .rev()
+            .find(|(name, _)| name == "ORCHESTRATION_ECHO_DELAY")
+            .map(|(_, value)| duration(value));
+        let mut drain = None;
+        let mut idle = None;
+        let mut flags = flags.iter();
+        while let Some(flag) = flags.next() {
+            let mut value = || {
+                *flags
+                    .next()
+                    .unwrap_or_else(|| panic!("{flag} needs a value"))
+            };
+            match *flag {
+                "--no-tcp" => tcp = None,
+                "--port" => {
+                    let port = value().parse().expect("--port takes a number");
+                    tcp = Some(port);
+                }
+                "--echo-delay" => echo_delay = Some(duration(value())),
+                "--drain-timeout" => drain = Some(duration(value())),
+                "--idle-timeout" => idle = Some(duration(value())),
+                other => panic!("{other} is not a flag the in-process core takes"),
+            }
+        }
+        Self::start_on(env, tcp, |config| {
+            if let Some(delay) = echo_delay {
+                config.echo_delay = delay;
+            }
+            if let Some(drain) = drain {
+                config.drain_timeout = drain;
+            }
+            if idle.is_some() {
+                config.idle_timeout = idle;
+            }
+        })
+    }
+
     /// [`Self::start_in`], with `adjust` changing the core's config first.
     pub fn start_with(env: Env, tcp: bool, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
+        Self::start_on(env, tcp.then_some(0), adjust)
+    }
+
+    /// [`Self::start_with`], on TCP port `tcp` if given (0: any free one).
+    pub fn start_on(env: Env, tcp: Option<u16>, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
         let log = env.dir.path().join("daemon.log");
         let runtime = runtime(&log);
         let mut config = serve_config(&env);
@@ -117,6 +181,16 @@ impl InProcess {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The daemon's pid, as `/health` reports it: this test process's.
+    pub fn pid(&self) -> i32 {
+        std::process::id() as i32
+    }
+
+    /// Opens `GET /events` and returns it once its head arrived.
+    pub fn stream_events(&self) -> BufReader<UnixStream> {
+        open_events(&self.env.socket())
     }
 
     pub fn cli(&self, args: &[&str]) -> CliOutput {
@@ -228,20 +302,45 @@ fn runtime(log: &std::path::Path) -> Runtime {
         .expect("runtime")
 }
 
-/// Binds `env`'s socket and, with `tcp`, a loopback port with a fresh token.
-async fn listen(env: &Env, tcp: bool) -> (Listeners, Option<u16>, Option<String>) {
+/// Binds `env`'s socket and, with `tcp`, that loopback port (0: any free
+/// one) with a fresh token.
+async fn listen(env: &Env, tcp: Option<u16>) -> (Listeners, Option<u16>, Option<String>) {
     let listeners = Listeners::new().unix(bind_unix(&env.socket()).expect("bind the socket"));
-    if !tcp {
+    let Some(port) = tcp else {
         return (listeners, None, None);
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind TCP");
     let port = listener.local_addr().expect("TCP address").port();
-    let token = uuid::Uuid::new_v4().simple().to_string();
+    // The shape of serve's token: 256 bits from the OS RNG, in hex.
+    let mut bytes = [0u8; 32];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").expect("/dev/urandom"),
+        &mut bytes,
+    )
+    .expect("random bytes");
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     (
         listeners.tcp(listener, token.clone()),
         Some(port),
         Some(token),
     )
+}
+
+/// A duration as the `serve` flags write it in tests: `250ms`, `2s`, `1m`.
+fn duration(text: &str) -> std::time::Duration {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("duration {text:?}"));
+    match unit {
+        "ms" => std::time::Duration::from_millis(number),
+        "s" | "" => std::time::Duration::from_secs(number),
+        "m" => std::time::Duration::from_secs(number * 60),
+        _ => panic!("duration {text:?}"),
+    }
 }

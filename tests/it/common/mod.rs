@@ -153,6 +153,67 @@ impl CliOutput {
     }
 }
 
+/// What a test needs of a running daemon, whether it runs as a child
+/// process ([`Daemon`]) or in this one ([`in_process::InProcess`]): a
+/// helper written against it serves tests of both kinds.
+pub trait Harness {
+    fn env(&self) -> &Env;
+
+    /// Its loopback TCP port, if it listens on one.
+    fn port(&self) -> Option<u16>;
+
+    /// One request over TCP with the given extra headers (no token added).
+    fn tcp_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> HttpResponse {
+        let port = self.port().expect("daemon has a TCP port");
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to TCP");
+        send(stream, &build_request(method, path, headers, body))
+    }
+
+    fn cli(&self, args: &[&str]) -> CliOutput {
+        self.env().cli(args)
+    }
+
+    /// One request over the Unix socket.
+    fn request(&self, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
+        let stream = UnixStream::connect(self.env().socket()).expect("connect to socket");
+        send(
+            stream,
+            &build_request(method, path, &[("Host", "localhost")], body),
+        )
+    }
+
+    fn json(&self, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
+        let body = body.map(|b| b.to_string());
+        self.request(method, path, body.as_deref())
+    }
+}
+
+impl Harness for Daemon {
+    fn env(&self) -> &Env {
+        &self.env
+    }
+
+    fn port(&self) -> Option<u16> {
+        self.port
+    }
+}
+
+impl Harness for in_process::InProcess {
+    fn env(&self) -> &Env {
+        &self.env
+    }
+
+    fn port(&self) -> Option<u16> {
+        self.port
+    }
+}
+
 /// A running daemon; killed (SIGKILL) if the test did not stop it.
 pub struct Daemon {
     pub env: Env,
@@ -287,26 +348,7 @@ impl Daemon {
     /// Opens `GET /events` and returns it once its head arrived: an open
     /// connection, which keeps a daemon with an idle timeout from exiting.
     pub fn stream_events(&self) -> BufReader<UnixStream> {
-        let mut stream = UnixStream::connect(self.env.socket()).expect("connect");
-        stream
-            .write_all(&build_request(
-                "GET",
-                "/events",
-                &[("Host", "localhost")],
-                None,
-            ))
-            .expect("write");
-        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("status line");
-        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-        while line != "\r\n" {
-            line.clear();
-            let n = reader.read_line(&mut line).expect("head");
-            assert!(n > 0, "the event stream closed in its head");
-        }
-        reader
+        open_events(&self.env.socket())
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -530,6 +572,30 @@ pub fn open_stream(socket: &Path, path: &str, body: &Value) -> BufReader<UnixStr
             return reader;
         }
     }
+}
+
+/// Opens `GET /events` and returns it once its head arrived.
+pub fn open_events(socket: &Path) -> BufReader<UnixStream> {
+    let mut stream = UnixStream::connect(socket).expect("connect");
+    stream
+        .write_all(&build_request(
+            "GET",
+            "/events",
+            &[("Host", "localhost")],
+            None,
+        ))
+        .expect("write");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    while line != "\r\n" {
+        line.clear();
+        let n = reader.read_line(&mut line).expect("head");
+        assert!(n > 0, "the event stream closed in its head");
+    }
+    reader
 }
 
 /// Reads a stream until the daemon closes it.
