@@ -1,6 +1,7 @@
 //! Every route's statuses and error shapes (SPEC §3), over the Unix socket.
 
 use crate::common;
+use crate::common::Harness;
 
 use common::in_process::InProcess;
 use common::{send, transcript};

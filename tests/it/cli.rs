@@ -2,6 +2,7 @@
 //! message when no daemon runs, and help that reads well.
 
 use crate::common;
+use crate::common::Harness;
 
 use common::fake_provider::{FakeProvider, Reply, openai_chunks};
 use common::in_process::InProcess;

@@ -4,6 +4,7 @@
 //! hang on or start a daemon.
 
 use crate::common;
+use crate::common::Harness;
 
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 //! cancels its exchange without hurting the daemon.
 
 use crate::common;
+use crate::common::Harness;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

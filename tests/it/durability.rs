@@ -4,6 +4,7 @@
 //! or unwritable store stops the start with a clear error and is left alone.
 
 use crate::common;
+use crate::common::Harness;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;

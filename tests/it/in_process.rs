@@ -5,6 +5,7 @@
 //! `POST /shutdown` work, and TCP takes the token it was given.
 
 use crate::common;
+use crate::common::Harness;
 
 use std::io::BufRead;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! graceful stop by signal, by API and by `serve --stop`.
 
 use crate::common;
+use crate::common::Harness;
 
 use std::os::unix::fs::PermissionsExt;
 

@@ -4,6 +4,7 @@
 //! protocols, including the awkward things real servers do.
 
 use crate::common;
+use crate::common::Harness;
 
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! their profile, and agents that a start suspends instead of ending.
 
 use crate::common;
+use crate::common::Harness;
 
 use common::fake_provider::{FakeProvider, Reply, openai_chunks};
 use common::{Daemon, Env, read_rest, signal};

@@ -2,6 +2,7 @@
 //! and once with raw HTTP over the loopback TCP listener.
 
 use crate::common;
+use crate::common::Harness;
 
 use common::{Daemon, transcript};
 use serde_json::json;

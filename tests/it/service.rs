@@ -4,6 +4,7 @@
 //! `NOTIFY_SOCKET`, and socket activation by `systemd-socket-activate`.
 
 use crate::common;
+use crate::common::Harness;
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;

@@ -9,6 +9,7 @@
 //! `$ORCHESTRATION_REQUIRE_THIRD_PARTY=1` (set by `scripts/test.sh`), when it fails.
 
 use crate::common;
+use crate::common::Harness;
 
 use std::net::TcpStream;
 use std::path::PathBuf;

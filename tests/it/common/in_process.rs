@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::BufReader;
-use std::net::TcpStream;
+
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -19,14 +19,12 @@ use orchestration::config::Config;
 use orchestration::daemon::{
     DaemonError, DaemonSetup, Listeners, ReloadTrigger, ServeConfig, bind_unix, serve_on,
 };
-use serde_json::Value;
+
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{
-    CliOutput, Env, HttpResponse, PATIENCE, build_request, open_events, open_stream, send,
-};
+use super::{Env, PATIENCE, open_events};
 
 thread_local! {
     /// The log of the in-process daemon whose runtime runs this thread.
@@ -40,7 +38,7 @@ pub struct InProcess {
     pub port: Option<u16>,
     /// Fires a reload, as SIGHUP does for `serve`.
     pub reload: ReloadTrigger,
-    token: Option<String>,
+    pub(super) token: Option<String>,
     log: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     served: Option<JoinHandle<Result<(), DaemonError>>>,
@@ -191,60 +189,6 @@ impl InProcess {
     /// Opens `GET /events` and returns it once its head arrived.
     pub fn stream_events(&self) -> BufReader<UnixStream> {
         open_events(&self.env.socket())
-    }
-
-    pub fn cli(&self, args: &[&str]) -> CliOutput {
-        self.env.cli(args)
-    }
-
-    /// One request over the Unix socket.
-    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
-        let stream = UnixStream::connect(self.env.socket()).expect("connect to socket");
-        send(
-            stream,
-            &build_request(method, path, &[("Host", "localhost")], body),
-        )
-    }
-
-    pub fn json(&self, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
-        let body = body.map(|b| b.to_string());
-        self.request(method, path, body.as_deref())
-    }
-
-    pub fn token(&self) -> String {
-        self.token.clone().expect("the daemon listens on TCP")
-    }
-
-    /// One request over TCP with the given extra headers (no token added).
-    pub fn tcp_request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&str>,
-    ) -> HttpResponse {
-        let port = self.port.expect("daemon has a TCP port");
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to TCP");
-        send(stream, &build_request(method, path, headers, body))
-    }
-
-    /// A request over TCP as a well-behaved client: loopback Host and the token.
-    pub fn tcp_json(&self, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
-        let host = format!("127.0.0.1:{}", self.port.expect("port"));
-        let auth = format!("Bearer {}", self.token());
-        let body = body.map(|b| b.to_string());
-        self.tcp_request(
-            method,
-            path,
-            &[("Host", &host), ("Authorization", &auth)],
-            body.as_deref(),
-        )
-    }
-
-    /// Opens a streamed request over the Unix socket and returns the reader
-    /// just after the first delta, so a test can act mid-reply.
-    pub fn stream(&self, path: &str, body: &Value) -> BufReader<UnixStream> {
-        open_stream(&self.env.socket(), path, body)
     }
 }
 

@@ -192,11 +192,40 @@ pub trait Harness {
         let body = body.map(|b| b.to_string());
         self.request(method, path, body.as_deref())
     }
+
+    /// The bearer token TCP requests need.
+    fn token(&self) -> String;
+
+    /// A request over TCP as a well-behaved client: loopback Host and the token.
+    fn tcp_json(&self, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
+        let host = format!("127.0.0.1:{}", self.port().expect("port"));
+        let auth = format!("Bearer {}", self.token());
+        let body = body.map(|b| b.to_string());
+        self.tcp_request(
+            method,
+            path,
+            &[("Host", &host), ("Authorization", &auth)],
+            body.as_deref(),
+        )
+    }
+
+    /// Opens a streamed request over the Unix socket and returns the reader
+    /// just after the first delta, so a test can act mid-reply.
+    fn stream(&self, path: &str, body: &Value) -> BufReader<UnixStream> {
+        open_stream(&self.env().socket(), path, body)
+    }
 }
 
 impl Harness for Daemon {
     fn env(&self) -> &Env {
         &self.env
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.env.token_file())
+            .expect("token file")
+            .trim()
+            .to_owned()
     }
 
     fn port(&self) -> Option<u16> {
@@ -207,6 +236,10 @@ impl Harness for Daemon {
 impl Harness for in_process::InProcess {
     fn env(&self) -> &Env {
         &self.env
+    }
+
+    fn token(&self) -> String {
+        self.token.clone().expect("the daemon listens on TCP")
     }
 
     fn port(&self) -> Option<u16> {
@@ -284,65 +317,8 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    pub fn cli(&self, args: &[&str]) -> CliOutput {
-        self.env.cli(args)
-    }
-
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
-    }
-
-    /// One request over the Unix socket.
-    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
-        let stream = UnixStream::connect(self.env.socket()).expect("connect to socket");
-        send(
-            stream,
-            &build_request(method, path, &[("Host", "localhost")], body),
-        )
-    }
-
-    pub fn json(&self, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
-        let body = body.map(|b| b.to_string());
-        self.request(method, path, body.as_deref())
-    }
-
-    pub fn token(&self) -> String {
-        std::fs::read_to_string(self.env.token_file())
-            .expect("token file")
-            .trim()
-            .to_owned()
-    }
-
-    /// One request over TCP with the given extra headers (no token added).
-    pub fn tcp_request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&str>,
-    ) -> HttpResponse {
-        let port = self.port.expect("daemon has a TCP port");
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to TCP");
-        send(stream, &build_request(method, path, headers, body))
-    }
-
-    /// A request over TCP as a well-behaved client: loopback Host and the token.
-    pub fn tcp_json(&self, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
-        let host = format!("127.0.0.1:{}", self.port.expect("port"));
-        let auth = format!("Bearer {}", self.token());
-        let body = body.map(|b| b.to_string());
-        self.tcp_request(
-            method,
-            path,
-            &[("Host", &host), ("Authorization", &auth)],
-            body.as_deref(),
-        )
-    }
-
-    /// Opens a streamed request over the Unix socket and returns the reader
-    /// just after the first delta, so a test can act mid-reply.
-    pub fn stream(&self, path: &str, body: &Value) -> BufReader<UnixStream> {
-        open_stream(&self.env.socket(), path, body)
     }
 
     /// Opens `GET /events` and returns it once its head arrived: an open
