@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::paths::{DEFAULT_TCP, PathError, Paths, ensure_private_dir};
 use crate::pidfile::{PidFile, PidFileError};
-use crate::providers::SetupError;
+use crate::providers::{EnvironmentError, SetupError};
 use crate::store::StoreError;
 use activation::{ActivationError, Inherited};
 pub use detach::DetachError;
@@ -103,7 +103,7 @@ pub enum DaemonError {
     #[error("cannot set up providers: {0}")]
     Providers(#[from] SetupError),
     #[error("environment file {0}")]
-    Environment(String),
+    Environment(#[from] EnvironmentError),
     #[error("cannot start: {0}")]
     Io(#[from] io::Error),
 }

@@ -54,7 +54,8 @@ impl Reloader {
 
     fn try_reload(&self) -> Result<Reloaded, String> {
         let config = Config::load(&self.config_file).map_err(|e| e.to_string())?;
-        let keys = Keys::load(&self.environment, &self.environment_file)?;
+        let keys =
+            Keys::load(&self.environment, &self.environment_file).map_err(|e| e.to_string())?;
         let level =
             logging::directives(keys.setting("RUST_LOG"), config.daemon.log_level.as_deref());
         let settings =

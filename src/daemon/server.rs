@@ -133,8 +133,7 @@ impl DaemonSetup {
     pub fn open(config: ServeConfig) -> Result<Self, DaemonError> {
         ensure_private_dir(&config.state_dir)?;
         let store = Store::open(&config.state_dir)?;
-        let keys = Keys::load(&config.environment, &config.environment_file)
-            .map_err(DaemonError::Environment)?;
+        let keys = Keys::load(&config.environment, &config.environment_file)?;
         let settings = ProviderSettings::new(config.config.clone(), keys, config.echo_delay)?;
         Ok(Self {
             config,

@@ -147,15 +147,23 @@ impl Keys {
     pub fn load(
         base: &std::collections::HashMap<String, String>,
         file: &std::path::Path,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, EnvironmentError> {
         let mut vars = base.clone();
         match std::fs::read_to_string(file) {
-            Ok(text) => vars.extend(
-                parse_environment_file(&text)
-                    .map_err(|(line, why)| format!("{}:{line}: {why}", file.display()))?,
-            ),
+            Ok(text) => vars.extend(parse_environment_file(&text).map_err(|(line, why)| {
+                EnvironmentError::Line {
+                    path: file.to_owned(),
+                    line,
+                    why,
+                }
+            })?),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(format!("cannot read {}: {error}", file.display())),
+            Err(source) => {
+                return Err(EnvironmentError::Read {
+                    path: file.to_owned(),
+                    source,
+                });
+            }
         }
         Ok(Self { vars })
     }
@@ -187,6 +195,22 @@ impl Keys {
 /// `KEY=value` lines as systemd's `EnvironmentFile=` reads them: blank lines
 /// and `#`/`;` comments skipped, an optional `export `, values optionally in
 /// single or double quotes. A line that is none of these is an error.
+/// Why the environment file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvironmentError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {why}", path.display())]
+    Line {
+        path: std::path::PathBuf,
+        line: usize,
+        why: String,
+    },
+}
+
 fn parse_environment_file(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
     let mut pairs = Vec::new();
     for (index, line) in text.lines().enumerate() {
@@ -337,6 +361,32 @@ fn model_ids(listing: Value) -> Result<Vec<String>, ProviderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_environment_file_that_does_not_load_says_where_and_keeps_why() {
+        use std::error::Error;
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::collections::HashMap::new();
+        let file = dir.path().join("environment");
+        assert!(
+            Keys::load(&base, &file).is_ok(),
+            "a missing file adds nothing"
+        );
+        std::fs::write(&file, "A=1\nnot a line\n").unwrap();
+        let error = Keys::load(&base, &file).unwrap_err();
+        assert!(
+            matches!(error, EnvironmentError::Line { line: 2, .. }),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("{}:2: ", file.display()))
+        );
+        let error = Keys::load(&base, dir.path()).unwrap_err();
+        assert!(matches!(error, EnvironmentError::Read { .. }), "{error}");
+        assert!(error.source().is_some());
+    }
 
     #[test]
     fn environment_files_read_as_systemd_reads_them() {
