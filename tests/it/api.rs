@@ -8,15 +8,6 @@ use common::{send, transcript};
 use serde_json::{Value, json};
 use std::os::unix::net::UnixStream;
 
-fn spawn(daemon: &InProcess, name: &str) {
-    let r = daemon.json(
-        "POST",
-        "/agents",
-        Some(json!({"name": name, "provider": "echo"})),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-}
-
 #[track_caller]
 fn assert_error(response: &common::HttpResponse, status: u16, fragment: &str) {
     assert_eq!(response.status, status, "{}", response.text());
@@ -139,8 +130,8 @@ fn spawn_statuses() {
 #[test]
 fn list_filters() {
     let daemon = InProcess::start();
-    spawn(&daemon, "one");
-    spawn(&daemon, "two");
+    daemon.spawn_echo("one");
+    daemon.spawn_echo("two");
     let names = |path: &str| -> Vec<String> {
         let r = daemon.json("GET", path, None);
         assert_eq!(r.status, 200, "{}", r.text());
@@ -225,7 +216,7 @@ fn wrong_methods_get_405_with_allow() {
 #[test]
 fn message_statuses_and_shapes() {
     let daemon = InProcess::start();
-    spawn(&daemon, "m");
+    daemon.spawn_echo("m");
     assert_error(
         &daemon.json("POST", "/agents/m/message", Some(json!({}))),
         422,
@@ -283,7 +274,7 @@ fn uuid_like(value: &Value) -> bool {
 #[test]
 fn history_limits_and_errors() {
     let daemon = InProcess::start();
-    spawn(&daemon, "h");
+    daemon.spawn_echo("h");
     for text in ["a", "b", "c"] {
         assert_eq!(
             daemon
@@ -329,14 +320,14 @@ fn history_limits_and_errors() {
 #[test]
 fn respawn_starts_fresh_and_keeps_the_old_history() {
     let daemon = InProcess::start();
-    spawn(&daemon, "r");
+    daemon.spawn_echo("r");
     daemon.json(
         "POST",
         "/agents/r/message",
         Some(json!({"content": "first life"})),
     );
     assert_eq!(daemon.json("DELETE", "/agents/r", None).status, 204);
-    spawn(&daemon, "r");
+    daemon.spawn_echo("r");
     let reply = daemon
         .json(
             "POST",
@@ -414,7 +405,7 @@ fn task_runs_once_and_leaves_no_agent() {
         "provider",
     );
     assert_error(&daemon.json("GET", "/agents/t3", None), 404, "t3");
-    spawn(&daemon, "live");
+    daemon.spawn_echo("live");
     assert_error(
         &daemon.json("POST", "/agents/live/task", Some(json!({"prompt": "x"}))),
         409,
@@ -434,8 +425,8 @@ fn shutdown_all_reports() {
         daemon.json("DELETE", "/agents", None).json(),
         json!({"succeeded": [], "failed": {}})
     );
-    spawn(&daemon, "x1");
-    spawn(&daemon, "x2");
+    daemon.spawn_echo("x1");
+    daemon.spawn_echo("x2");
     let report = daemon.json("DELETE", "/agents/", None);
     assert_eq!(report.status, 200);
     assert_eq!(
@@ -448,7 +439,7 @@ fn shutdown_all_reports() {
 #[test]
 fn oversized_and_hostile_bodies() {
     let daemon = InProcess::start();
-    spawn(&daemon, "big");
+    daemon.spawn_echo("big");
     let huge = format!("{{\"content\": \"{}\"}}", "a".repeat(1024 * 1024 + 10));
     assert_error(
         &daemon.request("POST", "/agents/big/message", Some(&huge)),

@@ -34,7 +34,7 @@ fn no_daemon_says_so_and_how_to_start_one() {
         assert!(out.stdout().is_empty());
     }
     // The spec's environment switch parses like a flag: 1/true/yes, 0/false/no
-    // (0 starts a daemon: see tests/service.rs).
+    // (0 starts a daemon: see service.rs).
     for value in ["1", "true", "yes"] {
         let out = env
             .command(&["list"])
@@ -136,7 +136,7 @@ fn spawn_list_and_json() {
     );
     assert!(taken.stderr().contains("hint:"), "{}", taken.stderr());
 
-    // Caught by the CLI before sending: a usage error (see tests/first_hour.rs).
+    // Caught by the CLI before sending: a usage error (see first_hour.rs).
     let unknown = daemon.cli(&["spawn", "j3", "--provider", "nope"]);
     assert_eq!(unknown.code(), 2);
     assert!(

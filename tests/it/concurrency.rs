@@ -13,20 +13,11 @@ use common::in_process::InProcess;
 use common::{Env, eventually, read_rest, transcript};
 use serde_json::json;
 
-fn spawn_echo(daemon: &InProcess, name: &str) {
-    let response = daemon.json(
-        "POST",
-        "/agents",
-        Some(json!({"name": name, "provider": "echo"})),
-    );
-    assert_eq!(response.status, 200, "{}", response.text());
-}
-
 #[test]
 fn concurrent_messages_to_one_agent_never_interleave() {
     const SENDERS: usize = 12;
     let daemon = InProcess::start_flags(&["--echo-delay", "2ms"]);
-    spawn_echo(&daemon, "q");
+    daemon.spawn_echo("q");
     // Every sender connects first, then all send at once: the agent's queue
     // really has several messages from different connections in it.
     let ready = Barrier::new(SENDERS);
@@ -101,7 +92,7 @@ fn concurrent_messages_to_one_agent_never_interleave() {
 #[test]
 fn messages_from_one_client_are_answered_in_order() {
     let daemon = InProcess::start_flags(&["--echo-delay", "1ms"]);
-    spawn_echo(&daemon, "o");
+    daemon.spawn_echo("o");
     for i in 0..5 {
         let r = daemon.json(
             "POST",
@@ -122,8 +113,8 @@ fn messages_from_one_client_are_answered_in_order() {
 #[test]
 fn different_agents_run_concurrently() {
     let daemon = InProcess::start_flags(&["--echo-delay", "100ms"]);
-    spawn_echo(&daemon, "slow");
-    spawn_echo(&daemon, "quick");
+    daemon.spawn_echo("slow");
+    daemon.spawn_echo("quick");
     let long_prompt = vec!["word"; 100].join(" ");
     let _slow = daemon.stream(
         "/agents/slow/message",
@@ -146,7 +137,7 @@ fn different_agents_run_concurrently() {
 #[test]
 fn a_client_dropped_mid_stream_leaves_a_partial_reply_marked_interrupted() {
     let daemon = InProcess::start_flags(&["--echo-delay", "50ms"]);
-    spawn_echo(&daemon, "d");
+    daemon.spawn_echo("d");
     let prompt = vec!["token"; 200].join(" ");
     let mut reader = daemon.stream(
         "/agents/d/message",
@@ -189,7 +180,7 @@ fn a_client_dropped_mid_stream_leaves_a_partial_reply_marked_interrupted() {
 #[test]
 fn shutting_an_agent_down_mid_reply_records_the_partial_and_ends_the_stream() {
     let daemon = InProcess::start_flags(&["--echo-delay", "50ms"]);
-    spawn_echo(&daemon, "s");
+    daemon.spawn_echo("s");
     let prompt = vec!["w"; 200].join(" ");
     let mut reader = daemon.stream(
         "/agents/s/message",
@@ -228,7 +219,7 @@ fn a_task_whose_client_leaves_is_still_removed() {
 #[test]
 fn a_non_streaming_client_that_leaves_also_cancels_its_exchange() {
     let daemon = InProcess::start_flags(&["--echo-delay", "50ms"]);
-    spawn_echo(&daemon, "n");
+    daemon.spawn_echo("n");
     let body = json!({"content": vec!["w"; 200].join(" ")}).to_string();
     let mut stream = std::os::unix::net::UnixStream::connect(daemon.env.socket()).expect("connect");
     std::io::Write::write_all(
@@ -370,8 +361,8 @@ fn endless_prompt() -> String {
 #[test]
 fn past_256_waiting_messages_an_agent_answers_429() {
     let daemon = InProcess::start_flags(&["--echo-delay", "50ms"]);
-    spawn_echo(&daemon, "busy");
-    spawn_echo(&daemon, "other");
+    daemon.spawn_echo("busy");
+    daemon.spawn_echo("other");
     // The worker has taken this one off the queue and is busy with it.
     let _first = daemon.stream(
         "/agents/busy/message",
@@ -423,7 +414,7 @@ fn a_waiting_message_whose_client_leaves_is_dropped_unsent() {
     // has seen a client leave (and dropped what it was waiting for).
     let env = Env::new().config("[limits]\nmax_connections = 3\n");
     let daemon = InProcess::serve(env, &["--no-tcp", "--echo-delay", "50ms"]);
-    spawn_echo(&daemon, "f");
+    daemon.spawn_echo("f");
     let prompt = endless_prompt();
     let first = enqueue_when_a_slot_is_free(&daemon, "f", &prompt);
     let leaving = enqueue_when_a_slot_is_free(&daemon, "f", "never sent");

@@ -306,7 +306,7 @@ fn list_all_clear_and_retention() {
     );
 
     // --clear empties a history for good, live or not.
-    // (--yes: without a terminal, --clear asks for it; see tests/first_hour.rs.)
+    // (--yes: without a terminal, --clear asks for it; see first_hour.rs.)
     daemon.cli(&["history", "gone", "--clear", "--yes"]).ok();
     assert_eq!(
         daemon.cli(&["history", "gone"]).stdout(),

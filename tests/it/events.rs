@@ -94,15 +94,6 @@ fn is(event: &Value, kind: &str, agent: &str) -> bool {
     event["type"] == kind && event["agent"] == agent
 }
 
-fn spawn_echo(daemon: &impl Harness, name: &str) {
-    let spawned = daemon.json(
-        "POST",
-        "/agents",
-        Some(json!({"name": name, "provider": "echo"})),
-    );
-    assert_eq!(spawned.status, 200, "{}", spawned.text());
-}
-
 fn message(daemon: &impl Harness, name: &str, content: &str) {
     let reply = daemon.json(
         "POST",
@@ -124,7 +115,7 @@ fn a_subscriber_sees_an_exchange_in_order() {
         "{}",
         events.headers
     );
-    spawn_echo(&daemon, "helper");
+    daemon.spawn_echo("helper");
     message(&daemon, "helper", "hello there world");
     assert_eq!(daemon.request("DELETE", "/agents/helper", None).status, 204);
 
@@ -175,9 +166,9 @@ fn a_subscriber_sees_an_exchange_in_order() {
 fn the_agent_filter_leaves_other_agents_out() {
     let daemon = InProcess::start_flags(&["--echo-delay", "0ms"]);
     let mut events = Subscriber::open(&daemon, "/events?agent=wanted&agent=also", &[]);
-    spawn_echo(&daemon, "other");
+    daemon.spawn_echo("other");
     message(&daemon, "other", "not for you");
-    spawn_echo(&daemon, "wanted");
+    daemon.spawn_echo("wanted");
     message(&daemon, "wanted", "for you");
     assert_eq!(daemon.request("DELETE", "/agents/other", None).status, 204);
     assert_eq!(daemon.request("DELETE", "/agents/wanted", None).status, 204);
@@ -203,7 +194,7 @@ fn server_sent_events_on_request() {
         "{}",
         events.headers
     );
-    spawn_echo(&daemon, "sse");
+    daemon.spawn_echo("sse");
     let id = events.line().expect("id line");
     let data = events.line().expect("data line");
     assert_eq!(
@@ -242,7 +233,7 @@ fn a_stuck_subscriber_neither_slows_agents_nor_grows_memory() {
     const MESSAGES: usize = 200;
     let env = Env::new().config("[history]\nmax_messages_per_agent = 2\n");
     let daemon = Daemon::start_in(env, &["--no-tcp", "--echo-delay", "0ms"], None);
-    spawn_echo(&daemon, "big");
+    daemon.spawn_echo("big");
     let word = format!("{} ", "x".repeat(999));
     let prompt = word.repeat(200);
     // Warm up allocator and store before measuring.
@@ -312,7 +303,7 @@ fn watch_until_stopped(args: &[&str], name: &str, prompt: &str) -> (String, i32)
     eventually("the watcher subscribed", || {
         daemon.log().contains("route=\"events\"")
     });
-    spawn_echo(&daemon, name);
+    daemon.spawn_echo(name);
     message(&daemon, name, prompt);
     assert_eq!(
         daemon

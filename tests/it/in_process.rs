@@ -23,19 +23,10 @@ fn profile_config(fake: &FakeProvider) -> String {
     )
 }
 
-fn spawn_echo(daemon: &InProcess, name: &str) {
-    let spawned = daemon.json(
-        "POST",
-        "/agents",
-        Some(json!({"name": name, "provider": "echo"})),
-    );
-    assert_eq!(spawned.status, 200, "{}", spawned.text());
-}
-
 #[test]
 fn spawn_message_and_history_over_the_socket() {
     let daemon = InProcess::start();
-    spawn_echo(&daemon, "a");
+    daemon.spawn_echo("a");
     let reply = daemon.json(
         "POST",
         "/agents/a/message",
@@ -62,7 +53,7 @@ fn spawn_message_and_history_over_the_socket() {
 #[test]
 fn a_streamed_reply_arrives_line_by_line() {
     let daemon = InProcess::start();
-    spawn_echo(&daemon, "s");
+    daemon.spawn_echo("s");
     let mut reader = daemon.stream(
         "/agents/s/message",
         &json!({"content": "one two three", "stream": true}),
@@ -123,7 +114,7 @@ fn two_daemons_in_one_process_hold_their_own_keys() {
 #[test]
 fn the_shutdown_future_stops_it_and_a_restart_brings_the_agents_back() {
     let mut daemon = InProcess::start();
-    spawn_echo(&daemon, "keep");
+    daemon.spawn_echo("keep");
     let reply = daemon.json(
         "POST",
         "/agents/keep/message",
@@ -229,7 +220,7 @@ fn a_short_drain_cancels_a_reply_in_flight_and_keeps_its_start() {
         // Slow enough that the reply still streams when the stop comes.
         config.echo_delay = Duration::from_millis(200);
     });
-    spawn_echo(&daemon, "slow");
+    daemon.spawn_echo("slow");
     // Sixty words at 200ms each: far longer than the stop takes to begin.
     let words = vec!["word"; 60].join(" ");
     let mut reader = daemon.stream(

@@ -193,6 +193,17 @@ pub trait Harness {
         self.request(method, path, body.as_deref())
     }
 
+    /// Spawns an `echo` agent and checks that it was.
+    #[track_caller]
+    fn spawn_echo(&self, name: &str) {
+        let spawned = self.json(
+            "POST",
+            "/agents",
+            Some(serde_json::json!({"name": name, "provider": "echo"})),
+        );
+        assert_eq!(spawned.status, 200, "{}", spawned.text());
+    }
+
     /// The bearer token TCP requests need.
     fn token(&self) -> String;
 
