@@ -67,7 +67,7 @@ enum Worker {
     NotStarted,
     Running {
         jobs: mpsc::Sender<Job>,
-        handle: Option<JoinHandle<()>>,
+        handle: JoinHandle<()>,
     },
     Stopped,
 }
@@ -230,10 +230,7 @@ impl Agent {
         if let Worker::NotStarted = *worker {
             let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
             let handle = tokio::spawn(run_worker(engine.clone(), self.clone(), queue));
-            *worker = Worker::Running {
-                jobs,
-                handle: Some(handle),
-            };
+            *worker = Worker::Running { jobs, handle };
         }
         let Worker::Running { jobs, .. } = &*worker else {
             return Err(EngineError::AgentGone(self.config.name.clone()));
@@ -271,7 +268,7 @@ impl Agent {
     pub fn take_worker(&self) -> Stopping {
         match std::mem::replace(&mut *lock(&self.worker), Worker::Stopped) {
             Worker::NotStarted => Stopping::NeverStarted,
-            Worker::Running { handle, .. } => handle.map_or(Stopping::Done, Stopping::Running),
+            Worker::Running { handle, .. } => Stopping::Running(handle),
             Worker::Stopped => Stopping::Done,
         }
     }
