@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::model::{
-    AgentConfig, AgentName, Message, ProviderSpec, SearchFilter, SearchHit, Secret, Usage,
+    AgentConfig, AgentName, Message, ProviderSpec, PrunedConversation, SearchFilter, SearchHit,
+    Secret, Usage,
 };
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OpenFlags, params};
@@ -165,15 +166,6 @@ impl From<String> for Cause {
     fn from(found: String) -> Self {
         Self::Found(found)
     }
-}
-
-/// An ended conversation a prune would remove.
-#[derive(Debug, Clone)]
-pub struct Prunable {
-    pub id: Uuid,
-    pub name: String,
-    pub last_at: String,
-    pub message_count: usize,
 }
 
 /// An incarnation as stored: its config (key included) and totals, not
@@ -356,23 +348,22 @@ impl Store {
     /// Ended conversations whose last message (or, with none, whose start)
     /// is older than `cutoff` (RFC 3339, UTC): what a prune removes. A live
     /// agent's conversation, suspended or not, is never among them.
-    pub fn prunable(&self, cutoff: &str) -> Result<Vec<Prunable>, StoreError> {
+    /// Reads the totals each agent row keeps (schema 3), never the messages.
+    pub fn prunable(&self, cutoff: &str) -> Result<Vec<PrunedConversation>, StoreError> {
         let read = |error: rusqlite::Error| StoreError::Read(error.into());
         let reader = self.reader();
         let mut statement = reader
             .prepare(
-                "SELECT a.id, a.name, COALESCE(MAX(m.timestamp), a.created_at) AS last, COUNT(m.seq)
-                 FROM agents a LEFT JOIN messages m ON m.agent_id = a.id
-                 WHERE a.live = 0
-                 GROUP BY a.id
-                 HAVING last < ?1
-                 ORDER BY a.spawned",
+                "SELECT id, name, COALESCE(last_at, created_at) AS last, message_count
+                 FROM agents
+                 WHERE live = 0 AND last < ?1
+                 ORDER BY spawned",
             )
             .map_err(read)?;
         let rows = statement
             .query_map(params![cutoff], |row| {
                 let id: String = row.get(0)?;
-                Ok(Prunable {
+                Ok(PrunedConversation {
                     id: Uuid::parse_str(&id).unwrap_or_else(|_| Uuid::nil()),
                     name: row.get(1)?,
                     last_at: row.get(2)?,

@@ -16,9 +16,11 @@ use uuid::Uuid;
 
 use super::context::ContextCache;
 use super::lock;
-use crate::model::{AgentConfig, AgentInfo, AgentName, Message, SearchFilter, SearchHit, Usage};
+use crate::model::{
+    AgentConfig, AgentInfo, AgentName, Message, PrunedConversation, SearchFilter, SearchHit, Usage,
+};
 use crate::providers::{Role, Turn};
-use crate::store::{Prunable, Store, StoreError, Write};
+use crate::store::{Store, StoreError, Write};
 
 /// Which of a name's conversations a read covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +125,10 @@ impl History {
             .holds(agent_id)
             .then(|| turn(&message.sender, &message.content));
         self.store.write(write).await?;
-        let trimmed = {
+        if let Some(turn) = turn {
+            lock(&self.context).push(agent_id, turn, self.max_messages);
+        }
+        {
             let mut names = lock(&self.names);
             let Some(conversation) = find(&mut names, name, agent_id) else {
                 return Ok(());
@@ -134,21 +139,13 @@ impl History {
                 .first_at
                 .get_or_insert_with(|| message.timestamp.clone());
             totals.last_at = Some(message.timestamp.clone());
-            let trimmed = self.max_messages > 0 && totals.message_count > self.max_messages;
-            if trimmed {
+            if self.max_messages > 0 && totals.message_count > self.max_messages {
+                // The oldest messages went in the same transaction, and with
+                // them the first one's time: unknown here until asked for
+                // (`conversations` reads it), so a full conversation costs
+                // no store read per message.
                 totals.message_count = self.max_messages;
-            }
-            trimmed
-        };
-        if let Some(turn) = turn {
-            lock(&self.context).push(agent_id, turn, self.max_messages);
-        }
-        if trimmed {
-            // The oldest messages went in the same transaction: so did the
-            // first one's time.
-            let first_at = blocking(|| self.store.first_at(agent_id))?;
-            if let Some(conversation) = find(&mut lock(&self.names), name, agent_id) {
-                conversation.totals.first_at = first_at;
+                totals.first_at = None;
             }
         }
         Ok(())
@@ -209,7 +206,7 @@ impl History {
         &self,
         cutoff: &str,
         dry_run: bool,
-    ) -> Result<(Vec<Prunable>, u64, u64), StoreError> {
+    ) -> Result<(Vec<PrunedConversation>, u64, u64), StoreError> {
         let found = blocking(|| self.store.prunable(cutoff))?;
         let before = self.store.size();
         if dry_run || found.is_empty() {
@@ -250,6 +247,14 @@ impl History {
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
+        for summary in &mut out {
+            if summary.message_count > 0 && summary.first_at.is_none() {
+                // Trimmed since it was counted (see `append`).
+                summary.first_at = blocking(|| self.store.first_at(summary.agent_id))
+                    .ok()
+                    .flatten();
+            }
+        }
         out
     }
 

@@ -20,8 +20,7 @@ use tokio::sync::Semaphore;
 
 use crate::model::{
     AgentConfig, AgentInfo, AgentName, AgentState, Conversation, Event, Message, ProviderSpec,
-    PruneReport, PrunedConversation, SearchFilter, SearchHit, Secret, ShutdownReport, Usage,
-    now_rfc3339,
+    PruneReport, SearchFilter, SearchHit, Secret, ShutdownReport, Usage, now_rfc3339,
 };
 pub use agent::{Exchange, ExchangeEvent};
 pub use events::Events;
@@ -523,15 +522,7 @@ impl Engine {
         Ok(PruneReport {
             dry_run,
             cutoff: cutoff.to_owned(),
-            conversations: found
-                .into_iter()
-                .map(|p| PrunedConversation {
-                    name: p.name,
-                    id: p.id,
-                    last_at: p.last_at,
-                    message_count: p.message_count,
-                })
-                .collect(),
+            conversations: found,
             size_before,
             size_after,
         })

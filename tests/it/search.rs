@@ -465,3 +465,27 @@ fn a_fan_out_asks_every_agent_at_once_and_one_failure_stops_no_other() {
         Some(6)
     );
 }
+
+#[test]
+fn a_trimmed_conversation_starts_at_its_oldest_kept_message() {
+    let env = Env::new().config("[history]\nmax_messages_per_agent = 2\n");
+    let daemon = start(env);
+    daemon.spawn_echo("t");
+    for word in ["one", "two", "three"] {
+        let sent = daemon.json(
+            "POST",
+            "/agents/t/message",
+            Some(serde_json::json!({"content": word})),
+        );
+        assert_eq!(sent.status, 200, "{}", sent.text());
+    }
+    let history = daemon.json("GET", "/agents/t/history", None).json();
+    let kept = history["messages"].as_array().expect("messages").clone();
+    assert_eq!(kept.len(), 2, "{history}");
+    assert_eq!(kept[0]["content"], "three", "{history}");
+    let listed = daemon.json("GET", "/conversations", None).json();
+    let conversation = &listed["conversations"][0];
+    assert_eq!(conversation["message_count"], 2, "{listed}");
+    assert_eq!(conversation["first_at"], kept[0]["timestamp"], "{listed}");
+    assert_eq!(conversation["last_at"], kept[1]["timestamp"], "{listed}");
+}
