@@ -475,7 +475,11 @@ impl Engine {
     /// state of the agent that holds it: a live agent's own, else
     /// `terminated`.
     pub fn conversations(&self, name: Option<&AgentName>) -> Vec<Conversation> {
-        let live: Vec<Arc<Agent>> = lock(&self.inner.agents).all();
+        let live: std::collections::HashMap<Uuid, Arc<Agent>> = lock(&self.inner.agents)
+            .all()
+            .into_iter()
+            .map(|agent| (agent.id, agent))
+            .collect();
         let settings = self.settings();
         self.inner
             .history
@@ -483,8 +487,7 @@ impl Engine {
             .into_iter()
             .map(|summary| {
                 let holder = live
-                    .iter()
-                    .find(|agent| agent.id == summary.agent_id)
+                    .get(&summary.agent_id)
                     .map(|agent| agent.info(&self.inner.history, &settings));
                 let info = holder.or(summary.ended);
                 Conversation {
