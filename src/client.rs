@@ -21,8 +21,15 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use std::collections::BTreeMap;
+
+use crate::model::{AgentInfo, AgentName, PruneReport, ShutdownReport};
 use crate::paths::Paths;
-use crate::wire::ErrorBody;
+use crate::wire::{
+    Conversations, ConversationsQuery, ErrorBody, ErrorCode, EventsQuery, FanOutRequest,
+    FanOutResult, Health, HistoryQuery, ListQuery, MessageRequest, Messages, Models, ModelsRequest,
+    PruneRequest, Reloaded, Route, SearchQuery, SearchResults, SpawnRequest, TaskRequest,
+};
 
 /// `$ORCHESTRATION_URL` points the TCP fallback somewhere other than the default.
 const URL_VAR: &str = "ORCHESTRATION_URL";
@@ -33,10 +40,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum ClientError {
     #[error("the orchestration daemon is not running (nothing answers on {endpoint})")]
     Unreachable { endpoint: String },
-    /// The daemon answered with an error status.
+    /// The daemon answered with an error status. Decide on `code`;
+    /// `detail` is for people.
     #[error("{detail}")]
     Api {
         status: u16,
+        code: ErrorCode,
         detail: String,
         /// The key variable a suspended agent lacks (a client may send it).
         missing_key: Option<String>,
@@ -68,16 +77,10 @@ pub struct Client {
 
 /// A successful answer whose body has not been read yet. It owns its
 /// connection, which closes when the answer is dropped.
-pub struct Response {
+struct Response {
     status: StatusCode,
     body: Incoming,
     connection: Connection,
-}
-
-impl Response {
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
 }
 
 /// The task driving one connection; aborted (closing the connection) when
@@ -149,7 +152,8 @@ impl Client {
     }
 
     /// Sends a request and returns the response if its status is a success.
-    pub async fn send<B: Serialize>(
+    /// Private: every request goes through the endpoint table ([`Route`]).
+    async fn send<B: Serialize>(
         &self,
         method: Method,
         path: &str,
@@ -190,6 +194,114 @@ impl Client {
         Err(api_error(response).await)
     }
 
+    /// One request for `route` (its method and target from the endpoint
+    /// table, so they are the ones the daemon parses), answered with JSON.
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        route: &Route,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        self.json(route.method(), &route.target(), body).await
+    }
+
+    /// One request for `route` whose answer has no body worth reading.
+    async fn call_empty(&self, route: &Route) -> Result<(), ClientError> {
+        self.send::<()>(route.method(), &route.target(), None)
+            .await
+            .map(drop)
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.call::<(), _>(&Route::Health, None).await
+    }
+
+    pub async fn spawn(&self, request: &SpawnRequest) -> Result<AgentInfo, ClientError> {
+        self.call(&Route::Spawn, Some(request)).await
+    }
+
+    pub async fn list(&self, query: &ListQuery) -> Result<Vec<AgentInfo>, ClientError> {
+        self.call::<(), _>(&Route::ListAgents(query.clone()), None)
+            .await
+    }
+
+    pub async fn shutdown_agent(&self, name: &AgentName) -> Result<(), ClientError> {
+        self.call_empty(&Route::ShutdownAgent(name.clone())).await
+    }
+
+    pub async fn shutdown_all(&self) -> Result<ShutdownReport, ClientError> {
+        self.call::<(), _>(&Route::ShutdownAll, None).await
+    }
+
+    /// A message answered whole (`stream` false; see [`Client::stream`]).
+    pub async fn message(
+        &self,
+        name: &AgentName,
+        request: &MessageRequest,
+    ) -> Result<Messages, ClientError> {
+        self.call(&Route::Message(name.clone()), Some(request))
+            .await
+    }
+
+    /// A task answered whole (`stream` false; see [`Client::stream`]).
+    pub async fn task(
+        &self,
+        name: &AgentName,
+        request: &TaskRequest,
+    ) -> Result<Messages, ClientError> {
+        self.call(&Route::Task(name.clone()), Some(request)).await
+    }
+
+    pub async fn history(
+        &self,
+        name: &AgentName,
+        query: &HistoryQuery,
+    ) -> Result<Messages, ClientError> {
+        let route = Route::History(name.clone(), query.clone());
+        self.call::<(), _>(&route, None).await
+    }
+
+    pub async fn clear_history(&self, name: &AgentName) -> Result<(), ClientError> {
+        self.call_empty(&Route::ClearHistory(name.clone())).await
+    }
+
+    pub async fn conversations(
+        &self,
+        query: &ConversationsQuery,
+    ) -> Result<Conversations, ClientError> {
+        self.call::<(), _>(&Route::Conversations(query.clone()), None)
+            .await
+    }
+
+    pub async fn search(&self, query: &SearchQuery) -> Result<SearchResults, ClientError> {
+        self.call::<(), _>(&Route::Search(query.clone()), None)
+            .await
+    }
+
+    pub async fn models(&self, request: &ModelsRequest) -> Result<Models, ClientError> {
+        self.call(&Route::Models, Some(request)).await
+    }
+
+    /// A fan-out answered whole: each agent's reply or error.
+    pub async fn fan_out(
+        &self,
+        request: &FanOutRequest,
+    ) -> Result<BTreeMap<AgentName, FanOutResult>, ClientError> {
+        self.call(&Route::FanOut, Some(request)).await
+    }
+
+    pub async fn prune(&self, request: &PruneRequest) -> Result<PruneReport, ClientError> {
+        self.call(&Route::Prune, Some(request)).await
+    }
+
+    pub async fn reload(&self) -> Result<Reloaded, ClientError> {
+        self.call::<(), _>(&Route::Reload, None).await
+    }
+
+    /// Asks the daemon to stop (it answers before it does).
+    pub async fn shutdown(&self) -> Result<(), ClientError> {
+        self.call_empty(&Route::Shutdown).await
+    }
+
     /// Opens a connection and spawns the task that drives it.
     async fn connect(&self) -> Result<(http1::SendRequest<Full<Bytes>>, Connection), ClientError> {
         let unreachable = || ClientError::Unreachable {
@@ -225,7 +337,7 @@ impl Client {
         }
     }
 
-    pub async fn json<B: Serialize, T: DeserializeOwned>(
+    async fn json<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -236,19 +348,24 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.json::<(), T>(Method::GET, path, None).await
-    }
-
-    /// Sends a request whose answer is an NDJSON stream, calling `on_line`
-    /// for each line as it arrives.
-    pub async fn stream<B: Serialize, T: DeserializeOwned>(
+    /// Sends a request whose answer is an NDJSON stream (a message, task or
+    /// fan-out with `"stream": true`), calling `on_line` for each line as
+    /// it arrives. The first error `on_line` returns (the caller's own, a
+    /// failed write say) ends the stream and is returned as it is.
+    pub async fn stream<B, T, E>(
         &self,
-        path: &str,
+        route: &Route,
         body: &B,
-        mut on_line: impl FnMut(T) -> Result<(), ClientError>,
-    ) -> Result<(), ClientError> {
-        let response = self.send(Method::POST, path, Some(body)).await?;
+        mut on_line: impl FnMut(T) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        B: Serialize,
+        T: DeserializeOwned,
+        E: From<ClientError>,
+    {
+        let response = self
+            .send(route.method(), &route.target(), Some(body))
+            .await?;
         self.read_lines(response, |line| {
             let line =
                 serde_json::from_slice(line).map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -257,15 +374,18 @@ impl Client {
         .await
     }
 
-    /// GETs an NDJSON stream (`/events`), calling `on_line` with each line's
-    /// bytes, without its newline, as it arrives; until the daemon ends it.
-    /// The first error `on_line` returns ends the stream and is returned.
-    pub async fn stream_get<E: From<ClientError>>(
+    /// Follows `GET /events`, calling `on_line` with each line's bytes,
+    /// without its newline, as it arrives; until the daemon ends it. The
+    /// first error `on_line` returns ends the stream and is returned.
+    pub async fn events<E: From<ClientError>>(
         &self,
-        path: &str,
+        query: &EventsQuery,
         on_line: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        let response = self.send::<()>(Method::GET, path, None).await?;
+        let route = Route::Events(query.clone());
+        let response = self
+            .send::<()>(route.method(), &route.target(), None)
+            .await?;
         self.read_lines(response, on_line).await
     }
 
@@ -322,14 +442,16 @@ async fn api_error(response: Response) -> ClientError {
     let status = response.status;
     let bytes = read_all(response).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes);
-    let (detail, missing_key) = match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(body) => (body.detail, body.missing_key),
-        Err(_) => (fallback_detail(status, &text), None),
-    };
+    let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or_else(|_| ErrorBody {
+        detail: fallback_detail(status, &text),
+        code: ErrorCode::Other,
+        missing_key: None,
+    });
     ClientError::Api {
         status: status.as_u16(),
-        detail,
-        missing_key,
+        code: body.code,
+        detail: body.detail,
+        missing_key: body.missing_key,
     }
 }
 

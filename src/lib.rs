@@ -20,7 +20,7 @@ mod client;
 mod colour;
 pub mod config;
 pub mod daemon;
-mod duration;
+pub mod duration;
 pub mod engine;
 pub mod model;
 mod paths;

@@ -6,57 +6,158 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod route;
+pub use route::{Route, RouteError};
+
 use crate::model::{AgentConfig, AgentName, AgentState, Message, ProviderSpec, SearchHit, Secret};
 
-/// The body of `POST /agents` (spawn), `POST /agents/{name}/task` and
-/// `POST /models`. `prompt` and `stream` only matter for a task; `name` is
-/// optional there. The daemon parses it; the CLI builds it.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct AgentRequest {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<AgentName>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+/// The body of `POST /agents`: a new agent's name, and what it runs on.
+/// (The endpoint fields are spelled out, not flattened from
+/// [`ModelsRequest`]: a flattened field's errors would not name it.)
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpawnRequest {
+    pub name: AgentName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The key itself, as in [`ModelsRequest::api_key`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+impl SpawnRequest {
+    /// Agent `name` on `endpoint`, with the provider's defaults for the rest.
+    pub fn new(name: AgentName, endpoint: ModelsRequest) -> Self {
+        Self {
+            name,
+            agent_type: None,
+            model: None,
+            instructions: None,
+            provider: endpoint.provider,
+            profile: endpoint.profile,
+            base_url: endpoint.base_url,
+            api_key: endpoint.api_key,
+            headers: endpoint.headers,
+        }
+    }
+
+    pub fn into_config(self) -> AgentConfig {
+        AgentConfig {
+            name: self.name,
+            agent_type: self.agent_type.unwrap_or_else(|| "api".to_owned()),
+            instructions: self.instructions,
+            provider: ProviderSpec {
+                provider: self.provider,
+                profile: self.profile,
+                model: self.model,
+                base_url: self.base_url,
+                api_key: self.api_key.map(Secret::new),
+                headers: self.headers.unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// The body of `POST /agents/{name}/task`: a spawn (whose `name`, if
+/// given, must be the path's) plus the one prompt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<AgentName>,
+    pub prompt: String,
+    #[serde(default)]
+    pub stream: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+impl TaskRequest {
+    /// The task for the agent `spawn` names, spawned as it asks.
+    pub fn new(spawn: SpawnRequest, prompt: String, stream: bool) -> Self {
+        Self {
+            name: Some(spawn.name),
+            prompt,
+            stream,
+            agent_type: spawn.agent_type,
+            model: spawn.model,
+            instructions: spawn.instructions,
+            provider: spawn.provider,
+            profile: spawn.profile,
+            base_url: spawn.base_url,
+            api_key: spawn.api_key,
+            headers: spawn.headers,
+        }
+    }
+
+    /// The spawn half of the task, for agent `name`.
+    pub fn spawn(self, name: AgentName) -> SpawnRequest {
+        SpawnRequest {
+            name,
+            agent_type: self.agent_type,
+            model: self.model,
+            instructions: self.instructions,
+            provider: self.provider,
+            profile: self.profile,
+            base_url: self.base_url,
+            api_key: self.api_key,
+            headers: self.headers,
+        }
+    }
+}
+
+/// The body of `POST /models`, and the endpoint half of a spawn: which
+/// model server, with which key. A POST, not a query, because it carries
+/// the key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ModelsRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     /// The key itself. There is no `api_key_env`: an older client may still
     /// send one, and it is ignored like any unknown field, because the daemon
     /// never reads an environment variable a request names (the CLI resolves
     /// `--api-key-env` itself and sends the key).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prompt: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stream: Option<bool>,
 }
 
-impl AgentRequest {
-    pub fn into_config(self, name: AgentName) -> AgentConfig {
-        AgentConfig {
-            name,
-            agent_type: self.agent_type.clone().unwrap_or_else(|| "api".to_owned()),
-            instructions: self.instructions.clone(),
-            provider: self.into_spec(),
-        }
-    }
-
-    /// The provider half of the request (all `POST /models` looks at).
+impl ModelsRequest {
+    /// The provider the request names (no model: a spawn adds its own).
     pub fn into_spec(self) -> ProviderSpec {
         ProviderSpec {
             provider: self.provider,
             profile: self.profile,
-            model: self.model,
+            model: None,
             base_url: self.base_url,
             api_key: self.api_key.map(Secret::new),
             headers: self.headers.unwrap_or_default(),
@@ -126,10 +227,21 @@ pub struct Reloaded {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum StreamLine {
-    Delta { content: String },
-    Message { message: Message },
+    Delta {
+        content: String,
+    },
+    Message {
+        message: Message,
+    },
     Done,
-    Error { status: u16, detail: String },
+    /// The exchange failed: the status and code it would have had as a
+    /// response of its own.
+    Error {
+        status: u16,
+        #[serde(default)]
+        code: ErrorCode,
+        detail: String,
+    },
 }
 
 /// The body of `POST /messages`: one prompt to several agents at once.
@@ -156,15 +268,106 @@ pub struct FanOutLine {
 #[serde(untagged)]
 pub enum FanOutResult {
     Replied(Messages),
-    Failed { status: u16, detail: String },
+    Failed {
+        status: u16,
+        #[serde(default)]
+        code: ErrorCode,
+        detail: String,
+    },
 }
 
+/// Every error response's body: `{"detail": "...", "code": "..."}`.
+/// Clients decide on `code`; `detail` is for people.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub detail: String,
+    /// Absent only from answers that did not come from this daemon's API.
+    #[serde(default)]
+    pub code: ErrorCode,
     /// The variable whose key an agent lacks, so a client can send it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_key: Option<String>,
+}
+
+/// What went wrong, for programs: the `code` of every error body and of
+/// every `error` stream line. Stable: a code once published keeps its
+/// meaning. A client that meets a code it does not know (from a newer
+/// daemon) reads it as [`ErrorCode::Other`] and goes by the status.
+///
+/// Adding an error: one variant here, one arm in `ApiError::code`, one row
+/// in README's table of codes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No live agent has that name (or no agent ever had it, for history).
+    NotFound,
+    /// The agent was shut down while a message waited for its reply.
+    AgentGone,
+    NameTaken,
+    /// The agent exists but cannot run; `missing_key` names the variable
+    /// when a key is what it lacks.
+    Suspended,
+    /// A spawn (or models request) needs a key that neither side has.
+    MissingKey,
+    UnknownProvider,
+    UnknownProfile,
+    InvalidProfile,
+    InvalidBaseUrl,
+    InvalidHeader,
+    /// The provider or profile has no default model and none was given.
+    NoModel,
+    /// The daemon could not set up its HTTP client for the model server.
+    SetupFailed,
+    InvalidName,
+    InvalidBody,
+    InvalidQuery,
+    /// The full-text index cannot read the search query.
+    InvalidSearch,
+    QueueFull,
+    /// The reply was cut short (the daemon is stopping, or the caller left).
+    Interrupted,
+    UpstreamUnreachable,
+    /// The model server answered with an error status.
+    UpstreamStatus,
+    UpstreamTimeout,
+    /// The model server's answer could not be read.
+    UpstreamProtocol,
+    /// The model server reported an error mid-reply, or the call failed otherwise.
+    UpstreamError,
+    /// The state store could not be written or read.
+    Storage,
+    TooLarge,
+    HeadTooLarge,
+    BodyTimeout,
+    BodyUnreadable,
+    BadPath,
+    NoRoute,
+    MethodNotAllowed,
+    Unauthorized,
+    Forbidden,
+    /// The listener is at its connection cap.
+    TooManyConnections,
+    ReloadFailed,
+    /// A code this client does not know, or none at all.
+    #[default]
+    #[serde(other)]
+    Other,
+}
+
+impl ErrorCode {
+    /// The code as it is spelled on the wire.
+    pub fn as_str(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.as_str())
+    }
 }
 
 /// Why a query string does not fit its route (the client's mistake: 422).
@@ -186,23 +389,19 @@ pub struct ConversationsQuery {
     pub agent: Option<AgentName>,
 }
 
-impl ConversationsQuery {
-    pub fn parse(query: &str) -> Result<Self, QueryError> {
-        let mut parsed = Self::default();
-        for (key, value) in query_pairs(query) {
-            if key == "agent" && !value.is_empty() {
-                let name = agent_param(&value)?;
-                parsed.agent = Some(name);
-            }
+impl Query for ConversationsQuery {
+    fn take(&mut self, key: &str, value: String) -> Result<(), QueryError> {
+        if key == "agent" && !value.is_empty() {
+            self.agent = Some(agent_param(&value)?);
         }
-        Ok(parsed)
+        Ok(())
     }
 
-    pub fn to_query(&self) -> String {
-        match &self.agent {
-            Some(agent) => encode_query(&[("agent", agent.to_string())]),
-            None => String::new(),
-        }
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        self.agent
+            .iter()
+            .map(|agent| ("agent", agent.to_string()))
+            .collect()
     }
 }
 
@@ -231,25 +430,20 @@ pub struct ListQuery {
     pub all: bool,
 }
 
-impl ListQuery {
-    /// Reads a query string; unknown keys are ignored, as the Python daemon did.
-    pub fn parse(query: &str) -> Result<Self, QueryError> {
-        let mut parsed = Self::default();
-        for (key, value) in query_pairs(query) {
-            match key.as_str() {
-                "state" if !value.is_empty() => {
-                    parsed.state = Some(value.parse().map_err(QueryError::State)?);
-                }
-                "provider" if !value.is_empty() => parsed.provider = Some(value),
-                "all" => parsed.all = flag(&value),
-                _ => {}
+impl Query for ListQuery {
+    fn take(&mut self, key: &str, value: String) -> Result<(), QueryError> {
+        match key {
+            "state" if !value.is_empty() => {
+                self.state = Some(value.parse().map_err(QueryError::State)?);
             }
+            "provider" if !value.is_empty() => self.provider = Some(value),
+            "all" => self.all = flag(&value),
+            _ => {}
         }
-        Ok(parsed)
+        Ok(())
     }
 
-    /// The query string (with its `?`, or empty) that [`ListQuery::parse`] reads back.
-    pub fn to_query(&self) -> String {
+    fn pairs(&self) -> Vec<(&'static str, String)> {
         let mut pairs = Vec::new();
         if let Some(state) = self.state {
             pairs.push(("state", state.to_string()));
@@ -260,7 +454,7 @@ impl ListQuery {
         if self.all {
             pairs.push(("all", "true".to_owned()));
         }
-        encode_query(&pairs)
+        pairs
     }
 }
 
@@ -275,27 +469,21 @@ pub struct HistoryQuery {
     pub conversation: Option<uuid::Uuid>,
 }
 
-impl HistoryQuery {
-    pub fn parse(query: &str) -> Result<Self, QueryError> {
-        let mut parsed = Self::default();
-        for (key, value) in query_pairs(query) {
-            match key.as_str() {
-                "limit" if !value.is_empty() => {
-                    let limit = value.parse().map_err(|_| QueryError::Limit(value))?;
-                    parsed.limit = Some(limit);
-                }
-                "all" => parsed.all = flag(&value),
-                "conversation" if !value.is_empty() => {
-                    let id = value.parse().map_err(|_| QueryError::Conversation(value))?;
-                    parsed.conversation = Some(id);
-                }
-                _ => {}
+impl Query for HistoryQuery {
+    fn take(&mut self, key: &str, value: String) -> Result<(), QueryError> {
+        match key {
+            "limit" if !value.is_empty() => self.limit = Some(limit_param(value)?),
+            "all" => self.all = flag(&value),
+            "conversation" if !value.is_empty() => {
+                let id = value.parse().map_err(|_| QueryError::Conversation(value))?;
+                self.conversation = Some(id);
             }
+            _ => {}
         }
-        Ok(parsed)
+        Ok(())
     }
 
-    pub fn to_query(&self) -> String {
+    fn pairs(&self) -> Vec<(&'static str, String)> {
         let mut pairs = Vec::new();
         if let Some(limit) = self.limit {
             pairs.push(("limit", limit.to_string()));
@@ -306,7 +494,7 @@ impl HistoryQuery {
         if let Some(id) = self.conversation {
             pairs.push(("conversation", id.to_string()));
         }
-        encode_query(&pairs)
+        pairs
     }
 }
 
@@ -321,27 +509,19 @@ pub struct SearchQuery {
     pub limit: Option<usize>,
 }
 
-impl SearchQuery {
-    pub fn parse(query: &str) -> Result<Self, QueryError> {
-        let mut parsed = Self::default();
-        for (key, value) in query_pairs(query) {
-            match key.as_str() {
-                "q" => parsed.q = value,
-                "agent" if !value.is_empty() => {
-                    parsed.agent = Some(agent_param(&value)?);
-                }
-                "since" if !value.is_empty() => parsed.since = Some(value),
-                "limit" if !value.is_empty() => {
-                    let limit = value.parse().map_err(|_| QueryError::Limit(value))?;
-                    parsed.limit = Some(limit);
-                }
-                _ => {}
-            }
+impl Query for SearchQuery {
+    fn take(&mut self, key: &str, value: String) -> Result<(), QueryError> {
+        match key {
+            "q" => self.q = value,
+            "agent" if !value.is_empty() => self.agent = Some(agent_param(&value)?),
+            "since" if !value.is_empty() => self.since = Some(value),
+            "limit" if !value.is_empty() => self.limit = Some(limit_param(value)?),
+            _ => {}
         }
-        Ok(parsed)
+        Ok(())
     }
 
-    pub fn to_query(&self) -> String {
+    fn pairs(&self) -> Vec<(&'static str, String)> {
         let mut pairs = vec![("q", self.q.clone())];
         if let Some(agent) = &self.agent {
             pairs.push(("agent", agent.to_string()));
@@ -352,7 +532,7 @@ impl SearchQuery {
         if let Some(limit) = self.limit {
             pairs.push(("limit", limit.to_string()));
         }
-        encode_query(&pairs)
+        pairs
     }
 }
 
@@ -362,29 +542,26 @@ pub struct EventsQuery {
     pub agents: Vec<AgentName>,
 }
 
-impl EventsQuery {
-    pub fn parse(query: &str) -> Result<Self, QueryError> {
-        let mut parsed = Self::default();
-        for (key, value) in query_pairs(query) {
-            if key == "agent" && !value.is_empty() {
-                let name = agent_param(&value)?;
-                if !parsed.agents.contains(&name) {
-                    parsed.agents.push(name);
-                }
+impl Query for EventsQuery {
+    fn take(&mut self, key: &str, value: String) -> Result<(), QueryError> {
+        if key == "agent" && !value.is_empty() {
+            let name = agent_param(&value)?;
+            if !self.agents.contains(&name) {
+                self.agents.push(name);
             }
         }
-        Ok(parsed)
+        Ok(())
     }
 
-    pub fn to_query(&self) -> String {
-        let pairs: Vec<(&str, String)> = self
-            .agents
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        self.agents
             .iter()
             .map(|name| ("agent", name.to_string()))
-            .collect();
-        encode_query(&pairs)
+            .collect()
     }
+}
 
+impl EventsQuery {
     /// Whether a reader with this query gets an event about `agent`
     /// (daemon-wide events, with no agent, go to every reader).
     pub fn wants(&self, agent: Option<&AgentName>) -> bool {
@@ -399,6 +576,38 @@ impl EventsQuery {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchResults {
     pub results: Vec<SearchHit>,
+}
+
+/// A route's query string as a typed value. Each query says how it takes
+/// one decoded `key=value` pair and which pairs it is; parsing, printing
+/// and encoding are the same for all of them, so `to_query` always prints
+/// what `parse` reads back (a test sends every route through both).
+pub trait Query: Default {
+    /// Takes one decoded pair. Unknown keys are ignored, as the Python
+    /// daemon did; an empty value means the parameter was not given.
+    fn take(&mut self, key: &str, value: String) -> Result<(), QueryError>;
+
+    /// The pairs this value is, in the order they are printed.
+    fn pairs(&self) -> Vec<(&'static str, String)>;
+
+    /// Reads a query string (without its `?`).
+    fn parse(query: &str) -> Result<Self, QueryError> {
+        let mut parsed = Self::default();
+        for (key, value) in query_pairs(query) {
+            parsed.take(&key, value)?;
+        }
+        Ok(parsed)
+    }
+
+    /// The query string, with its `?`, or empty when there is nothing to say.
+    fn to_query(&self) -> String {
+        encode_query(&self.pairs())
+    }
+}
+
+/// A `limit=N` query parameter.
+fn limit_param(value: String) -> Result<usize, QueryError> {
+    value.parse().map_err(|_| QueryError::Limit(value))
 }
 
 /// An `agent=NAME` query parameter.
@@ -428,7 +637,7 @@ fn query_pairs(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn encode_query(pairs: &[(&str, String)]) -> String {
+fn encode_query(pairs: &[(&'static str, String)]) -> String {
     if pairs.is_empty() {
         return String::new();
     }

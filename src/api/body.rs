@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::{ApiError, allow_header};
 use crate::engine::{Events, Exchange, ExchangeEvent};
 use crate::model::{Event, EventLine};
-use crate::wire::{ErrorBody, EventsQuery, StreamLine};
+use crate::wire::{EventsQuery, StreamLine};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -47,13 +47,7 @@ pub fn empty(status: StatusCode) -> Response<Body> {
 }
 
 pub fn error(error: &ApiError) -> Response<Body> {
-    let mut response = json(
-        error.status(),
-        &ErrorBody {
-            detail: error.to_string(),
-            missing_key: error.missing_key(),
-        },
-    );
+    let mut response = json(error.status(), &error.body());
     if let ApiError::MethodNotAllowed { allowed, .. } = error
         && let Ok(value) = HeaderValue::from_str(&allow_header(allowed))
     {
@@ -156,6 +150,7 @@ fn stream_lines(event: ExchangeEvent) -> (Vec<StreamLine>, bool) {
 pub fn error_line(error: &ApiError) -> StreamLine {
     StreamLine::Error {
         status: error.status().as_u16(),
+        code: error.code(),
         detail: error.to_string(),
     }
 }

@@ -1,10 +1,13 @@
-//! API errors and the one function that decides each one's HTTP status.
+//! API errors and the two functions that decide each one's HTTP status and
+//! its code on the wire.
 
 use http::{Method, StatusCode};
 
 use crate::engine::EngineError;
 use crate::model::InvalidName;
+use crate::profiles::ProfileError;
 use crate::providers::{ProviderError, SetupError};
+use crate::wire::{ErrorBody, ErrorCode, RouteError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -40,8 +43,25 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    /// A connection refused at the listener's cap, before any request was read.
+    #[error("the daemon already has {limit} open connections on this listener; try again shortly")]
+    TooManyConnections { limit: usize },
     #[error("reload failed, nothing changed: {0}")]
     ReloadFailed(String),
+}
+
+impl From<RouteError> for ApiError {
+    fn from(error: RouteError) -> Self {
+        match error {
+            RouteError::BadPath(why) => Self::BadPath(why),
+            RouteError::NoRoute(path) => Self::NoRoute(path),
+            RouteError::MethodNotAllowed { method, allowed } => {
+                Self::MethodNotAllowed { method, allowed }
+            }
+            RouteError::InvalidName(error) => Self::InvalidName(error),
+            RouteError::InvalidQuery(error) => Self::InvalidQuery(error.to_string()),
+        }
+    }
 }
 
 impl ApiError {
@@ -53,6 +73,16 @@ impl ApiError {
                 ..
             }) => Some(variable.clone()),
             _ => None,
+        }
+    }
+
+    /// What the client reads: the sentence, the code, and the variable a
+    /// suspended agent's key is in.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            detail: self.to_string(),
+            code: self.code(),
+            missing_key: self.missing_key(),
         }
     }
 
@@ -71,9 +101,74 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // The file's content, not the request, is wrong; the daemon is fine.
             Self::ReloadFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
+    }
+}
+
+impl ApiError {
+    /// The code of every error, for clients that decide what to do next:
+    /// decided here and nowhere else, beside the status.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Engine(error) => engine_code(error),
+            Self::InvalidName(_) => ErrorCode::InvalidName,
+            Self::InvalidBody(_) => ErrorCode::InvalidBody,
+            Self::InvalidQuery(_) => ErrorCode::InvalidQuery,
+            Self::BodyRead(_) => ErrorCode::BodyUnreadable,
+            Self::TooLarge { .. } => ErrorCode::TooLarge,
+            Self::BodyTimeout(_) => ErrorCode::BodyTimeout,
+            Self::HeadTooLarge { .. } => ErrorCode::HeadTooLarge,
+            Self::BadPath(_) => ErrorCode::BadPath,
+            Self::NoRoute(_) => ErrorCode::NoRoute,
+            Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::TooManyConnections { .. } => ErrorCode::TooManyConnections,
+            Self::ReloadFailed(_) => ErrorCode::ReloadFailed,
+        }
+    }
+}
+
+fn engine_code(error: &EngineError) -> ErrorCode {
+    match error {
+        EngineError::NotFound(_) | EngineError::NoHistory(_) | EngineError::NoConversation(..) => {
+            ErrorCode::NotFound
+        }
+        EngineError::AgentGone(_) => ErrorCode::AgentGone,
+        EngineError::NameTaken(_) => ErrorCode::NameTaken,
+        EngineError::Suspended { .. } => ErrorCode::Suspended,
+        EngineError::Setup(error) => setup_code(error),
+        EngineError::BadSearch(_) => ErrorCode::InvalidSearch,
+        EngineError::QueueFull(_) => ErrorCode::QueueFull,
+        EngineError::Interrupted(_) => ErrorCode::Interrupted,
+        EngineError::Provider(error) => provider_code(error),
+        EngineError::Store(_) => ErrorCode::Storage,
+    }
+}
+
+fn setup_code(error: &SetupError) -> ErrorCode {
+    match error {
+        SetupError::Profile(ProfileError::UnknownProvider(_)) => ErrorCode::UnknownProvider,
+        SetupError::Profile(ProfileError::UnknownProfile { .. }) => ErrorCode::UnknownProfile,
+        SetupError::Profile(ProfileError::BadProfile(_)) => ErrorCode::InvalidProfile,
+        SetupError::MissingKey { .. } => ErrorCode::MissingKey,
+        SetupError::BadBaseUrl(_) => ErrorCode::InvalidBaseUrl,
+        SetupError::BadHeader(_) => ErrorCode::InvalidHeader,
+        SetupError::NoModel(_) => ErrorCode::NoModel,
+        SetupError::Http(_) => ErrorCode::SetupFailed,
+    }
+}
+
+fn provider_code(error: &ProviderError) -> ErrorCode {
+    match error {
+        ProviderError::Status { .. } => ErrorCode::UpstreamStatus,
+        ProviderError::Timeout(_) => ErrorCode::UpstreamTimeout,
+        ProviderError::Connect(_) => ErrorCode::UpstreamUnreachable,
+        ProviderError::Protocol(_) => ErrorCode::UpstreamProtocol,
+        ProviderError::Stream(_) | ProviderError::Other(_) => ErrorCode::UpstreamError,
     }
 }
 
@@ -106,4 +201,125 @@ fn list(methods: &[Method]) -> String {
 /// The value of an `Allow` header for a 405.
 pub fn allow_header(methods: &[Method]) -> String {
     list(methods)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::AgentName;
+
+    /// One error of every kind the API answers with.
+    fn every_error() -> Vec<ApiError> {
+        let name = || AgentName::parse("a").expect("a valid name");
+        let setup = [
+            SetupError::Profile(ProfileError::UnknownProvider("p".into())),
+            SetupError::Profile(ProfileError::UnknownProfile {
+                name: "p".into(),
+                known: String::new(),
+            }),
+            SetupError::Profile(ProfileError::BadProfile("p".into())),
+            SetupError::MissingKey {
+                what: "p".into(),
+                variable: "V".into(),
+            },
+            SetupError::BadBaseUrl("u".into()),
+            SetupError::BadHeader("h".into()),
+            SetupError::NoModel("p".into()),
+            SetupError::Http("h".into()),
+        ];
+        let provider = [
+            ProviderError::Status {
+                status: 500,
+                message: "m".into(),
+            },
+            ProviderError::Timeout("t".into()),
+            ProviderError::Connect("c".into()),
+            ProviderError::Protocol("p".into()),
+            ProviderError::Stream("s".into()),
+            ProviderError::Other("o".into()),
+        ];
+        let engine = [
+            EngineError::NotFound(name()),
+            EngineError::NoHistory(name()),
+            EngineError::NoConversation(name(), uuid::Uuid::nil()),
+            EngineError::NameTaken(name()),
+            EngineError::Suspended {
+                name: name(),
+                reason: SetupError::NoModel("p".into()),
+            },
+            EngineError::QueueFull(name()),
+            EngineError::AgentGone(name()),
+            EngineError::Interrupted("i".into()),
+            EngineError::BadSearch("b".into()),
+        ];
+        let mut all: Vec<ApiError> = setup
+            .into_iter()
+            .map(|e| ApiError::Engine(EngineError::Setup(e)))
+            .chain(
+                provider
+                    .into_iter()
+                    .map(|e| ApiError::Engine(EngineError::Provider(e))),
+            )
+            .chain(engine.into_iter().map(ApiError::Engine))
+            .collect();
+        all.extend([
+            ApiError::InvalidName(crate::model::InvalidName::Empty),
+            ApiError::InvalidBody("b".into()),
+            ApiError::InvalidQuery("q".into()),
+            ApiError::BodyRead("r".into()),
+            ApiError::TooLarge { limit: 1 },
+            ApiError::BodyTimeout(std::time::Duration::from_secs(1)),
+            ApiError::HeadTooLarge { limit: 1 },
+            ApiError::BadPath("p".into()),
+            ApiError::NoRoute("p".into()),
+            ApiError::MethodNotAllowed {
+                method: Method::PUT,
+                allowed: &[Method::GET],
+            },
+            ApiError::Unauthorized,
+            ApiError::Forbidden("f".into()),
+            ApiError::TooManyConnections { limit: 1 },
+            ApiError::ReloadFailed("r".into()),
+        ]);
+        all
+    }
+
+    #[test]
+    fn every_error_has_a_code_and_each_code_one_status() {
+        let mut statuses: BTreeMap<String, StatusCode> = BTreeMap::new();
+        for error in every_error() {
+            let code = error.code();
+            assert_ne!(code, ErrorCode::Other, "{error:?} has no code of its own");
+            let status = *statuses.entry(code.to_string()).or_insert(error.status());
+            assert_eq!(status, error.status(), "{code} comes with two statuses");
+            let body = serde_json::to_value(error.body()).expect("a body");
+            assert_eq!(body["code"], code.to_string());
+            assert_eq!(body["detail"], error.to_string());
+        }
+    }
+
+    #[test]
+    fn a_suspended_agent_lacking_a_key_names_its_variable() {
+        let error = ApiError::Engine(EngineError::Suspended {
+            name: AgentName::parse("a").expect("a valid name"),
+            reason: SetupError::MissingKey {
+                what: "openai".into(),
+                variable: "OPENAI_API_KEY".into(),
+            },
+        });
+        let body = serde_json::to_value(error.body()).expect("a body");
+        assert_eq!(body["code"], "suspended");
+        assert_eq!(body["missing_key"], "OPENAI_API_KEY");
+    }
+
+    #[test]
+    fn an_unknown_code_reads_as_other() {
+        let code: ErrorCode = serde_json::from_str("\"from_a_newer_daemon\"").expect("reads");
+        assert_eq!(code, ErrorCode::Other);
+        let body: crate::wire::ErrorBody =
+            serde_json::from_str(r#"{"detail":"old daemon"}"#).expect("reads");
+        assert_eq!(body.code, ErrorCode::Other);
+    }
 }

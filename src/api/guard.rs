@@ -8,8 +8,8 @@
 use http::{HeaderMap, header};
 
 use super::error::ApiError;
-use super::route::Route;
 use super::{ApiContext, Transport};
+use crate::wire::Route;
 
 pub fn check(
     ctx: &ApiContext,

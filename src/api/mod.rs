@@ -6,7 +6,6 @@
 mod body;
 mod error;
 mod guard;
-mod route;
 mod routes;
 
 use std::sync::Arc;
@@ -17,9 +16,9 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::wire::Route;
 pub use body::{Body, MAX_HEAD};
 pub use error::ApiError;
-pub use route::Route;
 
 use crate::engine::Engine;
 use crate::wire;
@@ -92,7 +91,7 @@ pub async fn handle(
     let (parts, body) = request.into_parts();
     let route = match head_size(&parts) {
         size if size > MAX_HEAD => Err(ApiError::HeadTooLarge { limit: MAX_HEAD }),
-        _ => Route::parse(&parts.method, &parts.uri),
+        _ => Route::parse(&parts.method, &parts.uri).map_err(ApiError::from),
     };
     let (label, agent) = match &route {
         Ok(route) => (route.label(), route.agent().map(ToString::to_string)),

@@ -9,14 +9,14 @@ use hyper::body::Incoming;
 use super::ApiContext;
 use super::body::{self, Body, EventsFormat};
 use super::error::ApiError;
-use super::route::Route;
 use crate::engine::{Exchange, ListFilter, Which};
 use crate::model::{AgentName, SearchFilter, Secret, rfc3339_ago};
 use crate::providers::DEFAULT_PROVIDER;
+use crate::wire::Route;
 use crate::wire::{
-    AgentRequest, Conversations, EventsQuery, FanOutLine, FanOutRequest, FanOutResult, Health,
-    HistoryQuery, ListQuery, MessageRequest, Messages, Models, PruneRequest, SearchQuery,
-    SearchResults, StreamLine,
+    Conversations, EventsQuery, FanOutLine, FanOutRequest, FanOutResult, Health, HistoryQuery,
+    ListQuery, MessageRequest, Messages, Models, ModelsRequest, PruneRequest, SearchQuery,
+    SearchResults, SpawnRequest, StreamLine, TaskRequest,
 };
 
 type Reply = Result<Response<Body>, ApiError>;
@@ -124,6 +124,7 @@ async fn fan_out(ctx: &ApiContext, body: Incoming) -> Reply {
             }),
             Err(error) => FanOutResult::Failed {
                 status: error.status().as_u16(),
+                code: error.code(),
                 detail: error.to_string(),
             },
         };
@@ -246,19 +247,16 @@ fn list(ctx: &ApiContext, query: ListQuery) -> Reply {
 }
 
 async fn spawn(ctx: &ApiContext, body: Incoming) -> Reply {
-    let spawn: AgentRequest = ctx.read_json(body).await?;
-    let Some(name) = spawn.name.clone() else {
-        return Err(ApiError::InvalidBody("field `name` is required".into()));
-    };
-    let info = ctx.engine.spawn(spawn.into_config(name)).await?;
+    let spawn: SpawnRequest = ctx.read_json(body).await?;
+    let info = ctx.engine.spawn(spawn.into_config()).await?;
     Ok(body::json(StatusCode::OK, &info))
 }
 
 /// `POST /models`: the models the endpoint a spawn request names offers.
 /// A POST, not a GET, because the request carries the API key.
 async fn models(ctx: &ApiContext, body: Incoming) -> Reply {
-    let spec: AgentRequest = ctx.read_json(body).await?;
-    let spec = spec.into_spec();
+    let request: ModelsRequest = ctx.read_json(body).await?;
+    let spec = request.into_spec();
     let models = ctx.engine.models(&spec).await?;
     let provider = spec
         .profile
@@ -294,17 +292,18 @@ async fn message(ctx: &ApiContext, name: &AgentName, body: Incoming) -> Reply {
 }
 
 async fn task(ctx: &ApiContext, name: AgentName, body: Incoming) -> Reply {
-    let mut task: AgentRequest = ctx.read_json(body).await?;
+    let mut task: TaskRequest = ctx.read_json(body).await?;
     if task.name.as_ref().is_some_and(|given| given != &name) {
         return Err(ApiError::InvalidBody(format!(
             "field `name` must match the name in the path ('{name}')"
         )));
     }
-    let Some(prompt) = task.prompt.take() else {
-        return Err(ApiError::InvalidBody("field `prompt` is required".into()));
-    };
-    let stream = task.stream.unwrap_or(false);
-    let exchange = ctx.engine.task(task.into_config(name), prompt).await?;
+    let prompt = std::mem::take(&mut task.prompt);
+    let stream = task.stream;
+    let exchange = ctx
+        .engine
+        .task(task.spawn(name).into_config(), prompt)
+        .await?;
     answer(exchange, stream).await
 }
 

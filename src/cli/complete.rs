@@ -14,7 +14,7 @@ use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 
 use crate::client::Client;
 use crate::config::Config;
-use crate::model::{AgentInfo, AgentState};
+use crate::model::AgentState;
 use crate::paths::Paths;
 use crate::pidfile::{self, Holder};
 use crate::profiles::Kind;
@@ -99,10 +99,8 @@ fn agents(all: bool) -> Vec<CompletionCandidate> {
         all,
         ..ListQuery::default()
     };
-    let path = format!("/agents{}", query.to_query());
-    let listed = runtime.block_on(async {
-        tokio::time::timeout(DAEMON_TIMEOUT, client.get::<Vec<AgentInfo>>(&path)).await
-    });
+    let listed =
+        runtime.block_on(async { tokio::time::timeout(DAEMON_TIMEOUT, client.list(&query)).await });
     let Ok(Ok(agents)) = listed else {
         return Vec::new();
     };

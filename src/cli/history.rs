@@ -3,12 +3,11 @@
 use std::io::IsTerminal;
 
 use clap::Args;
-use http::Method;
 
-use super::{CliError, Ctx, agent_path, output};
+use super::{CliError, Ctx, output};
 use crate::client::ClientError;
 use crate::model::{AgentName, Conversation, Message};
-use crate::wire::{Conversations, ConversationsQuery, HistoryQuery, Messages};
+use crate::wire::{Conversations, ConversationsQuery, ErrorCode, HistoryQuery, Messages};
 
 /// How `history` prints a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -75,8 +74,7 @@ pub async fn run(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
         all: args.all,
         conversation: None,
     };
-    let tail = format!("/history{}", query.to_query());
-    let history: Messages = ctx.client.get(&agent_path(&name, &tail)).await?;
+    let history: Messages = ctx.client.history(&name, &query).await?;
     match format {
         Format::Json => output::json(&history),
         Format::Jsonl => {
@@ -102,10 +100,7 @@ async fn list(ctx: &Ctx, name: Option<&AgentName>) -> Result<(), CliError> {
     let query = ConversationsQuery {
         agent: name.cloned(),
     };
-    let found: Conversations = ctx
-        .client
-        .get(&format!("/conversations{}", query.to_query()))
-        .await?;
+    let found: Conversations = ctx.client.conversations(&query).await?;
     if ctx.json {
         return output::json(&found);
     }
@@ -151,13 +146,11 @@ async fn markdown(
     let query = ConversationsQuery {
         agent: Some(name.clone()),
     };
-    let found: Conversations = ctx
-        .client
-        .get(&format!("/conversations{}", query.to_query()))
-        .await?;
+    let found: Conversations = ctx.client.conversations(&query).await?;
     let Some(last) = found.conversations.len().checked_sub(1) else {
         return Err(CliError::Client(ClientError::Api {
             status: 404,
+            code: ErrorCode::NotFound,
             detail: format!("no agent named '{name}' has ever existed"),
             missing_key: None,
         }));
@@ -173,8 +166,7 @@ async fn markdown(
             conversation: Some(conversation.id),
             ..HistoryQuery::default()
         };
-        let tail = format!("/history{}", query.to_query());
-        let history: Messages = ctx.client.get(&agent_path(name, &tail)).await?;
+        let history: Messages = ctx.client.history(name, &query).await?;
         parts.push((conversation, history.messages));
     }
     // --limit counts messages from the end, across conversations.
@@ -226,15 +218,11 @@ async fn clear(ctx: &Ctx, name: &AgentName, yes: bool) -> Result<(), CliError> {
             .with_hint(format!("`orchestration history {name} --clear --yes` clears without asking")));
         }
         // Also makes an unknown name a 404 before anything is asked.
-        let tail = format!(
-            "/history{}",
-            HistoryQuery {
-                all: true,
-                ..HistoryQuery::default()
-            }
-            .to_query()
-        );
-        let history: Messages = ctx.client.get(&agent_path(name, &tail)).await?;
+        let query = HistoryQuery {
+            all: true,
+            ..HistoryQuery::default()
+        };
+        let history: Messages = ctx.client.history(name, &query).await?;
         let question = format!(
             "delete all {} message(s) '{name}' has had, for good? [y/N] ",
             history.messages.len()
@@ -245,9 +233,7 @@ async fn clear(ctx: &Ctx, name: &AgentName, yes: bool) -> Result<(), CliError> {
             )));
         }
     }
-    ctx.client
-        .send::<()>(Method::DELETE, &agent_path(name, "/history"), None)
-        .await?;
+    ctx.client.clear_history(name).await?;
     if ctx.json {
         return output::json(&serde_json::json!({"name": name, "cleared": true}));
     }

@@ -25,8 +25,7 @@ pub async fn run(ctx: &Ctx, args: ListArgs) -> Result<(), CliError> {
         provider: args.provider,
         all: args.all,
     };
-    let path = format!("/agents{}", query.to_query());
-    let agents: Vec<AgentInfo> = ctx.client.get(&path).await?;
+    let agents: Vec<AgentInfo> = ctx.client.list(&query).await?;
     if ctx.json {
         return output::json(&agents);
     }

@@ -3,17 +3,18 @@
 //! with `a,b,c`, send the same message to several agents at once (fan-out).
 
 use clap::Args;
-use http::Method;
 use serde::Serialize;
 
 use super::progress::Feedback;
-use super::{CliError, Ctx, agent_path, output, read_prompt};
+use super::{CliError, Ctx, output, read_prompt};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use crate::client::ClientError;
 use crate::model::AgentName;
-use crate::wire::{FanOutLine, FanOutRequest, FanOutResult, MessageRequest, Messages, StreamLine};
+use crate::wire::{
+    ErrorCode, FanOutLine, FanOutRequest, FanOutResult, MessageRequest, Messages, Route, StreamLine,
+};
 
 #[derive(Debug, Args)]
 pub struct MessageArgs {
@@ -64,17 +65,18 @@ pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
         stream: streams(ctx, args.no_stream),
         api_key: None,
     };
-    let path = agent_path(&name, "/message");
+    let route = Route::Message(name.clone());
     let feedback = Feedback::start(&name.to_string(), ctx.json, args.quiet);
-    match converse(ctx, &path, &body, body.stream, feedback).await {
+    match converse(ctx, &route, &body, body.stream, feedback).await {
         // A suspended agent whose key the daemon lacks: send ours, once.
         Err(CliError::Client(ClientError::Api {
+            code: ErrorCode::Suspended,
             missing_key: Some(variable),
             ..
         })) if key_from_env(&variable).is_some() => {
             body.api_key = key_from_env(&variable);
             let feedback = Feedback::start(&name.to_string(), ctx.json, args.quiet);
-            converse(ctx, &path, &body, body.stream, feedback).await
+            converse(ctx, &route, &body, body.stream, feedback).await
         }
         other => other,
     }
@@ -91,16 +93,16 @@ pub(super) fn streams(ctx: &Ctx, no_stream: bool) -> bool {
 }
 
 /// Posts `body` (a message or a task, whose `stream` field is `stream`)
-/// and prints the reply; on a terminal, `feedback` shows the wait.
+/// to `route` and prints the reply; on a terminal, `feedback` shows the wait.
 pub(super) async fn converse<B: Serialize>(
     ctx: &Ctx,
-    path: &str,
+    route: &Route,
     body: &B,
     stream: bool,
     mut feedback: Feedback,
 ) -> Result<(), CliError> {
     if !stream {
-        let reply: Messages = ctx.client.json(Method::POST, path, Some(body)).await?;
+        let reply: Messages = ctx.client.call(route, Some(body)).await?;
         feedback.reply_started();
         if ctx.json {
             return output::json(&reply);
@@ -114,21 +116,15 @@ pub(super) async fn converse<B: Serialize>(
 
     let mut finished = false;
     let mut at_line_start = true;
-    // A failed write (a closed stdout above all) ends the stream; it is
-    // reported as itself, not as the stream's failure.
-    let mut write_error = None;
     let mut reply = None;
-    let streamed = ctx
+    // A failed write (a closed stdout above all) ends the stream, as itself.
+    let streamed: Result<(), CliError> = ctx
         .client
-        .stream(path, body, |line| match line {
+        .stream(route, body, |line| match line {
             StreamLine::Delta { content } => {
                 feedback.reply_started();
                 at_line_start = content.ends_with('\n');
-                output::print(&content).map_err(|e| {
-                    let text = e.to_string();
-                    write_error = Some(e);
-                    ClientError::Protocol(text)
-                })
+                output::print(&content)
             }
             StreamLine::Message { message } => {
                 reply = Some(message);
@@ -138,19 +134,21 @@ pub(super) async fn converse<B: Serialize>(
                 finished = true;
                 Ok(())
             }
-            StreamLine::Error { status, detail } => {
+            StreamLine::Error {
+                status,
+                code,
+                detail,
+            } => {
                 feedback.reply_started();
-                Err(ClientError::Api {
+                Err(CliError::Client(ClientError::Api {
                     status,
+                    code,
                     detail,
                     missing_key: None,
-                })
+                }))
             }
         })
         .await;
-    if let Some(error) = write_error {
-        return Err(error);
-    }
     streamed.inspect_err(|_| {
         if !at_line_start {
             let _ = output::print("\n");
@@ -185,10 +183,7 @@ async fn fan_out(
         stream: false,
     };
     if ctx.json || no_stream {
-        let results: BTreeMap<AgentName, FanOutResult> = ctx
-            .client
-            .json(Method::POST, "/messages", Some(&request))
-            .await?;
+        let results: BTreeMap<AgentName, FanOutResult> = ctx.client.fan_out(&request).await?;
         if ctx.json {
             output::json(&results)?;
         } else {
@@ -207,14 +202,13 @@ async fn fan_out(
         .unwrap_or(0);
     let mut pending: BTreeMap<AgentName, String> = BTreeMap::new();
     let mut results: BTreeMap<AgentName, FanOutResult> = BTreeMap::new();
-    let mut write_error = None;
     ctx.client
-        .stream("/messages", &request, |line: FanOutLine| {
+        .stream(&Route::FanOut, &request, |line: FanOutLine| {
             let Some(name) = line.agent else {
                 return Ok(());
             };
             let buffer = pending.entry(name.clone()).or_default();
-            let printed = match line.line {
+            match line.line {
                 StreamLine::Delta { content } => {
                     buffer.push_str(&content);
                     if live {
@@ -240,26 +234,28 @@ async fn fan_out(
                         output::line(&format!("{name}:\n{}", reply.trim_end()))
                     }
                 }
-                StreamLine::Error { status, detail } => {
+                StreamLine::Error {
+                    status,
+                    code,
+                    detail,
+                } => {
                     if live {
                         let _ = flush_lines(&name, width, buffer, true);
                     }
                     output::error(&format!("{name}: {detail}"), None);
-                    results.insert(name.clone(), FanOutResult::Failed { status, detail });
+                    results.insert(
+                        name.clone(),
+                        FanOutResult::Failed {
+                            status,
+                            code,
+                            detail,
+                        },
+                    );
                     Ok(())
                 }
-            };
-            printed.map_err(|e| {
-                let text = e.to_string();
-                write_error = Some(e);
-                ClientError::Protocol(text)
-            })
+            }
         })
-        .await
-        .map_err(|error| match write_error.take() {
-            Some(write) => write,
-            None => CliError::from(error),
-        })?;
+        .await?;
     worst(results.values())
 }
 
@@ -301,8 +297,13 @@ fn print_whole(name: &AgentName, result: &FanOutResult) -> Result<(), CliError> 
 fn worst<'a>(results: impl Iterator<Item = &'a FanOutResult>) -> Result<(), CliError> {
     let failures: Vec<CliError> = results
         .filter_map(|result| match result {
-            FanOutResult::Failed { status, detail } => Some(CliError::Client(ClientError::Api {
+            FanOutResult::Failed {
+                status,
+                code,
+                detail,
+            } => Some(CliError::Client(ClientError::Api {
                 status: *status,
+                code: *code,
                 detail: detail.clone(),
                 missing_key: None,
             })),

@@ -31,7 +31,7 @@ use crate::daemon::DaemonError;
 use crate::model::AgentName;
 use crate::paths::{PathError, Paths};
 use crate::profiles::{Kind, Profile, ProfileError, key_variable, known_profiles};
-use crate::wire::AgentRequest;
+use crate::wire::{ErrorCode, ModelsRequest, SpawnRequest};
 
 /// Exit statuses (SPEC §6).
 pub mod exit {
@@ -156,15 +156,15 @@ impl EndpointOptions {
     /// the user's shell variables). The key travels in the request body,
     /// never on a command line. An unknown provider or profile is a usage
     /// error found here, before anything is sent, with a suggestion.
-    fn request(&self, config_file: &Path) -> Result<AgentRequest, CliError> {
+    fn request(&self, config_file: &Path) -> Result<ModelsRequest, CliError> {
         let config = Config::load(config_file)?;
         self.check_names(&config)?;
-        Ok(AgentRequest {
+        Ok(ModelsRequest {
             provider: self.provider.clone(),
             profile: self.profile.clone(),
             base_url: self.base_url.clone(),
             api_key: self.read_api_key(&config)?,
-            ..AgentRequest::default()
+            headers: None,
         })
     }
 
@@ -237,7 +237,13 @@ impl EndpointOptions {
     /// Adds what to do next to a daemon's answer about these options: a
     /// missing key gets the ways to give one.
     fn explain(&self, error: CliError, config_file: &Path) -> CliError {
-        let missing_key = matches!(&error, CliError::Client(ClientError::Api { status: 400, detail, .. }) if detail.contains("needs an API key"));
+        let missing_key = matches!(
+            &error,
+            CliError::Client(ClientError::Api {
+                code: ErrorCode::MissingKey,
+                ..
+            })
+        );
         if !missing_key {
             return error;
         }
@@ -269,12 +275,11 @@ pub struct AgentOptions {
 
 impl AgentOptions {
     /// The spawn request these options make, key included.
-    fn request(&self, name: &AgentName, config_file: &Path) -> Result<AgentRequest, CliError> {
-        Ok(AgentRequest {
-            name: Some(name.clone()),
+    fn request(&self, name: &AgentName, config_file: &Path) -> Result<SpawnRequest, CliError> {
+        Ok(SpawnRequest {
             model: self.model.clone(),
             instructions: self.instructions.clone(),
-            ..self.endpoint.request(config_file)?
+            ..SpawnRequest::new(name.clone(), self.endpoint.request(config_file)?)
         })
     }
 }
@@ -322,8 +327,8 @@ impl CliError {
             Self::Hinted { error, .. } | Self::Reported(error) => error.exit_code(),
             // A daemon that could not be started is as unreachable as one that is not running.
             Self::Client(ClientError::Unreachable { .. }) | Self::Autostart(_) => exit::UNREACHABLE,
-            Self::Client(ClientError::Api { status: 404, .. }) => exit::NOT_FOUND,
-            Self::Client(ClientError::Api { status: 422, .. }) | Self::Usage(_) => exit::USAGE,
+            Self::Client(ClientError::Api { code, status, .. }) => api_exit_code(*code, *status),
+            Self::Usage(_) => exit::USAGE,
             _ => exit::FAILED,
         }
     }
@@ -335,47 +340,57 @@ impl CliError {
                 "start it with `orchestration serve --daemon` (or `orchestration serve` in another terminal), or drop --no-autostart / ORCHESTRATION_NO_AUTOSTART"
             }
             Self::Autostart(error) => return Some(error.hint()),
-            Self::Client(ClientError::Api { status: 404, .. }) => {
-                "`orchestration list` shows the live agents"
-            }
             Self::Client(ClientError::Api {
-                status: 409,
-                missing_key: Some(_),
-                ..
-            }) => {
-                "export that variable where you run orchestration (the CLI then sends the key with your message), or put it in the daemon's environment file and run `orchestration serve --reload`"
-            }
-            Self::Client(ClientError::Api {
-                status: 409,
-                detail,
-                ..
-            }) if detail.contains("is suspended") => {
-                "fix what it lacks in the config file, then `orchestration serve --reload`; `orchestration list` shows why each agent is suspended"
-            }
-            Self::Client(ClientError::Api { status: 409, .. }) => {
-                "`orchestration list` shows the names in use"
-            }
-            Self::Client(ClientError::Api {
-                status: 502,
-                detail,
-                ..
-            }) if detail.contains("cannot reach") => {
-                "is the model server running? Check its address: --base-url, or the profile's base_url \
-                 (`orchestration config list`); the `local` profile expects Ollama on localhost:11434 \
-                 (`ollama serve`)"
-            }
-            Self::Client(ClientError::Api { status: 502, .. }) => {
-                "that is the model server's answer: check the model name (`orchestration models` lists \
-                 them), the key and the account"
-            }
-            Self::Client(ClientError::Api { status: 504, .. }) => {
-                "the model server went silent for longer than providers.idle_timeout \
-                 (`orchestration config set providers.idle_timeout 5m` allows more)"
-            }
+                code, missing_key, ..
+            }) => return api_hint(*code, missing_key.is_some()).map(str::to_owned),
             _ => return None,
         };
         Some(hint.to_owned())
     }
+}
+
+/// The exit status of a daemon's error, by its code. A code this CLI does
+/// not know (a newer daemon's) goes by the HTTP status.
+fn api_exit_code(code: ErrorCode, status: u16) -> u8 {
+    match code {
+        ErrorCode::NotFound | ErrorCode::AgentGone => exit::NOT_FOUND,
+        ErrorCode::InvalidName | ErrorCode::InvalidBody | ErrorCode::InvalidQuery => exit::USAGE,
+        ErrorCode::Other => match status {
+            404 => exit::NOT_FOUND,
+            422 => exit::USAGE,
+            _ => exit::FAILED,
+        },
+        _ => exit::FAILED,
+    }
+}
+
+/// What to do next about a daemon's error, by its code.
+fn api_hint(code: ErrorCode, missing_key: bool) -> Option<&'static str> {
+    let hint = match code {
+        ErrorCode::NotFound | ErrorCode::AgentGone => "`orchestration list` shows the live agents",
+        ErrorCode::Suspended if missing_key => {
+            "export that variable where you run orchestration (the CLI then sends the key with your message), or put it in the daemon's environment file and run `orchestration serve --reload`"
+        }
+        ErrorCode::Suspended => {
+            "fix what it lacks in the config file, then `orchestration serve --reload`; `orchestration list` shows why each agent is suspended"
+        }
+        ErrorCode::NameTaken => "`orchestration list` shows the names in use",
+        ErrorCode::UpstreamUnreachable => {
+            "is the model server running? Check its address: --base-url, or the profile's base_url \
+             (`orchestration config list`); the `local` profile expects Ollama on localhost:11434 \
+             (`ollama serve`)"
+        }
+        ErrorCode::UpstreamStatus | ErrorCode::UpstreamProtocol | ErrorCode::UpstreamError => {
+            "that is the model server's answer: check the model name (`orchestration models` lists \
+             them), the key and the account"
+        }
+        ErrorCode::UpstreamTimeout => {
+            "the model server went silent for longer than providers.idle_timeout \
+             (`orchestration config set providers.idle_timeout 5m` allows more)"
+        }
+        _ => return None,
+    };
+    Some(hint)
 }
 
 /// What a client command needs: where the daemon is and how to print.
@@ -488,9 +503,4 @@ fn read_prompt(words: &[String]) -> Result<String, CliError> {
         return Ok(text);
     }
     Ok(words.join(" "))
-}
-
-/// Percent-encoding is unnecessary for a valid name, but the path is built in one place.
-fn agent_path(name: &AgentName, tail: &str) -> String {
-    format!("/agents/{name}{tail}")
 }

@@ -2,7 +2,6 @@
 //! `{base}/models` endpoint, asked through the daemon (`POST /models`).
 
 use clap::Args;
-use http::Method;
 
 use super::{CliError, Ctx, EndpointOptions, output};
 use crate::wire::Models;
@@ -17,7 +16,7 @@ pub async fn run(ctx: &Ctx, args: ModelsArgs) -> Result<(), CliError> {
     let body = args.endpoint.request(&ctx.config_file)?;
     let listing: Models = ctx
         .client
-        .json(Method::POST, "/models", Some(&body))
+        .models(&body)
         .await
         .map_err(|error| args.endpoint.explain(error.into(), &ctx.config_file))?;
     if ctx.json {

@@ -3,7 +3,6 @@
 //! suspended agents' conversations are never touched.
 
 use clap::Args;
-use http::Method;
 
 use super::{CliError, Ctx, output};
 use crate::model::PruneReport;
@@ -24,10 +23,7 @@ pub async fn run(ctx: &Ctx, args: PruneArgs) -> Result<(), CliError> {
         older_than: crate::duration::format(args.older_than),
         dry_run: args.dry_run,
     };
-    let report: PruneReport = ctx
-        .client
-        .json(Method::POST, "/prune", Some(&request))
-        .await?;
+    let report: PruneReport = ctx.client.prune(&request).await?;
     if ctx.json {
         return output::json(&report);
     }

@@ -33,10 +33,7 @@ pub async fn run(ctx: &Ctx, args: SearchArgs) -> Result<(), CliError> {
     if query.q.trim().is_empty() {
         return Err(CliError::Usage("the search query is empty".into()));
     }
-    let found: SearchResults = ctx
-        .client
-        .get(&format!("/search{}", query.to_query()))
-        .await?;
+    let found: SearchResults = ctx.client.search(&query).await?;
     if ctx.json {
         return output::json(&found);
     }

@@ -5,7 +5,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use http::Method;
 use nix::sys::signal::{Signal, kill};
 
 use super::{CliError, block_on, output};
@@ -15,7 +14,7 @@ use crate::daemon::{self, DaemonError, ServeOptions, TcpChoice};
 use crate::duration;
 use crate::paths::Paths;
 use crate::pidfile::{Holder, holder};
-use crate::wire::{Health, Reloaded};
+use crate::wire::Reloaded;
 
 /// `serve --help` (and the serve man page): what the daemon is and how it is guarded.
 pub const LONG_ABOUT: &str = "\
@@ -155,7 +154,7 @@ fn configured_listener(config: &Config, paths: &Paths) -> Result<TcpChoice, CliE
 
 fn status(paths: &Paths, json: bool) -> Result<(), CliError> {
     let client = Client::new(paths)?;
-    let health = match block_on(client.get::<Health>("/health"))? {
+    let health = match block_on(client.health())? {
         Ok(health) => health,
         Err(error @ ClientError::Unreachable { .. }) => {
             // This runtime dir's daemon is not the one a named socket asked about.
@@ -201,12 +200,11 @@ fn status(paths: &Paths, json: bool) -> Result<(), CliError> {
 /// reports the outcome. Any refusal is exit 1 (the operation failed).
 fn reload(paths: &Paths, json: bool) -> Result<(), CliError> {
     let client = Client::new(paths)?;
-    let reloaded: Reloaded =
-        match block_on(client.json::<(), Reloaded>(Method::POST, "/reload", None))? {
-            Ok(reloaded) => reloaded,
-            Err(ClientError::Api { detail, .. }) => return Err(CliError::Failed(detail)),
-            Err(error) => return Err(error.into()),
-        };
+    let reloaded: Reloaded = match block_on(client.reload())? {
+        Ok(reloaded) => reloaded,
+        Err(ClientError::Api { detail, .. }) => return Err(CliError::Failed(detail)),
+        Err(error) => return Err(error.into()),
+    };
     if json {
         return output::json(&reloaded);
     }
@@ -225,7 +223,7 @@ fn reload(paths: &Paths, json: bool) -> Result<(), CliError> {
 fn stop(paths: &Paths) -> Result<(), CliError> {
     let holder_now = holder(&paths.pid_file);
     let client = Client::new(paths)?;
-    let asked = block_on(client.send::<()>(Method::POST, "/shutdown", None))?;
+    let asked = block_on(client.shutdown())?;
     match (asked, holder_now) {
         (Ok(_), _) => {}
         (Err(_), Holder::Daemon(Some(pid))) => {

@@ -1,9 +1,8 @@
 //! `orchestration shutdown`: stop one agent or all of them.
 
 use clap::Args;
-use http::Method;
 
-use super::{CliError, Ctx, agent_path, output};
+use super::{CliError, Ctx, output};
 use crate::model::{AgentName, ShutdownReport};
 
 #[derive(Debug, Args)]
@@ -21,9 +20,7 @@ pub async fn run(ctx: &Ctx, args: ShutdownArgs) -> Result<(), CliError> {
     let Some(name) = args.name else {
         return shutdown_all(ctx).await;
     };
-    ctx.client
-        .send::<()>(Method::DELETE, &agent_path(&name, ""), None)
-        .await?;
+    ctx.client.shutdown_agent(&name).await?;
     if ctx.json {
         return output::json(&serde_json::json!({"succeeded": [name], "failed": {}}));
     }
@@ -31,10 +28,7 @@ pub async fn run(ctx: &Ctx, args: ShutdownArgs) -> Result<(), CliError> {
 }
 
 async fn shutdown_all(ctx: &Ctx) -> Result<(), CliError> {
-    let report: ShutdownReport = ctx
-        .client
-        .json::<(), _>(Method::DELETE, "/agents", None)
-        .await?;
+    let report: ShutdownReport = ctx.client.shutdown_all().await?;
     if ctx.json {
         output::json(&report)?;
     } else if report.succeeded.is_empty() && report.failed.is_empty() {

@@ -1,11 +1,11 @@
 //! `orchestration spawn`: start a named agent.
 
 use clap::Args;
-use http::Method;
 
 use super::{AgentOptions, CliError, Ctx, output};
 use crate::client::ClientError;
 use crate::model::{AgentInfo, AgentName};
+use crate::wire::ErrorCode;
 
 #[derive(Debug, Args)]
 pub struct SpawnArgs {
@@ -28,18 +28,14 @@ pub async fn run(ctx: &Ctx, args: SpawnArgs) -> Result<(), CliError> {
         return Err(CliError::Usage("an agent name is required".into()));
     };
     let body = args.options.request(&name, &ctx.config_file)?;
-    let info: AgentInfo = match ctx.client.json(Method::POST, "/agents", Some(&body)).await {
+    let info: AgentInfo = match ctx.client.spawn(&body).await {
         Ok(info) => info,
-        Err(ClientError::Api {
-            status: 409,
-            detail,
-            missing_key,
-        }) => {
-            let taken = ClientError::Api {
-                status: 409,
-                detail,
-                missing_key,
-            };
+        Err(
+            taken @ ClientError::Api {
+                code: ErrorCode::NameTaken,
+                ..
+            },
+        ) => {
             return Err(CliError::from(taken).with_hint(format!(
                 "`orchestration message {name} …` talks to the running agent; `orchestration list` shows every live one"
             )));

@@ -4,8 +4,9 @@
 use clap::Args;
 
 use super::progress::Feedback;
-use super::{AgentOptions, CliError, Ctx, agent_path, read_prompt};
+use super::{AgentOptions, CliError, Ctx, read_prompt};
 use crate::model::AgentName;
+use crate::wire::{Route, TaskRequest};
 
 #[derive(Debug, Args)]
 pub struct TaskArgs {
@@ -26,13 +27,12 @@ pub struct TaskArgs {
 }
 
 pub async fn run(ctx: &Ctx, args: TaskArgs) -> Result<(), CliError> {
-    let mut body = args.options.request(&args.name, &ctx.config_file)?;
-    body.prompt = Some(read_prompt(&args.prompt)?);
+    let spawn = args.options.request(&args.name, &ctx.config_file)?;
     let stream = super::message::streams(ctx, args.no_stream);
-    body.stream = Some(stream);
-    let path = agent_path(&args.name, "/task");
+    let body = TaskRequest::new(spawn, read_prompt(&args.prompt)?, stream);
+    let route = Route::Task(args.name.clone());
     let feedback = Feedback::start(&args.name.to_string(), ctx.json, args.quiet);
-    super::message::converse(ctx, &path, &body, stream, feedback)
+    super::message::converse(ctx, &route, &body, stream, feedback)
         .await
         .map_err(|error| args.options.endpoint.explain(error, &ctx.config_file))
 }

@@ -31,9 +31,8 @@ pub struct WatchArgs {
 
 pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<(), CliError> {
     let query = EventsQuery { agents: args.names };
-    let path = format!("/events{}", query.to_query());
     let mut printer = Printer::new(ctx.json);
-    let watching = ctx.client.stream_get(&path, |line| printer.line(line));
+    let watching = ctx.client.events(&query, |line| printer.line(line));
     let outcome = tokio::select! {
         outcome = watching => outcome,
         _ = tokio::signal::ctrl_c() => Ok(()),

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use http::StatusCode;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -19,7 +18,7 @@ use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::api::{self, ApiContext, Transport};
+use crate::api::{self, ApiContext, ApiError, Transport};
 use crate::config::LimitsConfig;
 
 /// How long a refused connection gets to read its one error response.
@@ -276,13 +275,7 @@ impl Admission {
                 ?transport,
                 "connection refused: too many open connections"
             );
-            refuse(
-                stream,
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the daemon already has {limit} open connections on this listener; try again shortly"
-                ),
-            );
+            refuse(stream, &ApiError::TooManyConnections { limit });
             return;
         };
         let admitted = Admitted {
@@ -318,19 +311,17 @@ impl Admission {
                 );
                 refuse(
                     stream,
-                    StatusCode::FORBIDDEN,
-                    format!(
+                    &ApiError::Forbidden(format!(
                         "this daemon belongs to uid {ours}; connections from uid {} are refused",
                         peer.uid()
-                    ),
+                    )),
                 );
             }
             Err(error) => {
                 tracing::warn!(%error, "connection refused: cannot read the peer's credentials");
                 refuse(
                     stream,
-                    StatusCode::FORBIDDEN,
-                    "cannot verify who is connecting; refused".to_owned(),
+                    &ApiError::Forbidden("cannot verify who is connecting; refused".to_owned()),
                 );
             }
         }
@@ -341,12 +332,15 @@ impl Admission {
 /// closes it. It waits for the end of the request head first (HTTP clients
 /// treat an answer that arrives before their request as a broken
 /// connection) but looks at nothing in it.
-fn refuse<S>(mut stream: S, status: StatusCode, detail: String)
+fn refuse<S>(mut stream: S, error: &ApiError)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // The status and body come from the API's one error type, as every
+    // other error answer's do; only the framing is written by hand here.
+    let status = error.status();
+    let body = serde_json::to_string(&error.body()).unwrap_or_default();
     tokio::spawn(async move {
-        let body = serde_json::json!({ "detail": detail }).to_string();
         let response = format!(
             "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             status.as_u16(),

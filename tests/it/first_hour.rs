@@ -259,6 +259,18 @@ fn errors_say_what_to_do_next() {
     }
 }
 
+/// Says that a terminal test could not run for want of util-linux `script`.
+/// Where everything must run (`ORCHESTRATION_REQUIRE_SYSTEMD=1`: CI and
+/// `scripts/test.sh` as root, which install what is missing) that is a
+/// failure, not a silent pass.
+fn skipped_without_script() {
+    assert!(
+        std::env::var("ORCHESTRATION_REQUIRE_SYSTEMD").as_deref() != Ok("1"),
+        "util-linux `script` is required here but not installed (apt install bsdutils)"
+    );
+    eprintln!("SKIPPED: util-linux `script` is not installed (apt install bsdutils)");
+}
+
 /// Runs `script` to give a command a terminal, feeding it `input`; `None`
 /// where util-linux `script` is missing.
 fn in_a_terminal(env: &Env, command: &str, input: &str) -> Option<(Option<i32>, String)> {
@@ -329,6 +341,8 @@ fn clearing_a_history_is_confirmed_first() {
         assert!(screen.contains("history of 'c' cleared"), "{screen}");
         assert_eq!(count(), 0);
         daemon.cli(&["message", "c", "again"]).ok();
+    } else {
+        skipped_without_script();
     }
 
     // --yes clears without asking; --json says so in JSON.
@@ -486,7 +500,7 @@ fn a_terminal_sees_the_wait_and_a_script_sees_only_the_reply() {
     let Some(waiting) =
         start_on_a_terminal(&daemon.env, &format!("{bin} message m one two three"), &[])
     else {
-        return; // no `script` here
+        return skipped_without_script();
     };
     let (code, screen) = screen_once_seen(waiting, "m: waiting for the model… ", || gate.open());
     assert_eq!(code, Some(0), "{screen}");
@@ -608,8 +622,7 @@ fn watch_on_a_terminal(vars: &[(&str, &str)]) -> Option<String> {
 #[test]
 fn no_color_turns_off_the_colours_of_watch_on_a_terminal() {
     let Some(coloured) = watch_on_a_terminal(&[]) else {
-        eprintln!("SKIPPED: util-linux `script` is not installed (apt install util-linux)");
-        return;
+        return skipped_without_script();
     };
     assert!(coloured.contains("spawned (echo)"), "{coloured:?}");
     assert!(
@@ -641,8 +654,7 @@ fn no_color_turns_off_the_colours_of_the_daemons_log_on_a_terminal() {
         Some(screen_after_exit(daemon))
     };
     let Some(coloured) = serve(&[]) else {
-        eprintln!("SKIPPED: util-linux `script` is not installed (apt install util-linux)");
-        return;
+        return skipped_without_script();
     };
     assert!(coloured.contains("ready"), "{coloured:?}");
     assert!(

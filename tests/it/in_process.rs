@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::fake_provider::{FakeProvider, Reply, openai_chunks};
 use common::in_process::InProcess;
 use common::{Env, eventually, pairs, transcript};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// A profile whose key the daemon holds in `MINE_API_KEY`, answered by `fake`.
 fn profile_config(fake: &FakeProvider) -> String {
@@ -58,9 +58,31 @@ fn a_streamed_reply_arrives_line_by_line() {
         "/agents/s/message",
         &json!({"content": "one two three", "stream": true}),
     );
+    // The reader stands just past the first delta; the rest arrives as
+    // chunks, each holding whole NDJSON lines.
     let mut rest = String::new();
     while reader.read_line(&mut rest).unwrap_or(0) > 0 {}
-    assert!(rest.contains("\"type\":\"done\""), "{rest}");
+    let lines: Vec<Value> = rest
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).expect("a whole JSON line"))
+        .collect();
+    let types: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
+    assert!(
+        types.starts_with(&["delta"]),
+        "more deltas follow: {types:?}"
+    );
+    assert_eq!(types[types.len() - 2..], ["message", "done"], "{types:?}");
+    let reply = &lines[lines.len() - 2]["message"]["content"];
+    let streamed: String = lines
+        .iter()
+        .filter(|l| l["type"] == "delta")
+        .filter_map(|l| l["content"].as_str())
+        .collect();
+    assert!(
+        reply.as_str().is_some_and(|r| r.ends_with(&streamed)),
+        "the deltas after the first ({streamed:?}) end the reply {reply}"
+    );
 }
 
 #[test]

@@ -43,6 +43,7 @@ mod completion;
 mod concurrency;
 mod docs;
 mod durability;
+mod error_codes;
 mod events;
 mod first_hour;
 mod in_process;

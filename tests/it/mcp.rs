@@ -65,7 +65,7 @@ fn passed(output: &Output, context: &dyn Fn() -> String) -> serde_json::Value {
 fn an_mcp_client_uses_every_tool_and_the_cli_sees_the_same_agents() {
     let Some(python) = python() else { return };
     // A loopback port nobody listens on: the provider failure the client checks.
-    let dead = format!("http://127.0.0.1:{}/v1", common::free_port());
+    let dead = format!("http://127.0.0.1:{}/v1", common::CLOSED_PORT);
     let daemon = InProcess::serve(Env::new().var("MCP_DEAD_URL", &dead), &["--no-tcp"]);
     let output = client(&python, &daemon.env, "scenario");
     let report = passed(&output, &|| daemon.log());

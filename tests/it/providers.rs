@@ -392,7 +392,7 @@ fn rate_limits_and_server_errors_are_retried_before_anything_streams() {
 #[test]
 fn an_unreachable_server_is_a_502_after_retries() {
     let daemon = daemon(Env::new());
-    let closed = format!("http://127.0.0.1:{}/v1", common::free_port());
+    let closed = format!("http://127.0.0.1:{}/v1", common::CLOSED_PORT);
     spawn(
         &daemon,
         json!({"name": "n", "provider": "openai", "api_key": "k", "base_url": closed}),

@@ -216,6 +216,7 @@ fn a_start_without_the_key_suspends_the_agent_and_the_key_revives_it() {
     assert!(daemon.cli(&["list"]).stdout().contains("WORK_KEY"));
     let refused = say(&daemon, "w");
     assert_eq!(refused.status, 409, "{}", refused.text());
+    assert_eq!(refused.json()["code"], "suspended");
     assert_eq!(refused.json()["missing_key"], "WORK_KEY");
     assert_eq!(
         info(&daemon, "w")["message_count"],

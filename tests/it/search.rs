@@ -333,8 +333,7 @@ fn prune_deletes_only_old_ended_conversations_and_gives_space_back() {
     // Control plane: refused over TCP even with the token.
     let mut daemon = daemon;
     assert!(daemon.terminate().success());
-    let port = common::free_port();
-    let daemon = Daemon::start_in(env.clone(), &["--port", &port.to_string()], Some(port));
+    let daemon = Daemon::start_tcp_in(env.clone(), &[]);
     let refused = daemon.tcp_json(
         "POST",
         "/prune",

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::fake_provider::{FakeProvider, Gate, Reply, Step, openai_chunks};
 use common::in_process::InProcess;
-use common::{Daemon, Env, Harness, PATIENCE, eventually, free_port, parse_response};
+use common::{Daemon, Env, Harness, PATIENCE, eventually, parse_response};
 use serde_json::json;
 
 /// The uid of `nobody`, the second local user the tests borrow when root.
@@ -143,8 +143,8 @@ fn the_tcp_listener_demands_token_loopback_host_and_no_foreign_origin() {
 #[test]
 fn a_non_loopback_listener_needs_allow_remote() {
     let env = Env::new();
-    let port = free_port().to_string();
-    let listen = format!("0.0.0.0:{port}");
+    // Port 0: the daemon binds a free one, read back once it runs.
+    let listen = "0.0.0.0:0".to_owned();
     let refused = env.cli(&["serve", "--listen", &listen]);
     assert_eq!(refused.code(), 1);
     assert!(
@@ -153,8 +153,8 @@ fn a_non_loopback_listener_needs_allow_remote() {
         refused.stderr()
     );
 
-    let port: u16 = port.parse().expect("port");
-    let daemon = Daemon::start_in(env, &["--listen", &listen, "--allow-remote"], Some(port));
+    let daemon = Daemon::start_in(env, &["--listen", &listen, "--allow-remote"], Some(0));
+    let port = daemon.port.expect("port");
     assert!(
         daemon.log().contains("listening beyond loopback"),
         "{}",
@@ -188,9 +188,9 @@ max_connections = 400
 
 #[test]
 fn three_hundred_slow_clients_do_not_stop_the_owner_being_served() {
-    let port = free_port();
     let env = Env::new().config(TIGHT);
-    let daemon = Daemon::start_in(env, &["--port", &port.to_string()], Some(port));
+    let daemon = Daemon::start_tcp_in(env, &[]);
+    let port = daemon.port.expect("port");
     // Slowloris: each starts a request and never finishes its headers.
     let mut slow: Vec<TcpStream> = (0..300)
         .map(|_| {
@@ -248,9 +248,9 @@ fn idle_connections_are_closed_kept_alive_or_fresh() {
 
 #[test]
 fn past_the_connection_cap_new_connections_get_503_and_the_socket_still_works() {
-    let port = free_port();
     let env = Env::new().config("[limits]\nmax_connections = 5\nheader_timeout = \"30s\"\n");
-    let daemon = InProcess::serve(env, &["--port", &port.to_string()]);
+    let daemon = InProcess::serve(env, &["--port", "0"]);
+    let port = daemon.port.expect("port");
     let held: Vec<TcpStream> = (0..5)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
         .collect();
@@ -352,9 +352,8 @@ fn a_planted_key_appears_nowhere_but_upstream() {
         &json!({"error": {"message": "Incorrect API key provided: sk-PLA***f68"}}),
     ));
     fake.push(Reply::json(200, &json!({"data": [{"id": "m"}]})));
-    let port = free_port();
     let env = Env::new().var("RUST_LOG", "debug");
-    let daemon = Daemon::start_in(env, &["--port", &port.to_string()], Some(port));
+    let daemon = Daemon::start_tcp_in(env, &[]);
     let base = fake.url("/v1");
     let with_key = [("OPENAI_API_KEY", KEY)];
 
@@ -418,9 +417,9 @@ fn a_planted_key_appears_nowhere_but_upstream() {
 #[test]
 fn refused_connections_get_a_parseable_answer() {
     // A 503 written before the request was read must still reach the client.
-    let port = free_port();
     let env = Env::new().config("[limits]\nmax_connections = 1\n");
-    let daemon = InProcess::serve(env, &["--port", &port.to_string()]);
+    let daemon = InProcess::serve(env, &["--port", "0"]);
+    let port = daemon.port.expect("port");
     let _held = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     eventually("the cap to bite", || {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -436,9 +435,8 @@ fn refused_connections_get_a_parseable_answer() {
 #[test]
 fn files_are_private_whatever_the_umask() {
     let env = Env::new();
-    let port = free_port();
     let log = env.dir.path().join("umask.log");
-    let serve = format!("umask 000; exec '{}' serve --port {port}", common::BIN);
+    let serve = format!("umask 000; exec '{}' serve --port 0", common::BIN);
     let mut child = env
         .shell(&serve)
         .stderr(std::fs::File::create(&log).expect("log"))

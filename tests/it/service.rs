@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Background, Env, PATIENCE, eventually, free_port};
+use common::{BIN, Background, Env, PATIENCE, eventually};
 use serde_json::json;
 
 /// An env whose auto-started daemons serve the Unix socket only, so tests
@@ -458,6 +458,17 @@ fn failed_start(mut child: std::process::Child) -> String {
         .read_to_string(&mut err);
     assert!(!status.success(), "it started: {err}");
     err
+}
+
+/// A port found free, for `systemd-socket-activate -l` (which refuses port
+/// 0, so the port must be chosen first). The few in-process daemons that
+/// bind port 0 meanwhile make a collision unlikely, not impossible; the
+/// activator then fails to start, loudly.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 fn eventually_connect(port: u16) -> std::net::TcpStream {

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::in_process::InProcess;
-use common::{Env, PATIENCE, free_port};
+use common::{Env, PATIENCE};
 use serde_json::Value;
 
 const RULES: &str = r#"
@@ -51,7 +51,13 @@ impl Fakellm {
     fn start(binary: PathBuf, dir: &std::path::Path) -> Self {
         let config = dir.join("fakellm.yaml");
         std::fs::write(&config, RULES).expect("write fakellm.yaml");
-        let port = free_port();
+        // fakellm takes its port on the command line, so one is found free
+        // first; the few in-process daemons that bind port 0 meanwhile make
+        // a collision unlikely, not impossible (then its start fails loudly).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
         let child = Command::new(binary)
             .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
             .arg("--config")

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::fake_provider::{FakeProvider, Reply, data, openai_chunks};
 use common::in_process::InProcess;
-use common::{Daemon, Env, Harness, PATIENCE, free_port, parse_response};
+use common::{Daemon, Env, Harness, PATIENCE, parse_response};
 use serde_json::{Value, json};
 
 /// Every way of writing the two control-plane routes that a router which
@@ -98,9 +98,9 @@ fn no_spelling_of_a_control_plane_route_acts_over_tcp() {
 
 #[test]
 fn a_body_that_never_arrives_gets_408_and_gives_its_slot_back() {
-    let port = free_port();
     let env = Env::new().config("[limits]\nbody_timeout = \"1s\"\nmax_connections = 4\n");
-    let daemon = InProcess::serve(env, &["--port", &port.to_string()]);
+    let daemon = InProcess::serve(env, &["--port", "0"]);
+    let port = daemon.port.expect("port");
     let host = format!("127.0.0.1:{port}");
     let bearer = format!("Bearer {}", daemon.token());
     let head = format!(

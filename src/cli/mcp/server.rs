@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use http::Method;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProgressToken,
@@ -23,7 +22,7 @@ use crate::autostart::{self, AutostartError};
 use crate::client::{Client, ClientError};
 use crate::model::{AgentInfo, Message};
 use crate::paths::Paths;
-use crate::wire::{Messages, Models, SearchResults, StreamLine};
+use crate::wire::{ErrorCode, Messages, Models, Route, SearchResults, StreamLine};
 
 const INSTRUCTIONS: &str = "\
 Named LLM agents that live in a per-user daemon and keep their conversations between calls. \
@@ -152,11 +151,11 @@ async fn execute(
 ) -> Result<Reply, ClientError> {
     match call {
         Call::Spawn(body) => {
-            let info: AgentInfo = client.json(Method::POST, "/agents", Some(&body)).await?;
+            let info: AgentInfo = client.spawn(&body).await?;
             Ok(Reply::new(spawned(&info), &info))
         }
-        Call::List(path) => {
-            let agents: Vec<AgentInfo> = client.get(&path).await?;
+        Call::List(query) => {
+            let agents: Vec<AgentInfo> = client.list(&query).await?;
             let text = if agents.is_empty() {
                 "no agents".to_owned()
             } else {
@@ -164,10 +163,12 @@ async fn execute(
             };
             Ok(Reply::new(text, &serde_json::json!({ "agents": agents })))
         }
-        Call::Message { path, body } => converse(client, &path, &body, progress).await,
-        Call::Task { path, body } => converse(client, &path, &body, progress).await,
-        Call::Search(path) => {
-            let found: SearchResults = client.get(&path).await?;
+        Call::Message { agent, body } => {
+            converse(client, &Route::Message(agent), &body, progress).await
+        }
+        Call::Task { agent, body } => converse(client, &Route::Task(agent), &body, progress).await,
+        Call::Search(query) => {
+            let found: SearchResults = client.search(&query).await?;
             let text = if found.results.is_empty() {
                 "nothing found".to_owned()
             } else {
@@ -185,8 +186,8 @@ async fn execute(
             };
             Ok(Reply::new(text, &found))
         }
-        Call::History { agent, path } => {
-            let history: Messages = client.get(&path).await?;
+        Call::History { agent, query } => {
+            let history: Messages = client.history(&agent, &query).await?;
             let text = if history.messages.is_empty() {
                 format!("no messages for '{agent}'")
             } else {
@@ -197,8 +198,7 @@ async fn execute(
             Ok(Reply::new(text, &history))
         }
         Call::Shutdown(agent) => {
-            let path = super::super::agent_path(&agent, "");
-            client.send::<()>(Method::DELETE, &path, None).await?;
+            client.shutdown_agent(&agent).await?;
             let text =
                 format!("shut down agent '{agent}'; get_history still reads its conversation");
             Ok(Reply::new(
@@ -207,7 +207,7 @@ async fn execute(
             ))
         }
         Call::Models(body) => {
-            let listing: Models = client.json(Method::POST, "/models", Some(&body)).await?;
+            let listing: Models = client.models(&body).await?;
             let text = if listing.models.is_empty() {
                 format!("{} lists no models", listing.provider)
             } else {
@@ -235,15 +235,20 @@ fn spawned(info: &AgentInfo) -> String {
 /// for progress.
 async fn converse<B: Serialize>(
     client: &Client,
-    path: &str,
+    route: &Route,
     body: &B,
     progress: Option<Progress>,
 ) -> Result<Reply, ClientError> {
     let (lines, received) = mpsc::unbounded_channel::<StreamLine>();
     // The closure owns the sender: when the stream ends, gathering ends too.
-    let stream = client.stream(path, body, move |line| match line {
-        StreamLine::Error { status, detail } => Err(ClientError::Api {
+    let stream = client.stream(route, body, move |line| match line {
+        StreamLine::Error {
             status,
+            code,
+            detail,
+        } => Err(ClientError::Api {
+            status,
+            code,
             detail,
             missing_key: None,
         }),
@@ -325,10 +330,14 @@ fn explain(error: ClientError) -> ToolError {
         ClientError::Unreachable { .. } => Some(
             "start it with `orchestration serve --daemon`, or let this server start it (drop --no-autostart / ORCHESTRATION_NO_AUTOSTART)",
         ),
-        ClientError::Api { status: 404, .. } => Some("list_agents shows the live agents"),
-        ClientError::Api { status: 409, .. } => {
-            Some("shutdown_agent frees the name, or pick another")
-        }
+        ClientError::Api {
+            code: ErrorCode::NotFound | ErrorCode::AgentGone,
+            ..
+        } => Some("list_agents shows the live agents"),
+        ClientError::Api {
+            code: ErrorCode::NameTaken,
+            ..
+        } => Some("shutdown_agent frees the name, or pick another"),
         _ => None,
     };
     with_hint(error.to_string(), hint)

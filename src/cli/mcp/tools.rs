@@ -11,9 +11,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::super::{AgentOptions, CliError, EndpointOptions, agent_path};
+use super::super::{AgentOptions, CliError, EndpointOptions};
 use crate::model::{AgentName, AgentState};
-use crate::wire::{AgentRequest, HistoryQuery, ListQuery, MessageRequest, SearchQuery};
+use crate::wire::{
+    HistoryQuery, ListQuery, MessageRequest, ModelsRequest, SearchQuery, SpawnRequest, TaskRequest,
+};
 
 /// The tools this server offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,21 +161,27 @@ impl From<CliError> for ToolError {
 #[derive(Debug)]
 pub enum Call {
     /// `POST /agents`.
-    Spawn(AgentRequest),
-    /// `GET /agents?…` (the path with its query).
-    List(String),
+    Spawn(SpawnRequest),
+    /// `GET /agents?…`.
+    List(ListQuery),
     /// `POST /agents/{name}/message`, streamed.
-    Message { path: String, body: MessageRequest },
+    Message {
+        agent: AgentName,
+        body: MessageRequest,
+    },
     /// `GET /agents/{name}/history?…`.
-    History { agent: AgentName, path: String },
+    History {
+        agent: AgentName,
+        query: HistoryQuery,
+    },
     /// `POST /agents/{name}/task`, streamed.
-    Task { path: String, body: AgentRequest },
+    Task { agent: AgentName, body: TaskRequest },
     /// `DELETE /agents/{name}`.
     Shutdown(AgentName),
     /// `POST /models`.
-    Models(AgentRequest),
-    /// `GET /search?…` (the path with its query).
-    Search(String),
+    Models(ModelsRequest),
+    /// `GET /search?…`.
+    Search(SearchQuery),
 }
 
 /// Turns a call's arguments into what to ask the daemon, resolving API keys
@@ -187,7 +195,7 @@ pub fn plan(tool: ToolName, arguments: JsonObject, config_file: &Path) -> Result
         }
         ToolName::ListAgents => {
             let args: ListAgentsArgs = parse(arguments)?;
-            Ok(Call::List(format!("/agents{}", args.query()?.to_query())))
+            Ok(Call::List(args.query()?))
         }
         ToolName::SendMessage => {
             let args: SendMessageArgs = parse(arguments)?;
@@ -197,8 +205,7 @@ pub fn plan(tool: ToolName, arguments: JsonObject, config_file: &Path) -> Result
                 stream: true,
                 api_key: None,
             };
-            let path = agent_path(&agent, "/message");
-            Ok(Call::Message { path, body })
+            Ok(Call::Message { agent, body })
         }
         ToolName::GetHistory => {
             let args: GetHistoryArgs = parse(arguments)?;
@@ -208,18 +215,15 @@ pub fn plan(tool: ToolName, arguments: JsonObject, config_file: &Path) -> Result
                 all: args.all,
                 conversation: None,
             };
-            let path = agent_path(&agent, &format!("/history{}", query.to_query()));
-            Ok(Call::History { agent, path })
+            Ok(Call::History { agent, query })
         }
         ToolName::RunTask => {
             let args: RunTaskArgs = parse(arguments)?;
             let name = task_name()?;
             let prompt = non_empty("prompt", args.prompt.clone())?;
-            let mut body = args.options().request(&name, config_file)?;
-            body.prompt = Some(prompt);
-            body.stream = Some(true);
-            let path = agent_path(&name, "/task");
-            Ok(Call::Task { path, body })
+            let spawn = args.options().request(&name, config_file)?;
+            let body = TaskRequest::new(spawn, prompt, true);
+            Ok(Call::Task { agent: name, body })
         }
         ToolName::ShutdownAgent => {
             let args: ShutdownAgentArgs = parse(arguments)?;
@@ -237,7 +241,7 @@ pub fn plan(tool: ToolName, arguments: JsonObject, config_file: &Path) -> Result
                 since: None,
                 limit: args.limit,
             };
-            Ok(Call::Search(format!("/search{}", query.to_query())))
+            Ok(Call::Search(query))
         }
     }
 }
@@ -457,6 +461,8 @@ impl ListModelsArgs {
 mod tests {
     use serde_json::{Value, json};
 
+    use crate::wire::Route;
+
     use super::*;
 
     fn config() -> std::path::PathBuf {
@@ -477,7 +483,7 @@ mod tests {
             .0
     }
 
-    fn wire(request: &AgentRequest) -> Value {
+    fn wire(request: &impl serde::Serialize) -> Value {
         serde_json::to_value(request).unwrap()
     }
 
@@ -588,14 +594,14 @@ mod tests {
 
     #[test]
     fn send_message_streams_to_the_agents_message_route() {
-        let Call::Message { path, body } = call(
+        let Call::Message { agent, body } = call(
             ToolName::SendMessage,
             json!({"agent": "scratch", "content": "hello there"}),
         )
         .unwrap() else {
             panic!("not a message");
         };
-        assert_eq!(path, "/agents/scratch/message");
+        assert_eq!(Route::Message(agent).target(), "/agents/scratch/message");
         assert_eq!(
             serde_json::to_value(&body).unwrap(),
             json!({"content": "hello there", "stream": true})
@@ -604,45 +610,50 @@ mod tests {
 
     #[test]
     fn queries_carry_their_filters() {
-        let Call::List(path) = call(
+        let Call::List(query) = call(
             ToolName::ListAgents,
             json!({"state": "idle", "provider": "echo", "all": true}),
         )
         .unwrap() else {
             panic!("not a list");
         };
-        assert_eq!(path, "/agents?state=idle&provider=echo&all=true");
-        let Call::List(path) = call(ToolName::ListAgents, json!({})).unwrap() else {
+        assert_eq!(
+            Route::ListAgents(query).target(),
+            "/agents?state=idle&provider=echo&all=true"
+        );
+        let Call::List(query) = call(ToolName::ListAgents, json!({})).unwrap() else {
             panic!("not a list");
         };
-        assert_eq!(path, "/agents");
-        let Call::History { agent, path } = call(
+        assert_eq!(Route::ListAgents(query).target(), "/agents");
+        let Call::History { agent, query } = call(
             ToolName::GetHistory,
             json!({"agent": "scratch", "limit": 3, "all": true}),
         )
         .unwrap() else {
             panic!("not a history");
         };
-        assert_eq!(agent.as_str(), "scratch");
-        assert_eq!(path, "/agents/scratch/history?limit=3&all=true");
+        assert_eq!(
+            Route::History(agent, query).target(),
+            "/agents/scratch/history?limit=3&all=true"
+        );
     }
 
     #[test]
     fn run_task_names_a_fresh_agent_and_streams() {
         let plan_task = || {
-            let Call::Task { path, body } = call(
+            let Call::Task { agent, body } = call(
                 ToolName::RunTask,
                 json!({"prompt": "one shot", "provider": "echo", "instructions": "Be brief."}),
             )
             .unwrap() else {
                 panic!("not a task");
             };
-            (path, wire(&body))
+            (agent, wire(&body))
         };
-        let (path, body) = plan_task();
+        let (agent, body) = plan_task();
         let name = body["name"].as_str().unwrap().to_owned();
         assert!(name.starts_with("mcp-task-"), "{name}");
-        assert_eq!(path, format!("/agents/{name}/task"));
+        assert_eq!(agent.as_str(), name);
         assert_eq!(body["prompt"], "one shot");
         assert_eq!(body["stream"], true);
         assert_eq!(body["provider"], "echo");
@@ -677,14 +688,17 @@ mod search_tests {
         let serde_json::Value::Object(arguments) = arguments else {
             unreachable!()
         };
-        let Ok(Call::Search(path)) = plan(
+        let Ok(Call::Search(query)) = plan(
             ToolName::SearchHistory,
             arguments,
             std::path::Path::new("/nonexistent"),
         ) else {
             panic!("not a search");
         };
-        assert_eq!(path, "/search?q=zebra%20crossing&agent=ops&limit=3");
+        assert_eq!(
+            crate::wire::Route::Search(query).target(),
+            "/search?q=zebra%20crossing&agent=ops&limit=3"
+        );
         let bad = serde_json::json!({"query": " "});
         let serde_json::Value::Object(bad) = bad else {
             unreachable!()

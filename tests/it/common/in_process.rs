@@ -272,19 +272,7 @@ async fn listen(env: &Env, tcp: Option<u16>) -> (Listeners, Option<u16>, Option<
     )
 }
 
-/// A duration as the `serve` flags write it in tests: `250ms`, `2s`, `1m`.
+/// A duration as the `serve` flags take it: the crate's own parser.
 fn duration(text: &str) -> std::time::Duration {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .unwrap_or_else(|_| panic!("duration {text:?}"));
-    match unit {
-        "ms" => std::time::Duration::from_millis(number),
-        "s" | "" => std::time::Duration::from_secs(number),
-        "m" => std::time::Duration::from_secs(number * 60),
-        _ => panic!("duration {text:?}"),
-    }
+    orchestration::duration::parse(text).unwrap_or_else(|e| panic!("duration {text:?}: {e}"))
 }

@@ -276,13 +276,20 @@ impl Daemon {
 
     /// Starts a daemon that also listens on a free loopback TCP port.
     pub fn start_tcp(extra: &[&str]) -> Self {
-        let port = free_port();
-        let port_text = port.to_string();
-        let mut args = vec!["--port", port_text.as_str()];
-        args.extend_from_slice(extra);
-        Self::start_in(Env::new(), &args, Some(port))
+        Self::start_tcp_in(Env::new(), extra)
     }
 
+    /// Starts `serve --port 0` plus `extra` in `env`: the daemon binds a
+    /// free port itself (no port is found free first and then raced for),
+    /// and `port` is read back from the running process.
+    pub fn start_tcp_in(env: Env, extra: &[&str]) -> Self {
+        let mut args = vec!["--port", "0"];
+        args.extend_from_slice(extra);
+        Self::start_in(env, &args, Some(0))
+    }
+
+    /// Starts `serve` plus `serve_args` in `env`; `port` is the TCP port it
+    /// was told, `Some(0)` for one it picks (then read back once it is ready).
     pub fn start_in(env: Env, serve_args: &[&str], port: Option<u16>) -> Self {
         let log = env.dir.path().join("daemon.log");
         let mut args = vec!["serve"];
@@ -313,6 +320,10 @@ impl Daemon {
                 && self.request("GET", "/health", None).status == 200;
             let tcp_ready = self.port.is_none() || self.env.token_file().exists();
             if answering && tcp_ready {
+                if self.port == Some(0) {
+                    let port = listening_port(self.child.id());
+                    self.port = Some(port.expect("the daemon listens on a TCP port"));
+                }
                 return;
             }
             assert!(
@@ -408,12 +419,39 @@ pub fn signal(pid: i32, name: &str) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("kill");
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind :0")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// A loopback port nothing listens on, for tests of a model server that
+/// is down. Port 1 is privileged and nothing here serves it, so connecting
+/// is refused at once; and unlike a port found free and released, the
+/// kernel never hands it to a daemon binding port 0 at the same time.
+pub const CLOSED_PORT: u16 = 1;
+
+/// The loopback TCP port process `pid` listens on (it was started with
+/// `--port 0`, so only it knows): its socket inodes, looked up in the
+/// kernel's table of listening TCP sockets.
+pub fn listening_port(pid: u32) -> Option<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
+            Some(inode.to_owned())
+        })
+        .collect();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).ok()?;
+    // Columns: sl local_address rem_address st ... inode (the tenth).
+    table.lines().skip(1).find_map(|line| {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        let listening = columns.get(3) == Some(&"0A");
+        let ours = columns
+            .get(9)
+            .is_some_and(|inode| inodes.iter().any(|i| i == inode));
+        if !(listening && ours) {
+            return None;
+        }
+        let (_, port) = columns.get(1)?.split_once(':')?;
+        u16::from_str_radix(port, 16).ok()
+    })
 }
 
 pub fn build_request(
@@ -526,7 +564,9 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
             return out;
         };
         let size_text = String::from_utf8_lossy(&data[..line_end]);
-        let size = usize::from_str_radix(size_text.trim(), 16).unwrap_or(0);
+        // A size that does not parse is a broken response, not its end.
+        let size = usize::from_str_radix(size_text.trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
         if size == 0 {
             return out;
         }

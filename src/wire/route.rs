@@ -1,7 +1,10 @@
-//! A request's method, path and query, parsed once into a typed [`Route`].
-//! The transport guard, the dispatcher and the access log all look at that
+//! The endpoint table: a request's method, path and query as one typed
+//! [`Route`]. The daemon parses each request once into it ([`Route::parse`]);
+//! the transport guard, the dispatcher and the access log all look at that
 //! value and never at the raw path, so a request cannot be guarded as one
-//! thing and routed as another.
+//! thing and routed as another. The client builds its requests from the
+//! same value ([`Route::method`], [`Route::target`]), so the two sides
+//! cannot drift: a test sends every route through both.
 //!
 //! Only canonical paths parse: no empty (`//`) or dot (`.`, `..`) segments,
 //! and no percent-encoding in fixed segments (`/%73hutdown` is refused, not
@@ -11,11 +14,30 @@
 use http::{Method, Uri};
 use percent_encoding::percent_decode_str;
 
-use super::error::ApiError;
-use crate::model::AgentName;
-use crate::wire::{
-    ConversationsQuery, EventsQuery, HistoryQuery, ListQuery, QueryError, SearchQuery,
+use super::{
+    ConversationsQuery, EventsQuery, HistoryQuery, ListQuery, Query, QueryError, SearchQuery,
 };
+use crate::model::{AgentName, InvalidName};
+
+/// Why a request line names no route. The API turns each into its status.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// Not the canonical spelling of a path.
+    #[error("{0}")]
+    BadPath(String),
+    /// No route has this path.
+    #[error("no route for {0}")]
+    NoRoute(String),
+    #[error("method {method} is not allowed here")]
+    MethodNotAllowed {
+        method: Method,
+        allowed: &'static [Method],
+    },
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    #[error(transparent)]
+    InvalidQuery(#[from] QueryError),
+}
 
 /// What a request asks for, with its parameters decoded and validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,15 +78,15 @@ const GET_DELETE: &[Method] = &[Method::GET, Method::DELETE];
 impl Route {
     /// Parses a request line. A path that is not canonical is a 400; one
     /// that names nothing is a 404; a known path with the wrong method a 405.
-    pub fn parse(method: &Method, uri: &Uri) -> Result<Self, ApiError> {
+    pub fn parse(method: &Method, uri: &Uri) -> Result<Self, RouteError> {
         let path = uri.path();
         let segments = canonical_segments(path)?;
         let query = uri.query().unwrap_or("");
-        let not_allowed = |allowed| ApiError::MethodNotAllowed {
+        let not_allowed = |allowed| RouteError::MethodNotAllowed {
             method: method.clone(),
             allowed,
         };
-        let no_route = || ApiError::NoRoute(path.to_owned());
+        let no_route = || RouteError::NoRoute(path.to_owned());
         let Some((first, rest)) = segments.split_first() else {
             return Err(no_route());
         };
@@ -110,6 +132,52 @@ impl Route {
             },
             ("agents", [name, tail @ ..]) => agent_route(method, query, name, tail, path),
             _ => Err(no_route()),
+        }
+    }
+
+    /// The method a request for this route uses.
+    pub fn method(&self) -> Method {
+        match self {
+            Self::Health
+            | Self::Search(_)
+            | Self::Conversations(_)
+            | Self::Events(_)
+            | Self::ListAgents(_)
+            | Self::GetAgent(_)
+            | Self::History(..) => Method::GET,
+            Self::Shutdown
+            | Self::Reload
+            | Self::Prune
+            | Self::Models
+            | Self::FanOut
+            | Self::Spawn
+            | Self::Message(_)
+            | Self::Task(_) => Method::POST,
+            Self::ShutdownAll | Self::ShutdownAgent(_) | Self::ClearHistory(_) => Method::DELETE,
+        }
+    }
+
+    /// The request target (canonical path and query) that [`Route::parse`]
+    /// reads back as this route. An agent name needs no encoding: every
+    /// character a valid name may have is one a path segment may have.
+    pub fn target(&self) -> String {
+        match self {
+            Self::Health => "/health".into(),
+            Self::Shutdown => "/shutdown".into(),
+            Self::Reload => "/reload".into(),
+            Self::Prune => "/prune".into(),
+            Self::Models => "/models".into(),
+            Self::FanOut => "/messages".into(),
+            Self::Search(query) => format!("/search{}", query.to_query()),
+            Self::Conversations(query) => format!("/conversations{}", query.to_query()),
+            Self::Events(query) => format!("/events{}", query.to_query()),
+            Self::ListAgents(query) => format!("/agents{}", query.to_query()),
+            Self::Spawn | Self::ShutdownAll => "/agents".into(),
+            Self::GetAgent(name) | Self::ShutdownAgent(name) => format!("/agents/{name}"),
+            Self::Message(name) => format!("/agents/{name}/message"),
+            Self::Task(name) => format!("/agents/{name}/task"),
+            Self::History(name, query) => format!("/agents/{name}/history{}", query.to_query()),
+            Self::ClearHistory(name) => format!("/agents/{name}/history"),
         }
     }
 
@@ -165,8 +233,8 @@ fn agent_route(
     name: &str,
     tail: &[&str],
     path: &str,
-) -> Result<Route, ApiError> {
-    let not_allowed = |allowed| ApiError::MethodNotAllowed {
+) -> Result<Route, RouteError> {
+    let not_allowed = |allowed| RouteError::MethodNotAllowed {
         method: method.clone(),
         allowed,
     };
@@ -174,10 +242,10 @@ fn agent_route(
     let tail = match tail {
         [] => None,
         [segment] => Some(fixed(segment)?),
-        _ => return Err(ApiError::NoRoute(path.to_owned())),
+        _ => return Err(RouteError::NoRoute(path.to_owned())),
     };
     if !matches!(tail, None | Some("message" | "task" | "history")) {
-        return Err(ApiError::NoRoute(path.to_owned()));
+        return Err(RouteError::NoRoute(path.to_owned()));
     }
     let name = agent_name(name)?;
     match (tail, method) {
@@ -200,14 +268,14 @@ fn only(method: &Method, wanted: &Method, route: Route) -> Option<Route> {
     (method == wanted).then_some(route)
 }
 
-fn invalid(error: QueryError) -> ApiError {
-    ApiError::InvalidQuery(error.to_string())
+fn invalid(error: QueryError) -> RouteError {
+    RouteError::InvalidQuery(error)
 }
 
 /// The path's segments, refusing every spelling that is not the canonical one.
-fn canonical_segments(path: &str) -> Result<Vec<&str>, ApiError> {
+fn canonical_segments(path: &str) -> Result<Vec<&str>, RouteError> {
     let Some(rest) = path.strip_prefix('/') else {
-        return Err(ApiError::BadPath(format!(
+        return Err(RouteError::BadPath(format!(
             "{path:?} is not an absolute path"
         )));
     };
@@ -219,21 +287,21 @@ fn canonical_segments(path: &str) -> Result<Vec<&str>, ApiError> {
     let segments: Vec<&str> = rest.split('/').collect();
     for segment in &segments {
         if segment.is_empty() {
-            return Err(ApiError::BadPath(format!(
+            return Err(RouteError::BadPath(format!(
                 "{path:?} has an empty segment (`//`)"
             )));
         }
         if *segment == "." || *segment == ".." {
-            return Err(ApiError::BadPath(format!("{path:?} has a dot segment")));
+            return Err(RouteError::BadPath(format!("{path:?} has a dot segment")));
         }
     }
     Ok(segments)
 }
 
 /// A fixed segment (`agents`, `message`, …) is matched exactly as sent.
-fn fixed(segment: &str) -> Result<&str, ApiError> {
+fn fixed(segment: &str) -> Result<&str, RouteError> {
     if segment.contains('%') {
-        return Err(ApiError::BadPath(format!(
+        return Err(RouteError::BadPath(format!(
             "{segment:?}: percent-encoding is only allowed in an agent name"
         )));
     }
@@ -242,12 +310,12 @@ fn fixed(segment: &str) -> Result<&str, ApiError> {
 
 /// The `{name}` segment, percent-decoded; it must then be a valid name
 /// (which also rules out an encoded `/` or dot segment).
-fn agent_name(segment: &str) -> Result<AgentName, ApiError> {
+fn agent_name(segment: &str) -> Result<AgentName, RouteError> {
     let decoded = percent_decode_str(segment)
         .decode_utf8()
-        .map_err(|_| ApiError::BadPath(format!("{segment:?} does not decode to UTF-8")))?;
+        .map_err(|_| RouteError::BadPath(format!("{segment:?} does not decode to UTF-8")))?;
     if decoded.contains('/') {
-        return Err(ApiError::BadPath(format!("{segment:?} encodes a `/`")));
+        return Err(RouteError::BadPath(format!("{segment:?} encodes a `/`")));
     }
     Ok(AgentName::parse(&decoded)?)
 }
@@ -259,7 +327,17 @@ mod tests {
     fn parse(method: &str, target: &str) -> Result<Route, u16> {
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let uri: Uri = target.parse().unwrap();
-        Route::parse(&method, &uri).map_err(|e| e.status().as_u16())
+        Route::parse(&method, &uri).map_err(|e| status(&e))
+    }
+
+    /// The status the API gives each kind of error (`api/error.rs`).
+    fn status(error: &RouteError) -> u16 {
+        match error {
+            RouteError::BadPath(_) => 400,
+            RouteError::NoRoute(_) => 404,
+            RouteError::MethodNotAllowed { .. } => 405,
+            RouteError::InvalidName(_) | RouteError::InvalidQuery(_) => 422,
+        }
     }
 
     fn name(text: &str) -> AgentName {
@@ -300,6 +378,73 @@ mod tests {
                 Route::ClearHistory(name("a")),
             ),
         ]
+    }
+
+    /// Every route, with parameters that exercise the query encoding.
+    fn every_route() -> Vec<Route> {
+        let odd = name("x.y_z-1");
+        vec![
+            Route::Health,
+            Route::Shutdown,
+            Route::Reload,
+            Route::Prune,
+            Route::Models,
+            Route::FanOut,
+            Route::Search(SearchQuery::default()),
+            Route::Search(SearchQuery {
+                q: "\"a phrase\" OR b* & c=d".into(),
+                agent: Some(odd.clone()),
+                since: Some("7d".into()),
+                limit: Some(3),
+            }),
+            Route::Conversations(ConversationsQuery::default()),
+            Route::Conversations(ConversationsQuery {
+                agent: Some(odd.clone()),
+            }),
+            Route::Events(EventsQuery::default()),
+            Route::Events(EventsQuery {
+                agents: vec![odd.clone(), name("a")],
+            }),
+            Route::ListAgents(ListQuery::default()),
+            Route::ListAgents(ListQuery {
+                state: Some(crate::model::AgentState::Suspended),
+                provider: Some("open ai/+%".into()),
+                all: true,
+            }),
+            Route::Spawn,
+            Route::ShutdownAll,
+            Route::GetAgent(odd.clone()),
+            Route::ShutdownAgent(odd.clone()),
+            Route::Message(odd.clone()),
+            Route::Task(odd.clone()),
+            Route::History(odd.clone(), HistoryQuery::default()),
+            Route::History(
+                odd.clone(),
+                HistoryQuery {
+                    limit: Some(0),
+                    all: true,
+                    conversation: Some(uuid::Uuid::from_u128(7)),
+                },
+            ),
+            Route::ClearHistory(odd),
+        ]
+    }
+
+    #[test]
+    fn every_route_reads_back_as_it_was_built() {
+        let routes = every_route();
+        for route in &routes {
+            let uri: Uri = route.target().parse().expect("a valid target");
+            let parsed = Route::parse(&route.method(), &uri);
+            assert_eq!(parsed.ok().as_ref(), Some(route), "{}", route.target());
+        }
+        // Each kind of route is in the list: a new one must be added here.
+        let labels: std::collections::BTreeSet<&str> = routes.iter().map(Route::label).collect();
+        let canonical: std::collections::BTreeSet<&str> = canonical()
+            .iter()
+            .map(|(_, _, route)| route.label())
+            .collect();
+        assert_eq!(labels, canonical);
     }
 
     /// Other spellings of a canonical path: each must be refused, or
