@@ -286,3 +286,38 @@ fn a_message_larger_than_the_window_is_still_sent_alone() {
     let sent = sent_turns(&fake.last_request().body);
     assert_eq!(sent, pairs(&[("user", &huge)]));
 }
+
+#[test]
+fn a_large_message_event_carries_a_truncated_body_with_its_id_and_length() {
+    let daemon = InProcess::serve(Env::new(), &["--no-tcp", "--echo-delay", "0ms"]);
+    daemon.spawn_echo("big");
+    let mut events = Subscriber::open(&daemon, "/events?agent=big", &[]);
+    let prompt = "w".repeat(100_000);
+    let response = say(&daemon, "big", &prompt);
+    assert_eq!(response.status, 200, "{}", response.text());
+
+    let seen = events.until(|e| e["type"] == "message" && e["message"]["sender"] == "big");
+    let messages: Vec<&Value> = seen.iter().filter(|e| e["type"] == "message").collect();
+    let stored = history(&daemon, "big");
+    assert_eq!(messages.len(), 2, "the prompt and the reply");
+    for (event, kept) in messages.iter().zip(stored["messages"].as_array().unwrap()) {
+        let message = &event["message"];
+        assert_eq!(message["id"], kept["id"]);
+        assert_eq!(message["metadata"]["truncated"], true, "{message}");
+        assert_eq!(message["metadata"]["content_length"], 100_000);
+        assert_eq!(message["content"].as_str().unwrap().len(), 16 * 1024);
+        assert_eq!(
+            kept["content"].as_str().unwrap().len(),
+            100_000,
+            "history is whole"
+        );
+    }
+    // The reply's text comes whole through its deltas, in pieces.
+    let deltas: Vec<&str> = seen
+        .iter()
+        .filter(|e| e["type"] == "delta")
+        .filter_map(|e| e["content"].as_str())
+        .collect();
+    assert!(deltas.iter().all(|d| d.len() <= 16 * 1024));
+    assert_eq!(deltas.concat(), prompt);
+}
