@@ -86,7 +86,8 @@ pub(super) enum Stopping {
 }
 
 pub(super) struct Job {
-    content: String,
+    /// Shared, not copied: a fan-out queues one prompt for many agents.
+    content: Arc<str>,
     events: mpsc::UnboundedSender<ExchangeEvent>,
 }
 
@@ -222,7 +223,7 @@ impl Agent {
     pub fn enqueue(
         self: &Arc<Self>,
         engine: &Engine,
-        content: String,
+        content: Arc<str>,
     ) -> Result<Exchange, EngineError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let job = Job {
@@ -383,7 +384,7 @@ struct Reply {
 async fn exchange(
     engine: &Engine,
     agent: &Agent,
-    content: String,
+    content: Arc<str>,
     events: &mpsc::UnboundedSender<ExchangeEvent>,
 ) -> Result<Message, EngineError> {
     let history = engine.history_store();
@@ -396,8 +397,21 @@ async fn exchange(
             name: name.clone(),
             reason,
         })?;
+    // Room for the prompt among the bytes all exchanges hold at once, so
+    // a fan-out of large prompts runs a few at a time, not all together.
+    let _bytes = tokio::select! {
+        biased;
+        _ = agent.cancel.cancelled() => {
+            return Err(EngineError::Interrupted("the agent was shut down".into()));
+        }
+        _ = events.closed() => {
+            return Err(EngineError::Interrupted("the client disconnected".into()));
+        }
+        permit = engine.bytes_in_flight(content.len()) => permit,
+    };
     // On disk before the provider hears of it.
-    let human = Message::new(HUMAN, content, Map::new());
+    let human = Message::new(HUMAN, content.to_string(), Map::new());
+    drop(content);
     // A copy for the event stream only when someone watches: a message may be 1 MiB.
     let watched = agent.events.is_watched().then(|| human.clone());
     history.append(name, agent.id, &human, None).await?;

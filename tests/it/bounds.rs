@@ -321,3 +321,45 @@ fn a_large_message_event_carries_a_truncated_body_with_its_id_and_length() {
     assert!(deltas.iter().all(|d| d.len() <= 16 * 1024));
     assert_eq!(deltas.concat(), prompt);
 }
+
+#[test]
+fn a_fan_out_names_at_most_max_fan_out_agents_and_large_prompts_all_get_through() {
+    let config = "[limits]\nmax_fan_out = 3\nmax_bytes_in_flight = 1048576\n";
+    let daemon = InProcess::serve(
+        Env::new().config(config),
+        &["--no-tcp", "--echo-delay", "0ms"],
+    );
+    for name in ["a", "b", "c", "d"] {
+        daemon.spawn_echo(name);
+    }
+    let too_many = daemon.json(
+        "POST",
+        "/messages",
+        Some(json!({"agents": ["a", "b", "c", "d"], "content": "hi"})),
+    );
+    assert_eq!(too_many.status, 422, "{}", too_many.text());
+    assert!(
+        too_many.text().contains("limits.max_fan_out"),
+        "{}",
+        too_many.text()
+    );
+    // Each prompt takes most of the bytes allowed in flight: they run one
+    // after another, and every one gets its answer.
+    let prompt = "p".repeat(900_000);
+    let replies = daemon.json(
+        "POST",
+        "/messages",
+        Some(json!({"agents": ["a", "b", "c"], "content": prompt})),
+    );
+    assert_eq!(replies.status, 200, "{}", &replies.text()[..200]);
+    let replies = replies.json();
+    for name in ["a", "b", "c"] {
+        assert_eq!(
+            replies[name]["messages"][0]["content"]
+                .as_str()
+                .map(str::len),
+            Some(900_000),
+            "{name}"
+        );
+    }
+}
