@@ -66,6 +66,15 @@ pub struct ProvidersConfig {
     pub retry_backoff: Duration,
     /// `max_tokens` sent to Anthropic, which requires one.
     pub anthropic_max_tokens: u32,
+    /// Limit on one whole reply, however steadily it streams: past it the
+    /// upstream request is stopped and what arrived is kept, marked
+    /// interrupted with the reason.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
+    pub turn_timeout: Duration,
+    /// The context window, in tokens (estimated as bytes / 4): each call
+    /// sends the instructions and the newest messages that fit, never the
+    /// whole history. A profile's `context_limit` wins for its agents.
+    pub context_limit: u64,
 }
 
 impl Default for ProvidersConfig {
@@ -76,6 +85,8 @@ impl Default for ProvidersConfig {
             max_retries: 2,
             retry_backoff: Duration::from_millis(500),
             anthropic_max_tokens: 4096,
+            turn_timeout: Duration::from_secs(600),
+            context_limit: DEFAULT_CONTEXT_LIMIT,
         }
     }
 }
@@ -117,6 +128,16 @@ pub struct LimitsConfig {
     pub body_timeout: Duration,
     /// Provider calls in flight at once, across all agents; more wait their turn.
     pub max_provider_calls: usize,
+    /// Bytes of one model reply's text (and of a successful upstream body,
+    /// such as a model listing). A reply that passes it is stopped there and
+    /// kept, marked interrupted with the reason.
+    pub max_reply_bytes: usize,
+    /// Agents one `POST /messages` (fan-out) may name.
+    pub max_fan_out: usize,
+    /// Bytes of message content being handled at once across all agents
+    /// (each exchange reserves its prompt's size until it ends); more wait
+    /// their turn. A prompt larger than this runs alone.
+    pub max_bytes_in_flight: usize,
 }
 
 impl Default for LimitsConfig {
@@ -126,6 +147,9 @@ impl Default for LimitsConfig {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_provider_calls: 32,
+            max_reply_bytes: 4 << 20,
+            max_fan_out: 64,
+            max_bytes_in_flight: 16 << 20,
         }
     }
 }
@@ -140,6 +164,9 @@ pub struct ProfileConfig {
     /// The environment variable holding the key. None: the endpoint needs no key.
     pub api_key_env: Option<String>,
     pub model: Option<String>,
+    /// The context window of this profile's model, in tokens; unset: the
+    /// model's own where known, else `providers.context_limit`.
+    pub context_limit: Option<u64>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
 }
@@ -216,6 +243,32 @@ impl Config {
             1,
             10_000_000,
         )?;
+        in_range(
+            "limits.max_reply_bytes",
+            limits.max_reply_bytes as u64,
+            MIN_REPLY_BYTES,
+            MAX_REPLY_BYTES,
+        )?;
+        in_range("limits.max_fan_out", limits.max_fan_out as u64, 1, 10_000)?;
+        in_range(
+            "limits.max_bytes_in_flight",
+            limits.max_bytes_in_flight as u64,
+            1 << 20,
+            MAX_BYTES_IN_FLIGHT,
+        )?;
+        in_range(
+            "providers.context_limit",
+            providers.context_limit,
+            MIN_CONTEXT_LIMIT,
+            MAX_CONTEXT_LIMIT,
+        )?;
+        for (name, profile) in &self.profiles {
+            if let Some(limit) = profile.context_limit {
+                let key = format!("profiles.{name}.context_limit");
+                in_range(&key, limit, MIN_CONTEXT_LIMIT, MAX_CONTEXT_LIMIT)?;
+            }
+        }
+        not_zero("providers.turn_timeout", providers.turn_timeout)?;
         not_zero("limits.header_timeout", limits.header_timeout)?;
         not_zero("limits.body_timeout", limits.body_timeout)?;
         not_zero("providers.connect_timeout", providers.connect_timeout)?;
@@ -243,6 +296,17 @@ impl Config {
 pub const MAX_CONNECTIONS: u64 = 1_000_000;
 /// The most provider calls that may be allowed in flight at once.
 pub const MAX_PROVIDER_CALLS: u64 = 100_000;
+/// `limits.max_reply_bytes` bounds: a reply must have room for a sentence,
+/// and one reply may not take more than a store row can hold (SQLite
+/// refuses strings over 1 GB by default).
+pub const MIN_REPLY_BYTES: u64 = 1024;
+pub const MAX_REPLY_BYTES: u64 = 512 << 20;
+pub const MAX_BYTES_IN_FLIGHT: u64 = 16 << 30;
+/// The context window when neither profile nor model says: 128k tokens.
+pub const DEFAULT_CONTEXT_LIMIT: u64 = 128_000;
+pub const MIN_CONTEXT_LIMIT: u64 = 256;
+/// Ten million tokens, 40 MB of text: beyond any model's window.
+pub const MAX_CONTEXT_LIMIT: u64 = 10_000_000;
 
 fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
     if (min..=max).contains(&value) {
@@ -286,7 +350,13 @@ fn duration_text<S: Serializer>(duration: &Duration, serializer: S) -> Result<S:
 }
 
 /// The keys every `[profiles.NAME]` may set (besides `headers.NAME`).
-const PROFILE_KEYS: &[&str] = &["provider", "base_url", "api_key_env", "model"];
+const PROFILE_KEYS: &[&str] = &[
+    "provider",
+    "base_url",
+    "api_key_env",
+    "model",
+    "context_limit",
+];
 
 impl Config {
     /// Every setting as `(dotted.key, value)`, defaults included; an unset
@@ -342,6 +412,9 @@ fn key_kind(key: &str) -> Result<KeyKind, EditError> {
         return Err(EditError::Key(format!(
             "{key:?} is not a config key; keys look like providers.idle_timeout"
         )));
+    }
+    if let ["profiles", _, "context_limit"] = parts[..] {
+        return Ok(KeyKind::Integer);
     }
     if let ["profiles", _, field] = parts[..]
         && PROFILE_KEYS.contains(&field)

@@ -111,6 +111,8 @@ pub struct Profile {
     pub api_key_env: Option<String>,
     pub model: Option<String>,
     pub headers: BTreeMap<String, String>,
+    /// The context window the user set for this profile, in tokens.
+    pub context_limit: Option<u64>,
 }
 
 impl Profile {
@@ -121,6 +123,7 @@ impl Profile {
             api_key_env: defaults.api_key_env.map(str::to_owned),
             model: defaults.model.map(str::to_owned),
             headers: BTreeMap::new(),
+            context_limit: None,
         }
     }
 
@@ -146,6 +149,7 @@ impl Profile {
             api_key_env: config.api_key_env.clone(),
             model: config.model.clone(),
             headers: config.headers.clone(),
+            context_limit: config.context_limit,
         })
     }
 

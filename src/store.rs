@@ -87,6 +87,14 @@ const MIGRATIONS: &[&str] = &[
         last_at = (SELECT timestamp FROM messages WHERE agent_id = agents.id ORDER BY seq DESC LIMIT 1);",
 ];
 
+/// A conversation's newest messages as (sender, content), oldest first.
+#[derive(Debug)]
+pub struct Turns {
+    pub turns: Vec<(String, String)>,
+    /// Every message of the conversation is there.
+    pub whole: bool,
+}
+
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -321,20 +329,56 @@ impl Store {
         Ok(messages)
     }
 
-    /// One incarnation's whole conversation as (sender, content), oldest
-    /// first: what a provider call is given as context.
-    pub fn turns(&self, agent: Uuid) -> Result<Vec<(String, String)>, StoreError> {
+    /// The newest messages of one incarnation whose contents fit in
+    /// `budget` bytes together (the newest always, whatever its size), as
+    /// (sender, content), oldest first: what a provider call is given as
+    /// context. Read newest first through the `(agent_id, seq)` index and
+    /// stopped at the first that does not fit, so the cost is the window's,
+    /// not the history's. The flag says whether the whole conversation fit.
+    pub fn turns(&self, agent: Uuid, budget: usize) -> Result<Turns, StoreError> {
         let read = |error: rusqlite::Error| StoreError::Read(error.into());
         let reader = self.reader();
+        let agent = agent.to_string();
+        // Sizes first (`octet_length` reads no text), then only the text that fits.
+        let mut sizes = reader
+            .prepare_cached(
+                "SELECT seq, octet_length(content) FROM messages WHERE agent_id = ?1
+                 ORDER BY seq DESC",
+            )
+            .map_err(read)?;
+        let mut rows = sizes.query(params![agent]).map_err(read)?;
+        let mut from = None;
+        let mut used = 0u64;
+        let mut whole = true;
+        while let Some(row) = rows.next().map_err(read)? {
+            let seq: i64 = row.get(0).map_err(read)?;
+            let size: i64 = row.get(1).map_err(read)?;
+            used = used.saturating_add(size.unsigned_abs());
+            if used > budget as u64 && from.is_some() {
+                whole = false;
+                break;
+            }
+            from = Some(seq);
+        }
+        drop(rows);
+        let Some(from) = from else {
+            return Ok(Turns {
+                turns: Vec::new(),
+                whole,
+            });
+        };
         let mut statement = reader
-            .prepare_cached("SELECT sender, content FROM messages WHERE agent_id = ?1 ORDER BY seq")
+            .prepare_cached(
+                "SELECT sender, content FROM messages WHERE agent_id = ?1 AND seq >= ?2
+                 ORDER BY seq",
+            )
             .map_err(read)?;
-        let rows = statement
-            .query_map(params![agent.to_string()], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
+        let turns = statement
+            .query_map(params![agent, from], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(read)?
+            .collect::<Result<Vec<_>, _>>()
             .map_err(read)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(read)
+        Ok(Turns { turns, whole })
     }
 
     /// When an incarnation's oldest remaining message was written.
@@ -680,6 +724,44 @@ mod tests {
         let cause = error.source().expect("the cause is kept");
         assert!(error.to_string().contains(&cause.to_string()), "{error}");
         assert!(matches!(cause.downcast_ref::<Cause>(), Some(Cause::Io(_))));
+    }
+
+    #[test]
+    fn the_context_read_stops_at_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = Uuid::new_v4();
+        let config = AgentConfig {
+            name: AgentName::parse("w").unwrap(),
+            agent_type: "api".into(),
+            instructions: None,
+            provider: ProviderSpec::default(),
+        };
+        store
+            .write_blocking(Write::add_agent(id, &config, "2026-01-01T00:00:00Z").unwrap())
+            .unwrap();
+        let empty = store.turns(id, 100).unwrap();
+        assert!(empty.turns.is_empty() && empty.whole);
+        for text in ["aaaa", "bb", "cccccc", "dd"] {
+            let message = Message::new("human", text.into(), serde_json::Map::new());
+            let write = Write::add_message(id, &message, None, 0).unwrap();
+            store.write_blocking(write).unwrap();
+        }
+        let texts = |budget| {
+            let read = store.turns(id, budget).unwrap();
+            let texts: Vec<String> = read.turns.into_iter().map(|(_, text)| text).collect();
+            (texts, read.whole)
+        };
+        assert_eq!(texts(8), (vec!["cccccc".into(), "dd".into()], false));
+        assert_eq!(texts(9), (vec!["cccccc".into(), "dd".into()], false));
+        assert_eq!(
+            texts(10),
+            (vec!["bb".into(), "cccccc".into(), "dd".into()], false)
+        );
+        assert_eq!(texts(14).0.len(), 4);
+        assert!(texts(14).1, "all of it fits");
+        // The newest is sent whatever its size.
+        assert_eq!(texts(1), (vec!["dd".into()], false));
     }
 
     #[test]

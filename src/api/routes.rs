@@ -99,13 +99,22 @@ async fn fan_out(ctx: &ApiContext, body: Incoming) -> Reply {
             "field `agents` must name at least one agent, each once".into(),
         ));
     }
+    let most = ctx.engine.settings().config.limits.max_fan_out;
+    if agents.len() > most {
+        return Err(ApiError::InvalidBody(format!(
+            "field `agents` names {} agents; one message goes to at most {most} (limits.max_fan_out)",
+            agents.len()
+        )));
+    }
+    // One copy of the prompt, shared by every agent's queue.
+    let content: std::sync::Arc<str> = request.content.into();
     let exchanges: Vec<(AgentName, Result<Exchange, ApiError>)> = request
         .agents
         .into_iter()
         .map(|name| {
             let exchange = ctx
                 .engine
-                .send(&name, request.content.clone(), None)
+                .send(&name, content.clone(), None)
                 .map_err(ApiError::from);
             (name, exchange)
         })
@@ -287,7 +296,7 @@ async fn shutdown_all(ctx: &ApiContext) -> Reply {
 async fn message(ctx: &ApiContext, name: &AgentName, body: Incoming) -> Reply {
     let message: MessageRequest = ctx.read_json(body).await?;
     let key = message.api_key.filter(|k| !k.is_empty()).map(Secret::new);
-    let exchange = ctx.engine.send(name, message.content, key)?;
+    let exchange = ctx.engine.send(name, message.content.into(), key)?;
     answer(exchange, message.stream).await
 }
 

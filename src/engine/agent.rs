@@ -16,7 +16,10 @@ use super::{Engine, EngineError, Events, History, lock};
 use crate::model::{
     AgentConfig, AgentInfo, AgentState, Event, HUMAN, Message, ProviderSpec, Secret, Usage,
 };
-use crate::providers::{self, ChatRequest, ProviderEvent, ProviderSettings, Setup, SetupError};
+use crate::providers::http::bytes_text;
+use crate::providers::{
+    self, ChatRequest, ProviderError, ProviderEvent, ProviderSettings, Setup, SetupError,
+};
 
 /// What the caller of a message sees, in order: deltas, then one final event.
 #[derive(Debug)]
@@ -83,7 +86,8 @@ pub(super) enum Stopping {
 }
 
 pub(super) struct Job {
-    content: String,
+    /// Shared, not copied: a fan-out queues one prompt for many agents.
+    content: Arc<str>,
     events: mpsc::UnboundedSender<ExchangeEvent>,
 }
 
@@ -219,7 +223,7 @@ impl Agent {
     pub fn enqueue(
         self: &Arc<Self>,
         engine: &Engine,
-        content: String,
+        content: Arc<str>,
     ) -> Result<Exchange, EngineError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let job = Job {
@@ -361,8 +365,10 @@ pub(super) async fn finish(engine: &Engine, agent: &Agent) {
 /// How an exchange's stream ended.
 enum End {
     Complete,
-    Interrupted(&'static str),
-    Failed(crate::providers::ProviderError),
+    /// Cut short (the caller left, the agent was shut down, a limit was
+    /// reached): what arrived is kept, marked interrupted with the reason.
+    Interrupted(String),
+    Failed(ProviderError),
 }
 
 /// The reply as it builds up from provider events.
@@ -378,7 +384,7 @@ struct Reply {
 async fn exchange(
     engine: &Engine,
     agent: &Agent,
-    content: String,
+    content: Arc<str>,
     events: &mpsc::UnboundedSender<ExchangeEvent>,
 ) -> Result<Message, EngineError> {
     let history = engine.history_store();
@@ -391,8 +397,21 @@ async fn exchange(
             name: name.clone(),
             reason,
         })?;
+    // Room for the prompt among the bytes all exchanges hold at once, so
+    // a fan-out of large prompts runs a few at a time, not all together.
+    let _bytes = tokio::select! {
+        biased;
+        _ = agent.cancel.cancelled() => {
+            return Err(EngineError::Interrupted("the agent was shut down".into()));
+        }
+        _ = events.closed() => {
+            return Err(EngineError::Interrupted("the client disconnected".into()));
+        }
+        permit = engine.bytes_in_flight(content.len()) => permit,
+    };
     // On disk before the provider hears of it.
-    let human = Message::new(HUMAN, content, Map::new());
+    let human = Message::new(HUMAN, content.to_string(), Map::new());
+    drop(content);
     // A copy for the event stream only when someone watches: a message may be 1 MiB.
     let watched = agent.events.is_watched().then(|| human.clone());
     history.append(name, agent.id, &human, None).await?;
@@ -401,11 +420,21 @@ async fn exchange(
     }
     agent.set_state(AgentState::Processing);
 
+    let settings = engine.settings();
+    let instructions = agent.config.instructions.clone();
+    // The window, less what the instructions take: they are always sent.
+    let window = context_bytes(setup.context_limit)
+        .saturating_sub(instructions.as_ref().map_or(0, String::len));
     let request = ChatRequest {
         model: setup.model.clone(),
-        instructions: agent.config.instructions.clone(),
-        turns: history.context(agent.id)?,
+        instructions,
+        turns: history.context(agent.id, window)?,
     };
+    let limits = ReplyLimits {
+        max_bytes: settings.config.limits.max_reply_bytes,
+        turn_timeout: settings.config.providers.turn_timeout,
+    };
+    drop(settings);
     let mut reply = Reply::default();
     // Wait for a provider-call slot, but not past a cancel or a departed client.
     let slot = tokio::select! {
@@ -415,8 +444,8 @@ async fn exchange(
         slot = engine.provider_slot() => Ok(slot),
     };
     let end = match slot {
-        Ok(_slot) => stream_reply(agent, &setup, request, &mut reply, events).await,
-        Err(reason) => End::Interrupted(reason),
+        Ok(_slot) => stream_reply(agent, &setup, request, &mut reply, events, &limits).await,
+        Err(reason) => End::Interrupted(reason.into()),
     };
 
     if let Some(usage) = reply.usage {
@@ -428,11 +457,8 @@ async fn exchange(
     let (state, outcome) = match end {
         End::Complete => (AgentState::Idle, Ok(())),
         End::Interrupted(reason) => {
-            mark_interrupted(&mut reply.metadata, reason);
-            (
-                AgentState::Idle,
-                Err(EngineError::Interrupted(reason.into())),
-            )
+            mark_interrupted(&mut reply.metadata, &reason);
+            (AgentState::Idle, Err(EngineError::Interrupted(reason)))
         }
         End::Failed(error) => {
             mark_interrupted(&mut reply.metadata, &error.to_string());
@@ -462,25 +488,53 @@ async fn exchange(
     outcome.map(|()| message)
 }
 
+/// What one reply may take: `limits.max_reply_bytes` of text and
+/// `providers.turn_timeout` of time.
+struct ReplyLimits {
+    max_bytes: usize,
+    turn_timeout: std::time::Duration,
+}
+
+/// A context window in tokens as bytes of text (a token is about four bytes).
+fn context_bytes(tokens: u64) -> usize {
+    usize::try_from(tokens.saturating_mul(4)).unwrap_or(usize::MAX)
+}
+
 /// Streams the provider's reply into `reply`, relaying deltas to the caller,
-/// until it ends, fails, or the agent or the caller goes away. Returning
-/// drops the stream, which cancels the upstream request if still running.
+/// until it ends, fails, reaches a limit, or the agent or the caller goes
+/// away. Returning drops the stream, which cancels the upstream request if
+/// still running.
 async fn stream_reply(
     agent: &Agent,
     setup: &Setup,
     request: ChatRequest,
     reply: &mut Reply,
     events: &mpsc::UnboundedSender<ExchangeEvent>,
+    limits: &ReplyLimits,
 ) -> End {
     let mut stream = setup.provider.stream(request);
+    let deadline = tokio::time::sleep(limits.turn_timeout);
+    tokio::pin!(deadline);
     loop {
         tokio::select! {
             biased;
-            _ = agent.cancel.cancelled() => break End::Interrupted("the agent was shut down"),
-            _ = events.closed() => break End::Interrupted("the client disconnected"),
+            _ = agent.cancel.cancelled() => break End::Interrupted("the agent was shut down".into()),
+            _ = events.closed() => break End::Interrupted("the client disconnected".into()),
+            _ = &mut deadline => break End::Interrupted(format!(
+                "the reply took longer than providers.turn_timeout ({})",
+                crate::duration::format(limits.turn_timeout)
+            )),
             item = stream.next() => match item {
                 None => break End::Complete,
-                Some(Ok(event)) => reply.apply(agent, event, events),
+                Some(Ok(event)) => {
+                    if reply.apply(agent, event, events, limits.max_bytes) {
+                        break End::Interrupted(format!(
+                            "the reply reached limits.max_reply_bytes ({}); the rest was not read",
+                            bytes_text(limits.max_bytes)
+                        ));
+                    }
+                }
+                Some(Err(ProviderError::Limit(reason))) => break End::Interrupted(reason),
                 Some(Err(error)) => break End::Failed(error),
             },
         }
@@ -488,14 +542,26 @@ async fn stream_reply(
 }
 
 impl Reply {
+    /// Adds one provider event to the reply; true when the text has reached
+    /// `max_bytes` (the text is cut there, at a character boundary).
     fn apply(
         &mut self,
         agent: &Agent,
         event: ProviderEvent,
         events: &mpsc::UnboundedSender<ExchangeEvent>,
-    ) {
+        max_bytes: usize,
+    ) -> bool {
         match event {
-            ProviderEvent::Delta(text) => {
+            ProviderEvent::Delta(mut text) => {
+                let room = max_bytes.saturating_sub(self.text.len());
+                let full = text.len() > room;
+                if full {
+                    let mut cut = room;
+                    while !text.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    text.truncate(cut);
+                }
                 self.text.push_str(&text);
                 agent
                     .events
@@ -504,6 +570,7 @@ impl Reply {
                     });
                 // A closed channel is noticed by the select loop next turn.
                 let _ = events.send(ExchangeEvent::Delta(text));
+                return full;
             }
             ProviderEvent::Usage(usage) => self.usage = Some(usage),
             ProviderEvent::Finish(reason) => {
@@ -512,6 +579,7 @@ impl Reply {
             }
             ProviderEvent::Metadata(facts) => self.metadata.extend(facts),
         }
+        false
     }
 }
 

@@ -151,21 +151,29 @@ impl History {
         Ok(())
     }
 
-    /// The context a provider call is given: the incarnation's whole
-    /// conversation, oldest first, from the cache or else from the store.
-    pub fn context(&self, agent_id: Uuid) -> Result<Vec<Turn>, StoreError> {
+    /// The context a provider call is given: the incarnation's newest
+    /// messages whose text fits in `budget` bytes (the newest always),
+    /// oldest first, from the cache or else from the store. Reading stops at
+    /// the window, so a call costs the window, not the whole history.
+    pub fn context(&self, agent_id: Uuid, budget: usize) -> Result<Vec<Turn>, StoreError> {
         let generation = {
             let mut cache = lock(&self.context);
             if let Some(turns) = cache.get(agent_id) {
-                return Ok(turns);
+                return Ok(newest_within(turns, budget));
             }
             cache.generation()
         };
-        let rows = blocking(|| self.store.turns(agent_id))?;
-        let turns: Vec<Turn> = rows
+        let read = blocking(|| self.store.turns(agent_id, budget))?;
+        let turns: Vec<Turn> = read
+            .turns
             .into_iter()
             .map(|(sender, content)| turn(&sender, &content))
             .collect();
+        // The cache holds whole conversations only: a window cut from a
+        // longer one could not serve a later, larger window.
+        if !read.whole {
+            return Ok(starting_with_the_user(turns));
+        }
         lock(&self.context).fill(agent_id, &turns, generation);
         Ok(turns)
     }
@@ -312,6 +320,39 @@ impl History {
             Ok(Some(out))
         })
     }
+}
+
+/// The newest `turns` whose text fits in `budget` bytes (the newest always).
+fn newest_within(mut turns: Vec<Turn>, budget: usize) -> Vec<Turn> {
+    let mut used = 0usize;
+    let fitting = turns
+        .iter()
+        .rev()
+        .take_while(|turn| {
+            used = used.saturating_add(turn.content.len());
+            used <= budget
+        })
+        .count()
+        .max(1);
+    let cut = turns.len().saturating_sub(fitting);
+    if cut == 0 {
+        return turns;
+    }
+    starting_with_the_user(turns.split_off(cut))
+}
+
+/// A window cut from a conversation starts with a user turn: a reply
+/// without its question misleads a model, and some APIs (Anthropic's)
+/// refuse a conversation that starts with the assistant.
+fn starting_with_the_user(mut turns: Vec<Turn>) -> Vec<Turn> {
+    let replies = turns
+        .iter()
+        .take_while(|turn| turn.role == Role::Assistant)
+        .count();
+    if replies < turns.len() {
+        turns.drain(..replies);
+    }
+    turns
 }
 
 fn turn(sender: &str, content: &str) -> Turn {

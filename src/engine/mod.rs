@@ -93,6 +93,9 @@ struct Inner {
     /// A reload that changes the limit starts a new semaphore; calls already
     /// running finish on the old one.
     provider_slots: RwLock<Arc<Semaphore>>,
+    /// One permit per KiB of prompt being handled (`limits.max_bytes_in_flight`);
+    /// replaced by a reload like `provider_slots`.
+    bytes_in_flight: RwLock<Arc<Semaphore>>,
     started: Instant,
     events: Events,
 }
@@ -115,6 +118,10 @@ impl Engine {
                 provider_slots: RwLock::new(Arc::new(Semaphore::new(
                     settings.config.limits.max_provider_calls,
                 ))),
+                bytes_in_flight: RwLock::new(Arc::new(Semaphore::new(kib(settings
+                    .config
+                    .limits
+                    .max_bytes_in_flight)))),
                 settings: RwLock::new(Arc::new(settings)),
                 started: Instant::now(),
                 events: Events::new(),
@@ -135,6 +142,10 @@ impl Engine {
         let limit = settings.config.limits.max_provider_calls;
         if limit != self.settings().config.limits.max_provider_calls {
             *write(&self.inner.provider_slots) = Arc::new(Semaphore::new(limit));
+        }
+        let bytes = settings.config.limits.max_bytes_in_flight;
+        if bytes != self.settings().config.limits.max_bytes_in_flight {
+            *write(&self.inner.bytes_in_flight) = Arc::new(Semaphore::new(kib(bytes)));
         }
         *write(&self.inner.settings) = Arc::new(settings);
         let settings = self.settings();
@@ -230,6 +241,17 @@ impl Engine {
     async fn provider_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let slots = read(&self.inner.provider_slots).clone();
         slots.acquire_owned().await.ok()
+    }
+
+    /// Waits until `bytes` more of prompt may be in flight; held until
+    /// dropped. A prompt larger than the whole allowance waits for all of
+    /// it, then runs alone.
+    async fn bytes_in_flight(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let budget = read(&self.inner.bytes_in_flight).clone();
+        let total = kib(self.settings().config.limits.max_bytes_in_flight);
+        let wanted = kib(bytes.max(1)).min(total);
+        let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
+        budget.acquire_many_owned(wanted).await.ok()
     }
 
     /// The event bus (`GET /events`).
@@ -397,7 +419,7 @@ impl Engine {
     pub fn send(
         &self,
         name: &AgentName,
-        content: String,
+        content: Arc<str>,
         key: Option<Secret>,
     ) -> Result<Exchange, EngineError> {
         let agent = self.live(name)?;
@@ -417,7 +439,7 @@ impl Engine {
     /// that exchange ends, however it ends.
     pub async fn task(&self, config: AgentConfig, prompt: String) -> Result<Exchange, EngineError> {
         let agent = self.spawn_agent(config, true).await?;
-        agent.enqueue(self, prompt).inspect_err(|_| {
+        agent.enqueue(self, prompt.into()).inspect_err(|_| {
             self.deregister(&agent);
             agent.cancel();
         })
@@ -620,6 +642,11 @@ impl Engine {
         }
         result
     }
+}
+
+/// Bytes as whole KiB, rounded up: the unit of the bytes-in-flight semaphore.
+fn kib(bytes: usize) -> usize {
+    bytes.div_ceil(1024)
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

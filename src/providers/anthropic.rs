@@ -14,7 +14,7 @@ use reqwest::Request;
 use serde_json::{Value, json};
 
 use super::endpoint::Endpoint;
-use super::http::{Decoder, Flow, Upstream, event_json, sse_reply, stream_error};
+use super::http::{Decoder, Flow, Upstream, event_json, push_bounded, sse_reply, stream_error};
 use super::{Auth, ChatRequest, EventStream, Provider, ProviderError, ProviderEvent, Role, Turn};
 use crate::model::Usage;
 
@@ -58,7 +58,11 @@ impl Anthropic {
 
 impl Provider for Anthropic {
     fn stream(&self, chat: ChatRequest) -> EventStream {
-        sse_reply(&self.upstream, self.request(&chat), EventDecoder::default())
+        let decoder = EventDecoder {
+            thinking_limit: self.upstream.max_reply_bytes,
+            ..EventDecoder::default()
+        };
+        sse_reply(&self.upstream, self.request(&chat), decoder)
     }
 }
 
@@ -88,6 +92,8 @@ struct EventDecoder {
     stopped: bool,
     usage: Usage,
     thinking: String,
+    /// The most thinking text kept (`limits.max_reply_bytes`).
+    thinking_limit: usize,
 }
 
 impl Decoder for EventDecoder {
@@ -145,7 +151,7 @@ impl Decoder for EventDecoder {
             match block.get("type").and_then(Value::as_str) {
                 Some("thinking") => {
                     if let Some(text) = block.get("thinking").and_then(Value::as_str) {
-                        self.thinking.push_str(text);
+                        push_bounded(&mut self.thinking, text, self.thinking_limit);
                     }
                 }
                 Some("text") => self.text(block.get("text"), out),
@@ -187,7 +193,7 @@ impl EventDecoder {
         match delta.get("type").and_then(Value::as_str) {
             Some("thinking_delta") => {
                 if let Some(text) = delta.get("thinking").and_then(Value::as_str) {
-                    self.thinking.push_str(text);
+                    push_bounded(&mut self.thinking, text, self.thinking_limit);
                 }
             }
             _ => self.text(delta.get("text"), out),

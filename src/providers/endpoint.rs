@@ -26,6 +26,9 @@ pub struct Endpoint {
     pub model: Option<String>,
     pub headers: BTreeMap<String, String>,
     pub api_key: Option<Secret>,
+    /// The context window in tokens: the profile's, else the model's where
+    /// known, else `providers.context_limit`.
+    pub context_limit: u64,
 }
 
 impl Endpoint {
@@ -74,12 +77,17 @@ impl Endpoint {
         // No model is not an error here: listing the models needs none.
         // An agent does: `providers::build` asks for one.
         let model = config.model.clone().or(profile.model);
+        let context_limit = profile
+            .context_limit
+            .or_else(|| model.as_deref().and_then(known_window))
+            .unwrap_or(settings.providers.context_limit);
         Ok(Self {
             kind: profile.kind,
             base_url,
             model,
             headers,
             api_key,
+            context_limit,
         })
     }
 }
@@ -97,6 +105,30 @@ pub fn summary(spec: &ProviderSpec, config: &Config) -> (&'static str, Option<St
             spec.model.clone(),
         ),
     }
+}
+
+/// The context windows (tokens) of model families whose window is
+/// published, by the model name's start after any `vendor/` prefix (as
+/// OpenRouter names them). The longest matching start wins.
+const KNOWN_WINDOWS: &[(&str, u64)] = &[
+    ("claude-", 200_000),
+    ("gpt-4o", 128_000),
+    ("gpt-4.1", 1_047_576),
+    ("gpt-5", 400_000),
+    ("o3", 200_000),
+    ("o4-mini", 200_000),
+    ("gemini-1.5", 1_048_576),
+    ("gemini-2", 1_048_576),
+];
+
+/// The published context window of `model`, if its family is known.
+fn known_window(model: &str) -> Option<u64> {
+    let name = model.rsplit('/').next().unwrap_or(model);
+    KNOWN_WINDOWS
+        .iter()
+        .filter(|(start, _)| name.starts_with(start))
+        .max_by_key(|(start, _)| start.len())
+        .map(|(_, window)| *window)
 }
 
 fn check_base_url(base_url: &str) -> Result<(), SetupError> {
@@ -177,6 +209,32 @@ mod tests {
         own.api_key = Some(Secret::new("client-key".into()));
         let endpoint = Endpoint::resolve(&own, &config, &keys).unwrap();
         assert_eq!(endpoint.api_key.unwrap().expose(), "client-key");
+    }
+
+    #[test]
+    fn the_context_window_is_the_profiles_else_the_models_else_the_default() {
+        let keys = Keys::default();
+        let mut config = Config::default();
+        config.providers.context_limit = 5000;
+        let window = |config: &Config, spec: &ProviderSpec| {
+            Endpoint::resolve(spec, config, &keys)
+                .unwrap()
+                .context_limit
+        };
+        let mut local = spec("openai", Some("http://127.0.0.1:9/v1"), None);
+        assert_eq!(window(&config, &local), 5000, "an unknown model");
+        local.model = Some("anthropic/claude-sonnet-4-5".into());
+        assert_eq!(window(&config, &local), 200_000);
+        config.profiles.insert(
+            "small".into(),
+            ProfileConfig {
+                base_url: Some("http://127.0.0.1:9/v1".into()),
+                context_limit: Some(1000),
+                ..ProfileConfig::default()
+            },
+        );
+        local.profile = Some("small".into());
+        assert_eq!(window(&config, &local), 1000, "the profile's wins");
     }
 
     #[test]

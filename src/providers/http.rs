@@ -33,6 +33,11 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 const ERROR_MESSAGE_LIMIT: usize = 500;
 
+/// The longest line, and the longest event, an event stream may send. A
+/// real provider's events are a few hundred bytes; without a bound, a line
+/// that never ends is buffered (and re-parsed) without end.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
 /// A reqwest client builder with the TLS crypto provider in place. Every
 /// reqwest client in the program starts here.
 pub fn client_builder() -> reqwest::ClientBuilder {
@@ -49,14 +54,25 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 pub struct Upstream {
     client: Arc<OnceLock<Result<reqwest::Client, String>>>,
     pub settings: ProvidersConfig,
+    /// `limits.max_reply_bytes`: bounds what a decoder keeps back (reasoning)
+    /// and, doubled for JSON's escaping, a successful body read whole.
+    pub max_reply_bytes: usize,
 }
 
 impl Upstream {
-    pub fn new(settings: ProvidersConfig) -> Result<Self, SetupError> {
+    pub fn new(settings: ProvidersConfig, max_reply_bytes: usize) -> Result<Self, SetupError> {
         Ok(Self {
             client: Arc::default(),
             settings,
+            max_reply_bytes,
         })
+    }
+
+    /// The most a successful body read whole (a model listing, a reply
+    /// sent as one JSON document) may be: the reply limit, doubled for
+    /// JSON's escaping and envelope. Error bodies keep their smaller limit.
+    fn success_body_limit(&self) -> usize {
+        self.max_reply_bytes.saturating_mul(2)
     }
 
     pub fn client(&self) -> Result<&reqwest::Client, ProviderError> {
@@ -144,7 +160,7 @@ impl Upstream {
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let mut message = error_message(&read_body(response, idle).await);
+        let mut message = error_message(&read_body(response, idle, ERROR_BODY_LIMIT).await.text);
         if status.is_redirection() {
             message = format!(
                 "redirected to {}; a redirect to another host is not followed, so no credential leaves the configured endpoint: set base_url to the new location",
@@ -171,7 +187,15 @@ impl Upstream {
         let idle = self.settings.idle_timeout;
         let redactor = Redactor::for_request(&request);
         let response = self.send(request).await?;
-        let body = read_body(response, idle).await;
+        let limit = self.success_body_limit();
+        let body = read_body(response, idle, limit).await;
+        if body.over {
+            return Err(ProviderError::Protocol(format!(
+                "the answer is larger than {} (twice limits.max_reply_bytes); raise limits.max_reply_bytes to read it",
+                bytes_text(limit)
+            )));
+        }
+        let body = body.text;
         serde_json::from_str(&body).map_err(|_| {
             ProviderError::Protocol(format!("expected JSON, got: {}", excerpt(&body)))
                 .redact(&redactor)
@@ -245,6 +269,26 @@ impl Redactor {
         Self { secrets }
     }
 
+    /// Whether there is nothing to scrub.
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    /// Where the tail of `text` that could be the start of a secret
+    /// begins (`text.len()` when none could): text from there on must wait
+    /// for what follows before it can be scrubbed.
+    pub fn unfinished(&self, text: &str) -> usize {
+        let longest = self.secrets.first().map_or(0, String::len);
+        let from = text.len().saturating_sub(longest.saturating_sub(1));
+        (from..text.len())
+            .filter(|&start| text.is_char_boundary(start))
+            .find(|&start| {
+                let tail = &text[start..];
+                self.secrets.iter().any(|secret| secret.starts_with(tail))
+            })
+            .unwrap_or(text.len())
+    }
+
     pub fn scrub(&self, text: &str) -> String {
         let mut text = text.to_owned();
         for secret in &self.secrets {
@@ -278,6 +322,7 @@ impl ProviderError {
             Self::Protocol(text) => Self::Protocol(redactor.scrub(&text)),
             Self::Stream(text) => Self::Stream(redactor.scrub(&text)),
             Self::Other(text) => Self::Other(redactor.scrub(&text)),
+            Self::Limit(text) => Self::Limit(redactor.scrub(&text)),
         }
     }
 }
@@ -342,18 +387,57 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::try_from(wait).unwrap_or_default())
 }
 
-/// Reads at most [`ERROR_BODY_LIMIT`] bytes of a body, waiting at most the
-/// idle timeout for each chunk; whatever arrived is returned.
-async fn read_body(mut response: Response, idle: Duration) -> String {
+/// A body read up to a limit.
+struct Body {
+    text: String,
+    /// More arrived than the limit; `text` holds the first `limit` bytes.
+    over: bool,
+}
+
+/// Reads at most `limit` bytes of a body, waiting at most the idle timeout
+/// for each chunk; whatever arrived is returned, and whether there was more.
+async fn read_body(mut response: Response, idle: Duration, limit: usize) -> Body {
     let mut body = Vec::new();
-    while body.len() < ERROR_BODY_LIMIT {
+    while body.len() <= limit {
         match tokio::time::timeout(idle, response.chunk()).await {
             Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
             _ => break,
         }
     }
-    body.truncate(ERROR_BODY_LIMIT);
-    String::from_utf8_lossy(&body).into_owned()
+    let over = body.len() > limit;
+    body.truncate(limit);
+    Body {
+        text: String::from_utf8_lossy(&body).into_owned(),
+        over,
+    }
+}
+
+/// Appends `text` to `buffer` while it stays within `limit` bytes (cut at a
+/// character boundary): what a decoder keeps back, such as reasoning, is
+/// bounded like the reply itself.
+pub fn push_bounded(buffer: &mut String, text: &str, limit: usize) {
+    let room = limit.saturating_sub(buffer.len());
+    let mut cut = text.len().min(room);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    buffer.push_str(&text[..cut]);
+}
+
+/// A byte count as people read it: "4 MiB", "1.5 KiB", "300 bytes".
+pub fn bytes_text(bytes: usize) -> String {
+    const UNITS: [(&str, usize); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (unit, size) in UNITS {
+        if bytes >= size {
+            let whole = bytes / size;
+            let tenths = (bytes % size) * 10 / size;
+            return match tenths {
+                0 => format!("{whole} {unit}"),
+                _ => format!("{whole}.{tenths} {unit}"),
+            };
+        }
+    }
+    format!("{bytes} bytes")
 }
 
 /// The human part of an upstream error body, whatever its shape:
@@ -467,7 +551,13 @@ struct Driver<D> {
     pending: VecDeque<ProviderEvent>,
     failure: Option<ProviderError>,
     idle: Duration,
+    /// The most a reply sent as one JSON document may be.
+    body_limit: usize,
     redactor: Redactor,
+    /// Reply text not yet passed on: the last few bytes are held back until
+    /// it is sure no credential starts in them (a model that echoes the key
+    /// may split it across deltas).
+    held: String,
 }
 
 /// The stream of a reply sent as server-sent events. A request that could
@@ -489,7 +579,9 @@ pub fn sse_reply<D: Decoder>(
         pending: VecDeque::new(),
         failure: None,
         idle: upstream.settings.idle_timeout,
+        body_limit: upstream.success_body_limit(),
         redactor,
+        held: String::new(),
     };
     Box::pin(stream::unfold(driver, |mut driver| async move {
         driver.next().await.map(|item| (item, driver))
@@ -500,7 +592,14 @@ impl<D: Decoder> Driver<D> {
     async fn next(&mut self) -> Option<Result<ProviderEvent, ProviderError>> {
         loop {
             if let Some(event) = self.pending.pop_front() {
-                return Some(Ok(event));
+                match self.scrub(event) {
+                    Some(event) => return Some(Ok(event)),
+                    None => continue,
+                }
+            }
+            if matches!(self.phase, Phase::Done) && !self.held.is_empty() {
+                let rest = std::mem::take(&mut self.held);
+                return Some(Ok(ProviderEvent::Delta(self.redactor.scrub(&rest))));
             }
             if let Some(error) = self.failure.take() {
                 return Some(Err(error));
@@ -532,6 +631,33 @@ impl<D: Decoder> Driver<D> {
         self.decoder.finish(&mut self.pending);
     }
 
+    /// An event with every credential the request carried scrubbed from its
+    /// text, so a model that echoes the key cannot put it in the history,
+    /// the search index, a stream or an event. Reply text is passed on
+    /// once no credential can start in it; `None` while all is held back.
+    fn scrub(&mut self, event: ProviderEvent) -> Option<ProviderEvent> {
+        if self.redactor.is_empty() {
+            return Some(event);
+        }
+        match event {
+            ProviderEvent::Delta(text) => {
+                self.held.push_str(&text);
+                self.held = self.redactor.scrub(&self.held);
+                let cut = self.redactor.unfinished(&self.held);
+                (cut > 0).then(|| ProviderEvent::Delta(self.held.drain(..cut).collect()))
+            }
+            ProviderEvent::Metadata(mut facts) => {
+                for value in facts.values_mut() {
+                    if let Value::String(text) = value {
+                        *text = self.redactor.scrub(text);
+                    }
+                }
+                Some(ProviderEvent::Metadata(facts))
+            }
+            other => Some(other),
+        }
+    }
+
     fn fail(&mut self, error: ProviderError) {
         self.end();
         self.failure = Some(error.redact(&self.redactor));
@@ -547,7 +673,15 @@ impl<D: Decoder> Driver<D> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("json"));
         if is_json {
-            let body = read_body(response, self.idle).await;
+            let body = read_body(response, self.idle, self.body_limit).await;
+            if body.over {
+                let error = ProviderError::Limit(format!(
+                    "the reply, sent whole, is larger than {} (twice limits.max_reply_bytes)",
+                    bytes_text(self.body_limit)
+                ));
+                return Box::pin(stream::iter([Err(error)]));
+            }
+            let body = body.text;
             let error = match serde_json::from_str::<Value>(&body) {
                 Ok(value) => match json_error_message(&value) {
                     Some(message) => ProviderError::Stream(message),
@@ -567,10 +701,101 @@ impl<D: Decoder> Driver<D> {
             return Box::pin(stream::iter([Err(error)]));
         }
         Box::pin(
-            idle_limited(response, self.idle)
+            line_limited(idle_limited(response, self.idle))
                 .eventsource()
                 .map(|item| item.map_err(sse_error)),
         )
+    }
+}
+
+/// The body's chunks, ended by an error at the first line or event longer
+/// than [`MAX_LINE_BYTES`] (the whole lines before it are passed on), so the
+/// event parser never buffers more than that.
+fn line_limited(
+    chunks: impl Stream<Item = Result<Bytes, ProviderError>> + Send + 'static,
+) -> impl Stream<Item = Result<Bytes, ProviderError>> + Send {
+    let state = LineLimited {
+        chunks: Box::pin(chunks),
+        meter: LineMeter::default(),
+        queue: VecDeque::new(),
+        over: false,
+    };
+    stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(item) = state.queue.pop_front() {
+                return Some((item, state));
+            }
+            if state.over {
+                return None;
+            }
+            let chunk = match state.chunks.next().await? {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    state.over = true;
+                    return Some((Err(error), state));
+                }
+            };
+            let Some(whole) = state.meter.measure(&chunk) else {
+                return Some((Ok(chunk), state));
+            };
+            state.over = true;
+            if whole > 0 {
+                state.queue.push_back(Ok(chunk.slice(..whole)));
+            }
+            state.queue.push_back(Err(ProviderError::Limit(format!(
+                "the model server sent a line or event longer than {} in its event stream",
+                bytes_text(MAX_LINE_BYTES)
+            ))));
+        }
+    })
+}
+
+type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;
+
+struct LineLimited {
+    chunks: Chunks,
+    meter: LineMeter,
+    queue: VecDeque<Result<Bytes, ProviderError>>,
+    over: bool,
+}
+
+/// Counts the bytes of the current line and the current event (lines up
+/// to an empty one) across chunks. Lines end at `\n`, `\r` or `\r\n`.
+#[derive(Debug, Default)]
+struct LineMeter {
+    line: usize,
+    event: usize,
+    after_cr: bool,
+}
+
+impl LineMeter {
+    /// `None` while every line and event stays within [`MAX_LINE_BYTES`];
+    /// else how many bytes of `chunk` end with the last line end before
+    /// the limit was passed.
+    fn measure(&mut self, chunk: &[u8]) -> Option<usize> {
+        let mut whole = 0;
+        for (index, &byte) in chunk.iter().enumerate() {
+            match byte {
+                b'\n' if self.after_cr => self.after_cr = false,
+                b'\n' | b'\r' => {
+                    if self.line == 0 {
+                        self.event = 0;
+                    }
+                    self.line = 0;
+                    self.after_cr = byte == b'\r';
+                    whole = index + 1;
+                }
+                _ => {
+                    self.line += 1;
+                    self.event += 1;
+                    self.after_cr = false;
+                    if self.line > MAX_LINE_BYTES || self.event > MAX_LINE_BYTES {
+                        return Some(whole);
+                    }
+                }
+            }
+        }
+        None
     }
 }
 
@@ -711,6 +936,17 @@ mod tests {
             error.redact(&redactor).to_string(),
             "the model server answered 401: Incorrect API key provided: [redacted]"
         );
+    }
+
+    #[test]
+    fn only_a_tail_that_may_start_a_secret_waits() {
+        let redactor = Redactor {
+            secrets: vec!["sk-secret".into()],
+        };
+        assert_eq!(redactor.unfinished("so far"), 6);
+        assert_eq!(redactor.unfinished("key: sk-se"), 5);
+        assert_eq!(redactor.unfinished("ends with s"), 10);
+        assert_eq!(redactor.unfinished(""), 0);
     }
 
     #[test]

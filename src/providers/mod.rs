@@ -80,6 +80,10 @@ pub enum ProviderError {
     Stream(String),
     #[error("the upstream request failed: {0}")]
     Other(String),
+    /// A limit of the daemon's (reply size, line length) stopped the
+    /// reply: what arrived is kept, marked interrupted with this reason.
+    #[error("{0}")]
+    Limit(String),
 }
 
 impl ProviderEvent {
@@ -115,7 +119,7 @@ impl ProviderSettings {
     pub fn new(config: Config, keys: Keys, echo_delay: Duration) -> Result<Self, SetupError> {
         Ok(Self {
             echo_delay,
-            upstream: Upstream::new(config.providers.clone())?,
+            upstream: Upstream::new(config.providers.clone(), config.limits.max_reply_bytes)?,
             config: Arc::new(config),
             keys: Arc::new(keys),
         })
@@ -267,6 +271,8 @@ pub struct Setup {
     pub provider: Arc<dyn Provider>,
     /// The model in effect: the spawn's, else the profile's, else the provider's default.
     pub model: Option<String>,
+    /// The context window, in tokens.
+    pub context_limit: u64,
 }
 
 /// Builds the provider an agent's config asks for.
@@ -276,12 +282,17 @@ pub fn build(spec: &ProviderSpec, settings: &ProviderSettings) -> Result<Setup, 
         return Err(SetupError::NoModel(endpoint::describe(spec)));
     }
     let model = endpoint.model.clone();
+    let context_limit = endpoint.context_limit;
     let provider: Arc<dyn Provider> = match endpoint.kind {
         Kind::Echo => Arc::new(Echo::new(settings.echo_delay)),
         Kind::OpenAi => Arc::new(OpenAi::new(endpoint, settings.upstream.clone())),
         Kind::Anthropic => Arc::new(Anthropic::new(endpoint, settings.upstream.clone())),
     };
-    Ok(Setup { provider, model })
+    Ok(Setup {
+        provider,
+        model,
+        context_limit,
+    })
 }
 
 /// Why listing models failed.

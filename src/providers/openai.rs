@@ -15,7 +15,7 @@ use reqwest::Request;
 use serde_json::{Value, json};
 
 use super::endpoint::Endpoint;
-use super::http::{Decoder, Flow, Upstream, event_json, sse_reply, stream_error};
+use super::http::{Decoder, Flow, Upstream, event_json, push_bounded, sse_reply, stream_error};
 use super::{Auth, ChatRequest, EventStream, Provider, ProviderError, ProviderEvent, Role};
 use crate::model::Usage;
 
@@ -60,7 +60,11 @@ impl OpenAi {
 
 impl Provider for OpenAi {
     fn stream(&self, chat: ChatRequest) -> EventStream {
-        sse_reply(&self.upstream, self.request(&chat), ChunkDecoder::default())
+        let decoder = ChunkDecoder {
+            reasoning_limit: self.upstream.max_reply_bytes,
+            ..ChunkDecoder::default()
+        };
+        sse_reply(&self.upstream, self.request(&chat), decoder)
     }
 }
 
@@ -71,6 +75,8 @@ struct ChunkDecoder {
     done: bool,
     model_reported: bool,
     reasoning: String,
+    /// The most reasoning text kept (`limits.max_reply_bytes`).
+    reasoning_limit: usize,
 }
 
 impl Decoder for ChunkDecoder {
@@ -157,7 +163,7 @@ impl ChunkDecoder {
             // DeepSeek and vLLM say `reasoning_content`, OpenRouter `reasoning`.
             for field in ["reasoning_content", "reasoning"] {
                 if let Some(text) = delta.get(field).and_then(Value::as_str) {
-                    self.reasoning.push_str(text);
+                    push_bounded(&mut self.reasoning, text, self.reasoning_limit);
                 }
             }
         }

@@ -12,7 +12,7 @@ use common::{Daemon, Env, Harness, PATIENCE, build_request, eventually, signal};
 use serde_json::{Value, json};
 
 /// A raw `GET /events` over the Unix socket, reading the chunked body line by line.
-struct Subscriber {
+pub(crate) struct Subscriber {
     reader: BufReader<UnixStream>,
     headers: String,
     /// Decoded body bytes not yet returned as a line.
@@ -20,7 +20,7 @@ struct Subscriber {
 }
 
 impl Subscriber {
-    fn open(daemon: &impl Harness, path: &str, extra: &[(&str, &str)]) -> Self {
+    pub(crate) fn open(daemon: &impl Harness, path: &str, extra: &[(&str, &str)]) -> Self {
         let mut stream = UnixStream::connect(daemon.env().socket()).expect("connect");
         let mut headers = vec![("Host", "localhost")];
         headers.extend_from_slice(extra);
@@ -47,7 +47,7 @@ impl Subscriber {
     }
 
     /// The next line of the decoded body, or `None` at its end.
-    fn line(&mut self) -> Option<String> {
+    pub(crate) fn line(&mut self) -> Option<String> {
         loop {
             if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.pending.drain(..=end).collect();
@@ -71,13 +71,13 @@ impl Subscriber {
     }
 
     /// The next NDJSON event.
-    fn event(&mut self) -> Option<Value> {
+    pub(crate) fn event(&mut self) -> Option<Value> {
         self.line()
             .map(|line| serde_json::from_str(&line).expect("an event is JSON"))
     }
 
     /// Events until (and with) the first one `last` accepts.
-    fn until(&mut self, last: impl Fn(&Value) -> bool) -> Vec<Value> {
+    pub(crate) fn until(&mut self, last: impl Fn(&Value) -> bool) -> Vec<Value> {
         let mut events = Vec::new();
         while let Some(event) = self.event() {
             let done = last(&event);

@@ -38,6 +38,7 @@
 mod common;
 
 mod api;
+mod bounds;
 mod cli;
 mod completion;
 mod concurrency;

@@ -42,6 +42,9 @@ pub enum Step {
     Wait(Gate),
     /// Blocks until the client closes the connection, and counts it.
     AwaitClose,
+    /// Sends these bytes as a chunk again and again until the client
+    /// closes the connection (counted like `AwaitClose`), or 256 MiB went out.
+    Forever(String),
 }
 
 /// A one-shot signal from the test to the fake server.
@@ -279,7 +282,7 @@ impl FakeProvider {
             .expect("the fake provider got no request")
     }
 
-    /// How many `AwaitClose` steps saw the client hang up.
+    /// How many `AwaitClose` and `Forever` steps saw the client hang up.
     pub fn closed_by_client(&self) -> usize {
         self.shared.closed.load(Ordering::SeqCst)
     }
@@ -335,6 +338,18 @@ fn serve(stream: TcpStream, shared: &Shared) {
             Step::Wait(gate) => {
                 gate.wait();
                 Ok(())
+            }
+            Step::Forever(text) => {
+                let chunk = format!("{:x}\r\n{text}\r\n", text.len());
+                let mut sent = 0usize;
+                while sent < 256 << 20 && !shared.stopping.load(Ordering::SeqCst) {
+                    if stream.write_all(chunk.as_bytes()).is_err() {
+                        shared.closed.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    sent += chunk.len();
+                }
+                return;
             }
             Step::AwaitClose => {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
