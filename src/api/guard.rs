@@ -76,13 +76,23 @@ fn check_token(ctx: &ApiContext, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("");
-    if constant_time_eq(presented.trim().as_bytes(), expected.as_bytes()) {
+    if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is
+/// matched without regard to case (RFC 7235 §2.1: `bearer`, `BEARER`), and
+/// any run of spaces may separate it from the token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches([' ', '\t']))
 }
 
 fn split_host_port(authority: &str) -> (&str, Option<&str>) {
@@ -130,6 +140,16 @@ mod tests {
         assert!(!is_loopback_name(""));
         assert_eq!(split_host_port("[::1]:80"), ("::1", Some("80")));
         assert_eq!(split_host_port("localhost"), ("localhost", None));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+        assert_eq!(bearer_token("abc"), None);
     }
 
     #[test]

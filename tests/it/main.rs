@@ -45,6 +45,7 @@ mod docs;
 mod durability;
 mod events;
 mod first_hour;
+mod hardening;
 mod in_process;
 mod lifecycle;
 mod mcp;

@@ -1,0 +1,92 @@
+//! Issue-21 hardening: what another user or a careless client cannot take
+//! from the daemon (its log, its connection slots, its disk), and the
+//! promises the store and the MCP server keep.
+
+use crate::common;
+
+use common::in_process::InProcess;
+use common::{Env, Harness};
+use serde_json::json;
+
+/// RFC 7235 §2.1: the authentication scheme is case-insensitive.
+#[test]
+fn the_bearer_scheme_is_matched_whatever_its_case() {
+    let daemon = InProcess::start_tcp();
+    let host = format!("127.0.0.1:{}", daemon.port.expect("port"));
+    let token = daemon.token();
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let auth = format!("{scheme} {token}");
+        let headers = [("Host", host.as_str()), ("Authorization", auth.as_str())];
+        let response = daemon.tcp_request("GET", "/health", &headers, None);
+        assert_eq!(response.status, 200, "{scheme}: {}", response.text());
+    }
+    let basic = format!("Basic {token}");
+    let headers = [("Host", host.as_str()), ("Authorization", basic.as_str())];
+    assert_eq!(
+        daemon.tcp_request("GET", "/health", &headers, None).status,
+        401
+    );
+}
+
+/// The bytes `store.db` and its write-ahead log take, by `stat`.
+fn store_bytes(env: &Env) -> u64 {
+    let state = env.dir.path().join("state");
+    ["store.db", "store.db-wal"]
+        .iter()
+        .map(|name| std::fs::metadata(state.join(name)).map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// Pruning gives the pruned pages back to the file system: the file shrinks
+/// by (nearly) what the pruned messages took, not by one page.
+#[test]
+fn prune_shrinks_the_store_file_by_what_it_deleted() {
+    const AGENTS: usize = 20;
+    const TURNS: usize = 3;
+    const SIZE: usize = 27_000;
+    let env = Env::new();
+    let mut daemon = InProcess::serve(env.clone(), &["--no-tcp", "--echo-delay", "0s"]);
+    // One word, so the echo agent answers it in one piece.
+    let content = "x".repeat(SIZE);
+    for agent in 0..AGENTS {
+        let name = format!("old{agent}");
+        daemon.spawn_echo(&name);
+        for _ in 0..TURNS {
+            let sent = daemon.json(
+                "POST",
+                &format!("/agents/{name}/message"),
+                Some(json!({ "content": content })),
+            );
+            assert_eq!(sent.status, 200, "{}", sent.text());
+        }
+        assert_eq!(
+            daemon
+                .request("DELETE", &format!("/agents/{name}"), None)
+                .status,
+            204
+        );
+    }
+    daemon.spawn_echo("live");
+    // A clean stop folds the write-ahead log into the file: what is left is
+    // the file itself.
+    daemon.stop().expect("stop");
+    drop(daemon);
+    let before = store_bytes(&env);
+
+    let daemon = InProcess::serve(env.clone(), &["--no-tcp"]);
+    let pruned = daemon.json("POST", "/prune", Some(json!({ "older_than": "0s" })));
+    assert_eq!(pruned.status, 200, "{}", pruned.text());
+    assert_eq!(
+        pruned.json()["conversations"].as_array().map(Vec::len),
+        Some(AGENTS),
+        "{}",
+        pruned.text()
+    );
+    let after = store_bytes(&env);
+    // Every message and its reply, at least, were freed.
+    let freed = (AGENTS * TURNS * 2 * SIZE) as u64;
+    assert!(
+        after + freed * 8 / 10 <= before,
+        "the store went from {before} to {after} bytes after pruning {freed} bytes of messages"
+    );
+}
