@@ -5,7 +5,7 @@
 use crate::common;
 
 use common::in_process::InProcess;
-use common::{Env, Harness};
+use common::{Daemon, Env, Harness};
 use serde_json::json;
 
 /// RFC 7235 §2.1: the authentication scheme is case-insensitive.
@@ -88,5 +88,56 @@ fn prune_shrinks_the_store_file_by_what_it_deleted() {
     assert!(
         after + freed * 8 / 10 <= before,
         "the store went from {before} to {after} bytes after pruning {freed} bytes of messages"
+    );
+}
+
+/// A start after an unclean stop says how large the write-ahead log it
+/// replays was: SQLite drops frames after a damaged one without a word.
+#[test]
+fn a_start_after_kill_9_logs_the_size_of_the_write_ahead_log() {
+    let env = Env::new();
+    let mut daemon = Daemon::start_in(env.clone(), &["--no-tcp", "--echo-delay", "0s"], None);
+    daemon.spawn_echo("a");
+    let sent = daemon.json(
+        "POST",
+        "/agents/a/message",
+        Some(json!({ "content": "kept across a crash" })),
+    );
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    daemon.child.kill().expect("kill -9");
+    daemon.child.wait().expect("reap");
+    let wal = env.dir.path().join("state/store.db-wal");
+    let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert!(size > 0, "kill -9 left no write-ahead log to replay");
+    drop(daemon);
+
+    let daemon = Daemon::start_in(env.clone(), &["--no-tcp"], None);
+    let log = daemon.log();
+    assert!(
+        log.contains("not closed cleanly") && log.contains(&format!("wal_bytes={size}")),
+        "{log}"
+    );
+    // And the message is there.
+    let history = daemon.request("GET", "/agents/a/history", None);
+    assert!(
+        history.text().contains("kept across a crash"),
+        "{}",
+        history.text()
+    );
+}
+
+/// A clean stop leaves no log to replay, and no warning at the next start.
+#[test]
+fn a_start_after_a_clean_stop_warns_of_nothing() {
+    let env = Env::new();
+    let mut daemon = Daemon::start_in(env.clone(), &["--no-tcp"], None);
+    daemon.spawn_echo("a");
+    assert!(daemon.terminate().success());
+    drop(daemon);
+    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    assert!(
+        !daemon.log().contains("not closed cleanly"),
+        "{}",
+        daemon.log()
     );
 }
