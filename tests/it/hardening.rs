@@ -141,3 +141,108 @@ fn a_start_after_a_clean_stop_warns_of_nothing() {
         daemon.log()
     );
 }
+
+/// `orchestration mcp` with its standard input and output as pipes.
+struct McpSession {
+    child: std::process::Child,
+    /// The server's lines, read on a thread of their own so that a
+    /// message it never answers fails the test instead of hanging it.
+    output: std::sync::mpsc::Receiver<String>,
+}
+
+impl McpSession {
+    fn start(env: &Env) -> Self {
+        let mut child = env
+            .command(&["--no-autostart", "mcp"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start orchestration mcp");
+        let stdout = child.stdout.take().expect("stdout");
+        let (lines, output) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if lines.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, output }
+    }
+
+    fn send(&mut self, line: &[u8]) {
+        use std::io::Write;
+        let input = self.child.stdin.as_mut().expect("stdin");
+        input.write_all(line).expect("write to the server");
+        input.write_all(b"\n").expect("write to the server");
+        input.flush().expect("flush");
+    }
+
+    /// The next message the server writes.
+    fn answer(&mut self) -> serde_json::Value {
+        let line = self
+            .output
+            .recv_timeout(common::PATIENCE)
+            .expect("an answer from the MCP server");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+    }
+}
+
+impl Drop for McpSession {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Malformed JSON is answered with a parse error, and a line too long to
+/// read with an error for its id; neither is dropped, and the session goes on.
+#[test]
+fn mcp_answers_malformed_and_over_long_lines_and_goes_on() {
+    let env = Env::new();
+    let mut session = McpSession::start(&env);
+    session.send(b"{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": ");
+    let parse_error = session.answer();
+    assert_eq!(parse_error["error"]["code"], -32700, "{parse_error}");
+
+    session.send(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}})
+        .to_string()
+        .as_bytes(),
+    );
+    let initialized = session.answer();
+    assert_eq!(initialized["id"], 2, "{initialized}");
+    assert!(
+        initialized["result"]["serverInfo"].is_object(),
+        "{initialized}"
+    );
+    session.send(br#"{"jsonrpc": "2.0", "method": "notifications/initialized"}"#);
+
+    session.send(b"not json at all");
+    assert_eq!(session.answer()["error"]["code"], -32700);
+
+    // 5 MiB of content: over the limit, so refused, but for its id.
+    let huge = json!({"jsonrpc": "2.0", "id": "big-1", "method": "tools/call", "params": {
+        "name": "send_message",
+        "arguments": {"agent": "a", "content": "x".repeat(5 * 1024 * 1024)}}});
+    session.send(huge.to_string().as_bytes());
+    let too_long = session.answer();
+    assert_eq!(too_long["id"], "big-1", "{too_long}");
+    assert_eq!(too_long["error"]["code"], -32600, "{too_long}");
+    assert!(
+        too_long["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("longest accepted")),
+        "{too_long}"
+    );
+
+    session.send(br#"{"jsonrpc": "2.0", "id": 3, "method": "tools/list"}"#);
+    let listed = session.answer();
+    assert_eq!(listed["id"], 3, "{listed}");
+    assert!(listed["result"]["tools"].is_array(), "{listed}");
+}
