@@ -3,7 +3,8 @@
 //! routes. Unix-socket requests pass untouched; the socket's own permissions
 //! guard it. The route is the one [`Route::parse`] made, the same value the
 //! dispatcher runs; `None` when the request did not parse (it is refused
-//! anyway, after the token check).
+//! anyway, after the token check). [`check_peer`] runs first, on the
+//! headers alone: what it refuses is logged only as a refusal.
 
 use http::{HeaderMap, header};
 
@@ -11,18 +12,27 @@ use super::error::ApiError;
 use super::route::Route;
 use super::{ApiContext, Transport};
 
-pub fn check(
+/// Whether the request comes from someone entitled to the API at all: on
+/// TCP a loopback `Host`, no foreign `Origin` and the token. What fails
+/// here is unauthenticated, so it is logged only as a refusal.
+pub fn check_peer(
     ctx: &ApiContext,
     transport: Transport,
     headers: &HeaderMap,
-    route: Option<&Route>,
 ) -> Result<(), ApiError> {
     let Transport::Tcp { port, remote } = transport else {
         return Ok(());
     };
     check_host(headers, port, remote)?;
     check_origin(headers)?;
-    check_token(ctx, headers)?;
+    check_token(ctx, headers)
+}
+
+/// Whether this transport may run `route`: no control plane over TCP.
+pub fn check_route(transport: Transport, route: Option<&Route>) -> Result<(), ApiError> {
+    if !matches!(transport, Transport::Tcp { .. }) {
+        return Ok(());
+    }
     if route.is_some_and(Route::is_control_plane) {
         return Err(ApiError::Forbidden(
             "this is a control-plane operation; it is only accepted on the daemon's Unix socket"

@@ -246,3 +246,26 @@ fn mcp_answers_malformed_and_over_long_lines_and_goes_on() {
     assert_eq!(listed["id"], 3, "{listed}");
     assert!(listed["result"]["tools"].is_array(), "{listed}");
 }
+
+/// A flood of unauthenticated requests with long paths costs the log a few
+/// lines and a count, never the paths themselves.
+#[test]
+fn unauthenticated_requests_are_logged_briefly_and_counted() {
+    const REQUESTS: usize = 300;
+    let mut daemon = InProcess::start_tcp();
+    let host = format!("127.0.0.1:{}", daemon.port.expect("port"));
+    let path = format!("/{}", "a".repeat(16_000));
+    let before = daemon.log().len();
+    for _ in 0..REQUESTS {
+        let response = daemon.tcp_request("GET", &path, &[("Host", host.as_str())], None);
+        assert_eq!(response.status, 401);
+    }
+    daemon.stop().expect("stop");
+    let log = daemon.log();
+    let grown = log.len() - before;
+    // A request line apiece would be 300 × 16 KB; a few short lines remain.
+    assert!(grown < 8 * 1024, "the log grew {grown} bytes:\n{log}");
+    assert!(!log.contains(&"a".repeat(100)), "a path was logged whole");
+    assert!(log.contains("request refused: not authenticated"), "{log}");
+    assert!(log.contains("counted only"), "{log}");
+}
