@@ -225,6 +225,7 @@ impl Store {
                 .open(&path)
                 .map_err(|e| open_error(e.into()))?;
         }
+        note_leftover_wal(&path);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let connection =
             Connection::open_with_flags(&path, flags).map_err(|e| open_error(e.into()))?;
@@ -421,9 +422,7 @@ impl Store {
     /// The bytes the store takes on disk: the file and its write-ahead log.
     pub fn size(&self) -> u64 {
         let len = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        len(&self.path) + len(Path::new(&wal))
+        len(&self.path) + len(&wal_path(&self.path))
     }
 
     /// Messages matching a full-text query, most relevant first, from every
@@ -586,6 +585,36 @@ fn prepare(connection: &Connection, path: &Path) -> Result<(), StoreError> {
         tracing::info!(store = %path.display(), from, to, "store schema migrated");
     }
     Ok(())
+}
+
+/// The write-ahead log beside a store file.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.to_owned().into_os_string();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
+/// Leaves a trace of a write-ahead log found at open. The last connection
+/// of a clean stop folds it into the file and deletes it, so one that is
+/// there (we hold the state dir's lock: no one else has the store open)
+/// was left by an unclean stop. SQLite replays it silently and stops at
+/// the first damaged frame, dropping any after it; its size in the log is
+/// what a user needs to tell whether something could have been lost.
+fn note_leftover_wal(path: &Path) {
+    let wal = wal_path(path);
+    let Ok(meta) = std::fs::metadata(&wal) else {
+        return;
+    };
+    if meta.len() == 0 {
+        return;
+    }
+    tracing::warn!(
+        store = %path.display(),
+        wal_bytes = meta.len(),
+        "the store was not closed cleanly: replaying the {} bytes of its write-ahead log {} (SQLite stops at the first damaged frame and drops any after it)",
+        meta.len(),
+        wal.display()
+    );
 }
 
 /// Checks every page of the store on a thread of its own, with a

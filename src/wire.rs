@@ -334,6 +334,9 @@ pub enum ErrorCode {
     UpstreamProtocol,
     /// The model server reported an error mid-reply, or the call failed otherwise.
     UpstreamError,
+    /// A reply passed one of the daemon's limits (`limits.max_reply_bytes`,
+    /// the stream line length, `providers.turn_timeout`).
+    ReplyLimit,
     /// The state store could not be written or read.
     Storage,
     TooLarge,

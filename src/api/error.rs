@@ -169,6 +169,7 @@ fn provider_code(error: &ProviderError) -> ErrorCode {
         ProviderError::Connect(_) => ErrorCode::UpstreamUnreachable,
         ProviderError::Protocol(_) => ErrorCode::UpstreamProtocol,
         ProviderError::Stream(_) | ProviderError::Other(_) => ErrorCode::UpstreamError,
+        ProviderError::Limit(_) => ErrorCode::ReplyLimit,
     }
 }
 
@@ -238,6 +239,7 @@ mod tests {
             ProviderError::Connect("c".into()),
             ProviderError::Protocol("p".into()),
             ProviderError::Stream("s".into()),
+            ProviderError::Limit("l".into()),
             ProviderError::Other("o".into()),
         ];
         let engine = [

@@ -3,7 +3,8 @@
 //! routes. Unix-socket requests pass untouched; the socket's own permissions
 //! guard it. The route is the one [`Route::parse`] made, the same value the
 //! dispatcher runs; `None` when the request did not parse (it is refused
-//! anyway, after the token check).
+//! anyway, after the token check). [`check_peer`] runs first, on the
+//! headers alone: what it refuses is logged only as a refusal.
 
 use http::{HeaderMap, header};
 
@@ -11,18 +12,27 @@ use super::error::ApiError;
 use super::{ApiContext, Transport};
 use crate::wire::Route;
 
-pub fn check(
+/// Whether the request comes from someone entitled to the API at all: on
+/// TCP a loopback `Host`, no foreign `Origin` and the token. What fails
+/// here is unauthenticated, so it is logged only as a refusal.
+pub fn check_peer(
     ctx: &ApiContext,
     transport: Transport,
     headers: &HeaderMap,
-    route: Option<&Route>,
 ) -> Result<(), ApiError> {
     let Transport::Tcp { port, remote } = transport else {
         return Ok(());
     };
     check_host(headers, port, remote)?;
     check_origin(headers)?;
-    check_token(ctx, headers)?;
+    check_token(ctx, headers)
+}
+
+/// Whether this transport may run `route`: no control plane over TCP.
+pub fn check_route(transport: Transport, route: Option<&Route>) -> Result<(), ApiError> {
+    if !matches!(transport, Transport::Tcp { .. }) {
+        return Ok(());
+    }
     if route.is_some_and(Route::is_control_plane) {
         return Err(ApiError::Forbidden(
             "this is a control-plane operation; it is only accepted on the daemon's Unix socket"
@@ -76,13 +86,23 @@ fn check_token(ctx: &ApiContext, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("");
-    if constant_time_eq(presented.trim().as_bytes(), expected.as_bytes()) {
+    if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is
+/// matched without regard to case (RFC 7235 §2.1: `bearer`, `BEARER`), and
+/// any run of spaces may separate it from the token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches([' ', '\t']))
 }
 
 fn split_host_port(authority: &str) -> (&str, Option<&str>) {
@@ -130,6 +150,16 @@ mod tests {
         assert!(!is_loopback_name(""));
         assert_eq!(split_host_port("[::1]:80"), ("::1", Some("80")));
         assert_eq!(split_host_port("localhost"), ("localhost", None));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+        assert_eq!(bearer_token("abc"), None);
     }
 
     #[test]

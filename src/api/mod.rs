@@ -6,6 +6,7 @@
 mod body;
 mod error;
 mod guard;
+pub mod refusals;
 mod routes;
 
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct ApiContext {
     pub tcp_token: Option<String>,
     /// Reload and its status, which only the daemon can do.
     pub control: Arc<dyn Control>,
+    /// The log of refused requests and connections, rate-limited.
+    pub refusals: refusals::Refusals,
     next_request: AtomicU64,
 }
 
@@ -56,6 +59,7 @@ impl ApiContext {
             stop,
             tcp_token,
             control,
+            refusals: refusals::Refusals::default(),
             next_request: AtomicU64::new(1),
         }
     }
@@ -89,6 +93,9 @@ pub async fn handle(
     let started = Instant::now();
     let request_id = ctx.next_request.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = request.into_parts();
+    if let Err(error) = guard::check_peer(&ctx, transport, &parts.headers) {
+        return refused(&ctx, &parts, &error);
+    }
     let route = match head_size(&parts) {
         size if size > MAX_HEAD => Err(ApiError::HeadTooLarge { limit: MAX_HEAD }),
         _ => Route::parse(&parts.method, &parts.uri).map_err(ApiError::from),
@@ -97,7 +104,7 @@ pub async fn handle(
         Ok(route) => (route.label(), route.agent().map(ToString::to_string)),
         Err(_) => ("none", None),
     };
-    let allowed = guard::check(&ctx, transport, &parts.headers, route.as_ref().ok());
+    let allowed = guard::check_route(transport, route.as_ref().ok());
     let response = match (allowed, route) {
         (Err(error), _) | (Ok(()), Err(error)) => Err(error),
         (Ok(()), Ok(route)) => routes::dispatch(&ctx, route, &parts.headers, body).await,
@@ -113,6 +120,28 @@ pub async fn handle(
         duration_ms = started.elapsed().as_millis() as u64,
         "request"
     );
+    response
+}
+
+/// Answers a request that did not authenticate. Anyone who can reach the
+/// listener can send one, so its line goes through the rate-limited
+/// refusal log, and shows only a short escaped prefix of the path.
+fn refused(ctx: &ApiContext, parts: &http::request::Parts, error: &ApiError) -> Response<Body> {
+    let mut response = body::error(error);
+    // One answer per connection: a client without the token gets no
+    // keep-alive connection to send garbage down.
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    ctx.refusals.note(|| {
+        tracing::warn!(
+            status = response.status().as_u16(),
+            method = %refusals::prefix(parts.method.as_str()),
+            path = %refusals::prefix(parts.uri.path()),
+            "request refused: not authenticated"
+        );
+    });
     response
 }
 

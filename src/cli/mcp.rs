@@ -4,6 +4,7 @@
 
 mod server;
 mod tools;
+mod transport;
 
 use std::sync::Arc;
 
@@ -31,7 +32,8 @@ A failed call (an unknown agent, a missing key, a provider error, an unreachable
 result marked as an error, and the session goes on. With a progress token, send_message and \
 run_task stream the reply as progress notifications. A client that cancels one of them cancels \
 the provider call, as Ctrl-C does in `message`; the partial reply stays in the history, marked \
-interrupted.
+interrupted. A line that is not JSON gets a JSON-RPC parse error (-32700); a line over 4 MiB is not \
+read, and gets an error (-32600) for its request id.
 
 Standard output carries only the protocol; logs go to standard error (RUST_LOG sets the level, \
 default warn).";
@@ -45,7 +47,7 @@ pub fn run(_args: McpArgs, paths: Paths, no_autostart: bool) -> Result<(), CliEr
     let server = server::Server::new(Arc::new(paths), !no_autostart);
     block_on(async move {
         let service = server
-            .serve(rmcp::transport::stdio())
+            .serve(transport::stdio())
             .await
             .map_err(|e| CliError::Failed(format!("the MCP session did not start: {e}")))?;
         service

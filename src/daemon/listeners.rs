@@ -270,11 +270,13 @@ impl Admission {
         let limits: LimitsConfig = ctx.engine.settings().config.limits.clone();
         let limit = limits.max_connections;
         let Ok(slot) = self.slots(limit).try_acquire_owned() else {
-            tracing::warn!(
-                limit,
-                ?transport,
-                "connection refused: too many open connections"
-            );
+            ctx.refusals.note(|| {
+                tracing::warn!(
+                    limit,
+                    ?transport,
+                    "connection refused: too many open connections"
+                );
+            });
             refuse(stream, &ApiError::TooManyConnections { limit });
             return;
         };
@@ -304,11 +306,13 @@ impl Admission {
         match stream.peer_cred() {
             Ok(peer) if peer.uid() == ours => self.admit(ctx, Transport::Unix, stream, connections),
             Ok(peer) => {
-                tracing::warn!(
-                    peer_uid = peer.uid(),
-                    peer_pid = peer.pid(),
-                    "connection refused: the peer runs as another user"
-                );
+                ctx.refusals.note(|| {
+                    tracing::warn!(
+                        peer_uid = peer.uid(),
+                        peer_pid = peer.pid(),
+                        "connection refused: the peer runs as another user"
+                    );
+                });
                 refuse(
                     stream,
                     &ApiError::Forbidden(format!(
@@ -318,7 +322,9 @@ impl Admission {
                 );
             }
             Err(error) => {
-                tracing::warn!(%error, "connection refused: cannot read the peer's credentials");
+                ctx.refusals.note(|| {
+                    tracing::warn!(%error, "connection refused: cannot read the peer's credentials");
+                });
                 refuse(
                     stream,
                     &ApiError::Forbidden("cannot verify who is connecting; refused".to_owned()),

@@ -248,7 +248,9 @@ pub(crate) async fn run(
         tcp: tcp.as_ref(),
         tcp_admission: Admission::new(activity.clone()),
     };
-    let background = spawn_background(&config, &engine, activity, reloader, &stop);
+    let mut background: Vec<_> =
+        spawn_background(&config, &engine, activity, reloader, &stop).into();
+    background.push(tokio::spawn(count_refusals(ctx.clone(), stop.clone())));
     host.ready(&Serving {
         engine: &engine,
         stop: &stop,
@@ -313,6 +315,19 @@ fn spawn_background(
             stop.clone(),
         )),
     ]
+}
+
+/// Writes the count of refusals not logged one by one, once an interval
+/// and once more at the stop.
+async fn count_refusals(ctx: Arc<ApiContext>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(crate::api::refusals::INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = every.tick() => ctx.refusals.flush(),
+        }
+    }
+    ctx.refusals.flush();
 }
 
 /// Waits for tasks that end when the core's stop token is cancelled.

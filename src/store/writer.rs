@@ -373,14 +373,28 @@ fn prune(connection: &mut Connection, ids: &[String]) -> Result<(), StoreError> 
     let mode: i64 = connection
         .query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
         .map_err(sql_write_error)?;
-    let reclaim = if mode == 2 {
-        "PRAGMA incremental_vacuum;"
+    if mode == 2 {
+        vacuum_incrementally(connection)?;
     } else {
-        "PRAGMA auto_vacuum = INCREMENTAL; VACUUM;"
-    };
-    connection.execute_batch(reclaim).map_err(sql_write_error)?;
+        connection
+            .execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")
+            .map_err(sql_write_error)?;
+    }
     // Fold the log into the file and empty it, so the space is really back.
     connection
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .map_err(sql_write_error)
+}
+
+/// Gives every free page back to the file system. `incremental_vacuum`
+/// frees one page per step of its statement, so it runs until it has no
+/// more rows; run through `execute_batch` it would step once and free one
+/// page.
+fn vacuum_incrementally(connection: &Connection) -> Result<(), StoreError> {
+    let mut statement = connection
+        .prepare("PRAGMA incremental_vacuum")
+        .map_err(sql_write_error)?;
+    let mut rows = statement.query([]).map_err(sql_write_error)?;
+    while rows.next().map_err(sql_write_error)?.is_some() {}
+    Ok(())
 }

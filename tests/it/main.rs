@@ -47,6 +47,7 @@ mod durability;
 mod error_codes;
 mod events;
 mod first_hour;
+mod hardening;
 mod in_process;
 mod lifecycle;
 mod mcp;
