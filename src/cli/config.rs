@@ -130,9 +130,8 @@ fn invalid(file: &Path, error: EditError) -> CliError {
 }
 
 fn read(file: &Path) -> Result<String, CliError> {
-    match std::fs::read_to_string(file) {
-        Ok(text) => Ok(text),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+    match config::read_settings_file(file) {
+        Ok(text) => Ok(text.unwrap_or_default()),
         Err(error) => Err(CliError::Failed(format!(
             "cannot read {}: {error}",
             file.display()

@@ -48,6 +48,7 @@ mod first_hour;
 mod in_process;
 mod lifecycle;
 mod mcp;
+mod own_daemon;
 mod providers;
 mod reload;
 mod scenario;
