@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::paths::{PathError, Paths, ensure_private_dir, user_runtime_base};
+use crate::paths::{PathError, Paths, TcpRecord, ensure_private_dir, user_runtime_base};
 use crate::pidfile::{Holder, holder, lock_holder, open_lock_file};
 use crate::service::{SOCKET_UNIT_NAME, systemctl_user};
 
@@ -113,8 +113,12 @@ fn running(paths: &Paths) -> bool {
     };
     let started = Instant::now();
     while started.elapsed() < STARTING_PATIENCE {
-        let serves_tcp_only =
-            !paths.socket_explicit && paths.token_file.exists() && !paths.socket.exists();
+        let serves_tcp_only = !paths.socket_explicit
+            && !paths.socket.exists()
+            && matches!(
+                TcpRecord::read(&paths.address_file),
+                Some(TcpRecord::Serving(_))
+            );
         if answers(&paths.socket) || serves_tcp_only {
             return true;
         }

@@ -20,6 +20,9 @@ pub struct Paths {
     pub socket_explicit: bool,
     pub pid_file: PathBuf,
     pub token_file: PathBuf,
+    /// `R/http.address`: the TCP address the daemon actually serves, or
+    /// `off: why`. The client sends the token there and nowhere else.
+    pub address_file: PathBuf,
     /// S: persistent state and the daemonized log. Mode 0700.
     pub state_dir: PathBuf,
     /// `S/daemon.log`: stdout and stderr of a daemon started with `serve --daemon`.
@@ -53,8 +56,8 @@ fn var(name: &str) -> Option<OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
-/// The TCP listener's default address (SPEC §1): where the daemon listens
-/// and where a client without a socket looks.
+/// The TCP listener's default address (SPEC §1). A client never assumes
+/// it: it reads the address the daemon recorded (`R/http.address`).
 pub const DEFAULT_TCP: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7862);
 
@@ -76,6 +79,7 @@ impl Paths {
             socket: socket.unwrap_or_else(|| runtime_dir.join("daemon.sock")),
             pid_file: runtime_dir.join("daemon.pid"),
             token_file: runtime_dir.join("http.token"),
+            address_file: runtime_dir.join("http.address"),
             log_file: state_dir.join("daemon.log"),
             state_dir,
             environment_file: environment_file(&config_file),
@@ -98,6 +102,7 @@ impl Paths {
             socket_explicit: self.socket_explicit,
             pid_file: absolute(self.pid_file)?,
             token_file: absolute(self.token_file)?,
+            address_file: absolute(self.address_file)?,
             state_dir: absolute(self.state_dir)?,
             log_file: absolute(self.log_file)?,
             config_file: absolute(self.config_file)?,
@@ -132,6 +137,33 @@ pub fn user_runtime_base() -> Option<PathBuf> {
     let uid = nix::unistd::geteuid().as_raw();
     let candidate = PathBuf::from(format!("/run/user/{uid}"));
     is_private_runtime_dir(&candidate, uid).then_some(candidate)
+}
+
+/// What `R/http.address` says: the daemon's TCP address, or why it has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TcpRecord {
+    Serving(SocketAddr),
+    Off(String),
+}
+
+impl TcpRecord {
+    /// The file's one line.
+    pub fn to_line(&self) -> String {
+        match self {
+            Self::Serving(addr) => addr.to_string(),
+            Self::Off(why) => format!("off: {why}"),
+        }
+    }
+
+    /// Reads the record; `None` when there is none or it is not one.
+    pub fn read(file: &Path) -> Option<Self> {
+        let text = fs::read_to_string(file).ok()?;
+        let line = text.lines().next()?.trim();
+        if let Some(why) = line.strip_prefix("off: ") {
+            return Some(Self::Off(why.to_owned()));
+        }
+        line.parse().ok().map(Self::Serving)
+    }
 }
 
 /// Whether `dir` is a real directory (not a symlink) owned by `uid` with

@@ -322,6 +322,9 @@ impl CliError {
             Self::Hinted { error, .. } | Self::Reported(error) => error.exit_code(),
             // A daemon that could not be started is as unreachable as one that is not running.
             Self::Client(ClientError::Unreachable { .. }) | Self::Autostart(_) => exit::UNREACHABLE,
+            // Not our daemon: as good as none, and nothing was sent to it.
+            Self::Client(ClientError::NotOurDaemon { .. }) => exit::UNREACHABLE,
+            Self::Client(ClientError::BadDaemonUid(_)) => exit::USAGE,
             Self::Client(ClientError::Api { status: 404, .. }) => exit::NOT_FOUND,
             Self::Client(ClientError::Api { status: 422, .. }) | Self::Usage(_) => exit::USAGE,
             _ => exit::FAILED,
@@ -335,6 +338,11 @@ impl CliError {
                 "start it with `orchestration serve --daemon` (or `orchestration serve` in another terminal), or drop --no-autostart / ORCHESTRATION_NO_AUTOSTART"
             }
             Self::Autostart(error) => return Some(error.hint()),
+            Self::Client(ClientError::NotOurDaemon { .. }) => {
+                "nothing was sent to it. Use a socket in a directory only you can write to (your \
+                 runtime dir's, by default); as root, ORCHESTRATION_DAEMON_UID=UID talks to that \
+                 user's daemon"
+            }
             Self::Client(ClientError::Api { status: 404, .. }) => {
                 "`orchestration list` shows the live agents"
             }

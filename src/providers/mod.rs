@@ -150,13 +150,15 @@ impl Keys {
     ) -> Result<Self, EnvironmentError> {
         let mut vars = base.clone();
         match crate::config::read_settings_file(file) {
-            Ok(Some(text)) => vars.extend(parse_environment_file(&text).map_err(|(line, why)| {
-                EnvironmentError::Line {
-                    path: file.to_owned(),
-                    line,
-                    why,
-                }
-            })?),
+            Ok(Some(text)) => {
+                vars.extend(parse_environment_file(&text).map_err(|(line, why)| {
+                    EnvironmentError::Line {
+                        path: file.to_owned(),
+                        line,
+                        why,
+                    }
+                })?)
+            }
             Ok(None) => {}
             Err(source) => {
                 return Err(EnvironmentError::Read {
