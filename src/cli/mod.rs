@@ -422,12 +422,18 @@ fn status() -> u8 {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
-    let paths = Paths::resolve(cli.socket.clone())?;
+    let paths = match Paths::resolve(cli.socket.clone()) {
+        Ok(paths) => paths,
+        Err(error) => return run_unplaced(cli, error),
+    };
     let command = match cli.command {
         Command::Serve(args) => return serve::run(args, paths, cli.json),
         Command::Completions(args) => return completions(args.shell),
         Command::Service(args) => return service::run(args, &paths, cli.json),
-        Command::Config(args) => return config::run(args, &paths, cli.json),
+        Command::Config(args) => {
+            let pid_file = Some(paths.pid_file.as_path());
+            return config::run(args, &paths.config_file, pid_file, cli.json);
+        }
         // A long-lived client: it starts the daemon on the first call that
         // needs it, not before, and builds its own client per call.
         Command::Mcp(args) => return mcp::run(args, paths, cli.no_autostart),
@@ -463,6 +469,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Watch(args) => watch::run(&ctx, args).await,
         }
     })?
+}
+
+/// Without the runtime or state dir (no HOME, say), the commands that need
+/// neither still work; the rest fail naming everything that is missing.
+fn run_unplaced(cli: Cli, error: PathError) -> Result<(), CliError> {
+    match cli.command {
+        Command::Completions(args) => completions(args.shell),
+        Command::Config(args) => {
+            let file = crate::paths::config_file_alone().map_err(|_| error)?;
+            config::run(args, &file, None, cli.json)
+        }
+        _ => Err(error.into()),
+    }
 }
 
 fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {

@@ -363,3 +363,93 @@ fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
+
+/// The binary with nothing in its environment but PATH and `vars`.
+fn bare(vars: &[(&str, &Path)], args: &[&str]) -> common::CliOutput {
+    let mut command = Command::new(common::BIN);
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("ORCHESTRATION_NO_AUTOSTART", "1")
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null());
+    common::CliOutput(command.output().expect("run"))
+}
+
+#[test]
+fn without_home_everything_missing_is_named_at_once_and_config_still_works() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = bare(&[], &["list"]);
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    let stderr = out.stderr();
+    // /run/user/$UID, when it is ours, is found without any variable.
+    let uid = nix::unistd::geteuid().as_raw();
+    if !Path::new(&format!("/run/user/{uid}")).exists() {
+        assert!(stderr.contains("ORCHESTRATION_RUNTIME_DIR"), "{stderr}");
+    }
+    for needed in ["HOME", "ORCHESTRATION_STATE_DIR", "ORCHESTRATION_CONFIG"] {
+        assert!(stderr.contains(needed), "{needed}: {stderr}");
+    }
+    assert_eq!(stderr.matches("error:").count(), 1, "{stderr}");
+
+    // The config commands need neither the runtime nor the state dir.
+    let config = dir.path().join("config.toml");
+    let vars = [("ORCHESTRATION_CONFIG", config.as_path())];
+    let out = bare(&vars, &["config", "path"]);
+    out.ok();
+    assert_eq!(out.stdout().trim(), config.display().to_string());
+    bare(&vars, &["config", "set", "daemon.listen", "off"]).ok();
+    let out = bare(&vars, &["config", "get", "daemon.listen"]);
+    out.ok();
+    assert_eq!(out.stdout().trim(), "off");
+    bare(&[], &["completions", "bash"]).ok();
+    // A command that needs the daemon still says what is missing.
+    let out = bare(&vars, &["list"]);
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr().contains("ORCHESTRATION_STATE_DIR"),
+        "{}",
+        out.stderr()
+    );
+}
+
+#[test]
+fn a_runtime_dir_linked_by_another_user_is_not_followed() {
+    if !second_uid_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The victim's directory, open to be read, and another user's link to
+    // it where the runtime dir is looked for (say, planted in /tmp).
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("mkdir");
+    set_mode(&home, 0o755);
+    let env = Env::new();
+    let link = env.runtime_dir();
+    std::os::unix::fs::symlink(&home, &link).expect("symlink");
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        &link,
+        Some(nix::unistd::Uid::from_raw(NOBODY)),
+        Some(nix::unistd::Gid::from_raw(NOBODY)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .expect("lchown");
+    let out = env.cli(&["serve", "--no-tcp"]);
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    assert!(
+        out.stderr().contains("symbolic link owned by uid 65534"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(mode(&home), 0o755, "the link's target was chmodded");
+    assert!(std::fs::read_dir(&home).expect("ls").next().is_none());
+
+    // A link of the user's own is the user's choice, and is followed.
+    std::fs::remove_file(&link).expect("rm link");
+    std::os::unix::fs::symlink(&home, &link).expect("symlink");
+    let daemon = Daemon::start_in(env, &["--no-tcp"], None);
+    assert_eq!(mode(&home), 0o700);
+    daemon.cli(&["list"]).ok();
+}
