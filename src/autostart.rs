@@ -15,7 +15,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::paths::{PathError, Paths, TcpRecord, ensure_private_dir, user_runtime_base};
 use crate::pidfile::{Holder, holder, lock_holder, open_lock_file};
-use crate::service::{SOCKET_UNIT_NAME, systemctl_user};
+use crate::service::{SOCKET_UNIT_NAME, TCP_SOCKET_UNIT_NAME, systemctl_user};
 
 /// The environment a service manager gives its own child. A daemon we start
 /// is not that child: it must not answer to the caller's manager.
@@ -158,8 +158,14 @@ fn systemd_socket_serves(paths: &Paths) -> bool {
     unit.succeeded && unit.stdout == "loaded"
 }
 
+/// Starts the control socket; the TCP one too, when it can be had (its
+/// port may be another user's: the control socket is enough).
 fn start_systemd_socket() -> bool {
-    systemctl_user(&["start", SOCKET_UNIT_NAME]).succeeded
+    if !systemctl_user(&["start", SOCKET_UNIT_NAME]).succeeded {
+        return false;
+    }
+    let _ = systemctl_user(&["start", TCP_SOCKET_UNIT_NAME]);
+    true
 }
 
 /// Runs `orchestration serve --daemon`, which returns once the daemon is

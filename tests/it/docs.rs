@@ -95,7 +95,7 @@ const SERVE_ENV: &[(&str, &str)] = &[
 
 const SERVICE_FILES: &[(&str, &str)] = &[
     (
-        "$XDG_CONFIG_HOME/systemd/user/orchestration.socket, orchestration.service",
+        "$XDG_CONFIG_HOME/systemd/user/orchestration.socket, orchestration-tcp.socket, orchestration.service",
         "The systemd user units written by service install (~/.config/systemd/user by default).",
     ),
     (
@@ -353,7 +353,7 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         "service",
         &[
             (
-                "orchestration service install && systemctl --user enable --now orchestration.socket",
+                "orchestration service install && systemctl --user enable --now orchestration.socket orchestration-tcp.socket",
                 "Let systemd start the daemon on the first connection (install the binary first: the unit names its path).",
             ),
             (
