@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 use std::io::{IsTerminal, Read};
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::paths::{PathError, Paths, ensure_private_dir, user_runtime_base};
-use crate::pidfile::{Holder, holder, open_lock_file};
-use crate::service::{SOCKET_UNIT_NAME, systemctl_user};
+use crate::paths::{PathError, Paths, TcpRecord, ensure_private_dir, user_runtime_base};
+use crate::pidfile::{Holder, holder, lock_holder, open_lock_file};
+use crate::service::{SOCKET_UNIT_NAME, TCP_SOCKET_UNIT_NAME, systemctl_user};
 
 /// The environment a service manager gives its own child. A daemon we start
 /// is not that child: it must not answer to the caller's manager.
@@ -114,8 +113,12 @@ fn running(paths: &Paths) -> bool {
     };
     let started = Instant::now();
     while started.elapsed() < STARTING_PATIENCE {
-        let serves_tcp_only =
-            !paths.socket_explicit && paths.token_file.exists() && !paths.socket.exists();
+        let serves_tcp_only = !paths.socket_explicit
+            && !paths.socket.exists()
+            && matches!(
+                TcpRecord::read(&paths.address_file),
+                Some(TcpRecord::Serving(_))
+            );
         if answers(&paths.socket) || serves_tcp_only {
             return true;
         }
@@ -155,8 +158,14 @@ fn systemd_socket_serves(paths: &Paths) -> bool {
     unit.succeeded && unit.stdout == "loaded"
 }
 
+/// Starts the control socket; the TCP one too, when it can be had (its
+/// port may be another user's: the control socket is enough).
 fn start_systemd_socket() -> bool {
-    systemctl_user(&["start", SOCKET_UNIT_NAME]).succeeded
+    if !systemctl_user(&["start", SOCKET_UNIT_NAME]).succeeded {
+        return false;
+    }
+    let _ = systemctl_user(&["start", TCP_SOCKET_UNIT_NAME]);
+    true
 }
 
 /// Runs `orchestration serve --daemon`, which returns once the daemon is
@@ -209,23 +218,6 @@ fn launch_daemon(paths: &Paths) -> Result<(), AutostartError> {
         paths.log_file.display()
     ));
     Ok(())
-}
-
-/// The process holding an `flock` on `lock`, from `/proc/locks` (Linux;
-/// `None` elsewhere or when nobody holds it).
-fn lock_holder(lock: &Path) -> Option<u32> {
-    let inode = std::fs::metadata(lock).ok()?.ino();
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    // `1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF`; a waiter's line has `->` second.
-    locks.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) != Some(&"FLOCK") {
-            return None;
-        }
-        let pid = fields.get(4)?.parse().ok()?;
-        let locked: u64 = fields.get(5)?.rsplit(':').next()?.parse().ok()?;
-        (locked == inode).then_some(pid)
-    })
 }
 
 /// The Unix socket paths process `pid` listens on, from its open files and

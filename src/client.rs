@@ -1,19 +1,27 @@
 //! The client: talks HTTP to the daemon over its Unix socket, or over
 //! loopback TCP (with the bearer token from `R/http.token`) when there is no
-//! socket but a daemon of this runtime dir announced a TCP listener. A socket
-//! the user named (`--socket`) is used or nothing is: the TCP fallback would
-//! reach whichever daemon owns the default port instead.
+//! socket but a live daemon of this runtime dir recorded the address it
+//! serves in `R/http.address`. A socket the user named (`--socket`) is used
+//! or nothing is.
+//!
+//! Before anything is sent the client makes sure it talks to its own
+//! daemon: the socket's peer must run as the user (`SO_PEERCRED` /
+//! `getpeereid`), a socket in a directory others may write to must be the
+//! user's own in a sticky one, and the token goes only to the recorded
+//! address, never to a guessed port.
 //!
 //! Every call is one HTTP/1.1 exchange on a fresh connection, made with
 //! hyper directly: a CLI process sends one or two requests to a local peer,
 //! so it needs neither TLS nor a connection pool, and setting those up cost
 //! more than the request itself.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
+use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
@@ -24,15 +32,17 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 use crate::model::{AgentInfo, AgentName, PruneReport, ShutdownReport};
-use crate::paths::Paths;
+use crate::paths::{Paths, TcpRecord};
+use crate::pidfile::{Holder, holder};
 use crate::wire::{
     Conversations, ConversationsQuery, ErrorBody, ErrorCode, EventsQuery, FanOutRequest,
     FanOutResult, Health, HistoryQuery, ListQuery, MessageRequest, Messages, Models, ModelsRequest,
     PruneRequest, Reloaded, Route, SearchQuery, SearchResults, SpawnRequest, TaskRequest,
 };
 
-/// `$ORCHESTRATION_URL` points the TCP fallback somewhere other than the default.
-const URL_VAR: &str = "ORCHESTRATION_URL";
+/// `$ORCHESTRATION_DAEMON_UID`: the uid whose daemon the client will talk
+/// to, when not the user's own (root reaching a user's daemon).
+pub const DAEMON_UID_VAR: &str = "ORCHESTRATION_DAEMON_UID";
 /// How long connecting may take before the daemon counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -54,22 +64,35 @@ pub enum ClientError {
     Connection(String),
     #[error("the daemon sent something unexpected: {0}")]
     Protocol(String),
+    /// The socket may not be the user's own daemon's: nothing was sent.
+    #[error("refusing to talk to {}: {why}", path.display())]
+    NotOurDaemon { path: PathBuf, why: String },
+    #[error("{DAEMON_UID_VAR}={0:?} is not a uid (a number)")]
+    BadDaemonUid(String),
 }
 
 /// Where the daemon listens.
 #[derive(Debug, Clone)]
 enum Target {
     Unix(PathBuf),
-    /// `host:port`, as connected to and sent in `Host`.
-    Tcp(String),
+    /// The address the daemon recorded.
+    Tcp(SocketAddr),
+}
+
+/// Whose daemon the client accepts on a Unix socket.
+#[derive(Debug, Clone, Copy)]
+struct Expected {
+    uid: u32,
+    /// Named with `$ORCHESTRATION_DAEMON_UID`: the user chose that daemon,
+    /// so the socket's directory is not second-guessed.
+    explicit: bool,
 }
 
 pub struct Client {
     target: Target,
+    expected: Expected,
     /// The `Host` header.
     host: HeaderValue,
-    /// A path prefix from `$ORCHESTRATION_URL` (without a trailing `/`).
-    prefix: String,
     /// `Authorization: Bearer …` for the TCP data plane.
     authorization: Option<HeaderValue>,
     endpoint: String,
@@ -95,54 +118,32 @@ impl Drop for Connection {
 
 impl Client {
     pub fn new(paths: &Paths) -> Result<Self, ClientError> {
-        let use_unix = paths.socket_explicit || paths.socket.exists() || !paths.token_file.exists();
-        if use_unix {
+        let expected = expected_daemon()?;
+        let tcp = if paths.socket_explicit || paths.socket.exists() {
+            None
+        } else {
+            recorded_tcp(paths)
+        };
+        let Some((addr, token)) = tcp else {
             return Ok(Self {
                 target: Target::Unix(paths.socket.clone()),
+                expected,
                 host: HeaderValue::from_static("localhost"),
-                prefix: String::new(),
                 authorization: None,
                 endpoint: paths.socket.display().to_string(),
             });
-        }
-        let url = std::env::var(URL_VAR)
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| format!("http://{}", crate::paths::DEFAULT_TCP));
-        let invalid = |why: &str| ClientError::Protocol(format!("{URL_VAR}={url} {why}"));
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| invalid(&format!("is not a URL: {e}")))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(invalid(
-                "must start with http:// (the daemon speaks plain HTTP)",
-            ));
-        }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| invalid("names no host"))?
-            .as_str()
-            .to_owned();
-        let authority = if uri.port().is_some() {
-            authority
-        } else {
-            format!("{authority}:80")
         };
-        let host = HeaderValue::from_str(uri.authority().map_or("", |a| a.as_str()))
-            .map_err(|e| invalid(&e.to_string()))?;
-        let authorization = std::fs::read_to_string(&paths.token_file)
-            .ok()
-            .and_then(|t| HeaderValue::from_str(&format!("Bearer {}", t.trim())).ok())
-            .map(|mut value| {
-                value.set_sensitive(true);
-                value
-            });
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| ClientError::Protocol("the token file holds no token".into()))?;
+        authorization.set_sensitive(true);
+        let host = HeaderValue::from_str(&addr.to_string())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok(Self {
-            target: Target::Tcp(authority),
+            target: Target::Tcp(addr),
+            expected,
             host,
-            prefix: uri.path().trim_end_matches('/').to_owned(),
-            authorization,
-            endpoint: url,
+            authorization: Some(authorization),
+            endpoint: format!("http://{addr}"),
         })
     }
 
@@ -161,7 +162,7 @@ impl Client {
     ) -> Result<Response, ClientError> {
         let mut request = Request::builder()
             .method(method)
-            .uri(format!("{}{}", self.prefix, path))
+            .uri(path)
             .header(header::HOST, self.host.clone());
         if let Some(authorization) = &self.authorization {
             request = request.header(header::AUTHORIZATION, authorization.clone());
@@ -310,24 +311,26 @@ impl Client {
         let handshake = |e: hyper::Error| ClientError::Connection(e.to_string());
         match &self.target {
             Target::Unix(socket) => {
+                if !self.expected.explicit {
+                    check_directory(socket, self.expected.uid)?;
+                }
                 let stream =
                     tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::UnixStream::connect(socket))
                         .await
                         .map_err(|_| unreachable())?
                         .map_err(|_| unreachable())?;
+                check_peer(&stream, socket, self.expected.uid)?;
                 let (sender, connection) = http1::handshake(TokioIo::new(stream))
                     .await
                     .map_err(handshake)?;
                 Ok((sender, drive(connection)))
             }
-            Target::Tcp(authority) => {
-                let stream = tokio::time::timeout(
-                    CONNECT_TIMEOUT,
-                    tokio::net::TcpStream::connect(authority.as_str()),
-                )
-                .await
-                .map_err(|_| unreachable())?
-                .map_err(|_| unreachable())?;
+            Target::Tcp(addr) => {
+                let stream =
+                    tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+                        .await
+                        .map_err(|_| unreachable())?
+                        .map_err(|_| unreachable())?;
                 let _ = stream.set_nodelay(true);
                 let (sender, connection) = http1::handshake(TokioIo::new(stream))
                     .await
@@ -412,6 +415,111 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+/// The uid whose daemon this client talks to: the user's own, unless
+/// `$ORCHESTRATION_DAEMON_UID` names another.
+fn expected_daemon() -> Result<Expected, ClientError> {
+    let own = nix::unistd::geteuid().as_raw();
+    match std::env::var(DAEMON_UID_VAR) {
+        Ok(text) if !text.is_empty() => {
+            let uid = text
+                .trim()
+                .parse()
+                .map_err(|_| ClientError::BadDaemonUid(text.clone()))?;
+            Ok(Expected {
+                uid,
+                explicit: true,
+            })
+        }
+        _ => Ok(Expected {
+            uid: own,
+            explicit: false,
+        }),
+    }
+}
+
+/// The address and token of this runtime dir's TCP listener, if a live
+/// daemon (one holding the PID file's lock) recorded both. Files left by a
+/// killed daemon name a port anyone may have bound since: they are ignored.
+fn recorded_tcp(paths: &Paths) -> Option<(SocketAddr, String)> {
+    let Some(TcpRecord::Serving(addr)) = TcpRecord::read(&paths.address_file) else {
+        return None;
+    };
+    let token = std::fs::read_to_string(&paths.token_file).ok()?;
+    let token = token.trim();
+    if token.is_empty() || !matches!(holder(&paths.pid_file), Holder::Daemon(_)) {
+        return None;
+    }
+    Some((addr, token.to_owned()))
+}
+
+/// A socket in a directory others may write to could have been put there
+/// by them, or be swapped for theirs: only a sticky directory (where no one
+/// else can remove or rename the user's file) holding a socket of the
+/// user's own will do.
+fn check_directory(socket: &Path, uid: u32) -> Result<(), ClientError> {
+    let refuse = |why: String| ClientError::NotOurDaemon {
+        path: socket.to_owned(),
+        why,
+    };
+    let dir = match socket.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let Ok(dir_meta) = std::fs::metadata(dir) else {
+        return Ok(()); // Nothing to connect to: the connect says so.
+    };
+    let mode = dir_meta.mode();
+    if mode & 0o022 == 0 {
+        return Ok(());
+    }
+    let dir_text = format!(
+        "its directory {} is writable by others (mode {:o}, owner {})",
+        dir.display(),
+        mode & 0o7777,
+        describe_uid(dir_meta.uid())
+    );
+    if mode & 0o1000 == 0 {
+        return Err(refuse(format!(
+            "{dir_text} and not sticky, so anyone may have put it there"
+        )));
+    }
+    match std::fs::symlink_metadata(socket) {
+        Ok(meta) if meta.uid() != uid => Err(refuse(format!(
+            "it belongs to {}, not to {}, and {dir_text}",
+            describe_uid(meta.uid()),
+            describe_uid(uid)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The process listening on the socket must run as the expected uid.
+fn check_peer(stream: &tokio::net::UnixStream, socket: &Path, uid: u32) -> Result<(), ClientError> {
+    let refuse = |why: String| ClientError::NotOurDaemon {
+        path: socket.to_owned(),
+        why,
+    };
+    let peer = stream
+        .peer_cred()
+        .map_err(|e| refuse(format!("cannot read the peer's credentials: {e}")))?;
+    if peer.uid() == uid {
+        return Ok(());
+    }
+    Err(refuse(format!(
+        "it is served by {}, not by {}",
+        describe_uid(peer.uid()),
+        describe_uid(uid)
+    )))
+}
+
+/// `uid 1000 (alice)`, or `uid 1000` when the name cannot be told.
+fn describe_uid(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => format!("uid {uid} ({})", user.name),
+        _ => format!("uid {uid}"),
     }
 }
 

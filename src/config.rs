@@ -10,6 +10,8 @@
 //! user's comments and layout, and never writing a file that would not load.
 
 use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -185,11 +187,9 @@ pub enum ConfigError {
 impl Config {
     /// Reads the config file; a missing file gives the defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Self::default());
-            }
+        let text = match read_settings_file(path) {
+            Ok(Some(text)) => text,
+            Ok(None) => return Ok(Self::default()),
             Err(source) => {
                 return Err(ConfigError::Read {
                     path: path.to_owned(),
@@ -307,6 +307,65 @@ pub const DEFAULT_CONTEXT_LIMIT: u64 = 128_000;
 pub const MIN_CONTEXT_LIMIT: u64 = 256;
 /// Ten million tokens, 40 MB of text: beyond any model's window.
 pub const MAX_CONTEXT_LIMIT: u64 = 10_000_000;
+
+/// The most a config or environment file may hold: far beyond any real one.
+pub const MAX_SETTINGS_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a config or environment file; `Ok(None)` when there is none. It is
+/// opened without blocking and read only if it is a regular file of at most
+/// [`MAX_SETTINGS_FILE_BYTES`]: a FIFO or device put in its place would
+/// otherwise hang the daemon's start and every reload on the read.
+pub fn read_settings_file(path: &Path) -> io::Result<Option<String>> {
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        let kind = non_regular_kind(meta.file_type());
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("it is {kind}, not a regular file"),
+        ));
+    }
+    if meta.len() > MAX_SETTINGS_FILE_BYTES {
+        return Err(too_large());
+    }
+    let mut text = String::new();
+    // Bounded even if the file grows while it is read.
+    file.take(MAX_SETTINGS_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SETTINGS_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(Some(text))
+}
+
+fn too_large() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("it is larger than {MAX_SETTINGS_FILE_BYTES} bytes"),
+    )
+}
+
+fn non_regular_kind(kind: std::fs::FileType) -> &'static str {
+    if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
+}
 
 fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
     if (min..=max).contains(&value) {

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -20,6 +20,9 @@ pub struct Paths {
     pub socket_explicit: bool,
     pub pid_file: PathBuf,
     pub token_file: PathBuf,
+    /// `R/http.address`: the TCP address the daemon actually serves, or
+    /// `off: why`. The client sends the token there and nowhere else.
+    pub address_file: PathBuf,
     /// S: persistent state and the daemonized log. Mode 0700.
     pub state_dir: PathBuf,
     /// `S/daemon.log`: stdout and stderr of a daemon started with `serve --daemon`.
@@ -33,12 +36,10 @@ pub struct Paths {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PathError {
-    /// HOME is needed for `what` and is not set; `set` says what else would do.
+    /// HOME is needed for `what` and is not set; `set` says what else
+    /// would do. Everything that cannot be placed is named at once.
     #[error("cannot place the {what}: HOME is not set; set HOME, or {set}")]
-    NoHome {
-        what: &'static str,
-        set: &'static str,
-    },
+    NoHome { what: String, set: String },
     #[error("cannot create {}: {source}", path.display())]
     Create { path: PathBuf, source: io::Error },
     #[error("cannot make {} absolute: {source}", path.display())]
@@ -47,35 +48,78 @@ pub enum PathError {
     NotADirectory(PathBuf),
     #[error("{} belongs to another user; refusing to use it", .0.display())]
     NotOurs(PathBuf),
+    /// A link someone else owns could be repointed by them at any time.
+    #[error(
+        "{} is a symbolic link owned by uid {owner}, not by you; refusing to follow it (its owner could repoint it)",
+        path.display()
+    )]
+    ForeignSymlink { path: PathBuf, owner: u32 },
 }
 
 fn var(name: &str) -> Option<OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
-/// The TCP listener's default address (SPEC §1): where the daemon listens
-/// and where a client without a socket looks.
+/// The TCP listener's default address (SPEC §1). A client never assumes
+/// it: it reads the address the daemon recorded (`R/http.address`).
 pub const DEFAULT_TCP: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7862);
 
 /// `$HOME`, needed for `what`; `set` names the variables that would do instead.
 fn home(what: &'static str, set: &'static str) -> Result<PathBuf, PathError> {
-    var("HOME")
-        .map(PathBuf::from)
-        .ok_or(PathError::NoHome { what, set })
+    var("HOME").map(PathBuf::from).ok_or(PathError::NoHome {
+        what: what.to_owned(),
+        set: set.to_owned(),
+    })
+}
+
+/// One error naming every place that could not be found, so a user
+/// without HOME learns everything to set at once.
+fn all_missing(errors: impl IntoIterator<Item = Option<PathError>>) -> PathError {
+    let mut errors: Vec<PathError> = errors.into_iter().flatten().collect();
+    if errors.len() == 1 {
+        return errors.remove(0);
+    }
+    let (mut whats, mut sets) = (Vec::new(), Vec::new());
+    for error in errors {
+        match error {
+            PathError::NoHome { what, set } => {
+                whats.push(what);
+                sets.push(set);
+            }
+            other => return other,
+        }
+    }
+    PathError::NoHome {
+        what: whats.join(", the "),
+        set: sets.join(", and "),
+    }
+}
+
+/// The config file alone, for commands that need neither the runtime nor
+/// the state dir (`config path`, `config get`, `config set`).
+pub fn config_file_alone() -> Result<PathBuf, PathError> {
+    config_file(state_dir().ok().as_deref())
 }
 
 impl Paths {
     /// Resolves every path; `socket` is the `--socket`/`$ORCHESTRATION_SOCKET` override.
     pub fn resolve(socket: Option<PathBuf>) -> Result<Self, PathError> {
-        let runtime_dir = runtime_dir()?;
-        let state_dir = state_dir()?;
-        let config_file = config_file(&state_dir);
+        let runtime_dir = runtime_dir();
+        let state_dir = state_dir();
+        let config_file = config_file(state_dir.as_ref().ok().map(PathBuf::as_path));
+        let (runtime_dir, state_dir, config_file) = match (runtime_dir, state_dir, config_file) {
+            (Ok(runtime), Ok(state), Ok(config)) => (runtime, state, config),
+            (runtime, state, config) => {
+                return Err(all_missing([runtime.err(), state.err(), config.err()]));
+            }
+        };
         Ok(Self {
             socket_explicit: socket.is_some(),
             socket: socket.unwrap_or_else(|| runtime_dir.join("daemon.sock")),
             pid_file: runtime_dir.join("daemon.pid"),
             token_file: runtime_dir.join("http.token"),
+            address_file: runtime_dir.join("http.address"),
             log_file: state_dir.join("daemon.log"),
             state_dir,
             environment_file: environment_file(&config_file),
@@ -98,6 +142,7 @@ impl Paths {
             socket_explicit: self.socket_explicit,
             pid_file: absolute(self.pid_file)?,
             token_file: absolute(self.token_file)?,
+            address_file: absolute(self.address_file)?,
             state_dir: absolute(self.state_dir)?,
             log_file: absolute(self.log_file)?,
             config_file: absolute(self.config_file)?,
@@ -134,6 +179,33 @@ pub fn user_runtime_base() -> Option<PathBuf> {
     is_private_runtime_dir(&candidate, uid).then_some(candidate)
 }
 
+/// What `R/http.address` says: the daemon's TCP address, or why it has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TcpRecord {
+    Serving(SocketAddr),
+    Off(String),
+}
+
+impl TcpRecord {
+    /// The file's one line.
+    pub fn to_line(&self) -> String {
+        match self {
+            Self::Serving(addr) => addr.to_string(),
+            Self::Off(why) => format!("off: {why}"),
+        }
+    }
+
+    /// Reads the record; `None` when there is none or it is not one.
+    pub fn read(file: &Path) -> Option<Self> {
+        let text = fs::read_to_string(file).ok()?;
+        let line = text.lines().next()?.trim();
+        if let Some(why) = line.strip_prefix("off: ") {
+            return Some(Self::Off(why.to_owned()));
+        }
+        line.parse().ok().map(Self::Serving)
+    }
+}
+
 /// Whether `dir` is a real directory (not a symlink) owned by `uid` with
 /// mode 0700: what a login manager makes for a user's runtime dir.
 pub fn is_private_runtime_dir(dir: &Path, uid: u32) -> bool {
@@ -159,16 +231,19 @@ fn state_dir() -> Result<PathBuf, PathError> {
 /// `S/config.toml` next to the store (the state dir then came from a
 /// variable, so nothing falls back to a guessed home). A missing file is the
 /// defaults.
-fn config_file(state_dir: &Path) -> PathBuf {
+fn config_file(state_dir: Option<&Path>) -> Result<PathBuf, PathError> {
     if let Some(file) = var("ORCHESTRATION_CONFIG") {
-        return file.into();
+        return Ok(file.into());
     }
     if let Some(dir) = var("XDG_CONFIG_HOME") {
-        return PathBuf::from(dir).join("orchestration/config.toml");
+        return Ok(PathBuf::from(dir).join("orchestration/config.toml"));
     }
-    match var("HOME") {
-        Some(home) => PathBuf::from(home).join(".config/orchestration/config.toml"),
-        None => state_dir.join("config.toml"),
+    if let Some(home) = var("HOME") {
+        return Ok(PathBuf::from(home).join(".config/orchestration/config.toml"));
+    }
+    match state_dir {
+        Some(state_dir) => Ok(state_dir.join("config.toml")),
+        None => home("config file", "ORCHESTRATION_CONFIG (or XDG_CONFIG_HOME)"),
     }
 }
 
@@ -198,26 +273,60 @@ pub fn launch_agents_dir() -> Result<PathBuf, PathError> {
 }
 
 /// Creates `dir` (and parents) as 0700, or tightens an existing one of ours
-/// to 0700 whatever the umask.
+/// to 0700 whatever the umask. A symbolic link in its place is followed only
+/// when it is the user's own: a link someone else planted (in a sticky
+/// shared directory, say) could point at any directory of the user's, which
+/// would then be chmodded, and be repointed later. The ownership check and
+/// the chmod act on the opened directory, not on the name again.
 pub fn ensure_private_dir(dir: &Path) -> Result<(), PathError> {
     let create_error = |source| PathError::Create {
         path: dir.to_owned(),
         source,
+    };
+    let uid = nix::unistd::geteuid().as_raw();
+    let link = fs::symlink_metadata(dir);
+    let our_link = match &link {
+        Ok(meta) if meta.file_type().is_symlink() && meta.uid() != uid => {
+            return Err(PathError::ForeignSymlink {
+                path: dir.to_owned(),
+                owner: meta.uid(),
+            });
+        }
+        Ok(meta) => meta.file_type().is_symlink(),
+        Err(_) => false,
     };
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(create_error)?;
-    let meta = fs::metadata(dir).map_err(create_error)?;
+    let mut flags = nix::fcntl::OFlag::O_DIRECTORY;
+    if !our_link {
+        // Swapped for a link since the look above: refuse rather than follow.
+        flags |= nix::fcntl::OFlag::O_NOFOLLOW;
+    }
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(dir);
+    let opened = match opened {
+        Ok(opened) => opened,
+        Err(error) if error.raw_os_error() == Some(nix::libc::ENOTDIR) => {
+            return Err(PathError::NotADirectory(dir.to_owned()));
+        }
+        Err(error) => return Err(create_error(error)),
+    };
+    let meta = opened.metadata().map_err(create_error)?;
     if !meta.is_dir() {
         return Err(PathError::NotADirectory(dir.to_owned()));
     }
-    if meta.uid() != nix::unistd::geteuid().as_raw() {
+    if meta.uid() != uid {
         return Err(PathError::NotOurs(dir.to_owned()));
     }
     if meta.mode() & 0o777 != 0o700 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(create_error)?;
+        opened
+            .set_permissions(fs::Permissions::from_mode(0o700))
+            .map_err(create_error)?;
     }
     Ok(())
 }

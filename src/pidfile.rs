@@ -40,13 +40,14 @@ impl PidFile {
                 Err((mut file, Errno::EWOULDBLOCK)) => {
                     let mut pid = String::new();
                     let _ = file.read_to_string(&mut pid);
-                    let pid = pid.trim().to_owned();
+                    // A daemon that has just won the lock has not written
+                    // its PID yet: the kernel still knows who holds it.
+                    let pid = match pid.trim() {
+                        "" => lock_holder(path).map_or("unknown".into(), |p| p.to_string()),
+                        pid => pid.to_owned(),
+                    };
                     return Err(PidFileError::Running {
-                        pid: if pid.is_empty() {
-                            "unknown".into()
-                        } else {
-                            pid
-                        },
+                        pid,
                         path: path.to_owned(),
                     });
                 }
@@ -109,4 +110,27 @@ pub fn holder(path: &Path) -> Holder {
         }
         _ => Holder::Nobody,
     }
+}
+
+/// The process holding an `flock` on `lock`, from `/proc/locks` (Linux;
+/// `None` elsewhere or when nobody holds it).
+pub fn lock_holder(lock: &Path) -> Option<u32> {
+    let meta = fs::metadata(lock).ok()?;
+    let dev = meta.dev();
+    // The kernel writes the device as `major:minor` in two-digit hex.
+    let file = format!(
+        "{:02x}:{:02x}:{}",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev),
+        meta.ino()
+    );
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    // `1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF`; a waiter's line has `->` second.
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&"FLOCK") || fields.get(5) != Some(&file.as_str()) {
+            return None;
+        }
+        fields.get(4)?.parse().ok()
+    })
 }

@@ -8,10 +8,16 @@ use std::path::Path;
 
 pub const SOCKET_UNIT_NAME: &str = "orchestration.socket";
 pub const SERVICE_UNIT_NAME: &str = "orchestration.service";
+/// The TCP listener's own socket unit: a taken port fails only it.
+pub const TCP_SOCKET_UNIT_NAME: &str = "orchestration-tcp.socket";
+/// Every unit `service install` writes (in `service status --json` order,
+/// which came before the TCP unit was split out).
+pub const UNIT_NAMES: [&str; 3] = [SOCKET_UNIT_NAME, SERVICE_UNIT_NAME, TCP_SOCKET_UNIT_NAME];
 pub const LAUNCHD_LABEL: &str = "org.orchestration.daemon";
 
 const SOCKET_UNIT: &str = include_str!("../packaging/systemd/orchestration.socket");
 const SERVICE_UNIT: &str = include_str!("../packaging/systemd/orchestration.service");
+const TCP_SOCKET_UNIT: &str = include_str!("../packaging/systemd/orchestration-tcp.socket");
 const LAUNCHD_PLIST: &str = include_str!("../packaging/launchd/org.orchestration.daemon.plist");
 
 /// The binary the packaged files name; replaced by the real one.
@@ -65,7 +71,7 @@ pub struct ServiceFile {
     pub contents: String,
 }
 
-/// `orchestration.socket` as packaged, and `orchestration.service` running `binary`.
+/// The two socket units as packaged, and `orchestration.service` running `binary`.
 pub fn systemd_units(binary: &Path) -> Result<Vec<ServiceFile>, NotUtf8> {
     let binary = utf8(binary)?;
     // ExecStart= and ExecReload= both run this binary.
@@ -78,6 +84,10 @@ pub fn systemd_units(binary: &Path) -> Result<Vec<ServiceFile>, NotUtf8> {
         ServiceFile {
             name: SERVICE_UNIT_NAME,
             contents: SERVICE_UNIT.replace(&format!("={PACKAGED_BINARY} "), &exec),
+        },
+        ServiceFile {
+            name: TCP_SOCKET_UNIT_NAME,
+            contents: TCP_SOCKET_UNIT.to_owned(),
         },
     ])
 }

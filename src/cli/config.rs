@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 
 use super::{CliError, output};
 use crate::config::{self, Config, EditError};
-use crate::paths::{Paths, ensure_private_dir};
+use crate::paths::ensure_private_dir;
 use crate::pidfile::{Holder, holder};
 
 pub const LONG_ABOUT: &str = "\
@@ -56,8 +56,14 @@ pub enum ConfigAction {
     Path,
 }
 
-pub fn run(args: ConfigArgs, paths: &Paths, json: bool) -> Result<(), CliError> {
-    let file = &paths.config_file;
+/// `pid_file` is the daemon's, when the runtime dir could be placed: the
+/// config commands work without one (no HOME, say).
+pub fn run(
+    args: ConfigArgs,
+    file: &Path,
+    pid_file: Option<&Path>,
+    json: bool,
+) -> Result<(), CliError> {
     match args.action {
         ConfigAction::Path => output::line(&file.display().to_string()),
         ConfigAction::List => list(&Config::load(file)?, json),
@@ -67,7 +73,7 @@ pub fn run(args: ConfigArgs, paths: &Paths, json: bool) -> Result<(), CliError> 
                 config::set_key(&read(file)?, &key, &value).map_err(|e| invalid(file, e))?;
             write(file, &edited)?;
             output::line(&format!("set {key} in {}", file.display()))?;
-            restart_note(paths);
+            restart_note(pid_file);
             Ok(())
         }
         ConfigAction::Unset { key } => {
@@ -78,7 +84,7 @@ pub fn run(args: ConfigArgs, paths: &Paths, json: bool) -> Result<(), CliError> 
             }
             write(file, &edited)?;
             output::line(&format!("removed {key} from {}", file.display()))?;
-            restart_note(paths);
+            restart_note(pid_file);
             Ok(())
         }
     }
@@ -130,9 +136,8 @@ fn invalid(file: &Path, error: EditError) -> CliError {
 }
 
 fn read(file: &Path) -> Result<String, CliError> {
-    match std::fs::read_to_string(file) {
-        Ok(text) => Ok(text),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+    match config::read_settings_file(file) {
+        Ok(text) => Ok(text.unwrap_or_default()),
         Err(error) => Err(CliError::Failed(format!(
             "cannot read {}: {error}",
             file.display()
@@ -173,8 +178,10 @@ fn write(file: &Path, text: &str) -> Result<(), CliError> {
 }
 
 /// A running daemon read the old file; say how to apply the change.
-fn restart_note(paths: &Paths) {
-    if let Holder::Daemon(_) = holder(&paths.pid_file) {
+fn restart_note(pid_file: Option<&Path>) {
+    if let Some(pid_file) = pid_file
+        && let Holder::Daemon(_) = holder(pid_file)
+    {
         eprintln!(
             "note: the running daemon still uses the old config; `orchestration serve --reload` applies this change"
         );

@@ -327,6 +327,9 @@ impl CliError {
             Self::Hinted { error, .. } | Self::Reported(error) => error.exit_code(),
             // A daemon that could not be started is as unreachable as one that is not running.
             Self::Client(ClientError::Unreachable { .. }) | Self::Autostart(_) => exit::UNREACHABLE,
+            // Not our daemon: as good as none, and nothing was sent to it.
+            Self::Client(ClientError::NotOurDaemon { .. }) => exit::UNREACHABLE,
+            Self::Client(ClientError::BadDaemonUid(_)) => exit::USAGE,
             Self::Client(ClientError::Api { code, status, .. }) => api_exit_code(*code, *status),
             Self::Usage(_) => exit::USAGE,
             _ => exit::FAILED,
@@ -340,6 +343,11 @@ impl CliError {
                 "start it with `orchestration serve --daemon` (or `orchestration serve` in another terminal), or drop --no-autostart / ORCHESTRATION_NO_AUTOSTART"
             }
             Self::Autostart(error) => return Some(error.hint()),
+            Self::Client(ClientError::NotOurDaemon { .. }) => {
+                "nothing was sent to it. Use a socket in a directory only you can write to (your \
+                 runtime dir's, by default); as root, ORCHESTRATION_DAEMON_UID=UID talks to that \
+                 user's daemon"
+            }
             Self::Client(ClientError::Api {
                 code, missing_key, ..
             }) => return api_hint(*code, missing_key.is_some()).map(str::to_owned),
@@ -429,12 +437,18 @@ fn status() -> u8 {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
-    let paths = Paths::resolve(cli.socket.clone())?;
+    let paths = match Paths::resolve(cli.socket.clone()) {
+        Ok(paths) => paths,
+        Err(error) => return run_unplaced(cli, error),
+    };
     let command = match cli.command {
         Command::Serve(args) => return serve::run(args, paths, cli.json),
         Command::Completions(args) => return completions(args.shell),
         Command::Service(args) => return service::run(args, &paths, cli.json),
-        Command::Config(args) => return config::run(args, &paths, cli.json),
+        Command::Config(args) => {
+            let pid_file = Some(paths.pid_file.as_path());
+            return config::run(args, &paths.config_file, pid_file, cli.json);
+        }
         // A long-lived client: it starts the daemon on the first call that
         // needs it, not before, and builds its own client per call.
         Command::Mcp(args) => return mcp::run(args, paths, cli.no_autostart),
@@ -470,6 +484,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Watch(args) => watch::run(&ctx, args).await,
         }
     })?
+}
+
+/// Without the runtime or state dir (no HOME, say), the commands that need
+/// neither still work; the rest fail naming everything that is missing.
+fn run_unplaced(cli: Cli, error: PathError) -> Result<(), CliError> {
+    match cli.command {
+        Command::Completions(args) => completions(args.shell),
+        Command::Config(args) => {
+            let file = crate::paths::config_file_alone().map_err(|_| error)?;
+            config::run(args, &file, None, cli.json)
+        }
+        _ => Err(error.into()),
+    }
 }
 
 fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {

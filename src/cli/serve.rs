@@ -12,7 +12,7 @@ use crate::client::{Client, ClientError};
 use crate::config::Config;
 use crate::daemon::{self, DaemonError, ServeOptions, TcpChoice};
 use crate::duration;
-use crate::paths::Paths;
+use crate::paths::{Paths, TcpRecord};
 use crate::pidfile::{Holder, holder};
 use crate::wire::Reloaded;
 
@@ -184,6 +184,16 @@ fn status(paths: &Paths, json: bool) -> Result<(), CliError> {
         health.agents,
         paths.socket.display()
     );
+    // The record beside the token is this runtime dir's daemon's: a named
+    // socket may lead to another one.
+    if !paths.socket_explicit {
+        let tcp = match TcpRecord::read(&paths.address_file) {
+            Some(TcpRecord::Serving(addr)) => addr.to_string(),
+            Some(TcpRecord::Off(why)) => format!("off: {why}"),
+            None => "unknown (no record)".to_owned(),
+        };
+        text.push_str(&format!("\n  tcp:     {tcp}"));
+    }
     if let Some(config) = &health.config {
         text.push_str(&format!(
             "\n  config:  {} (loaded {})",

@@ -10,17 +10,19 @@ use serde::Serialize;
 use super::{CliError, output};
 use crate::paths::{Paths, user_unit_dir};
 use crate::pidfile::{Holder, holder};
-use crate::service::{self, SERVICE_UNIT_NAME, SOCKET_UNIT_NAME, ServiceFile, systemctl_user};
+use crate::service::{self, SERVICE_UNIT_NAME, ServiceFile, UNIT_NAMES, systemctl_user};
 
 pub const LONG_ABOUT: &str = "\
 Install, remove or inspect the service-manager files that run the daemon for this binary.
 
-On Linux, `install` writes the systemd user units orchestration.socket and orchestration.service \
-(the packaging/ files, with ExecStart naming this binary) into $XDG_CONFIG_HOME/systemd/user \
-(default ~/.config/systemd/user) and reloads the user manager. Then \
-`systemctl --user enable --now orchestration.socket` makes systemd listen on \
-$XDG_RUNTIME_DIR/orchestration/daemon.sock and 127.0.0.1:7862 and start the daemon on the first \
-connection; it exits after 30 idle minutes and comes back on the next call. CLI calls that find \
+On Linux, `install` writes the systemd user units orchestration.socket, orchestration-tcp.socket \
+and orchestration.service (the packaging/ files, with ExecStart naming this binary) into \
+$XDG_CONFIG_HOME/systemd/user (default ~/.config/systemd/user) and reloads the user manager. Then \
+`systemctl --user enable --now orchestration.socket orchestration-tcp.socket` makes systemd listen \
+on $XDG_RUNTIME_DIR/orchestration/daemon.sock and 127.0.0.1:7862 and start the daemon on the \
+first connection. The TCP listener has its own unit because the port is shared by every user of \
+the machine: if another process holds it, only orchestration-tcp.socket fails, and the daemon \
+serves the control socket alone (`serve --status` says so); it exits after 30 idle minutes and comes back on the next call. CLI calls that find \
 no daemon start the socket unit themselves once it is installed. The daemon logs to the journal \
 (journalctl --user -u orchestration.service) and reads KEY=value lines from \
 ~/.config/orchestration/environment.
@@ -86,7 +88,10 @@ fn install(dir: &Path, paths: &Paths) -> Result<(), CliError> {
             "a daemon not started by systemd is running (pid {pid}): stop it first with `orchestration serve --stop`"
         ));
     }
-    report.push("next: systemctl --user enable --now orchestration.socket".to_owned());
+    report.push(
+        "next: systemctl --user enable --now orchestration.socket orchestration-tcp.socket"
+            .to_owned(),
+    );
     output::line(&report.join("\n"))
 }
 
@@ -130,7 +135,7 @@ fn socket_mismatch(paths: &Paths) -> Option<String> {
 }
 
 fn uninstall(dir: &Path) -> Result<(), CliError> {
-    let files: Vec<PathBuf> = [SOCKET_UNIT_NAME, SERVICE_UNIT_NAME]
+    let files: Vec<PathBuf> = UNIT_NAMES
         .iter()
         .map(|name| dir.join(name))
         .filter(|path| path.exists())
@@ -143,8 +148,10 @@ fn uninstall(dir: &Path) -> Result<(), CliError> {
     }
     let mut report = Vec::new();
     // Stop before removing, or systemd keeps running units it can no longer load.
-    if systemctl(&["disable", "--now", SOCKET_UNIT_NAME, SERVICE_UNIT_NAME]).is_ok() {
-        report.push("stopped and disabled orchestration.socket and orchestration.service".into());
+    let mut disable = vec!["disable", "--now"];
+    disable.extend(UNIT_NAMES);
+    if systemctl(&disable).is_ok() {
+        report.push(format!("stopped and disabled {}", UNIT_NAMES.join(", ")));
     }
     for path in files {
         std::fs::remove_file(&path)
@@ -178,7 +185,7 @@ struct Status {
 }
 
 fn status(dir: &Path, json: bool) -> Result<(), CliError> {
-    let units: Vec<UnitStatus> = [SOCKET_UNIT_NAME, SERVICE_UNIT_NAME]
+    let units: Vec<UnitStatus> = UNIT_NAMES
         .into_iter()
         .map(|unit| UnitStatus {
             unit,
@@ -219,7 +226,7 @@ fn describe(status: &Status) -> String {
             "not installed".to_owned()
         };
         lines.push(format!(
-            "{:<22} {state} ({})",
+            "{:<24} {state} ({})",
             unit.unit,
             unit.path.display()
         ));

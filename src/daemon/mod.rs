@@ -27,7 +27,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::paths::{DEFAULT_TCP, PathError, Paths, ensure_private_dir};
+use crate::paths::{DEFAULT_TCP, PathError, Paths, TcpRecord, ensure_private_dir};
 use crate::pidfile::{PidFile, PidFileError};
 use crate::providers::{EnvironmentError, SetupError};
 use crate::store::StoreError;
@@ -81,7 +81,7 @@ pub enum DaemonError {
         "refusing to listen on {0}: it is not a loopback address; pass --allow-remote if you really mean it (see Security in the README)"
     )]
     NotLoopback(SocketAddr),
-    #[error("cannot write the TCP token to {}: {source}", path.display())]
+    #[error("cannot write the TCP token or address to {}: {source}", path.display())]
     Token { path: PathBuf, source: io::Error },
     #[error(
         "config file {}: daemon.listen = {value:?} is not an address like 127.0.0.1:7862 or \"off\"",
@@ -217,12 +217,13 @@ async fn run(
     let setup = DaemonSetup::open(config)?;
     let activated = inherited.is_some();
     let (unix, tcp) = open_listeners(&options, inherited).await?;
-    let token_file = &options.paths.token_file;
-    let wrote_token = tcp.is_some();
-    let listeners = with_token(unix, tcp, token_file)?;
+    let listeners = with_token(unix, tcp, &options.paths)?;
     let host = Arc::new(ProcessHost {
         reporter,
-        token_file: wrote_token.then(|| token_file.clone()),
+        records: vec![
+            options.paths.token_file.clone(),
+            options.paths.address_file.clone(),
+        ],
         level: logging::level(),
         activated,
     });
@@ -233,22 +234,33 @@ async fn run(
     result
 }
 
-/// The core's listeners; TCP with a fresh token written to `token_file`
-/// before it accepts. Without TCP, a token file left behind is removed, so
-/// no client takes it for a live listener's.
-fn with_token(
-    unix: Option<UnixSocket>,
-    tcp: Option<TcpListener>,
-    token_file: &Path,
-) -> Result<Listeners, DaemonError> {
+/// The TCP listener, or why there is none (recorded for clients and
+/// `serve --status`).
+enum Tcp {
+    On(TcpListener),
+    Off(String),
+}
+
+/// The core's listeners. The address TCP actually serves is recorded in
+/// `R/http.address` and a fresh token in `R/http.token` before it accepts:
+/// clients send the token to that address and nowhere else. Without TCP,
+/// the record says why and a token left behind is removed, so no client
+/// takes it for a live listener's.
+fn with_token(unix: Option<UnixSocket>, tcp: Tcp, paths: &Paths) -> Result<Listeners, DaemonError> {
     let mut listeners = Listeners::new();
     if let Some(unix) = unix {
         listeners = listeners.unix(unix);
     }
     match tcp {
-        Some(tcp) => Ok(listeners.tcp(tcp, write_token(token_file)?)),
-        None => {
-            let _ = std::fs::remove_file(token_file);
+        Tcp::On(tcp) => {
+            let addr = tcp.local_addr()?;
+            write_private(&paths.address_file, &TcpRecord::Serving(addr).to_line())?;
+            let token = write_token(&paths.token_file)?;
+            Ok(listeners.tcp(tcp, token))
+        }
+        Tcp::Off(why) => {
+            let _ = std::fs::remove_file(&paths.token_file);
+            write_private(&paths.address_file, &TcpRecord::Off(why).to_line())?;
             Ok(listeners)
         }
     }
@@ -282,10 +294,10 @@ fn process_environment() -> HashMap<String, String> {
 
 /// `serve`'s side of the core's life: the log's ready line, the service
 /// manager (sd_notify), the launcher of `serve --daemon`, the live log
-/// level, and the token file, removed once TCP closes.
+/// level, and the token and address files, removed once TCP closes.
 struct ProcessHost {
     reporter: Option<Arc<Reporter>>,
-    token_file: Option<PathBuf>,
+    records: Vec<PathBuf>,
     level: Option<logging::Level>,
     activated: bool,
 }
@@ -324,8 +336,8 @@ impl Host for ProcessHost {
 
     fn stopping(&self) {
         notify::stopping();
-        if let Some(token_file) = &self.token_file {
-            let _ = std::fs::remove_file(token_file);
+        for record in &self.records {
+            let _ = std::fs::remove_file(record);
         }
     }
 }
@@ -335,21 +347,27 @@ impl Host for ProcessHost {
 async fn open_listeners(
     options: &ServeOptions,
     inherited: Option<Inherited>,
-) -> Result<(Option<UnixSocket>, Option<TcpListener>), DaemonError> {
+) -> Result<(Option<UnixSocket>, Tcp), DaemonError> {
     let Some(inherited) = inherited else {
         let unix = bind_unix(&options.paths.socket)?;
         return Ok((Some(unix), open_tcp(options.tcp).await?));
     };
     let unix = inherited.unix.map(UnixSocket::inherited).transpose()?;
-    let tcp = inherited.tcp.map(TcpListener::from_std).transpose()?;
-    if let Some(addr) = tcp.as_ref().and_then(|l| l.local_addr().ok())
+    let Some(tcp) = inherited.tcp.map(TcpListener::from_std).transpose()? else {
+        return Ok((unix, Tcp::Off(NOT_PASSED.to_owned())));
+    };
+    if let Ok(addr) = tcp.local_addr()
         && !addr.ip().is_loopback()
         && !options.allow_remote
     {
         return Err(DaemonError::NotLoopback(addr));
     }
-    Ok((unix, tcp))
+    Ok((unix, Tcp::On(tcp)))
 }
+
+/// Why a socket-activated daemon has no TCP listener.
+const NOT_PASSED: &str = "the service manager passed no TCP socket (is orchestration-tcp.socket started? \
+     `systemctl --user status orchestration-tcp.socket` says why not)";
 
 /// Lifts the soft open-file limit to the hard one, so the connection cap,
 /// not the fd limit, is what a flood of connections runs into.
@@ -362,18 +380,47 @@ fn raise_fd_limit() {
     }
 }
 
-async fn open_tcp(choice: TcpChoice) -> Result<Option<TcpListener>, DaemonError> {
+async fn open_tcp(choice: TcpChoice) -> Result<Tcp, DaemonError> {
     match choice {
-        TcpChoice::Off => Ok(None),
-        TcpChoice::Explicit(addr) => Ok(Some(bind_tcp(addr).await?)),
+        TcpChoice::Off => Ok(Tcp::Off(
+            "turned off (--no-tcp, or daemon.listen = \"off\" in the config)".to_owned(),
+        )),
+        TcpChoice::Explicit(addr) => Ok(Tcp::On(bind_tcp(addr).await?)),
         TcpChoice::Default => match bind_tcp(DEFAULT_TCP).await {
-            Ok(listener) => Ok(Some(listener)),
+            Ok(listener) => Ok(Tcp::On(listener)),
             Err(error) => {
                 tracing::warn!(%error, "serving on the Unix socket only");
-                Ok(None)
+                Ok(Tcp::Off(default_port_taken(&error)))
             }
         },
     }
+}
+
+/// Why the default port could not be had, for `serve --status`.
+fn default_port_taken(error: &ListenError) -> String {
+    match error {
+        ListenError::Tcp { source, .. } if source.kind() == io::ErrorKind::AddrInUse => format!(
+            "{DEFAULT_TCP} is in use by another process (another user's daemon?); \
+             the Unix socket serves alone, and `serve --port N` picks another port"
+        ),
+        error => error.to_string(),
+    }
+}
+
+/// Writes a small file of ours, mode 0600, replacing any old one.
+fn write_private(path: &Path, line: &str) -> Result<(), DaemonError> {
+    let record_error = |source| DaemonError::Token {
+        path: path.to_owned(),
+        source,
+    };
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(record_error)?;
+    writeln!(file, "{line}").map_err(record_error)
 }
 
 /// A fresh 256-bit token from the OS RNG, written 0600 before TCP accepts.
@@ -387,14 +434,7 @@ fn write_token(path: &Path) -> Result<String, DaemonError> {
         .and_then(|mut f| io::Read::read_exact(&mut f, &mut bytes))
         .map_err(token_error)?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let _ = std::fs::remove_file(path);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(token_error)?;
-    writeln!(file, "{token}").map_err(token_error)?;
+    write_private(path, &token)?;
     Ok(token)
 }
 

@@ -153,15 +153,17 @@ impl Keys {
         file: &std::path::Path,
     ) -> Result<Self, EnvironmentError> {
         let mut vars = base.clone();
-        match std::fs::read_to_string(file) {
-            Ok(text) => vars.extend(parse_environment_file(&text).map_err(|(line, why)| {
-                EnvironmentError::Line {
-                    path: file.to_owned(),
-                    line,
-                    why,
-                }
-            })?),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        match crate::config::read_settings_file(file) {
+            Ok(Some(text)) => {
+                vars.extend(parse_environment_file(&text).map_err(|(line, why)| {
+                    EnvironmentError::Line {
+                        path: file.to_owned(),
+                        line,
+                        why,
+                    }
+                })?)
+            }
+            Ok(None) => {}
             Err(source) => {
                 return Err(EnvironmentError::Read {
                     path: file.to_owned(),

@@ -17,7 +17,8 @@
 # - cgroup directories for that uid under /sys/fs/cgroup/{systemd,unified}/
 #   user.slice, removed (user.slice only if this run created it);
 # - the processes it starts: journald, the user manager and everything that
-#   runs as the test user, and a mock model server, killed.
+#   runs as the test user, a mock model server and a process holding the
+#   TCP port (as another user would), killed.
 # Everything else lives in a private mount namespace: fresh tmpfs over /run
 # and /var/log (the journal, /run/systemd/system, /run/user/<uid>), so the
 # machine's own journal, /run/systemd and /dev/log are never written; the
@@ -102,6 +103,7 @@ E2E_HOME=
 JOURNALD_PID=
 MANAGER_PID=
 PROVIDER_PID=
+PORT_HOLDER=
 # The user's cgroups are created by hand, outside the mount namespace: what
 # exists now stays.
 CGROUP_ROOTS=(/sys/fs/cgroup/systemd/user.slice /sys/fs/cgroup/unified/user.slice)
@@ -133,6 +135,7 @@ cleanup() {
         for _ in $(seq 50); do pgrep -U "$E2E_UID" >/dev/null || break; sleep 0.1; done
     fi
     [ -n "$PROVIDER_PID" ] && stop_pid "$PROVIDER_PID"
+    [ -n "$PORT_HOLDER" ] && stop_pid "$PORT_HOLDER"
     [ -n "$JOURNALD_PID" ] && stop_pid "$JOURNALD_PID"
     wait 2>/dev/null
     for root in "${CGROUP_ROOTS[@]}"; do
@@ -257,13 +260,23 @@ check "units installed for the binary" grep -q "ExecStart=$E2E_HOME/bin/orchestr
     "$E2E_HOME/.config/systemd/user/orchestration.service"
 # Runs may overlap: this one's data plane gets a free port, not 7862.
 tcp_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$E2E_HOME/.config/systemd/user/orchestration.socket.d"
-printf '[Socket]\nListenStream=\nListenStream=%%t/orchestration/daemon.sock\nListenStream=127.0.0.1:%s\n' \
-    "$tcp_port" >"$E2E_HOME/.config/systemd/user/orchestration.socket.d/port.conf"
+mkdir -p "$E2E_HOME/.config/systemd/user/orchestration-tcp.socket.d"
+printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:%s\n' \
+    "$tcp_port" >"$E2E_HOME/.config/systemd/user/orchestration-tcp.socket.d/port.conf"
 chown -R "$E2E_USER:$E2E_USER" "$E2E_HOME/.config"
 sctl daemon-reload
+# Another user (root, here) already holds the data plane's port: only the
+# TCP unit may fail; the control socket must not go down with it.
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); open(sys.argv[2], "w").close(); time.sleep(3600)' \
+    "$tcp_port" /run/e2e-port-taken &
+PORT_HOLDER=$!
+for _ in $(seq 100); do [ -e /run/e2e-port-taken ] && break; sleep 0.05; done
 sctl start orchestration.socket
+sctl start orchestration-tcp.socket 2>/dev/null || true
 check "socket unit listening" is ActiveState orchestration.socket active
+check "a taken port fails only the TCP unit" isnt ActiveState orchestration-tcp.socket active
 check "service inactive until the first call" is ActiveState orchestration.service inactive
 check "socket file is 0600" [ "$(stat -c %a "$RUNTIME/orchestration/daemon.sock")" = 600 ]
 
@@ -407,6 +420,19 @@ check "exit status 0" is ExecMainStatus orchestration.service 0
 check "the socket unit still listens" is ActiveState orchestration.socket active
 check "agents survive the stop" grep -q e2e2 <<<"$(orch list)"
 
+# --- the TCP listener, once its port is free ----------------------------------
+check "serve --status says why there is no TCP listener" \
+    grep -q "tcp: *off: the service manager passed no TCP socket" <<<"$(orch serve --status)"
+stop_pid "$PORT_HOLDER"
+wait "$PORT_HOLDER" 2>/dev/null || true
+PORT_HOLDER=
+sctl stop orchestration.service
+sctl reset-failed orchestration-tcp.socket 2>/dev/null || true
+sctl start orchestration-tcp.socket
+check "the TCP unit listens once the port is free" is ActiveState orchestration-tcp.socket active
+check "serve --status shows the TCP listener" \
+    grep -q "tcp: *127.0.0.1:$tcp_port" <<<"$(orch serve --status)"
+
 # --- idle exit and reactivation ----------------------------------------------
 mkdir -p "$E2E_HOME/.config/systemd/user/orchestration.service.d"
 cat >"$E2E_HOME/.config/systemd/user/orchestration.service.d/idle.conf" <<EOF
@@ -438,7 +464,9 @@ check "the daemon is systemd's, not a forked one" [ ! -e "$E2E_HOME/.local/state
 
 orch service uninstall >/dev/null
 check "uninstall stopped the socket" isnt ActiveState orchestration.socket active
+check "uninstall stopped the TCP socket" isnt ActiveState orchestration-tcp.socket active
 check "uninstall removed the units" [ ! -e "$E2E_HOME/.config/systemd/user/orchestration.socket" ]
+check "uninstall removed the TCP unit" [ ! -e "$E2E_HOME/.config/systemd/user/orchestration-tcp.socket" ]
 
 if [ "$FAILURES" -gt 0 ]; then
     echo "e2e: $FAILURES check(s) failed; manager log:" >&2

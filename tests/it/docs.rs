@@ -31,6 +31,10 @@ const FILES: &[(&str, &str)] = &[
         "The TCP bearer token (mode 0600), 256 random bits, new on every start.",
     ),
     (
+        "R/http.address",
+        "The address the daemon's TCP listener actually serves (mode 0600), or off: and why; the client sends the token there and nowhere else.",
+    ),
+    (
         "$XDG_STATE_HOME/orchestration/",
         "The state dir S (mode 0700); ~/.local/state/orchestration by default; $ORCHESTRATION_STATE_DIR or $STATE_DIRECTORY override.",
     ),
@@ -58,8 +62,8 @@ const CLIENT_ENV: &[(&str, &str)] = &[
         "Override the runtime dir, state dir and config file.",
     ),
     (
-        "ORCHESTRATION_URL",
-        "The TCP address the client falls back to when the socket file is missing (default http://127.0.0.1:7862).",
+        "ORCHESTRATION_DAEMON_UID",
+        "The uid whose daemon the client may talk to on the Unix socket (default: your own; for root reaching a user's daemon).",
     ),
     ("ORCHESTRATION_NO_AUTOSTART", "As --no-autostart."),
 ];
@@ -91,7 +95,7 @@ const SERVE_ENV: &[(&str, &str)] = &[
 
 const SERVICE_FILES: &[(&str, &str)] = &[
     (
-        "$XDG_CONFIG_HOME/systemd/user/orchestration.socket, orchestration.service",
+        "$XDG_CONFIG_HOME/systemd/user/orchestration.socket, orchestration-tcp.socket, orchestration.service",
         "The systemd user units written by service install (~/.config/systemd/user by default).",
     ),
     (
@@ -349,7 +353,7 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         "service",
         &[
             (
-                "orchestration service install && systemctl --user enable --now orchestration.socket",
+                "orchestration service install && systemctl --user enable --now orchestration.socket orchestration-tcp.socket",
                 "Let systemd start the daemon on the first connection (install the binary first: the unit names its path).",
             ),
             (

@@ -51,6 +51,7 @@ mod hardening;
 mod in_process;
 mod lifecycle;
 mod mcp;
+mod own_daemon;
 mod providers;
 mod reload;
 mod scenario;

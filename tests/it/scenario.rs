@@ -162,11 +162,10 @@ fn the_cli_falls_back_to_tcp_when_the_socket_is_gone() {
     daemon.cli(&["spawn", "carol", "--provider", "echo"]).ok();
     std::fs::remove_file(daemon.env.socket()).expect("remove socket");
 
-    let url = format!("http://127.0.0.1:{}", daemon.port.expect("port"));
+    // The address comes from the daemon's own record, R/http.address.
     let out = daemon
         .env
         .command(&["message", "carol", "over tcp"])
-        .env("ORCHESTRATION_URL", &url)
         .output()
         .expect("run");
     assert_eq!(

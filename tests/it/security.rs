@@ -42,9 +42,20 @@ fn another_uid_is_refused_even_when_the_socket_is_opened_up() {
     std::fs::set_permissions(daemon.env.socket(), std::fs::Permissions::from_mode(0o666))
         .expect("chmod socket");
 
+    // The intruder's own client refuses a daemon of another uid...
+    let cautious = daemon
+        .env
+        .command(&["list"])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .expect("run as nobody");
+    assert_eq!(cautious.status.code(), Some(3));
+    // ...so it is told to talk anyway: the daemon is what refuses it.
     let intruder = daemon
         .env
         .command(&["list"])
+        .env("ORCHESTRATION_DAEMON_UID", "0")
         .uid(NOBODY)
         .gid(NOBODY)
         .output()
@@ -58,13 +69,20 @@ fn another_uid_is_refused_even_when_the_socket_is_opened_up() {
     let shutdown = daemon
         .env
         .command(&["serve", "--stop"])
+        .env("ORCHESTRATION_DAEMON_UID", "0")
         .uid(NOBODY)
         .gid(NOBODY)
         .output()
         .expect("run as nobody");
     assert_ne!(shutdown.status.code(), Some(0));
 
-    // The owner is still served, and the daemon noted who knocked.
+    // The owner is still served (from a directory only it can write to
+    // again, or its own client would refuse), and the daemon noted who knocked.
+    std::fs::set_permissions(
+        daemon.env.runtime_dir(),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .expect("chmod dir");
     daemon.cli(&["list"]).ok();
     assert!(daemon.log().contains("the peer runs as another user"));
     assert!(daemon.log().contains("peer_uid=65534"), "{}", daemon.log());

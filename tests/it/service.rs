@@ -375,6 +375,16 @@ fn socket_activation_with_the_unix_socket_alone() {
     assert!(!env.token_file().exists());
     assert!(read_log().contains("activated=true"), "{}", read_log());
     assert!(read_log().contains("tcp=off"), "{}", read_log());
+    // The TCP unit failed (its port taken) or is not installed: status says so.
+    let status = env.cli(&["serve", "--status"]);
+    assert!(
+        status
+            .ok()
+            .stdout()
+            .contains("tcp:     off: the service manager passed no TCP socket"),
+        "{}",
+        status.stdout()
+    );
 
     common::signal(activator.id() as i32, "TERM");
     assert!(activator.wait().expect("wait").success(), "{}", read_log());
@@ -534,8 +544,9 @@ fn service_install_writes_units_for_this_binary_that_systemd_accepts() {
     let out = env.cli(&["service", "install"]);
     out.ok();
     assert!(
-        out.stdout()
-            .contains("next: systemctl --user enable --now orchestration.socket"),
+        out.stdout().contains(
+            "next: systemctl --user enable --now orchestration.socket orchestration-tcp.socket"
+        ),
         "{}",
         out.stdout()
     );
@@ -548,6 +559,8 @@ fn service_install_writes_units_for_this_binary_that_systemd_accepts() {
     );
     let service = std::fs::read_to_string(unit_dir.join("orchestration.service")).expect("unit");
     let socket = std::fs::read_to_string(unit_dir.join("orchestration.socket")).expect("unit");
+    let tcp_socket =
+        std::fs::read_to_string(unit_dir.join("orchestration-tcp.socket")).expect("unit");
     assert!(
         service.contains(&format!("ExecStart={BIN} serve ")),
         "{service}"
@@ -556,7 +569,19 @@ fn service_install_writes_units_for_this_binary_that_systemd_accepts() {
     // systemd would delete a RuntimeDirectory=, and the socket in it, on stop.
     assert!(!service.lines().any(|l| l.starts_with("RuntimeDirectory=")));
     assert!(socket.contains("ListenStream=%t/orchestration/daemon.sock"));
-    assert!(socket.contains("ListenStream=127.0.0.1:7862"));
+    // A port another user holds must fail only the TCP unit: it is a unit
+    // of its own, feeding the same service, which merely wants it.
+    assert!(!socket.contains("127.0.0.1"), "{socket}");
+    assert!(tcp_socket.contains("\nListenStream=127.0.0.1:7862\n"));
+    assert!(tcp_socket.contains("\nService=orchestration.service\n"));
+    assert!(
+        service.contains("\nRequires=orchestration.socket\n"),
+        "{service}"
+    );
+    assert!(
+        service.contains("\nWants=orchestration-tcp.socket\n"),
+        "{service}"
+    );
 
     if have("systemd-analyze") {
         // Offline verification of both units, Documentation= included: the
@@ -583,6 +608,7 @@ fn service_install_writes_units_for_this_binary_that_systemd_accepts() {
         let verified = verify
             .arg("verify")
             .arg(unit_dir.join("orchestration.socket"))
+            .arg(unit_dir.join("orchestration-tcp.socket"))
             .arg(unit_dir.join("orchestration.service"))
             .env("XDG_RUNTIME_DIR", &runtime)
             .env("MANPATH", &manpath)
@@ -618,6 +644,7 @@ fn service_install_writes_units_for_this_binary_that_systemd_accepts() {
     assert!(out.stdout().contains("removed"), "{}", out.stdout());
     assert!(!unit_dir.join("orchestration.service").exists());
     assert!(!unit_dir.join("orchestration.socket").exists());
+    assert!(!unit_dir.join("orchestration-tcp.socket").exists());
     assert_eq!(
         env.cli(&["--json", "service", "status"]).ok().json()["units"][1]["installed"],
         json!(false)

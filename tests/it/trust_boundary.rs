@@ -217,10 +217,7 @@ fn a_named_socket_nobody_answers_on_never_falls_back_to_tcp() {
     assert_eq!(out.code(), 3, "{}", out.stderr());
     // Without a name, a TCP-only daemon of this runtime dir is still found.
     std::fs::remove_file(daemon.env.socket()).expect("hide the socket");
-    let url = format!("http://127.0.0.1:{}", daemon.port.expect("port"));
-    let out = daemon
-        .env
-        .cli_env(&[("ORCHESTRATION_URL", url.as_str())], &["list"]);
+    let out = daemon.cli(&["list"]);
     out.ok();
     assert!(out.stdout().contains("mine"), "{}", out.stdout());
 }
