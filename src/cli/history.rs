@@ -207,10 +207,10 @@ fn markdown_conversation(conversation: &Conversation, messages: &[Message]) -> S
             == Some(true);
         text.push_str(&format!(
             "**{}** · {}{}\n\n{}\n\n",
-            message.sender,
+            output::visible(&message.sender),
             output::timestamp(&message.timestamp),
             if interrupted { " · _interrupted_" } else { "" },
-            message.content.trim_end()
+            output::visible(message.content.trim_end())
         ));
     }
     text

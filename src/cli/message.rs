@@ -106,7 +106,7 @@ pub(super) async fn converse<B: Serialize>(
             return output::json(&reply);
         }
         for message in &reply.messages {
-            output::line(&message.content)?;
+            output::line(&output::visible(&message.content))?;
         }
         feedback.finished(reply.messages.last());
         return Ok(());
@@ -124,7 +124,7 @@ pub(super) async fn converse<B: Serialize>(
             StreamLine::Delta { content } => {
                 feedback.reply_started();
                 at_line_start = content.ends_with('\n');
-                output::print(&content).map_err(|e| {
+                output::print(&output::visible(&content)).map_err(|e| {
                     let text = e.to_string();
                     write_error = Some(e);
                     ClientError::Protocol(text)
@@ -237,7 +237,7 @@ async fn fan_out(
                         flush_lines(&name, width, buffer, true)
                     } else {
                         let reply = std::mem::take(buffer);
-                        output::line(&format!("{name}:\n{}", reply.trim_end()))
+                        output::line(&format!("{name}:\n{}", output::visible(reply.trim_end())))
                     }
                 }
                 StreamLine::Error { status, detail } => {
@@ -278,6 +278,7 @@ fn flush_lines(
     };
     let ready: String = buffer.drain(..cut).collect();
     for text in ready.lines() {
+        let text = output::visible(text);
         output::line(&format!("{:<width$} │ {text}", name.as_str()))?;
     }
     Ok(())
@@ -287,7 +288,8 @@ fn print_whole(name: &AgentName, result: &FanOutResult) -> Result<(), CliError> 
     match result {
         FanOutResult::Replied(reply) => {
             let text: Vec<&str> = reply.messages.iter().map(|m| m.content.as_str()).collect();
-            output::line(&format!("{name}:\n{}", text.join("\n").trim_end()))
+            let text = text.join("\n");
+            output::line(&format!("{name}:\n{}", output::visible(text.trim_end())))
         }
         FanOutResult::Failed { detail, .. } => {
             output::error(&format!("{name}: {detail}"), None);

@@ -65,6 +65,13 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Print text from models and model servers exactly as received, escape sequences included
+    /// (for colours a model draws with). Without it, human output shows every control character
+    /// but newline and tab as a visible escape (`\u{1b}`), so a reply cannot retitle the window,
+    /// write the clipboard or clear the screen; --json is always exact.
+    #[arg(long, global = true)]
+    pub raw: bool,
+
     /// Never start a daemon on demand. Without this, a command that finds no daemon starts one
     /// (`systemctl --user start orchestration.socket` if that unit is installed, else
     /// `orchestration serve --daemon`) and waits until it is ready.
@@ -403,6 +410,7 @@ fn status() -> u8 {
             };
         }
     };
+    output::set_raw(cli.raw);
     match run(cli) {
         Ok(()) | Err(CliError::Closed) => exit::OK,
         Err(CliError::Reported(error)) => error.exit_code(),

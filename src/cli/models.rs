@@ -24,7 +24,10 @@ pub async fn run(ctx: &Ctx, args: ModelsArgs) -> Result<(), CliError> {
         return output::json(&listing);
     }
     if listing.models.is_empty() {
-        return output::line(&format!("{} lists no models", listing.provider));
+        return output::line(&format!(
+            "{} lists no models",
+            output::visible(&listing.provider)
+        ));
     }
-    output::print(&(listing.models.join("\n") + "\n"))
+    output::print(&output::visible(&(listing.models.join("\n") + "\n")))
 }

@@ -57,7 +57,7 @@ pub async fn run(ctx: &Ctx, args: SpawnArgs) -> Result<(), CliError> {
     let model = info
         .model
         .as_deref()
-        .map(|m| format!(", model {m}"))
+        .map(|m| format!(", model {}", output::visible(m)))
         .unwrap_or_default();
     output::line(&format!(
         "spawned agent '{}' ({}{model})",
