@@ -20,9 +20,10 @@ pub struct MessageArgs {
     /// The agent to talk to; several, comma-separated (a,b,c), get the same message at once.
     #[arg(add = super::complete::live_agents(), value_name = "NAME[,NAME…]")]
     pub name: AgentList,
-    /// The message (several words are joined with spaces); `-` reads it from standard input.
-    /// Put `--` before a message that starts with `-`.
-    #[arg(required = true, num_args = 1.., value_name = "PROMPT")]
+    /// The message (several words are joined with spaces); `-` reads it from standard input, as
+    /// does no message at all when standard input is not a terminal (`echo hi | orchestration
+    /// message NAME`). Put `--` before a message that starts with `-`.
+    #[arg(num_args = 0.., value_name = "PROMPT")]
     pub prompt: Vec<String>,
     /// Wait for the whole reply instead of streaming it.
     #[arg(long)]

@@ -480,9 +480,23 @@ fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, CliError> {
     Ok(runtime.block_on(future))
 }
 
-/// Reads a prompt argument: `-` means standard input.
+/// Reads a prompt argument: `-` means standard input, and so does no
+/// prompt when standard input is a pipe or a file (`echo hi | … message a`).
+/// An empty prompt is refused however it came.
 fn read_prompt(words: &[String]) -> Result<String, CliError> {
-    if words.len() == 1 && words[0] == "-" {
+    use std::io::IsTerminal;
+    let from_stdin = match words {
+        [] if std::io::stdin().is_terminal() => {
+            return Err(CliError::Usage("a prompt is required".into()).with_hint(
+                "give it as an argument (`orchestration message NAME \"hello\"`), or pipe it in \
+                 (`echo hello | orchestration message NAME`, or `-` to read standard input)",
+            ));
+        }
+        [] => true,
+        [dash] => dash == "-",
+        _ => false,
+    };
+    if from_stdin {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
             CliError::Failed(format!("cannot read the prompt from standard input: {e}"))
@@ -495,7 +509,11 @@ fn read_prompt(words: &[String]) -> Result<String, CliError> {
         }
         return Ok(text);
     }
-    Ok(words.join(" "))
+    let text = words.join(" ");
+    if text.trim().is_empty() {
+        return Err(CliError::Usage("the prompt is empty".into()));
+    }
+    Ok(text)
 }
 
 /// Percent-encoding is unnecessary for a valid name, but the path is built in one place.

@@ -9,7 +9,7 @@ use crate::model::{AgentInfo, AgentName};
 
 #[derive(Debug, Args)]
 pub struct SpawnArgs {
-    /// The agent's name: 1–64 of letters, digits, '.', '_', '-', not starting with '.' or '-'.
+    /// The agent's name: 1–64 of ASCII letters, digits, '.', '_', '-', not starting with '.' or '-'.
     #[arg(
         value_name = "NAME",
         required_unless_present = "name_flag",

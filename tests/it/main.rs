@@ -45,6 +45,7 @@ mod docs;
 mod durability;
 mod events;
 mod first_hour;
+mod first_hour_again;
 mod human_output;
 mod in_process;
 mod lifecycle;
