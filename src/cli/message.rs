@@ -7,12 +7,12 @@ use http::Method;
 use serde::Serialize;
 
 use super::progress::Feedback;
-use super::{CliError, Ctx, agent_path, output, read_prompt};
+use super::{CliError, Ctx, EndpointOptions, agent_path, output, read_prompt};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use crate::client::ClientError;
-use crate::model::AgentName;
+use crate::model::{AgentInfo, AgentName};
 use crate::wire::{FanOutLine, FanOutRequest, FanOutResult, MessageRequest, Messages, StreamLine};
 
 #[derive(Debug, Args)]
@@ -67,7 +67,7 @@ pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
     };
     let path = agent_path(&name, "/message");
     let feedback = Feedback::start(&name.to_string(), ctx.json, args.quiet);
-    match converse(ctx, &path, &body, body.stream, feedback).await {
+    let outcome = match converse(ctx, &path, &body, body.stream, feedback).await {
         // A suspended agent whose key the daemon lacks: send ours, once.
         Err(CliError::Client(ClientError::Api {
             missing_key: Some(variable),
@@ -78,7 +78,36 @@ pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
             converse(ctx, &path, &body, body.stream, feedback).await
         }
         other => other,
+    };
+    match outcome {
+        Err(error) if super::is_model_server_answer(&error) => {
+            Err(explain_upstream(ctx, &name, error).await)
+        }
+        other => other,
     }
+}
+
+/// The model server refused: the hint names the `models` command that asks
+/// this agent's own endpoint, not the default one.
+async fn explain_upstream(ctx: &Ctx, name: &AgentName, error: CliError) -> CliError {
+    let Ok(info) = ctx.client.get::<AgentInfo>(&agent_path(name, "")).await else {
+        return error;
+    };
+    let options = EndpointOptions {
+        provider: info.profile.is_none().then(|| info.provider.clone()),
+        profile: info.profile.clone(),
+        base_url: None,
+        api_key_env: None,
+    };
+    let command = options.models_command();
+    if info.profile.is_some() {
+        return error.with_hint(super::model_server_hint(&command));
+    }
+    error.with_hint(format!(
+        "that is the model server's answer: check the model name (`{command}` lists what the \
+         provider's own endpoint offers; for the URL in the error, add --base-url URL and \
+         --api-key-env VAR as it was spawned with), the key and the account"
+    ))
 }
 
 fn key_from_env(variable: &str) -> Option<String> {

@@ -241,9 +241,30 @@ impl EndpointOptions {
         )
     }
 
+    /// The `models` command that asks the endpoint these options name.
+    fn models_command(&self) -> String {
+        let mut command = "orchestration models".to_owned();
+        for (flag, value) in [
+            ("--provider", &self.provider),
+            ("--profile", &self.profile),
+            ("--base-url", &self.base_url),
+            ("--api-key-env", &self.api_key_env),
+        ] {
+            if let Some(value) = value {
+                command.push_str(&format!(" {flag} {}", output::shell_word(value)));
+            }
+        }
+        command
+    }
+
     /// Adds what to do next to a daemon's answer about these options: a
-    /// missing key gets the ways to give one.
+    /// missing key gets the ways to give one; the model server's own
+    /// refusal, the command that lists what *this* endpoint offers.
     fn explain(&self, error: CliError, config_file: &Path) -> CliError {
+        if is_model_server_answer(&error) && !matches!(error, CliError::Hinted { .. }) {
+            let hint = model_server_hint(&self.models_command());
+            return error.with_hint(hint);
+        }
         let missing_key = matches!(&error, CliError::Client(ClientError::Api { status: 400, detail, .. }) if detail.contains("needs an API key"));
         if !missing_key {
             return error;
@@ -252,13 +273,31 @@ impl EndpointOptions {
         let variable = self
             .key_variable(&config)
             .unwrap_or_else(|| "THE_KEY_VARIABLE".into());
+        // Someone who chose a profile needs its key, not another profile.
+        let other_profile = match &self.profile {
+            Some(_) => String::new(),
+            None => format!(" or use a profile (--profile P: {});", known_profiles(&config)),
+        };
         error.with_hint(format!(
             "`export {variable}=…` and run this again; or read the key from another variable \
-             with --api-key-env VAR; or use a profile (--profile P: {}); or try it offline \
-             with --provider echo",
-            known_profiles(&config)
+             with --api-key-env VAR;{other_profile} or try it offline with --provider echo"
         ))
     }
+}
+
+/// A model server's refusal relayed by the daemon (502), as opposed to a
+/// server that could not be reached at all.
+fn is_model_server_answer(error: &CliError) -> bool {
+    matches!(error, CliError::Client(ClientError::Api { status: 502, detail, .. }) if !detail.contains("cannot reach"))
+}
+
+/// What to check when the model server refused, with the command that lists
+/// the models of the endpoint in question.
+fn model_server_hint(models_command: &str) -> String {
+    format!(
+        "that is the model server's answer: check the model name (`{models_command}` lists what \
+         this endpoint offers), the key and the account"
+    )
 }
 
 /// The options an agent is spawned with, shared by `spawn` and `task`.
@@ -372,8 +411,9 @@ impl CliError {
                  (`ollama serve`)"
             }
             Self::Client(ClientError::Api { status: 502, .. }) => {
-                "that is the model server's answer: check the model name (`orchestration models` lists \
-                 them), the key and the account"
+                "that is the model server's answer: check the model name (`orchestration models` with \
+                 the agent's --profile, or its --base-url and --api-key-env, lists what its endpoint \
+                 offers), the key and the account"
             }
             Self::Client(ClientError::Api { status: 504, .. }) => {
                 "the model server went silent for longer than providers.idle_timeout \

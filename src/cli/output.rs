@@ -198,6 +198,16 @@ fn reformat(text: &str, layout: Layout) -> String {
         .unwrap_or_else(|| escape_controls(text).into_owned())
 }
 
+/// A word as it would be typed to a POSIX shell: as it is when it is plain,
+/// else in single quotes, so a printed command can be copied and run.
+pub fn shell_word(word: &str) -> Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        return Cow::Borrowed(word);
+    }
+    Cow::Owned(format!("'{}'", word.replace('\'', "'\\''")))
+}
+
 /// How an agent's endpoint is named in human output, the same way by
 /// `spawn` and (as columns) by `list`: `provider openai, profile work`.
 pub fn endpoint(agent: &AgentInfo) -> String {

@@ -51,6 +51,7 @@ pub async fn run(ctx: &Ctx, args: SpawnArgs) -> Result<(), CliError> {
                 .explain(error.into(), &ctx.config_file));
         }
     };
+    default_model_note(&args.options, &info);
     if ctx.json {
         return output::json(&info);
     }
@@ -64,4 +65,26 @@ pub async fn run(ctx: &Ctx, args: SpawnArgs) -> Result<(), CliError> {
         info.name,
         output::endpoint(&info)
     ))
+}
+
+/// A typed `--base-url` without `--model` gets the provider's (or
+/// profile's) default model, which that server may not have: say so now,
+/// on stderr, rather than let the first message fail.
+fn default_model_note(options: &AgentOptions, info: &AgentInfo) {
+    let (Some(url), None, Some(model)) = (
+        options.endpoint.base_url.as_deref(),
+        options.model.as_deref(),
+        info.model.as_deref(),
+    ) else {
+        return;
+    };
+    let models = options.endpoint.models_command();
+    eprintln!(
+        "note: no --model given, so '{}' asks {} for {}, the default of {}; if that server \
+         has no such model, spawn it again with --model M (`{models}` lists them)",
+        info.name,
+        output::visible(url),
+        output::visible(model),
+        output::endpoint(info),
+    );
 }

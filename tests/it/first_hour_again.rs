@@ -4,6 +4,7 @@
 
 use crate::common;
 
+use common::fake_provider::{FakeProvider, Reply};
 use common::in_process::InProcess;
 use common::{Daemon, Env, Harness};
 
@@ -125,4 +126,120 @@ fn a_new_store_says_once_that_it_was_created() {
         .collect();
     assert_eq!(lines.len(), 1, "{log}");
     assert!(lines[0].contains("from=0"), "{}", lines[0]);
+}
+
+/// The error and hint lines of a failed command.
+fn error_and_hint(out: &common::CliOutput) -> (String, String) {
+    let stderr = out.stderr();
+    let line = |prefix: &str| {
+        stderr
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line: {stderr}"))
+            .to_owned()
+    };
+    (line("error: "), line("hint: "))
+}
+
+#[test]
+fn a_model_servers_refusal_shows_the_url_asked_and_whether_a_key_went() {
+    let fake = FakeProvider::start();
+    let env = Env::new()
+        .var("SERVER_KEY", "sk-test-123456")
+        .config(&format!(
+            "[providers]\nmax_retries = 0\n[profiles.work]\nbase_url = \"{}\"\nmodel = \"m\"\n",
+            fake.url("/v1")
+        ));
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
+    let base = fake.url("/v1");
+    daemon
+        .cli(&["spawn", "bare", "--base-url", &base, "--model", "m"])
+        .ok();
+    let keyed = [
+        "spawn",
+        "keyed",
+        "--base-url",
+        &base,
+        "--model",
+        "m",
+        "--api-key-env",
+        "SERVER_KEY",
+    ];
+    daemon.cli(&keyed).ok();
+
+    // LiteLLM answers 500 when no key is sent: the key's absence is said whatever the status.
+    fake.push(Reply::text(500, "Internal Server Error"));
+    let out = daemon.cli(&["message", "bare", "hi"]);
+    let (error, hint) = error_and_hint(&out);
+    let asked = format!("POST {}/chat/completions", base);
+    assert!(error.contains(&asked), "{error}");
+    assert!(error.contains("no API key was sent"), "{error}");
+    assert!(error.contains("--api-key-env VAR"), "{error}");
+    // The hint names the command that asks this agent's endpoint.
+    assert!(hint.contains("orchestration models --provider openai"), "{hint}");
+    assert!(hint.contains("--base-url URL"), "{hint}");
+
+    fake.push(Reply::text(400, "bad model"));
+    let (error, _) = error_and_hint(&daemon.cli(&["message", "keyed", "hi"]));
+    assert!(error.contains(&asked), "{error}");
+    assert!(error.contains("an API key was sent"), "{error}");
+    assert!(!error.contains("sk-test-123456"), "{error}");
+
+    // A profile's agent: `models --profile P`.
+    daemon.cli(&["spawn", "w", "--profile", "work"]).ok();
+    fake.push(Reply::text(404, "no such model"));
+    let (_, hint) = error_and_hint(&daemon.cli(&["message", "w", "hi"]));
+    assert!(hint.contains("`orchestration models --profile work`"), "{hint}");
+    fake.push(Reply::text(404, "no such model"));
+    let (_, hint) = error_and_hint(&daemon.cli(&["task", "t", "hi", "--profile", "work"]));
+    assert!(hint.contains("`orchestration models --profile work`"), "{hint}");
+}
+
+#[test]
+fn an_anthropic_base_url_ending_in_v1_is_pointed_out() {
+    let fake = FakeProvider::start();
+    let env = Env::new().config("[providers]\nmax_retries = 0\n");
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
+    let base = fake.url("/v1");
+    let spawn = [
+        "spawn", "c", "--provider", "anthropic", "--base-url", &base, "--model", "m",
+    ];
+    daemon.cli(&spawn).ok();
+    fake.push(Reply::text(404, "Not Found"));
+    let (error, _) = error_and_hint(&daemon.cli(&["message", "c", "hi"]));
+    assert!(error.contains(&format!("{base}/v1/messages")), "{error}");
+    assert!(error.contains("drop the trailing /v1 from base_url"), "{error}");
+    assert_eq!(fake.last_request().path, "/v1/v1/messages");
+}
+
+#[test]
+fn spawn_at_a_typed_url_without_a_model_says_which_model_it_will_ask_for() {
+    let daemon = InProcess::start();
+    let url = "http://127.0.0.1:9/v1";
+    let out = daemon.cli(&["spawn", "d", "--base-url", url]);
+    let note = out.ok().stderr();
+    assert!(note.contains("no --model given"), "{note}");
+    assert!(note.contains("gpt-4o-mini"), "{note}");
+    assert!(
+        note.contains(&format!("orchestration models --base-url {url}")),
+        "{note}"
+    );
+    let quiet = daemon.cli(&["spawn", "e", "--base-url", url, "--model", "m"]);
+    assert_eq!(quiet.ok().stderr(), "");
+}
+
+#[test]
+fn the_missing_key_hint_of_a_chosen_profile_offers_no_other_profile() {
+    let env = Env::new().config(
+        "[profiles.litellm]\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_env = \"LITELLM_KEY\"\nmodel = \"m\"\n",
+    );
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
+    let out = daemon.cli(&["spawn", "l", "--profile", "litellm"]);
+    let (error, hint) = error_and_hint(&out);
+    assert!(error.contains("LITELLM_KEY"), "{error}");
+    assert!(hint.contains("export LITELLM_KEY="), "{hint}");
+    assert!(!hint.contains("use a profile"), "{hint}");
+    // Without a profile, the profiles are still offered.
+    let (_, hint) = error_and_hint(&daemon.cli(&["spawn", "k"]));
+    assert!(hint.contains("use a profile"), "{hint}");
 }
