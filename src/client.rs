@@ -225,6 +225,11 @@ impl Client {
             .await
     }
 
+    pub async fn agent(&self, name: &AgentName) -> Result<AgentInfo, ClientError> {
+        self.call::<(), _>(&Route::GetAgent(name.clone()), None)
+            .await
+    }
+
     pub async fn shutdown_agent(&self, name: &AgentName) -> Result<(), ClientError> {
         self.call_empty(&Route::ShutdownAgent(name.clone())).await
     }

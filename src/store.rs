@@ -582,7 +582,16 @@ fn prepare(connection: &Connection, path: &Path) -> Result<(), StoreError> {
         let to = from + 1;
         let sql = format!("BEGIN; {migration}; PRAGMA user_version = {to}; COMMIT;");
         connection.execute_batch(&sql).map_err(open_error)?;
-        tracing::info!(store = %path.display(), from, to, "store schema migrated");
+    }
+    // One line for the whole climb, however many steps it took.
+    let to = MIGRATIONS.len();
+    if (version as usize) < to {
+        let what = if version == 0 {
+            "store created"
+        } else {
+            "store schema migrated"
+        };
+        tracing::info!(store = %path.display(), from = version, to, "{what}");
     }
     Ok(())
 }

@@ -146,12 +146,24 @@ fn read(file: &Path) -> Result<String, CliError> {
 }
 
 /// Replaces the file atomically (a temporary file renamed over it), keeping
-/// its mode; a new one is 0600, since profiles' headers may hold tokens.
+/// its mode; a new one is 0600, since profiles' headers may hold tokens. A
+/// file its owner made read-only is left alone: a rename would replace it
+/// anyway (the directory is writable), against what the mode says.
 fn write(file: &Path, text: &str) -> Result<(), CliError> {
     let fail = |what: &str, error: std::io::Error| {
         CliError::Failed(format!("cannot {what} {}: {error}", file.display()))
     };
     let mode = std::fs::metadata(file).map_or(0o600, |m| m.permissions().mode() & 0o777);
+    if mode & 0o200 == 0 {
+        return Err(CliError::Failed(format!(
+            "{} is read-only (mode {mode:04o}): config set/unset does not edit a file made read-only",
+            file.display()
+        ))
+        .with_hint(format!(
+            "if it should be edited, `chmod u+w {}` first",
+            file.display()
+        )));
+    }
     if let Some(dir) = file
         .parent()
         .filter(|d| !d.as_os_str().is_empty() && !d.exists())

@@ -69,6 +69,9 @@ pub async fn run(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
     if format == Format::Markdown {
         return markdown(ctx, &name, args.limit, args.all).await;
     }
+    if format == Format::Text && args.all {
+        return text_by_conversation(ctx, &name, args.limit).await;
+    }
     let query = HistoryQuery {
         limit: args.limit,
         all: args.all,
@@ -143,6 +146,45 @@ async fn markdown(
     limit: Option<usize>,
     all: bool,
 ) -> Result<(), CliError> {
+    let mut text = String::new();
+    for (conversation, messages) in conversations(ctx, name, limit, all).await? {
+        text.push_str(&markdown_conversation(&conversation, &messages));
+    }
+    output::print(&text)
+}
+
+/// Text with `--all`: each conversation under a line that names it, so
+/// two conversations never run together.
+async fn text_by_conversation(
+    ctx: &Ctx,
+    name: &AgentName,
+    limit: Option<usize>,
+) -> Result<(), CliError> {
+    let mut text = String::new();
+    for (conversation, messages) in conversations(ctx, name, limit, true).await? {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "── conversation {} ({}, {} messages) ──\n",
+            conversation.id, conversation.state, conversation.message_count
+        ));
+        for message in &messages {
+            text.push_str(&output::history_entry(message));
+            text.push('\n');
+        }
+    }
+    output::print(&text)
+}
+
+/// The name's current conversation (every one with `all`) with its
+/// messages; `limit` counts messages from the end, across conversations.
+async fn conversations(
+    ctx: &Ctx,
+    name: &AgentName,
+    limit: Option<usize>,
+    all: bool,
+) -> Result<Vec<(Conversation, Vec<Message>)>, CliError> {
     let query = ConversationsQuery {
         agent: Some(name.clone()),
     };
@@ -160,16 +202,15 @@ async fn markdown(
     } else {
         &found.conversations[last..]
     };
-    let mut parts: Vec<(&Conversation, Vec<Message>)> = Vec::new();
+    let mut parts: Vec<(Conversation, Vec<Message>)> = Vec::new();
     for conversation in chosen {
         let query = HistoryQuery {
             conversation: Some(conversation.id),
             ..HistoryQuery::default()
         };
         let history: Messages = ctx.client.history(name, &query).await?;
-        parts.push((conversation, history.messages));
+        parts.push((conversation.clone(), history.messages));
     }
-    // --limit counts messages from the end, across conversations.
     let mut skip = limit.map_or(0, |n| {
         parts
             .iter()
@@ -177,13 +218,12 @@ async fn markdown(
             .sum::<usize>()
             .saturating_sub(n)
     });
-    let mut text = String::new();
-    for (conversation, messages) in &parts {
+    for (_, messages) in &mut parts {
         let shown = skip.min(messages.len());
         skip -= shown;
-        text.push_str(&markdown_conversation(conversation, &messages[shown..]));
+        messages.drain(..shown);
     }
-    output::print(&text)
+    Ok(parts)
 }
 
 fn markdown_conversation(conversation: &Conversation, messages: &[Message]) -> String {
@@ -199,10 +239,10 @@ fn markdown_conversation(conversation: &Conversation, messages: &[Message]) -> S
             == Some(true);
         text.push_str(&format!(
             "**{}** · {}{}\n\n{}\n\n",
-            message.sender,
+            output::visible(&message.sender),
             output::timestamp(&message.timestamp),
             if interrupted { " · _interrupted_" } else { "" },
-            message.content.trim_end()
+            output::visible(message.content.trim_end())
         ));
     }
     text

@@ -35,6 +35,7 @@ pub async fn run(ctx: &Ctx, args: ListArgs) -> Result<(), CliError> {
     output::print(&output::agents_table(&agents))?;
     for agent in &agents {
         if let Some(reason) = &agent.reason {
+            let reason = output::visible(reason);
             output::line(&format!("{} is {}: {reason}", agent.name, agent.state))?;
         }
     }

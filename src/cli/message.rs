@@ -6,12 +6,12 @@ use clap::Args;
 use serde::Serialize;
 
 use super::progress::Feedback;
-use super::{CliError, Ctx, output, read_prompt};
+use super::{CliError, Ctx, EndpointOptions, output, read_prompt};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use crate::client::ClientError;
-use crate::model::AgentName;
+use crate::model::{AgentInfo, AgentName};
 use crate::wire::{
     ErrorCode, FanOutLine, FanOutRequest, FanOutResult, MessageRequest, Messages, Route, StreamLine,
 };
@@ -21,9 +21,10 @@ pub struct MessageArgs {
     /// The agent to talk to; several, comma-separated (a,b,c), get the same message at once.
     #[arg(add = super::complete::live_agents(), value_name = "NAME[,NAME…]")]
     pub name: AgentList,
-    /// The message (several words are joined with spaces); `-` reads it from standard input.
-    /// Put `--` before a message that starts with `-`.
-    #[arg(required = true, num_args = 1.., value_name = "PROMPT")]
+    /// The message (several words are joined with spaces); `-` reads it from standard input, as
+    /// does no message at all when standard input is not a terminal (`echo hi | orchestration
+    /// message NAME`). Put `--` before a message that starts with `-`.
+    #[arg(num_args = 0.., value_name = "PROMPT")]
     pub prompt: Vec<String>,
     /// Wait for the whole reply instead of streaming it.
     #[arg(long)]
@@ -67,7 +68,7 @@ pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
     };
     let route = Route::Message(name.clone());
     let feedback = Feedback::start(&name.to_string(), ctx.json, args.quiet);
-    match converse(ctx, &route, &body, body.stream, feedback).await {
+    let outcome = match converse(ctx, &route, &body, body.stream, feedback).await {
         // A suspended agent whose key the daemon lacks: send ours, once.
         Err(CliError::Client(ClientError::Api {
             code: ErrorCode::Suspended,
@@ -79,7 +80,36 @@ pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
             converse(ctx, &route, &body, body.stream, feedback).await
         }
         other => other,
+    };
+    match outcome {
+        Err(error) if super::is_model_server_answer(&error) => {
+            Err(explain_upstream(ctx, &name, error).await)
+        }
+        other => other,
     }
+}
+
+/// The model server refused: the hint names the `models` command that asks
+/// this agent's own endpoint, not the default one.
+async fn explain_upstream(ctx: &Ctx, name: &AgentName, error: CliError) -> CliError {
+    let Ok(info): Result<AgentInfo, _> = ctx.client.agent(name).await else {
+        return error;
+    };
+    let options = EndpointOptions {
+        provider: info.profile.is_none().then(|| info.provider.clone()),
+        profile: info.profile.clone(),
+        base_url: None,
+        api_key_env: None,
+    };
+    let command = options.models_command();
+    if info.profile.is_some() {
+        return error.with_hint(super::model_server_hint(&command));
+    }
+    error.with_hint(format!(
+        "that is the model server's answer: check the model name (`{command}` lists what the \
+         provider's own endpoint offers; for the URL in the error, add --base-url URL and \
+         --api-key-env VAR as it was spawned with), the key and the account"
+    ))
 }
 
 fn key_from_env(variable: &str) -> Option<String> {
@@ -108,7 +138,7 @@ pub(super) async fn converse<B: Serialize>(
             return output::json(&reply);
         }
         for message in &reply.messages {
-            output::line(&message.content)?;
+            output::line(&output::visible(&message.content))?;
         }
         feedback.finished(reply.messages.last());
         return Ok(());
@@ -124,7 +154,7 @@ pub(super) async fn converse<B: Serialize>(
             StreamLine::Delta { content } => {
                 feedback.reply_started();
                 at_line_start = content.ends_with('\n');
-                output::print(&content)
+                output::print(&output::visible(&content))
             }
             StreamLine::Message { message } => {
                 reply = Some(message);
@@ -231,7 +261,7 @@ async fn fan_out(
                         flush_lines(&name, width, buffer, true)
                     } else {
                         let reply = std::mem::take(buffer);
-                        output::line(&format!("{name}:\n{}", reply.trim_end()))
+                        output::line(&format!("{name}:\n{}", output::visible(reply.trim_end())))
                     }
                 }
                 StreamLine::Error {
@@ -274,6 +304,7 @@ fn flush_lines(
     };
     let ready: String = buffer.drain(..cut).collect();
     for text in ready.lines() {
+        let text = output::visible(text);
         output::line(&format!("{:<width$} │ {text}", name.as_str()))?;
     }
     Ok(())
@@ -283,7 +314,8 @@ fn print_whole(name: &AgentName, result: &FanOutResult) -> Result<(), CliError> 
     match result {
         FanOutResult::Replied(reply) => {
             let text: Vec<&str> = reply.messages.iter().map(|m| m.content.as_str()).collect();
-            output::line(&format!("{name}:\n{}", text.join("\n").trim_end()))
+            let text = text.join("\n");
+            output::line(&format!("{name}:\n{}", output::visible(text.trim_end())))
         }
         FanOutResult::Failed { detail, .. } => {
             output::error(&format!("{name}: {detail}"), None);

@@ -65,6 +65,13 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Print text from models and model servers exactly as received, escape sequences included
+    /// (for colours a model draws with). Without it, human output shows every control character
+    /// but newline and tab as a visible escape (`\u{1b}`), so a reply cannot retitle the window,
+    /// write the clipboard or clear the screen; --json is always exact.
+    #[arg(long, global = true)]
+    pub raw: bool,
+
     /// Never start a daemon on demand. Without this, a command that finds no daemon starts one
     /// (`systemctl --user start orchestration.socket` if that unit is installed, else
     /// `orchestration serve --daemon`) and waits until it is ready.
@@ -234,9 +241,30 @@ impl EndpointOptions {
         )
     }
 
+    /// The `models` command that asks the endpoint these options name.
+    fn models_command(&self) -> String {
+        let mut command = "orchestration models".to_owned();
+        for (flag, value) in [
+            ("--provider", &self.provider),
+            ("--profile", &self.profile),
+            ("--base-url", &self.base_url),
+            ("--api-key-env", &self.api_key_env),
+        ] {
+            if let Some(value) = value {
+                command.push_str(&format!(" {flag} {}", output::shell_word(value)));
+            }
+        }
+        command
+    }
+
     /// Adds what to do next to a daemon's answer about these options: a
-    /// missing key gets the ways to give one.
+    /// missing key gets the ways to give one; the model server's own
+    /// refusal, the command that lists what *this* endpoint offers.
     fn explain(&self, error: CliError, config_file: &Path) -> CliError {
+        if is_model_server_answer(&error) && !matches!(error, CliError::Hinted { .. }) {
+            let hint = model_server_hint(&self.models_command());
+            return error.with_hint(hint);
+        }
         let missing_key = matches!(
             &error,
             CliError::Client(ClientError::Api {
@@ -251,13 +279,37 @@ impl EndpointOptions {
         let variable = self
             .key_variable(&config)
             .unwrap_or_else(|| "THE_KEY_VARIABLE".into());
+        // Someone who chose a profile needs its key, not another profile.
+        let other_profile = match &self.profile {
+            Some(_) => String::new(),
+            None => format!(" or use a profile (--profile P: {});", known_profiles(&config)),
+        };
         error.with_hint(format!(
             "`export {variable}=…` and run this again; or read the key from another variable \
-             with --api-key-env VAR; or use a profile (--profile P: {}); or try it offline \
-             with --provider echo",
-            known_profiles(&config)
+             with --api-key-env VAR;{other_profile} or try it offline with --provider echo"
         ))
     }
+}
+
+/// A model server's refusal relayed by the daemon (502), as opposed to a
+/// server that could not be reached at all.
+fn is_model_server_answer(error: &CliError) -> bool {
+    matches!(
+        error,
+        CliError::Client(ClientError::Api {
+            code: ErrorCode::UpstreamStatus | ErrorCode::UpstreamProtocol | ErrorCode::UpstreamError,
+            ..
+        })
+    )
+}
+
+/// What to check when the model server refused, with the command that lists
+/// the models of the endpoint in question.
+fn model_server_hint(models_command: &str) -> String {
+    format!(
+        "that is the model server's answer: check the model name (`{models_command}` lists what \
+         this endpoint offers), the key and the account"
+    )
 }
 
 /// The options an agent is spawned with, shared by `spawn` and `task`.
@@ -389,8 +441,9 @@ fn api_hint(code: ErrorCode, missing_key: bool) -> Option<&'static str> {
              (`ollama serve`)"
         }
         ErrorCode::UpstreamStatus | ErrorCode::UpstreamProtocol | ErrorCode::UpstreamError => {
-            "that is the model server's answer: check the model name (`orchestration models` lists \
-             them), the key and the account"
+            "that is the model server's answer: check the model name (`orchestration models` with \
+             the agent's --profile, or its --base-url and --api-key-env, lists what its endpoint \
+             offers), the key and the account"
         }
         ErrorCode::UpstreamTimeout => {
             "the model server went silent for longer than providers.idle_timeout \
@@ -426,6 +479,7 @@ fn status() -> u8 {
             };
         }
     };
+    output::set_raw(cli.raw);
     match run(cli) {
         Ok(()) | Err(CliError::Closed) => exit::OK,
         Err(CliError::Reported(error)) => error.exit_code(),
@@ -514,9 +568,23 @@ fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, CliError> {
     Ok(runtime.block_on(future))
 }
 
-/// Reads a prompt argument: `-` means standard input.
+/// Reads a prompt argument: `-` means standard input, and so does no
+/// prompt when standard input is a pipe or a file (`echo hi | … message a`).
+/// An empty prompt is refused however it came.
 fn read_prompt(words: &[String]) -> Result<String, CliError> {
-    if words.len() == 1 && words[0] == "-" {
+    use std::io::IsTerminal;
+    let from_stdin = match words {
+        [] if std::io::stdin().is_terminal() => {
+            return Err(CliError::Usage("a prompt is required".into()).with_hint(
+                "give it as an argument (`orchestration message NAME \"hello\"`), or pipe it in \
+                 (`echo hello | orchestration message NAME`, or `-` to read standard input)",
+            ));
+        }
+        [] => true,
+        [dash] => dash == "-",
+        _ => false,
+    };
+    if from_stdin {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
             CliError::Failed(format!("cannot read the prompt from standard input: {e}"))
@@ -529,5 +597,9 @@ fn read_prompt(words: &[String]) -> Result<String, CliError> {
         }
         return Ok(text);
     }
-    Ok(words.join(" "))
+    let text = words.join(" ");
+    if text.trim().is_empty() {
+        return Err(CliError::Usage("the prompt is empty".into()));
+    }
+    Ok(text)
 }

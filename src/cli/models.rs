@@ -18,12 +18,25 @@ pub async fn run(ctx: &Ctx, args: ModelsArgs) -> Result<(), CliError> {
         .client
         .models(&body)
         .await
-        .map_err(|error| args.endpoint.explain(error.into(), &ctx.config_file))?;
+        .map_err(|error| {
+            let error = CliError::from(error);
+            if super::is_model_server_answer(&error) {
+                // Not "list the models": that is what failed.
+                return error.with_hint(
+                    "that is the model server's answer: check the base URL (the URL asked is in \
+                     the error), the key and the account",
+                );
+            }
+            args.endpoint.explain(error, &ctx.config_file)
+        })?;
     if ctx.json {
         return output::json(&listing);
     }
     if listing.models.is_empty() {
-        return output::line(&format!("{} lists no models", listing.provider));
+        return output::line(&format!(
+            "{} lists no models",
+            output::visible(&listing.provider)
+        ));
     }
-    output::print(&(listing.models.join("\n") + "\n"))
+    output::print(&output::visible(&(listing.models.join("\n") + "\n")))
 }

@@ -43,7 +43,10 @@ pub async fn run(ctx: &Ctx, args: SearchArgs) -> Result<(), CliError> {
     for hit in &found.results {
         output::line(&format!(
             "{} ({}, {})\n  {}",
-            hit.agent, hit.sender, hit.timestamp, hit.snippet
+            hit.agent,
+            output::visible(&hit.sender),
+            output::timestamp(&hit.timestamp),
+            output::visible(&hit.snippet)
         ))?;
     }
     Ok(())

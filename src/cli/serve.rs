@@ -197,7 +197,8 @@ fn status(paths: &Paths, json: bool) -> Result<(), CliError> {
     if let Some(config) = &health.config {
         text.push_str(&format!(
             "\n  config:  {} (loaded {})",
-            config.path, config.loaded_at
+            config.path,
+            super::output::timestamp(&config.loaded_at)
         ));
         if let Some(error) = &config.last_reload_error {
             text.push_str(&format!("\n  last reload FAILED: {error}"));

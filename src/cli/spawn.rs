@@ -9,7 +9,7 @@ use crate::wire::ErrorCode;
 
 #[derive(Debug, Args)]
 pub struct SpawnArgs {
-    /// The agent's name: 1–64 of letters, digits, '.', '_', '-', not starting with '.' or '-'.
+    /// The agent's name: 1–64 of ASCII letters, digits, '.', '_', '-', not starting with '.' or '-'.
     #[arg(
         value_name = "NAME",
         required_unless_present = "name_flag",
@@ -47,17 +47,40 @@ pub async fn run(ctx: &Ctx, args: SpawnArgs) -> Result<(), CliError> {
                 .explain(error.into(), &ctx.config_file));
         }
     };
+    default_model_note(&args.options, &info);
     if ctx.json {
         return output::json(&info);
     }
     let model = info
         .model
         .as_deref()
-        .map(|m| format!(", model {m}"))
+        .map(|m| format!(", model {}", output::visible(m)))
         .unwrap_or_default();
     output::line(&format!(
         "spawned agent '{}' ({}{model})",
         info.name,
         output::endpoint(&info)
     ))
+}
+
+/// A typed `--base-url` without `--model` gets the provider's (or
+/// profile's) default model, which that server may not have: say so now,
+/// on stderr, rather than let the first message fail.
+fn default_model_note(options: &AgentOptions, info: &AgentInfo) {
+    let (Some(url), None, Some(model)) = (
+        options.endpoint.base_url.as_deref(),
+        options.model.as_deref(),
+        info.model.as_deref(),
+    ) else {
+        return;
+    };
+    let models = options.endpoint.models_command();
+    eprintln!(
+        "note: no --model given, so '{}' asks {} for {}, the default of {}; if that server \
+         has no such model, spawn it again with --model M (`{models}` lists them)",
+        info.name,
+        output::visible(url),
+        output::visible(model),
+        output::endpoint(info),
+    );
 }

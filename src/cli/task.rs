@@ -12,9 +12,10 @@ use crate::wire::{Route, TaskRequest};
 pub struct TaskArgs {
     /// A name for the throwaway agent; it must not belong to a live agent.
     pub name: AgentName,
-    /// The prompt (several words are joined with spaces); `-` reads it from standard input.
-    /// Put `--` before a prompt that starts with `-`.
-    #[arg(required = true, num_args = 1.., value_name = "PROMPT")]
+    /// The prompt (several words are joined with spaces); `-` reads it from standard input, as
+    /// does no prompt at all when standard input is not a terminal. Put `--` before a prompt that
+    /// starts with `-`.
+    #[arg(num_args = 0.., value_name = "PROMPT")]
     pub prompt: Vec<String>,
     #[command(flatten)]
     pub options: AgentOptions,

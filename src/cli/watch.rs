@@ -84,7 +84,7 @@ impl Printer {
     }
 
     fn event(&mut self, line: EventLine) -> Result<(), CliError> {
-        let time = clock(&line.ts);
+        let time = output::clock(&line.ts);
         let Some(agent) = line.agent else {
             let text = match line.event {
                 Event::Shutdown { .. } => "daemon stopping".to_owned(),
@@ -109,14 +109,15 @@ impl Printer {
             } => {
                 let model = model.map(|m| format!(" {m}")).unwrap_or_default();
                 let task = if task { ", task" } else { "" };
-                format!("spawned ({provider}{model}{task})")
+                let about = format!("{provider}{model}");
+                format!("spawned ({}{task})", output::visible(&about))
             }
             Event::State { old, new } => self.dim(&format!("{old} → {new}")),
             Event::Usage { usage } => self.dim(&format!(
                 "usage: {} tokens in, {} out",
                 usage.input_tokens, usage.output_tokens
             )),
-            Event::Suspended { reason } => format!("suspended: {reason}"),
+            Event::Suspended { reason } => format!("suspended: {}", output::visible(&reason)),
             Event::Restored => "restored: it can reach its model again".to_owned(),
             Event::Shutdown { restart: false } => "shut down".to_owned(),
             Event::Shutdown { restart: true } => {
@@ -142,7 +143,7 @@ impl Printer {
             output::print(&format!("{prefix}< "))?;
             self.open = Some(agent.clone());
         }
-        output::print(content)
+        output::print(&output::visible(content))
     }
 
     /// What to print for a stored message: the human's in full; a reply
@@ -150,7 +151,7 @@ impl Printer {
     fn message(&mut self, agent: &AgentName, message: Message) -> Option<String> {
         if message.is_human() {
             self.streamed.remove(agent);
-            return Some(format!("> {}", message.content));
+            return Some(format!("> {}", output::visible(&message.content)));
         }
         let streamed = self.streamed.remove(agent).unwrap_or_default();
         let interrupted = message.metadata.get("interrupted").is_some();
@@ -163,7 +164,7 @@ impl Printer {
             }
             return Some(self.dim(&format!("< (reply complete){mark}")));
         }
-        Some(format!("< {}{mark}", message.content))
+        Some(format!("< {}{mark}", output::visible(&message.content)))
     }
 
     /// Ends a line a streaming reply left open.
@@ -196,13 +197,4 @@ impl Printer {
             text.to_owned()
         }
     }
-}
-
-/// `12:01:02.345` (UTC) from an RFC 3339 time; the time as sent if it is not one.
-fn clock(ts: &str) -> String {
-    let format = time::macros::format_description!("[hour]:[minute]:[second].[subsecond digits:3]");
-    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .and_then(|at| at.to_offset(time::UtcOffset::UTC).format(&format).ok())
-        .unwrap_or_else(|| ts.to_owned())
 }

@@ -23,7 +23,7 @@ pub enum InvalidName {
     TooLong,
     #[error("agent name must not start with '.' or '-'")]
     BadStart,
-    #[error("agent name may only contain letters, digits, '.', '_' and '-' (found {0:?})")]
+    #[error("agent name may only contain ASCII letters, digits, '.', '_' and '-' (found {0:?})")]
     BadChar(char),
 }
 

@@ -166,10 +166,8 @@ impl Upstream {
                 "redirected to {}; a redirect to another host is not followed, so no credential leaves the configured endpoint: set base_url to the new location",
                 location.as_deref().unwrap_or("an unnamed location")
             );
-        } else if matches!(status.as_u16(), 401 | 403) && !carries_key(original) {
-            message.push_str(
-                " (no API key was sent to this URL: name the variable that holds one with --api-key-env VAR, or bind it to the URL in a [profiles.NAME] with api_key_env)",
-            );
+        } else {
+            message.push_str(&what_was_asked(original, status));
         }
         let error = ProviderError::Status {
             status: status.as_u16(),
@@ -217,6 +215,35 @@ fn same_origin_only(attempt: reqwest::redirect::Attempt) -> reqwest::redirect::A
     } else {
         attempt.follow()
     }
+}
+
+/// What the user needs to see beside a model server's error to fix it: the
+/// request actually made (method and URL, without credentials or query) and
+/// whether a key went with it, whatever the status (LiteLLM answers 500 to a
+/// missing key); and, for a 404 on a path with `/v1` twice, that base_url
+/// should not end in `/v1` for a wire that adds it.
+fn what_was_asked(request: &Request, status: StatusCode) -> String {
+    let url = request.url();
+    let shown = format!(
+        "{}://{}{}",
+        url.scheme(),
+        host_of(request),
+        url.path()
+    );
+    let key = if carries_key(request) {
+        "an API key was sent".to_owned()
+    } else {
+        "no API key was sent: if it needs one, name the variable that holds it with \
+         --api-key-env VAR, or bind it to the URL in a [profiles.NAME] with api_key_env"
+            .to_owned()
+    };
+    let doubled = if status == StatusCode::NOT_FOUND && url.path().contains("/v1/v1/") {
+        "; the path has /v1 twice: this provider adds /v1 itself, so drop the trailing /v1 \
+         from base_url"
+    } else {
+        ""
+    };
+    format!(" ({} {shown}; {key}{doubled})", request.method())
 }
 
 /// Whether a request presents a key in one of the ways providers read one.

@@ -1,0 +1,245 @@
+//! The first hour, second pass: where a new user still had to guess —
+//! prompts from a pipe, empty prompts, names, read-only config files,
+//! conversations that ran together, and a log that repeated itself.
+
+use crate::common;
+
+use common::fake_provider::{FakeProvider, Reply};
+use common::in_process::InProcess;
+use common::{Daemon, Env, Harness};
+
+#[test]
+fn a_piped_prompt_needs_no_dash_and_an_empty_one_is_refused_however_it_comes() {
+    let daemon = InProcess::start();
+    daemon.cli(&["spawn", "p", "--provider", "echo"]).ok();
+    let piped = daemon.env.cli_with_stdin(&["message", "p"], "hi from a pipe\n");
+    assert_eq!(piped.ok().stdout(), "hi from a pipe\n");
+    let task = daemon
+        .env
+        .cli_with_stdin(&["task", "t", "--provider", "echo"], "a piped task\n");
+    assert_eq!(task.ok().stdout(), "a piped task\n");
+
+    for (args, input) in [
+        (&["message", "p", ""][..], ""),
+        (&["message", "p", "  "], ""),
+        (&["message", "p"], ""),
+        (&["message", "p", "-"], "\n"),
+        (&["task", "t", "", "--provider", "echo"], ""),
+    ] {
+        let out = daemon.env.cli_with_stdin(args, input);
+        assert_eq!(out.code(), 2, "{args:?}: {}", out.stderr());
+        assert!(out.stderr().contains("is empty"), "{args:?}: {}", out.stderr());
+    }
+    // Nothing empty was sent.
+    let history = daemon.cli(&["--json", "history", "p"]).json();
+    assert_eq!(history["messages"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn a_name_with_a_non_ascii_letter_says_ascii() {
+    let daemon = InProcess::start();
+    let out = daemon.cli(&["spawn", "café", "--provider", "echo"]);
+    assert_eq!(out.code(), 2, "{}", out.stderr());
+    assert!(
+        out.stderr().contains("only contain ASCII letters"),
+        "{}",
+        out.stderr()
+    );
+}
+
+#[test]
+fn config_set_leaves_a_read_only_file_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let mine = "# mine, read-only on purpose\n[providers]\nmax_retries = 2\n";
+    let env = Env::new().config(mine);
+    let file = env.dir.path().join("config.toml");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+    for args in [
+        &["config", "set", "providers.max_retries", "1"][..],
+        &["config", "unset", "providers.max_retries"],
+    ] {
+        let out = env.cli(args);
+        assert_eq!(out.code(), 1, "{args:?}: {}", out.stderr());
+        assert!(out.stderr().contains("is read-only"), "{}", out.stderr());
+        assert!(
+            out.stderr().contains(&file.display().to_string()),
+            "{}",
+            out.stderr()
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), mine);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    env.cli(&["config", "set", "providers.max_retries", "1"]).ok();
+    assert!(
+        std::fs::read_to_string(&file)
+            .expect("read")
+            .contains("max_retries = 1"),
+    );
+}
+
+#[test]
+fn history_all_as_text_separates_the_conversations() {
+    let daemon = InProcess::start();
+    daemon.cli(&["spawn", "h", "--provider", "echo"]).ok();
+    daemon.cli(&["message", "h", "first life"]).ok();
+    daemon.cli(&["shutdown", "h"]).ok();
+    daemon.cli(&["spawn", "h", "--provider", "echo"]).ok();
+    daemon.cli(&["message", "h", "second life"]).ok();
+    let ids: Vec<String> = daemon.cli(&["--json", "history", "--list", "h"]).json()["conversations"]
+        .as_array()
+        .expect("conversations")
+        .iter()
+        .map(|c| c["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+
+    let out = daemon.cli(&["history", "h", "--all"]);
+    let text = out.ok().stdout();
+    let headings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("── conversation "))
+        .collect();
+    assert_eq!(headings.len(), 2, "{text}");
+    assert!(headings[0].contains(&ids[0]) && headings[1].contains(&ids[1]), "{text}");
+    let first = text.find("first life").expect("first");
+    let second = text.find("second life").expect("second");
+    let between = &text[first..second];
+    assert!(between.contains(&ids[1]), "{text}");
+
+    // --limit counts from the end, across conversations.
+    let limited = daemon.cli(&["history", "h", "--all", "--limit", "2"]);
+    let limited = limited.ok().stdout();
+    assert!(!limited.contains("first life"), "{limited}");
+    assert!(limited.contains("second life"), "{limited}");
+    // Without --all, no heading: as before.
+    assert!(!daemon.cli(&["history", "h"]).ok().stdout().contains("──"));
+}
+
+#[test]
+fn a_new_store_says_once_that_it_was_created() {
+    let daemon = Daemon::start(&[]);
+    daemon.cli(&["list"]).ok();
+    let log = daemon.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("store created") || l.contains("schema migrated"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("from=0"), "{}", lines[0]);
+}
+
+/// The error and hint lines of a failed command.
+fn error_and_hint(out: &common::CliOutput) -> (String, String) {
+    let stderr = out.stderr();
+    let line = |prefix: &str| {
+        stderr
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line: {stderr}"))
+            .to_owned()
+    };
+    (line("error: "), line("hint: "))
+}
+
+#[test]
+fn a_model_servers_refusal_shows_the_url_asked_and_whether_a_key_went() {
+    let fake = FakeProvider::start();
+    let env = Env::new()
+        .var("SERVER_KEY", "sk-test-123456")
+        .config(&format!(
+            "[providers]\nmax_retries = 0\n[profiles.work]\nbase_url = \"{}\"\nmodel = \"m\"\n",
+            fake.url("/v1")
+        ));
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
+    let base = fake.url("/v1");
+    daemon
+        .cli(&["spawn", "bare", "--base-url", &base, "--model", "m"])
+        .ok();
+    let keyed = [
+        "spawn",
+        "keyed",
+        "--base-url",
+        &base,
+        "--model",
+        "m",
+        "--api-key-env",
+        "SERVER_KEY",
+    ];
+    daemon.cli(&keyed).ok();
+
+    // LiteLLM answers 500 when no key is sent: the key's absence is said whatever the status.
+    fake.push(Reply::text(500, "Internal Server Error"));
+    let out = daemon.cli(&["message", "bare", "hi"]);
+    let (error, hint) = error_and_hint(&out);
+    let asked = format!("POST {}/chat/completions", base);
+    assert!(error.contains(&asked), "{error}");
+    assert!(error.contains("no API key was sent"), "{error}");
+    assert!(error.contains("--api-key-env VAR"), "{error}");
+    // The hint names the command that asks this agent's endpoint.
+    assert!(hint.contains("orchestration models --provider openai"), "{hint}");
+    assert!(hint.contains("--base-url URL"), "{hint}");
+
+    fake.push(Reply::text(400, "bad model"));
+    let (error, _) = error_and_hint(&daemon.cli(&["message", "keyed", "hi"]));
+    assert!(error.contains(&asked), "{error}");
+    assert!(error.contains("an API key was sent"), "{error}");
+    assert!(!error.contains("sk-test-123456"), "{error}");
+
+    // A profile's agent: `models --profile P`.
+    daemon.cli(&["spawn", "w", "--profile", "work"]).ok();
+    fake.push(Reply::text(404, "no such model"));
+    let (_, hint) = error_and_hint(&daemon.cli(&["message", "w", "hi"]));
+    assert!(hint.contains("`orchestration models --profile work`"), "{hint}");
+    fake.push(Reply::text(404, "no such model"));
+    let (_, hint) = error_and_hint(&daemon.cli(&["task", "t", "hi", "--profile", "work"]));
+    assert!(hint.contains("`orchestration models --profile work`"), "{hint}");
+}
+
+#[test]
+fn an_anthropic_base_url_ending_in_v1_is_pointed_out() {
+    let fake = FakeProvider::start();
+    let env = Env::new().config("[providers]\nmax_retries = 0\n");
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
+    let base = fake.url("/v1");
+    let spawn = [
+        "spawn", "c", "--provider", "anthropic", "--base-url", &base, "--model", "m",
+    ];
+    daemon.cli(&spawn).ok();
+    fake.push(Reply::text(404, "Not Found"));
+    let (error, _) = error_and_hint(&daemon.cli(&["message", "c", "hi"]));
+    assert!(error.contains(&format!("{base}/v1/messages")), "{error}");
+    assert!(error.contains("drop the trailing /v1 from base_url"), "{error}");
+    assert_eq!(fake.last_request().path, "/v1/v1/messages");
+}
+
+#[test]
+fn spawn_at_a_typed_url_without_a_model_says_which_model_it_will_ask_for() {
+    let daemon = InProcess::start();
+    let url = "http://127.0.0.1:9/v1";
+    let out = daemon.cli(&["spawn", "d", "--base-url", url]);
+    let note = out.ok().stderr();
+    assert!(note.contains("no --model given"), "{note}");
+    assert!(note.contains("gpt-4o-mini"), "{note}");
+    assert!(
+        note.contains(&format!("orchestration models --base-url {url}")),
+        "{note}"
+    );
+    let quiet = daemon.cli(&["spawn", "e", "--base-url", url, "--model", "m"]);
+    assert_eq!(quiet.ok().stderr(), "");
+}
+
+#[test]
+fn the_missing_key_hint_of_a_chosen_profile_offers_no_other_profile() {
+    let env = Env::new().config(
+        "[profiles.litellm]\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_env = \"LITELLM_KEY\"\nmodel = \"m\"\n",
+    );
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
+    let out = daemon.cli(&["spawn", "l", "--profile", "litellm"]);
+    let (error, hint) = error_and_hint(&out);
+    assert!(error.contains("LITELLM_KEY"), "{error}");
+    assert!(hint.contains("export LITELLM_KEY="), "{hint}");
+    assert!(!hint.contains("use a profile"), "{hint}");
+    // Without a profile, the profiles are still offered.
+    let (_, hint) = error_and_hint(&daemon.cli(&["spawn", "k"]));
+    assert!(hint.contains("use a profile"), "{hint}");
+}
