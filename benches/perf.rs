@@ -15,6 +15,13 @@
 //!   agents with 20,000 messages of about 4 KiB, and 10,000 agents × 100
 //!   short messages), then `serve --daemon` timed until it serves (median
 //!   of a few starts) and the daemon's RSS once it does.
+//! - bounds: peak RSS above idle (`VmHWM` after resetting it through
+//!   `/proc/PID/clear_refs`) while a model server streams a reply without
+//!   end (cut at the 4 MiB `limits.max_reply_bytes`), while a 1 MB prompt
+//!   fans out to 64 echo agents (streamed), and while an `/events` reader
+//!   that reads nothing sits through 1 MB messages; RSS after the fan-out
+//!   against before; and the time to send a 1 MB message into a
+//!   conversation of 100 × 1 MB messages against one of 2.
 //!
 //! `cargo bench --bench perf` runs the full set (a few minutes, most of it
 //! generating the large stores). Under `cargo test --all-targets` (no
@@ -42,7 +49,7 @@ fn main() {
     let parts: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| ["calls", "restore"].contains(a))
+        .filter(|a| ["calls", "restore", "bounds"].contains(a))
         .collect();
     let runs = |part: &str| parts.is_empty() || parts.contains(&part);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -56,6 +63,9 @@ fn main() {
             rows.push((restore.label("start to serving"), ms(restore.start)));
             rows.push((restore.label("RSS after restore"), mib(restore.rss)));
         }
+    }
+    if runs("bounds") {
+        rows.extend(bounds(&dir.path().join("bounds"), full));
     }
     let mode = if full {
         ""
@@ -123,6 +133,210 @@ fn calls(dir: &Path, full: bool) -> Vec<(String, String)> {
     ]
     .map(|(what, value)| (what.to_owned(), value))
     .to_vec()
+}
+
+/// What the byte limits hold: peak RSS under a runaway reply, a large
+/// fan-out and a stalled event reader, and the cost of a long history.
+fn bounds(dir: &Path, full: bool) -> Vec<(String, String)> {
+    let (big, fan_out, stalled_messages, history) = if full {
+        (1_000_000, 64, 50, 50)
+    } else {
+        (20_000, 4, 3, 3)
+    };
+    let mut rows = Vec::new();
+    let mb = |bytes: usize| format!("{:.0} MB", bytes as f64 / 1e6);
+    let mut rss = |what: String, kib: Option<u64>| rows.push((what, mib(kib)));
+
+    // A reply without end, from a real HTTP server on 127.0.0.1.
+    let runaway = Endless::start();
+    let daemon = Daemon::start_in(&dir.join("runaway"), "");
+    daemon.cli(&[
+        "spawn",
+        "runaway",
+        "--provider",
+        "openai",
+        "--model",
+        "m",
+        "--base-url",
+        &runaway.url(),
+    ]);
+    let idle = daemon.rss_kib();
+    daemon.reset_peak();
+    let answered =
+        Connection::open(&daemon.socket()).post("/agents/runaway/message", &json_message("go"));
+    assert!(
+        answered.starts_with("HTTP/1.1 503"),
+        "answered {answered:?}"
+    );
+    rss(
+        "runaway reply (cut at 4 MiB): peak RSS above idle".into(),
+        diff(daemon.peak_kib(), idle),
+    );
+    drop(daemon);
+
+    // One prompt to many echo agents at once, streamed back.
+    let daemon = Daemon::start_in(&dir.join("fan-out"), "");
+    let names: Vec<String> = (0..fan_out).map(|i| format!("f{i}")).collect();
+    for name in &names {
+        daemon.cli(&["spawn", name, "--provider", "echo"]);
+    }
+    let request = serde_json::json!({"agents": names, "content": "f".repeat(big), "stream": true});
+    // Once first, so the figures are of a daemon that has done it before.
+    Connection::open(&daemon.socket()).post("/messages", &request.to_string());
+    std::thread::sleep(Duration::from_millis(500));
+    let before = daemon.rss_kib();
+    daemon.reset_peak();
+    Connection::open(&daemon.socket()).post("/messages", &request.to_string());
+    let peak = daemon.peak_kib();
+    std::thread::sleep(Duration::from_secs(1));
+    let after = daemon.rss_kib();
+    rss(
+        format!(
+            "fan-out {} × {fan_out} agents: peak RSS above before",
+            mb(big)
+        ),
+        diff(peak, before),
+    );
+    rss(
+        format!("fan-out {} × {fan_out} agents: RSS before", mb(big)),
+        before,
+    );
+    rss(
+        format!("fan-out {} × {fan_out} agents: RSS 1 s after", mb(big)),
+        after,
+    );
+    drop(daemon);
+
+    // An event reader that never reads, while large messages flow.
+    let daemon = Daemon::start_in(
+        &dir.join("stalled"),
+        "[history]\nmax_messages_per_agent = 4\n",
+    );
+    daemon.cli(&["spawn", "s", "--provider", "echo"]);
+    let mut sender = Connection::open(&daemon.socket());
+    sender.post("/agents/s/message", &json_message("warm up"));
+    let idle = daemon.rss_kib();
+    daemon.reset_peak();
+    let stalled = daemon.stalled_reader();
+    let prompt = json_message(&"s".repeat(big));
+    for _ in 0..stalled_messages {
+        sender.post("/agents/s/message", &prompt);
+    }
+    rss(
+        format!(
+            "stalled /events reader, {stalled_messages} × {} messages: peak RSS above idle",
+            mb(big)
+        ),
+        diff(daemon.peak_kib(), idle),
+    );
+    drop(stalled);
+    drop(daemon);
+
+    // The time a message takes as the conversation grows.
+    let daemon = Daemon::start_in(&dir.join("history"), "");
+    let prompt = json_message(&"h".repeat(big));
+    let mut short = Vec::new();
+    for i in 0..5 {
+        let name = format!("short{i}");
+        daemon.cli(&["spawn", &name, "--provider", "echo"]);
+        let mut connection = Connection::open(&daemon.socket());
+        let path = format!("/agents/{name}/message");
+        connection.post(&path, &prompt);
+        let started = Instant::now();
+        connection.post(&path, &prompt);
+        short.push(started.elapsed());
+    }
+    daemon.cli(&["spawn", "long", "--provider", "echo"]);
+    let mut connection = Connection::open(&daemon.socket());
+    for _ in 0..history {
+        connection.post("/agents/long/message", &prompt);
+    }
+    let mut long = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        connection.post("/agents/long/message", &prompt);
+        long.push(started.elapsed());
+    }
+    let (short, long) = (median(short), median(long));
+    let n = 2 * history;
+    rows.push((
+        format!("send {} into 2 × {} history", mb(big), mb(big)),
+        ms(short),
+    ));
+    rows.push((
+        format!("send {} into {n} × {} history", mb(big), mb(big)),
+        ms(long),
+    ));
+    rows.push((
+        format!("{n}-message ÷ 2-message send"),
+        format!("{:.2}×", long.as_secs_f64() / short.as_secs_f64()),
+    ));
+    rows
+}
+
+fn json_message(content: &str) -> String {
+    serde_json::json!({"content": content, "stream": false}).to_string()
+}
+
+fn diff(after: Option<u64>, before: Option<u64>) -> Option<u64> {
+    Some(after?.saturating_sub(before?))
+}
+
+/// A model server that answers every request with an OpenAI event stream
+/// that never ends (64 KiB of text an event), until the client hangs up.
+struct Endless {
+    port: u16,
+}
+
+impl Endless {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || Self::serve(stream));
+            }
+        });
+        Self { port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    fn serve(stream: std::net::TcpStream) {
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let event = format!(
+            "data: {}\n\n",
+            serde_json::json!({"choices": [{"index": 0, "delta": {"content": "x".repeat(64 * 1024)}}]})
+        );
+        let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+        let mut stream = stream;
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if stream.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        while stream.write_all(chunk.as_bytes()).is_ok() {}
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -297,13 +511,49 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path) -> Self {
+        Self::start_in(dir, "")
+    }
+
+    /// A daemon in `dir` with `config` after the `[daemon]` table.
+    fn start_in(dir: &Path, config: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("dir");
         // Unix socket only: a bench must not compete for port 7862.
-        std::fs::write(dir.join("config.toml"), "[daemon]\nlisten = \"off\"\n").expect("config");
+        let config = format!("[daemon]\nlisten = \"off\"\n{config}");
+        std::fs::write(dir.join("config.toml"), config).expect("config");
         let daemon = Self {
             dir: dir.to_owned(),
         };
         daemon.cli(&["serve", "--daemon", "--echo-delay", "0ms"]);
         daemon
+    }
+
+    fn pid(&self) -> Option<String> {
+        let pid = std::fs::read_to_string(self.dir.join("run").join("daemon.pid")).ok()?;
+        Some(pid.trim().to_owned())
+    }
+
+    /// Resets the daemon's peak RSS (`VmHWM`) to its current RSS.
+    fn reset_peak(&self) {
+        if let Some(pid) = self.pid() {
+            let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        }
+    }
+
+    /// The daemon's peak RSS in KiB since the last [`reset_peak`](Self::reset_peak).
+    fn peak_kib(&self) -> Option<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    /// A `GET /events` connection that is never read.
+    fn stalled_reader(&self) -> UnixStream {
+        let mut stream = UnixStream::connect(self.socket()).expect("connect");
+        stream
+            .write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .expect("request");
+        // Answered once the subscription is in place.
+        let mut first = [0u8; 12];
+        stream.read_exact(&mut first).expect("status line");
+        stream
     }
 
     fn socket(&self) -> PathBuf {
@@ -331,9 +581,12 @@ impl Daemon {
 
     /// The daemon's resident set in KiB, where `/proc` tells it.
     fn rss_kib(&self) -> Option<u64> {
-        let pid = std::fs::read_to_string(self.dir.join("run").join("daemon.pid")).ok()?;
-        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        self.status_kib("VmRSS:")
+    }
+
+    fn status_kib(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with(field))?;
         line.split_whitespace().nth(1)?.parse().ok()
     }
 
@@ -386,17 +639,24 @@ impl Connection {
     /// Sends `hi` to `name` (not streamed) and reads the whole answer,
     /// which must be 200.
     fn message(&mut self, name: &str) {
-        let body = r#"{"content":"hi","stream":false}"#;
+        let status = self.post(
+            &format!("/agents/{name}/message"),
+            r#"{"content":"hi","stream":false}"#,
+        );
+        assert!(status.starts_with("HTTP/1.1 200"), "answered {status:?}");
+    }
+
+    /// POSTs `body` to `path` and reads the whole answer; returns its status line.
+    fn post(&mut self, path: &str, body: &str) -> String {
         write!(
             self.writer,
-            "POST /agents/{name}/message HTTP/1.1\r\nHost: localhost\r\n\
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .expect("send request");
         let mut status = String::new();
         self.reader.read_line(&mut status).expect("status line");
-        assert!(status.starts_with("HTTP/1.1 200"), "answered {status:?}");
         let mut length = None;
         let mut chunked = false;
         loop {
@@ -427,6 +687,7 @@ impl Connection {
         } else {
             self.skip(length.expect("a length or chunks"));
         }
+        status
     }
 
     fn skip(&mut self, bytes: usize) {

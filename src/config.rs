@@ -55,8 +55,7 @@ pub struct ProvidersConfig {
     #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub connect_timeout: Duration,
     /// Limit on silence: waiting for the response headers, or between two
-    /// chunks of a streamed reply. There is no total deadline, so a long
-    /// generation that keeps streaming is never cut off.
+    /// chunks of a streamed reply (`turn_timeout` bounds the whole reply).
     #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub idle_timeout: Duration,
     /// Extra attempts after a 429, a 5xx or a connection error, made only
@@ -718,6 +717,16 @@ mod tests {
             ("providers.connect_timeout", "18446744073709551615ms"),
             ("limits.body_timeout", "18446744073709551615"),
             ("history.max_messages_per_agent", "-1"),
+            ("limits.max_reply_bytes", "0"),
+            ("limits.max_reply_bytes", "1023"),
+            ("limits.max_reply_bytes", huge),
+            ("limits.max_fan_out", "0"),
+            ("limits.max_bytes_in_flight", "1000"),
+            ("limits.max_bytes_in_flight", huge),
+            ("providers.turn_timeout", "0s"),
+            ("providers.context_limit", "0"),
+            ("providers.context_limit", "100000000"),
+            ("profiles.p.context_limit", "1"),
         ] {
             let leaf = key.rsplit('.').next().unwrap();
             let error =
@@ -734,6 +743,11 @@ mod tests {
             ("daemon.idle_timeout", "0s"),
             ("daemon.listen", "off"),
             ("daemon.listen", "[::1]:7862"),
+            ("limits.max_reply_bytes", "1024"),
+            ("limits.max_fan_out", "1"),
+            ("providers.turn_timeout", "300ms"),
+            ("providers.context_limit", "256"),
+            ("profiles.p.context_limit", "2000000"),
         ] {
             Config::parse(&file_setting(key, value))
                 .unwrap_or_else(|e| panic!("{key} = {value}: {e}"));
