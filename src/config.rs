@@ -24,6 +24,7 @@ pub struct Config {
     pub providers: ProvidersConfig,
     pub limits: LimitsConfig,
     pub history: HistoryConfig,
+    pub logging: LoggingConfig,
     /// User profiles; a user profile with a built-in's name replaces it.
     pub profiles: BTreeMap<String, ProfileConfig>,
 }
@@ -155,6 +156,28 @@ impl Default for LimitsConfig {
     }
 }
 
+/// The daemon's own log file (`S/daemon.log`, when it runs in the
+/// background with `serve --daemon`). Read at start.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// Bytes past which the log is rotated, at start and while running:
+    /// `daemon.log` becomes `daemon.log.1`, and so on.
+    pub max_size: u64,
+    /// Rotated files kept (`daemon.log.1` … `daemon.log.N`); older ones
+    /// are deleted.
+    pub keep: usize,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            max_size: 10 * 1024 * 1024,
+            keep: 3,
+        }
+    }
+}
+
 /// `[profiles.NAME]`: a named endpoint that speaks one of the provider protocols.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -268,6 +291,13 @@ impl Config {
             }
         }
         not_zero("providers.turn_timeout", providers.turn_timeout)?;
+        in_range(
+            "logging.max_size",
+            self.logging.max_size,
+            MIN_LOG_SIZE,
+            MAX_LOG_SIZE,
+        )?;
+        in_range("logging.keep", self.logging.keep as u64, 1, 100)?;
         not_zero("limits.header_timeout", limits.header_timeout)?;
         not_zero("limits.body_timeout", limits.body_timeout)?;
         not_zero("providers.connect_timeout", providers.connect_timeout)?;
@@ -293,6 +323,9 @@ impl Config {
 
 /// The most connections one listener may be told to hold open.
 pub const MAX_CONNECTIONS: u64 = 1_000_000;
+/// The smallest and largest `logging.max_size`: 64 KiB and 1 TiB.
+pub const MIN_LOG_SIZE: u64 = 64 * 1024;
+pub const MAX_LOG_SIZE: u64 = 1 << 40;
 /// The most provider calls that may be allowed in flight at once.
 pub const MAX_PROVIDER_CALLS: u64 = 100_000;
 /// `limits.max_reply_bytes` bounds: a reply must have room for a sentence,
@@ -727,6 +760,10 @@ mod tests {
             ("providers.context_limit", "0"),
             ("providers.context_limit", "100000000"),
             ("profiles.p.context_limit", "1"),
+            ("logging.max_size", "1000"),
+            ("logging.max_size", huge),
+            ("logging.keep", "0"),
+            ("logging.keep", "101"),
         ] {
             let leaf = key.rsplit('.').next().unwrap();
             let error =
@@ -748,6 +785,8 @@ mod tests {
             ("providers.turn_timeout", "300ms"),
             ("providers.context_limit", "256"),
             ("profiles.p.context_limit", "2000000"),
+            ("logging.max_size", "65536"),
+            ("logging.keep", "1"),
         ] {
             Config::parse(&file_setting(key, value))
                 .unwrap_or_else(|e| panic!("{key} = {value}: {e}"));

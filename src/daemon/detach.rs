@@ -14,12 +14,11 @@ use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use super::logging;
+use crate::config::LoggingConfig;
+
 /// How long the launcher waits for the daemon to report.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A log past this size at start is kept as `daemon.log.1` (replacing the
-/// previous one) and a fresh log begun, so it cannot grow without bound.
-const LOG_ROTATE_BYTES: u64 = 10 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DetachError {
@@ -59,14 +58,18 @@ pub struct Reporter {
 
 /// Forks into the background: new session, working directory `/`, umask
 /// 077, stdin from /dev/null and stdout/stderr appended to `log`.
-/// The PID file is the daemon's own flock'd one, taken after this.
-pub fn detach(log: &Path) -> Result<Side, DetachError> {
+/// The PID file is the daemon's own flock'd one, taken after this. The
+/// log is rotated by size (`[logging]`), at start and, in the daemon, as
+/// it grows.
+pub fn detach(log: &Path, rotation: &LoggingConfig) -> Result<Side, DetachError> {
     let log_name = log.display().to_string();
     let log_error = |source| DetachError::Log {
         path: log_name.clone(),
         source,
     };
-    rotate_if_large(log);
+    if std::fs::metadata(log).is_ok_and(|meta| meta.len() > rotation.max_size) {
+        logging::shift(log, rotation.keep);
+    }
     let stdout = OpenOptions::new()
         .create(true)
         .append(true)
@@ -101,18 +104,9 @@ pub fn detach(log: &Path) -> Result<Side, DetachError> {
                 reporter.failed(&error);
                 return Err(error);
             }
+            logging::rotate_by_size(log, rotation.max_size, rotation.keep);
             Ok(Side::Daemon(reporter))
         }
-    }
-}
-
-fn rotate_if_large(log: &Path) {
-    let large = std::fs::metadata(log).is_ok_and(|meta| meta.len() > LOG_ROTATE_BYTES);
-    if large {
-        let mut kept = log.as_os_str().to_owned();
-        kept.push(".1");
-        // Losing the old log is better than not starting: ignore failure.
-        let _ = std::fs::rename(log, kept);
     }
 }
 

@@ -126,7 +126,7 @@ pub fn serve_detached(mut options: ServeOptions) -> Result<Detached, DaemonError
     // The daemon runs in `/`: a relative override must still mean the same place.
     options.paths = options.paths.absolute()?;
     ensure_private_dir(&options.paths.state_dir)?;
-    match detach::detach(&options.paths.log_file)? {
+    match detach::detach(&options.paths.log_file, &options.config.logging)? {
         Side::Launcher(launcher) => {
             launcher.wait()?;
             Ok(Detached::Launched)

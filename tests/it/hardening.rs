@@ -269,3 +269,47 @@ fn unauthenticated_requests_are_logged_briefly_and_counted() {
     assert!(log.contains("request refused: not authenticated"), "{log}");
     assert!(log.contains("counted only"), "{log}");
 }
+
+/// A daemonized log is rotated by size while the daemon runs, keeping the
+/// configured number of old files.
+#[test]
+fn the_daemon_log_is_rotated_by_size_while_running() {
+    const MAX: u64 = 64 * 1024;
+    let env = Env::new().config(&format!(
+        "[daemon]\nlisten = \"off\"\n[logging]\nmax_size = {MAX}\nkeep = 2\n"
+    ));
+    let _guard = common::Background { env: env.clone() };
+    env.cli(&["serve", "--daemon"]).ok();
+    let state = env.dir.path().join("state");
+    let size = |name: &str| std::fs::metadata(state.join(name)).ok().map(|m| m.len());
+    // Each request is a line in the log; go on until it has been rotated
+    // more often than the files kept.
+    let daemon = common::Background { env: env.clone() };
+    let mut requests = 0;
+    while size("daemon.log.2").is_none() || requests < 3000 {
+        assert_eq!(unix_health(&env), 200);
+        requests += 1;
+        assert!(requests < 100_000, "the log was never rotated");
+    }
+    assert!(daemon.alive());
+    // One line may pass the size before the rotation that follows it.
+    for name in ["daemon.log", "daemon.log.1", "daemon.log.2"] {
+        let bytes = size(name).unwrap_or_else(|| panic!("{name} is missing"));
+        assert!(bytes <= MAX + 4096, "{name} is {bytes} bytes");
+    }
+    assert_eq!(size("daemon.log.3"), None, "more files kept than asked");
+    // The daemon goes on logging into the fresh file.
+    env.cli(&["serve", "--stop"]).ok();
+    let log = std::fs::read_to_string(state.join("daemon.log")).expect("log");
+    assert!(log.contains("stopped"), "{log}");
+}
+
+/// One `GET /health` over the Unix socket; its status.
+fn unix_health(env: &Env) -> u16 {
+    let stream = std::os::unix::net::UnixStream::connect(env.socket()).expect("connect");
+    common::send(
+        stream,
+        &common::build_request("GET", "/health", &[("Host", "localhost")], None),
+    )
+    .status
+}
