@@ -21,9 +21,14 @@ pub async fn run(ctx: &Ctx, args: ShutdownArgs) -> Result<(), CliError> {
     let Some(name) = args.name else {
         return shutdown_all(ctx).await;
     };
-    ctx.client
+    if let Err(error) = ctx
+        .client
         .send::<()>(Method::DELETE, &agent_path(&name, ""), None)
-        .await?;
+        .await
+    {
+        let fallback = "`orchestration list` shows the live agents";
+        return Err(super::suggestion::unknown_agent(ctx, &name, error.into(), true, fallback).await);
+    }
     if ctx.json {
         return output::json(&serde_json::json!({"succeeded": [name], "failed": {}}));
     }
