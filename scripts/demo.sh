@@ -14,7 +14,10 @@ target_dir() {
         python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
 }
 
-cargo build --release --quiet
+# The first release build takes a few minutes: say so, and let cargo show
+# its progress rather than sit silent.
+echo "Building orchestration (release; the first build takes a few minutes)..." >&2
+cargo build --release
 bin="$(target_dir)/release/orchestration"
 
 demo_dir=$(mktemp -d)
@@ -31,8 +34,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# One word as a shell would need it typed: plain words as they are, others
+# in single quotes, so every printed step can be copied and run.
+quote() {
+    case "$1" in
+    '' | *[!A-Za-z0-9_./:=,@%+-]*) printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")" ;;
+    *) printf '%s' "$1" ;;
+    esac
+}
+
 step() {
-    if [ -t 1 ]; then printf '\n\033[1m$ %s\033[0m\n' "$*"; else printf '\n$ %s\n' "$*"; fi
+    local line="" word
+    for word in "$@"; do line+="${line:+ }$(quote "$word")"; done
+    if [ -t 1 ]; then printf '\n\033[1m$ %s\033[0m\n' "$line"; else printf '\n$ %s\n' "$line"; fi
     "$@"
 }
 

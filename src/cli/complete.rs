@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
+use clap_complete::engine::{ArgValueCandidates, ArgValueCompleter, CompletionCandidate};
 
 use crate::client::Client;
 use crate::config::Config;
@@ -33,6 +33,45 @@ pub fn handle_request() {
 /// Live agents' names.
 pub fn live_agents() -> ArgValueCandidates {
     ArgValueCandidates::new(|| agents(false))
+}
+
+/// A comma-separated list of live agents (`message a,b,c`): after `a,` the
+/// names not yet in the list, each offered as the whole word so far plus it.
+pub fn live_agent_lists() -> ArgValueCompleter {
+    ArgValueCompleter::new(|current: &std::ffi::OsStr| {
+        let Some(current) = current.to_str() else {
+            return Vec::new();
+        };
+        let cut = current.rfind(',').map_or(0, |i| i + 1);
+        let (listed, partial) = current.split_at(cut);
+        let taken: Vec<&str> = listed.split(',').collect();
+        agents(false)
+            .into_iter()
+            .filter_map(|candidate| {
+                let name = candidate.get_value().to_str()?.to_owned();
+                (name.starts_with(partial) && !taken.contains(&name.as_str())).then(|| {
+                    CompletionCandidate::new(format!("{listed}{name}"))
+                        .help(candidate.get_help().cloned())
+                })
+            })
+            .collect()
+    })
+}
+
+/// The config file's keys (`config get prov` → `providers.idle_timeout` …),
+/// including the profiles the file defines.
+pub fn config_keys() -> ArgValueCandidates {
+    ArgValueCandidates::new(|| {
+        let config = Paths::resolve(None)
+            .ok()
+            .and_then(|paths| Config::load(&paths.config_file).ok())
+            .unwrap_or_default();
+        config
+            .entries()
+            .into_iter()
+            .map(|(key, _)| CompletionCandidate::new(key))
+            .collect()
+    })
 }
 
 /// Every name with a history: live agents and shut-down ones.

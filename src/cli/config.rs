@@ -36,11 +36,13 @@ pub enum ConfigAction {
     /// Print one setting's value (defaults included); exit 1 if it is unset.
     Get {
         /// A dotted key, e.g. providers.idle_timeout.
+        #[arg(add = super::complete::config_keys())]
         key: String,
     },
     /// Set a key in the config file, keeping its comments; refused if the result would not load.
     Set {
         /// A dotted key, e.g. providers.idle_timeout or profiles.work.base_url.
+        #[arg(add = super::complete::config_keys())]
         key: String,
         /// The value: text (durations like 30s or 5m) or a whole number.
         value: String,
@@ -48,6 +50,7 @@ pub enum ConfigAction {
     /// Remove a key from the config file, so its default applies.
     Unset {
         /// A dotted key.
+        #[arg(add = super::complete::config_keys())]
         key: String,
     },
     /// Print every setting in effect, defaults included.

@@ -50,6 +50,18 @@ pub struct HistoryArgs {
 }
 
 pub async fn run(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
+    let name = args.name.clone();
+    let outcome = history(ctx, args).await;
+    match (outcome, name) {
+        (Err(error), Some(name)) => {
+            let fallback = "`orchestration history --list` shows every name with a history";
+            Err(super::suggestion::unknown_agent(ctx, &name, error, false, fallback).await)
+        }
+        (outcome, _) => outcome,
+    }
+}
+
+async fn history(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
     if args.list {
         return list(ctx, args.name.as_ref()).await;
     }

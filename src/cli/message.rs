@@ -19,7 +19,7 @@ use crate::wire::{
 #[derive(Debug, Args)]
 pub struct MessageArgs {
     /// The agent to talk to; several, comma-separated (a,b,c), get the same message at once.
-    #[arg(add = super::complete::live_agents(), value_name = "NAME[,NAME…]")]
+    #[arg(add = super::complete::live_agent_lists(), value_name = "NAME[,NAME…]")]
     pub name: AgentList,
     /// The message (several words are joined with spaces); `-` reads it from standard input, as
     /// does no message at all when standard input is not a terminal (`echo hi | orchestration
@@ -85,7 +85,11 @@ pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
         Err(error) if super::is_model_server_answer(&error) => {
             Err(explain_upstream(ctx, &name, error).await)
         }
-        other => other,
+        Err(error) => {
+            let fallback = "`orchestration list` shows the live agents";
+            Err(super::suggestion::unknown_agent(ctx, &name, error, true, fallback).await)
+        }
+        ok => ok,
     }
 }
 

@@ -57,7 +57,10 @@ Exit status: 0 success, 1 the operation failed, 2 usage error, 3 daemon unreacha
 #[derive(Debug, Parser)]
 #[command(name = "orchestration", version, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// The daemon's control socket [default: $XDG_RUNTIME_DIR/orchestration/daemon.sock]
+    /// The daemon's control socket [default: daemon.sock in the runtime dir:
+    /// $ORCHESTRATION_RUNTIME_DIR, else $XDG_RUNTIME_DIR/orchestration, else
+    /// /run/user/UID/orchestration when that is yours, else ~/.orchestration; `orchestration serve
+    /// --status` prints the one in use]
     #[arg(long, global = true, value_name = "PATH", env = "ORCHESTRATION_SOCKET")]
     pub socket: Option<PathBuf>,
 

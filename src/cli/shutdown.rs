@@ -20,7 +20,10 @@ pub async fn run(ctx: &Ctx, args: ShutdownArgs) -> Result<(), CliError> {
     let Some(name) = args.name else {
         return shutdown_all(ctx).await;
     };
-    ctx.client.shutdown_agent(&name).await?;
+    if let Err(error) = ctx.client.shutdown_agent(&name).await {
+        let fallback = "`orchestration list` shows the live agents";
+        return Err(super::suggestion::unknown_agent(ctx, &name, error.into(), true, fallback).await);
+    }
     if ctx.json {
         return output::json(&serde_json::json!({"succeeded": [name], "failed": {}}));
     }

@@ -1,7 +1,52 @@
-//! "Did you mean …?" for a mistyped provider or profile name.
+//! "Did you mean …?" for a mistyped provider, profile or agent name.
 
+use super::{CliError, Ctx};
+use crate::client::ClientError;
 use crate::config::Config;
+use crate::model::{AgentInfo, AgentName};
 use crate::profiles::{Kind, known_profiles};
+use crate::wire::{ErrorCode, ListQuery};
+
+/// A 404 for `typed`: the same error, with the agent name closest to it as
+/// the hint when one is close (live or ended agents: `--live` says which
+/// were asked about), else `fallback`. Any other error is returned as it is.
+pub async fn unknown_agent(
+    ctx: &Ctx,
+    typed: &AgentName,
+    error: CliError,
+    live_only: bool,
+    fallback: &str,
+) -> CliError {
+    if !matches!(
+        error,
+        CliError::Client(ClientError::Api {
+            code: ErrorCode::NotFound,
+            ..
+        })
+    ) {
+        return error;
+    }
+    let query = ListQuery {
+        all: !live_only,
+        ..ListQuery::default()
+    };
+    let known: Vec<AgentInfo> = ctx.client.list(&query).await.unwrap_or_default();
+    let names = known.iter().map(|agent| agent.name.as_str());
+    match closest(typed.as_str(), names) {
+        Some(name) => error.with_hint(format!("did you mean '{name}'? {fallback}")),
+        None => error.with_hint(fallback),
+    }
+}
+
+/// The name in `names` closest to `typed`, when it is close enough to be a typo of it.
+fn closest<'a>(typed: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let typed_lower = typed.to_lowercase();
+    names
+        .map(|name| (distance(&typed_lower, &name.to_lowercase()), name))
+        .filter(|(distance, name)| *distance > 0 && *distance <= close_enough(name))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
 
 /// The provider or profile closest to `typed`, as the option to pass,
 /// when one is close enough to be what was meant.
@@ -90,6 +135,16 @@ mod tests {
         );
         assert_eq!(guess("nope"), None);
         assert_eq!(guess("x"), None);
+    }
+
+    #[test]
+    fn agent_typos_find_the_agent() {
+        let names = ["alice", "bob", "builder"];
+        let guess = |typed| closest(typed, names.iter().copied());
+        assert_eq!(guess("alcie"), Some("alice"));
+        assert_eq!(guess("bulider"), Some("builder"));
+        assert_eq!(guess("alice"), None, "an exact name is no typo");
+        assert_eq!(guess("zed"), None);
     }
 
     #[test]

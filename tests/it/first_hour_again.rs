@@ -243,3 +243,67 @@ fn the_missing_key_hint_of_a_chosen_profile_offers_no_other_profile() {
     let (_, hint) = error_and_hint(&daemon.cli(&["spawn", "k"]));
     assert!(hint.contains("use a profile"), "{hint}");
 }
+
+#[test]
+fn a_mistyped_agent_name_gets_a_did_you_mean() {
+    let daemon = InProcess::start();
+    daemon.cli(&["spawn", "alice", "--provider", "echo"]).ok();
+    daemon.cli(&["spawn", "gone", "--provider", "echo"]).ok();
+    daemon.cli(&["shutdown", "gone"]).ok();
+    for (args, guess) in [
+        (&["message", "alcie", "hi"][..], "did you mean 'alice'?"),
+        (&["shutdown", "alcie"], "did you mean 'alice'?"),
+        (&["history", "alcie"], "did you mean 'alice'?"),
+        // history reads ended agents too.
+        (&["history", "gnoe"], "did you mean 'gone'?"),
+    ] {
+        let out = daemon.cli(args);
+        assert_eq!(out.code(), 4, "{args:?}: {}", out.stderr());
+        let (_, hint) = error_and_hint(&out);
+        assert!(hint.contains(guess), "{args:?}: {hint}");
+    }
+    // Nothing close: the usual pointer, no guess.
+    let (_, hint) = error_and_hint(&daemon.cli(&["message", "zzzzzz", "hi"]));
+    assert!(!hint.contains("did you mean"), "{hint}");
+    assert!(hint.contains("orchestration list"), "{hint}");
+}
+
+/// The candidates bash's completion function would offer for `words`.
+fn complete(env: &Env, words: &[&str]) -> Vec<String> {
+    let mut command = env.command(&["--"]);
+    command
+        .args(words)
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())
+        .env("_CLAP_IFS", "\n");
+    let out = command.output().expect("run orchestration");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn completion_goes_on_after_a_comma_and_knows_config_keys() {
+    // Completion asks only a daemon that holds the PID file: a process.
+    let daemon = Daemon::start(&[]);
+    for name in ["alice", "bob", "bert"] {
+        daemon.cli(&["spawn", name, "--provider", "echo"]).ok();
+    }
+    let env = &daemon.env;
+    let mut offered = complete(env, &["orchestration", "message", "alice,"]);
+    offered.sort();
+    assert_eq!(offered, ["alice,bert", "alice,bob"]);
+    assert_eq!(
+        complete(env, &["orchestration", "message", "alice,bo"]),
+        ["alice,bob"]
+    );
+    assert!(complete(env, &["orchestration", "message", "al"]).contains(&"alice".to_owned()));
+
+    let keys = complete(env, &["orchestration", "config", "get", "prov"]);
+    assert!(keys.contains(&"providers.idle_timeout".to_owned()), "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with("prov")), "{keys:?}");
+    let keys = complete(env, &["orchestration", "config", "set", "limits.max_c"]);
+    assert_eq!(keys, ["limits.max_connections"]);
+}
