@@ -203,7 +203,7 @@ fn launch_daemon(paths: &Paths) -> Result<(), AutostartError> {
             .find_map(|line| line.strip_prefix("error: "))
             .unwrap_or(stderr.trim())
             .to_owned();
-        let pid = lock_holder(&paths.state_dir.join("store.lock"));
+        let pid = lock_holder(&paths.store_lock());
         if pid.is_some() || message.contains("is using the state dir") {
             return Err(AutostartError::StateDirInUse {
                 message,

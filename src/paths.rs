@@ -130,6 +130,12 @@ impl Paths {
 }
 
 impl Paths {
+    /// `S/store.lock`, held by the daemon that writes the store: it finds
+    /// a daemon whose runtime dir was deleted.
+    pub fn store_lock(&self) -> PathBuf {
+        self.state_dir.join("store.lock")
+    }
+
     /// The same paths made absolute against the current directory, for a
     /// process about to leave it (`serve --daemon` runs in `/`).
     pub fn absolute(self) -> Result<Self, PathError> {

@@ -130,6 +130,13 @@ pub enum StoreError {
     TooNew { path: PathBuf, found: i64 },
     #[error("cannot save to the store: {0}")]
     Write(#[source] Cause),
+    /// The file was deleted under the running daemon: a write would go
+    /// into a file no one can read again.
+    #[error(
+        "cannot save to the store: {} was deleted while the daemon runs; restart the daemon (`orchestration serve --stop`, then any command) to begin a new store",
+        path.display()
+    )]
+    Deleted { path: PathBuf },
     /// A search query the full-text index cannot read (the client's mistake).
     #[error("the search query is not valid: {0}")]
     Query(#[source] Cause),
@@ -246,7 +253,7 @@ impl Store {
         // WAL and shared-memory files get the main file's mode from SQLite;
         // make sure of the main file too, in case it pre-existed.
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-        let writer = Writer::start(connection).map_err(|e| open_error(e.into()))?;
+        let writer = Writer::start(connection, path.clone()).map_err(|e| open_error(e.into()))?;
         check_in_background(&path);
         Ok(Self {
             writer,

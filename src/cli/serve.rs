@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::daemon::{self, DaemonError, ServeOptions, TcpChoice};
 use crate::duration;
 use crate::paths::{Paths, TcpRecord};
-use crate::pidfile::{Holder, holder};
+use crate::pidfile::{Holder, holder, lock_holder};
 use crate::wire::Reloaded;
 
 /// `serve --help` (and the serve man page): what the daemon is and how it is guarded.
@@ -169,6 +169,15 @@ fn status(paths: &Paths, json: bool) -> Result<(), CliError> {
                     client.endpoint()
                 )));
             }
+            // Its runtime dir deleted, a daemon still holds the store.
+            if let Some(pid) = lock_holder(&paths.store_lock()) {
+                return Err(CliError::Failed(format!(
+                    "daemon pid {pid} is running (it holds {}) but cannot be reached: {} is gone; \
+                     `orchestration serve --stop` stops it, and the next command starts a fresh one",
+                    paths.store_lock().display(),
+                    client.endpoint()
+                )));
+            }
             return Err(error.into());
         }
         Err(error) => return Err(error.into()),
@@ -193,6 +202,15 @@ fn status(paths: &Paths, json: bool) -> Result<(), CliError> {
             None => "unknown (no record)".to_owned(),
         };
         text.push_str(&format!("\n  tcp:     {tcp}"));
+        // The daemon keeps the deleted file open and refuses writes (507).
+        let store = paths.state_dir.join("store.db");
+        if !store.exists() {
+            text.push_str(&format!(
+                "\n  store:   DELETED: {} is gone, so the daemon refuses every write; \
+                 `orchestration serve --stop`, then any command, starts afresh",
+                store.display()
+            ));
+        }
     }
     if let Some(config) = &health.config {
         text.push_str(&format!(
@@ -230,23 +248,32 @@ fn reload(paths: &Paths, json: bool) -> Result<(), CliError> {
 }
 
 /// Asks the daemon to stop over its socket (or, if it does not answer, with
-/// SIGTERM to the PID in the PID file) and waits until the PID file is free.
+/// SIGTERM to the PID in the PID file, or to the holder of the store's lock
+/// when the runtime dir is gone) and waits until both locks are free.
 fn stop(paths: &Paths) -> Result<(), CliError> {
     let holder_now = holder(&paths.pid_file);
     let client = Client::new(paths)?;
     let asked = block_on(client.shutdown())?;
+    let terminate =
+        |pid| kill(pid, Signal::SIGTERM).map_err(|source| DaemonError::Signal { pid, source });
     match (asked, holder_now) {
         (Ok(_), _) => {}
-        (Err(_), Holder::Daemon(Some(pid))) => {
-            kill(pid, Signal::SIGTERM).map_err(|source| DaemonError::Signal { pid, source })?;
-        }
+        (Err(_), Holder::Daemon(Some(pid))) => terminate(pid)?,
         (Err(ClientError::Unreachable { .. }), Holder::Nobody) => {
-            return output::line("the orchestration daemon is not running");
+            // Its runtime dir deleted, a daemon still holds the store; a
+            // named socket asks about another daemon than this state dir's.
+            let store_holder = (!paths.socket_explicit).then(|| lock_holder(&paths.store_lock()));
+            let Some(Some(pid)) = store_holder else {
+                return output::line("the orchestration daemon is not running");
+            };
+            let pid = i32::try_from(pid)
+                .map_err(|_| CliError::Failed(format!("pid {pid} is out of range")))?;
+            terminate(nix::unistd::Pid::from_raw(pid))?;
         }
         (Err(error), _) => return Err(error.into()),
     }
     let started = Instant::now();
-    while holder(&paths.pid_file) != Holder::Nobody {
+    while holder(&paths.pid_file) != Holder::Nobody || lock_holder(&paths.store_lock()).is_some() {
         if started.elapsed() > STOP_WAIT {
             return Err(CliError::Failed(format!(
                 "the daemon did not exit within {}s",

@@ -217,6 +217,9 @@ async fn run(
     let setup = DaemonSetup::open(config)?;
     let activated = inherited.is_some();
     let (unix, tcp) = open_listeners(&options, inherited).await?;
+    if let Some(unix) = &unix {
+        watch_socket_path(unix, shutdown.clone());
+    }
     let listeners = with_token(unix, tcp, &options.paths)?;
     let host = Arc::new(ProcessHost {
         reporter,
@@ -368,6 +371,51 @@ async fn open_listeners(
 /// Why a socket-activated daemon has no TCP listener.
 const NOT_PASSED: &str = "the service manager passed no TCP socket (is orchestration-tcp.socket started? \
      `systemctl --user status orchestration-tcp.socket` says why not)";
+
+/// How often the daemon looks whether its socket file is still there.
+const SOCKET_CHECK: Duration = Duration::from_secs(2);
+
+/// Watches the control socket's path until `stop`: when the file is gone
+/// (its runtime dir deleted by a cleanup job, say) or replaced, no client
+/// can reach this daemon, which still holds the store — the user would see
+/// "not running" while it runs. Logged loudly, once; `serve --status` and
+/// `serve --stop` still find the daemon through the store's lock.
+fn watch_socket_path(unix: &UnixSocket, stop: CancellationToken) {
+    use std::os::unix::fs::MetadataExt;
+    let address = unix.listener.local_addr().ok();
+    let Some(path) = address
+        .as_ref()
+        .and_then(|a| a.as_pathname())
+        .map(Path::to_owned)
+    else {
+        return;
+    };
+    let identity = |meta: std::fs::Metadata| (meta.dev(), meta.ino());
+    let Ok(bound) = std::fs::symlink_metadata(&path).map(identity) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SOCKET_CHECK);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            let now = std::fs::symlink_metadata(&path).map(identity).ok();
+            if now == Some(bound) {
+                continue;
+            }
+            tracing::error!(
+                socket = %path.display(),
+                pid = std::process::id(),
+                "the control socket is gone (deleted or replaced): no client can reach this daemon; \
+                 `orchestration serve --stop` stops it (it finds it through the store's lock) and \
+                 the next command starts a fresh one"
+            );
+            return;
+        }
+    });
+}
 
 /// Lifts the soft open-file limit to the hard one, so the connection cap,
 /// not the fd limit, is what a flood of connections runs into.

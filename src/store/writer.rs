@@ -4,6 +4,7 @@
 //! holding it is on disk, so "commit before acknowledge" holds per write
 //! while concurrent writers share the cost of the fsync.
 
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -118,11 +119,14 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub fn start(connection: Connection) -> std::io::Result<Self> {
+    /// `path` is the store file the connection writes, watched so that
+    /// writes into a file someone deleted are refused, not acknowledged.
+    pub fn start(connection: Connection, path: PathBuf) -> std::io::Result<Self> {
+        let file = Watched::open(path)?;
         let (jobs, queue) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(connection, queue))?;
+            .spawn(move || run(connection, file, queue))?;
         Ok(Self {
             jobs: Some(jobs),
             thread: Some(thread),
@@ -185,15 +189,63 @@ fn stopped() -> StoreError {
     StoreError::Write("the store's writer has stopped".to_owned().into())
 }
 
+/// The store file, held open to tell whether it is still linked: SQLite
+/// goes on writing into an unlinked file, and every write would be
+/// acknowledged and then lost with the process.
+struct Watched {
+    file: std::fs::File,
+    path: PathBuf,
+    /// Whether its deletion was logged (once is enough).
+    reported: bool,
+}
+
+impl Watched {
+    fn open(path: PathBuf) -> std::io::Result<Self> {
+        Ok(Self {
+            file: std::fs::File::open(&path)?,
+            path,
+            reported: false,
+        })
+    }
+
+    /// Whether the file was deleted; logs it the first time.
+    fn deleted(&mut self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let gone = self.file.metadata().is_ok_and(|meta| meta.nlink() == 0);
+        if gone && !self.reported {
+            self.reported = true;
+            tracing::error!(
+                store = %self.path.display(),
+                "the store file was deleted while the daemon runs: every write is refused from now on; \
+                 restart the daemon (`orchestration serve --stop`) to begin a new store"
+            );
+        }
+        gone
+    }
+
+    fn refused(&self) -> StoreError {
+        StoreError::Deleted {
+            path: self.path.clone(),
+        }
+    }
+}
+
 /// The writer thread: takes the first waiting write, then everything queued
-/// behind it, and commits them together.
-fn run(mut connection: Connection, queue: mpsc::Receiver<Job>) {
+/// behind it, and commits them together — unless the store file was
+/// deleted, when each is refused.
+fn run(mut connection: Connection, mut file: Watched, queue: mpsc::Receiver<Job>) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH
             && let Ok(job) = queue.try_recv()
         {
             batch.push(job);
+        }
+        if file.deleted() {
+            for job in batch {
+                (job.done)(Err(file.refused()));
+            }
+            continue;
         }
         let mut pending = Vec::with_capacity(batch.len());
         for job in batch {

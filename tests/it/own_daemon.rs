@@ -453,3 +453,75 @@ fn a_runtime_dir_linked_by_another_user_is_not_followed() {
     assert_eq!(mode(&home), 0o700);
     daemon.cli(&["list"]).ok();
 }
+
+#[test]
+fn a_daemon_whose_runtime_dir_was_deleted_is_found_reported_and_stopped() {
+    let mut daemon = Daemon::start(&[]);
+    let pid = daemon.pid();
+    std::fs::remove_dir_all(daemon.env.runtime_dir()).expect("rm -r R");
+    common::eventually("the daemon notices its socket is gone", || {
+        daemon.log().contains("the control socket is gone")
+    });
+
+    let out = daemon.cli(&["serve", "--status"]);
+    assert_eq!(out.code(), 1, "{}{}", out.stdout(), out.stderr());
+    assert!(
+        out.stderr()
+            .contains(&format!("daemon pid {pid} is running")),
+        "{}",
+        out.stderr()
+    );
+    assert!(out.stderr().contains("serve --stop"), "{}", out.stderr());
+
+    let out = daemon.cli(&["serve", "--stop"]);
+    out.ok();
+    assert!(out.stdout().contains("stopped"), "{}", out.stdout());
+    assert!(daemon.wait_exit().success(), "{}", daemon.log());
+    let out = daemon.cli(&["serve", "--status"]);
+    assert_eq!(out.code(), 3, "{}", out.stderr());
+}
+
+#[test]
+fn a_store_deleted_under_the_daemon_refuses_writes_and_says_so() {
+    let daemon = Daemon::start(&[]);
+    daemon.spawn_echo("before");
+    let store = daemon.env.dir.path().join("state/store.db");
+    for file in ["store.db", "store.db-wal", "store.db-shm"] {
+        let _ = std::fs::remove_file(daemon.env.dir.path().join("state").join(file));
+    }
+    assert!(!store.exists());
+    let refused = daemon.json(
+        "POST",
+        "/agents",
+        Some(serde_json::json!({"name": "after", "provider": "echo"})),
+    );
+    assert_eq!(refused.status, 507, "{}", refused.text());
+    assert!(
+        refused.detail().contains("was deleted"),
+        "{}",
+        refused.text()
+    );
+    let out = daemon.cli(&["message", "before", "hello"]);
+    assert_ne!(
+        out.code(),
+        0,
+        "a message was acknowledged into a deleted file"
+    );
+    assert!(out.stderr().contains("was deleted"), "{}", out.stderr());
+    assert_eq!(
+        daemon.log().matches("the store file was deleted").count(),
+        1,
+        "{}",
+        daemon.log()
+    );
+    let out = daemon.cli(&["serve", "--status"]);
+    out.ok();
+    assert!(
+        out.stdout().contains("store:   DELETED"),
+        "{}",
+        out.stdout()
+    );
+    // The daemon still serves what needs no write, and stops cleanly.
+    daemon.cli(&["list"]).ok();
+    daemon.cli(&["serve", "--stop"]).ok();
+}
