@@ -181,9 +181,11 @@ fn bounds(dir: &Path, full: bool) -> Vec<(String, String)> {
         daemon.cli(&["spawn", name, "--provider", "echo"]);
     }
     let request = serde_json::json!({"agents": names, "content": "f".repeat(big), "stream": true});
-    // Once first, so the figures are of a daemon that has done it before.
+    let start = daemon.rss_kib();
+    // Once first, so the figures are of a daemon that has done it before
+    // (its store's page caches filled).
     Connection::open(&daemon.socket()).post("/messages", &request.to_string());
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_secs(1));
     let before = daemon.rss_kib();
     daemon.reset_peak();
     Connection::open(&daemon.socket()).post("/messages", &request.to_string());
@@ -198,7 +200,14 @@ fn bounds(dir: &Path, full: bool) -> Vec<(String, String)> {
         diff(peak, before),
     );
     rss(
-        format!("fan-out {} × {fan_out} agents: RSS before", mb(big)),
+        format!("fan-out {} × {fan_out} agents: RSS at start", mb(big)),
+        start,
+    );
+    rss(
+        format!(
+            "fan-out {} × {fan_out} agents: RSS after a first one",
+            mb(big)
+        ),
         before,
     );
     rss(

@@ -317,6 +317,7 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
                 None => break,
             },
         };
+        let prompt_bytes = job.content.len();
         // A caller that left while its message waited gets nothing run for it.
         let result = if job.events.is_closed() {
             Err(EngineError::Interrupted("the client disconnected".into()))
@@ -335,6 +336,7 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
             Err(error) => ExchangeEvent::Failed(error),
         };
         let _ = job.events.send(last);
+        engine.settle(prompt_bytes);
         if agent.ephemeral {
             break;
         }

@@ -254,6 +254,20 @@ impl Engine {
         budget.acquire_many_owned(wanted).await.ok()
     }
 
+    /// After an exchange with a prompt of `bytes`: once a burst of large
+    /// prompts is over (nothing in flight any more), gives the memory it
+    /// freed back to the system. glibc's allocator keeps freed blocks of
+    /// this size in its arenas, so without this a 64 MB fan-out left the
+    /// daemon 64 MB larger for good.
+    fn settle(&self, bytes: usize) {
+        const LARGE: usize = 256 * 1024;
+        let budget = read(&self.inner.bytes_in_flight).clone();
+        let total = kib(self.settings().config.limits.max_bytes_in_flight);
+        if bytes >= LARGE && budget.available_permits() >= total {
+            tokio::task::spawn_blocking(give_memory_back);
+        }
+    }
+
     /// The event bus (`GET /events`).
     pub fn events(&self) -> &Events {
         &self.inner.events
@@ -641,6 +655,17 @@ impl Engine {
             tracing::info!(agent = %agent.config.name, "agent shut down");
         }
         result
+    }
+}
+
+/// Returns the allocator's free memory to the system, where the allocator
+/// keeps it otherwise (glibc).
+fn give_memory_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers; it only releases free pages
+    // of the allocator's own heaps, under the allocator's locks.
+    unsafe {
+        nix::libc::malloc_trim(0);
     }
 }
 
