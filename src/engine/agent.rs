@@ -21,6 +21,9 @@ use crate::providers::{self, ChatRequest, ProviderEvent, ProviderSettings, Setup
 /// What the caller of a message sees, in order: deltas, then one final event.
 #[derive(Debug)]
 pub enum ExchangeEvent {
+    /// The message waits behind this many others; 0: it is being sent now.
+    /// Only for a message that had to wait.
+    Queued(usize),
     Delta(String),
     /// The finished reply, already recorded in history.
     Reply(Message),
@@ -51,7 +54,7 @@ impl Exchange {
     pub async fn reply(mut self) -> Result<Message, EngineError> {
         loop {
             match self.next_event().await {
-                ExchangeEvent::Delta(_) => continue,
+                ExchangeEvent::Queued(_) | ExchangeEvent::Delta(_) => continue,
                 ExchangeEvent::Reply(message) => return Ok(message),
                 ExchangeEvent::Failed(error) => return Err(error),
             }
@@ -85,6 +88,8 @@ pub(super) enum Stopping {
 pub(super) struct Job {
     content: String,
     events: mpsc::UnboundedSender<ExchangeEvent>,
+    /// It had to wait behind others, and its caller was told so.
+    queued: bool,
 }
 
 struct Status {
@@ -119,6 +124,9 @@ pub(super) struct Agent {
     kept_for_restart: AtomicBool,
     /// Where its state changes, messages and deltas are reported.
     events: Events,
+    /// Messages taken and not yet answered, the one in progress included:
+    /// how many a new message waits behind.
+    unanswered: std::sync::atomic::AtomicUsize,
 }
 
 impl Agent {
@@ -138,6 +146,7 @@ impl Agent {
             ephemeral,
             kept_for_restart: AtomicBool::new(false),
             events,
+            unanswered: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -222,11 +231,17 @@ impl Agent {
         content: String,
     ) -> Result<Exchange, EngineError> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let mut worker = lock(&self.worker);
+        // Counted under the worker lock, so two callers never see the same position.
+        let ahead = self.unanswered.load(Ordering::SeqCst);
+        if ahead > 0 {
+            let _ = tx.send(ExchangeEvent::Queued(ahead));
+        }
         let job = Job {
             content,
             events: tx,
+            queued: ahead > 0,
         };
-        let mut worker = lock(&self.worker);
         if let Worker::NotStarted = *worker {
             let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
             let handle = tokio::spawn(run_worker(engine.clone(), self.clone(), queue));
@@ -241,6 +256,7 @@ impl Agent {
                 EngineError::AgentGone(self.config.name.clone())
             }
         })?;
+        self.unanswered.fetch_add(1, Ordering::SeqCst);
         Ok(Exchange {
             events: rx,
             agent: self.config.name.clone(),
@@ -313,6 +329,9 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
                 None => break,
             },
         };
+        if job.queued {
+            let _ = job.events.send(ExchangeEvent::Queued(0));
+        }
         // A caller that left while its message waited gets nothing run for it.
         let result = if job.events.is_closed() {
             Err(EngineError::Interrupted("the client disconnected".into()))
@@ -331,6 +350,7 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
             Err(error) => ExchangeEvent::Failed(error),
         };
         let _ = job.events.send(last);
+        agent.unanswered.fetch_sub(1, Ordering::SeqCst);
         if agent.ephemeral {
             break;
         }

@@ -280,7 +280,7 @@ async fn gather(
             }
             StreamLine::Message { message } => messages.push(message),
             StreamLine::Done => finished = true,
-            StreamLine::Error { .. } => {}
+            StreamLine::Error { .. } | StreamLine::Queued { .. } | StreamLine::Unknown => {}
         }
     }
     (messages, finished)
