@@ -227,6 +227,12 @@ pub struct Reloaded {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum StreamLine {
+    /// The message waits behind `ahead` others to the same agent; a later
+    /// `queued` line with `ahead: 0` says it is now being sent to the model.
+    /// Sent only for a message that had to wait.
+    Queued {
+        ahead: usize,
+    },
     Delta {
         content: String,
     },
@@ -242,6 +248,9 @@ pub enum StreamLine {
         code: ErrorCode,
         detail: String,
     },
+    /// A line type this version does not know (from a newer daemon): skipped.
+    #[serde(other)]
+    Unknown,
 }
 
 /// The body of `POST /messages`: one prompt to several agents at once.

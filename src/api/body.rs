@@ -137,6 +137,7 @@ pub fn exchange_lines(exchange: Exchange) -> impl Stream<Item = Vec<StreamLine>>
 /// The stream lines one exchange event becomes, and whether it was the last.
 fn stream_lines(event: ExchangeEvent) -> (Vec<StreamLine>, bool) {
     match event {
+        ExchangeEvent::Queued(ahead) => (vec![StreamLine::Queued { ahead }], false),
         ExchangeEvent::Delta(content) => (vec![StreamLine::Delta { content }], false),
         ExchangeEvent::Reply(message) => (
             vec![StreamLine::Message { message }, StreamLine::Done],

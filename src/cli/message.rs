@@ -155,6 +155,11 @@ pub(super) async fn converse<B: Serialize>(
     let streamed: Result<(), CliError> = ctx
         .client
         .stream(route, body, |line| match line {
+            StreamLine::Queued { ahead } => {
+                feedback.queued(ahead);
+                Ok(())
+            }
+            StreamLine::Unknown => Ok(()),
             StreamLine::Delta { content } => {
                 feedback.reply_started();
                 at_line_start = content.ends_with('\n');
@@ -243,6 +248,7 @@ async fn fan_out(
             };
             let buffer = pending.entry(name.clone()).or_default();
             match line.line {
+                StreamLine::Queued { .. } | StreamLine::Unknown => Ok(()),
                 StreamLine::Delta { content } => {
                     buffer.push_str(&content);
                     if live {

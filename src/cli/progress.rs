@@ -1,5 +1,6 @@
 //! Feedback on a terminal while a model thinks: a line on stderr saying
-//! whom we wait for and for how long, erased when the reply starts, and a
+//! whom we wait for and for how long (and, while the message waits behind
+//! others to the same agent, how many), erased when the reply starts, and a
 //! dim line after it with the time and tokens it took. Only when stderr is
 //! a terminal and output is not `--json`; scripts see none of it.
 
@@ -34,6 +35,13 @@ impl Feedback {
             agent: agent.to_owned(),
             started: Instant::now(),
             waiting: enabled.then(|| Waiting::start(agent.to_owned())),
+        }
+    }
+
+    /// The message waits behind `ahead` others (0: it is being sent now).
+    pub fn queued(&mut self, ahead: usize) {
+        if let Some(waiting) = &self.waiting {
+            waiting.set_ahead(ahead);
         }
     }
 
@@ -77,26 +85,40 @@ impl Drop for Feedback {
     }
 }
 
+/// What the waiting line shows; `active` false once it is erased.
+struct Line {
+    active: bool,
+    /// Messages ahead of ours in the agent's queue.
+    ahead: usize,
+}
+
 /// The waiting line, redrawn by a thread until stopped. The flag and the
 /// drawing share one lock, so nothing is drawn after the line is erased.
 struct Waiting {
-    active: Arc<Mutex<bool>>,
+    active: Arc<Mutex<Line>>,
 }
 
 impl Waiting {
     fn start(agent: String) -> Self {
-        let active = Arc::new(Mutex::new(true));
+        let active = Arc::new(Mutex::new(Line {
+            active: true,
+            ahead: 0,
+        }));
         let flag = Arc::clone(&active);
         let started = Instant::now();
         std::thread::spawn(move || {
             for frame in FRAMES.iter().cycle() {
                 {
-                    let active = flag.lock().unwrap_or_else(PoisonError::into_inner);
-                    if !*active {
+                    let state = flag.lock().unwrap_or_else(PoisonError::into_inner);
+                    if !state.active {
                         return;
                     }
+                    let what = match state.ahead {
+                        0 => "waiting for the model…".to_owned(),
+                        n => format!("queued behind {n} message(s)…"),
+                    };
                     let line = format!(
-                        "{ERASE}{frame} {agent}: waiting for the model… {}s",
+                        "{ERASE}{frame} {agent}: {what} {}s",
                         started.elapsed().as_secs()
                     );
                     let mut stderr = std::io::stderr().lock();
@@ -109,10 +131,17 @@ impl Waiting {
         Self { active }
     }
 
+    fn set_ahead(&self, ahead: usize) {
+        self.active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ahead = ahead;
+    }
+
     fn stop(self) {
-        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
-        if *active {
-            *active = false;
+        let mut state = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.active {
+            state.active = false;
             let mut stderr = std::io::stderr().lock();
             let _ = stderr.write_all(ERASE.as_bytes());
             let _ = stderr.flush();

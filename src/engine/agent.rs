@@ -24,6 +24,9 @@ use crate::providers::{
 /// What the caller of a message sees, in order: deltas, then one final event.
 #[derive(Debug)]
 pub enum ExchangeEvent {
+    /// The message waits behind this many others; 0: it is being sent now.
+    /// Only for a message that had to wait.
+    Queued(usize),
     Delta(String),
     /// The finished reply, already recorded in history.
     Reply(Message),
@@ -54,7 +57,7 @@ impl Exchange {
     pub async fn reply(mut self) -> Result<Message, EngineError> {
         loop {
             match self.next_event().await {
-                ExchangeEvent::Delta(_) => continue,
+                ExchangeEvent::Queued(_) | ExchangeEvent::Delta(_) => continue,
                 ExchangeEvent::Reply(message) => return Ok(message),
                 ExchangeEvent::Failed(error) => return Err(error),
             }
@@ -89,6 +92,8 @@ pub(super) struct Job {
     /// Shared, not copied: a fan-out queues one prompt for many agents.
     content: Arc<str>,
     events: mpsc::UnboundedSender<ExchangeEvent>,
+    /// It had to wait behind others, and its caller was told so.
+    queued: bool,
 }
 
 struct Status {
@@ -123,6 +128,9 @@ pub(super) struct Agent {
     kept_for_restart: AtomicBool,
     /// Where its state changes, messages and deltas are reported.
     events: Events,
+    /// Messages taken and not yet answered, the one in progress included:
+    /// how many a new message waits behind.
+    unanswered: std::sync::atomic::AtomicUsize,
 }
 
 impl Agent {
@@ -142,6 +150,7 @@ impl Agent {
             ephemeral,
             kept_for_restart: AtomicBool::new(false),
             events,
+            unanswered: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -226,11 +235,17 @@ impl Agent {
         content: Arc<str>,
     ) -> Result<Exchange, EngineError> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let mut worker = lock(&self.worker);
+        // Counted under the worker lock, so two callers never see the same position.
+        let ahead = self.unanswered.load(Ordering::SeqCst);
+        if ahead > 0 {
+            let _ = tx.send(ExchangeEvent::Queued(ahead));
+        }
         let job = Job {
             content,
             events: tx,
+            queued: ahead > 0,
         };
-        let mut worker = lock(&self.worker);
         if let Worker::NotStarted = *worker {
             let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
             let handle = tokio::spawn(run_worker(engine.clone(), self.clone(), queue));
@@ -245,6 +260,7 @@ impl Agent {
                 EngineError::AgentGone(self.config.name.clone())
             }
         })?;
+        self.unanswered.fetch_add(1, Ordering::SeqCst);
         Ok(Exchange {
             events: rx,
             agent: self.config.name.clone(),
@@ -318,6 +334,9 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
             },
         };
         let prompt_bytes = job.content.len();
+        if job.queued {
+            let _ = job.events.send(ExchangeEvent::Queued(0));
+        }
         // A caller that left while its message waited gets nothing run for it.
         let result = if job.events.is_closed() {
             Err(EngineError::Interrupted("the client disconnected".into()))
@@ -337,6 +356,7 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
         };
         let _ = job.events.send(last);
         engine.settle(prompt_bytes);
+        agent.unanswered.fetch_sub(1, Ordering::SeqCst);
         if agent.ephemeral {
             break;
         }

@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::fake_provider::{FakeProvider, Reply};
+use common::fake_provider::{FakeProvider, Gate, Reply, Step, openai_chunks};
 use common::in_process::InProcess;
 use common::{Daemon, Env, Harness};
 
@@ -306,4 +306,119 @@ fn completion_goes_on_after_a_comma_and_knows_config_keys() {
     assert!(keys.iter().all(|k| k.starts_with("prov")), "{keys:?}");
     let keys = complete(env, &["orchestration", "config", "set", "limits.max_c"]);
     assert_eq!(keys, ["limits.max_connections"]);
+}
+
+/// `m` answers through a fake model server; the first reply pushed is held
+/// until `gate` opens, so a second message to `m` has to wait behind it.
+fn busy_agent(fake: &FakeProvider, daemon: &InProcess, gate: &Gate) -> std::process::Child {
+    fake.push(Reply::sse(&openai_chunks(&["held ", "reply"])).insert(0, Step::Wait(gate.clone())));
+    fake.push(Reply::sse(&openai_chunks(&["second ", "reply"])));
+    let before = fake.requests().len();
+    let first = daemon
+        .env
+        .command(&["message", "m", "first"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("first message");
+    common::eventually("the first message at the model", || {
+        fake.requests().len() > before
+    });
+    first
+}
+
+#[test]
+fn a_message_behind_another_says_it_is_queued_until_it_is_sent() {
+    use std::io::{BufRead, Write};
+    let fake = FakeProvider::start();
+    let daemon = InProcess::start();
+    let base = fake.url("/v1");
+    daemon
+        .cli(&["spawn", "m", "--base-url", &base, "--model", "x"])
+        .ok();
+
+    // Over the API: a `queued` line with the position, then `ahead: 0` once sent.
+    let gate = Gate::new();
+    let mut first = busy_agent(&fake, &daemon, &gate);
+    let mut stream = std::os::unix::net::UnixStream::connect(daemon.env.socket()).expect("connect");
+    let body = serde_json::json!({"content": "second", "stream": true}).to_string();
+    stream
+        .write_all(&common::build_request(
+            "POST",
+            "/agents/m/message",
+            &[("Host", "localhost")],
+            Some(&body),
+        ))
+        .expect("write");
+    stream.set_read_timeout(Some(common::PATIENCE)).expect("timeout");
+    let mut reader = std::io::BufReader::new(stream);
+    let mut line = String::new();
+    while !line.contains("\"type\":\"queued\"") {
+        line.clear();
+        assert!(reader.read_line(&mut line).expect("read") > 0, "no queued line");
+    }
+    assert!(line.contains("\"ahead\":1"), "{line}");
+    gate.open();
+    let rest = common::read_rest(&mut reader);
+    let sent = rest.find("\"ahead\":0").unwrap_or_else(|| panic!("{rest}"));
+    let delta = rest.find("\"delta\"").unwrap_or_else(|| panic!("{rest}"));
+    assert!(sent < delta, "{rest}");
+    assert!(first.wait().expect("first").success());
+    // A message that did not wait gets no queued line: old clients see nothing new.
+    fake.push(Reply::sse(&openai_chunks(&["alone"])));
+    let out = daemon.cli(&["message", "m", "alone"]);
+    assert_eq!(out.ok().stdout(), "alone\n");
+
+    // On a terminal: the waiting line says queued, then waiting for the model.
+    let gate = Gate::new();
+    let mut first = busy_agent(&fake, &daemon, &gate);
+    let Some(mut second) = on_a_terminal(&daemon.env, &format!("{} message m second", common::BIN))
+    else {
+        gate.open();
+        eprintln!("SKIPPED the terminal half: util-linux `script` is not installed");
+        return;
+    };
+    let screen = read_screen(&mut second);
+    common::eventually("the queued line on the terminal", || {
+        screen().contains("m: queued behind 1 message(s)… ")
+    });
+    gate.open();
+    common::eventually("the second reply", || screen().contains("second reply"));
+    assert!(second.wait().expect("second").success());
+    assert!(first.wait().expect("first").success());
+    let screen = screen();
+    let queued = screen.find("queued behind").expect("queued");
+    let reply = screen.find("second reply").expect("reply");
+    assert!(queued < reply, "{screen:?}");
+}
+
+/// Starts `command` on a terminal (util-linux `script`), with `env`'s
+/// environment; `None` where `script` is missing.
+fn on_a_terminal(env: &Env, command: &str) -> Option<std::process::Child> {
+    let template = env.command(&[]);
+    std::process::Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env_clear()
+        .envs(template.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()
+}
+
+/// Reads what a terminal program draws, as it draws it: the returned
+/// function gives the screen so far.
+fn read_screen(child: &mut std::process::Child) -> impl Fn() -> String + use<> {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let shared = Arc::clone(&screen);
+    std::thread::spawn(move || {
+        let mut buffer = [0; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buffer) {
+            shared.lock().expect("screen").extend_from_slice(&buffer[..n]);
+        }
+    });
+    move || String::from_utf8_lossy(&screen.lock().expect("screen")).into_owned()
 }

@@ -285,7 +285,7 @@ async fn gather(
             }
             StreamLine::Message { message } => messages.push(message),
             StreamLine::Done => finished = true,
-            StreamLine::Error { .. } => {}
+            StreamLine::Error { .. } | StreamLine::Queued { .. } | StreamLine::Unknown => {}
         }
     }
     (messages, finished)
