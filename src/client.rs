@@ -36,8 +36,9 @@ use crate::paths::{Paths, TcpRecord};
 use crate::pidfile::{Holder, holder};
 use crate::wire::{
     Conversations, ConversationsQuery, ErrorBody, ErrorCode, EventsQuery, FanOutRequest,
-    FanOutResult, Health, HistoryQuery, ListQuery, MessageRequest, Messages, Models, ModelsRequest,
-    PruneRequest, Reloaded, Route, SearchQuery, SearchResults, SpawnRequest, TaskRequest,
+    FanOutResult, Health, HistoryQuery, Interrupted, ListQuery, MessageRequest, Messages, Models,
+    ModelsRequest, PruneRequest, Reloaded, Route, SearchQuery, SearchResults, SpawnRequest,
+    TaskRequest,
 };
 
 /// `$ORCHESTRATION_DAEMON_UID`: the uid whose daemon the client will talk
@@ -255,6 +256,12 @@ impl Client {
         request: &TaskRequest,
     ) -> Result<Messages, ClientError> {
         self.call(&Route::Task(name.clone()), Some(request)).await
+    }
+
+    /// Stops the turn the agent is running now; says whether one was.
+    pub async fn interrupt(&self, name: &AgentName) -> Result<Interrupted, ClientError> {
+        self.call::<(), _>(&Route::Interrupt(name.clone()), None)
+            .await
     }
 
     pub async fn history(

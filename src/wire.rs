@@ -183,6 +183,14 @@ pub struct Messages {
     pub messages: Vec<Message>,
 }
 
+/// The answer of `POST /agents/{name}/interrupt` (202): whether a turn
+/// was running and has been stopped (false: the agent was idle, and
+/// nothing happened).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interrupted {
+    pub interrupted: bool,
+}
+
 /// The answer of `POST /models`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Models {

@@ -15,8 +15,8 @@ use crate::providers::DEFAULT_PROVIDER;
 use crate::wire::Route;
 use crate::wire::{
     Conversations, EventsQuery, FanOutLine, FanOutRequest, FanOutResult, Health, HistoryQuery,
-    ListQuery, MessageRequest, Messages, Models, ModelsRequest, PruneRequest, SearchQuery,
-    SearchResults, SpawnRequest, StreamLine, TaskRequest,
+    Interrupted, ListQuery, MessageRequest, Messages, Models, ModelsRequest, PruneRequest,
+    SearchQuery, SearchResults, SpawnRequest, StreamLine, TaskRequest,
 };
 
 type Reply = Result<Response<Body>, ApiError>;
@@ -48,6 +48,7 @@ pub async fn dispatch(
         Route::ShutdownAgent(name) => shutdown_agent(ctx, &name).await,
         Route::Message(name) => message(ctx, &name, body).await,
         Route::Task(name) => task(ctx, name, body).await,
+        Route::Interrupt(name) => interrupt(ctx, &name),
         Route::History(name, query) => history(ctx, &name, query),
         Route::ClearHistory(name) => clear_history(ctx, &name),
     }
@@ -314,6 +315,16 @@ async fn task(ctx: &ApiContext, name: AgentName, body: Incoming) -> Reply {
         .task(task.spawn(name).into_config(), prompt)
         .await?;
     answer(exchange, stream).await
+}
+
+/// `POST /agents/{name}/interrupt`: 202 whether or not a turn was running;
+/// the body says which. The interrupted caller gets its partial reply.
+fn interrupt(ctx: &ApiContext, name: &AgentName) -> Reply {
+    let interrupted = ctx.engine.interrupt(name)?;
+    Ok(body::json(
+        StatusCode::ACCEPTED,
+        &Interrupted { interrupted },
+    ))
 }
 
 /// Answers an exchange as an NDJSON stream or, once finished, as `{"messages":[…]}`.

@@ -119,6 +119,9 @@ pub(super) struct Agent {
     brought_key: Mutex<Option<Secret>>,
     status: Mutex<Status>,
     cancel: CancellationToken,
+    /// The turn running now, if any: cancelling it stops that turn only
+    /// (`POST /agents/{name}/interrupt`); messages queued behind it run next.
+    turn: Mutex<Option<CancellationToken>>,
     /// Started by the first message, not at spawn or restore: an agent
     /// that is never spoken to costs no task and no queue.
     worker: Mutex<Worker>,
@@ -146,6 +149,7 @@ impl Agent {
                 reason: None,
             }),
             cancel: CancellationToken::new(),
+            turn: Mutex::new(None),
             worker: Mutex::new(Worker::NotStarted),
             ephemeral,
             kept_for_restart: AtomicBool::new(false),
@@ -271,6 +275,17 @@ impl Agent {
         self.cancel.cancel();
     }
 
+    /// Stops the turn running now, if any; true if there was one still
+    /// running. Messages queued behind it are not touched.
+    pub fn interrupt(&self) -> bool {
+        let Some(turn) = lock(&self.turn).clone() else {
+            return false;
+        };
+        let running = !turn.is_cancelled();
+        turn.cancel();
+        running
+    }
+
     /// Marks the agent to survive its worker's end (daemon exit), then stops it.
     pub fn keep_for_restart(&self) {
         if !self.ephemeral {
@@ -384,6 +399,30 @@ pub(super) async fn finish(engine: &Engine, agent: &Agent) {
     });
 }
 
+/// Why a turn stopped when it was interrupted by request.
+const INTERRUPTED_BY_REQUEST: &str = "interrupted by request";
+
+/// The running turn's handle, published in `Agent::turn` for as long as
+/// the exchange runs; dropping it (however the exchange ends) clears it.
+struct Turn<'a> {
+    agent: &'a Agent,
+    token: CancellationToken,
+}
+
+impl<'a> Turn<'a> {
+    fn start(agent: &'a Agent) -> Self {
+        let token = CancellationToken::new();
+        *lock(&agent.turn) = Some(token.clone());
+        Self { agent, token }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *lock(&self.agent.turn) = None;
+    }
+}
+
 /// How an exchange's stream ended.
 enum End {
     Complete,
@@ -411,6 +450,7 @@ async fn exchange(
 ) -> Result<Message, EngineError> {
     let history = engine.history_store();
     let name = &agent.config.name;
+    let turn = Turn::start(agent);
     // Resolved now, so a reload since the last message applies; an agent
     // that cannot reach its model refuses before anything is recorded.
     let setup = agent
@@ -428,6 +468,9 @@ async fn exchange(
         }
         _ = events.closed() => {
             return Err(EngineError::Interrupted("the client disconnected".into()));
+        }
+        _ = turn.token.cancelled() => {
+            return Err(EngineError::Interrupted(INTERRUPTED_BY_REQUEST.into()));
         }
         permit = engine.bytes_in_flight(content.len()) => permit,
     };
@@ -463,12 +506,26 @@ async fn exchange(
         biased;
         _ = agent.cancel.cancelled() => Err("the agent was shut down"),
         _ = events.closed() => Err("the client disconnected"),
+        _ = turn.token.cancelled() => Err(INTERRUPTED_BY_REQUEST),
         slot = engine.provider_slot() => Ok(slot),
     };
     let end = match slot {
-        Ok(_slot) => stream_reply(agent, &setup, request, &mut reply, events, &limits).await,
+        Ok(_slot) => {
+            stream_reply(
+                agent,
+                &setup,
+                request,
+                &mut reply,
+                events,
+                &turn.token,
+                &limits,
+            )
+            .await
+        }
         Err(reason) => End::Interrupted(reason.into()),
     };
+    // The turn is over: an interrupt from now on finds nothing to stop.
+    drop(turn);
 
     if let Some(usage) = reply.usage {
         reply.metadata.insert(
@@ -480,7 +537,15 @@ async fn exchange(
         End::Complete => (AgentState::Idle, Ok(())),
         End::Interrupted(reason) => {
             mark_interrupted(&mut reply.metadata, &reason);
-            (AgentState::Idle, Err(EngineError::Interrupted(reason)))
+            // Stopped on request, with something said: the caller gets what
+            // arrived as its reply. Anything else cut short is an error.
+            let asked = reason == INTERRUPTED_BY_REQUEST && !reply.text.is_empty();
+            let outcome = if asked {
+                Ok(())
+            } else {
+                Err(EngineError::Interrupted(reason))
+            };
+            (AgentState::Idle, outcome)
         }
         End::Failed(error) => {
             mark_interrupted(&mut reply.metadata, &error.to_string());
@@ -523,8 +588,8 @@ fn context_bytes(tokens: u64) -> usize {
 }
 
 /// Streams the provider's reply into `reply`, relaying deltas to the caller,
-/// until it ends, fails, reaches a limit, or the agent or the caller goes
-/// away. Returning drops the stream, which cancels the upstream request if
+/// until it ends, fails, reaches a limit, is interrupted by request, or the
+/// agent or the caller goes away. Returning drops the stream, which cancels the upstream request if
 /// still running.
 async fn stream_reply(
     agent: &Agent,
@@ -532,6 +597,7 @@ async fn stream_reply(
     request: ChatRequest,
     reply: &mut Reply,
     events: &mpsc::UnboundedSender<ExchangeEvent>,
+    turn: &CancellationToken,
     limits: &ReplyLimits,
 ) -> End {
     let mut stream = setup.provider.stream(request);
@@ -542,6 +608,7 @@ async fn stream_reply(
             biased;
             _ = agent.cancel.cancelled() => break End::Interrupted("the agent was shut down".into()),
             _ = events.closed() => break End::Interrupted("the client disconnected".into()),
+            _ = turn.cancelled() => break End::Interrupted(INTERRUPTED_BY_REQUEST.into()),
             _ = &mut deadline => break End::Interrupted(format!(
                 "the reply took longer than providers.turn_timeout ({})",
                 crate::duration::format(limits.turn_timeout)

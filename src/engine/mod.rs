@@ -449,6 +449,17 @@ impl Engine {
         agent.enqueue(self, content)
     }
 
+    /// Stops the turn a live agent is running now, if any (true if it was
+    /// running); what arrived is kept, marked interrupted, and messages
+    /// queued behind it run next.
+    pub fn interrupt(&self, name: &AgentName) -> Result<bool, EngineError> {
+        let interrupted = self.live(name)?.interrupt();
+        if interrupted {
+            tracing::info!(agent = %name, "turn interrupted by request");
+        }
+        Ok(interrupted)
+    }
+
     /// Spawns an ephemeral agent, gives it one prompt, and removes it once
     /// that exchange ends, however it ends.
     pub async fn task(&self, config: AgentConfig, prompt: String) -> Result<Exchange, EngineError> {

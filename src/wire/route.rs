@@ -66,6 +66,8 @@ pub enum Route {
     ShutdownAgent(AgentName),
     Message(AgentName),
     Task(AgentName),
+    /// `POST /agents/{name}/interrupt`: stop the turn running now.
+    Interrupt(AgentName),
     History(AgentName, HistoryQuery),
     ClearHistory(AgentName),
 }
@@ -152,7 +154,8 @@ impl Route {
             | Self::FanOut
             | Self::Spawn
             | Self::Message(_)
-            | Self::Task(_) => Method::POST,
+            | Self::Task(_)
+            | Self::Interrupt(_) => Method::POST,
             Self::ShutdownAll | Self::ShutdownAgent(_) | Self::ClearHistory(_) => Method::DELETE,
         }
     }
@@ -176,6 +179,7 @@ impl Route {
             Self::GetAgent(name) | Self::ShutdownAgent(name) => format!("/agents/{name}"),
             Self::Message(name) => format!("/agents/{name}/message"),
             Self::Task(name) => format!("/agents/{name}/task"),
+            Self::Interrupt(name) => format!("/agents/{name}/interrupt"),
             Self::History(name, query) => format!("/agents/{name}/history{}", query.to_query()),
             Self::ClearHistory(name) => format!("/agents/{name}/history"),
         }
@@ -196,6 +200,7 @@ impl Route {
             | Self::ShutdownAgent(name)
             | Self::Message(name)
             | Self::Task(name)
+            | Self::Interrupt(name)
             | Self::History(name, _)
             | Self::ClearHistory(name) => Some(name),
             _ => None,
@@ -221,6 +226,7 @@ impl Route {
             Self::ShutdownAgent(_) => "shutdown_agent",
             Self::Message(_) => "message",
             Self::Task(_) => "task",
+            Self::Interrupt(_) => "interrupt",
             Self::History(..) => "history",
             Self::ClearHistory(_) => "clear_history",
         }
@@ -244,7 +250,10 @@ fn agent_route(
         [segment] => Some(fixed(segment)?),
         _ => return Err(RouteError::NoRoute(path.to_owned())),
     };
-    if !matches!(tail, None | Some("message" | "task" | "history")) {
+    if !matches!(
+        tail,
+        None | Some("message" | "task" | "interrupt" | "history")
+    ) {
         return Err(RouteError::NoRoute(path.to_owned()));
     }
     let name = agent_name(name)?;
@@ -254,7 +263,8 @@ fn agent_route(
         (None, _) => Err(not_allowed(GET_DELETE)),
         (Some("message"), &Method::POST) => Ok(Route::Message(name)),
         (Some("task"), &Method::POST) => Ok(Route::Task(name)),
-        (Some("message" | "task"), _) => Err(not_allowed(POST)),
+        (Some("interrupt"), &Method::POST) => Ok(Route::Interrupt(name)),
+        (Some("message" | "task" | "interrupt"), _) => Err(not_allowed(POST)),
         (Some(_), &Method::GET) => Ok(Route::History(
             name,
             HistoryQuery::parse(query).map_err(invalid)?,
@@ -367,6 +377,7 @@ mod tests {
             ("DELETE", "/agents/a", Route::ShutdownAgent(name("a"))),
             ("POST", "/agents/a/message", Route::Message(name("a"))),
             ("POST", "/agents/a/task", Route::Task(name("a"))),
+            ("POST", "/agents/a/interrupt", Route::Interrupt(name("a"))),
             (
                 "GET",
                 "/agents/a/history",
@@ -417,6 +428,7 @@ mod tests {
             Route::ShutdownAgent(odd.clone()),
             Route::Message(odd.clone()),
             Route::Task(odd.clone()),
+            Route::Interrupt(odd.clone()),
             Route::History(odd.clone(), HistoryQuery::default()),
             Route::History(
                 odd.clone(),

@@ -11,7 +11,7 @@
 //! is always the real binary. Tests run in-process unless what they check
 //! belongs to a process.
 //!
-//! In-process: `api`, `concurrency`, `providers`, `third_party` and
+//! In-process: `api`, `concurrency`, `interrupt`, `providers`, `third_party` and
 //! `in_process` whole; and the tests of `cli`, `events`, `first_hour`,
 //! `mcp`, `search`, `security` and `trust_boundary` that only talk HTTP,
 //! the CLI or MCP to a running daemon.
@@ -51,6 +51,7 @@ mod first_hour_again;
 mod hardening;
 mod human_output;
 mod in_process;
+mod interrupt;
 mod lifecycle;
 mod mcp;
 mod own_daemon;

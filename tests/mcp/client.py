@@ -36,6 +36,7 @@ TOOLS = {
     "shutdown_agent": ["agent"],
     "list_models": [],
     "search_history": ["query"],
+    "interrupt_agent": ["agent"],
 }
 PROPERTIES = {
     "spawn_agent": {"name", "provider", "profile", "model", "instructions", "base_url"},
@@ -46,6 +47,7 @@ PROPERTIES = {
     "shutdown_agent": {"agent"},
     "list_models": {"provider", "profile"},
     "search_history": {"query", "agent", "limit"},
+    "interrupt_agent": {"agent"},
 }
 
 
@@ -182,6 +184,10 @@ async def scenario(session):
     models = await ok(session, "list_models", {"provider": "echo"})
     check(models.structured_content["models"] == ["echo"], f"models: {models}")
 
+    idle = await ok(session, "interrupt_agent", {"agent": "scratch"})
+    check(idle.structured_content == {"interrupted": False}, f"interrupt an idle agent: {idle}")
+    await refused(session, "interrupt_agent", {"agent": "ghost"}, "ghost")
+
     await ok(session, "shutdown_agent", {"agent": "scratch"})
     check(cli("list") == [], "shutdown_agent left the agent running")
     await refused(session, "shutdown_agent", {"agent": "scratch"}, "scratch")
@@ -224,6 +230,25 @@ async def cancel(session):
     # The agent is free again.
     again = await ok(session, "send_message", {"agent": "slow", "content": "still here"})
     check(text(again) == "still here", f"after the cancel: {text(again)!r}")
+
+    # interrupt_agent stops a reply in progress; the waiting call returns the partial reply.
+    started = anyio.Event()
+    replies = []
+
+    async def interrupted_call():
+        result = await ok(session, "send_message", {"agent": "slow", "content": words}, progress_callback=on_progress)
+        replies.append(result)
+
+    pieces.clear()
+    async with anyio.create_task_group() as group:
+        group.start_soon(interrupted_call)
+        with anyio.fail_after(15):
+            await started.wait()
+        stopped = await ok(session, "interrupt_agent", {"agent": "slow"})
+        check(stopped.structured_content == {"interrupted": True}, f"interrupt: {stopped}")
+    reply = replies[0].structured_content["messages"][0]
+    check(reply["metadata"].get("interrupted") is True, f"interrupted reply: {reply}")
+    check(reply["content"].startswith("word0") and len(reply["content"]) < len(words), f"partial: {reply}")
 
 
 async def unreachable(session):

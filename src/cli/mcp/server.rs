@@ -28,7 +28,7 @@ const INSTRUCTIONS: &str = "\
 Named LLM agents that live in a per-user daemon and keep their conversations between calls. \
 spawn_agent starts one, send_message talks to it, get_history reads its conversation (also after \
 shutdown_agent), list_agents shows what is running, run_task answers one prompt with a throwaway \
-agent, list_models shows what a provider offers.";
+agent, list_models shows what a provider offers, interrupt_agent stops a reply in progress.";
 
 #[derive(Debug, Clone)]
 pub struct Server {
@@ -205,6 +205,17 @@ async fn execute(
                 text,
                 &serde_json::json!({ "succeeded": [agent] }),
             ))
+        }
+        Call::Interrupt(agent) => {
+            let answer = client.interrupt(&agent).await?;
+            let text = if answer.interrupted {
+                format!(
+                    "stopped the reply '{agent}' was writing; what it said is kept, marked interrupted"
+                )
+            } else {
+                format!("'{agent}' was not writing a reply; nothing to stop")
+            };
+            Ok(Reply::new(text, &answer))
         }
         Call::Models(body) => {
             let listing: Models = client.models(&body).await?;

@@ -28,10 +28,11 @@ pub enum ToolName {
     ShutdownAgent,
     ListModels,
     SearchHistory,
+    InterruptAgent,
 }
 
 impl ToolName {
-    pub const ALL: [ToolName; 8] = [
+    pub const ALL: [ToolName; 9] = [
         Self::SpawnAgent,
         Self::ListAgents,
         Self::SendMessage,
@@ -40,6 +41,7 @@ impl ToolName {
         Self::ShutdownAgent,
         Self::ListModels,
         Self::SearchHistory,
+        Self::InterruptAgent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +54,7 @@ impl ToolName {
             Self::ShutdownAgent => "shutdown_agent",
             Self::ListModels => "list_models",
             Self::SearchHistory => "search_history",
+            Self::InterruptAgent => "interrupt_agent",
         }
     }
 
@@ -96,6 +99,12 @@ impl ToolName {
                  phrases; best matches first, each with the agent, the sender, the time and a \
                  snippet. Query syntax: words (all must appear), \"exact phrases\", OR, NOT, prefix*."
             }
+            Self::InterruptAgent => {
+                "Stop the reply an agent is writing now (a send_message that runs too long). \
+                 What it said so far is kept in its history, marked interrupted, and is what the \
+                 waiting send_message returns. Messages waiting behind it still run; an idle \
+                 agent is left alone. The agent stays live."
+            }
         }
     }
 
@@ -109,6 +118,7 @@ impl ToolName {
             Self::ShutdownAgent => schema::<ShutdownAgentArgs>(),
             Self::ListModels => schema::<ListModelsArgs>(),
             Self::SearchHistory => schema::<SearchHistoryArgs>(),
+            Self::InterruptAgent => schema::<InterruptAgentArgs>(),
         }
     }
 
@@ -117,7 +127,7 @@ impl ToolName {
             Self::ListAgents | Self::GetHistory | Self::ListModels | Self::SearchHistory => {
                 (true, false)
             }
-            Self::ShutdownAgent => (false, true),
+            Self::ShutdownAgent | Self::InterruptAgent => (false, true),
             Self::SpawnAgent | Self::SendMessage | Self::RunTask => (false, false),
         };
         let mut annotations = ToolAnnotations::new();
@@ -178,6 +188,8 @@ pub enum Call {
     Task { agent: AgentName, body: TaskRequest },
     /// `DELETE /agents/{name}`.
     Shutdown(AgentName),
+    /// `POST /agents/{name}/interrupt`.
+    Interrupt(AgentName),
     /// `POST /models`.
     Models(ModelsRequest),
     /// `GET /search?…`.
@@ -228,6 +240,10 @@ pub fn plan(tool: ToolName, arguments: JsonObject, config_file: &Path) -> Result
         ToolName::ShutdownAgent => {
             let args: ShutdownAgentArgs = parse(arguments)?;
             Ok(Call::Shutdown(agent_name(&args.agent)?))
+        }
+        ToolName::InterruptAgent => {
+            let args: InterruptAgentArgs = parse(arguments)?;
+            Ok(Call::Interrupt(agent_name(&args.agent)?))
         }
         ToolName::ListModels => {
             let args: ListModelsArgs = parse(arguments)?;
@@ -434,6 +450,14 @@ pub struct ShutdownAgentArgs {
     pub agent: String,
 }
 
+/// `interrupt_agent`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InterruptAgentArgs {
+    /// The name of the live agent whose reply in progress to stop.
+    pub agent: String,
+}
+
 /// `list_models`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -501,6 +525,7 @@ mod tests {
                 "shutdown_agent",
                 "list_models",
                 "search_history",
+                "interrupt_agent",
             ]
         );
         let required = |tool: ToolName| -> Vec<String> {
@@ -526,6 +551,7 @@ mod tests {
         assert_eq!(required(ToolName::ShutdownAgent), ["agent"]);
         assert!(required(ToolName::ListModels).is_empty());
         assert_eq!(required(ToolName::SearchHistory), ["query"]);
+        assert_eq!(required(ToolName::InterruptAgent), ["agent"]);
         for tool in ToolName::ALL {
             assert_eq!(ToolName::parse(tool.as_str()), Some(tool));
         }
@@ -669,6 +695,12 @@ mod tests {
             panic!("not a shutdown");
         };
         assert_eq!(agent.as_str(), "scratch");
+        let Call::Interrupt(agent) =
+            call(ToolName::InterruptAgent, json!({"agent": "busy"})).unwrap()
+        else {
+            panic!("not an interrupt");
+        };
+        assert_eq!(agent.as_str(), "busy");
         let Call::Models(request) =
             call(ToolName::ListModels, json!({"provider": "echo"})).unwrap()
         else {
