@@ -118,6 +118,15 @@ pub struct LimitsConfig {
     pub body_timeout: Duration,
     /// Provider calls in flight at once, across all agents; more wait their turn.
     pub max_provider_calls: usize,
+    /// `GET /events` streams open at once, across both listeners. Kept
+    /// below `max_connections`, so that idle watchers cannot take every
+    /// connection and lock the owner's own commands out. Past it, 503.
+    pub max_event_streams: usize,
+    /// How often an event stream with nothing to say sends a keep-alive
+    /// (an SSE `:` comment line, an empty NDJSON line), so that a reader
+    /// that vanished is noticed and its stream closed.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
+    pub events_keepalive: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -127,6 +136,8 @@ impl Default for LimitsConfig {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_provider_calls: 32,
+            max_event_streams: 64,
+            events_keepalive: Duration::from_secs(15),
         }
     }
 }
@@ -227,6 +238,13 @@ impl Config {
             1,
             MAX_PROVIDER_CALLS,
         )?;
+        in_range(
+            "limits.max_event_streams",
+            limits.max_event_streams as u64,
+            1,
+            MAX_CONNECTIONS,
+        )?;
+        not_zero("limits.events_keepalive", limits.events_keepalive)?;
         in_range(
             "providers.max_retries",
             providers.max_retries.into(),
@@ -619,6 +637,8 @@ mod tests {
             ("providers.connect_timeout", "18446744073709551615ms"),
             ("limits.body_timeout", "18446744073709551615"),
             ("history.max_messages_per_agent", "-1"),
+            ("limits.max_event_streams", "0"),
+            ("limits.events_keepalive", "0s"),
             ("logging.max_size", "1000"),
             ("logging.max_size", huge),
             ("logging.keep", "0"),

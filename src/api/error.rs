@@ -42,6 +42,10 @@ pub enum ApiError {
     Forbidden(String),
     #[error("reload failed, nothing changed: {0}")]
     ReloadFailed(String),
+    #[error(
+        "{limit} event streams are already open (limits.max_event_streams); close one or try again shortly"
+    )]
+    TooManyStreams { limit: usize },
 }
 
 impl ApiError {
@@ -73,6 +77,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             // The file's content, not the request, is wrong; the daemon is fine.
             Self::ReloadFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyStreams { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
