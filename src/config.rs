@@ -140,6 +140,15 @@ pub struct LimitsConfig {
     /// (each exchange reserves its prompt's size until it ends); more wait
     /// their turn. A prompt larger than this runs alone.
     pub max_bytes_in_flight: usize,
+    /// `GET /events` streams open at once, across both listeners. Kept
+    /// below `max_connections`, so that idle watchers cannot take every
+    /// connection and lock the owner's own commands out. Past it, 503.
+    pub max_event_streams: usize,
+    /// How often an event stream with nothing to say sends a keep-alive
+    /// (an SSE `:` comment line, an empty NDJSON line), so that a reader
+    /// that vanished is noticed and its stream closed.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
+    pub events_keepalive: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -152,6 +161,8 @@ impl Default for LimitsConfig {
             max_reply_bytes: 4 << 20,
             max_fan_out: 64,
             max_bytes_in_flight: 16 << 20,
+            max_event_streams: 64,
+            events_keepalive: Duration::from_secs(15),
         }
     }
 }
@@ -253,6 +264,13 @@ impl Config {
             1,
             MAX_PROVIDER_CALLS,
         )?;
+        in_range(
+            "limits.max_event_streams",
+            limits.max_event_streams as u64,
+            1,
+            MAX_CONNECTIONS,
+        )?;
+        not_zero("limits.events_keepalive", limits.events_keepalive)?;
         in_range(
             "providers.max_retries",
             providers.max_retries.into(),
@@ -760,6 +778,8 @@ mod tests {
             ("providers.context_limit", "0"),
             ("providers.context_limit", "100000000"),
             ("profiles.p.context_limit", "1"),
+            ("limits.max_event_streams", "0"),
+            ("limits.events_keepalive", "0s"),
             ("logging.max_size", "1000"),
             ("logging.max_size", huge),
             ("logging.keep", "0"),

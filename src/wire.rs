@@ -367,6 +367,8 @@ pub enum ErrorCode {
     Forbidden,
     /// The listener is at its connection cap.
     TooManyConnections,
+    /// `limits.max_event_streams` event streams are already open.
+    TooManyStreams,
     ReloadFailed,
     /// A code this client does not know, or none at all.
     #[default]

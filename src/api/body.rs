@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Empty, Full, Limited, StreamBody};
 use hyper::body::{Body as HttpBody, Frame, Incoming};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::broadcast;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use super::error::{ApiError, allow_header};
@@ -203,12 +203,13 @@ pub enum EventsFormat {
 /// place of what it missed. When the daemon stops, the events already sent
 /// follow, then the daemon's `shutdown`, and the body ends, so an open
 /// stream never holds the daemon's exit up.
-pub fn events(
-    bus: Events,
-    query: EventsQuery,
-    format: EventsFormat,
-    stop: CancellationToken,
-) -> Response<Body> {
+pub fn events(bus: Events, stream: EventStream, stop: CancellationToken) -> Response<Body> {
+    let EventStream {
+        query,
+        format,
+        slot,
+        keepalive,
+    } = stream;
     let state = EventsState {
         receiver: bus.subscribe(),
         bus,
@@ -217,6 +218,9 @@ pub fn events(
         stop,
         stopping: false,
         done: false,
+        _slot: slot,
+        keepalive,
+        next_keepalive: tokio::time::Instant::now() + keepalive,
     };
     let lines = futures_util::stream::unfold(state, |mut state| async move {
         let bytes = state.next().await?;
@@ -233,6 +237,41 @@ pub fn events(
     response
 }
 
+/// What one `GET /events` stream is: which events, framed how, holding
+/// its place under the cap of open streams until it ends.
+pub struct EventStream {
+    pub query: EventsQuery,
+    pub format: EventsFormat,
+    pub slot: OwnedSemaphorePermit,
+    /// Silence after which a keep-alive line is sent.
+    pub keepalive: Duration,
+}
+
+/// The cap on open event streams. A reload that changes the cap starts a
+/// new semaphore; streams already open keep their place in the old one.
+#[derive(Debug)]
+pub struct StreamSlots(std::sync::Mutex<(usize, Arc<Semaphore>)>);
+
+impl Default for StreamSlots {
+    fn default() -> Self {
+        Self(std::sync::Mutex::new((0, Arc::new(Semaphore::new(0)))))
+    }
+}
+
+impl StreamSlots {
+    /// A place for one more stream under `limit`, if there is room.
+    pub fn take(&self, limit: usize) -> Option<OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut slots = crate::engine::lock(&self.0);
+            if slots.0 != limit {
+                *slots = (limit, Arc::new(Semaphore::new(limit)));
+            }
+            slots.1.clone()
+        };
+        semaphore.try_acquire_owned().ok()
+    }
+}
+
 struct EventsState {
     receiver: broadcast::Receiver<Arc<EventLine>>,
     bus: Events,
@@ -243,11 +282,24 @@ struct EventsState {
     stopping: bool,
     /// The daemon's `shutdown` was sent: the body ends.
     done: bool,
+    /// Its place under the cap of open streams, given back when it ends.
+    _slot: OwnedSemaphorePermit,
+    keepalive: Duration,
+    /// When a keep-alive is due if nothing is sent before.
+    next_keepalive: tokio::time::Instant,
 }
 
 impl EventsState {
-    /// The next framed line, or `None` at the end of the stream.
+    /// The next framed line, or `None` at the end of the stream; a
+    /// keep-alive after [`Self::keepalive`] of silence, whose write fails
+    /// once the reader has gone, which ends the stream.
     async fn next(&mut self) -> Option<Bytes> {
+        let next = self.next_line().await;
+        self.next_keepalive = tokio::time::Instant::now() + self.keepalive;
+        next
+    }
+
+    async fn next_line(&mut self) -> Option<Bytes> {
         if self.done {
             return None;
         }
@@ -277,6 +329,9 @@ impl EventsState {
                         }
                         Err(broadcast::error::RecvError::Closed) => return None,
                     },
+                    () = tokio::time::sleep_until(self.next_keepalive) => {
+                        return Some(self.keepalive_line());
+                    }
                 }
             };
             if line.agent.is_none() && line.event == (Event::Shutdown { restart: false }) {
@@ -287,6 +342,14 @@ impl EventsState {
             if self.query.wants(line.agent.as_ref()) {
                 return Some(self.frame(&line));
             }
+        }
+    }
+
+    /// A line every reader skips: an SSE comment, or an empty NDJSON line.
+    fn keepalive_line(&self) -> Bytes {
+        match self.format {
+            EventsFormat::Ndjson => Bytes::from_static(b"\n"),
+            EventsFormat::Sse => Bytes::from_static(b":\n\n"),
         }
     }
 

@@ -48,6 +48,10 @@ pub enum ApiError {
     TooManyConnections { limit: usize },
     #[error("reload failed, nothing changed: {0}")]
     ReloadFailed(String),
+    #[error(
+        "{limit} event streams are already open (limits.max_event_streams); close one or try again shortly"
+    )]
+    TooManyStreams { limit: usize },
 }
 
 impl From<RouteError> for ApiError {
@@ -104,6 +108,7 @@ impl ApiError {
             Self::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // The file's content, not the request, is wrong; the daemon is fine.
             Self::ReloadFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyStreams { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -127,6 +132,7 @@ impl ApiError {
             Self::Unauthorized => ErrorCode::Unauthorized,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::TooManyConnections { .. } => ErrorCode::TooManyConnections,
+            Self::TooManyStreams { .. } => ErrorCode::TooManyStreams,
             Self::ReloadFailed(_) => ErrorCode::ReloadFailed,
         }
     }
@@ -283,6 +289,7 @@ mod tests {
             ApiError::Unauthorized,
             ApiError::Forbidden("f".into()),
             ApiError::TooManyConnections { limit: 1 },
+            ApiError::TooManyStreams { limit: 1 },
             ApiError::ReloadFailed("r".into()),
         ]);
         all

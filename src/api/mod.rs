@@ -35,6 +35,8 @@ pub struct ApiContext {
     pub control: Arc<dyn Control>,
     /// The log of refused requests and connections, rate-limited.
     pub refusals: refusals::Refusals,
+    /// The open `GET /events` streams, under `limits.max_event_streams`.
+    event_streams: body::StreamSlots,
     next_request: AtomicU64,
 }
 
@@ -60,6 +62,7 @@ impl ApiContext {
             tcp_token,
             control,
             refusals: refusals::Refusals::default(),
+            event_streams: body::StreamSlots::default(),
             next_request: AtomicU64::new(1),
         }
     }

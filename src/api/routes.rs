@@ -40,7 +40,7 @@ pub async fn dispatch(
             let conversations = ctx.engine.conversations(query.agent.as_ref());
             Ok(body::json(StatusCode::OK, &Conversations { conversations }))
         }
-        Route::Events(query) => Ok(events(ctx, query, headers)),
+        Route::Events(query) => events(ctx, query, headers),
         Route::ListAgents(query) => list(ctx, query),
         Route::Spawn => spawn(ctx, body).await,
         Route::ShutdownAll => shutdown_all(ctx).await,
@@ -233,7 +233,7 @@ fn since_time(since: &str) -> Result<String, ApiError> {
 }
 
 /// `GET /events`: NDJSON, or server-sent events for a client that accepts them.
-fn events(ctx: &ApiContext, query: EventsQuery, headers: &http::HeaderMap) -> Response<Body> {
+fn events(ctx: &ApiContext, query: EventsQuery, headers: &http::HeaderMap) -> Reply {
     let sse = headers
         .get_all(http::header::ACCEPT)
         .iter()
@@ -244,7 +244,24 @@ fn events(ctx: &ApiContext, query: EventsQuery, headers: &http::HeaderMap) -> Re
     } else {
         EventsFormat::Ndjson
     };
-    body::events(ctx.engine.events().clone(), query, format, ctx.stop.clone())
+    let limits = ctx.engine.settings().config.limits.clone();
+    let slot =
+        ctx.event_streams
+            .take(limits.max_event_streams)
+            .ok_or(ApiError::TooManyStreams {
+                limit: limits.max_event_streams,
+            })?;
+    let stream = body::EventStream {
+        query,
+        format,
+        slot,
+        keepalive: limits.events_keepalive,
+    };
+    Ok(body::events(
+        ctx.engine.events().clone(),
+        stream,
+        ctx.stop.clone(),
+    ))
 }
 
 fn list(ctx: &ApiContext, query: ListQuery) -> Reply {

@@ -313,3 +313,85 @@ fn unix_health(env: &Env) -> u16 {
     )
     .status
 }
+
+/// Opens `GET /events` over the Unix socket with extra headers; the reader
+/// once the response head has been read, or the refusal's status.
+fn open_events_with(
+    env: &Env,
+    headers: &[(&str, &str)],
+) -> Result<std::io::BufReader<std::os::unix::net::UnixStream>, u16> {
+    use std::io::{BufRead, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(env.socket()).expect("connect");
+    let mut all = vec![("Host", "localhost")];
+    all.extend_from_slice(headers);
+    stream
+        .write_all(&common::build_request("GET", "/events", &all, None))
+        .expect("write");
+    stream
+        .set_read_timeout(Some(common::PATIENCE))
+        .expect("timeout");
+    let mut reader = std::io::BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("status line");
+    let code: u16 = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status");
+    let mut line = String::new();
+    while line != "\r\n" {
+        line.clear();
+        assert!(reader.read_line(&mut line).expect("head") > 0);
+    }
+    if code == 200 { Ok(reader) } else { Err(code) }
+}
+
+/// The next chunk of a chunked response body.
+fn next_chunk(reader: &mut std::io::BufReader<std::os::unix::net::UnixStream>) -> String {
+    use std::io::{BufRead, Read};
+    let mut size = String::new();
+    reader.read_line(&mut size).expect("chunk size");
+    let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+    let mut chunk = vec![0u8; size + 2];
+    reader.read_exact(&mut chunk).expect("chunk");
+    chunk.truncate(size);
+    String::from_utf8(chunk).expect("UTF-8")
+}
+
+/// Event streams have a cap of their own, below the connection cap, so
+/// idle watchers cannot lock the owner's commands out; a quiet stream gets
+/// keep-alives, and one whose reader vanished is noticed and its place freed.
+#[test]
+fn event_streams_have_their_own_cap_and_keep_alives() {
+    let env = Env::new().config(
+        "[limits]\nmax_connections = 8\nmax_event_streams = 2\nevents_keepalive = \"200ms\"\n",
+    );
+    let daemon = InProcess::serve(env.clone(), &["--no-tcp"]);
+    let mut ndjson = open_events_with(&env, &[]).expect("the first stream");
+    let mut sse =
+        open_events_with(&env, &[("Accept", "text/event-stream")]).expect("the second stream");
+    // The third is refused with a reason, and the owner's commands still run.
+    let refused = daemon.request("GET", "/events", None);
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        refused.detail().contains("max_event_streams"),
+        "{}",
+        refused.text()
+    );
+    daemon.cli(&["list"]).ok();
+
+    // Nothing happens, so each stream gets its keep-alive line.
+    assert_eq!(next_chunk(&mut ndjson), "\n");
+    assert_eq!(next_chunk(&mut sse), ":\n\n");
+    // A reader that goes away is noticed at the next keep-alive.
+    drop(ndjson);
+    common::eventually("the vanished reader's place to be free", || {
+        open_events_with(&env, &[]).is_ok()
+    });
+    // Events still come through between keep-alives.
+    daemon.spawn_echo("a");
+    let mut seen = String::new();
+    while !seen.contains("spawned") {
+        seen.push_str(&next_chunk(&mut sse));
+    }
+}

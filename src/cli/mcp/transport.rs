@@ -117,7 +117,8 @@ async fn gate<R: AsyncRead + Unpin>(
                     }
                     continue;
                 }
-                Err(refusal) => refusal,
+                // Not JSON: there is no id to answer for.
+                Err(error) => TxJsonRpcMessage::<RoleServer>::error(error, None),
             },
         };
         if refuse.send(refusal).await.is_err() {
@@ -176,7 +177,7 @@ async fn read_line<R: AsyncRead + Unpin>(input: &mut BufReader<R>) -> io::Result
 
 /// Whether a line may go on to rmcp: blank lines and JSON do (rmcp answers
 /// JSON of the wrong shape itself); anything else gets a parse error.
-fn check(line: &[u8]) -> Result<(), TxJsonRpcMessage<RoleServer>> {
+fn check(line: &[u8]) -> Result<(), ErrorData> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let json = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     if json.iter().all(u8::is_ascii_whitespace) {
@@ -184,8 +185,8 @@ fn check(line: &[u8]) -> Result<(), TxJsonRpcMessage<RoleServer>> {
     }
     match serde_json::from_slice::<IgnoredAny>(json) {
         Ok(_) => Ok(()),
-        Err(error) => Err(TxJsonRpcMessage::<RoleServer>::error(
-            ErrorData::parse_error(format!("the message is not valid JSON: {error}"), None),
+        Err(error) => Err(ErrorData::parse_error(
+            format!("the message is not valid JSON: {error}"),
             None,
         )),
     }
