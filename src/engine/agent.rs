@@ -589,8 +589,8 @@ fn context_bytes(tokens: u64) -> usize {
 
 /// Streams the provider's reply into `reply`, relaying deltas to the caller,
 /// until it ends, fails, reaches a limit, is interrupted by request, or the
-/// agent or the caller goes away. Returning drops the stream, which cancels the upstream request if
-/// still running.
+/// agent or the caller goes away. Returning drops the stream, which cancels
+/// the upstream request if still running.
 async fn stream_reply(
     agent: &Agent,
     setup: &Setup,
