@@ -127,6 +127,12 @@ pub async fn handle(
     response
 }
 
+/// Whether a request with these headers passes the transport's peer
+/// rules (on TCP: loopback `Host`, no foreign `Origin`, the token).
+pub fn authenticated(ctx: &ApiContext, transport: Transport, headers: &http::HeaderMap) -> bool {
+    guard::check_peer(ctx, transport, headers).is_ok()
+}
+
 /// Answers a request that did not authenticate. Anyone who can reach the
 /// listener can send one, so its line goes through the rate-limited
 /// refusal log, and shows only a short escaped prefix of the path.
