@@ -83,6 +83,7 @@ fn prune_shrinks_the_store_file_by_what_it_deleted() {
         pruned.text()
     );
     let after = store_bytes(&env);
+    eprintln!("store: {before} bytes before the prune, {after} after");
     // Every message and its reply, at least, were freed.
     let freed = (AGENTS * TURNS * 2 * SIZE) as u64;
     assert!(
