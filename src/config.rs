@@ -140,6 +140,15 @@ pub struct LimitsConfig {
     /// (each exchange reserves its prompt's size until it ends); more wait
     /// their turn. A prompt larger than this runs alone.
     pub max_bytes_in_flight: usize,
+    /// TCP connections open at once that have not yet sent a request with
+    /// the token. They do not take `max_connections` slots; past this cap
+    /// the oldest of them is closed, so a crowd of them never keeps an
+    /// authenticated client out.
+    pub max_unauthenticated: usize,
+    /// Time a TCP connection gets to send its first request with the token;
+    /// past it, it is closed.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
+    pub unauthenticated_timeout: Duration,
     /// `GET /events` streams open at once, across both listeners. Kept
     /// below `max_connections`, so that idle watchers cannot take every
     /// connection and lock the owner's own commands out. Past it, 503.
@@ -161,6 +170,8 @@ impl Default for LimitsConfig {
             max_reply_bytes: 4 << 20,
             max_fan_out: 64,
             max_bytes_in_flight: 16 << 20,
+            max_unauthenticated: 64,
+            unauthenticated_timeout: Duration::from_secs(5),
             max_event_streams: 64,
             events_keepalive: Duration::from_secs(15),
         }
@@ -271,6 +282,16 @@ impl Config {
             MAX_CONNECTIONS,
         )?;
         not_zero("limits.events_keepalive", limits.events_keepalive)?;
+        in_range(
+            "limits.max_unauthenticated",
+            limits.max_unauthenticated as u64,
+            1,
+            MAX_CONNECTIONS,
+        )?;
+        not_zero(
+            "limits.unauthenticated_timeout",
+            limits.unauthenticated_timeout,
+        )?;
         in_range(
             "providers.max_retries",
             providers.max_retries.into(),
@@ -779,6 +800,8 @@ mod tests {
             ("providers.context_limit", "100000000"),
             ("profiles.p.context_limit", "1"),
             ("limits.max_event_streams", "0"),
+            ("limits.max_unauthenticated", "0"),
+            ("limits.unauthenticated_timeout", "0s"),
             ("limits.events_keepalive", "0s"),
             ("logging.max_size", "1000"),
             ("logging.max_size", huge),

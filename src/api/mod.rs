@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::wire::Route;
-pub use body::{Body, MAX_HEAD};
+pub use body::{Body, MAX_HEAD, error as error_response};
 pub use error::ApiError;
 
 use crate::engine::Engine;
@@ -124,6 +124,12 @@ pub async fn handle(
         "request"
     );
     response
+}
+
+/// Whether a request with these headers passes the transport's peer
+/// rules (on TCP: loopback `Host`, no foreign `Origin`, the token).
+pub fn authenticated(ctx: &ApiContext, transport: Transport, headers: &http::HeaderMap) -> bool {
+    guard::check_peer(ctx, transport, headers).is_ok()
 }
 
 /// Answers a request that did not authenticate. Anyone who can reach the

@@ -1,12 +1,13 @@
 //! The daemon's listeners: the Unix control socket and the loopback TCP
 //! listener, and the per-connection HTTP service on top of them.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
@@ -17,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiContext, ApiError, Transport};
 use crate::config::LimitsConfig;
@@ -239,6 +241,8 @@ pub struct Admission {
     /// semaphore; connections already open keep their slot in the old one.
     slots: std::sync::Mutex<(usize, Arc<Semaphore>)>,
     activity: Arc<Activity>,
+    /// TCP connections that have not authenticated yet.
+    pending: Arc<Pending>,
 }
 
 impl Admission {
@@ -246,7 +250,65 @@ impl Admission {
         Self {
             slots: std::sync::Mutex::new((0, Arc::new(Semaphore::new(0)))),
             activity,
+            pending: Arc::new(Pending::default()),
         }
+    }
+
+    /// Serves a TCP connection. Until one of its requests carries the
+    /// token it takes no connection slot: it is one of the unauthenticated
+    /// (at most `limits.max_unauthenticated`, the oldest closed to make
+    /// room) and is closed after `limits.unauthenticated_timeout`. Its
+    /// first authenticated request takes a slot (503 if none is free), so
+    /// a crowd of clients without the token never keeps one with it out.
+    pub fn admit_tcp<S>(
+        &self,
+        ctx: &Arc<ApiContext>,
+        transport: Transport,
+        stream: S,
+        connections: &mut Connections,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let limits: LimitsConfig = ctx.engine.settings().config.limits.clone();
+        let (id, evicted) = self.pending.enter(limits.max_unauthenticated);
+        let state = Arc::new(TcpState {
+            pending: self.pending.clone(),
+            id,
+            slots: self.slots(limits.max_connections),
+            slot: std::sync::Mutex::new(None),
+        });
+        let open = self.activity.enter();
+        let ctx = ctx.clone();
+        let serving = state.clone();
+        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let ctx = ctx.clone();
+            let state = serving.clone();
+            async move {
+                if !state.promote(&ctx, transport, request.headers()) {
+                    return Ok(no_slot(&ctx));
+                }
+                Ok::<_, std::convert::Infallible>(api::handle(ctx, transport, request).await)
+            }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .max_buf_size(api::MAX_HEAD)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = connections.graceful.watch(connection);
+        let deadline = limits.unauthenticated_timeout;
+        connections.tasks.spawn(async move {
+            let _open = open;
+            tokio::select! {
+                ended = connection => {
+                    if let Err(error) = ended {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                }
+                () = evicted.cancelled() => {}
+                () = state.unauthenticated_for(deadline) => {}
+            }
+        });
     }
 
     fn slots(&self, limit: usize) -> Arc<Semaphore> {
@@ -332,6 +394,89 @@ impl Admission {
             }
         }
     }
+}
+
+/// The TCP connections that have not authenticated yet, oldest first, each
+/// with the token that closes it.
+#[derive(Default)]
+struct Pending {
+    queue: std::sync::Mutex<VecDeque<(u64, CancellationToken)>>,
+    next: AtomicU64,
+}
+
+impl Pending {
+    /// Counts a new connection in, closing the oldest ones past `cap`.
+    fn enter(&self, cap: usize) -> (u64, CancellationToken) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        let mut queue = crate::engine::lock(&self.queue);
+        while queue.len() >= cap {
+            let Some((_, oldest)) = queue.pop_front() else {
+                break;
+            };
+            oldest.cancel();
+        }
+        queue.push_back((id, token.clone()));
+        (id, token)
+    }
+
+    fn leave(&self, id: u64) {
+        crate::engine::lock(&self.queue).retain(|(entry, _)| *entry != id);
+    }
+}
+
+/// One TCP connection's standing: unauthenticated (in [`Pending`]) until
+/// a request of it authenticates and it takes a slot under the cap.
+struct TcpState {
+    pending: Arc<Pending>,
+    id: u64,
+    slots: Arc<Semaphore>,
+    slot: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl TcpState {
+    /// Whether the request may be served: an unauthenticated one always
+    /// (the API answers it 401 or 403); an authenticated one if its
+    /// connection holds a slot or can take one now.
+    fn promote(&self, ctx: &ApiContext, transport: Transport, headers: &http::HeaderMap) -> bool {
+        let mut slot = crate::engine::lock(&self.slot);
+        if slot.is_some() || !api::authenticated(ctx, transport, headers) {
+            return true;
+        }
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            return false;
+        };
+        *slot = Some(permit);
+        self.pending.leave(self.id);
+        true
+    }
+
+    /// Resolves `deadline` after now if the connection has not
+    /// authenticated by then; never once it has.
+    async fn unauthenticated_for(&self, deadline: Duration) {
+        tokio::time::sleep(deadline).await;
+        if crate::engine::lock(&self.slot).is_some() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for TcpState {
+    fn drop(&mut self) {
+        self.pending.leave(self.id);
+    }
+}
+
+/// The answer to an authenticated request when every slot is taken: the
+/// API's own error answer (status, code), and the connection is closed.
+fn no_slot(ctx: &ApiContext) -> http::Response<api::Body> {
+    let limit = ctx.engine.settings().config.limits.max_connections;
+    let mut response = api::error_response(&ApiError::TooManyConnections { limit });
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// Answers a connection the daemon will not serve with one JSON error, then

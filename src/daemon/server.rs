@@ -375,7 +375,7 @@ async fn accept_until_stopped(
                 Err(error) => accept_failed(error).await,
             },
             accepted = accept_tcp(listeners.tcp) => match accepted {
-                Ok(stream) => listeners.tcp_admission.admit(ctx, tcp, stream, connections),
+                Ok(stream) => listeners.tcp_admission.admit_tcp(ctx, tcp, stream, connections),
                 Err(error) => accept_failed(error).await,
             },
             () = connections.reap() => {}

@@ -83,6 +83,7 @@ fn prune_shrinks_the_store_file_by_what_it_deleted() {
         pruned.text()
     );
     let after = store_bytes(&env);
+    eprintln!("store: {before} bytes before the prune, {after} after");
     // Every message and its reply, at least, were freed.
     let freed = (AGENTS * TURNS * 2 * SIZE) as u64;
     assert!(
@@ -394,4 +395,42 @@ fn event_streams_have_their_own_cap_and_keep_alives() {
     while !seen.contains("spawned") {
         seen.push_str(&next_chunk(&mut sse));
     }
+}
+
+/// Connections without the token have a small allowance of their own and a
+/// short time to authenticate: a crowd of them (slow headers, or nothing
+/// at all) never keeps a client with the token out.
+#[test]
+fn unauthenticated_connections_never_keep_an_authenticated_client_out() {
+    use std::io::{Read, Write};
+    let env = Env::new().config(
+        "[limits]\nmax_connections = 4\nmax_unauthenticated = 8\nheader_timeout = \"30s\"\nunauthenticated_timeout = \"1s\"\n",
+    );
+    let daemon = InProcess::serve(env, &["--port", "0"]);
+    let port = daemon.port.expect("port");
+    let slow: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+                .expect("write");
+            stream
+        })
+        .collect();
+    // Far more than max_connections wait, and the owner is served at once.
+    assert_eq!(daemon.tcp_json("GET", "/health", None).status, 200);
+    // The silent ones are closed: the oldest to make room, the rest once
+    // their time to authenticate has passed.
+    for mut stream in slow {
+        stream
+            .set_read_timeout(Some(common::PATIENCE))
+            .expect("timeout");
+        let mut buf = [0u8; 64];
+        match stream.read(&mut buf) {
+            Ok(0) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("an unauthenticated connection was kept: {other:?}"),
+        }
+    }
+    assert_eq!(daemon.tcp_json("GET", "/health", None).status, 200);
 }

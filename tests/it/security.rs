@@ -269,12 +269,23 @@ fn past_the_connection_cap_new_connections_get_503_and_the_socket_still_works() 
     let env = Env::new().config("[limits]\nmax_connections = 5\nheader_timeout = \"30s\"\n");
     let daemon = InProcess::serve(env, &["--port", "0"]);
     let port = daemon.port.expect("port");
-    let held: Vec<TcpStream> = (0..5)
-        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
-        .collect();
     let bearer = format!("Bearer {}", daemon.token());
     let host = format!("127.0.0.1:{port}");
     let headers = [("Host", host.as_str()), ("Authorization", bearer.as_str())];
+    // A connection takes a slot once it has authenticated; these stay open
+    // (kept alive) after their first answer.
+    let held: Vec<TcpStream> = (0..5)
+        .map(|_| {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let request =
+                format!("GET /health HTTP/1.1\r\nHost: {host}\r\nAuthorization: {bearer}\r\n\r\n");
+            stream.write_all(request.as_bytes()).expect("write");
+            let mut first = [0u8; 15];
+            stream.read_exact(&mut first).expect("an answer");
+            assert_eq!(&first, b"HTTP/1.1 200 OK");
+            stream
+        })
+        .collect();
     eventually("the sixth TCP connection to be refused", || {
         let response = daemon.tcp_request("GET", "/health", &headers, None);
         response.status == 503 && response.detail().contains("open connections")
@@ -435,12 +446,14 @@ fn a_planted_key_appears_nowhere_but_upstream() {
 #[test]
 fn refused_connections_get_a_parseable_answer() {
     // A 503 written before the request was read must still reach the client.
+    // (On TCP a connection takes a slot only once it has authenticated, so
+    // the socket's cap is the one refused at accept.)
     let env = Env::new().config("[limits]\nmax_connections = 1\n");
-    let daemon = InProcess::serve(env, &["--port", "0"]);
-    let port = daemon.port.expect("port");
-    let _held = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
+    let socket = daemon.env.socket();
+    let _held = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
     eventually("the cap to bite", || {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
         stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
         let _ = stream.write_all(&vec![b'x'; 100_000]);
         let mut raw = Vec::new();
