@@ -58,7 +58,7 @@ pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
     let content = read_prompt(&args.prompt)?;
     let name = match args.name.0.as_slice() {
         [one] => one.clone(),
-        several => return fan_out(ctx, several, content, args.no_stream).await,
+        several => return fan_out(ctx, several, content, args.no_stream, args.quiet).await,
     };
     let mut body = MessageRequest {
         content,
@@ -209,14 +209,16 @@ pub(super) async fn converse<B: Serialize>(
 
 /// `message a,b,c PROMPT`: the prompt to each agent at once (`POST
 /// /messages`). On a terminal the replies stream side by side as labelled
-/// lines; otherwise each is printed whole under its agent's name once
-/// complete; `--json` prints `{"NAME": {"messages": […]}, …}`. The exit
+/// lines, word by word as they arrive, after a waiting line on stderr;
+/// otherwise each is printed whole under its agent's name, in the command
+/// line's order; `--json` prints `{"NAME": {"messages": […]}, …}`. The exit
 /// status is the worst of the agents'.
 async fn fan_out(
     ctx: &Ctx,
     agents: &[AgentName],
     content: String,
     no_stream: bool,
+    quiet: bool,
 ) -> Result<(), CliError> {
     let mut request = FanOutRequest {
         agents: agents.to_vec(),
@@ -231,65 +233,41 @@ async fn fan_out(
         if ctx.json {
             output::json(&results)?;
         } else {
-            for (name, result) in &results {
-                print_whole(name, result)?;
+            for name in agents {
+                if let Some(result) = results.get(name) {
+                    print_whole(name, result)?;
+                }
             }
         }
         return worst(results.values());
     }
     request.stream = true;
-    let live = std::io::stdout().is_terminal();
-    let width = agents
+    let label = agents
         .iter()
-        .map(|a| a.as_str().chars().count())
-        .max()
-        .unwrap_or(0);
-    let mut pending: BTreeMap<AgentName, String> = BTreeMap::new();
-    let mut results: BTreeMap<AgentName, FanOutResult> = BTreeMap::new();
+        .map(AgentName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut printer = FanOutPrinter {
+        live: std::io::stdout().is_terminal(),
+        order: agents.to_vec(),
+        width: agents
+            .iter()
+            .map(|a| a.as_str().chars().count())
+            .max()
+            .unwrap_or(0),
+        open: None,
+        pending: BTreeMap::new(),
+        results: BTreeMap::new(),
+        printed: 0,
+        feedback: Feedback::start(&label, ctx.json, quiet),
+    };
     let mut write_error = None;
     ctx.client
         .stream("/messages", &request, |line: FanOutLine| {
             let Some(name) = line.agent else {
                 return Ok(());
             };
-            let buffer = pending.entry(name.clone()).or_default();
-            let printed = match line.line {
-                StreamLine::Queued { .. } | StreamLine::Unknown => Ok(()),
-                StreamLine::Delta { content } => {
-                    buffer.push_str(&content);
-                    if live {
-                        flush_lines(&name, width, buffer, false)
-                    } else {
-                        Ok(())
-                    }
-                }
-                StreamLine::Message { message } => {
-                    results.insert(
-                        name.clone(),
-                        FanOutResult::Replied(Messages {
-                            messages: vec![message],
-                        }),
-                    );
-                    Ok(())
-                }
-                StreamLine::Done => {
-                    if live {
-                        flush_lines(&name, width, buffer, true)
-                    } else {
-                        let reply = std::mem::take(buffer);
-                        output::line(&format!("{name}:\n{}", output::visible(reply.trim_end())))
-                    }
-                }
-                StreamLine::Error { status, detail } => {
-                    if live {
-                        let _ = flush_lines(&name, width, buffer, true);
-                    }
-                    output::error(&format!("{name}: {detail}"), None);
-                    results.insert(name.clone(), FanOutResult::Failed { status, detail });
-                    Ok(())
-                }
-            };
-            printed.map_err(|e| {
+            printer.line(name, line.line).map_err(|e| {
                 let text = e.to_string();
                 write_error = Some(e);
                 ClientError::Protocol(text)
@@ -300,28 +278,118 @@ async fn fan_out(
             Some(write) => write,
             None => CliError::from(error),
         })?;
-    worst(results.values())
+    printer.end_line()?;
+    printer.feedback.finished(None);
+    worst(printer.results.values())
 }
 
-/// Prints the complete lines of `buffer` (all of it when `all`), each
-/// labelled with the agent's name, and keeps the unfinished rest.
-fn flush_lines(
-    name: &AgentName,
+/// Prints a streamed fan-out as it arrives.
+struct FanOutPrinter {
+    /// Stdout is a terminal: stream labelled lines; else whole replies in `order`.
+    live: bool,
+    order: Vec<AgentName>,
+    /// The label column's width.
     width: usize,
-    buffer: &mut String,
-    all: bool,
-) -> Result<(), CliError> {
-    let cut = if all {
-        buffer.len()
-    } else {
-        buffer.rfind('\n').map_or(0, |i| i + 1)
-    };
-    let ready: String = buffer.drain(..cut).collect();
-    for text in ready.lines() {
-        let text = output::visible(text);
-        output::line(&format!("{:<width$} │ {text}", name.as_str()))?;
+    /// The agent whose labelled line is open (not yet ended), on a terminal.
+    open: Option<AgentName>,
+    /// Each agent's reply so far, for printing whole.
+    pending: BTreeMap<AgentName, String>,
+    results: BTreeMap<AgentName, FanOutResult>,
+    /// How many of `order` have been printed whole.
+    printed: usize,
+    feedback: Feedback,
+}
+
+impl FanOutPrinter {
+    fn line(&mut self, name: AgentName, line: StreamLine) -> Result<(), CliError> {
+        match line {
+            StreamLine::Queued { .. } | StreamLine::Unknown => Ok(()),
+            StreamLine::Delta { content } => {
+                self.feedback.reply_started();
+                if self.live {
+                    return self.stream(&name, &content);
+                }
+                self.pending.entry(name).or_default().push_str(&content);
+                Ok(())
+            }
+            StreamLine::Message { message } => {
+                let reply = FanOutResult::Replied(Messages {
+                    messages: vec![message],
+                });
+                self.results.insert(name, reply);
+                Ok(())
+            }
+            StreamLine::Done => self.print_ready(),
+            StreamLine::Error { status, detail } => {
+                self.feedback.reply_started();
+                if self.open.as_ref() == Some(&name) {
+                    self.end_line()?;
+                }
+                if self.live {
+                    output::error(&format!("{name}: {detail}"), None);
+                }
+                self.results
+                    .insert(name, FanOutResult::Failed { status, detail });
+                self.print_ready()
+            }
+        }
     }
-    Ok(())
+
+    /// A piece of `name`'s reply on its labelled line, continuing the line
+    /// it left open or starting a new one; each newline starts another.
+    fn stream(&mut self, name: &AgentName, content: &str) -> Result<(), CliError> {
+        let mut text = String::new();
+        for (i, piece) in content.split('\n').enumerate() {
+            if i > 0 {
+                text.push('\n');
+                self.open = None;
+            }
+            if piece.is_empty() {
+                continue;
+            }
+            if self.open.as_ref() != Some(name) {
+                if self.open.is_some() {
+                    text.push('\n');
+                }
+                text.push_str(&format!("{:<w$} │ ", name.as_str(), w = self.width));
+                self.open = Some(name.clone());
+            }
+            text.push_str(&output::visible(piece));
+        }
+        output::print(&text)
+    }
+
+    /// Ends a labelled line left open.
+    fn end_line(&mut self) -> Result<(), CliError> {
+        if self.open.take().is_some() {
+            output::print("\n")?;
+        }
+        Ok(())
+    }
+
+    /// Off a terminal: every finished reply whose turn has come, in the
+    /// command line's order, so the output is the same run after run.
+    fn print_ready(&mut self) -> Result<(), CliError> {
+        if self.live {
+            return Ok(());
+        }
+        while let Some(name) = self.order.get(self.printed) {
+            let Some(result) = self.results.get(name) else {
+                return Ok(());
+            };
+            match result {
+                FanOutResult::Replied(_) => {
+                    let reply = self.pending.remove(name).unwrap_or_default();
+                    output::line(&format!("{name}:\n{}", output::visible(reply.trim_end())))?;
+                }
+                FanOutResult::Failed { detail, .. } => {
+                    output::error(&format!("{name}: {detail}"), None);
+                }
+            }
+            self.printed += 1;
+        }
+        Ok(())
+    }
 }
 
 fn print_whole(name: &AgentName, result: &FanOutResult) -> Result<(), CliError> {

@@ -422,3 +422,53 @@ fn read_screen(child: &mut std::process::Child) -> impl Fn() -> String + use<> {
     });
     move || String::from_utf8_lossy(&screen.lock().expect("screen")).into_owned()
 }
+
+#[test]
+fn a_fan_out_keeps_the_command_lines_order_and_streams_partial_lines_on_a_terminal() {
+    let fake = FakeProvider::start();
+    let daemon = InProcess::start();
+    let base = fake.url("/v1");
+    daemon
+        .cli(&["spawn", "m", "--base-url", &base, "--model", "x"])
+        .ok();
+    daemon.cli(&["spawn", "e", "--provider", "echo"]).ok();
+    let echoed = || {
+        daemon.cli(&["--json", "history", "e"]).json()["messages"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+
+    // Piped: `m` is listed first and answers last, and still comes first.
+    let gate = Gate::new();
+    fake.push(Reply::sse(&openai_chunks(&["held ", "reply"])).insert(0, Step::Wait(gate.clone())));
+    let piped = daemon
+        .env
+        .command(&["message", "m,e", "hi"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("fan-out");
+    common::eventually("e's reply", || echoed() == 2);
+    gate.open();
+    let out = piped.wait_with_output().expect("fan-out");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "m:\nheld reply\ne:\nhi\n");
+
+    // On a terminal: `m`'s first word shows while the rest is still held.
+    let gate = Gate::new();
+    fake.push(Reply::sse(&openai_chunks(&["held ", "reply"])).insert(2, Step::Wait(gate.clone())));
+    let Some(mut terminal) = on_a_terminal(&daemon.env, &format!("{} message m,e hi", common::BIN))
+    else {
+        gate.open();
+        eprintln!("SKIPPED the terminal half: util-linux `script` is not installed");
+        return;
+    };
+    let screen = read_screen(&mut terminal);
+    common::eventually("m's first word on the terminal", || {
+        screen().contains("m │ held ")
+    });
+    assert!(!screen().contains("reply"), "{:?}", screen());
+    gate.open();
+    assert!(terminal.wait().expect("fan-out").success());
+    let screen = screen();
+    assert!(screen.contains("e │ hi"), "{screen:?}");
+    assert!(screen.contains("reply"), "{screen:?}");
+}
