@@ -129,11 +129,20 @@ pub enum StreamLine {
     /// The message waits behind `ahead` others to the same agent; a later
     /// `queued` line with `ahead: 0` says it is now being sent to the model.
     /// Sent only for a message that had to wait.
-    Queued { ahead: usize },
-    Delta { content: String },
-    Message { message: Message },
+    Queued {
+        ahead: usize,
+    },
+    Delta {
+        content: String,
+    },
+    Message {
+        message: Message,
+    },
     Done,
-    Error { status: u16, detail: String },
+    Error {
+        status: u16,
+        detail: String,
+    },
     /// A line type this version does not know (from a newer daemon): skipped.
     #[serde(other)]
     Unknown,

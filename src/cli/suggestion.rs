@@ -17,7 +17,10 @@ pub async fn unknown_agent(
     live_only: bool,
     fallback: &str,
 ) -> CliError {
-    if !matches!(error, CliError::Client(ClientError::Api { status: 404, .. })) {
+    if !matches!(
+        error,
+        CliError::Client(ClientError::Api { status: 404, .. })
+    ) {
         return error;
     }
     let query = ListQuery {
