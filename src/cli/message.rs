@@ -209,7 +209,7 @@ pub(super) async fn converse<B: Serialize>(
 
 /// `message a,b,c PROMPT`: the prompt to each agent at once (`POST
 /// /messages`). On a terminal the replies stream side by side as labelled
-/// lines, word by word as they arrive, after a waiting line on stderr;
+/// lines, one line word by word at a time, after a waiting line on stderr;
 /// otherwise each is printed whole under its agent's name, in the command
 /// line's order; `--json` prints `{"NAME": {"messages": […]}, …}`. The exit
 /// status is the worst of the agents'.
@@ -290,12 +290,14 @@ struct FanOutPrinter {
     order: Vec<AgentName>,
     /// The label column's width.
     width: usize,
-    /// The agent whose labelled line is open (not yet ended), on a terminal.
+    /// On a terminal, the agent whose labelled line is being printed word by
+    /// word; the others' words wait in `pending` until that line ends, so
+    /// lines never interleave mid-line.
     open: Option<AgentName>,
-    /// Each agent's reply so far, for printing whole.
+    /// Each agent's text not printed yet.
     pending: BTreeMap<AgentName, String>,
     results: BTreeMap<AgentName, FanOutResult>,
-    /// How many of `order` have been printed whole.
+    /// How many of `order` have been printed whole (off a terminal).
     printed: usize,
     feedback: Feedback,
 }
@@ -306,11 +308,8 @@ impl FanOutPrinter {
             StreamLine::Queued { .. } | StreamLine::Unknown => Ok(()),
             StreamLine::Delta { content } => {
                 self.feedback.reply_started();
-                if self.live {
-                    return self.stream(&name, &content);
-                }
                 self.pending.entry(name).or_default().push_str(&content);
-                Ok(())
+                self.pump()
             }
             StreamLine::Message { message } => {
                 let reply = FanOutResult::Replied(Messages {
@@ -319,44 +318,68 @@ impl FanOutPrinter {
                 self.results.insert(name, reply);
                 Ok(())
             }
-            StreamLine::Done => self.print_ready(),
+            StreamLine::Done => {
+                self.results
+                    .entry(name)
+                    .or_insert(FanOutResult::Replied(Messages {
+                        messages: Vec::new(),
+                    }));
+                self.pump()
+            }
             StreamLine::Error { status, detail } => {
                 self.feedback.reply_started();
-                if self.open.as_ref() == Some(&name) {
-                    self.end_line()?;
-                }
                 if self.live {
                     output::error(&format!("{name}: {detail}"), None);
                 }
                 self.results
                     .insert(name, FanOutResult::Failed { status, detail });
-                self.print_ready()
+                self.pump()
             }
         }
     }
 
-    /// A piece of `name`'s reply on its labelled line, continuing the line
-    /// it left open or starting a new one; each newline starts another.
-    fn stream(&mut self, name: &AgentName, content: &str) -> Result<(), CliError> {
-        let mut text = String::new();
-        for (i, piece) in content.split('\n').enumerate() {
-            if i > 0 {
-                text.push('\n');
+    /// Prints what can be printed now.
+    fn pump(&mut self) -> Result<(), CliError> {
+        if self.live {
+            self.pump_live()
+        } else {
+            self.print_ready()
+        }
+    }
+
+    /// On a terminal: the open agent's words as they come, up to the end of
+    /// its line (or its reply); then the next agent with words waiting.
+    fn pump_live(&mut self) -> Result<(), CliError> {
+        loop {
+            let name = match &self.open {
+                Some(name) => name.clone(),
+                None => {
+                    let waiting = self.pending.iter().find(|(_, text)| !text.is_empty());
+                    let Some((name, _)) = waiting else {
+                        return Ok(());
+                    };
+                    let name = name.clone();
+                    let label = format!("{:<w$} │ ", name.as_str(), w = self.width);
+                    output::print(&label)?;
+                    self.open = Some(name.clone());
+                    name
+                }
+            };
+            let text = self.pending.entry(name.clone()).or_default();
+            if let Some(end) = text.find('\n') {
+                let shown: String = text.drain(..=end).collect();
+                output::print(&output::visible(&shown))?;
                 self.open = None;
-            }
-            if piece.is_empty() {
                 continue;
             }
-            if self.open.as_ref() != Some(name) {
-                if self.open.is_some() {
-                    text.push('\n');
-                }
-                text.push_str(&format!("{:<w$} │ ", name.as_str(), w = self.width));
-                self.open = Some(name.clone());
+            let shown = std::mem::take(text);
+            output::print(&output::visible(&shown))?;
+            if !self.results.contains_key(&name) {
+                return Ok(()); // more words to come on this line
             }
-            text.push_str(&output::visible(piece));
+            output::print("\n")?;
+            self.open = None;
         }
-        output::print(&text)
     }
 
     /// Ends a labelled line left open.
@@ -370,9 +393,6 @@ impl FanOutPrinter {
     /// Off a terminal: every finished reply whose turn has come, in the
     /// command line's order, so the output is the same run after run.
     fn print_ready(&mut self) -> Result<(), CliError> {
-        if self.live {
-            return Ok(());
-        }
         while let Some(name) = self.order.get(self.printed) {
             let Some(result) = self.results.get(name) else {
                 return Ok(());
