@@ -203,7 +203,7 @@ _orchestration() {
 
     case "${cmd}" in
         orchestration)
-            opts="-h -V --socket --json --no-autostart --help --version serve spawn list message history task shutdown models search prune watch config service mcp completions help"
+            opts="-h -V --socket --json --raw --no-autostart --help --version serve spawn list message history task shutdown models search prune watch config service mcp completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -221,7 +221,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__completions)
-            opts="-h --socket --json --no-autostart --help bash elvish fish powershell zsh"
+            opts="-h --socket --json --raw --no-autostart --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -239,7 +239,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__config)
-            opts="-h --socket --json --no-autostart --help get set unset list path help"
+            opts="-h --socket --json --raw --no-autostart --help get set unset list path help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -257,7 +257,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__config__subcmd__get)
-            opts="-h --socket --json --no-autostart --help"
+            opts="-h --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -373,7 +373,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__config__subcmd__list)
-            opts="-h --socket --json --no-autostart --help"
+            opts="-h --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -391,7 +391,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__config__subcmd__path)
-            opts="-h --socket --json --no-autostart --help"
+            opts="-h --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -409,7 +409,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__config__subcmd__set)
-            opts="-h --socket --json --no-autostart --help"
+            opts="-h --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -427,7 +427,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__config__subcmd__unset)
-            opts="-h --socket --json --no-autostart --help"
+            opts="-h --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -795,7 +795,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__history)
-            opts="-y -h --list --format --limit --all --clear --yes --socket --json --no-autostart --help"
+            opts="-y -h --list --format --limit --all --clear --yes --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -821,7 +821,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__list)
-            opts="-h --state --provider --all --socket --json --no-autostart --help"
+            opts="-h --state --provider --all --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -847,7 +847,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__mcp)
-            opts="-h --socket --json --no-autostart --help"
+            opts="-h --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -865,7 +865,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__message)
-            opts="-q -h --no-stream --quiet --socket --json --no-autostart --help"
+            opts="-q -h --no-stream --quiet --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -883,7 +883,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__models)
-            opts="-h --provider --profile --base-url --api-key-env --socket --json --no-autostart --help"
+            opts="-h --provider --profile --base-url --api-key-env --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -917,7 +917,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__prune)
-            opts="-h --older-than --dry-run --socket --json --no-autostart --help"
+            opts="-h --older-than --dry-run --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -939,7 +939,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__search)
-            opts="-h --agent --since --limit --socket --json --no-autostart --help"
+            opts="-h --agent --since --limit --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -969,7 +969,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__serve)
-            opts="-h --port --listen --no-tcp --allow-remote --drain-timeout --idle-timeout --daemon --echo-delay --status --reload --stop --socket --json --no-autostart --help"
+            opts="-h --port --listen --no-tcp --allow-remote --drain-timeout --idle-timeout --daemon --echo-delay --status --reload --stop --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1007,7 +1007,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__service)
-            opts="-h --socket --json --no-autostart --help install uninstall status help"
+            opts="-h --socket --json --raw --no-autostart --help install uninstall status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1095,7 +1095,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__service__subcmd__install)
-            opts="-h --socket --json --no-autostart --help"
+            opts="-h --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1113,7 +1113,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__service__subcmd__status)
-            opts="-h --socket --json --no-autostart --help"
+            opts="-h --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1131,7 +1131,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__service__subcmd__uninstall)
-            opts="-h --socket --json --no-autostart --help"
+            opts="-h --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1149,7 +1149,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__shutdown)
-            opts="-h --all --socket --json --no-autostart --help"
+            opts="-h --all --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1167,7 +1167,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__spawn)
-            opts="-h --name --provider --profile --base-url --api-key-env --model --instructions --socket --json --no-autostart --help"
+            opts="-h --name --provider --profile --base-url --api-key-env --model --instructions --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1213,7 +1213,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__task)
-            opts="-q -h --provider --profile --base-url --api-key-env --model --instructions --no-stream --quiet --socket --json --no-autostart --help"
+            opts="-q -h --provider --profile --base-url --api-key-env --model --instructions --no-stream --quiet --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1255,7 +1255,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__watch)
-            opts="-h --socket --json --no-autostart --help"
+            opts="-h --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -59,7 +59,7 @@ pub async fn run(ctx: &Ctx, args: MessageArgs) -> Result<(), CliError> {
     let content = read_prompt(&args.prompt)?;
     let name = match args.name.0.as_slice() {
         [one] => one.clone(),
-        several => return fan_out(ctx, several, content, args.no_stream).await,
+        several => return fan_out(ctx, several, content, args.no_stream, args.quiet).await,
     };
     let mut body = MessageRequest {
         content,
@@ -207,14 +207,16 @@ pub(super) async fn converse<B: Serialize>(
 
 /// `message a,b,c PROMPT`: the prompt to each agent at once (`POST
 /// /messages`). On a terminal the replies stream side by side as labelled
-/// lines; otherwise each is printed whole under its agent's name once
-/// complete; `--json` prints `{"NAME": {"messages": […]}, …}`. The exit
+/// lines, one line word by word at a time, after a waiting line on stderr;
+/// otherwise each is printed whole under its agent's name, in the command
+/// line's order; `--json` prints `{"NAME": {"messages": […]}, …}`. The exit
 /// status is the worst of the agents'.
 async fn fan_out(
     ctx: &Ctx,
     agents: &[AgentName],
     content: String,
     no_stream: bool,
+    quiet: bool,
 ) -> Result<(), CliError> {
     let mut request = FanOutRequest {
         agents: agents.to_vec(),
@@ -226,98 +228,182 @@ async fn fan_out(
         if ctx.json {
             output::json(&results)?;
         } else {
-            for (name, result) in &results {
-                print_whole(name, result)?;
+            for name in agents {
+                if let Some(result) = results.get(name) {
+                    print_whole(name, result)?;
+                }
             }
         }
         return worst(results.values());
     }
     request.stream = true;
-    let live = std::io::stdout().is_terminal();
-    let width = agents
+    let label = agents
         .iter()
-        .map(|a| a.as_str().chars().count())
-        .max()
-        .unwrap_or(0);
-    let mut pending: BTreeMap<AgentName, String> = BTreeMap::new();
-    let mut results: BTreeMap<AgentName, FanOutResult> = BTreeMap::new();
+        .map(AgentName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut printer = FanOutPrinter {
+        live: std::io::stdout().is_terminal(),
+        order: agents.to_vec(),
+        width: agents
+            .iter()
+            .map(|a| a.as_str().chars().count())
+            .max()
+            .unwrap_or(0),
+        open: None,
+        pending: BTreeMap::new(),
+        results: BTreeMap::new(),
+        printed: 0,
+        feedback: Feedback::start(&label, ctx.json, quiet),
+    };
     ctx.client
         .stream(&Route::FanOut, &request, |line: FanOutLine| {
             let Some(name) = line.agent else {
                 return Ok(());
             };
-            let buffer = pending.entry(name.clone()).or_default();
-            match line.line {
-                StreamLine::Queued { .. } | StreamLine::Unknown => Ok(()),
-                StreamLine::Delta { content } => {
-                    buffer.push_str(&content);
-                    if live {
-                        flush_lines(&name, width, buffer, false)
-                    } else {
-                        Ok(())
-                    }
+            printer.line(name, line.line)
+        })
+        .await?;
+    printer.end_line()?;
+    printer.feedback.finished(None);
+    worst(printer.results.values())
+}
+
+/// Prints a streamed fan-out as it arrives.
+struct FanOutPrinter {
+    /// Stdout is a terminal: stream labelled lines; else whole replies in `order`.
+    live: bool,
+    order: Vec<AgentName>,
+    /// The label column's width.
+    width: usize,
+    /// On a terminal, the agent whose labelled line is being printed word by
+    /// word; the others' words wait in `pending` until that line ends, so
+    /// lines never interleave mid-line.
+    open: Option<AgentName>,
+    /// Each agent's text not printed yet.
+    pending: BTreeMap<AgentName, String>,
+    results: BTreeMap<AgentName, FanOutResult>,
+    /// How many of `order` have been printed whole (off a terminal).
+    printed: usize,
+    feedback: Feedback,
+}
+
+impl FanOutPrinter {
+    fn line(&mut self, name: AgentName, line: StreamLine) -> Result<(), CliError> {
+        match line {
+            StreamLine::Queued { .. } | StreamLine::Unknown => Ok(()),
+            StreamLine::Delta { content } => {
+                self.feedback.reply_started();
+                self.pending.entry(name).or_default().push_str(&content);
+                self.pump()
+            }
+            StreamLine::Message { message } => {
+                let reply = FanOutResult::Replied(Messages {
+                    messages: vec![message],
+                });
+                self.results.insert(name, reply);
+                Ok(())
+            }
+            StreamLine::Done => {
+                self.results
+                    .entry(name)
+                    .or_insert(FanOutResult::Replied(Messages {
+                        messages: Vec::new(),
+                    }));
+                self.pump()
+            }
+            StreamLine::Error {
+                status,
+                code,
+                detail,
+            } => {
+                self.feedback.reply_started();
+                if self.live {
+                    output::error(&format!("{name}: {detail}"), None);
                 }
-                StreamLine::Message { message } => {
-                    results.insert(
-                        name.clone(),
-                        FanOutResult::Replied(Messages {
-                            messages: vec![message],
-                        }),
-                    );
-                    Ok(())
-                }
-                StreamLine::Done => {
-                    if live {
-                        flush_lines(&name, width, buffer, true)
-                    } else {
-                        let reply = std::mem::take(buffer);
-                        output::line(&format!("{name}:\n{}", output::visible(reply.trim_end())))
-                    }
-                }
-                StreamLine::Error {
+                let failed = FanOutResult::Failed {
                     status,
                     code,
                     detail,
-                } => {
-                    if live {
-                        let _ = flush_lines(&name, width, buffer, true);
-                    }
+                };
+                self.results.insert(name, failed);
+                self.pump()
+            }
+        }
+    }
+
+    /// Prints what can be printed now.
+    fn pump(&mut self) -> Result<(), CliError> {
+        if self.live {
+            self.pump_live()
+        } else {
+            self.print_ready()
+        }
+    }
+
+    /// On a terminal: the open agent's words as they come, up to the end of
+    /// its line (or its reply); then the next agent with words waiting.
+    fn pump_live(&mut self) -> Result<(), CliError> {
+        loop {
+            let name = match &self.open {
+                Some(name) => name.clone(),
+                None => {
+                    let waiting = self.pending.iter().find(|(_, text)| !text.is_empty());
+                    let Some((name, _)) = waiting else {
+                        return Ok(());
+                    };
+                    let name = name.clone();
+                    let label = format!("{:<w$} │ ", name.as_str(), w = self.width);
+                    output::print(&label)?;
+                    self.open = Some(name.clone());
+                    name
+                }
+            };
+            let text = self.pending.entry(name.clone()).or_default();
+            if let Some(end) = text.find('\n') {
+                let shown: String = text.drain(..=end).collect();
+                output::print(&output::visible(&shown))?;
+                self.open = None;
+                continue;
+            }
+            let shown = std::mem::take(text);
+            output::print(&output::visible(&shown))?;
+            if !self.results.contains_key(&name) {
+                return Ok(()); // more words to come on this line
+            }
+            output::print("\n")?;
+            self.open = None;
+        }
+    }
+
+    /// Ends a labelled line left open.
+    fn end_line(&mut self) -> Result<(), CliError> {
+        if self.open.take().is_some() {
+            output::print("\n")?;
+        }
+        Ok(())
+    }
+
+    /// Off a terminal: every finished reply whose turn has come, in the
+    /// command line's order, so the output is the same run after run.
+    fn print_ready(&mut self) -> Result<(), CliError> {
+        while let Some(name) = self.order.get(self.printed) {
+            let Some(result) = self.results.get(name) else {
+                return Ok(());
+            };
+            match result {
+                FanOutResult::Replied(_) => {
+                    let reply = self.pending.remove(name).unwrap_or_default();
+                    output::line(&format!("{name}:\n{}", output::visible(reply.trim_end())))?;
+                }
+                FanOutResult::Failed { detail, .. } => {
                     output::error(&format!("{name}: {detail}"), None);
-                    results.insert(
-                        name.clone(),
-                        FanOutResult::Failed {
-                            status,
-                            code,
-                            detail,
-                        },
-                    );
-                    Ok(())
                 }
             }
-        })
-        .await?;
-    worst(results.values())
-}
-
-/// Prints the complete lines of `buffer` (all of it when `all`), each
-/// labelled with the agent's name, and keeps the unfinished rest.
-fn flush_lines(
-    name: &AgentName,
-    width: usize,
-    buffer: &mut String,
-    all: bool,
-) -> Result<(), CliError> {
-    let cut = if all {
-        buffer.len()
-    } else {
-        buffer.rfind('\n').map_or(0, |i| i + 1)
-    };
-    let ready: String = buffer.drain(..cut).collect();
-    for text in ready.lines() {
-        let text = output::visible(text);
-        output::line(&format!("{:<width$} │ {text}", name.as_str()))?;
+            self.printed += 1;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn print_whole(name: &AgentName, result: &FanOutResult) -> Result<(), CliError> {

@@ -285,7 +285,10 @@ impl EndpointOptions {
         // Someone who chose a profile needs its key, not another profile.
         let other_profile = match &self.profile {
             Some(_) => String::new(),
-            None => format!(" or use a profile (--profile P: {});", known_profiles(&config)),
+            None => format!(
+                " or use a profile (--profile P: {});",
+                known_profiles(&config)
+            ),
         };
         error.with_hint(format!(
             "`export {variable}=…` and run this again; or read the key from another variable \

@@ -232,7 +232,10 @@ mod tests {
             escape_controls("\x1b]52;c;aGk=\x07title\x1b[2J"),
             "\\u{1b}]52;c;aGk=\\u{7}title\\u{1b}[2J"
         );
-        assert_eq!(escape_controls("csi\u{9b}31m del\x7f"), "csi\\u{9b}31m del\\u{7f}");
+        assert_eq!(
+            escape_controls("csi\u{9b}31m del\x7f"),
+            "csi\\u{9b}31m del\\u{7f}"
+        );
         assert_eq!(escape_controls("crlf\r\nlone\r"), "crlf\nlone\\u{d}");
         assert_eq!(escape_controls("café ünïcode"), "café ünïcode");
     }

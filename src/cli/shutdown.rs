@@ -22,7 +22,9 @@ pub async fn run(ctx: &Ctx, args: ShutdownArgs) -> Result<(), CliError> {
     };
     if let Err(error) = ctx.client.shutdown_agent(&name).await {
         let fallback = "`orchestration list` shows the live agents";
-        return Err(super::suggestion::unknown_agent(ctx, &name, error.into(), true, fallback).await);
+        return Err(
+            super::suggestion::unknown_agent(ctx, &name, error.into(), true, fallback).await,
+        );
     }
     if ctx.json {
         return output::json(&serde_json::json!({"succeeded": [name], "failed": {}}));

@@ -224,12 +224,7 @@ fn same_origin_only(attempt: reqwest::redirect::Attempt) -> reqwest::redirect::A
 /// should not end in `/v1` for a wire that adds it.
 fn what_was_asked(request: &Request, status: StatusCode) -> String {
     let url = request.url();
-    let shown = format!(
-        "{}://{}{}",
-        url.scheme(),
-        host_of(request),
-        url.path()
-    );
+    let shown = format!("{}://{}{}", url.scheme(), host_of(request), url.path());
     let key = if carries_key(request) {
         "an API key was sent".to_owned()
     } else {

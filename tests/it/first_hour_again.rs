@@ -12,7 +12,9 @@ use common::{Daemon, Env, Harness};
 fn a_piped_prompt_needs_no_dash_and_an_empty_one_is_refused_however_it_comes() {
     let daemon = InProcess::start();
     daemon.cli(&["spawn", "p", "--provider", "echo"]).ok();
-    let piped = daemon.env.cli_with_stdin(&["message", "p"], "hi from a pipe\n");
+    let piped = daemon
+        .env
+        .cli_with_stdin(&["message", "p"], "hi from a pipe\n");
     assert_eq!(piped.ok().stdout(), "hi from a pipe\n");
     let task = daemon
         .env
@@ -28,7 +30,11 @@ fn a_piped_prompt_needs_no_dash_and_an_empty_one_is_refused_however_it_comes() {
     ] {
         let out = daemon.env.cli_with_stdin(args, input);
         assert_eq!(out.code(), 2, "{args:?}: {}", out.stderr());
-        assert!(out.stderr().contains("is empty"), "{args:?}: {}", out.stderr());
+        assert!(
+            out.stderr().contains("is empty"),
+            "{args:?}: {}",
+            out.stderr()
+        );
     }
     // Nothing empty was sent.
     let history = daemon.cli(&["--json", "history", "p"]).json();
@@ -69,7 +75,8 @@ fn config_set_leaves_a_read_only_file_alone() {
     }
     assert_eq!(std::fs::read_to_string(&file).expect("read"), mine);
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    env.cli(&["config", "set", "providers.max_retries", "1"]).ok();
+    env.cli(&["config", "set", "providers.max_retries", "1"])
+        .ok();
     assert!(
         std::fs::read_to_string(&file)
             .expect("read")
@@ -85,12 +92,13 @@ fn history_all_as_text_separates_the_conversations() {
     daemon.cli(&["shutdown", "h"]).ok();
     daemon.cli(&["spawn", "h", "--provider", "echo"]).ok();
     daemon.cli(&["message", "h", "second life"]).ok();
-    let ids: Vec<String> = daemon.cli(&["--json", "history", "--list", "h"]).json()["conversations"]
-        .as_array()
-        .expect("conversations")
-        .iter()
-        .map(|c| c["id"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let ids: Vec<String> =
+        daemon.cli(&["--json", "history", "--list", "h"]).json()["conversations"]
+            .as_array()
+            .expect("conversations")
+            .iter()
+            .map(|c| c["id"].as_str().unwrap_or_default().to_owned())
+            .collect();
     assert_eq!(ids.len(), 2);
 
     let out = daemon.cli(&["history", "h", "--all"]);
@@ -100,7 +108,10 @@ fn history_all_as_text_separates_the_conversations() {
         .filter(|l| l.starts_with("── conversation "))
         .collect();
     assert_eq!(headings.len(), 2, "{text}");
-    assert!(headings[0].contains(&ids[0]) && headings[1].contains(&ids[1]), "{text}");
+    assert!(
+        headings[0].contains(&ids[0]) && headings[1].contains(&ids[1]),
+        "{text}"
+    );
     let first = text.find("first life").expect("first");
     let second = text.find("second life").expect("second");
     let between = &text[first..second];
@@ -176,7 +187,10 @@ fn a_model_servers_refusal_shows_the_url_asked_and_whether_a_key_went() {
     assert!(error.contains("no API key was sent"), "{error}");
     assert!(error.contains("--api-key-env VAR"), "{error}");
     // The hint names the command that asks this agent's endpoint.
-    assert!(hint.contains("orchestration models --provider openai"), "{hint}");
+    assert!(
+        hint.contains("orchestration models --provider openai"),
+        "{hint}"
+    );
     assert!(hint.contains("--base-url URL"), "{hint}");
 
     fake.push(Reply::text(400, "bad model"));
@@ -189,10 +203,16 @@ fn a_model_servers_refusal_shows_the_url_asked_and_whether_a_key_went() {
     daemon.cli(&["spawn", "w", "--profile", "work"]).ok();
     fake.push(Reply::text(404, "no such model"));
     let (_, hint) = error_and_hint(&daemon.cli(&["message", "w", "hi"]));
-    assert!(hint.contains("`orchestration models --profile work`"), "{hint}");
+    assert!(
+        hint.contains("`orchestration models --profile work`"),
+        "{hint}"
+    );
     fake.push(Reply::text(404, "no such model"));
     let (_, hint) = error_and_hint(&daemon.cli(&["task", "t", "hi", "--profile", "work"]));
-    assert!(hint.contains("`orchestration models --profile work`"), "{hint}");
+    assert!(
+        hint.contains("`orchestration models --profile work`"),
+        "{hint}"
+    );
 }
 
 #[test]
@@ -202,13 +222,23 @@ fn an_anthropic_base_url_ending_in_v1_is_pointed_out() {
     let daemon = InProcess::serve(env, &["--no-tcp"]);
     let base = fake.url("/v1");
     let spawn = [
-        "spawn", "c", "--provider", "anthropic", "--base-url", &base, "--model", "m",
+        "spawn",
+        "c",
+        "--provider",
+        "anthropic",
+        "--base-url",
+        &base,
+        "--model",
+        "m",
     ];
     daemon.cli(&spawn).ok();
     fake.push(Reply::text(404, "Not Found"));
     let (error, _) = error_and_hint(&daemon.cli(&["message", "c", "hi"]));
     assert!(error.contains(&format!("{base}/v1/messages")), "{error}");
-    assert!(error.contains("drop the trailing /v1 from base_url"), "{error}");
+    assert!(
+        error.contains("drop the trailing /v1 from base_url"),
+        "{error}"
+    );
     assert_eq!(fake.last_request().path, "/v1/v1/messages");
 }
 
@@ -277,7 +307,11 @@ fn complete(env: &Env, words: &[&str]) -> Vec<String> {
         .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())
         .env("_CLAP_IFS", "\n");
     let out = command.output().expect("run orchestration");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_owned)
@@ -302,7 +336,10 @@ fn completion_goes_on_after_a_comma_and_knows_config_keys() {
     assert!(complete(env, &["orchestration", "message", "al"]).contains(&"alice".to_owned()));
 
     let keys = complete(env, &["orchestration", "config", "get", "prov"]);
-    assert!(keys.contains(&"providers.idle_timeout".to_owned()), "{keys:?}");
+    assert!(
+        keys.contains(&"providers.idle_timeout".to_owned()),
+        "{keys:?}"
+    );
     assert!(keys.iter().all(|k| k.starts_with("prov")), "{keys:?}");
     let keys = complete(env, &["orchestration", "config", "set", "limits.max_c"]);
     assert_eq!(keys, ["limits.max_connections"]);
@@ -349,12 +386,17 @@ fn a_message_behind_another_says_it_is_queued_until_it_is_sent() {
             Some(&body),
         ))
         .expect("write");
-    stream.set_read_timeout(Some(common::PATIENCE)).expect("timeout");
+    stream
+        .set_read_timeout(Some(common::PATIENCE))
+        .expect("timeout");
     let mut reader = std::io::BufReader::new(stream);
     let mut line = String::new();
     while !line.contains("\"type\":\"queued\"") {
         line.clear();
-        assert!(reader.read_line(&mut line).expect("read") > 0, "no queued line");
+        assert!(
+            reader.read_line(&mut line).expect("read") > 0,
+            "no queued line"
+        );
     }
     assert!(line.contains("\"ahead\":1"), "{line}");
     gate.open();
@@ -374,6 +416,7 @@ fn a_message_behind_another_says_it_is_queued_until_it_is_sent() {
     let Some(mut second) = on_a_terminal(&daemon.env, &format!("{} message m second", common::BIN))
     else {
         gate.open();
+        let _ = first.wait();
         eprintln!("SKIPPED the terminal half: util-linux `script` is not installed");
         return;
     };
@@ -417,8 +460,64 @@ fn read_screen(child: &mut std::process::Child) -> impl Fn() -> String + use<> {
     std::thread::spawn(move || {
         let mut buffer = [0; 4096];
         while let Ok(n @ 1..) = stdout.read(&mut buffer) {
-            shared.lock().expect("screen").extend_from_slice(&buffer[..n]);
+            shared
+                .lock()
+                .expect("screen")
+                .extend_from_slice(&buffer[..n]);
         }
     });
     move || String::from_utf8_lossy(&screen.lock().expect("screen")).into_owned()
+}
+
+#[test]
+fn a_fan_out_keeps_the_command_lines_order_and_streams_partial_lines_on_a_terminal() {
+    let fake = FakeProvider::start();
+    let daemon = InProcess::start();
+    let base = fake.url("/v1");
+    daemon
+        .cli(&["spawn", "m", "--base-url", &base, "--model", "x"])
+        .ok();
+    daemon.cli(&["spawn", "e", "--provider", "echo"]).ok();
+    let echoed = || {
+        daemon.cli(&["--json", "history", "e"]).json()["messages"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+
+    // Piped: `m` is listed first and answers last, and still comes first.
+    let gate = Gate::new();
+    fake.push(Reply::sse(&openai_chunks(&["held ", "reply"])).insert(0, Step::Wait(gate.clone())));
+    let piped = daemon
+        .env
+        .command(&["message", "m,e", "hi"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("fan-out");
+    common::eventually("e's reply", || echoed() == 2);
+    gate.open();
+    let out = piped.wait_with_output().expect("fan-out");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "m:\nheld reply\ne:\nhi\n"
+    );
+
+    // On a terminal: `m`'s first word shows while the rest is still held.
+    let gate = Gate::new();
+    fake.push(Reply::sse(&openai_chunks(&["held ", "reply"])).insert(2, Step::Wait(gate.clone())));
+    let Some(mut terminal) = on_a_terminal(&daemon.env, &format!("{} message m,e hi", common::BIN))
+    else {
+        gate.open();
+        eprintln!("SKIPPED the terminal half: util-linux `script` is not installed");
+        return;
+    };
+    let screen = read_screen(&mut terminal);
+    common::eventually("m's first word on the terminal", || {
+        screen().contains("m │ held ")
+    });
+    assert!(!screen().contains("reply"), "{:?}", screen());
+    gate.open();
+    assert!(terminal.wait().expect("fan-out").success());
+    let screen = screen();
+    assert!(screen.contains("e │ hi"), "{screen:?}");
+    assert!(screen.contains("reply"), "{screen:?}");
 }

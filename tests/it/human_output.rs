@@ -26,7 +26,14 @@ fn control_characters_from_models_are_made_visible_and_json_stays_exact() {
     let daemon = InProcess::start();
     // A model name set through the API reaches `list` and `spawn`.
     daemon
-        .cli(&["spawn", "e", "--provider", "echo", "--model", "m\x1b]0;t\x07"])
+        .cli(&[
+            "spawn",
+            "e",
+            "--provider",
+            "echo",
+            "--model",
+            "m\x1b]0;t\x07",
+        ])
         .ok();
     // The echo provider sends the message back: the reply carries every sequence.
     let reply = daemon.cli(&["message", "e", HOSTILE]);
@@ -36,8 +43,18 @@ fn control_characters_from_models_are_made_visible_and_json_stays_exact() {
         "{:?}",
         reply.stdout()
     );
-    assert!(reply.stdout().contains("cr\\u{d}over"), "{:?}", reply.stdout());
-    assert_inert("message --no-stream", &daemon.cli(&["message", "--no-stream", "e", HOSTILE]).ok().stdout());
+    assert!(
+        reply.stdout().contains("cr\\u{d}over"),
+        "{:?}",
+        reply.stdout()
+    );
+    assert_inert(
+        "message --no-stream",
+        &daemon
+            .cli(&["message", "--no-stream", "e", HOSTILE])
+            .ok()
+            .stdout(),
+    );
 
     for args in [
         &["history", "e"][..],
@@ -48,7 +65,11 @@ fn control_characters_from_models_are_made_visible_and_json_stays_exact() {
     ] {
         let out = daemon.cli(args);
         assert_inert(&format!("{args:?}"), &out.ok().stdout());
-        assert!(out.stdout().contains("\\u{1b}"), "{args:?}: {:?}", out.stdout());
+        assert!(
+            out.stdout().contains("\\u{1b}"),
+            "{args:?}: {:?}",
+            out.stdout()
+        );
     }
 
     // --raw is the opt-out; --json and jsonl keep the text exact.
@@ -57,7 +78,11 @@ fn control_characters_from_models_are_made_visible_and_json_stays_exact() {
     let json = daemon.cli(&["--json", "history", "e"]).json();
     assert_eq!(json["messages"][1]["content"], HOSTILE);
     let jsonl = daemon.cli(&["history", "e", "--format", "jsonl"]);
-    assert!(jsonl.ok().stdout().contains("\\u001b]52"), "{}", jsonl.stdout());
+    assert!(
+        jsonl.ok().stdout().contains("\\u001b]52"),
+        "{}",
+        jsonl.stdout()
+    );
     let listed = daemon.cli(&["--json", "list"]).json();
     assert_eq!(listed[0]["model"], "m\x1b]0;t\x07");
 }
@@ -79,13 +104,20 @@ fn a_model_servers_mid_stream_error_is_made_visible_too() {
     daemon
         .cli(&["spawn", "f", "--base-url", &base, "--model", "m"])
         .ok();
-    for args in [&["message", "f", "hi"][..], &["--raw", "message", "f", "hi"]] {
+    for args in [
+        &["message", "f", "hi"][..],
+        &["--raw", "message", "f", "hi"],
+    ] {
         fake.push(failing());
         let out = daemon.cli(args);
         assert_eq!(out.code(), 1, "{}", out.stderr());
         assert!(out.stdout().starts_with("partial"), "{}", out.stdout());
         assert_inert(&format!("{args:?}"), &out.stderr());
-        assert!(out.stderr().contains("bad\\u{1b}]0;pwned"), "{}", out.stderr());
+        assert!(
+            out.stderr().contains("bad\\u{1b}]0;pwned"),
+            "{}",
+            out.stderr()
+        );
     }
 }
 
@@ -125,7 +157,13 @@ fn every_human_timestamp_is_to_the_millisecond() {
     daemon.cli(&["spawn", "s", "--provider", "echo"]).ok();
     daemon.cli(&["message", "s", "findable words"]).ok();
     let search = daemon.cli(&["search", "findable"]);
-    let header = search.ok().stdout().lines().next().unwrap_or_default().to_owned();
+    let header = search
+        .ok()
+        .stdout()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     // `s (human, 2025-01-31T01:10:44.709Z)`
     let stamp = header
         .rsplit_once(", ")
@@ -138,7 +176,10 @@ fn every_human_timestamp_is_to_the_millisecond() {
         .ok()
         .stdout()
         .lines()
-        .find_map(|l| l.split_once("(loaded ").map(|(_, rest)| rest.trim_end_matches(')').to_owned()))
+        .find_map(|l| {
+            l.split_once("(loaded ")
+                .map(|(_, rest)| rest.trim_end_matches(')').to_owned())
+        })
         .unwrap_or_else(|| panic!("no config line: {}", status.stdout()));
     assert!(is_millisecond_timestamp(&loaded), "{loaded}");
 }
