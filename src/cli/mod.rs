@@ -303,7 +303,9 @@ fn is_model_server_answer(error: &CliError) -> bool {
     matches!(
         error,
         CliError::Client(ClientError::Api {
-            code: ErrorCode::UpstreamStatus | ErrorCode::UpstreamProtocol | ErrorCode::UpstreamError,
+            code: ErrorCode::UpstreamStatus
+                | ErrorCode::UpstreamProtocol
+                | ErrorCode::UpstreamError,
             ..
         })
     )

@@ -14,21 +14,17 @@ pub struct ModelsArgs {
 
 pub async fn run(ctx: &Ctx, args: ModelsArgs) -> Result<(), CliError> {
     let body = args.endpoint.request(&ctx.config_file)?;
-    let listing: Models = ctx
-        .client
-        .models(&body)
-        .await
-        .map_err(|error| {
-            let error = CliError::from(error);
-            if super::is_model_server_answer(&error) {
-                // Not "list the models": that is what failed.
-                return error.with_hint(
-                    "that is the model server's answer: check the base URL (the URL asked is in \
+    let listing: Models = ctx.client.models(&body).await.map_err(|error| {
+        let error = CliError::from(error);
+        if super::is_model_server_answer(&error) {
+            // Not "list the models": that is what failed.
+            return error.with_hint(
+                "that is the model server's answer: check the base URL (the URL asked is in \
                      the error), the key and the account",
-                );
-            }
-            args.endpoint.explain(error, &ctx.config_file)
-        })?;
+            );
+        }
+        args.endpoint.explain(error, &ctx.config_file)
+    })?;
     if ctx.json {
         return output::json(&listing);
     }
