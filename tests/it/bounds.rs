@@ -10,7 +10,7 @@ use crate::events::Subscriber;
 
 use common::fake_provider::{FakeProvider, Reply, Step, data, openai_chunks};
 use common::in_process::InProcess;
-use common::{Env, HttpResponse, eventually, pairs, sent_turns, transcript};
+use common::{Env, eventually, pairs, sent_turns, transcript};
 use serde_json::{Value, json};
 
 fn daemon(config: &str) -> InProcess {
@@ -30,20 +30,6 @@ fn spawn(daemon: &InProcess, name: &str, fake: &FakeProvider, extra: Value) {
     assert_eq!(response.status, 200, "{}", response.text());
 }
 
-fn say(daemon: &InProcess, name: &str, content: &str) -> HttpResponse {
-    daemon.json(
-        "POST",
-        &format!("/agents/{name}/message"),
-        Some(json!({"content": content})),
-    )
-}
-
-fn history(daemon: &InProcess, name: &str) -> Value {
-    daemon
-        .json("GET", &format!("/agents/{name}/history"), None)
-        .json()
-}
-
 /// One OpenAI chunk carrying `text`.
 fn chunk(text: &str) -> String {
     data(&json!({
@@ -56,7 +42,7 @@ fn chunk(text: &str) -> String {
 /// marked interrupted, with a reason that mentions `why`.
 #[track_caller]
 fn assert_kept_interrupted(daemon: &InProcess, name: &str, why: &str) -> String {
-    let history = history(daemon, name);
+    let history = daemon.history(name);
     let reply = history["messages"]
         .as_array()
         .and_then(|messages| messages.last())
@@ -75,7 +61,7 @@ fn assert_kept_interrupted(daemon: &InProcess, name: &str, why: &str) -> String 
 #[track_caller]
 fn assert_serves_on(daemon: &InProcess, fake: &FakeProvider, name: &str) {
     fake.push(Reply::sse(&openai_chunks(&["still ", "here"])));
-    let response = say(daemon, name, "are you there?");
+    let response = daemon.say(name, "are you there?");
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(response.json()["messages"][0]["content"], "still here");
 }
@@ -88,7 +74,7 @@ fn a_reply_that_never_ends_stops_at_max_reply_bytes_and_is_kept() {
     let daemon = daemon("[limits]\nmax_reply_bytes = 65536\n");
     spawn(&daemon, "runaway", &fake, json!({}));
 
-    let response = say(&daemon, "runaway", "talk forever");
+    let response = daemon.say("runaway", "talk forever");
     assert_eq!(response.status, 503, "{}", response.text());
     assert!(
         response.text().contains("limits.max_reply_bytes"),
@@ -114,7 +100,7 @@ fn a_line_that_never_ends_is_cut_at_the_line_limit() {
     let daemon = daemon("");
     spawn(&daemon, "liner", &fake, json!({}));
 
-    let response = say(&daemon, "liner", "one long line please");
+    let response = daemon.say("liner", "one long line please");
     assert_eq!(response.status, 503, "{}", response.text());
     let kept = assert_kept_interrupted(&daemon, "liner", "longer than 1 MiB");
     assert_eq!(kept, "partial");
@@ -135,7 +121,7 @@ fn a_reply_that_streams_past_turn_timeout_is_cut_and_kept() {
     let daemon = daemon("turn_timeout = \"300ms\"\n");
     spawn(&daemon, "slow", &fake, json!({}));
 
-    let response = say(&daemon, "slow", "take your time");
+    let response = daemon.say("slow", "take your time");
     assert_eq!(response.status, 503, "{}", response.text());
     let kept = assert_kept_interrupted(&daemon, "slow", "providers.turn_timeout (300ms)");
     assert_eq!(kept, "so far");
@@ -158,7 +144,7 @@ fn a_huge_reply_sent_whole_is_refused_and_the_daemon_serves_on() {
     let daemon = daemon("[limits]\nmax_reply_bytes = 65536\n");
     spawn(&daemon, "whole", &fake, json!({}));
 
-    let response = say(&daemon, "whole", "everything at once");
+    let response = daemon.say("whole", "everything at once");
     assert_eq!(response.status, 503, "{}", response.text());
     assert!(
         response.text().contains("larger than 128 KiB"),
@@ -214,13 +200,13 @@ fn a_reply_that_echoes_the_key_is_scrubbed_before_it_is_kept_or_sent() {
     spawn(&daemon, "parrot", &fake, json!({"api_key": KEY}));
     let mut events = Subscriber::open(&daemon, "/events?agent=parrot", &[]);
 
-    let response = say(&daemon, "parrot", "what is my key?");
+    let response = daemon.say("parrot", "what is my key?");
     assert_eq!(response.status, 200, "{}", response.text());
     assert!(!response.text().contains("4242"), "{}", response.text());
     let expected = "Your key is [redacted], right?";
     assert_eq!(response.json()["messages"][0]["content"], expected);
     assert_eq!(
-        transcript(&history(&daemon, "parrot"))[1],
+        transcript(&daemon.history("parrot"))[1],
         ("parrot".to_owned(), expected.to_owned())
     );
     let seen = events.until(|e| e["type"] == "message" && e["message"]["sender"] == "parrot");
@@ -253,7 +239,7 @@ fn only_the_newest_messages_that_fit_the_context_window_are_sent() {
         json!({"instructions": "Be brief."}),
     );
     for prompt in ["a", "b", "c", "d"] {
-        let response = say(&daemon, "window", &prompt.repeat(300));
+        let response = daemon.say("window", &prompt.repeat(300));
         assert_eq!(response.status, 200, "{}", response.text());
     }
     // Newest first: d (300) + rc (100) + c (300) + rb (100) = 800 fit, b
@@ -269,7 +255,7 @@ fn only_the_newest_messages_that_fit_the_context_window_are_sent() {
         ])
     );
     // History itself stays complete.
-    assert_eq!(transcript(&history(&daemon, "window")).len(), 8);
+    assert_eq!(transcript(&daemon.history("window")).len(), 8);
 }
 
 #[test]
@@ -279,9 +265,9 @@ fn a_message_larger_than_the_window_is_still_sent_alone() {
     fake.push(Reply::sse(&openai_chunks(&["two"])));
     let daemon = daemon("context_limit = 256\n");
     spawn(&daemon, "big", &fake, json!({}));
-    say(&daemon, "big", "first");
+    daemon.say("big", "first");
     let huge = "h".repeat(4000);
-    let response = say(&daemon, "big", &huge);
+    let response = daemon.say("big", &huge);
     assert_eq!(response.status, 200, "{}", response.text());
     let sent = sent_turns(&fake.last_request().body);
     assert_eq!(sent, pairs(&[("user", &huge)]));
@@ -293,12 +279,12 @@ fn a_large_message_event_carries_a_truncated_body_with_its_id_and_length() {
     daemon.spawn_echo("big");
     let mut events = Subscriber::open(&daemon, "/events?agent=big", &[]);
     let prompt = "w".repeat(100_000);
-    let response = say(&daemon, "big", &prompt);
+    let response = daemon.say("big", &prompt);
     assert_eq!(response.status, 200, "{}", response.text());
 
     let seen = events.until(|e| e["type"] == "message" && e["message"]["sender"] == "big");
     let messages: Vec<&Value> = seen.iter().filter(|e| e["type"] == "message").collect();
-    let stored = history(&daemon, "big");
+    let stored = daemon.history("big");
     assert_eq!(messages.len(), 2, "the prompt and the reply");
     for (event, kept) in messages.iter().zip(stored["messages"].as_array().unwrap()) {
         let message = &event["message"];

@@ -33,12 +33,6 @@ fn take_env(daemon: Daemon) -> Env {
     daemon.env.clone()
 }
 
-fn history(daemon: &Daemon, name: &str) -> Value {
-    daemon
-        .json("GET", &format!("/agents/{name}/history"), None)
-        .json()
-}
-
 #[test]
 fn agents_come_back_after_a_stop_and_after_kill_9_with_their_whole_context() {
     let fake = FakeProvider::start();
@@ -130,7 +124,7 @@ fn kill_9_mid_stream_keeps_the_human_message_and_the_next_call_has_it() {
     // The human message was committed before the provider was called; the
     // unacknowledged partial reply was not.
     assert_eq!(
-        transcript(&history(&daemon, "mid")),
+        transcript(&daemon.history("mid")),
         pairs(&[("human", "tell me")])
     );
     assert_eq!(
@@ -227,7 +221,7 @@ fn kill_9_mid_burst_loses_no_acknowledged_message() {
     assert!(acknowledged.len() >= BEFORE_THE_KILL);
 
     let daemon = start(env);
-    let history = transcript(&history(&daemon, "burst"));
+    let history = transcript(&daemon.history("burst"));
     for content in &acknowledged {
         let at = history
             .iter()
@@ -278,12 +272,12 @@ fn list_all_clear_and_retention() {
     }
     // Retention: only the newest 4 of kept's 6 messages stay.
     assert_eq!(
-        transcript(&history(&daemon, "kept")),
+        transcript(&daemon.history("kept")),
         pairs(&[("human", "b"), ("kept", "b"), ("human", "c"), ("kept", "c")])
     );
 
     let daemon = start(stop(daemon));
-    assert_eq!(transcript(&history(&daemon, "kept")).len(), 4);
+    assert_eq!(transcript(&daemon.history("kept")).len(), 4);
     let live: Vec<Value> = daemon
         .cli(&["--json", "list"])
         .json()
@@ -322,7 +316,7 @@ fn list_all_clear_and_retention() {
     );
     let daemon = start(stop(daemon));
     assert_eq!(
-        transcript(&history(&daemon, "kept")),
+        transcript(&daemon.history("kept")),
         Vec::<(String, String)>::new()
     );
     assert_eq!(daemon.cli(&["history", "never"]).code(), 4);
@@ -472,7 +466,7 @@ fn idle_exit_does_not_wait_for_live_agents_and_they_come_back() {
     assert!(!daemon.env.socket().exists());
     let daemon = start(daemon.env.clone());
     assert_eq!(daemon.json("GET", "/agents/sleeper", None).status, 200);
-    let history = transcript(&history(&daemon, "sleeper"));
+    let history = transcript(&daemon.history("sleeper"));
     assert_eq!(history.len(), 2);
     assert_eq!(history[1], ("sleeper".to_owned(), words));
 }
@@ -545,7 +539,7 @@ fn a_full_disk_is_a_507_and_loses_nothing_already_saved() {
 
     // Without the limit, everything acknowledged is there, in order.
     let daemon = start(env);
-    let history = transcript(&history(&daemon, "full"));
+    let history = transcript(&daemon.history("full"));
     for (i, content) in saved.iter().enumerate() {
         assert_eq!(history[2 * i], ("human".to_owned(), content.clone()));
         assert_eq!(history[2 * i + 1], ("full".to_owned(), content.clone()));

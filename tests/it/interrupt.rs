@@ -44,14 +44,6 @@ fn interrupt(daemon: &InProcess, name: &str) -> HttpResponse {
     daemon.json("POST", &format!("/agents/{name}/interrupt"), None)
 }
 
-fn say(daemon: &InProcess, name: &str, content: &str) -> HttpResponse {
-    daemon.json(
-        "POST",
-        &format!("/agents/{name}/message"),
-        Some(json!({"content": content})),
-    )
-}
-
 /// The last message in the agent's history.
 fn last_message(daemon: &InProcess, name: &str) -> Value {
     let history = daemon
@@ -133,7 +125,7 @@ fn a_streamed_turn_stops_its_partial_is_kept_and_the_agent_serves_on() {
 
     // The next message runs as usual.
     fake.push(Reply::sse(&openai_chunks(&["back ", "again"])));
-    let next = say(&daemon, "a", "again?");
+    let next = daemon.say("a", "again?");
     assert_eq!(next.status, 200, "{}", next.text());
     let reply = &next.json()["messages"][0];
     assert_eq!(reply["content"], "back again");
@@ -224,7 +216,7 @@ fn an_idle_agent_is_left_alone() {
     assert_eq!(response.status, 202, "{}", response.text());
     assert_eq!(response.json(), json!({"interrupted": false}));
 
-    let reply = say(&daemon, "calm", "hello there");
+    let reply = daemon.say("calm", "hello there");
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.json()["messages"][0]["content"], "hello there");
     // After a finished turn there is nothing to stop either.

@@ -41,20 +41,6 @@ fn spawn(daemon: &InProcess, body: Value) -> Value {
     response.json()
 }
 
-fn say(daemon: &InProcess, name: &str, content: &str) -> HttpResponse {
-    daemon.json(
-        "POST",
-        &format!("/agents/{name}/message"),
-        Some(json!({"content": content})),
-    )
-}
-
-fn history(daemon: &InProcess, name: &str) -> Value {
-    daemon
-        .json("GET", &format!("/agents/{name}/history"), None)
-        .json()
-}
-
 #[test]
 fn openai_gets_instructions_and_the_whole_conversation_and_the_cli_sees_the_stream() {
     let fake = FakeProvider::start();
@@ -111,7 +97,7 @@ fn openai_gets_instructions_and_the_whole_conversation_and_the_cli_sees_the_stre
     );
 
     // Usage per reply in metadata, summed per agent; the server's model noted.
-    let history = history(&daemon, "ann");
+    let history = daemon.history("ann");
     let reply = &history["messages"][1];
     assert_eq!(reply["metadata"]["usage"]["input_tokens"], 11);
     assert_eq!(reply["metadata"]["usage"]["output_tokens"], 3);
@@ -190,7 +176,7 @@ fn openai_quirks_of_real_servers_are_tolerated() {
         &daemon,
         json!({"name": "q", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1/")}),
     );
-    let reply = say(&daemon, "q", "capital of France?");
+    let reply = daemon.say("q", "capital of France?");
     assert_eq!(reply.status, 200, "{}", reply.text());
     let message = &reply.json()["messages"][0];
     assert_eq!(message["content"], "Paris.");
@@ -240,7 +226,7 @@ fn upstream_error_bodies_of_every_shape_reach_the_user() {
     ];
     for (reply, status, message) in cases {
         fake.push(reply);
-        let response = say(&daemon, "e", "hello");
+        let response = daemon.say("e", "hello");
         assert_eq!(response.status, 502, "{}", response.text());
         let detail = response.detail();
         assert!(detail.contains(status), "{detail}");
@@ -258,8 +244,8 @@ fn upstream_error_bodies_of_every_shape_reach_the_user() {
 
     // The agent is still usable and the human messages are all kept.
     fake.push(Reply::sse(&openai_chunks(&["fine now"])));
-    assert_eq!(say(&daemon, "e", "again").status, 200);
-    let humans = transcript(&history(&daemon, "e"))
+    assert_eq!(daemon.say("e", "again").status, 200);
+    let humans = transcript(&daemon.history("e"))
         .iter()
         .filter(|(sender, _)| sender == "human")
         .count();
@@ -282,14 +268,14 @@ fn an_error_inside_a_200_stream_keeps_the_partial_reply_marked_interrupted() {
         &daemon,
         json!({"name": "m", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
     );
-    let response = say(&daemon, "m", "tell me");
+    let response = daemon.say("m", "tell me");
     assert_eq!(response.status, 502);
     assert!(
         response.detail().contains("Provider overloaded"),
         "{}",
         response.detail()
     );
-    let history = history(&daemon, "m");
+    let history = daemon.history("m");
     let reply = &history["messages"][1];
     assert_eq!(reply["content"], "Half ");
     assert_eq!(reply["metadata"]["interrupted"], true);
@@ -330,7 +316,7 @@ fn a_stream_cut_short_is_an_error_and_the_partial_reply_is_kept() {
             .contains("broke mid-reply"),
         "{rest}"
     );
-    let reply = &history(&daemon, "t")["messages"][1];
+    let reply = &daemon.history("t")["messages"][1];
     assert_eq!(reply["content"], "Once upon ");
     assert_eq!(reply["metadata"]["interrupted"], true);
 }
@@ -345,7 +331,7 @@ fn garbage_from_the_server_is_a_clear_502() {
         &daemon,
         json!({"name": "g", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
     );
-    let response = say(&daemon, "g", "hi");
+    let response = daemon.say("g", "hi");
     assert_eq!(response.status, 502);
     assert!(
         response.detail().contains("not JSON"),
@@ -353,7 +339,7 @@ fn garbage_from_the_server_is_a_clear_502() {
         response.detail()
     );
     // Plain text with a 200 is not an event stream either: no finish, so an error.
-    let response = say(&daemon, "g", "hi");
+    let response = daemon.say("g", "hi");
     assert_eq!(response.status, 502, "{}", response.text());
     assert_eq!(daemon.json("GET", "/health", None).status, 200);
 }
@@ -371,7 +357,7 @@ fn rate_limits_and_server_errors_are_retried_before_anything_streams() {
         &daemon,
         json!({"name": "r", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
     );
-    let response = say(&daemon, "r", "hi");
+    let response = daemon.say("r", "hi");
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(
         response.json()["messages"][0]["content"],
@@ -383,7 +369,7 @@ fn rate_limits_and_server_errors_are_retried_before_anything_streams() {
     for _ in 0..3 {
         fake.push(Reply::text(500, "still broken"));
     }
-    let response = say(&daemon, "r", "hi");
+    let response = daemon.say("r", "hi");
     assert_eq!(response.status, 502);
     assert!(response.detail().contains("500") && response.detail().contains("still broken"));
     assert_eq!(fake.requests().len(), 6);
@@ -397,7 +383,7 @@ fn an_unreachable_server_is_a_502_after_retries() {
         &daemon,
         json!({"name": "n", "provider": "openai", "api_key": "k", "base_url": closed}),
     );
-    let response = say(&daemon, "n", "anyone?");
+    let response = daemon.say("n", "anyone?");
     assert_eq!(response.status, 502, "{}", response.text());
     assert!(
         response.detail().contains("cannot reach 127.0.0.1"),
@@ -419,7 +405,7 @@ fn a_server_that_never_answers_is_a_504_and_a_slow_one_is_fine() {
         &daemon,
         json!({"name": "h", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
     );
-    let response = say(&daemon, "h", "hello?");
+    let response = daemon.say("h", "hello?");
     assert_eq!(response.status, 504, "{}", response.text());
     assert!(
         response.detail().contains("timed out"),
@@ -427,7 +413,7 @@ fn a_server_that_never_answers_is_a_504_and_a_slow_one_is_fine() {
         response.detail()
     );
 
-    let response = say(&daemon, "h", "slowly");
+    let response = daemon.say("h", "slowly");
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(response.json()["messages"][0]["content"], "a b c");
 }
@@ -452,9 +438,9 @@ fn a_client_that_leaves_cancels_the_upstream_request() {
         fake.closed_by_client() == 1
     });
     eventually("the partial reply to be recorded", || {
-        history(&daemon, "c")["messages"][1]["metadata"]["interrupted"] == true
+        daemon.history("c")["messages"][1]["metadata"]["interrupted"] == true
     });
-    assert_eq!(history(&daemon, "c")["messages"][1]["content"], "partial ");
+    assert_eq!(daemon.history("c")["messages"][1]["content"], "partial ");
 }
 
 #[test]
@@ -519,7 +505,7 @@ fn a_missing_key_is_a_400_at_spawn_and_keys_never_cross_profiles() {
         &daemon,
         json!({"name": "d", "provider": "openai", "base_url": fake.url("/v1")}),
     );
-    assert_eq!(say(&daemon, "d", "hi").status, 200);
+    assert_eq!(daemon.say("d", "hi").status, 200);
     assert_eq!(fake.last_request().header("authorization"), None);
 
     // `local` needs no key, but has no default model either.
@@ -628,7 +614,7 @@ fn anthropic_messages_are_sent_and_streamed() {
             ("user", "again")
         ])
     );
-    let reply = &history(&daemon, "claude")["messages"][1];
+    let reply = &daemon.history("claude")["messages"][1];
     assert_eq!(reply["metadata"]["usage"]["input_tokens"], 21);
     assert_eq!(reply["metadata"]["usage"]["output_tokens"], 2);
     assert_eq!(reply["metadata"]["finish_reason"], "end_turn");
@@ -657,11 +643,11 @@ fn anthropic_errors_before_and_inside_the_stream_and_truncation() {
         &daemon,
         json!({"name": "a", "provider": "anthropic", "api_key": "k", "base_url": fake.url("")}),
     );
-    let response = say(&daemon, "a", "one");
+    let response = daemon.say("a", "one");
     assert_eq!(response.status, 502);
     assert!(response.detail().contains("401") && response.detail().contains("invalid x-api-key"));
 
-    let response = say(&daemon, "a", "two");
+    let response = daemon.say("a", "two");
     assert_eq!(response.status, 502);
     assert!(
         response.detail().contains("Overloaded"),
@@ -669,7 +655,7 @@ fn anthropic_errors_before_and_inside_the_stream_and_truncation() {
         response.detail()
     );
 
-    let response = say(&daemon, "a", "three");
+    let response = daemon.say("a", "three");
     assert_eq!(response.status, 502);
     assert!(
         response.detail().contains("ended before"),
@@ -677,7 +663,7 @@ fn anthropic_errors_before_and_inside_the_stream_and_truncation() {
         response.detail()
     );
 
-    let history = transcript(&history(&daemon, "a"));
+    let history = transcript(&daemon.history("a"));
     assert_eq!(
         history,
         pairs(&[
@@ -690,7 +676,7 @@ fn anthropic_errors_before_and_inside_the_stream_and_truncation() {
     );
     // Consecutive user turns are merged: roles alternate as the API requires.
     fake.push(Reply::sse(&anthropic_events(&["ok"])));
-    assert_eq!(say(&daemon, "a", "four").status, 200);
+    assert_eq!(daemon.say("a", "four").status, 200);
     let roles: Vec<String> = sent_turns(&fake.last_request().body)
         .into_iter()
         .map(|(role, _)| role)
@@ -848,7 +834,7 @@ fn servers_that_ignore_stream_true_answer_one_json_reply_and_it_counts() {
     let out = daemon.cli(&["message", "o", "hi"]);
     out.ok();
     assert_eq!(out.stdout(), "Whole at once.\n");
-    let reply = &history(&daemon, "o")["messages"][1];
+    let reply = &daemon.history("o")["messages"][1];
     assert_eq!(reply["metadata"]["usage"]["input_tokens"], 7);
     assert_eq!(reply["metadata"]["usage"]["output_tokens"], 3);
     assert_eq!(reply["metadata"]["finish_reason"], "stop");
@@ -861,7 +847,7 @@ fn servers_that_ignore_stream_true_answer_one_json_reply_and_it_counts() {
     let out = daemon.cli(&["message", "a", "salut"]);
     out.ok();
     assert_eq!(out.stdout(), "Tout ensemble.\n");
-    let reply = &history(&daemon, "a")["messages"][1];
+    let reply = &daemon.history("a")["messages"][1];
     assert_eq!(reply["metadata"]["usage"]["input_tokens"], 9);
     assert_eq!(reply["metadata"]["usage"]["output_tokens"], 4);
     assert_eq!(reply["metadata"]["finish_reason"], "end_turn");
@@ -874,14 +860,14 @@ fn servers_that_ignore_stream_true_answer_one_json_reply_and_it_counts() {
     assert!(list.stdout().contains("7/3"), "{}", list.stdout());
     assert!(list.stdout().contains("9/4"), "{}", list.stdout());
 
-    let response = say(&daemon, "a", "again");
+    let response = daemon.say("a", "again");
     assert_eq!(response.status, 502, "{}", response.text());
     assert!(
         response.detail().contains("Overloaded"),
         "{}",
         response.detail()
     );
-    let response = say(&daemon, "o", "again");
+    let response = daemon.say("o", "again");
     assert_eq!(response.status, 502, "{}", response.text());
     assert!(
         response.detail().contains("expected an event stream"),
@@ -904,7 +890,7 @@ fn a_failed_agent_still_takes_messages_and_is_idle_after_the_next_good_reply() {
         &daemon,
         json!({"name": "f", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
     );
-    let failed = say(&daemon, "f", "first");
+    let failed = daemon.say("f", "first");
     assert_eq!(failed.status, 502, "{}", failed.text());
     assert!(
         failed.detail().contains("context too long"),
@@ -918,7 +904,7 @@ fn a_failed_agent_still_takes_messages_and_is_idle_after_the_next_good_reply() {
     let listed = daemon.cli(&["list", "--state", "failed"]);
     assert!(listed.ok().stdout().contains("f "), "{}", listed.stdout());
 
-    let good = say(&daemon, "f", "second");
+    let good = daemon.say("f", "second");
     assert_eq!(good.status, 200, "{}", good.text());
     assert_eq!(good.json()["messages"][0]["content"], "better now");
     assert_eq!(
@@ -935,7 +921,7 @@ fn a_failed_agent_still_takes_messages_and_is_idle_after_the_next_good_reply() {
         pairs(&[("user", "first"), ("user", "second")])
     );
     assert_eq!(
-        transcript(&history(&daemon, "f")),
+        transcript(&daemon.history("f")),
         pairs(&[("human", "first"), ("human", "second"), ("f", "better now")])
     );
 }

@@ -16,14 +16,6 @@ fn profile(url: &str) -> String {
     format!("[profiles.work]\nbase_url = \"{url}\"\napi_key_env = \"WORK_KEY\"\nmodel = \"w\"\n")
 }
 
-fn say(daemon: &Daemon, name: &str) -> common::HttpResponse {
-    daemon.json(
-        "POST",
-        &format!("/agents/{name}/message"),
-        Some(json!({"content": "hi"})),
-    )
-}
-
 fn info(daemon: &Daemon, name: &str) -> Value {
     daemon.json("GET", &format!("/agents/{name}"), None).json()
 }
@@ -85,7 +77,7 @@ fn a_reload_moves_a_profile_and_rotates_its_key_for_the_next_message() {
     assert_eq!(spawned.status, 200, "{}", spawned.text());
     let id = spawned.json()["id"].clone();
     old.push(Reply::sse(&openai_chunks(&["before"])));
-    assert_eq!(say(&daemon, "w").status, 200);
+    assert_eq!(daemon.say("w", "hi").status, 200);
     assert_eq!(
         old.last_request().header("authorization"),
         Some("Bearer key-before")
@@ -98,7 +90,7 @@ fn a_reload_moves_a_profile_and_rotates_its_key_for_the_next_message() {
     assert!(out.stdout().contains("reloaded"), "{}", out.stdout());
 
     new.push(Reply::sse(&openai_chunks(&["after"])));
-    assert_eq!(say(&daemon, "w").status, 200);
+    assert_eq!(daemon.say("w", "hi").status, 200);
     let sent = new.last_request();
     assert_eq!(sent.path, "/v2/chat/completions");
     assert_eq!(sent.header("authorization"), Some("Bearer key-after"));
@@ -141,7 +133,7 @@ fn a_broken_config_on_reload_changes_nothing_and_says_where() {
     assert!(out.stderr().contains("line 3"), "{}", out.stderr());
     // The old profile is still in effect.
     fake.push(Reply::sse(&openai_chunks(&["still here"])));
-    assert_eq!(say(&daemon, "w").status, 200);
+    assert_eq!(daemon.say("w", "hi").status, 200);
     assert_eq!(fake.requests().len(), 1);
     let status = daemon.cli(&["--json", "serve", "--status"]).json();
     assert_eq!(status["config"]["loaded_at"], loaded);
@@ -195,7 +187,7 @@ fn a_start_without_the_key_suspends_the_agent_and_the_key_revives_it() {
         .json()["id"]
         .clone();
     fake.push(Reply::sse(&openai_chunks(&["first"])));
-    assert_eq!(say(&daemon, "w").status, 200);
+    assert_eq!(daemon.say("w", "hi").status, 200);
     let mut daemon = daemon;
     assert!(daemon.terminate().success());
 
@@ -214,7 +206,7 @@ fn a_start_without_the_key_suspends_the_agent_and_the_key_revives_it() {
         "{suspended}"
     );
     assert!(daemon.cli(&["list"]).stdout().contains("WORK_KEY"));
-    let refused = say(&daemon, "w");
+    let refused = daemon.say("w", "hi");
     assert_eq!(refused.status, 409, "{}", refused.text());
     assert_eq!(refused.json()["code"], "suspended");
     assert_eq!(refused.json()["missing_key"], "WORK_KEY");
@@ -302,7 +294,7 @@ fn a_vanished_profile_suspends_until_a_reload_brings_it_back() {
     daemon.cli(&["serve", "--reload"]).ok();
     assert_eq!(info(&daemon, "w")["state"], "idle");
     fake.push(Reply::sse(&openai_chunks(&["ok"])));
-    assert_eq!(say(&daemon, "w").status, 200);
+    assert_eq!(daemon.say("w", "hi").status, 200);
 }
 
 #[test]

@@ -272,14 +272,6 @@ fn spawn_api(daemon: &impl Harness, body: Value) {
     assert_eq!(response.status, 200, "{}", response.text());
 }
 
-fn say(daemon: &impl Harness, name: &str) -> common::HttpResponse {
-    daemon.json(
-        "POST",
-        &format!("/agents/{name}/message"),
-        Some(json!({"content": "hi"})),
-    )
-}
-
 #[test]
 fn the_daemons_keys_go_only_to_their_own_endpoints() {
     const DAEMON_KEY: &str = "sk-daemon-only-5f2c";
@@ -298,14 +290,14 @@ fn the_daemons_keys_go_only_to_their_own_endpoints() {
         &daemon,
         json!({"name": "steer", "provider": "openai", "model": "m", "base_url": base}),
     );
-    assert_eq!(say(&daemon, "steer").status, 200);
+    assert_eq!(daemon.say("steer", "hi").status, 200);
     // ...nor does one that also names a variable of the daemon's environment.
     fake.push(Reply::sse(&openai_chunks(&["ok"])));
     spawn_api(
         &daemon,
         json!({"name": "env", "provider": "openai", "model": "m", "base_url": base, "api_key_env": "PLANTED_TOKEN"}),
     );
-    assert_eq!(say(&daemon, "env").status, 200);
+    assert_eq!(daemon.say("env", "hi").status, 200);
     // Anthropic's header, and the models listing, follow the same rule.
     fake.push(Reply::json(200, &json!({"data": [{"id": "m"}]})));
     let models = daemon.json(
@@ -365,7 +357,7 @@ fn a_config_profile_binds_a_key_variable_to_its_url() {
         &daemon,
         json!({"name": "moved", "profile": "work", "base_url": other}),
     );
-    assert_eq!(say(&daemon, "moved").status, 200);
+    assert_eq!(daemon.say("moved", "hi").status, 200);
     assert_eq!(fake.last_request().header("authorization"), None);
 }
 
@@ -459,7 +451,7 @@ fn a_redirect_to_another_host_carries_no_credential_there() {
         json!({"name": "r", "provider": "anthropic", "base_url": first.url(""),
                "api_key": "ak-redirect-secret", "headers": {"X-Session-Token": "custom-secret-hdr"}}),
     );
-    let response = say(&daemon, "r");
+    let response = daemon.say("r", "hi");
     assert_eq!(response.status, 502, "{}", response.text());
     assert!(
         response.detail().contains("redirect"),
@@ -495,7 +487,7 @@ fn a_key_echoed_by_the_model_server_is_scrubbed_everywhere() {
     let mut seen = Vec::new();
     // Before the stream: a plain answer, and a streamed one.
     fake.push(Reply::json(401, &echo));
-    let plain = say(&daemon, "s");
+    let plain = daemon.say("s", "hi");
     assert_eq!(plain.status, 502);
     assert!(plain.detail().contains("[redacted]"), "{}", plain.detail());
     seen.push(plain.text());
@@ -513,12 +505,12 @@ fn a_key_echoed_by_the_model_server_is_scrubbed_everywhere() {
         chunks[1].clone(),
         data(&echo),
     ]));
-    seen.push(say(&daemon, "s").text());
+    seen.push(daemon.say("s", "hi").text());
     // A retried 5xx is logged before it is returned.
     for _ in 0..3 {
         fake.push(Reply::text(503, &format!("overloaded for key {KEY}")));
     }
-    seen.push(say(&daemon, "s").text());
+    seen.push(daemon.say("s", "hi").text());
     seen.push(daemon.request("GET", "/agents/s/history", None).text());
     fake.push(Reply::json(401, &echo));
     seen.push(daemon.cli(&["message", "s", "hi"]).stderr());

@@ -193,6 +193,23 @@ pub trait Harness {
         self.request(method, path, body.as_deref())
     }
 
+    /// Sends `content` to agent `name` and waits for the whole reply
+    /// (`POST /agents/{name}/message`, not streamed).
+    fn say(&self, name: &str, content: &str) -> HttpResponse {
+        self.json(
+            "POST",
+            &format!("/agents/{name}/message"),
+            Some(serde_json::json!({ "content": content })),
+        )
+    }
+
+    /// Agent `name`'s history (`GET /agents/{name}/history`), as JSON.
+    #[track_caller]
+    fn history(&self, name: &str) -> Value {
+        self.json("GET", &format!("/agents/{name}/history"), None)
+            .json()
+    }
+
     /// Spawns an `echo` agent and checks that it was.
     #[track_caller]
     fn spawn_echo(&self, name: &str) {
