@@ -81,8 +81,9 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with_all = ["stop", "port", "listen", "no_tcp"])]
     pub status: bool,
     /// Make the running daemon re-read config.toml and the environment file (keys) without a
-    /// restart, and wait for the outcome: exit 0, or exit 1 with why nothing changed. Same as
-    /// SIGHUP or `systemctl --user reload orchestration`.
+    /// restart, and wait for the outcome: exit 0 once the files are in effect (also when nothing
+    /// in them changed); exit 1 with the reason when one does not load, and then the daemon keeps
+    /// the settings it had. Same as SIGHUP or `systemctl --user reload orchestration`.
     #[arg(long, conflicts_with_all = ["status", "stop", "daemon", "port", "listen", "no_tcp"])]
     pub reload: bool,
     /// Stop the running daemon gracefully and wait until it has exited.
