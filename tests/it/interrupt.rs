@@ -4,7 +4,7 @@
 //! The model is a fake provider holding its reply mid-stream until the
 //! daemon closes the connection.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::BufReader;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -13,9 +13,7 @@ use crate::events::Subscriber;
 
 use common::fake_provider::{FakeProvider, Reply, Step, openai_chunks};
 use common::in_process::InProcess;
-use common::{
-    Env, Harness, HttpResponse, PATIENCE, build_request, eventually, read_rest, send, transcript,
-};
+use common::{Env, Harness, HttpResponse, build_request, eventually, read_rest, send, transcript};
 use serde_json::{Value, json};
 
 fn daemon(tcp: bool) -> InProcess {
@@ -70,22 +68,8 @@ fn assert_interrupted_by_request(message: &Value, said: &str) {
 /// head has arrived: the daemon answers the head only after the message is
 /// queued, so the caller knows it is in line.
 fn queue_streamed(socket: PathBuf, path: &str, content: &str) -> BufReader<UnixStream> {
-    let mut stream = UnixStream::connect(socket).expect("connect");
     let body = json!({"content": content, "stream": true}).to_string();
-    stream
-        .write_all(&build_request(
-            "POST",
-            path,
-            &[("Host", "localhost")],
-            Some(&body),
-        ))
-        .expect("write");
-    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("status line");
-    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-    reader
+    common::open_request(&socket, "POST", path, Some(&body))
 }
 
 #[test]

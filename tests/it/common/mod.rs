@@ -618,22 +618,30 @@ pub fn open_stream(socket: &Path, path: &str, body: &Value) -> BufReader<UnixStr
     }
 }
 
-/// Opens `GET /events` and returns it once its head arrived.
-pub fn open_events(socket: &Path) -> BufReader<UnixStream> {
+/// Sends one request over the socket and returns the connection once a
+/// `200` status line has arrived, the rest of the answer still to read.
+pub fn open_request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> BufReader<UnixStream> {
     let mut stream = UnixStream::connect(socket).expect("connect");
     stream
-        .write_all(&build_request(
-            "GET",
-            "/events",
-            &[("Host", "localhost")],
-            None,
-        ))
+        .write_all(&build_request(method, path, &[("Host", "localhost")], body))
         .expect("write");
     stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).expect("status line");
     assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    reader
+}
+
+/// Opens `GET /events` and returns it once its head arrived.
+pub fn open_events(socket: &Path) -> BufReader<UnixStream> {
+    let mut reader = open_request(socket, "GET", "/events", None);
+    let mut line = String::new();
     while line != "\r\n" {
         line.clear();
         let n = reader.read_line(&mut line).expect("head");
