@@ -27,6 +27,7 @@ mod paths;
 mod pidfile;
 mod profiles;
 pub mod providers;
+pub mod runtime;
 mod service;
 pub mod store;
 pub mod wire;

@@ -124,6 +124,37 @@ impl Printer {
                 "stopped with the daemon (it comes back at the next start)".to_owned()
             }
             Event::Lagged { missed } => format!("missed {missed} events"),
+            Event::ToolCall { call } => format!(
+                "tool call {}: {}",
+                output::visible(&call.name),
+                output::visible(&call.input.to_string())
+            ),
+            Event::ToolResult { result } => {
+                let outcome = if result.is_error { "failed" } else { "result" };
+                format!(
+                    "tool {outcome} {}: {}",
+                    output::visible(&result.name),
+                    output::visible(&result.output)
+                )
+            }
+            Event::ApprovalRequested { approval } => format!(
+                "asks approval {}: {} {}",
+                approval.id,
+                output::visible(&approval.request.tool),
+                output::visible(&approval.request.summary)
+            ),
+            Event::ApprovalResolved {
+                id,
+                decision,
+                reason,
+            } => {
+                let reason = reason.map(|r| format!(" ({})", output::visible(&r)));
+                let decision = match decision {
+                    crate::model::Decision::Approve => "approved",
+                    crate::model::Decision::Deny => "denied",
+                };
+                format!("approval {id}: {decision}{}", reason.unwrap_or_default())
+            }
             Event::Unknown => return Ok(()),
         };
         self.close_line();

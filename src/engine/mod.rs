@@ -8,6 +8,7 @@
 //! interrupted.
 
 mod agent;
+mod approvals;
 mod context;
 mod events;
 mod history;
@@ -23,6 +24,7 @@ use crate::model::{
     PruneReport, SearchFilter, SearchHit, Secret, ShutdownReport, Usage, now_rfc3339,
 };
 pub use agent::{Exchange, ExchangeEvent};
+pub use approvals::{AnswerError, Approvals};
 pub use events::Events;
 use history::Totals;
 pub use history::{History, Which};
@@ -98,6 +100,8 @@ struct Inner {
     bytes_in_flight: RwLock<Arc<Semaphore>>,
     started: Instant,
     events: Events,
+    /// Pending permission requests of every agent that acts.
+    approvals: Approvals,
 }
 
 /// What a reload did to the agents.
@@ -111,6 +115,7 @@ pub struct ReloadReport {
 
 impl Engine {
     fn with_history(settings: ProviderSettings, history: History) -> Self {
+        let events = Events::new();
         Self {
             inner: Arc::new(Inner {
                 agents: Mutex::new(Registry::new()),
@@ -124,7 +129,8 @@ impl Engine {
                     .max_bytes_in_flight)))),
                 settings: RwLock::new(Arc::new(settings)),
                 started: Instant::now(),
-                events: Events::new(),
+                approvals: Approvals::new(events.clone()),
+                events,
             }),
         }
     }
@@ -269,6 +275,11 @@ impl Engine {
     }
 
     /// The event bus (`GET /events`).
+    /// Every agent's pending approvals.
+    pub fn approvals(&self) -> &Approvals {
+        &self.inner.approvals
+    }
+
     pub fn events(&self) -> &Events {
         &self.inner.events
     }

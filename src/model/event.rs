@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AgentName, AgentState, Message, Usage};
+use super::{AgentName, AgentState, Approval, Decision, Message, ToolCall, ToolResult, Usage};
 
 /// One line of `GET /events`: the envelope every event has, and the event.
 /// `id` rises by one per event over the daemon's life (a `lagged` line has
@@ -50,6 +50,23 @@ pub enum Event {
     Shutdown {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         restart: bool,
+    },
+    /// An agent asked to run a tool (stored as a `tool_call` message too).
+    #[serde(rename = "tool_call")]
+    ToolCall { call: ToolCall },
+    /// A tool's result (stored as a `tool_result` message too).
+    #[serde(rename = "tool_result")]
+    ToolResult { result: ToolResult },
+    /// A tool call waits for a person's answer (`approve`/`deny`).
+    #[serde(rename = "approval_requested")]
+    ApprovalRequested { approval: Approval },
+    /// An approval was answered, denied at its timeout, or denied at shutdown.
+    #[serde(rename = "approval_resolved")]
+    ApprovalResolved {
+        id: String,
+        decision: Decision,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// This reader fell behind and `missed` events were dropped for it.
     Lagged { missed: u64 },

@@ -1,21 +1,26 @@
 //! The domain types everything else speaks: agent names, messages, agents
-//! and their states, usage, secrets, provider specs, events and search hits.
+//! and their states, usage, secrets, provider specs, events, search hits,
+//! tool calls and approvals.
 //!
 //! This is the bottom layer. It depends only on serde, uuid and time; the
 //! engine, the providers, the store, the wire protocol and the client all
 //! build on it, and it imports none of them.
 
 mod agent;
+mod approval;
 mod event;
 mod message;
 mod name;
 mod search;
+mod tool;
 
 pub use agent::{
     AgentConfig, AgentInfo, AgentState, Conversation, ProviderSpec, PruneReport,
     PrunedConversation, Secret, ShutdownReport, Usage,
 };
+pub use approval::{Approval, ApprovalRequest, Decision, Verdict};
 pub use event::{Event, EventLine};
 pub use message::{HUMAN, Message, now_rfc3339, rfc3339_ago};
 pub use name::{AgentName, InvalidName};
 pub use search::{SearchFilter, SearchHit};
+pub use tool::{TOOL_CALL, TOOL_RESULT, ToolCall, ToolResult};

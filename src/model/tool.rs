@@ -1,0 +1,95 @@
+//! Tool calls and their results: what an agent that acts asked to run and
+//! what came back, as every layer above speaks them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::Message;
+
+/// `message_type` of a stored tool call.
+pub const TOOL_CALL: &str = "tool_call";
+/// `message_type` of a stored tool result.
+pub const TOOL_RESULT: &str = "tool_result";
+
+/// A tool the model asked to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The id the model (or the coding agent) gave the call; its result carries the same.
+    pub id: String,
+    /// The tool's name as the agent knows it (`Bash`, `commandExecution`, `fs.read_file`).
+    pub name: String,
+    /// The arguments, as the agent sent them.
+    #[serde(default)]
+    pub input: Value,
+}
+
+/// What a tool call gave back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolResult {
+    /// The id of the call this answers.
+    pub id: String,
+    /// The tool's name, repeated so a result reads on its own.
+    #[serde(default)]
+    pub name: String,
+    /// The output as text (untrusted: printed sanitised, scrubbed of keys).
+    pub output: String,
+    /// The tool failed, was denied, or timed out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_error: bool,
+}
+
+impl ToolCall {
+    /// The call as a stored message: `content` is the input as JSON text, so
+    /// search finds it; `metadata` has `tool`, `tool_use_id` and `input`.
+    pub fn to_message(&self, sender: &str) -> Message {
+        let mut metadata = Map::new();
+        metadata.insert("tool".into(), Value::from(self.name.clone()));
+        metadata.insert("tool_use_id".into(), Value::from(self.id.clone()));
+        metadata.insert("input".into(), self.input.clone());
+        let mut message = Message::new(sender, self.input.to_string(), metadata);
+        message.message_type = TOOL_CALL.to_owned();
+        message
+    }
+}
+
+impl ToolResult {
+    /// The result as a stored message: `content` is the output; `metadata`
+    /// has `tool`, `tool_use_id` and `is_error`.
+    pub fn to_message(&self, sender: &str) -> Message {
+        let mut metadata = Map::new();
+        metadata.insert("tool".into(), Value::from(self.name.clone()));
+        metadata.insert("tool_use_id".into(), Value::from(self.id.clone()));
+        metadata.insert("is_error".into(), Value::Bool(self.is_error));
+        let mut message = Message::new(sender, self.output.clone(), metadata);
+        message.message_type = TOOL_RESULT.to_owned();
+        message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_and_results_become_typed_messages() {
+        let call = ToolCall {
+            id: "t1".into(),
+            name: "Bash".into(),
+            input: serde_json::json!({"command": "ls"}),
+        };
+        let message = call.to_message("coder");
+        assert_eq!(message.message_type, TOOL_CALL);
+        assert_eq!(message.metadata["tool"], "Bash");
+        assert!(message.content.contains("ls"));
+        let result = ToolResult {
+            id: "t1".into(),
+            name: "Bash".into(),
+            output: "a.txt".into(),
+            is_error: false,
+        };
+        let message = result.to_message("coder");
+        assert_eq!(message.message_type, TOOL_RESULT);
+        assert_eq!(message.content, "a.txt");
+        assert_eq!(message.metadata["is_error"], false);
+    }
+}
