@@ -26,6 +26,28 @@ if ! "$venv/bin/python" -m pip show mcp 2>/dev/null | grep -qx "Version: $MCP_VE
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "mcp==$MCP_VERSION"
 fi
 export ORCHESTRATION_MCP_PYTHON="$PWD/$venv/bin/python"
+# The coding agents the daemon drives as children (tests/it/coding_agents*.rs):
+# Claude Code and Codex, native binaries inside their npm packages, run offline
+# against the tests' fake model server.
+CLAUDE_CODE_VERSION=2.1.197
+CODEX_VERSION=0.171.0
+npm_dir=target/third-party/npm
+claude_bin="$npm_dir/node_modules/@anthropic-ai/claude-code-linux-x64/claude"
+codex_bin="$npm_dir/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"
+installed() { grep -qx "$2" "$npm_dir/.installed-$1" 2>/dev/null; }
+if ! installed claude "$CLAUDE_CODE_VERSION" || ! installed codex "$CODEX_VERSION"; then
+    if ! command -v npm >/dev/null; then
+        echo "error: npm is required to install Claude Code and Codex for the tests (Debian: apt-get install npm)" >&2
+        exit 1
+    fi
+    echo "== installing @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION and @openai/codex@$CODEX_VERSION into $npm_dir"
+    mkdir -p "$npm_dir"
+    npm install --prefix "$npm_dir" --no-audit --no-fund --loglevel=error \
+        "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" "@openai/codex@$CODEX_VERSION"
+    echo "$CLAUDE_CODE_VERSION" >"$npm_dir/.installed-claude"
+    echo "$CODEX_VERSION" >"$npm_dir/.installed-codex"
+fi
+export ORCHESTRATION_CLAUDE="$PWD/$claude_bin" ORCHESTRATION_CODEX="$PWD/$codex_bin"
 export ORCHESTRATION_REQUIRE_THIRD_PARTY=1
 # As root everything can run here, as in CI: a skipped systemd, man or
 # second-uid test is then a failure, not a silent pass.
