@@ -25,6 +25,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub history: HistoryConfig,
     pub logging: LoggingConfig,
+    /// Agents that act: coding agents' executables, approvals.
+    pub agents: AgentsConfig,
     /// User profiles; a user profile with a built-in's name replaces it.
     pub profiles: BTreeMap<String, ProfileConfig>,
 }
@@ -158,6 +160,10 @@ pub struct LimitsConfig {
     /// that vanished is noticed and its stream closed.
     #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub events_keepalive: Duration,
+    /// Coding agents' child processes running at once, across all agents;
+    /// a turn that needs one more waits for one to stop, and a queue of
+    /// waiting turns past it gets a 429.
+    pub max_agent_processes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -174,8 +180,51 @@ impl Default for LimitsConfig {
             unauthenticated_timeout: Duration::from_secs(5),
             max_event_streams: 64,
             events_keepalive: Duration::from_secs(15),
+            max_agent_processes: 8,
         }
     }
+}
+
+/// `[agents]`: agents that act (coding agents, and API agents with tools).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// How long a tool call that needs permission waits for an answer
+    /// before it is denied.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
+    pub approval_timeout: Duration,
+    /// A coding agent's child process stops after this long without a
+    /// turn; the next message starts a new one that resumes the session.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
+    pub idle_timeout: Duration,
+    /// `[agents.claude-code]`: how to run Claude Code.
+    #[serde(rename = "claude-code")]
+    pub claude_code: AgentCommand,
+    /// `[agents.codex]`: how to run Codex.
+    pub codex: AgentCommand,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            approval_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(600),
+            claude_code: AgentCommand::default(),
+            codex: AgentCommand::default(),
+        }
+    }
+}
+
+/// How to start one coding agent's CLI.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentCommand {
+    /// The executable and leading arguments; unset: the CLI's usual name
+    /// (`claude`, `codex`) found on the daemon's `PATH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Variables added to the child's minimal environment.
+    pub env: BTreeMap<String, String>,
 }
 
 /// The daemon's own log file (`S/daemon.log`, when it runs in the
@@ -323,6 +372,26 @@ impl Config {
             MIN_CONTEXT_LIMIT,
             MAX_CONTEXT_LIMIT,
         )?;
+        not_zero("agents.approval_timeout", self.agents.approval_timeout)?;
+        not_zero("agents.idle_timeout", self.agents.idle_timeout)?;
+        in_range(
+            "limits.max_agent_processes",
+            limits.max_agent_processes as u64,
+            1,
+            10_000,
+        )?;
+        for (key, agent) in [
+            ("agents.claude-code.command", &self.agents.claude_code),
+            ("agents.codex.command", &self.agents.codex),
+        ] {
+            if agent
+                .command
+                .as_ref()
+                .is_some_and(|command| command.first().is_none_or(|program| program.is_empty()))
+            {
+                return Err(format!("{key} must name an executable"));
+            }
+        }
         for (name, profile) in &self.profiles {
             if let Some(limit) = profile.context_limit {
                 let key = format!("profiles.{name}.context_limit");

@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 mod route;
 pub use route::{Route, RouteError};
 
-use crate::model::{AgentConfig, AgentName, AgentState, Message, ProviderSpec, SearchHit, Secret};
+use crate::model::{
+    AgentConfig, AgentName, AgentState, Approval, Message, ProviderSpec, SearchHit, Secret,
+    ToolCall, ToolResult,
+};
 
 /// The body of `POST /agents`: a new agent's name, and what it runs on.
 /// (The endpoint fields are spelled out, not flattened from
@@ -246,6 +249,22 @@ pub enum StreamLine {
     },
     Message {
         message: Message,
+    },
+    /// An agent that acts started a tool call (it is stored as a
+    /// `tool_call` message too).
+    #[serde(rename = "tool_call")]
+    ToolCall {
+        call: ToolCall,
+    },
+    /// A tool call's result (stored as a `tool_result` message too).
+    #[serde(rename = "tool_result")]
+    ToolResult {
+        result: ToolResult,
+    },
+    /// A tool call waits for a person's answer: `approve ID` / `deny ID`,
+    /// or `y`/`n` at the terminal that sent the message.
+    Approval {
+        approval: Approval,
     },
     Done,
     /// The exchange failed: the status and code it would have had as a

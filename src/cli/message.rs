@@ -159,7 +159,10 @@ pub(super) async fn converse<B: Serialize>(
                 feedback.queued(ahead);
                 Ok(())
             }
-            StreamLine::Unknown => Ok(()),
+            StreamLine::Unknown
+            | StreamLine::ToolCall { .. }
+            | StreamLine::ToolResult { .. }
+            | StreamLine::Approval { .. } => Ok(()),
             StreamLine::Delta { content } => {
                 feedback.reply_started();
                 at_line_start = content.ends_with('\n');
@@ -291,7 +294,11 @@ struct FanOutPrinter {
 impl FanOutPrinter {
     fn line(&mut self, name: AgentName, line: StreamLine) -> Result<(), CliError> {
         match line {
-            StreamLine::Queued { .. } | StreamLine::Unknown => Ok(()),
+            StreamLine::Queued { .. }
+            | StreamLine::Unknown
+            | StreamLine::ToolCall { .. }
+            | StreamLine::ToolResult { .. }
+            | StreamLine::Approval { .. } => Ok(()),
             StreamLine::Delta { content } => {
                 self.feedback.reply_started();
                 self.pending.entry(name).or_default().push_str(&content);

@@ -296,7 +296,12 @@ async fn gather(
             }
             StreamLine::Message { message } => messages.push(message),
             StreamLine::Done => finished = true,
-            StreamLine::Error { .. } | StreamLine::Queued { .. } | StreamLine::Unknown => {}
+            StreamLine::Error { .. }
+            | StreamLine::Queued { .. }
+            | StreamLine::ToolCall { .. }
+            | StreamLine::ToolResult { .. }
+            | StreamLine::Approval { .. }
+            | StreamLine::Unknown => {}
         }
     }
     (messages, finished)
