@@ -20,6 +20,10 @@ pub enum PidFileError {
 
 pub struct PidFile {
     path: PathBuf,
+    /// The locked file's inode: only that file is removed at the end, not
+    /// one a later `acquire` created at the same path (a re-created runtime
+    /// dir).
+    inode: u64,
     // Held only for its lock; released when dropped.
     _lock: Flock<File>,
 }
@@ -64,6 +68,7 @@ impl PidFile {
             lock.sync_all().map_err(io_error)?;
             return Ok(Self {
                 path: path.to_owned(),
+                inode: locked_inode,
                 _lock: lock,
             });
         }
@@ -86,7 +91,9 @@ impl Drop for PidFile {
     fn drop(&mut self) {
         // Unlink while still holding the lock, so no one can lock the old file
         // and think they own the path (see the inode check in `acquire`).
-        let _ = fs::remove_file(&self.path);
+        if fs::metadata(&self.path).is_ok_and(|meta| meta.ino() == self.inode) {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -165,7 +165,8 @@ fn status(paths: &Paths, json: bool) -> Result<(), CliError> {
             if let Holder::Daemon(pid) = holder(&paths.pid_file) {
                 let pid = pid.map_or("unknown".into(), |p| p.to_string());
                 return Err(CliError::Failed(format!(
-                    "daemon pid {pid} holds {} but does not answer on {}",
+                    "daemon pid {pid} holds {} but does not answer on {}; \
+                     `orchestration serve --stop` stops it",
                     paths.pid_file.display(),
                     client.endpoint()
                 )));

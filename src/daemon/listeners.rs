@@ -47,7 +47,10 @@ pub enum ListenError {
 /// one a service manager passed is its owner's, and stays.
 pub struct UnixSocket {
     pub listener: UnixListener,
-    created: Option<PathBuf>,
+    /// The path this daemon bound, and the socket file's identity (device,
+    /// inode) there: only that file is removed at the end, never one that
+    /// took its place.
+    created: Option<(PathBuf, (u64, u64))>,
 }
 
 impl UnixSocket {
@@ -76,7 +79,9 @@ impl UnixSocket {
 
 impl Drop for UnixSocket {
     fn drop(&mut self) {
-        if let Some(path) = &self.created {
+        if let Some((path, identity)) = &self.created
+            && file_identity(path) == Some(*identity)
+        {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -92,10 +97,16 @@ pub fn bind_unix(path: &Path) -> Result<UnixSocket, ListenError> {
     };
     let listener = UnixListener::bind(path).map_err(unix_error)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(unix_error)?;
-    Ok(UnixSocket {
-        listener,
-        created: Some(path.to_owned()),
-    })
+    let created = file_identity(path).map(|identity| (path.to_owned(), identity));
+    Ok(UnixSocket { listener, created })
+}
+
+/// A file's device and inode, without following a link.
+pub(crate) fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
 }
 
 fn clear_stale_socket(path: &Path) -> Result<(), ListenError> {

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -34,8 +35,8 @@ use crate::store::StoreError;
 use activation::{ActivationError, Inherited};
 pub use detach::DetachError;
 use detach::{Reporter, Side};
-use listeners::bind_tcp;
 pub use listeners::{ListenError, UnixSocket, bind_unix};
+use listeners::{bind_tcp, file_identity};
 pub use server::{DaemonSetup, Listeners, ReloadTrigger, ServeConfig, serve_on};
 use server::{Host, Serving};
 
@@ -217,10 +218,19 @@ async fn run(
     let setup = DaemonSetup::open(config)?;
     let activated = inherited.is_some();
     let (unix, tcp) = open_listeners(&options, inherited).await?;
-    if let Some(unix) = &unix {
-        watch_socket_path(unix, shutdown.clone());
+    let watched = unix.as_ref().and_then(socket_identity);
+    let (listeners, records) = with_token(unix, tcp, &options.paths)?;
+    let (replace, replacements) = mpsc::channel(1);
+    let listeners = listeners.unix_replacements(replacements);
+    if let Some(watched) = watched {
+        // A socket the service manager passed is its to re-create, not ours.
+        let rebind = (!activated).then(|| Rebind {
+            paths: options.paths.clone(),
+            records,
+            replace,
+        });
+        watch_socket_path(watched, rebind, shutdown.clone());
     }
-    let listeners = with_token(unix, tcp, &options.paths)?;
     let host = Arc::new(ProcessHost {
         reporter,
         records: vec![
@@ -249,7 +259,11 @@ enum Tcp {
 /// clients send the token to that address and nowhere else. Without TCP,
 /// the record says why and a token left behind is removed, so no client
 /// takes it for a live listener's.
-fn with_token(unix: Option<UnixSocket>, tcp: Tcp, paths: &Paths) -> Result<Listeners, DaemonError> {
+fn with_token(
+    unix: Option<UnixSocket>,
+    tcp: Tcp,
+    paths: &Paths,
+) -> Result<(Listeners, Records), DaemonError> {
     let mut listeners = Listeners::new();
     if let Some(unix) = unix {
         listeners = listeners.unix(unix);
@@ -257,15 +271,45 @@ fn with_token(unix: Option<UnixSocket>, tcp: Tcp, paths: &Paths) -> Result<Liste
     match tcp {
         Tcp::On(tcp) => {
             let addr = tcp.local_addr()?;
-            write_private(&paths.address_file, &TcpRecord::Serving(addr).to_line())?;
+            let address = TcpRecord::Serving(addr).to_line();
+            write_private(&paths.address_file, &address)?;
             let token = write_token(&paths.token_file)?;
-            Ok(listeners.tcp(tcp, token))
+            let records = Records {
+                address,
+                token: Some(token.clone()),
+            };
+            Ok((listeners.tcp(tcp, token), records))
         }
         Tcp::Off(why) => {
             let _ = std::fs::remove_file(&paths.token_file);
-            write_private(&paths.address_file, &TcpRecord::Off(why).to_line())?;
-            Ok(listeners)
+            let address = TcpRecord::Off(why).to_line();
+            write_private(&paths.address_file, &address)?;
+            Ok((
+                listeners,
+                Records {
+                    address,
+                    token: None,
+                },
+            ))
         }
+    }
+}
+
+/// What the daemon wrote in R for clients: the TCP address line and the
+/// token (if TCP is on). Written again when R is re-created.
+#[derive(Clone)]
+struct Records {
+    address: String,
+    token: Option<String>,
+}
+
+impl Records {
+    fn write(&self, paths: &Paths) -> Result<(), DaemonError> {
+        write_private(&paths.address_file, &self.address)?;
+        if let Some(token) = &self.token {
+            write_private(&paths.token_file, token)?;
+        }
+        Ok(())
     }
 }
 
@@ -375,46 +419,99 @@ const NOT_PASSED: &str = "the service manager passed no TCP socket (is orchestra
 /// How often the daemon looks whether its socket file is still there.
 const SOCKET_CHECK: Duration = Duration::from_secs(2);
 
-/// Watches the control socket's path until `stop`: when the file is gone
-/// (its runtime dir deleted by a cleanup job, say) or replaced, no client
-/// can reach this daemon, which still holds the store — the user would see
-/// "not running" while it runs. Logged loudly, once; `serve --status` and
-/// `serve --stop` still find the daemon through the store's lock.
-fn watch_socket_path(unix: &UnixSocket, stop: CancellationToken) {
-    use std::os::unix::fs::MetadataExt;
-    let address = unix.listener.local_addr().ok();
-    let Some(path) = address
-        .as_ref()
-        .and_then(|a| a.as_pathname())
-        .map(Path::to_owned)
-    else {
-        return;
-    };
-    let identity = |meta: std::fs::Metadata| (meta.dev(), meta.ino());
-    let Ok(bound) = std::fs::symlink_metadata(&path).map(identity) else {
-        return;
-    };
+/// A socket file's identity: device and inode.
+type Identity = (PathBuf, (u64, u64));
+
+fn socket_identity(unix: &UnixSocket) -> Option<Identity> {
+    let address = unix.listener.local_addr().ok()?;
+    let path = address.as_pathname()?.to_owned();
+    let identity = file_identity(&path)?;
+    Some((path, identity))
+}
+
+/// How a daemon that bound its own socket puts it back: the paths to
+/// re-create, what to write there again, and where the core takes the new
+/// socket from.
+struct Rebind {
+    paths: Paths,
+    records: Records,
+    replace: mpsc::Sender<UnixSocket>,
+}
+
+/// Watches the control socket's path until `stop`. When the file is gone
+/// (its runtime dir deleted by a cleanup job, say) no client can reach this
+/// daemon, which still holds the store: the user would see "not running"
+/// while it runs. With `rebind` (the daemon bound the socket itself), it
+/// re-creates the runtime dir, the PID file (a new lock), the socket, the
+/// token and address records, and the core serves the new socket; without
+/// (socket activation, or a path someone else's file now takes), it logs
+/// loudly, once, and `serve --status`/`--stop` still find the daemon
+/// through the store's lock.
+fn watch_socket_path(watched: Identity, rebind: Option<Rebind>, stop: CancellationToken) {
     tokio::spawn(async move {
+        let (path, mut bound) = watched;
+        // The PID file of a re-created runtime dir, held until the daemon stops.
+        let mut _pid_file: Option<PidFile> = None;
         let mut ticks = tokio::time::interval(SOCKET_CHECK);
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
                 _ = stop.cancelled() => return,
             }
-            let now = std::fs::symlink_metadata(&path).map(identity).ok();
+            let now = file_identity(&path);
             if now == Some(bound) {
                 continue;
             }
-            tracing::error!(
+            let Some(rebind) = rebind.as_ref().filter(|_| now.is_none()) else {
+                tracing::error!(
+                    socket = %path.display(),
+                    pid = std::process::id(),
+                    "the control socket is gone (deleted or replaced): no client can reach this daemon; \
+                     `orchestration serve --stop` stops it (it finds it through the store's lock) and \
+                     the next command starts a fresh one"
+                );
+                return;
+            };
+            tracing::warn!(
                 socket = %path.display(),
-                pid = std::process::id(),
-                "the control socket is gone (deleted or replaced): no client can reach this daemon; \
-                 `orchestration serve --stop` stops it (it finds it through the store's lock) and \
-                 the next command starts a fresh one"
+                "the control socket was deleted (its runtime dir removed?): re-creating it"
             );
-            return;
+            match recreate(rebind, &path).await {
+                Ok((pid_file, identity)) => {
+                    _pid_file = Some(pid_file);
+                    bound = identity;
+                }
+                Err(error) => {
+                    tracing::error!(
+                        socket = %path.display(),
+                        %error,
+                        "cannot re-create the control socket: no client can reach this daemon; \
+                         `orchestration serve --stop` stops it (it finds it through the store's lock)"
+                    );
+                    return;
+                }
+            }
         }
     });
+}
+
+/// Re-creates R and the socket in it, and hands the socket to the core.
+async fn recreate(rebind: &Rebind, path: &Path) -> Result<(PidFile, (u64, u64)), DaemonError> {
+    let paths = &rebind.paths;
+    ensure_private_dir(&paths.runtime_dir)?;
+    if let Some(parent) = path.parent() {
+        ensure_private_dir(parent)?;
+    }
+    let pid_file = PidFile::acquire(&paths.pid_file)?;
+    let socket = bind_unix(path)?;
+    let identity = file_identity(path)
+        .ok_or_else(|| DaemonError::Io(io::Error::other("the new socket vanished at once")))?;
+    rebind.records.write(paths)?;
+    if rebind.replace.send(socket).await.is_err() {
+        return Err(DaemonError::Io(io::Error::other("the daemon is stopping")));
+    }
+    tracing::info!(socket = %path.display(), pid = std::process::id(), "control socket re-created");
+    Ok((pid_file, identity))
 }
 
 /// Lifts the soft open-file limit to the hard one, so the connection cap,

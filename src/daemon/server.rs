@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream, UnixStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -149,6 +149,9 @@ impl DaemonSetup {
 pub struct Listeners {
     unix: Option<UnixSocket>,
     tcp: Option<(TcpListener, String)>,
+    /// Control sockets bound again after the first one's path vanished:
+    /// each replaces the one being served.
+    replacements: Option<mpsc::Receiver<UnixSocket>>,
 }
 
 impl Listeners {
@@ -159,6 +162,13 @@ impl Listeners {
     /// The control plane: every route, for this uid's processes only.
     pub fn unix(mut self, socket: UnixSocket) -> Self {
         self.unix = Some(socket);
+        self
+    }
+
+    /// Where sockets that replace the control socket come from (`serve`
+    /// re-binds its socket when its runtime dir is deleted).
+    pub(crate) fn unix_replacements(mut self, replacements: mpsc::Receiver<UnixSocket>) -> Self {
+        self.replacements = Some(replacements);
         self
     }
 
@@ -232,7 +242,11 @@ pub(crate) async fn run(
     let engine = Engine::restore(settings, store)?;
     let stop = CancellationToken::new();
     let reloader = Reloader::new(&config, engine.clone(), host.clone());
-    let Listeners { unix, tcp } = listeners;
+    let Listeners {
+        unix,
+        tcp,
+        mut replacements,
+    } = listeners;
     let (tcp, token) = tcp.unzip();
     let ctx = Arc::new(ApiContext::new(
         engine.clone(),
@@ -242,8 +256,8 @@ pub(crate) async fn run(
     ));
     let tcp_addr = tcp_address(tcp.as_ref());
     let activity = Activity::new();
-    let accepting = Accepting {
-        unix: unix.as_ref(),
+    let mut accepting = Accepting {
+        unix,
         unix_admission: Admission::new(activity.clone()),
         tcp: tcp.as_ref(),
         tcp_admission: Admission::new(activity.clone()),
@@ -254,18 +268,25 @@ pub(crate) async fn run(
     host.ready(&Serving {
         engine: &engine,
         stop: &stop,
-        socket: unix.as_ref(),
+        socket: accepting.unix.as_ref(),
         tcp: tcp_addr,
     });
     let mut connections = Connections::new();
-    accept_until_stopped(&ctx, &accepting, &mut connections, &stop, shutdown).await;
+    accept_until_stopped(
+        &ctx,
+        &mut accepting,
+        &mut replacements,
+        &mut connections,
+        &stop,
+        shutdown,
+    )
+    .await;
 
     tracing::info!("shutting down: no longer accepting connections");
     // Event streams end with this line, so watchers do not hold the drain up.
     engine.events().stopping();
     host.stopping();
     drop(accepting);
-    drop(unix);
     drop(tcp);
     let cancel = || engine.suspend_all();
     connections
@@ -343,7 +364,7 @@ async fn end_all(tasks: impl IntoIterator<Item = JoinHandle<()>>) {
 
 /// The open listeners, each with its own admission rules.
 struct Accepting<'a> {
-    unix: Option<&'a UnixSocket>,
+    unix: Option<UnixSocket>,
     unix_admission: Admission,
     tcp: Option<&'a TcpListener>,
     tcp_admission: Admission,
@@ -351,7 +372,8 @@ struct Accepting<'a> {
 
 async fn accept_until_stopped(
     ctx: &Arc<ApiContext>,
-    listeners: &Accepting<'_>,
+    listeners: &mut Accepting<'_>,
+    replacements: &mut Option<mpsc::Receiver<UnixSocket>>,
     connections: &mut Connections,
     stop: &CancellationToken,
     shutdown: impl Future,
@@ -370,7 +392,7 @@ async fn accept_until_stopped(
                 stop.cancel();
                 return;
             }
-            accepted = accept_unix(listeners.unix) => match accepted {
+            accepted = accept_unix(listeners.unix.as_ref()) => match accepted {
                 Ok(stream) => listeners.unix_admission.admit_unix(ctx, stream, connections),
                 Err(error) => accept_failed(error).await,
             },
@@ -379,7 +401,30 @@ async fn accept_until_stopped(
                 Err(error) => accept_failed(error).await,
             },
             () = connections.reap() => {}
+            socket = next_replacement(replacements) => match socket {
+                Some(socket) => listeners.replace_unix(socket),
+                // Nobody re-binds any more: stop asking.
+                None => *replacements = None,
+            },
         }
+    }
+}
+
+impl Accepting<'_> {
+    /// Serves `socket` from now on in place of the control socket. (The
+    /// old one, dropped here, removes only its own file, long gone.)
+    fn replace_unix(&mut self, socket: UnixSocket) {
+        tracing::info!(socket = %socket.describe(), "serving the re-created control socket");
+        self.unix = Some(socket);
+    }
+}
+
+async fn next_replacement(
+    replacements: &mut Option<mpsc::Receiver<UnixSocket>>,
+) -> Option<UnixSocket> {
+    match replacements {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
     }
 }
 

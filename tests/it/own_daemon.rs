@@ -455,19 +455,75 @@ fn a_runtime_dir_linked_by_another_user_is_not_followed() {
 }
 
 #[test]
-fn a_daemon_whose_runtime_dir_was_deleted_is_found_reported_and_stopped() {
+fn a_daemon_whose_runtime_dir_was_deleted_puts_its_socket_back() {
+    let mut daemon = Daemon::start_tcp(&[]);
+    daemon.spawn_echo("kept");
+    let pid = daemon.pid();
+    let runtime_dir = daemon.env.runtime_dir();
+    let token_before = std::fs::read_to_string(daemon.env.token_file()).expect("token");
+    std::fs::remove_dir_all(&runtime_dir).expect("rm -r R");
+    common::eventually("the daemon re-creates its socket", || {
+        daemon.log().contains("control socket re-created")
+    });
+
+    // Reachable again, with its agents, as the same process.
+    let out = daemon.cli(&["list"]);
+    out.ok();
+    assert!(out.stdout().contains("kept"), "{}", out.stdout());
+    let out = daemon.cli(&["serve", "--status"]);
+    out.ok();
+    assert!(out.stdout().contains(&pid.to_string()), "{}", out.stdout());
+    // The PID file is back under a lock of its own, and TCP clients find the
+    // same token and address again.
+    let pid_file = std::fs::read_to_string(daemon.env.pid_file()).expect("pid");
+    assert_eq!(pid_file.trim(), pid.to_string());
+    let token_after = std::fs::read_to_string(daemon.env.token_file()).expect("token");
+    assert_eq!(token_before, token_after);
+    assert!(runtime_dir.join("http.address").exists());
+    let mode = |path: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&runtime_dir), 0o700);
+
+    // A second deletion is handled the same way.
+    std::fs::remove_dir_all(&runtime_dir).expect("rm -r R again");
+    common::eventually("the daemon re-creates its socket again", || {
+        daemon.log().matches("control socket re-created").count() == 2
+    });
+    daemon.cli(&["list"]).ok();
+
+    let out = daemon.cli(&["serve", "--stop"]);
+    out.ok();
+    assert!(daemon.wait_exit().success(), "{}", daemon.log());
+    assert!(
+        !daemon.env.pid_file().exists(),
+        "the re-created PID file was left behind"
+    );
+    assert!(!daemon.env.token_file().exists());
+}
+
+#[test]
+fn a_daemon_whose_socket_path_was_taken_is_found_reported_and_stopped() {
     let mut daemon = Daemon::start(&[]);
     let pid = daemon.pid();
-    std::fs::remove_dir_all(daemon.env.runtime_dir()).expect("rm -r R");
+    // Someone else's file now stands at the socket's path: the daemon does
+    // not remove it, and says it cannot be reached.
+    let socket = daemon.env.socket();
+    std::fs::remove_file(&socket).expect("rm socket");
+    std::fs::write(&socket, "not a socket").expect("write");
     common::eventually("the daemon notices its socket is gone", || {
         daemon.log().contains("the control socket is gone")
     });
+    assert_eq!(
+        std::fs::read_to_string(&socket).expect("read"),
+        "not a socket"
+    );
 
     let out = daemon.cli(&["serve", "--status"]);
     assert_eq!(out.code(), 1, "{}{}", out.stdout(), out.stderr());
     assert!(
-        out.stderr()
-            .contains(&format!("daemon pid {pid} is running")),
+        out.stderr().contains(&format!("daemon pid {pid} ")),
         "{}",
         out.stderr()
     );
@@ -477,6 +533,7 @@ fn a_daemon_whose_runtime_dir_was_deleted_is_found_reported_and_stopped() {
     out.ok();
     assert!(out.stdout().contains("stopped"), "{}", out.stdout());
     assert!(daemon.wait_exit().success(), "{}", daemon.log());
+    std::fs::remove_file(&socket).expect("rm the stand-in");
     let out = daemon.cli(&["serve", "--status"]);
     assert_eq!(out.code(), 3, "{}", out.stderr());
 }
