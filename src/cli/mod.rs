@@ -30,7 +30,7 @@ use crate::autostart::{self, AutostartError};
 use crate::client::{Client, ClientError};
 use crate::config::{Config, ConfigError};
 use crate::daemon::DaemonError;
-use crate::model::AgentName;
+use crate::model::{AgentName, ApprovalMode};
 use crate::paths::{PathError, Paths};
 use crate::profiles::{Kind, Profile, ProfileError, key_variable, known_profiles};
 use crate::wire::{ErrorCode, ModelsRequest, SpawnRequest};
@@ -357,20 +357,66 @@ pub struct AgentOptions {
     /// The model to ask for.
     #[arg(long, value_name = "M")]
     pub model: Option<String>,
-    /// The agent's instructions, sent as its system prompt.
+    /// The agent's instructions, sent as its system prompt (appended to a coding agent's own).
     #[arg(long, value_name = "TEXT")]
     pub instructions: Option<String>,
+    /// A coding agent's working directory (default: this command's own).
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub cwd: Option<PathBuf>,
+    /// A tool a coding agent may use without asking: a tool name (`Read`) or a
+    /// rule like `Bash(git status:*)` (repeatable).
+    #[arg(long = "allow", value_name = "PATTERN")]
+    pub allow: Vec<String>,
+    /// What a coding agent's other tool calls do: `ask` a person (the default), `never`
+    /// (denied), or `bypass` (run without asking; accepted on the Unix socket only).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub approval: Option<ApprovalArg>,
+}
+
+/// `--approval`: how a coding agent's tool calls are approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApprovalArg {
+    Ask,
+    Never,
+    Bypass,
+}
+
+impl From<ApprovalArg> for ApprovalMode {
+    fn from(arg: ApprovalArg) -> Self {
+        match arg {
+            ApprovalArg::Ask => Self::Ask,
+            ApprovalArg::Never => Self::Never,
+            ApprovalArg::Bypass => Self::Bypass,
+        }
+    }
 }
 
 impl AgentOptions {
-    /// The spawn request these options make, key included.
+    /// The spawn request these options make, key included. A coding agent
+    /// gets this command's working directory unless `--cwd` names one.
     fn request(&self, name: &AgentName, config_file: &Path) -> Result<SpawnRequest, CliError> {
+        let coding = Kind::coding_agent(self.endpoint.provider.as_deref(), "api").is_some();
+        let cwd = match &self.cwd {
+            Some(dir) => Some(absolute(dir)?),
+            None if coding => Some(absolute(Path::new("."))?),
+            None => None,
+        };
         Ok(SpawnRequest {
             model: self.model.clone(),
             instructions: self.instructions.clone(),
+            cwd,
+            allow: (!self.allow.is_empty()).then(|| self.allow.clone()),
+            approval: self.approval.map(ApprovalMode::from),
             ..SpawnRequest::new(name.clone(), self.endpoint.request(config_file)?)
         })
     }
+}
+
+/// A directory as the daemon must see it: absolute, links resolved.
+fn absolute(dir: &Path) -> Result<String, CliError> {
+    std::fs::canonicalize(dir)
+        .map(|path| path.display().to_string())
+        .map_err(|error| CliError::Usage(format!("--cwd {}: {error}", dir.display())))
 }
 
 /// A failed command: what to tell the user and which status to exit with.
@@ -456,7 +502,9 @@ fn api_exit_code(code: ErrorCode, status: u16) -> u8 {
         ErrorCode::InvalidName
         | ErrorCode::InvalidBody
         | ErrorCode::InvalidQuery
-        | ErrorCode::InvalidApprovalId => exit::USAGE,
+        | ErrorCode::InvalidApprovalId
+        | ErrorCode::NotInstalled
+        | ErrorCode::InvalidCwd => exit::USAGE,
         ErrorCode::Other => match status {
             404 => exit::NOT_FOUND,
             422 => exit::USAGE,
@@ -484,6 +532,15 @@ fn api_hint(code: ErrorCode, missing_key: bool) -> Option<&'static str> {
             "an approval is answered once, and expires when it times out \
              (agents.approval_timeout), its turn ends or the daemon stops; \
              `orchestration approvals` lists the ones still pending"
+        }
+        ErrorCode::NotInstalled => {
+            "install it where the daemon runs (Claude Code: `npm install -g @anthropic-ai/claude-code`; \
+             Codex: `npm install -g @openai/codex`), or set its path in the config file: \
+             [agents.claude-code] command = [\"/path/to/claude\"], then `orchestration serve --reload`"
+        }
+        ErrorCode::InvalidCwd => "pass --cwd DIR with an existing directory of your own",
+        ErrorCode::BypassRefused => {
+            "spawn it over the Unix socket (the CLI's default), or use --approval ask with --allow PATTERN"
         }
         ErrorCode::UpstreamUnreachable => {
             "is the model server running? Check its address: --base-url, or the profile's base_url \
