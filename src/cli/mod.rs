@@ -173,7 +173,8 @@ pub fn command() -> clap::Command {
 /// Which model server to use: shared by `spawn`, `task` and `models`.
 #[derive(Debug, Clone, Args)]
 pub struct EndpointOptions {
-    /// The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in).
+    /// The provider that answers: `openai` (the default), `anthropic`, `echo` (offline, built in), or
+    /// the coding agent `claude-code` (alias `sdk`), which the daemon runs in --cwd.
     #[arg(long, value_name = "P", add = complete::providers())]
     pub provider: Option<String>,
     /// A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file.
