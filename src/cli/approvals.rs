@@ -95,7 +95,7 @@ pub fn answered_line(answered: &Answered) -> String {
         "{} {}: {}",
         approval.agent,
         visible_one_line(&approval.request.tool),
-        visible_one_line(&approval.request.summary)
+        summary(approval)
     );
     match answered.decision {
         Decision::Approve => format!("approved {}: {what}", approval.id),
@@ -123,7 +123,7 @@ pub fn request_line(approval: &Approval) -> String {
         "{} asks to run {}: {}{cwd} [id {}]",
         approval.agent,
         visible_one_line(&approval.request.tool),
-        visible_one_line(&approval.request.summary),
+        summary(approval),
         approval.id
     )
 }
@@ -142,12 +142,23 @@ fn table(pending: &[Approval], now: time::OffsetDateTime) -> String {
                 approval.id.clone(),
                 approval.agent.to_string(),
                 visible_one_line(&approval.request.tool),
-                shorten(&visible_one_line(&approval.request.summary), SUMMARY_CHARS),
+                shorten(&summary(approval), SUMMARY_CHARS),
                 age(&approval.requested_at, now),
             ]
         })
         .collect();
     output::table(&["ID", "AGENT", "TOOL", "SUMMARY", "AGE"], &rows)
+}
+
+/// What the request would do, shown beside its tool: the summary, without
+/// the tool's name when the runtime put it in front already (`Bash: ls`).
+fn summary(approval: &Approval) -> String {
+    let request = &approval.request;
+    let text = request
+        .summary
+        .strip_prefix(&format!("{}: ", request.tool))
+        .unwrap_or(&request.summary);
+    visible_one_line(text)
 }
 
 /// Text from an agent on one line: sanitised, and line breaks shown as `⏎`
@@ -254,9 +265,9 @@ mod tests {
 
     #[test]
     fn a_request_line_names_the_agent_tool_command_place_and_id() {
-        assert_eq!(
-            request_line(&approval("touch made.txt")),
-            "coder asks to run Bash: touch made.txt (in /src/x) [id 3f9c2a]"
-        );
+        let expected = "coder asks to run Bash: touch made.txt (in /src/x) [id 3f9c2a]";
+        assert_eq!(request_line(&approval("touch made.txt")), expected);
+        // A summary that names its tool already does not name it twice.
+        assert_eq!(request_line(&approval("Bash: touch made.txt")), expected);
     }
 }
