@@ -31,9 +31,10 @@ use serde::de::DeserializeOwned;
 
 use std::collections::BTreeMap;
 
-use crate::model::{AgentInfo, AgentName, PruneReport, ShutdownReport};
+use crate::model::{AgentInfo, AgentName, Approval, PruneReport, ShutdownReport};
 use crate::paths::{Paths, TcpRecord};
 use crate::pidfile::{Holder, holder};
+use crate::wire::{AnswerRequest, Answered, ApprovalId, ApprovalsQuery};
 use crate::wire::{
     Conversations, ConversationsQuery, ErrorBody, ErrorCode, EventsQuery, FanOutRequest,
     FanOutResult, Health, HistoryQuery, Interrupted, ListQuery, MessageRequest, Messages, Models,
@@ -308,6 +309,22 @@ impl Client {
 
     pub async fn reload(&self) -> Result<Reloaded, ClientError> {
         self.call::<(), _>(&Route::Reload, None).await
+    }
+
+    /// The pending approvals, oldest first.
+    pub async fn approvals(&self, query: &ApprovalsQuery) -> Result<Vec<Approval>, ClientError> {
+        self.call::<(), _>(&Route::Approvals(query.clone()), None)
+            .await
+    }
+
+    /// Approves or denies a pending approval (at most once: a second
+    /// answer is `already_resolved`).
+    pub async fn answer(
+        &self,
+        id: &ApprovalId,
+        answer: &AnswerRequest,
+    ) -> Result<Answered, ClientError> {
+        self.call(&Route::Answer(id.clone()), Some(answer)).await
     }
 
     /// Asks the daemon to stop (it answers before it does).

@@ -10,8 +10,8 @@ mod route;
 pub use route::{Route, RouteError};
 
 use crate::model::{
-    AgentConfig, AgentName, AgentState, Approval, ApprovalMode, Message, ProviderSpec, SearchHit,
-    Secret, ToolCall, ToolResult, Workspace,
+    AgentConfig, AgentName, AgentState, Approval, ApprovalMode, Decision, Message, ProviderSpec,
+    SearchHit, Secret, ToolCall, ToolResult, Verdict, Workspace,
 };
 
 /// The body of `POST /agents`: a new agent's name, and what it runs on.
@@ -321,6 +321,106 @@ pub enum StreamLine {
     Unknown,
 }
 
+/// An approval's id as a path segment (`POST /approvals/{id}`): six
+/// lowercase hex digits, the only shape the daemon hands out, so anything
+/// else is refused before it is looked up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ApprovalId(String);
+
+/// Why a text is not an approval id (the client's mistake: 422).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an approval id: ids are six lowercase hex digits, as `orchestration approvals` lists them")]
+pub struct InvalidApprovalId(pub String);
+
+impl ApprovalId {
+    pub const LEN: usize = 6;
+
+    pub fn parse(text: &str) -> Result<Self, InvalidApprovalId> {
+        let well_formed = text.len() == Self::LEN
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if well_formed {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(InvalidApprovalId(text.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ApprovalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for ApprovalId {
+    type Err = InvalidApprovalId;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
+/// The longest `reason` an answer may carry: it goes to the model and into
+/// every event reader's stream, so it stays a sentence, not a document.
+pub const MAX_REASON_BYTES: usize = 2048;
+
+/// The body of `POST /approvals/{id}`: the person's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerRequest {
+    pub decision: Decision,
+    /// Why, for a denial (the agent is told); optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl AnswerRequest {
+    /// The verdict this answer gives; an empty reason counts as none.
+    pub fn into_verdict(self) -> Verdict {
+        Verdict {
+            decision: self.decision,
+            reason: self.reason.filter(|reason| !reason.trim().is_empty()),
+        }
+    }
+}
+
+/// The answer of `POST /approvals/{id}` (200): the approval as it was
+/// pending, with the decision taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answered {
+    #[serde(flatten)]
+    pub approval: Approval,
+    pub decision: Decision,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The query of `GET /approvals`: `?agent=NAME` for one agent's only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApprovalsQuery {
+    pub agent: Option<AgentName>,
+}
+
+impl Query for ApprovalsQuery {
+    fn take(&mut self, key: &str, value: String) -> Result<(), QueryError> {
+        if key == "agent" && !value.is_empty() {
+            self.agent = Some(agent_param(&value)?);
+        }
+        Ok(())
+    }
+
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        self.agent
+            .iter()
+            .map(|agent| ("agent", agent.to_string()))
+            .collect()
+    }
+}
+
 /// The body of `POST /messages`: one prompt to several agents at once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FanOutRequest {
@@ -430,6 +530,13 @@ pub enum ErrorCode {
     /// `limits.max_event_streams` event streams are already open.
     TooManyStreams,
     ReloadFailed,
+    /// No approval has that id: never asked, or answered so long ago it is forgotten.
+    ApprovalNotFound,
+    /// The approval was answered already, or it expired (timed out, its
+    /// turn ended, the daemon stopped): an approval is answered at most once.
+    AlreadyResolved,
+    /// An approval id that is not six lowercase hex digits.
+    InvalidApprovalId,
     /// A coding agent (`claude-code`, `codex`) where a model server was meant
     /// (listing models).
     NoEndpoint,

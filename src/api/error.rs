@@ -3,12 +3,12 @@
 
 use http::{Method, StatusCode};
 
-use crate::engine::EngineError;
+use crate::engine::{AnswerError, EngineError};
 use crate::model::InvalidName;
 use crate::profiles::ProfileError;
 use crate::providers::{ProviderError, SetupError};
 use crate::runtime::RuntimeError;
-use crate::wire::{ErrorBody, ErrorCode, RouteError};
+use crate::wire::{ErrorBody, ErrorCode, InvalidApprovalId, RouteError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -57,6 +57,11 @@ pub enum ApiError {
         "{limit} event streams are already open (limits.max_event_streams); close one or try again shortly"
     )]
     TooManyStreams { limit: usize },
+    /// An answer to an approval that is not pending.
+    #[error(transparent)]
+    Answer(#[from] AnswerError),
+    #[error(transparent)]
+    InvalidApprovalId(#[from] InvalidApprovalId),
 }
 
 impl From<RouteError> for ApiError {
@@ -69,6 +74,7 @@ impl From<RouteError> for ApiError {
             }
             RouteError::InvalidName(error) => Self::InvalidName(error),
             RouteError::InvalidQuery(error) => Self::InvalidQuery(error.to_string()),
+            RouteError::InvalidApprovalId(error) => Self::InvalidApprovalId(error),
         }
     }
 }
@@ -114,6 +120,10 @@ impl ApiError {
             // The file's content, not the request, is wrong; the daemon is fine.
             Self::ReloadFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyStreams { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Answer(AnswerError::NotFound(_)) => StatusCode::NOT_FOUND,
+            // It existed and is settled: answering it again conflicts with that.
+            Self::Answer(AnswerError::AlreadyResolved(_)) => StatusCode::CONFLICT,
+            Self::InvalidApprovalId(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }
@@ -140,6 +150,9 @@ impl ApiError {
             Self::TooManyConnections { .. } => ErrorCode::TooManyConnections,
             Self::TooManyStreams { .. } => ErrorCode::TooManyStreams,
             Self::ReloadFailed(_) => ErrorCode::ReloadFailed,
+            Self::Answer(AnswerError::NotFound(_)) => ErrorCode::ApprovalNotFound,
+            Self::Answer(AnswerError::AlreadyResolved(_)) => ErrorCode::AlreadyResolved,
+            Self::InvalidApprovalId(_) => ErrorCode::InvalidApprovalId,
         }
     }
 }
@@ -330,6 +343,9 @@ mod tests {
             ApiError::TooManyConnections { limit: 1 },
             ApiError::TooManyStreams { limit: 1 },
             ApiError::ReloadFailed("r".into()),
+            ApiError::Answer(AnswerError::NotFound("abcdef".into())),
+            ApiError::Answer(AnswerError::AlreadyResolved("abcdef".into())),
+            ApiError::InvalidApprovalId(InvalidApprovalId("x".into())),
         ]);
         all
     }

@@ -14,6 +14,9 @@ use crate::model::{AgentName, ApprovalMode, SearchFilter, Secret, rfc3339_ago};
 use crate::providers::DEFAULT_PROVIDER;
 use crate::wire::Route;
 use crate::wire::{
+    AnswerRequest, Answered, ApprovalId, ApprovalsQuery, MAX_REASON_BYTES,
+};
+use crate::wire::{
     Conversations, EventsQuery, FanOutLine, FanOutRequest, FanOutResult, Health, HistoryQuery,
     Interrupted, ListQuery, MessageRequest, Messages, Models, ModelsRequest, PruneRequest,
     SearchQuery, SearchResults, SpawnRequest, StreamLine, TaskRequest,
@@ -52,6 +55,8 @@ pub async fn dispatch(
         Route::Interrupt(name) => interrupt(ctx, &name),
         Route::History(name, query) => history(ctx, &name, query),
         Route::ClearHistory(name) => clear_history(ctx, &name),
+        Route::Approvals(query) => approvals(ctx, &query),
+        Route::Answer(id) => answer_approval(ctx, &id, body).await,
     }
 }
 
@@ -369,4 +374,35 @@ fn history(ctx: &ApiContext, name: &AgentName, query: HistoryQuery) -> Reply {
     };
     let messages = ctx.engine.history(name, query.limit, which)?;
     Ok(body::json(StatusCode::OK, &Messages { messages }))
+}
+
+/// `GET /approvals`: the pending approvals, oldest first (one agent's with `?agent=`).
+fn approvals(ctx: &ApiContext, query: &ApprovalsQuery) -> Reply {
+    let pending = ctx.engine.approvals().list(query.agent.as_ref());
+    Ok(body::json(StatusCode::OK, &pending))
+}
+
+/// `POST /approvals/{id}`: 200 with the approval and the decision taken;
+/// 404 for an id never handed out, 409 for one already settled.
+async fn answer_approval(ctx: &ApiContext, id: &ApprovalId, body: Incoming) -> Reply {
+    let answer: AnswerRequest = ctx.read_json(body).await?;
+    if answer
+        .reason
+        .as_ref()
+        .is_some_and(|reason| reason.len() > MAX_REASON_BYTES)
+    {
+        return Err(ApiError::InvalidBody(format!(
+            "field `reason` is longer than {MAX_REASON_BYTES} bytes"
+        )));
+    }
+    let verdict = answer.into_verdict();
+    let approval = ctx.engine.approvals().answer(id.as_str(), verdict.clone())?;
+    Ok(body::json(
+        StatusCode::OK,
+        &Answered {
+            approval,
+            decision: verdict.decision,
+            reason: verdict.reason,
+        },
+    ))
 }

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use clap::Args;
 
-use super::{CliError, Ctx, output};
+use super::{CliError, Ctx, activity, output};
 use crate::client::ClientError;
 use crate::model::{AgentName, Conversation, Message};
 use crate::wire::{Conversations, ConversationsQuery, ErrorCode, HistoryQuery, Messages};
@@ -12,9 +12,11 @@ use crate::wire::{Conversations, ConversationsQuery, ErrorCode, HistoryQuery, Me
 /// How `history` prints a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// One line per message: time, sender, text.
+    /// One line per message: time, sender, text; tool calls and results are marked `[tool call]`
+    /// and `[tool result]`.
     Text,
-    /// A heading per conversation and a block per message, to paste into an issue or a doc.
+    /// A heading per conversation and a block per message, to paste into an issue or a doc; tool
+    /// calls and results are folded into `<details>` blocks.
     Markdown,
     /// The API's `{"messages": […]}`.
     Json,
@@ -103,7 +105,7 @@ async fn history(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
                 return output::line(&format!("no messages for '{name}'"));
             }
             for message in &history.messages {
-                output::line(&output::history_entry(message))?;
+                output::line(&activity::history_entry(message))?;
             }
             Ok(())
         }
@@ -182,7 +184,7 @@ async fn text_by_conversation(
             conversation.id, conversation.state, conversation.message_count
         ));
         for message in &messages {
-            text.push_str(&output::history_entry(message));
+            text.push_str(&activity::history_entry(message));
             text.push('\n');
         }
     }
@@ -244,6 +246,10 @@ fn markdown_conversation(conversation: &Conversation, messages: &[Message]) -> S
         conversation.name, conversation.id, conversation.message_count, conversation.state
     );
     for message in messages {
+        if let Some(folded) = activity::markdown_entry(message) {
+            text.push_str(&folded);
+            continue;
+        }
         let interrupted = message
             .metadata
             .get("interrupted")

@@ -6,12 +6,14 @@ use clap::Args;
 use serde::Serialize;
 
 use super::progress::Feedback;
-use super::{CliError, Ctx, EndpointOptions, output, read_prompt};
+use super::{CliError, Ctx, EndpointOptions, activity, approvals, output, read_prompt};
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+
+use tokio::sync::{mpsc, oneshot};
 
 use crate::client::ClientError;
-use crate::model::{AgentInfo, AgentName};
+use crate::model::{AgentInfo, AgentName, Approval, Decision};
 use crate::wire::{
     ErrorCode, FanOutLine, FanOutRequest, FanOutResult, MessageRequest, Messages, Route, StreamLine,
 };
@@ -151,18 +153,46 @@ pub(super) async fn converse<B: Serialize>(
     let mut finished = false;
     let mut at_line_start = true;
     let mut reply = None;
+    // Approvals answered at this terminal go to `answer_inline`, which
+    // asks and answers beside the stream (the stream must go on meanwhile:
+    // the approval may be answered elsewhere first).
+    let inline = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let (asks, asked) = mpsc::unbounded_channel::<Approval>();
+    // Tool activity goes to stderr, so stdout stays the reply; a reply's
+    // line is ended first so the two never share one.
+    let aside = |at_line_start: &mut bool, text: &str| -> Result<(), CliError> {
+        if !*at_line_start {
+            output::print("\n")?;
+            *at_line_start = true;
+        }
+        eprint_line(text);
+        Ok(())
+    };
     // A failed write (a closed stdout above all) ends the stream, as itself.
-    let streamed: Result<(), CliError> = ctx
-        .client
-        .stream(route, body, |line| match line {
+    let streaming = ctx.client.stream(route, body, |line| match line {
             StreamLine::Queued { ahead } => {
                 feedback.queued(ahead);
                 Ok(())
             }
-            StreamLine::Unknown
-            | StreamLine::ToolCall { .. }
-            | StreamLine::ToolResult { .. }
-            | StreamLine::Approval { .. } => Ok(()),
+            StreamLine::Unknown => Ok(()),
+            StreamLine::ToolCall { call } => {
+                feedback.reply_started();
+                aside(&mut at_line_start, &activity::call_line(&call))
+            }
+            StreamLine::ToolResult { result } => {
+                feedback.reply_started();
+                aside(&mut at_line_start, &activity::result_line(&result))
+            }
+            StreamLine::Approval { approval } => {
+                feedback.reply_started();
+                aside(&mut at_line_start, &approvals::request_line(&approval))?;
+                if inline {
+                    let _ = asks.send(approval);
+                } else {
+                    eprint_line(&how_to_answer(&approval.id));
+                }
+                Ok(())
+            }
             StreamLine::Delta { content } => {
                 feedback.reply_started();
                 at_line_start = content.ends_with('\n');
@@ -189,8 +219,8 @@ pub(super) async fn converse<B: Serialize>(
                     missing_key: None,
                 }))
             }
-        })
-        .await;
+        });
+    let streamed: Result<(), CliError> = beside(streaming, answer_inline(ctx, asked)).await;
     streamed.inspect_err(|_| {
         if !at_line_start {
             let _ = output::print("\n");
@@ -206,6 +236,87 @@ pub(super) async fn converse<B: Serialize>(
     }
     feedback.finished(reply.as_ref());
     Ok(())
+}
+
+/// Runs `main` to its end with `side` beside it; `side` is dropped
+/// unfinished when `main` ends (a question nobody needs answered any more).
+async fn beside<T>(
+    main: impl std::future::Future<Output = T>,
+    side: impl std::future::Future<Output = ()>,
+) -> T {
+    tokio::pin!(main);
+    tokio::pin!(side);
+    let mut side_done = false;
+    loop {
+        tokio::select! {
+            out = &mut main => return out,
+            () = &mut side, if !side_done => side_done = true,
+        }
+    }
+}
+
+/// Asks at the terminal about each approval the stream brings, one at a
+/// time, and answers it through the API. Only `y` or `yes` approves.
+async fn answer_inline(ctx: &Ctx, mut asked: mpsc::UnboundedReceiver<Approval>) {
+    while let Some(approval) = asked.recv().await {
+        let Ok(id) = crate::wire::ApprovalId::parse(&approval.id) else {
+            eprint_line(&format!(
+                "  the daemon sent an approval id that cannot be answered: {}",
+                approvals::visible_one_line(&approval.id)
+            ));
+            continue;
+        };
+        let Some(line) = read_answer(&format!("  run it? [y/N] (id {id}) ")).await else {
+            return; // stdin closed: answer elsewhere
+        };
+        let decision = match line.trim().to_lowercase().as_str() {
+            "y" | "yes" => Decision::Approve,
+            _ => Decision::Deny,
+        };
+        let reason = (decision == Decision::Deny).then(|| "denied at the terminal".to_owned());
+        match approvals::send(ctx, &id, decision, reason).await {
+            Ok(answered) => eprint_line(&format!("  {}", approvals::answered_line(&answered))),
+            Err(CliError::Client(ClientError::Api {
+                code: ErrorCode::AlreadyResolved | ErrorCode::ApprovalNotFound,
+                ..
+            })) => eprint_line(&format!(
+                "  {id} was settled already (answered elsewhere, or it expired)"
+            )),
+            Err(error) => eprint_line(&format!("  could not answer {id}: {error}")),
+        }
+    }
+}
+
+/// Asks `question` on stderr and reads one line from stdin on a thread of
+/// its own (a blocked read must not hold the runtime, and is simply left
+/// behind if the turn ends first). `None` at end of input.
+async fn read_answer(question: &str) -> Option<String> {
+    {
+        let mut stderr = std::io::stderr().lock();
+        let _ = write!(stderr, "{question}");
+        let _ = stderr.flush();
+    }
+    let (tx, rx) = oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = std::io::stdin().read_line(&mut line);
+        let _ = tx.send(matches!(read, Ok(n) if n > 0).then_some(line));
+    });
+    rx.await.ok().flatten()
+}
+
+/// How to answer an approval from elsewhere (off a terminal, or in a fan-out).
+fn how_to_answer(id: &str) -> String {
+    let id = approvals::visible_one_line(id);
+    format!(
+        "  waiting for an answer: `orchestration approve {id}` or `orchestration deny {id} --reason TEXT`"
+    )
+}
+
+/// One line on stderr; a closed stderr is no reason to stop.
+fn eprint_line(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{text}");
 }
 
 /// `message a,b,c PROMPT`: the prompt to each agent at once (`POST
@@ -294,11 +405,15 @@ struct FanOutPrinter {
 impl FanOutPrinter {
     fn line(&mut self, name: AgentName, line: StreamLine) -> Result<(), CliError> {
         match line {
-            StreamLine::Queued { .. }
-            | StreamLine::Unknown
-            | StreamLine::ToolCall { .. }
-            | StreamLine::ToolResult { .. }
-            | StreamLine::Approval { .. } => Ok(()),
+            StreamLine::Queued { .. } | StreamLine::Unknown => Ok(()),
+            StreamLine::ToolCall { call } => self.aside(&name, &activity::call_line(&call)),
+            StreamLine::ToolResult { result } => {
+                self.aside(&name, &activity::result_line(&result))
+            }
+            StreamLine::Approval { approval } => {
+                let request = approvals::request_line(&approval);
+                self.aside(&name, &format!("{request}\n{}", how_to_answer(&approval.id)))
+            }
             StreamLine::Delta { content } => {
                 self.feedback.reply_started();
                 self.pending.entry(name).or_default().push_str(&content);
@@ -337,6 +452,19 @@ impl FanOutPrinter {
                 self.pump()
             }
         }
+    }
+
+    /// Tool activity and approvals: at once, on stderr, each line labelled
+    /// with its agent; a labelled reply line left open on stdout is ended
+    /// first (its next words start a new one).
+    fn aside(&mut self, name: &AgentName, text: &str) -> Result<(), CliError> {
+        self.feedback.reply_started();
+        self.end_line()?;
+        let label = format!("{:<w$} │ ", name.as_str(), w = self.width);
+        for line in text.lines() {
+            eprint_line(&format!("{label}{line}"));
+        }
+        Ok(())
     }
 
     /// Prints what can be printed now.

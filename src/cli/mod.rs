@@ -1,6 +1,8 @@
 //! The command line: argument definitions (clap derive), dispatch, and the
 //! one mapping from errors to exit statuses. One file per subcommand.
 
+mod activity;
+mod approvals;
 mod complete;
 mod config;
 mod history;
@@ -48,7 +50,8 @@ The first command starts the daemon if none is running (see --no-autostart). For
   orchestration message scratch \"hello there\"
   orchestration history scratch
 
-Exit status: 0 success, 1 the operation failed, 2 usage error, 3 daemon unreachable, 4 agent not found.";
+Exit status: 0 success, 1 the operation failed, 2 usage error, 3 daemon unreachable, 4 agent (or
+approval) not found.";
 
 /// Keep named LLM agents alive between command-line calls.
 ///
@@ -108,6 +111,15 @@ pub enum Command {
     Search(search::SearchArgs),
     /// Delete ended conversations older than a duration (live agents' are never touched).
     Prune(prune::PruneArgs),
+    /// List the tool calls waiting for a person's yes or no (approve ID / deny ID answers one).
+    #[command(long_about = APPROVALS_ABOUT)]
+    Approvals(approvals::ApprovalsArgs),
+    /// Let a pending tool call run (its id from `orchestration approvals`).
+    #[command(long_about = APPROVE_ABOUT)]
+    Approve(approvals::ApproveArgs),
+    /// Refuse a pending tool call; the agent is told, with --reason if given.
+    #[command(long_about = DENY_ABOUT)]
+    Deny(approvals::DenyArgs),
     /// Follow what the agents do, live: spawns, messages, replies as they stream, usage.
     #[command(long_about = watch::LONG_ABOUT)]
     Watch(watch::WatchArgs),
@@ -128,6 +140,23 @@ pub enum Command {
     /// daemon for its agents on each TAB, waiting at most half a second, and never starts one.
     Completions(CompletionsArgs),
 }
+
+const APPROVALS_ABOUT: &str = "\
+List the tool calls waiting for a person's yes or no, oldest first: id, agent, tool, what it would
+run, and how long it has waited. An agent that acts (Claude Code, Codex) asks before a command that
+its policy does not allow; the daemon holds the request until someone answers it here, over MCP
+(answer_approval), from the web page, or at the `message` prompt that is waiting. An unanswered
+request is denied after agents.approval_timeout (10 minutes by default) and when the daemon stops.";
+
+const APPROVE_ABOUT: &str = "\
+Let a pending tool call run (its id from `orchestration approvals`). An approval is answered once:
+a second answer, or one after it timed out, fails with exit status 1; an id the daemon does not
+know exits 4.";
+
+const DENY_ABOUT: &str = "\
+Refuse a pending tool call (its id from `orchestration approvals`). The agent is told it was denied,
+with --reason if given, and may try another way. A second answer, or one after it timed out, fails
+with exit status 1; an id the daemon does not know exits 4.";
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
@@ -468,10 +497,13 @@ impl CliError {
 /// not know (a newer daemon's) goes by the HTTP status.
 fn api_exit_code(code: ErrorCode, status: u16) -> u8 {
     match code {
-        ErrorCode::NotFound | ErrorCode::AgentGone => exit::NOT_FOUND,
+        ErrorCode::NotFound | ErrorCode::AgentGone | ErrorCode::ApprovalNotFound => {
+            exit::NOT_FOUND
+        }
         ErrorCode::InvalidName
         | ErrorCode::InvalidBody
         | ErrorCode::InvalidQuery
+        | ErrorCode::InvalidApprovalId
         | ErrorCode::NotInstalled
         | ErrorCode::InvalidCwd => exit::USAGE,
         ErrorCode::Other => match status {
@@ -494,6 +526,14 @@ fn api_hint(code: ErrorCode, missing_key: bool) -> Option<&'static str> {
             "fix what it lacks in the config file, then `orchestration serve --reload`; `orchestration list` shows why each agent is suspended"
         }
         ErrorCode::NameTaken => "`orchestration list` shows the names in use",
+        ErrorCode::ApprovalNotFound | ErrorCode::InvalidApprovalId => {
+            "`orchestration approvals` lists the pending ones with their ids"
+        }
+        ErrorCode::AlreadyResolved => {
+            "an approval is answered once, and expires when it times out \
+             (agents.approval_timeout), its turn ends or the daemon stops; \
+             `orchestration approvals` lists the ones still pending"
+        }
         ErrorCode::NotInstalled => {
             "install it where the daemon runs (Claude Code: `npm install -g @anthropic-ai/claude-code`; \
              Codex: `npm install -g @openai/codex`), or set its path in the config file: \
@@ -604,6 +644,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Search(args) => search::run(&ctx, args).await,
             Command::Prune(args) => prune::run(&ctx, args).await,
             Command::Watch(args) => watch::run(&ctx, args).await,
+            Command::Approvals(args) => approvals::list(&ctx, args).await,
+            Command::Approve(args) => approvals::approve(&ctx, args).await,
+            Command::Deny(args) => approvals::deny(&ctx, args).await,
         }
     })?
 }

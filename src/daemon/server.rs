@@ -283,6 +283,10 @@ pub(crate) async fn run(
     .await;
 
     tracing::info!("shutting down: no longer accepting connections");
+    // Denied now, not at the drain's deadline: a turn waiting for an
+    // answer hears why, records it and finishes within the drain (and
+    // event readers see each denial before their stream ends).
+    engine.approvals().deny_all(crate::engine::SHUTTING_DOWN);
     // Event streams end with this line, so watchers do not hold the drain up.
     engine.events().stopping();
     host.stopping();

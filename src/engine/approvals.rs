@@ -37,6 +37,9 @@ struct Inner {
     pending: BTreeMap<String, Pending>,
     /// Ids answered, expired or withdrawn, newest last.
     resolved: VecDeque<String>,
+    /// Set by `deny_all`: the daemon is stopping, and what is asked from
+    /// now on is denied at once with this reason, not left to wait.
+    closed: Option<String>,
 }
 
 struct Pending {
@@ -76,6 +79,10 @@ impl Approvals {
         let (tx, rx) = oneshot::channel();
         let id = {
             let mut inner = lock(&self.inner);
+            if let Some(reason) = &inner.closed {
+                tracing::info!(agent = %agent, tool = %request.tool, "approval denied unasked: {reason}");
+                return Verdict::deny(reason.clone());
+            }
             let id = fresh_id(&inner);
             let approval = Approval {
                 id: id.clone(),
@@ -156,10 +163,12 @@ impl Approvals {
     }
 
     /// Denies everything pending (the daemon is stopping): each asker is
-    /// told, and each denial is an event.
+    /// told, and each denial is an event. Whatever is asked afterwards is
+    /// denied at once with the same reason.
     pub fn deny_all(&self, reason: &str) {
         let pending: Vec<Pending> = {
             let mut inner = lock(&self.inner);
+            inner.closed = Some(reason.to_owned());
             let taken = std::mem::take(&mut inner.pending);
             for id in taken.keys() {
                 remember(&mut inner, id);
@@ -299,6 +308,12 @@ mod tests {
             verdict.reason.as_deref(),
             Some("the daemon is shutting down")
         );
+        // Asked after: denied at once, never listed.
+        let late = approvals
+            .ask(&name(), request(), Duration::from_secs(60))
+            .await;
+        assert_eq!(late.reason.as_deref(), Some("the daemon is shutting down"));
+        assert!(approvals.list(None).is_empty());
     }
 
     #[tokio::test]

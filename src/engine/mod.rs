@@ -26,6 +26,9 @@ use crate::model::{
 };
 pub use agent::{Exchange, ExchangeEvent};
 pub use approvals::{AnswerError, Approvals};
+
+/// Why the approvals pending when the daemon stops are denied.
+pub const SHUTTING_DOWN: &str = "the daemon is shutting down";
 pub use events::Events;
 use history::Totals;
 pub use history::{History, Which};
@@ -634,6 +637,9 @@ impl Engine {
     /// Stops every agent for the daemon's exit, without ending them: with a
     /// store, they come back on the next start.
     pub async fn suspend_all(&self) -> ShutdownReport {
+        // Before the agents are stopped, so each turn that asked hears the
+        // denial (and records it) rather than being cut off unanswered.
+        self.inner.approvals.deny_all(SHUTTING_DOWN);
         let agents: Vec<Arc<Agent>> = lock(&self.inner.agents).all();
         for agent in &agents {
             agent.keep_for_restart();

@@ -15,7 +15,8 @@ use http::{Method, Uri};
 use percent_encoding::percent_decode_str;
 
 use super::{
-    ConversationsQuery, EventsQuery, HistoryQuery, ListQuery, Query, QueryError, SearchQuery,
+    ApprovalId, ApprovalsQuery, ConversationsQuery, EventsQuery, HistoryQuery, InvalidApprovalId,
+    ListQuery, Query, QueryError, SearchQuery,
 };
 use crate::model::{AgentName, InvalidName};
 
@@ -37,6 +38,8 @@ pub enum RouteError {
     InvalidName(#[from] InvalidName),
     #[error(transparent)]
     InvalidQuery(#[from] QueryError),
+    #[error(transparent)]
+    InvalidApprovalId(#[from] InvalidApprovalId),
 }
 
 /// What a request asks for, with its parameters decoded and validated.
@@ -70,6 +73,11 @@ pub enum Route {
     Interrupt(AgentName),
     History(AgentName, HistoryQuery),
     ClearHistory(AgentName),
+    /// `GET /approvals`: the pending approvals, optionally of one agent.
+    Approvals(ApprovalsQuery),
+    /// `POST /approvals/{id}`: approve or deny one (data plane: the web
+    /// page and remote MCP clients answer approvals too).
+    Answer(ApprovalId),
 }
 
 const GET: &[Method] = &[Method::GET];
@@ -133,6 +141,17 @@ impl Route {
                 _ => Err(not_allowed(AGENTS)),
             },
             ("agents", [name, tail @ ..]) => agent_route(method, query, name, tail, path),
+            ("approvals", []) => match *method {
+                Method::GET => Ok(Self::Approvals(
+                    ApprovalsQuery::parse(query).map_err(invalid)?,
+                )),
+                _ => Err(not_allowed(GET)),
+            },
+            ("approvals", [id]) => {
+                // Fixed-segment rules apply: an id has no reason to be encoded.
+                let id = ApprovalId::parse(fixed(id)?)?;
+                only(method, &Method::POST, Self::Answer(id)).ok_or_else(|| not_allowed(POST))
+            }
             _ => Err(no_route()),
         }
     }
@@ -146,7 +165,8 @@ impl Route {
             | Self::Events(_)
             | Self::ListAgents(_)
             | Self::GetAgent(_)
-            | Self::History(..) => Method::GET,
+            | Self::History(..)
+            | Self::Approvals(_) => Method::GET,
             Self::Shutdown
             | Self::Reload
             | Self::Prune
@@ -155,7 +175,8 @@ impl Route {
             | Self::Spawn
             | Self::Message(_)
             | Self::Task(_)
-            | Self::Interrupt(_) => Method::POST,
+            | Self::Interrupt(_)
+            | Self::Answer(_) => Method::POST,
             Self::ShutdownAll | Self::ShutdownAgent(_) | Self::ClearHistory(_) => Method::DELETE,
         }
     }
@@ -182,6 +203,8 @@ impl Route {
             Self::Interrupt(name) => format!("/agents/{name}/interrupt"),
             Self::History(name, query) => format!("/agents/{name}/history{}", query.to_query()),
             Self::ClearHistory(name) => format!("/agents/{name}/history"),
+            Self::Approvals(query) => format!("/approvals{}", query.to_query()),
+            Self::Answer(id) => format!("/approvals/{id}"),
         }
     }
 
@@ -203,6 +226,7 @@ impl Route {
             | Self::Interrupt(name)
             | Self::History(name, _)
             | Self::ClearHistory(name) => Some(name),
+            Self::Approvals(query) => query.agent.as_ref(),
             _ => None,
         }
     }
@@ -229,6 +253,8 @@ impl Route {
             Self::Interrupt(_) => "interrupt",
             Self::History(..) => "history",
             Self::ClearHistory(_) => "clear_history",
+            Self::Approvals(_) => "approvals",
+            Self::Answer(_) => "answer",
         }
     }
 }
@@ -346,7 +372,9 @@ mod tests {
             RouteError::BadPath(_) => 400,
             RouteError::NoRoute(_) => 404,
             RouteError::MethodNotAllowed { .. } => 405,
-            RouteError::InvalidName(_) | RouteError::InvalidQuery(_) => 422,
+            RouteError::InvalidName(_)
+            | RouteError::InvalidQuery(_)
+            | RouteError::InvalidApprovalId(_) => 422,
         }
     }
 
@@ -388,7 +416,17 @@ mod tests {
                 "/agents/a/history",
                 Route::ClearHistory(name("a")),
             ),
+            (
+                "GET",
+                "/approvals",
+                Route::Approvals(ApprovalsQuery::default()),
+            ),
+            ("POST", "/approvals/3f9c2a", Route::Answer(id("3f9c2a"))),
         ]
+    }
+
+    fn id(text: &str) -> ApprovalId {
+        ApprovalId::parse(text).unwrap()
     }
 
     /// Every route, with parameters that exercise the query encoding.
@@ -438,7 +476,10 @@ mod tests {
                     conversation: Some(uuid::Uuid::from_u128(7)),
                 },
             ),
-            Route::ClearHistory(odd),
+            Route::ClearHistory(odd.clone()),
+            Route::Approvals(ApprovalsQuery::default()),
+            Route::Approvals(ApprovalsQuery { agent: Some(odd) }),
+            Route::Answer(id("0a9f00")),
         ]
     }
 
@@ -580,5 +621,53 @@ mod tests {
         assert_eq!(parse("PUT", "/agents"), Err(405));
         assert_eq!(parse("GET", "/agents/a/b/c"), Err(404));
         assert_eq!(parse("GET", "/"), Err(404));
+    }
+}
+
+#[cfg(test)]
+mod approval_tests {
+    use super::*;
+
+    fn parse(method: &str, target: &str) -> Result<Route, String> {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let uri: Uri = target.parse().unwrap();
+        Route::parse(&method, &uri).map_err(|e| match e {
+            RouteError::InvalidApprovalId(_) => "invalid_id".into(),
+            RouteError::MethodNotAllowed { .. } => "405".into(),
+            RouteError::NoRoute(_) => "404".into(),
+            RouteError::BadPath(_) => "400".into(),
+            other => other.to_string(),
+        })
+    }
+
+    #[test]
+    fn an_approval_id_is_six_lowercase_hex_digits() {
+        for good in ["3f9c2a", "000000", "abcdef"] {
+            assert_eq!(
+                parse("POST", &format!("/approvals/{good}")),
+                Ok(Route::Answer(ApprovalId::parse(good).unwrap()))
+            );
+        }
+        for bad in ["3F9C2A", "3f9c2", "3f9c2a0", "3f9c2g", "nope", "%33f9c2a"] {
+            let parsed = parse("POST", &format!("/approvals/{bad}"));
+            assert!(
+                matches!(parsed.as_deref(), Err("invalid_id" | "400")),
+                "{bad}: {parsed:?}"
+            );
+        }
+        assert_eq!(parse("GET", "/approvals/3f9c2a"), Err("405".into()));
+        assert_eq!(parse("DELETE", "/approvals"), Err("405".into()));
+        assert_eq!(parse("POST", "/approvals/3f9c2a/x"), Err("404".into()));
+    }
+
+    #[test]
+    fn the_approvals_list_takes_an_agent() {
+        let Ok(Route::Approvals(query)) = parse("GET", "/approvals?agent=coder") else {
+            panic!("approvals did not parse");
+        };
+        assert_eq!(query.agent.as_ref().map(AgentName::as_str), Some("coder"));
+        assert!(parse("GET", "/approvals?agent=.x").is_err());
+        assert!(!Route::Approvals(query).is_control_plane());
+        assert!(!Route::Answer(ApprovalId::parse("3f9c2a").unwrap()).is_control_plane());
     }
 }

@@ -38,6 +38,7 @@
 mod common;
 
 mod api;
+mod approvals;
 mod bounds;
 mod cli;
 mod coding_agents;

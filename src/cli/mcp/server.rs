@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::super::output;
+use super::super::{activity, approvals, output};
 use super::tools::{Call, ToolError, ToolName, plan};
 use crate::autostart::{self, AutostartError};
 use crate::client::{Client, ClientError};
@@ -28,7 +28,9 @@ const INSTRUCTIONS: &str = "\
 Named LLM agents that live in a per-user daemon and keep their conversations between calls. \
 spawn_agent starts one, send_message talks to it, get_history reads its conversation (also after \
 shutdown_agent), list_agents shows what is running, run_task answers one prompt with a throwaway \
-agent, list_models shows what a provider offers, interrupt_agent stops a reply in progress.";
+agent, list_models shows what a provider offers, interrupt_agent stops a reply in progress. \
+Agents that act (Claude Code, Codex) may wait for a person's yes or no before a tool runs: \
+list_approvals shows what waits, answer_approval answers it once the user has decided.";
 
 #[derive(Debug, Clone)]
 pub struct Server {
@@ -192,7 +194,7 @@ async fn execute(
                 format!("no messages for '{agent}'")
             } else {
                 let lines: Vec<String> =
-                    history.messages.iter().map(output::history_entry).collect();
+                    history.messages.iter().map(activity::history_entry).collect();
                 lines.join("\n")
             };
             Ok(Reply::new(text, &history))
@@ -216,6 +218,22 @@ async fn execute(
                 format!("'{agent}' was not writing a reply; nothing to stop")
             };
             Ok(Reply::new(text, &answer))
+        }
+        Call::Approvals(query) => {
+            let pending = client.approvals(&query).await?;
+            let text = if pending.is_empty() {
+                "no pending approvals".to_owned()
+            } else {
+                approvals::listing(&pending)
+            };
+            Ok(Reply::new(
+                text,
+                &serde_json::json!({ "approvals": pending }),
+            ))
+        }
+        Call::Answer { id, answer } => {
+            let answered = client.answer(&id, &answer).await?;
+            Ok(Reply::new(approvals::answered_line(&answered), &answered))
         }
         Call::Models(body) => {
             let listing: Models = client.models(&body).await?;
@@ -354,6 +372,10 @@ fn explain(error: ClientError) -> ToolError {
             code: ErrorCode::NameTaken,
             ..
         } => Some("shutdown_agent frees the name, or pick another"),
+        ClientError::Api {
+            code: ErrorCode::ApprovalNotFound | ErrorCode::AlreadyResolved,
+            ..
+        } => Some("list_approvals shows the ones still pending"),
         _ => None,
     };
     with_hint(error.to_string(), hint)

@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::super::{AgentOptions, CliError, EndpointOptions};
-use crate::model::{AgentName, AgentState};
+use crate::model::{AgentName, AgentState, Decision};
+use crate::wire::{AnswerRequest, ApprovalId, ApprovalsQuery};
 use crate::wire::{
     HistoryQuery, ListQuery, MessageRequest, ModelsRequest, SearchQuery, SpawnRequest, TaskRequest,
 };
@@ -29,10 +30,12 @@ pub enum ToolName {
     ListModels,
     SearchHistory,
     InterruptAgent,
+    ListApprovals,
+    AnswerApproval,
 }
 
 impl ToolName {
-    pub const ALL: [ToolName; 9] = [
+    pub const ALL: [ToolName; 11] = [
         Self::SpawnAgent,
         Self::ListAgents,
         Self::SendMessage,
@@ -42,6 +45,8 @@ impl ToolName {
         Self::ListModels,
         Self::SearchHistory,
         Self::InterruptAgent,
+        Self::ListApprovals,
+        Self::AnswerApproval,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +60,8 @@ impl ToolName {
             Self::ListModels => "list_models",
             Self::SearchHistory => "search_history",
             Self::InterruptAgent => "interrupt_agent",
+            Self::ListApprovals => "list_approvals",
+            Self::AnswerApproval => "answer_approval",
         }
     }
 
@@ -105,6 +112,18 @@ impl ToolName {
                  waiting send_message returns. Messages waiting behind it still run; an idle \
                  agent is left alone. The agent stays live."
             }
+            Self::ListApprovals => {
+                "List the tool calls that agents which act (Claude Code, Codex) are waiting to \
+                 run until a person says yes or no: id, agent, tool, what it would run, where. \
+                 Answer one with answer_approval. Unanswered ones are denied after the daemon's \
+                 approval_timeout."
+            }
+            Self::AnswerApproval => {
+                "Approve or deny one pending tool call by its id (from list_approvals). Approving \
+                 lets the agent run it; denying tells the agent, with the reason if given. Only \
+                 answer what the user has decided. An approval is answered once: a second \
+                 answer, or one after it timed out, is refused."
+            }
         }
     }
 
@@ -119,15 +138,20 @@ impl ToolName {
             Self::ListModels => schema::<ListModelsArgs>(),
             Self::SearchHistory => schema::<SearchHistoryArgs>(),
             Self::InterruptAgent => schema::<InterruptAgentArgs>(),
+            Self::ListApprovals => schema::<ListApprovalsArgs>(),
+            Self::AnswerApproval => schema::<AnswerApprovalArgs>(),
         }
     }
 
     fn annotations(self) -> ToolAnnotations {
         let (read_only, destructive) = match self {
-            Self::ListAgents | Self::GetHistory | Self::ListModels | Self::SearchHistory => {
-                (true, false)
-            }
-            Self::ShutdownAgent | Self::InterruptAgent => (false, true),
+            Self::ListAgents
+            | Self::GetHistory
+            | Self::ListModels
+            | Self::SearchHistory
+            | Self::ListApprovals => (true, false),
+            // Approving lets an agent run a command.
+            Self::ShutdownAgent | Self::InterruptAgent | Self::AnswerApproval => (false, true),
             Self::SpawnAgent | Self::SendMessage | Self::RunTask => (false, false),
         };
         let mut annotations = ToolAnnotations::new();
@@ -194,6 +218,10 @@ pub enum Call {
     Models(ModelsRequest),
     /// `GET /search?…`.
     Search(SearchQuery),
+    /// `GET /approvals?…`.
+    Approvals(ApprovalsQuery),
+    /// `POST /approvals/{id}`.
+    Answer { id: ApprovalId, answer: AnswerRequest },
 }
 
 /// Turns a call's arguments into what to ask the daemon, resolving API keys
@@ -258,6 +286,30 @@ pub fn plan(tool: ToolName, arguments: JsonObject, config_file: &Path) -> Result
                 limit: args.limit,
             };
             Ok(Call::Search(query))
+        }
+        ToolName::ListApprovals => {
+            let args: ListApprovalsArgs = parse(arguments)?;
+            let agent = args.agent.as_deref().map(agent_name).transpose()?;
+            Ok(Call::Approvals(ApprovalsQuery { agent }))
+        }
+        ToolName::AnswerApproval => {
+            let args: AnswerApprovalArgs = parse(arguments)?;
+            let id = ApprovalId::parse(&args.id.trim().to_ascii_lowercase())
+                .map_err(|e| ToolError(e.to_string()))?;
+            let decision = match args.decision.as_str() {
+                "approve" => Decision::Approve,
+                "deny" => Decision::Deny,
+                other => {
+                    return Err(ToolError(format!(
+                        "decision must be \"approve\" or \"deny\", not {other:?}"
+                    )));
+                }
+            };
+            let answer = AnswerRequest {
+                decision,
+                reason: args.reason,
+            };
+            Ok(Call::Answer { id, answer })
         }
     }
 }
@@ -461,6 +513,29 @@ pub struct InterruptAgentArgs {
     pub agent: String,
 }
 
+/// `list_approvals`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListApprovalsArgs {
+    /// Only this agent's pending approvals.
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+/// `answer_approval`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerApprovalArgs {
+    /// The approval's id, six hex digits, as list_approvals gives it.
+    pub id: String,
+    /// "approve" lets the tool call run; "deny" refuses it.
+    #[schemars(extend("enum" = ["approve", "deny"]))]
+    pub decision: String,
+    /// Why, for a denial: the agent is told, and may try another way.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// `list_models`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -529,6 +604,8 @@ mod tests {
                 "list_models",
                 "search_history",
                 "interrupt_agent",
+                "list_approvals",
+                "answer_approval",
             ]
         );
         let required = |tool: ToolName| -> Vec<String> {
@@ -555,6 +632,8 @@ mod tests {
         assert!(required(ToolName::ListModels).is_empty());
         assert_eq!(required(ToolName::SearchHistory), ["query"]);
         assert_eq!(required(ToolName::InterruptAgent), ["agent"]);
+        assert!(required(ToolName::ListApprovals).is_empty());
+        assert_eq!(required(ToolName::AnswerApproval), ["id", "decision"]);
         for tool in ToolName::ALL {
             assert_eq!(ToolName::parse(tool.as_str()), Some(tool));
         }
@@ -739,5 +818,48 @@ mod search_tests {
             unreachable!()
         };
         assert!(plan(ToolName::SearchHistory, bad, std::path::Path::new("/x")).is_err());
+    }
+}
+
+#[cfg(test)]
+mod approval_tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::wire::Route;
+
+    fn call(tool: ToolName, arguments: Value) -> Result<Call, ToolError> {
+        let Value::Object(arguments) = arguments else {
+            panic!("arguments must be an object");
+        };
+        plan(tool, arguments, Path::new("/nonexistent"))
+    }
+
+    #[test]
+    fn approvals_map_onto_their_routes() {
+        let Ok(Call::Approvals(query)) = call(ToolName::ListApprovals, json!({"agent": "coder"}))
+        else {
+            panic!("not a list");
+        };
+        assert_eq!(Route::Approvals(query).target(), "/approvals?agent=coder");
+        let Ok(Call::Answer { id, answer }) = call(
+            ToolName::AnswerApproval,
+            json!({"id": "3F9C2A", "decision": "deny", "reason": "not there"}),
+        ) else {
+            panic!("not an answer");
+        };
+        assert_eq!(Route::Answer(id).target(), "/approvals/3f9c2a");
+        assert_eq!(
+            serde_json::to_value(&answer).unwrap(),
+            json!({"decision": "deny", "reason": "not there"})
+        );
+    }
+
+    #[test]
+    fn bad_answers_are_tool_errors() {
+        let refused = |arguments| call(ToolName::AnswerApproval, arguments).unwrap_err().0;
+        assert!(refused(json!({"id": "3f9c2a", "decision": "maybe"})).contains("maybe"));
+        assert!(refused(json!({"id": "../x", "decision": "approve"})).contains("not an approval id"));
+        assert!(refused(json!({"decision": "approve"})).contains("`id`"));
     }
 }

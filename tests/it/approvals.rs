@@ -1,0 +1,405 @@
+//! Approvals answered from anywhere: `GET /approvals`, `POST
+//! /approvals/{id}`, `orchestration approvals|approve|deny`, the lines
+//! `message` prints while it waits, history's export of tool messages,
+//! the timeout and the daemon's shutdown. The end-to-end tests drive the
+//! real Claude Code (`$ORCHESTRATION_CLAUDE`) against the fake Anthropic
+//! server, as `coding_agents` does; without the binary they say SKIPPED
+//! (or fail, with `$ORCHESTRATION_REQUIRE_THIRD_PARTY=1`). The refusals
+//! need no binary.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+
+use crate::common::fake_anthropic::FakeAnthropic;
+use crate::common::in_process::InProcess;
+use crate::common::{Env, Harness, eventually, open_events, open_request, read_rest};
+
+fn claude() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("ORCHESTRATION_CLAUDE").map(PathBuf::from)
+        && path.is_file()
+    {
+        return Some(path);
+    }
+    let required = std::env::var("ORCHESTRATION_REQUIRE_THIRD_PARTY").as_deref() == Ok("1");
+    assert!(
+        !required,
+        "Claude Code is required but ORCHESTRATION_CLAUDE names no file; run scripts/test.sh"
+    );
+    eprintln!(
+        "SKIPPED: Claude Code is not installed, so this approvals test did not run; \
+         `bash scripts/test.sh` installs it"
+    );
+    None
+}
+
+/// A daemon whose Claude Code is `claude` (home and temp dir inside the
+/// env), the agent's working directory, and the fake model server.
+struct Setup {
+    env: Env,
+    cwd: PathBuf,
+    fake: FakeAnthropic,
+}
+
+impl Setup {
+    fn new(claude: &Path, extra_config: &str) -> Self {
+        let env = Env::new();
+        let home = env.dir.path().join("home");
+        let tmp = env.dir.path().join("tmp");
+        let cwd = env.dir.path().join("project");
+        for dir in [&home, &tmp, &cwd] {
+            std::fs::create_dir_all(dir).expect("dir");
+        }
+        let config = format!(
+            r#"
+[agents]
+{extra_config}
+
+[agents.claude-code]
+command = [{claude:?}]
+env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", CLAUDE_CODE_MAX_RETRIES = "0" }}
+"#,
+            claude = claude.display().to_string(),
+            home = home.display().to_string(),
+            tmp = tmp.display().to_string(),
+        );
+        Self {
+            env: env.config(&config),
+            cwd,
+            fake: FakeAnthropic::start(),
+        }
+    }
+
+    fn daemon(&self) -> InProcess {
+        InProcess::serve(self.env.clone(), &["--no-tcp"])
+    }
+
+    /// `spawn coder --provider claude-code` at the fake, in the project dir.
+    fn spawn_coder(&self, daemon: &InProcess) {
+        let url = self.fake.url();
+        let cwd = self.cwd.display().to_string();
+        let args = [
+            "spawn",
+            "coder",
+            "--provider",
+            "claude-code",
+            "--base-url",
+            &url,
+            "--api-key-env",
+            "FAKE_ANTHROPIC_KEY",
+            "--cwd",
+            &cwd,
+        ];
+        daemon
+            .env()
+            .cli_env(&[("FAKE_ANTHROPIC_KEY", "sk-fake")], &args)
+            .ok();
+    }
+}
+
+/// The next JSON line of a stream (chunk sizes and blank lines skipped).
+fn next_line(reader: &mut impl BufRead) -> Value {
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).expect("read a stream line");
+        assert!(n > 0, "the stream ended early");
+        if let Ok(value) = serde_json::from_str::<Value>(line.trim())
+            && value.is_object()
+        {
+            return value;
+        }
+    }
+}
+
+fn line_of(reader: &mut impl BufRead, kind: &str) -> Value {
+    loop {
+        let line = next_line(reader);
+        if line["type"] == kind {
+            return line;
+        }
+    }
+}
+
+fn stream_message(daemon: &InProcess, content: &str) -> BufReader<UnixStream> {
+    let body = json!({"content": content, "stream": true}).to_string();
+    open_request(
+        &daemon.env().socket(),
+        "POST",
+        "/agents/coder/message",
+        Some(&body),
+    )
+}
+
+/// The approval a streamed message is waiting for.
+fn asked(stream: &mut BufReader<UnixStream>) -> Value {
+    line_of(stream, "approval")["approval"].clone()
+}
+
+/// The reply text the rest of a stream carries.
+fn streamed_reply(rest: &str) -> String {
+    rest.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
+        .find(|line| line["type"] == "message")
+        .and_then(|line| line["message"]["content"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no reply in: {rest}"))
+}
+
+fn answer(daemon: &InProcess, id: &str, body: Value) -> crate::common::HttpResponse {
+    daemon.json("POST", &format!("/approvals/{id}"), Some(body))
+}
+
+#[test]
+fn unknown_and_malformed_ids_are_refused_with_their_codes_and_exit_statuses() {
+    let daemon = InProcess::start_tcp();
+    let listed = daemon.json("GET", "/approvals", None);
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    assert_eq!(listed.json(), json!([]));
+    let filtered = daemon.json("GET", "/approvals?agent=coder", None);
+    assert_eq!(filtered.json(), json!([]));
+    assert_eq!(
+        daemon.json("GET", "/approvals?agent=.x", None).status,
+        422
+    );
+
+    let unknown = answer(&daemon, "abcdef", json!({"decision": "approve"}));
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+    assert_eq!(unknown.json()["code"], "approval_not_found");
+    let malformed = answer(&daemon, "ABCDEF", json!({"decision": "approve"}));
+    assert_eq!(malformed.status, 422, "{}", malformed.text());
+    assert_eq!(malformed.json()["code"], "invalid_approval_id");
+    let bad_body = answer(&daemon, "abcdef", json!({"decision": "maybe"}));
+    assert_eq!(bad_body.status, 422);
+    assert_eq!(bad_body.json()["code"], "invalid_body");
+    let long_reason = "x".repeat(4096);
+    let too_long = answer(
+        &daemon,
+        "abcdef",
+        json!({"decision": "deny", "reason": long_reason}),
+    );
+    assert_eq!(too_long.json()["code"], "invalid_body", "{}", too_long.text());
+
+    // Data plane: the token answers approvals over TCP too.
+    let over_tcp = daemon.tcp_json(
+        "POST",
+        "/approvals/abcdef",
+        Some(json!({"decision": "deny"})),
+    );
+    assert_eq!(over_tcp.status, 404, "{}", over_tcp.text());
+    assert_eq!(over_tcp.json()["code"], "approval_not_found");
+
+    // The CLI: an unknown id exits 4, a malformed one 2 (before sending).
+    let out = daemon.cli(&["approve", "abcdef"]);
+    assert_eq!(out.code(), 4, "{}", out.stderr());
+    assert!(out.stderr().contains("no approval 'abcdef'"), "{}", out.stderr());
+    assert!(out.stderr().contains("orchestration approvals"), "{}", out.stderr());
+    let out = daemon.cli(&["deny", "nope", "--reason", "x"]);
+    assert_eq!(out.code(), 2, "{}", out.stderr());
+    let out = daemon.cli(&["approvals"]);
+    out.ok();
+    assert_eq!(out.stdout().trim(), "no pending approvals");
+    let out = daemon.cli(&["--json", "approvals", "--agent", "coder"]);
+    out.ok();
+    assert_eq!(out.json(), json!([]));
+
+    // README's table of codes has the three.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    for row in [
+        "| `approval_not_found` | 404 |",
+        "| `already_resolved` | 409 |",
+        "| `invalid_approval_id` | 422 |",
+    ] {
+        assert!(readme.contains(row), "README lacks {row}");
+    }
+}
+
+#[test]
+fn a_command_approved_from_another_terminal_runs_in_the_cwd_and_is_exported() {
+    let Some(claude) = claude() else { return };
+    let setup = Setup::new(&claude, "");
+    let daemon = setup.daemon();
+    setup.spawn_coder(&daemon);
+
+    // `message` off a terminal: it says how to answer and keeps waiting.
+    let message = daemon
+        .env()
+        .command(&["message", "coder", "run: touch made.txt"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start message");
+    let mut id = String::new();
+    eventually("the approval is pending", || {
+        let listed = daemon.json("GET", "/approvals", None).json();
+        match listed[0]["id"].as_str() {
+            Some(found) => {
+                id = found.to_owned();
+                true
+            }
+            None => false,
+        }
+    });
+    let listed = daemon.cli(&["approvals"]);
+    listed.ok();
+    let table = listed.stdout();
+    assert!(table.starts_with("ID"), "{table}");
+    let row = table
+        .lines()
+        .find(|line| line.starts_with(&id))
+        .unwrap_or_else(|| panic!("{id} not listed: {table}"));
+    assert!(row.contains("coder"), "{row}");
+    assert!(row.contains("Bash"), "{row}");
+    assert!(row.contains("touch made.txt"), "{row}");
+    let json = daemon.cli(&["--json", "approvals", "--agent", "coder"]);
+    assert_eq!(json.json()[0]["id"], id.as_str());
+    assert_eq!(json.json()[0]["cwd"], setup.cwd.display().to_string());
+
+    let approved = daemon.cli(&["approve", &id]);
+    approved.ok();
+    assert!(
+        approved.stdout().starts_with(&format!("approved {id}: coder Bash: touch made.txt")),
+        "{}",
+        approved.stdout()
+    );
+    let out = message.wait_with_output().expect("message ends");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(setup.cwd.join("made.txt").is_file(), "{stderr}");
+    assert!(stdout.starts_with("tool said"), "{stdout}");
+    assert!(stderr.contains("⚙ Bash: touch made.txt"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("coder asks to run Bash: touch made.txt (in {})", setup.cwd.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("`orchestration approve {id}`")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("  ↳ "), "{stderr}");
+    assert!(!stdout.contains("⚙"), "tool activity stays off stdout: {stdout}");
+
+    // A second answer is refused: 409 on the API, exit 1 on the CLI.
+    let again = answer(&daemon, &id, json!({"decision": "deny"}));
+    assert_eq!(again.status, 409, "{}", again.text());
+    assert_eq!(again.json()["code"], "already_resolved");
+    let out = daemon.cli(&["deny", &id]);
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    assert!(out.stderr().contains("already answered"), "{}", out.stderr());
+
+    // The history shows the call and its result, marked or folded.
+    let text = daemon.cli(&["history", "coder"]);
+    text.ok();
+    assert!(
+        text.stdout().contains("coder: [tool call] Bash: touch made.txt"),
+        "{}",
+        text.stdout()
+    );
+    assert!(text.stdout().contains("coder: [tool result] Bash: "), "{}", text.stdout());
+    let markdown = daemon.cli(&["history", "coder", "--format", "markdown"]);
+    markdown.ok();
+    let markdown = markdown.stdout();
+    assert!(
+        markdown.contains("<details><summary>⚙ <b>coder</b> · tool call <code>Bash</code>: touch made.txt"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("↳ tool result <code>Bash</code>"), "{markdown}");
+    assert_eq!(
+        markdown.matches("<details>").count(),
+        markdown.matches("</details>").count()
+    );
+}
+
+#[test]
+fn a_denial_with_a_reason_reaches_the_model_and_nothing_runs() {
+    let Some(claude) = claude() else { return };
+    let setup = Setup::new(&claude, "");
+    let daemon = setup.daemon();
+    setup.spawn_coder(&daemon);
+    let mut events = open_events(&daemon.env().socket());
+    let mut stream = stream_message(&daemon, "run: touch denied.txt");
+    let approval = asked(&mut stream);
+    let id = approval["id"].as_str().expect("an id").to_owned();
+    let out = daemon.cli(&["deny", &id, "--reason", "not in this repo"]);
+    out.ok();
+    assert!(
+        out.stdout().contains("(reason: not in this repo)"),
+        "{}",
+        out.stdout()
+    );
+    let text = streamed_reply(&read_rest(&mut stream));
+    assert!(text.starts_with("tool said (is_error)"), "{text}");
+    assert!(text.contains("not in this repo"), "{text}");
+    assert!(!setup.cwd.join("denied.txt").exists());
+    let resolved = line_of(&mut events, "approval_resolved");
+    assert_eq!(resolved["id"], id.as_str());
+    assert_eq!(resolved["decision"], "deny");
+    assert_eq!(resolved["reason"], "not in this repo");
+    assert_eq!(daemon.json("GET", "/approvals", None).json(), json!([]));
+}
+
+#[test]
+fn an_unanswered_approval_is_denied_at_its_timeout() {
+    let Some(claude) = claude() else { return };
+    let setup = Setup::new(&claude, "approval_timeout = \"1s\"");
+    let daemon = setup.daemon();
+    setup.spawn_coder(&daemon);
+    let mut events = open_events(&daemon.env().socket());
+    let mut stream = stream_message(&daemon, "run: touch late.txt");
+    let id = asked(&mut stream)["id"].as_str().expect("an id").to_owned();
+    let resolved = line_of(&mut events, "approval_resolved");
+    assert_eq!(resolved["id"], id.as_str());
+    assert_eq!(resolved["decision"], "deny");
+    assert!(
+        resolved["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("approval_timeout")),
+        "{resolved}"
+    );
+    let text = streamed_reply(&read_rest(&mut stream));
+    assert!(text.contains("approval_timeout"), "{text}");
+    assert!(!setup.cwd.join("late.txt").exists());
+    // Too late now: expired is settled.
+    let late = answer(&daemon, &id, json!({"decision": "approve"}));
+    assert_eq!(late.status, 409, "{}", late.text());
+}
+
+#[test]
+fn a_pending_approval_is_denied_at_shutdown_and_the_turn_records_it() {
+    let Some(claude) = claude() else { return };
+    let setup = Setup::new(&claude, "");
+    let mut daemon = setup.daemon();
+    setup.spawn_coder(&daemon);
+    let mut events = open_events(&daemon.env().socket());
+    let mut stream = stream_message(&daemon, "run: touch never.txt");
+    let id = asked(&mut stream)["id"].as_str().expect("an id").to_owned();
+    daemon.stop().expect("a clean stop");
+    let resolved = line_of(&mut events, "approval_resolved");
+    assert_eq!(resolved["id"], id.as_str());
+    assert_eq!(resolved["reason"], "the daemon is shutting down");
+    let rest = read_rest(&mut stream);
+    assert!(rest.contains("shutting down"), "{rest}");
+    assert!(!setup.cwd.join("never.txt").exists());
+    drop(daemon);
+
+    let daemon = setup.daemon();
+    let history = daemon.history("coder");
+    let denied = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .find(|m| m["message_type"] == "tool_result")
+        .unwrap_or_else(|| panic!("no tool result recorded: {history}"));
+    assert_eq!(denied["metadata"]["is_error"], true, "{denied}");
+    assert!(
+        denied["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("the daemon is shutting down")),
+        "{denied}"
+    );
+}
