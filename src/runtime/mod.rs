@@ -24,6 +24,7 @@
 //!   asking (`ApprovalMode::Never`).
 
 pub mod child;
+pub mod codex;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -40,6 +40,7 @@ mod common;
 mod api;
 mod bounds;
 mod cli;
+mod codex;
 mod completion;
 mod concurrency;
 mod docs;

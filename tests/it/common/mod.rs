@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_provider;
+pub mod fake_responses;
 pub mod in_process;
 
 use std::io::{BufRead, BufReader, Read, Write};
