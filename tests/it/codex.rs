@@ -487,3 +487,86 @@ fn a_child_killed_mid_turn_fails_the_turn_and_the_next_resumes() {
         codex.stop().await;
     });
 }
+
+#[test]
+fn a_turn_its_caller_gave_up_on_is_settled_before_the_next() {
+    let Some(binary) = codex_binary() else { return };
+    let fake = FakeResponses::start();
+    let place = Place::new();
+    let approver = Scripted::new(Verdict::deny("no"));
+    runtime().block_on(async {
+        let mut codex = place.codex(&binary, &fake, ask());
+        turn(&mut codex, "warm up", approver.clone()).await.ok();
+        let pid = codex.pid();
+        {
+            let mut stream = codex.turn(Turn {
+                prompt: "hold: nobody waits for this".into(),
+                approver: approver.clone(),
+                interrupt: CancellationToken::new(),
+            });
+            let first = tokio::time::timeout(TURN_PATIENCE, async {
+                loop {
+                    match stream.next().await {
+                        Some(Ok(TurnEvent::Delta(text))) => return text,
+                        Some(Ok(_)) => {}
+                        other => panic!("the held turn ended: {other:?}"),
+                    }
+                }
+            })
+            .await
+            .expect("a first delta");
+            assert!(first.starts_with("ech"), "{first}");
+            // The stream is dropped here, mid-turn: the caller gave up.
+        }
+        let next = turn(&mut codex, "after giving up", approver.clone()).await;
+        next.ok();
+        assert_eq!(next.text(), "echo: after giving up");
+        assert_eq!(codex.pid(), pid, "the child was kept");
+        codex.stop().await;
+    });
+}
+
+#[test]
+fn a_model_server_nobody_answers_fails_the_turn() {
+    let Some(binary) = codex_binary() else { return };
+    let place = Place::new();
+    let approver = Scripted::new(Verdict::deny("no"));
+    runtime().block_on(async {
+        let mut codex = Codex::new(
+            place.spec(&binary, ask(), None),
+            ModelServer {
+                base_url: format!("http://127.0.0.1:{}/v1", crate::common::CLOSED_PORT),
+                key_env: "OPENAI_API_KEY".into(),
+            },
+        );
+        let failed = turn(&mut codex, "is anyone there", approver.clone()).await;
+        match &failed.error {
+            Some(RuntimeError::Turn(message)) => {
+                assert!(message.contains("model server"), "{message}");
+            }
+            other => panic!("expected a failed turn, got {other:?} after {:?}", failed.events),
+        }
+        assert!(codex.is_running(), "the child stays for the next turn");
+        codex.stop().await;
+    });
+}
+
+#[test]
+fn a_missing_executable_says_how_to_install_it() {
+    let place = Place::new();
+    let approver = Scripted::new(Verdict::deny("no"));
+    runtime().block_on(async {
+        let mut codex = Codex::new(
+            place.spec(Path::new("/nonexistent/codex"), ask(), None),
+            ModelServer::default(),
+        );
+        let failed = turn(&mut codex, "hello", approver).await;
+        match &failed.error {
+            Some(error @ RuntimeError::Missing { .. }) => {
+                assert!(error.to_string().contains("npm install -g @openai/codex"), "{error}");
+            }
+            other => panic!("expected Missing, got {other:?}"),
+        }
+        assert!(!codex.is_running());
+    });
+}
