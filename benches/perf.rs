@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use orchestration::model::{AgentConfig, AgentName, Message, ProviderSpec};
+use orchestration::model::{AgentConfig, AgentName, Message, ProviderSpec, Workspace};
 use orchestration::store::{Store, Write as StoreWrite};
 use uuid::Uuid;
 
@@ -463,6 +463,7 @@ fn generate(state: &Path, shape: Shape) {
             agent_type: "api".into(),
             instructions: None,
             provider: spec.clone(),
+            workspace: Workspace::default(),
         };
         StoreWrite::add_agent(*id, &config, "2026-01-01T00:00:00Z").expect("agent")
     });

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use orchestration::config::Config;
 use orchestration::engine::Engine;
-use orchestration::model::{AgentConfig, AgentName, Message, ProviderSpec};
+use orchestration::model::{AgentConfig, AgentName, Message, ProviderSpec, Workspace};
 use orchestration::providers::{Keys, ProviderSettings};
 use orchestration::store::{Store, Write};
 use serde_json::Map;
@@ -77,6 +77,7 @@ fn config(name: &str) -> AgentConfig {
             provider: Some("echo".into()),
             ..ProviderSpec::default()
         },
+        workspace: Workspace::default(),
     }
 }
 

@@ -25,16 +25,23 @@ pub enum Kind {
     OpenAi,
     Anthropic,
     Echo,
+    /// Claude Code, run by the daemon as a child (`sdk` is its alias, as
+    /// the Python client names it).
+    ClaudeCode,
+    /// Codex's app-server, run by the daemon as a child.
+    Codex,
 }
 
 impl Kind {
-    pub const NAMES: &'static str = "openai, anthropic, echo";
+    pub const NAMES: &'static str = "openai, anthropic, echo, claude-code, codex";
 
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "openai" => Some(Self::OpenAi),
             "anthropic" => Some(Self::Anthropic),
             "echo" => Some(Self::Echo),
+            "claude-code" | "sdk" => Some(Self::ClaudeCode),
+            "codex" => Some(Self::Codex),
             _ => None,
         }
     }
@@ -44,6 +51,24 @@ impl Kind {
             Self::OpenAi => "openai",
             Self::Anthropic => "anthropic",
             Self::Echo => "echo",
+            Self::ClaudeCode => "claude-code",
+            Self::Codex => "codex",
+        }
+    }
+
+    /// A coding agent: a child process the daemon runs, not a model
+    /// endpoint it calls.
+    pub fn is_coding_agent(self) -> bool {
+        matches!(self, Self::ClaudeCode | Self::Codex)
+    }
+
+    /// The coding agent a spawn names: its provider, or, with none,
+    /// `agent_type: "sdk"` (the Python client's way to ask for Claude Code).
+    pub fn coding_agent(provider: Option<&str>, agent_type: &str) -> Option<Self> {
+        match provider {
+            Some(name) => Self::parse(name).filter(|kind| kind.is_coding_agent()),
+            None if agent_type == "sdk" => Some(Self::ClaudeCode),
+            None => None,
         }
     }
 
@@ -63,6 +88,18 @@ impl Kind {
             Self::Echo => Defaults {
                 base_url: "",
                 api_key_env: None,
+                model: None,
+            },
+            // The CLI's own endpoint and model; the key, if the user has
+            // one in the CLI's environment, goes to the child.
+            Self::ClaudeCode => Defaults {
+                base_url: "",
+                api_key_env: Some("ANTHROPIC_API_KEY"),
+                model: None,
+            },
+            Self::Codex => Defaults {
+                base_url: "",
+                api_key_env: Some("OPENAI_API_KEY"),
                 model: None,
             },
         }
@@ -131,7 +168,7 @@ impl Profile {
         let kind = match config.provider.as_deref() {
             None => Kind::OpenAi,
             Some(provider) => match Kind::parse(provider) {
-                Some(Kind::Echo) | None => {
+                Some(Kind::Echo | Kind::ClaudeCode | Kind::Codex) | None => {
                     return Err(ProfileError::BadProfile(format!(
                         "profile {name:?} names provider {provider:?}; a profile speaks openai or anthropic"
                     )));

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::model::{
-    AgentConfig, AgentName, Message, ProviderSpec, PrunedConversation, SearchFilter, SearchHit,
-    Secret, Usage,
+    AgentConfig, AgentName, ApprovalMode, Message, ProviderSpec, PrunedConversation, SearchFilter,
+    SearchHit, Secret, Usage, Workspace,
 };
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OpenFlags, params};
@@ -213,6 +213,13 @@ pub struct Store {
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Store {
+    /// The state dir the store file is in.
+    pub fn dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    }
+
     /// Opens (creating if need be) `dir/store.db`, migrating it to the
     /// current schema, after taking the state dir's lock.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -715,6 +722,21 @@ struct StoredConfig {
     // daemon no longer reads variables a request names.
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    // A coding agent's workspace; absent from rows written before there
+    // were coding agents, and from API agents'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    approval: ApprovalMode,
+    /// Updated in place by [`Write::set_session`] when the agent reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl From<&AgentConfig> for StoredConfig {
@@ -730,6 +752,10 @@ impl From<&AgentConfig> for StoredConfig {
             base_url: spec.base_url.clone(),
             api_key: spec.api_key.as_ref().map(|k| k.expose().to_owned()),
             headers: spec.headers.clone(),
+            cwd: config.workspace.cwd.clone(),
+            allow: config.workspace.allow.clone(),
+            approval: config.workspace.approval,
+            session: config.workspace.session.clone(),
         }
     }
 }
@@ -748,6 +774,12 @@ impl StoredConfig {
                 base_url: self.base_url,
                 api_key: self.api_key.map(Secret::new),
                 headers: self.headers,
+            },
+            workspace: Workspace {
+                cwd: self.cwd,
+                allow: self.allow,
+                approval: self.approval,
+                session: self.session,
             },
         })
     }
@@ -772,6 +804,43 @@ mod tests {
     }
 
     #[test]
+    fn a_coding_agents_workspace_and_session_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let config = AgentConfig {
+                name: AgentName::parse("coder").unwrap(),
+                agent_type: "sdk".into(),
+                instructions: None,
+                provider: ProviderSpec {
+                    provider: Some("claude-code".into()),
+                    ..ProviderSpec::default()
+                },
+                workspace: Workspace {
+                    cwd: Some("/src/proj".into()),
+                    allow: vec!["Bash(git status:*)".into()],
+                    approval: ApprovalMode::Never,
+                    session: None,
+                },
+            };
+            store
+                .write_blocking(Write::add_agent(id, &config, "2026-01-01T00:00:00Z").unwrap())
+                .unwrap();
+            store
+                .write_blocking(Write::set_session(id, "4b1c0d9e-session"))
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let loaded = store.load().unwrap();
+        let workspace = &loaded[0].config.workspace;
+        assert_eq!(workspace.cwd.as_deref(), Some("/src/proj"));
+        assert_eq!(workspace.allow, vec!["Bash(git status:*)".to_owned()]);
+        assert_eq!(workspace.approval, ApprovalMode::Never);
+        assert_eq!(workspace.session.as_deref(), Some("4b1c0d9e-session"));
+    }
+
+    #[test]
     fn the_context_read_stops_at_the_window() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -781,6 +850,7 @@ mod tests {
             agent_type: "api".into(),
             instructions: None,
             provider: ProviderSpec::default(),
+            workspace: Workspace::default(),
         };
         store
             .write_blocking(Write::add_agent(id, &config, "2026-01-01T00:00:00Z").unwrap())

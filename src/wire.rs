@@ -10,8 +10,8 @@ mod route;
 pub use route::{Route, RouteError};
 
 use crate::model::{
-    AgentConfig, AgentName, AgentState, Approval, Message, ProviderSpec, SearchHit, Secret,
-    ToolCall, ToolResult,
+    AgentConfig, AgentName, AgentState, Approval, ApprovalMode, Message, ProviderSpec, SearchHit,
+    Secret, ToolCall, ToolResult, Workspace,
 };
 
 /// The body of `POST /agents`: a new agent's name, and what it runs on.
@@ -37,6 +37,16 @@ pub struct SpawnRequest {
     pub api_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
+    /// A coding agent's working directory (the CLI sends its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Tool patterns a coding agent may run without asking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<String>>,
+    /// What a coding agent's other tool calls do: ask (the default),
+    /// never (denied), bypass (run without asking; Unix socket only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalMode>,
 }
 
 impl SpawnRequest {
@@ -52,7 +62,16 @@ impl SpawnRequest {
             base_url: endpoint.base_url,
             api_key: endpoint.api_key,
             headers: endpoint.headers,
+            cwd: None,
+            allow: None,
+            approval: None,
         }
+    }
+
+    /// Whether this spawn asks for a mode that runs commands without
+    /// asking (refused over TCP).
+    pub fn bypasses_approval(&self) -> bool {
+        self.approval == Some(ApprovalMode::Bypass)
     }
 
     pub fn into_config(self) -> AgentConfig {
@@ -67,6 +86,12 @@ impl SpawnRequest {
                 base_url: self.base_url,
                 api_key: self.api_key.map(Secret::new),
                 headers: self.headers.unwrap_or_default(),
+            },
+            workspace: Workspace {
+                cwd: self.cwd,
+                allow: self.allow.unwrap_or_default(),
+                approval: self.approval.unwrap_or_default(),
+                session: None,
             },
         }
     }
@@ -97,6 +122,16 @@ pub struct TaskRequest {
     pub api_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
+    /// A coding agent's working directory (the CLI sends its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Tool patterns a coding agent may run without asking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<String>>,
+    /// What a coding agent's other tool calls do: ask (the default),
+    /// never (denied), bypass (run without asking; Unix socket only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalMode>,
 }
 
 impl TaskRequest {
@@ -114,6 +149,9 @@ impl TaskRequest {
             base_url: spawn.base_url,
             api_key: spawn.api_key,
             headers: spawn.headers,
+            cwd: spawn.cwd,
+            allow: spawn.allow,
+            approval: spawn.approval,
         }
     }
 
@@ -129,6 +167,9 @@ impl TaskRequest {
             base_url: self.base_url,
             api_key: self.api_key,
             headers: self.headers,
+            cwd: self.cwd,
+            allow: self.allow,
+            approval: self.approval,
         }
     }
 }
@@ -389,6 +430,19 @@ pub enum ErrorCode {
     /// `limits.max_event_streams` event streams are already open.
     TooManyStreams,
     ReloadFailed,
+    /// A coding agent (`claude-code`, `codex`) where a model server was meant
+    /// (listing models).
+    NoEndpoint,
+    /// A coding agent's executable is not installed where the daemon looks.
+    NotInstalled,
+    /// A coding agent's `cwd` does not exist, is not a directory, or is not the user's.
+    InvalidCwd,
+    /// A coding agent's child exited (or could not start) during the turn;
+    /// the next message starts a new one that resumes the session.
+    AgentExited,
+    /// `approval: bypass` over TCP: modes that run commands without asking
+    /// are accepted on the Unix socket only.
+    BypassRefused,
     /// A code this client does not know, or none at all.
     #[default]
     #[serde(other)]

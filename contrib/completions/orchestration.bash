@@ -1167,7 +1167,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__spawn)
-            opts="-h --name --provider --profile --base-url --api-key-env --model --instructions --socket --json --raw --no-autostart --help"
+            opts="-h --name --provider --profile --base-url --api-key-env --model --instructions --cwd --allow --approval --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1201,6 +1201,21 @@ _orchestration() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cwd)
+                    COMPREPLY=()
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o plusdirs
+                    fi
+                    return 0
+                    ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --approval)
+                    COMPREPLY=($(compgen -W "ask never bypass" -- "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1213,7 +1228,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__task)
-            opts="-q -h --provider --profile --base-url --api-key-env --model --instructions --no-stream --quiet --socket --json --raw --no-autostart --help"
+            opts="-q -h --provider --profile --base-url --api-key-env --model --instructions --cwd --allow --approval --no-stream --quiet --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1241,6 +1256,21 @@ _orchestration() {
                     ;;
                 --instructions)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cwd)
+                    COMPREPLY=()
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o plusdirs
+                    fi
+                    return 0
+                    ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --approval)
+                    COMPREPLY=($(compgen -W "ask never bypass" -- "${cur}"))
                     return 0
                     ;;
                 --socket)

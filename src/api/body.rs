@@ -139,6 +139,9 @@ fn stream_lines(event: ExchangeEvent) -> (Vec<StreamLine>, bool) {
     match event {
         ExchangeEvent::Queued(ahead) => (vec![StreamLine::Queued { ahead }], false),
         ExchangeEvent::Delta(content) => (vec![StreamLine::Delta { content }], false),
+        ExchangeEvent::ToolCall(call) => (vec![StreamLine::ToolCall { call }], false),
+        ExchangeEvent::ToolResult(result) => (vec![StreamLine::ToolResult { result }], false),
+        ExchangeEvent::Approval(approval) => (vec![StreamLine::Approval { approval }], false),
         ExchangeEvent::Reply(message) => (
             vec![StreamLine::Message { message }, StreamLine::Done],
             true,

@@ -7,6 +7,7 @@ use crate::engine::EngineError;
 use crate::model::InvalidName;
 use crate::profiles::ProfileError;
 use crate::providers::{ProviderError, SetupError};
+use crate::runtime::RuntimeError;
 use crate::wire::{ErrorBody, ErrorCode, RouteError};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,10 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    #[error(
+        "approval mode `bypass` runs commands without asking; it is only accepted on the daemon's Unix socket"
+    )]
+    BypassOverTcp,
     /// A connection refused at the listener's cap, before any request was read.
     #[error("the daemon already has {limit} open connections on this listener; try again shortly")]
     TooManyConnections { limit: usize },
@@ -104,7 +109,7 @@ impl ApiError {
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::BypassOverTcp => StatusCode::FORBIDDEN,
             Self::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // The file's content, not the request, is wrong; the daemon is fine.
             Self::ReloadFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -131,6 +136,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             Self::Unauthorized => ErrorCode::Unauthorized,
             Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::BypassOverTcp => ErrorCode::BypassRefused,
             Self::TooManyConnections { .. } => ErrorCode::TooManyConnections,
             Self::TooManyStreams { .. } => ErrorCode::TooManyStreams,
             Self::ReloadFailed(_) => ErrorCode::ReloadFailed,
@@ -152,6 +158,7 @@ fn engine_code(error: &EngineError) -> ErrorCode {
         EngineError::Interrupted(_) => ErrorCode::Interrupted,
         EngineError::Provider(error) => provider_code(error),
         EngineError::Store(_) => ErrorCode::Storage,
+        EngineError::Runtime(error) => runtime_code(error),
     }
 }
 
@@ -165,6 +172,20 @@ fn setup_code(error: &SetupError) -> ErrorCode {
         SetupError::BadHeader(_) => ErrorCode::InvalidHeader,
         SetupError::NoModel(_) => ErrorCode::NoModel,
         SetupError::Http(_) => ErrorCode::SetupFailed,
+        SetupError::NoEndpoint(_) => ErrorCode::NoEndpoint,
+        SetupError::NotInstalled { .. } => ErrorCode::NotInstalled,
+        SetupError::BadCwd { .. } => ErrorCode::InvalidCwd,
+    }
+}
+
+fn runtime_code(error: &RuntimeError) -> ErrorCode {
+    match error {
+        // Missing mid-life (uninstalled since the spawn): 502 like the rest.
+        RuntimeError::Missing { .. } | RuntimeError::Start { .. } | RuntimeError::Died { .. } => {
+            ErrorCode::AgentExited
+        }
+        RuntimeError::Protocol { .. } => ErrorCode::UpstreamProtocol,
+        RuntimeError::Turn(_) => ErrorCode::UpstreamError,
     }
 }
 
@@ -194,6 +215,8 @@ fn engine_status(error: &EngineError) -> StatusCode {
         EngineError::Provider(_) => StatusCode::BAD_GATEWAY,
         // The disk is full or the store unwritable: nobody's request was wrong.
         EngineError::Store(_) => StatusCode::INSUFFICIENT_STORAGE,
+        // The coding agent (or the model server behind it) failed, not the request.
+        EngineError::Runtime(_) => StatusCode::BAD_GATEWAY,
     }
 }
 
@@ -235,6 +258,16 @@ mod tests {
             SetupError::BadHeader("h".into()),
             SetupError::NoModel("p".into()),
             SetupError::Http("h".into()),
+            SetupError::NoEndpoint("codex".into()),
+            SetupError::NotInstalled {
+                program: "claude".into(),
+                looked: "PATH".into(),
+                install: "npm".into(),
+            },
+            SetupError::BadCwd {
+                path: "/x".into(),
+                why: "does not exist".into(),
+            },
         ];
         let provider = [
             ProviderError::Status {
@@ -261,6 +294,11 @@ mod tests {
             EngineError::AgentGone(name()),
             EngineError::Interrupted("i".into()),
             EngineError::BadSearch("b".into()),
+            EngineError::Runtime(RuntimeError::Died {
+                program: "claude".into(),
+                status: "killed by signal 9".into(),
+                stderr: String::new(),
+            }),
         ];
         let mut all: Vec<ApiError> = setup
             .into_iter()
@@ -288,6 +326,7 @@ mod tests {
             },
             ApiError::Unauthorized,
             ApiError::Forbidden("f".into()),
+            ApiError::BypassOverTcp,
             ApiError::TooManyConnections { limit: 1 },
             ApiError::TooManyStreams { limit: 1 },
             ApiError::ReloadFailed("r".into()),

@@ -42,6 +42,15 @@ pub fn check_route(transport: Transport, route: Option<&Route>) -> Result<(), Ap
     Ok(())
 }
 
+/// Modes that run a coding agent's commands without asking are control
+/// plane: the TCP token must never be a shell.
+pub fn check_approval_mode(transport: Transport, bypass: bool) -> Result<(), ApiError> {
+    if bypass && matches!(transport, Transport::Tcp { .. }) {
+        return Err(ApiError::BypassOverTcp);
+    }
+    Ok(())
+}
+
 /// A DNS-rebinding attack needs a host *name*; so a loopback listener
 /// accepts only loopback names and addresses, and one bound with
 /// `--allow-remote` also any IP literal, never another name.

@@ -110,7 +110,7 @@ pub async fn handle(
     let allowed = guard::check_route(transport, route.as_ref().ok());
     let response = match (allowed, route) {
         (Err(error), _) | (Ok(()), Err(error)) => Err(error),
-        (Ok(()), Ok(route)) => routes::dispatch(&ctx, route, &parts.headers, body).await,
+        (Ok(()), Ok(route)) => routes::dispatch(&ctx, route, transport, &parts.headers, body).await,
     };
     let response = response.unwrap_or_else(|error| body::error(&error));
     tracing::info!(

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use http::{Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::ApiContext;
 use super::body::{self, Body, EventsFormat};
 use super::error::ApiError;
+use super::{ApiContext, Transport, guard};
 use crate::engine::{Exchange, ListFilter, Which};
-use crate::model::{AgentName, SearchFilter, Secret, rfc3339_ago};
+use crate::model::{AgentName, ApprovalMode, SearchFilter, Secret, rfc3339_ago};
 use crate::providers::DEFAULT_PROVIDER;
 use crate::wire::Route;
 use crate::wire::{
@@ -25,6 +25,7 @@ type Reply = Result<Response<Body>, ApiError>;
 pub async fn dispatch(
     ctx: &ApiContext,
     route: Route,
+    transport: Transport,
     headers: &http::HeaderMap,
     body: Incoming,
 ) -> Reply {
@@ -42,12 +43,12 @@ pub async fn dispatch(
         }
         Route::Events(query) => events(ctx, query, headers),
         Route::ListAgents(query) => list(ctx, query),
-        Route::Spawn => spawn(ctx, body).await,
+        Route::Spawn => spawn(ctx, transport, body).await,
         Route::ShutdownAll => shutdown_all(ctx).await,
         Route::GetAgent(name) => get(ctx, &name),
         Route::ShutdownAgent(name) => shutdown_agent(ctx, &name).await,
         Route::Message(name) => message(ctx, &name, body).await,
-        Route::Task(name) => task(ctx, name, body).await,
+        Route::Task(name) => task(ctx, transport, name, body).await,
         Route::Interrupt(name) => interrupt(ctx, &name),
         Route::History(name, query) => history(ctx, &name, query),
         Route::ClearHistory(name) => clear_history(ctx, &name),
@@ -273,8 +274,9 @@ fn list(ctx: &ApiContext, query: ListQuery) -> Reply {
     Ok(body::json(StatusCode::OK, &ctx.engine.list(&filter)))
 }
 
-async fn spawn(ctx: &ApiContext, body: Incoming) -> Reply {
+async fn spawn(ctx: &ApiContext, transport: Transport, body: Incoming) -> Reply {
     let spawn: SpawnRequest = ctx.read_json(body).await?;
+    guard::check_approval_mode(transport, spawn.bypasses_approval())?;
     let info = ctx.engine.spawn(spawn.into_config()).await?;
     Ok(body::json(StatusCode::OK, &info))
 }
@@ -318,8 +320,9 @@ async fn message(ctx: &ApiContext, name: &AgentName, body: Incoming) -> Reply {
     answer(exchange, message.stream).await
 }
 
-async fn task(ctx: &ApiContext, name: AgentName, body: Incoming) -> Reply {
+async fn task(ctx: &ApiContext, transport: Transport, name: AgentName, body: Incoming) -> Reply {
     let mut task: TaskRequest = ctx.read_json(body).await?;
+    guard::check_approval_mode(transport, task.approval == Some(ApprovalMode::Bypass))?;
     if task.name.as_ref().is_some_and(|given| given != &name) {
         return Err(ApiError::InvalidBody(format!(
             "field `name` must match the name in the path ('{name}')"

@@ -28,7 +28,7 @@ use crate::autostart::{self, AutostartError};
 use crate::client::{Client, ClientError};
 use crate::config::{Config, ConfigError};
 use crate::daemon::DaemonError;
-use crate::model::AgentName;
+use crate::model::{AgentName, ApprovalMode};
 use crate::paths::{PathError, Paths};
 use crate::profiles::{Kind, Profile, ProfileError, key_variable, known_profiles};
 use crate::wire::{ErrorCode, ModelsRequest, SpawnRequest};
@@ -144,7 +144,8 @@ pub fn command() -> clap::Command {
 /// Which model server to use: shared by `spawn`, `task` and `models`.
 #[derive(Debug, Clone, Args)]
 pub struct EndpointOptions {
-    /// The provider that answers: `openai` (the default), `anthropic`, or `echo` (offline, built in).
+    /// The provider that answers: `openai` (the default), `anthropic`, `echo` (offline, built in), or
+    /// the coding agent `claude-code` (alias `sdk`), which the daemon runs in --cwd.
     #[arg(long, value_name = "P", add = complete::providers())]
     pub provider: Option<String>,
     /// A provider profile: built in `openrouter`, `local`, `gemini`, or `[profiles.NAME]` from the config file.
@@ -328,20 +329,66 @@ pub struct AgentOptions {
     /// The model to ask for.
     #[arg(long, value_name = "M")]
     pub model: Option<String>,
-    /// The agent's instructions, sent as its system prompt.
+    /// The agent's instructions, sent as its system prompt (appended to a coding agent's own).
     #[arg(long, value_name = "TEXT")]
     pub instructions: Option<String>,
+    /// A coding agent's working directory (default: this command's own).
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub cwd: Option<PathBuf>,
+    /// A tool a coding agent may use without asking: a tool name (`Read`) or a
+    /// rule like `Bash(git status:*)` (repeatable).
+    #[arg(long = "allow", value_name = "PATTERN")]
+    pub allow: Vec<String>,
+    /// What a coding agent's other tool calls do: `ask` a person (the default), `never`
+    /// (denied), or `bypass` (run without asking; accepted on the Unix socket only).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub approval: Option<ApprovalArg>,
+}
+
+/// `--approval`: how a coding agent's tool calls are approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApprovalArg {
+    Ask,
+    Never,
+    Bypass,
+}
+
+impl From<ApprovalArg> for ApprovalMode {
+    fn from(arg: ApprovalArg) -> Self {
+        match arg {
+            ApprovalArg::Ask => Self::Ask,
+            ApprovalArg::Never => Self::Never,
+            ApprovalArg::Bypass => Self::Bypass,
+        }
+    }
 }
 
 impl AgentOptions {
-    /// The spawn request these options make, key included.
+    /// The spawn request these options make, key included. A coding agent
+    /// gets this command's working directory unless `--cwd` names one.
     fn request(&self, name: &AgentName, config_file: &Path) -> Result<SpawnRequest, CliError> {
+        let coding = Kind::coding_agent(self.endpoint.provider.as_deref(), "api").is_some();
+        let cwd = match &self.cwd {
+            Some(dir) => Some(absolute(dir)?),
+            None if coding => Some(absolute(Path::new("."))?),
+            None => None,
+        };
         Ok(SpawnRequest {
             model: self.model.clone(),
             instructions: self.instructions.clone(),
+            cwd,
+            allow: (!self.allow.is_empty()).then(|| self.allow.clone()),
+            approval: self.approval.map(ApprovalMode::from),
             ..SpawnRequest::new(name.clone(), self.endpoint.request(config_file)?)
         })
     }
+}
+
+/// A directory as the daemon must see it: absolute, links resolved.
+fn absolute(dir: &Path) -> Result<String, CliError> {
+    std::fs::canonicalize(dir)
+        .map(|path| path.display().to_string())
+        .map_err(|error| CliError::Usage(format!("--cwd {}: {error}", dir.display())))
 }
 
 /// A failed command: what to tell the user and which status to exit with.
@@ -422,7 +469,11 @@ impl CliError {
 fn api_exit_code(code: ErrorCode, status: u16) -> u8 {
     match code {
         ErrorCode::NotFound | ErrorCode::AgentGone => exit::NOT_FOUND,
-        ErrorCode::InvalidName | ErrorCode::InvalidBody | ErrorCode::InvalidQuery => exit::USAGE,
+        ErrorCode::InvalidName
+        | ErrorCode::InvalidBody
+        | ErrorCode::InvalidQuery
+        | ErrorCode::NotInstalled
+        | ErrorCode::InvalidCwd => exit::USAGE,
         ErrorCode::Other => match status {
             404 => exit::NOT_FOUND,
             422 => exit::USAGE,
@@ -443,6 +494,15 @@ fn api_hint(code: ErrorCode, missing_key: bool) -> Option<&'static str> {
             "fix what it lacks in the config file, then `orchestration serve --reload`; `orchestration list` shows why each agent is suspended"
         }
         ErrorCode::NameTaken => "`orchestration list` shows the names in use",
+        ErrorCode::NotInstalled => {
+            "install it where the daemon runs (Claude Code: `npm install -g @anthropic-ai/claude-code`; \
+             Codex: `npm install -g @openai/codex`), or set its path in the config file: \
+             [agents.claude-code] command = [\"/path/to/claude\"], then `orchestration serve --reload`"
+        }
+        ErrorCode::InvalidCwd => "pass --cwd DIR with an existing directory of your own",
+        ErrorCode::BypassRefused => {
+            "spawn it over the Unix socket (the CLI's default), or use --approval ask with --allow PATTERN"
+        }
         ErrorCode::UpstreamUnreachable => {
             "is the model server running? Check its address: --base-url, or the profile's base_url \
              (`orchestration config list`); the `local` profile expects Ollama on localhost:11434 \

@@ -12,14 +12,17 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::coding::{self, Held};
 use super::{Engine, EngineError, Events, History, lock};
 use crate::model::{
-    AgentConfig, AgentInfo, AgentState, Event, HUMAN, Message, ProviderSpec, Secret, Usage,
+    AgentConfig, AgentInfo, AgentState, Approval, Event, HUMAN, Message, ProviderSpec, Secret,
+    ToolCall, ToolResult, Usage,
 };
 use crate::providers::http::bytes_text;
 use crate::providers::{
     self, ChatRequest, ProviderError, ProviderEvent, ProviderSettings, Setup, SetupError,
 };
+use crate::runtime::Program;
 
 /// What the caller of a message sees, in order: deltas, then one final event.
 #[derive(Debug)]
@@ -28,6 +31,12 @@ pub enum ExchangeEvent {
     /// Only for a message that had to wait.
     Queued(usize),
     Delta(String),
+    /// A coding agent's tool call, already recorded in history.
+    ToolCall(ToolCall),
+    /// A tool call's result, already recorded in history.
+    ToolResult(ToolResult),
+    /// A tool call waits for a person's answer (`approve ID` / `deny ID`).
+    Approval(Approval),
     /// The finished reply, already recorded in history.
     Reply(Message),
     Failed(EngineError),
@@ -57,7 +66,11 @@ impl Exchange {
     pub async fn reply(mut self) -> Result<Message, EngineError> {
         loop {
             match self.next_event().await {
-                ExchangeEvent::Queued(_) | ExchangeEvent::Delta(_) => continue,
+                ExchangeEvent::Queued(_)
+                | ExchangeEvent::Delta(_)
+                | ExchangeEvent::ToolCall(_)
+                | ExchangeEvent::ToolResult(_)
+                | ExchangeEvent::Approval(_) => continue,
                 ExchangeEvent::Reply(message) => return Ok(message),
                 ExchangeEvent::Failed(error) => return Err(error),
             }
@@ -118,7 +131,7 @@ pub(super) struct Agent {
     /// (kept in memory only: the next start asks again).
     brought_key: Mutex<Option<Secret>>,
     status: Mutex<Status>,
-    cancel: CancellationToken,
+    pub(super) cancel: CancellationToken,
     /// The turn running now, if any: cancelling it stops that turn only
     /// (`POST /agents/{name}/interrupt`); messages queued behind it run next.
     turn: Mutex<Option<CancellationToken>>,
@@ -130,15 +143,23 @@ pub(super) struct Agent {
     /// Stopped for the daemon's exit, not ended: it comes back on restart.
     kept_for_restart: AtomicBool,
     /// Where its state changes, messages and deltas are reported.
-    events: Events,
+    pub(super) events: Events,
     /// Messages taken and not yet answered, the one in progress included:
     /// how many a new message waits behind.
     unanswered: std::sync::atomic::AtomicUsize,
+    /// The coding agent it runs, if it is one (else it calls a model).
+    pub coding: Option<Program>,
+    /// A coding agent's session id: the stored one, then what it reports.
+    pub session: Mutex<Option<String>>,
 }
 
 impl Agent {
     pub fn new(config: AgentConfig, identity: Identity, ephemeral: bool, events: Events) -> Self {
+        let coding = coding::program(&config);
+        let session = Mutex::new(config.workspace.session.clone());
         Self {
+            coding,
+            session,
             id: identity.id,
             config,
             created_at: identity.created_at,
@@ -176,6 +197,7 @@ impl Agent {
             message_count: history.len(&self.config.name, self.id),
             usage: status.usage,
             reason: status.reason.clone(),
+            cwd: self.config.workspace.cwd.clone(),
         }
     }
 
@@ -200,7 +222,37 @@ impl Agent {
     /// so a reload applies to the next message. An agent that cannot be set
     /// up is `Suspended` with the reason; one that can again is revived.
     pub fn setup(&self, settings: &ProviderSettings) -> Result<Setup, SetupError> {
-        let result = providers::build(&self.spec(), settings);
+        self.settle(providers::build(&self.spec(), settings))
+    }
+
+    /// Whether the agent can run with the settings in effect (suspending or
+    /// reviving it as [`Self::setup`] does): an API agent's provider can be
+    /// built, a coding agent's executable and directory are there.
+    pub fn check(&self, settings: &ProviderSettings) -> Result<(), SetupError> {
+        match self.coding {
+            Some(_) => self
+                .coding_spec(settings, std::path::PathBuf::new())
+                .map(drop),
+            None => self.setup(settings).map(drop),
+        }
+    }
+
+    /// A coding agent's runtime spec from the settings in effect, its
+    /// session included; suspends or revives the agent as [`Self::setup`].
+    pub fn coding_spec(
+        &self,
+        settings: &ProviderSettings,
+        state_dir: std::path::PathBuf,
+    ) -> Result<(Program, crate::runtime::Spec), SetupError> {
+        let session = lock(&self.session).clone();
+        let mut config = self.config.clone();
+        config.provider = self.spec();
+        self.settle(coding::spec(&config, settings, session, state_dir))
+    }
+
+    /// Suspends the agent for a setup that failed, revives it for one that
+    /// worked, and reports either change.
+    fn settle<T>(&self, result: Result<T, SetupError>) -> Result<T, SetupError> {
         let mut status = lock(&self.status);
         let old = status.state;
         let event = match &result {
@@ -309,7 +361,7 @@ impl Agent {
     }
 
     /// A new state after an exchange; a suspension noticed meanwhile stays.
-    fn set_state(&self, state: AgentState) {
+    pub(super) fn set_state(&self, state: AgentState) {
         let mut status = lock(&self.status);
         let old = status.state;
         if status.state != AgentState::Suspended || state == AgentState::Terminated {
@@ -339,7 +391,11 @@ impl Agent {
 /// The agent's worker: takes jobs in arrival order until the agent is shut
 /// down, then refuses whatever is still queued.
 pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc::Receiver<Job>) {
+    // A coding agent's runtime and its child, kept between turns.
+    let mut held: Option<Held> = None;
     loop {
+        let running = held.as_ref().is_some_and(Held::is_running);
+        let idle_timeout = engine.settings().config.agents.idle_timeout;
         let job = tokio::select! {
             biased;
             _ = agent.cancel.cancelled() => break,
@@ -347,6 +403,14 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
                 Some(job) => job,
                 None => break,
             },
+            // No turn for a while: the child goes, the session stays.
+            _ = tokio::time::sleep(idle_timeout), if running => {
+                if let Some(held) = held.as_mut() {
+                    tracing::info!(agent = %agent.config.name, "coding agent idle; its child stops until the next message");
+                    held.stop().await;
+                }
+                continue;
+            }
         };
         let prompt_bytes = job.content.len();
         if job.queued {
@@ -358,7 +422,19 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
         } else {
             // Boxed: an idle worker then holds only this loop's state, not
             // room for a whole exchange, which matters with 10,000 agents.
-            Box::pin(exchange(&engine, &agent, job.content, &job.events)).await
+            match agent.coding {
+                Some(_) => {
+                    Box::pin(coding::exchange(
+                        &engine,
+                        &agent,
+                        job.content,
+                        &job.events,
+                        &mut held,
+                    ))
+                    .await
+                }
+                None => Box::pin(exchange(&engine, &agent, job.content, &job.events)).await,
+            }
         };
         if agent.ephemeral {
             // Deregister before answering, so a caller that sees the reply
@@ -375,6 +451,9 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
         if agent.ephemeral {
             break;
         }
+    }
+    if let Some(mut held) = held {
+        held.stop().await;
     }
     finish(&engine, &agent).await;
     jobs.close();
@@ -400,17 +479,17 @@ pub(super) async fn finish(engine: &Engine, agent: &Agent) {
 }
 
 /// Why a turn stopped when it was interrupted by request.
-const INTERRUPTED_BY_REQUEST: &str = "interrupted by request";
+pub(super) const INTERRUPTED_BY_REQUEST: &str = "interrupted by request";
 
 /// The running turn's handle, published in `Agent::turn` for as long as
 /// the exchange runs; dropping it (however the exchange ends) clears it.
-struct Turn<'a> {
+pub(super) struct Turn<'a> {
     agent: &'a Agent,
-    token: CancellationToken,
+    pub token: CancellationToken,
 }
 
 impl<'a> Turn<'a> {
-    fn start(agent: &'a Agent) -> Self {
+    pub fn start(agent: &'a Agent) -> Self {
         let token = CancellationToken::new();
         *lock(&agent.turn) = Some(token.clone());
         Self { agent, token }
@@ -424,20 +503,21 @@ impl Drop for Turn<'_> {
 }
 
 /// How an exchange's stream ended.
-enum End {
+pub(super) enum End {
     Complete,
     /// Cut short (the caller left, the agent was shut down, a limit was
     /// reached): what arrived is kept, marked interrupted with the reason.
     Interrupted(String),
-    Failed(ProviderError),
+    /// The model server or the coding agent failed the turn.
+    Failed(EngineError),
 }
 
 /// The reply as it builds up from provider events.
 #[derive(Default)]
-struct Reply {
-    text: String,
-    metadata: Map<String, Value>,
-    usage: Option<Usage>,
+pub(super) struct Reply {
+    pub text: String,
+    pub metadata: Map<String, Value>,
+    pub usage: Option<Usage>,
 }
 
 /// One exchange: record the human message, stream the provider's reply to
@@ -526,7 +606,20 @@ async fn exchange(
     };
     // The turn is over: an interrupt from now on finds nothing to stop.
     drop(turn);
+    record_reply(engine, agent, reply, end).await
+}
 
+/// Records the reply of an exchange that ended with `end` (a cut-short one
+/// marked interrupted, and only if it said something), then acknowledges
+/// it: on disk before the caller hears of it.
+pub(super) async fn record_reply(
+    engine: &Engine,
+    agent: &Agent,
+    mut reply: Reply,
+    end: End,
+) -> Result<Message, EngineError> {
+    let history = engine.history_store();
+    let name = &agent.config.name;
     if let Some(usage) = reply.usage {
         reply.metadata.insert(
             "usage".into(),
@@ -549,7 +642,7 @@ async fn exchange(
         }
         End::Failed(error) => {
             mark_interrupted(&mut reply.metadata, &error.to_string());
-            (AgentState::Failed, Err(EngineError::Provider(error)))
+            (AgentState::Failed, Err(error))
         }
     };
     let message = Message::new(name.as_str(), reply.text, reply.metadata);
@@ -624,7 +717,7 @@ async fn stream_reply(
                     }
                 }
                 Some(Err(ProviderError::Limit(reason))) => break End::Interrupted(reason),
-                Some(Err(error)) => break End::Failed(error),
+                Some(Err(error)) => break End::Failed(EngineError::Provider(error)),
             },
         }
     }
@@ -672,7 +765,7 @@ impl Reply {
     }
 }
 
-fn mark_interrupted(metadata: &mut Map<String, Value>, reason: &str) {
+pub(super) fn mark_interrupted(metadata: &mut Map<String, Value>, reason: &str) {
     metadata.insert("interrupted".into(), Value::Bool(true));
     metadata.insert("interrupted_reason".into(), Value::from(reason));
 }

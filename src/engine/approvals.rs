@@ -61,6 +61,18 @@ impl Approvals {
         request: ApprovalRequest,
         timeout: Duration,
     ) -> Verdict {
+        self.ask_notify(agent, request, timeout, |_| {}).await
+    }
+
+    /// [`Self::ask`], telling `pending` the approval once it is listed (the
+    /// engine relays it to the caller whose turn asked).
+    pub async fn ask_notify(
+        &self,
+        agent: &AgentName,
+        request: ApprovalRequest,
+        timeout: Duration,
+        pending: impl FnOnce(&Approval),
+    ) -> Verdict {
         let (tx, rx) = oneshot::channel();
         let id = {
             let mut inner = lock(&self.inner);
@@ -78,6 +90,7 @@ impl Approvals {
                     approval: approval.clone(),
                 },
             );
+            pending(&approval);
             inner.pending.insert(
                 id.clone(),
                 Pending {

@@ -70,6 +70,18 @@ struct Conversation {
 }
 
 impl History {
+    /// Stores the session id a coding agent reported with its incarnation.
+    pub async fn set_session(&self, agent_id: Uuid, session: &str) -> Result<(), StoreError> {
+        self.store
+            .write(Write::set_session(agent_id, session))
+            .await
+    }
+
+    /// The state dir the store lives in.
+    pub fn state_dir(&self) -> std::path::PathBuf {
+        self.store.dir()
+    }
+
     pub fn new(store: Store, max_messages: usize) -> Self {
         Self {
             names: Mutex::new(HashMap::new()),

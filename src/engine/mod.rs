@@ -9,6 +9,7 @@
 
 mod agent;
 mod approvals;
+mod coding;
 mod context;
 mod events;
 mod history;
@@ -69,6 +70,10 @@ pub enum EngineError {
     BadSearch(String),
     #[error("{0}; nothing already saved was lost")]
     Store(#[from] StoreError),
+    /// A coding agent's child failed the turn (it exited, or its model
+    /// server refused); the next message starts a new child.
+    #[error("{0}")]
+    Runtime(#[from] crate::runtime::RuntimeError),
 }
 
 /// Filters for [`Engine::list`].
@@ -98,6 +103,9 @@ struct Inner {
     /// One permit per KiB of prompt being handled (`limits.max_bytes_in_flight`);
     /// replaced by a reload like `provider_slots`.
     bytes_in_flight: RwLock<Arc<Semaphore>>,
+    /// One permit per coding agent child running (`limits.max_agent_processes`);
+    /// replaced by a reload like `provider_slots`.
+    agent_processes: RwLock<Arc<Semaphore>>,
     started: Instant,
     events: Events,
     /// Pending permission requests of every agent that acts.
@@ -127,6 +135,9 @@ impl Engine {
                     .config
                     .limits
                     .max_bytes_in_flight)))),
+                agent_processes: RwLock::new(Arc::new(Semaphore::new(
+                    settings.config.limits.max_agent_processes,
+                ))),
                 settings: RwLock::new(Arc::new(settings)),
                 started: Instant::now(),
                 approvals: Approvals::new(events.clone()),
@@ -153,14 +164,18 @@ impl Engine {
         if bytes != self.settings().config.limits.max_bytes_in_flight {
             *write(&self.inner.bytes_in_flight) = Arc::new(Semaphore::new(kib(bytes)));
         }
+        let processes = settings.config.limits.max_agent_processes;
+        if processes != self.settings().config.limits.max_agent_processes {
+            *write(&self.inner.agent_processes) = Arc::new(Semaphore::new(processes));
+        }
         *write(&self.inner.settings) = Arc::new(settings);
         let settings = self.settings();
         let mut report = ReloadReport::default();
         for agent in lock(&self.inner.agents).all() {
             let was_suspended = agent.state() == AgentState::Suspended;
-            match agent.setup(&settings) {
-                Ok(_) if was_suspended => report.revived.push(agent.config.name.clone()),
-                Ok(_) => {}
+            match agent.check(&settings) {
+                Ok(()) if was_suspended => report.revived.push(agent.config.name.clone()),
+                Ok(()) => {}
                 Err(error) => report
                     .suspended
                     .push((agent.config.name.clone(), error.to_string())),
@@ -215,7 +230,7 @@ impl Engine {
             let mut agents = lock(&self.inner.agents);
             self.start(&mut agents, stored.config, identity, false)
         };
-        let _ = agent.setup(&self.settings());
+        let _ = agent.check(&self.settings());
     }
 
     /// What `list --all` shows of an ended incarnation loaded from the store.
@@ -234,6 +249,7 @@ impl Engine {
             message_count: stored.message_count,
             usage: stored.usage,
             reason: None,
+            cwd: stored.config.workspace.cwd.clone(),
         }
     }
 
@@ -241,6 +257,12 @@ impl Engine {
     async fn record_end(&self, agent: &Agent) {
         let info = agent.info(&self.inner.history, &self.settings());
         self.inner.history.end(&agent.config.name, info).await;
+    }
+
+    /// Waits for room for one more coding agent child; held while it runs.
+    async fn process_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let slots = read(&self.inner.agent_processes).clone();
+        slots.acquire_owned().await.ok()
     }
 
     /// Waits for a free provider-call slot; the call holds it until dropped.
@@ -313,6 +335,7 @@ impl Engine {
         ephemeral: bool,
     ) -> Result<Arc<Agent>, EngineError> {
         let engine = self.clone();
+        let config = coding::normalize(config);
         let spawning = tokio::spawn(async move { engine.spawn_now(config, ephemeral).await });
         spawning
             .await
@@ -351,8 +374,17 @@ impl Engine {
             return Err(EngineError::NameTaken(config.name.clone()));
         }
         // Refused now if it could not run: a spawn is never suspended. (No
-        // I/O: checked under the lock, so a refused spawn never holds the name.)
-        providers::build(&config.provider, &self.settings())?;
+        // I/O but a coding agent's stat of its cwd and executable: checked
+        // under the lock, so a refused spawn never holds the name.)
+        match coding::program(config) {
+            Some(_) => drop(coding::spec(
+                config,
+                &self.settings(),
+                None,
+                std::path::PathBuf::new(),
+            )?),
+            None => drop(providers::build(&config.provider, &self.settings())?),
+        }
         agents.reserve(&config.name);
         Ok(Reservation {
             engine: self.clone(),
@@ -452,7 +484,7 @@ impl Engine {
             agent.bring_key(key);
         }
         agent
-            .setup(&self.settings())
+            .check(&self.settings())
             .map_err(|reason| EngineError::Suspended {
                 name: name.clone(),
                 reason,

@@ -108,6 +108,36 @@ pub struct AgentConfig {
     pub instructions: Option<String>,
     /// Which model server answers, and how to reach it.
     pub provider: ProviderSpec,
+    /// Where a coding agent works and what it may do (unused by API agents).
+    pub workspace: Workspace,
+}
+
+/// Whether a coding agent's tool call that no `allow` pattern matches asks
+/// a person, is denied, or runs without asking.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalMode {
+    /// Ask a person (the default).
+    #[default]
+    Ask,
+    /// Deny without asking.
+    Never,
+    /// Run everything without asking (Claude's `bypassPermissions`, Codex's
+    /// `danger-full-access` + `never`): accepted over the Unix socket only.
+    Bypass,
+}
+
+/// A coding agent's working directory, permission policy and session: kept
+/// with the agent, so a restarted daemon resumes the same session there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Workspace {
+    /// The directory it works in (absolute; checked at spawn).
+    pub cwd: Option<String>,
+    /// Tool patterns that run without asking.
+    pub allow: Vec<String>,
+    pub approval: ApprovalMode,
+    /// The coding agent's own session or thread id, once it has one.
+    pub session: Option<String>,
 }
 
 /// What the API shows of an agent. Never carries the key or headers.
@@ -129,6 +159,9 @@ pub struct AgentInfo {
     /// Why a `suspended` agent cannot run.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
+    /// A coding agent's working directory.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cwd: Option<String>,
 }
 
 /// What a spawn asks of its provider, before defaults are filled in.

@@ -15,8 +15,8 @@ mod search;
 mod tool;
 
 pub use agent::{
-    AgentConfig, AgentInfo, AgentState, Conversation, ProviderSpec, PruneReport,
-    PrunedConversation, Secret, ShutdownReport, Usage,
+    AgentConfig, AgentInfo, AgentState, ApprovalMode, Conversation, ProviderSpec, PruneReport,
+    PrunedConversation, Secret, ShutdownReport, Usage, Workspace,
 };
 pub use approval::{Approval, ApprovalRequest, Decision, Verdict};
 pub use event::{Event, EventLine};

@@ -44,6 +44,9 @@ impl Endpoint {
             config.profile.as_deref(),
             settings,
         )?;
+        if profile.kind.is_coding_agent() {
+            return Err(SetupError::NoEndpoint(profile.kind.name().to_owned()));
+        }
         let mut headers = profile.headers;
         headers.extend(config.headers.clone());
         check_headers(&headers)?;

@@ -263,6 +263,21 @@ pub enum SetupError {
     NoModel(String),
     #[error("cannot set up the HTTP client: {0}")]
     Http(String),
+    /// A coding agent has no model endpoint of the daemon's to call or list.
+    #[error(
+        "{0} is a coding agent the daemon runs as a child, not a model server it calls; it has no models to list here"
+    )]
+    NoEndpoint(String),
+    /// A coding agent's executable is not installed where the daemon looks.
+    #[error("{program} was not found ({looked}); {install}")]
+    NotInstalled {
+        program: String,
+        looked: String,
+        install: String,
+    },
+    /// A coding agent's working directory is unusable.
+    #[error("cwd {path:?} {why}")]
+    BadCwd { path: String, why: String },
 }
 
 /// The provider used when a spawn names neither provider nor profile.
@@ -289,6 +304,9 @@ pub fn build(spec: &ProviderSpec, settings: &ProviderSettings) -> Result<Setup, 
         Kind::Echo => Arc::new(Echo::new(settings.echo_delay)),
         Kind::OpenAi => Arc::new(OpenAi::new(endpoint, settings.upstream.clone())),
         Kind::Anthropic => Arc::new(Anthropic::new(endpoint, settings.upstream.clone())),
+        Kind::ClaudeCode | Kind::Codex => {
+            return Err(SetupError::NoEndpoint(endpoint.kind.name().to_owned()));
+        }
     };
     Ok(Setup {
         provider,
@@ -317,6 +335,9 @@ pub async fn models(
         Kind::Echo => vec!["echo".to_owned()],
         Kind::OpenAi => openai::models(&endpoint, upstream).await?,
         Kind::Anthropic => anthropic::models(&endpoint, upstream).await?,
+        Kind::ClaudeCode | Kind::Codex => {
+            return Err(SetupError::NoEndpoint(endpoint.kind.name().to_owned()).into());
+        }
     };
     Ok(ids)
 }

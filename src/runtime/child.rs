@@ -63,6 +63,8 @@ pub struct Child {
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<Result<Output, ChildError>>,
     stderr: Arc<Mutex<VecDeque<u8>>>,
+    /// The task reading stderr: done once the child and all it started have closed it.
+    stderr_task: Option<tokio::task::JoinHandle<()>>,
     pid: Option<i32>,
 }
 
@@ -113,9 +115,10 @@ impl Child {
             tokio::spawn(read_lines(stdout, tx, spec.program.clone()));
         }
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
-        if let Some(pipe) = process.stderr.take() {
-            tokio::spawn(read_stderr(pipe, stderr.clone(), spec.label.clone()));
-        }
+        let stderr_task = process
+            .stderr
+            .take()
+            .map(|pipe| tokio::spawn(read_stderr(pipe, stderr.clone(), spec.label.clone())));
         tracing::info!(agent = %spec.label, program = %spec.program, pid, "child started");
         Ok(Self {
             program: spec.program.clone(),
@@ -123,6 +126,7 @@ impl Child {
             stdin,
             lines,
             stderr,
+            stderr_task,
             pid,
         })
     }
@@ -159,6 +163,14 @@ impl Child {
         let tail = lock(&self.stderr);
         let bytes: Vec<u8> = tail.iter().copied().collect();
         String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Waits, a second at most, until stderr is read to its end: after the
+    /// child exited, so that [`Self::stderr_tail`] has its last words.
+    pub async fn stderr_settled(&mut self) {
+        if let Some(task) = self.stderr_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+        }
     }
 
     /// Whether the process has exited, and how ("exit status 1", "signal 9").

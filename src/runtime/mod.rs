@@ -24,6 +24,7 @@
 //!   asking (`ApprovalMode::Never`).
 
 pub mod child;
+pub mod claude_code;
 pub mod codex;
 
 use std::collections::BTreeMap;
@@ -89,18 +90,9 @@ fn tail(stderr: &str) -> String {
     }
 }
 
-/// Whether a tool that no `allow` pattern matches asks or is denied.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ApprovalMode {
-    /// Ask a person (the default).
-    #[default]
-    Ask,
-    /// Deny without asking.
-    Never,
-    /// Run everything without asking (Claude's `bypassPermissions`, Codex's
-    /// `danger-full-access` + `never`): accepted over the Unix socket only.
-    Bypass,
-}
+/// Whether a tool that no `allow` pattern matches asks or is denied; a
+/// model type, so it is stored with the agent.
+pub use crate::model::ApprovalMode;
 
 /// What a tool may do without asking.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -160,4 +152,53 @@ pub trait Runtime: Send {
     fn stop(&mut self) -> BoxFuture<'_, ()>;
     /// Whether a child is running now (for `limits.max_agent_processes`).
     fn is_running(&self) -> bool;
+}
+
+/// The coding agents the daemon can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    ClaudeCode,
+    Codex,
+}
+
+impl Program {
+    /// The executable's usual name, looked up on the daemon's `PATH`.
+    pub fn executable(self) -> &'static str {
+        match self {
+            Self::ClaudeCode => "claude",
+            Self::Codex => "codex",
+        }
+    }
+
+    /// How a user installs it, for the error that says it is missing.
+    pub fn install(self) -> &'static str {
+        match self {
+            Self::ClaudeCode => {
+                "install it with `npm install -g @anthropic-ai/claude-code`, or name it in the config file: [agents.claude-code] command = [\"/path/to/claude\"]"
+            }
+            Self::Codex => {
+                "install it with `npm install -g @openai/codex`, or name it in the config file: [agents.codex] command = [\"/path/to/codex\"]"
+            }
+        }
+    }
+
+    /// The variable the child reads its API key from.
+    pub fn key_variable(self) -> &'static str {
+        match self {
+            Self::ClaudeCode => "ANTHROPIC_API_KEY",
+            Self::Codex => "OPENAI_API_KEY",
+        }
+    }
+}
+
+/// A runtime for `program`; its child starts with the first turn.
+pub fn new(program: Program, spec: Spec) -> Result<Box<dyn Runtime>, RuntimeError> {
+    match program {
+        Program::ClaudeCode => Ok(Box::new(claude_code::ClaudeCode::new(spec))),
+        // Wired by the Codex runtime (src/runtime/codex.rs).
+        Program::Codex => Err(RuntimeError::Start {
+            program: "codex".into(),
+            reason: "this build does not drive Codex".into(),
+        }),
+    }
 }

@@ -29,6 +29,11 @@ enum Change {
         created_at: String,
     },
     EndAgent(String),
+    /// A coding agent's session id, kept in its stored config.
+    SetSession {
+        id: String,
+        session: String,
+    },
     AddMessage {
         agent: String,
         row: MessageRow,
@@ -67,6 +72,14 @@ impl Write {
     /// Marks an incarnation shut down; its messages stay.
     pub fn end_agent(id: Uuid) -> Self {
         Self(Change::EndAgent(id.to_string()))
+    }
+
+    /// Stores the session id a coding agent reported, so a restart resumes it.
+    pub fn set_session(id: Uuid, session: &str) -> Self {
+        Self(Change::SetSession {
+            id: id.to_string(),
+            session: session.to_owned(),
+        })
     }
 
     /// Appends a message to an incarnation and adds `usage` to its totals;
@@ -323,6 +336,12 @@ fn apply(connection: &Connection, change: &Change) -> rusqlite::Result<()> {
         Change::EndAgent(id) => connection
             .prepare_cached("UPDATE agents SET live = 0 WHERE id = ?1")?
             .execute(params![id])
+            .map(drop),
+        Change::SetSession { id, session } => connection
+            .prepare_cached(
+                "UPDATE agents SET config = json_set(config, '$.session', ?2) WHERE id = ?1",
+            )?
+            .execute(params![id, session])
             .map(drop),
         Change::AddMessage {
             agent,

@@ -339,6 +339,9 @@ fn agent_options(
         },
         model: model.clone(),
         instructions: instructions.clone(),
+        cwd: None,
+        allow: Vec::new(),
+        approval: None,
     }
 }
 
