@@ -94,8 +94,8 @@ pub(super) fn spec(
     if let Some(key) = key {
         env.insert(program.key_variable().to_owned(), key.expose().to_owned());
     }
-    if let (Program::ClaudeCode, Some(url)) = (program, &config.provider.base_url) {
-        env.insert("ANTHROPIC_BASE_URL".to_owned(), url.clone());
+    if let Some(url) = &config.provider.base_url {
+        env.insert(program.base_url_variable().to_owned(), url.clone());
     }
     env.extend(configured.env.clone());
     let spec = Spec {

@@ -34,9 +34,9 @@ use super::{
 };
 use crate::model::{ApprovalRequest, ToolCall, ToolResult, Usage, Verdict};
 
-/// How to install Codex, for the error a missing executable gives.
-pub const INSTALL: &str =
-    "install it with `npm install -g @openai/codex`, or set `[agents.codex] command`";
+/// The spec's variable naming the model server (the spawn's `--base-url`,
+/// or `[agents.codex] env`): read into `config.toml`, not passed on.
+pub const BASE_URL_ENV: &str = "OPENAI_BASE_URL";
 /// Where Codex's model calls go unless the spawn names another URL.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 /// The variable that holds the key unless the spawn names another.
@@ -99,6 +99,21 @@ impl Codex {
             session: None,
             thread,
         }
+    }
+
+    /// The runtime the engine makes: the model server is the spec's
+    /// [`BASE_URL_ENV`] (else OpenAI's), the key is in `OPENAI_API_KEY`.
+    pub fn from_spec(mut spec: Spec) -> Self {
+        let base_url = spec
+            .env
+            .remove(BASE_URL_ENV)
+            .filter(|url| !url.is_empty())
+            .unwrap_or_else(|| OPENAI_BASE_URL.to_owned());
+        let server = ModelServer {
+            base_url,
+            key_env: super::Program::Codex.key_variable().to_owned(),
+        };
+        Self::new(spec, server)
     }
 
     /// The thread id the agent has now, if any.
@@ -181,7 +196,7 @@ impl Codex {
         let Some(found) = find_program(&program, path) else {
             return Err(RuntimeError::Missing {
                 program,
-                install: INSTALL.to_owned(),
+                install: super::Program::Codex.install().to_owned(),
             });
         };
         let home = Self::codex_home(&self.spec.state_dir);

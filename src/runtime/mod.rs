@@ -182,6 +182,16 @@ impl Program {
         }
     }
 
+    /// The variable of the spec's environment that carries the spawn's
+    /// `--base-url`: Claude Code reads it itself; the Codex runtime turns it
+    /// into the model provider of its `config.toml`.
+    pub fn base_url_variable(self) -> &'static str {
+        match self {
+            Self::ClaudeCode => "ANTHROPIC_BASE_URL",
+            Self::Codex => codex::BASE_URL_ENV,
+        }
+    }
+
     /// The variable the child reads its API key from.
     pub fn key_variable(self) -> &'static str {
         match self {
@@ -195,10 +205,6 @@ impl Program {
 pub fn new(program: Program, spec: Spec) -> Result<Box<dyn Runtime>, RuntimeError> {
     match program {
         Program::ClaudeCode => Ok(Box::new(claude_code::ClaudeCode::new(spec))),
-        // Wired by the Codex runtime (src/runtime/codex.rs).
-        Program::Codex => Err(RuntimeError::Start {
-            program: "codex".into(),
-            reason: "this build does not drive Codex".into(),
-        }),
+        Program::Codex => Ok(Box::new(codex::Codex::from_spec(spec))),
     }
 }

@@ -544,7 +544,10 @@ fn a_model_server_nobody_answers_fails_the_turn() {
             Some(RuntimeError::Turn(message)) => {
                 assert!(message.contains("model server"), "{message}");
             }
-            other => panic!("expected a failed turn, got {other:?} after {:?}", failed.events),
+            other => panic!(
+                "expected a failed turn, got {other:?} after {:?}",
+                failed.events
+            ),
         }
         assert!(codex.is_running(), "the child stays for the next turn");
         codex.stop().await;
@@ -563,10 +566,417 @@ fn a_missing_executable_says_how_to_install_it() {
         let failed = turn(&mut codex, "hello", approver).await;
         match &failed.error {
             Some(error @ RuntimeError::Missing { .. }) => {
-                assert!(error.to_string().contains("npm install -g @openai/codex"), "{error}");
+                assert!(
+                    error.to_string().contains("npm install -g @openai/codex"),
+                    "{error}"
+                );
             }
             other => panic!("expected Missing, got {other:?}"),
         }
         assert!(!codex.is_running());
     });
+}
+
+/// The daemon with Codex as a named agent: spawned through the CLI, talked
+/// to over the socket, restarted.
+mod through_the_daemon {
+    use super::{FakeResponses, codex_binary};
+
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixStream;
+    use std::path::{Path, PathBuf};
+
+    use serde_json::{Value, json};
+
+    use crate::common::in_process::InProcess;
+    use crate::common::{Env, Harness, HttpResponse, open_events, open_request, read_rest};
+
+    /// A daemon whose Codex is `codex`, with a HOME of its own inside the
+    /// env, the agent's working directory, and the fake it talks to.
+    struct Setup {
+        env: Env,
+        cwd: PathBuf,
+        fake: FakeResponses,
+    }
+
+    impl Setup {
+        fn new(codex: &Path) -> Self {
+            Self::with_config(codex, "")
+        }
+
+        fn with_config(codex: &Path, extra: &str) -> Self {
+            let env = Env::new();
+            let home = env.dir.path().join("home");
+            let cwd = env.dir.path().join("project");
+            for dir in [&home, &cwd] {
+                std::fs::create_dir_all(dir).expect("dir");
+            }
+            let config = format!(
+                "[agents.codex]\ncommand = [{codex:?}]\nenv = {{ HOME = {home:?} }}\n{extra}",
+                codex = codex.display().to_string(),
+                home = home.display().to_string(),
+            );
+            Self {
+                env: env.config(&config),
+                cwd,
+                fake: FakeResponses::start(),
+            }
+        }
+
+        fn daemon(&self) -> InProcess {
+            InProcess::serve(self.env.clone(), &["--no-tcp"])
+        }
+
+        /// `spawn NAME --provider codex --base-url FAKE --cwd PROJECT` plus `extra`.
+        fn spawn(&self, daemon: &InProcess, name: &str, extra: &[&str]) {
+            let url = self.fake.base_url();
+            let cwd = self.cwd.display().to_string();
+            let mut args = vec![
+                "spawn",
+                name,
+                "--provider",
+                "codex",
+                "--model",
+                "fake-model",
+                "--base-url",
+                &url,
+                "--api-key-env",
+                "FAKE_OPENAI_KEY",
+                "--cwd",
+                &cwd,
+            ];
+            args.extend_from_slice(extra);
+            daemon
+                .env()
+                .cli_env(&[("FAKE_OPENAI_KEY", "sk-fake-daemon-codex")], &args)
+                .ok();
+        }
+
+        fn last_input(&self) -> String {
+            self.fake
+                .responses()
+                .pop()
+                .expect("a request reached the fake")
+                .input_text()
+        }
+    }
+
+    #[track_caller]
+    fn reply(response: &HttpResponse) -> String {
+        assert_eq!(response.status, 200, "{}", response.text());
+        response.json()["messages"][0]["content"]
+            .as_str()
+            .expect("reply text")
+            .to_owned()
+    }
+
+    /// Reads NDJSON lines until one of `kind`.
+    fn line_of(reader: &mut impl BufRead, kind: &str) -> Value {
+        loop {
+            let mut line = String::new();
+            let n = reader.read_line(&mut line).expect("read a stream line");
+            assert!(n > 0, "the stream ended before a {kind:?} line");
+            if let Ok(value) = serde_json::from_str::<Value>(line.trim())
+                && value["type"] == kind
+            {
+                return value;
+            }
+        }
+    }
+
+    fn stream_message(daemon: &InProcess, name: &str, content: &str) -> BufReader<UnixStream> {
+        let body = json!({"content": content, "stream": true}).to_string();
+        let stream = open_request(
+            &daemon.env().socket(),
+            "POST",
+            &format!("/agents/{name}/message"),
+            Some(&body),
+        );
+        // A first turn starts Codex, slow on a loaded machine.
+        stream
+            .get_ref()
+            .set_read_timeout(Some(super::TURN_PATIENCE))
+            .expect("timeout");
+        stream
+    }
+
+    #[test]
+    fn turns_keep_their_context_and_a_restarted_daemon_resumes_the_thread() {
+        let Some(codex) = codex_binary() else { return };
+        let setup = Setup::new(&codex);
+        let daemon = setup.daemon();
+        setup.spawn(&daemon, "coder", &[]);
+        let info = daemon.json("GET", "/agents/coder", None).json();
+        assert_eq!(info["provider"], "codex");
+        assert_eq!(info["cwd"], setup.cwd.display().to_string());
+        assert_eq!(reply(&daemon.say("coder", "hello one")), "echo: hello one");
+        assert_eq!(
+            reply(&daemon.say("coder", "second turn")),
+            "echo: second turn"
+        );
+        assert!(setup.last_input().contains("hello one"));
+        let sent = setup.fake.responses().pop().unwrap();
+        assert_eq!(
+            sent.header("authorization"),
+            Some("Bearer sk-fake-daemon-codex")
+        );
+        drop(daemon);
+
+        let daemon = setup.daemon();
+        let out = daemon.cli(&["message", "coder", "third turn"]);
+        out.ok();
+        assert_eq!(out.stdout(), "echo: third turn\n");
+        let input = setup.last_input();
+        for earlier in ["hello one", "echo: hello one", "second turn"] {
+            assert!(
+                input.contains(earlier),
+                "{earlier:?} not resumed in: {input}"
+            );
+        }
+        let history = daemon.history("coder");
+        let usage = &history["messages"][1]["metadata"]["usage"];
+        assert!(usage["input_tokens"].as_u64().unwrap_or(0) > 0, "{history}");
+        // Codex's home is the daemon's, not the user's.
+        assert!(!setup.env.dir.path().join("home/.codex").exists());
+    }
+
+    #[test]
+    fn an_allowed_command_runs_in_the_cwd_and_its_call_and_result_are_searchable_history() {
+        let Some(codex) = codex_binary() else { return };
+        let setup = Setup::new(&codex);
+        let daemon = setup.daemon();
+        setup.spawn(&daemon, "coder", &["--allow", "touch"]);
+        let out = daemon.cli(&["message", "coder", "run: touch made_by_codex.txt"]);
+        out.ok();
+        assert!(out.stdout().contains("tool said"), "{}", out.stdout());
+        assert!(setup.cwd.join("made_by_codex.txt").is_file());
+
+        let history = daemon.history("coder");
+        let messages = history["messages"].as_array().expect("messages");
+        let call = messages
+            .iter()
+            .find(|m| m["message_type"] == "tool_call")
+            .expect("a tool call in history");
+        assert_eq!(call["metadata"]["tool"], "commandExecution");
+        assert_eq!(
+            call["metadata"]["input"]["command"],
+            "touch made_by_codex.txt"
+        );
+        let result = messages
+            .iter()
+            .find(|m| m["message_type"] == "tool_result")
+            .expect("a tool result in history");
+        assert_eq!(
+            result["metadata"]["tool_use_id"],
+            call["metadata"]["tool_use_id"]
+        );
+        assert_eq!(result["metadata"]["is_error"], false);
+        let hits = daemon.json("GET", "/search?q=made_by_codex", None).json();
+        assert!(
+            hits["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .any(|hit| hit["message_id"] == call["id"]),
+            "search missed the tool call: {hits}"
+        );
+    }
+
+    #[test]
+    fn with_approval_never_a_command_does_not_run_and_the_model_is_told() {
+        let Some(codex) = codex_binary() else { return };
+        let setup = Setup::new(&codex);
+        let daemon = setup.daemon();
+        setup.spawn(&daemon, "coder", &["--approval", "never"]);
+        let text = reply(&daemon.say("coder", "run: touch denied.txt"));
+        assert!(text.starts_with("tool said"), "{text}");
+        assert!(text.contains("rejected"), "{text}");
+        assert!(!setup.cwd.join("denied.txt").exists());
+    }
+
+    #[test]
+    fn a_command_that_asks_is_an_approval_event_and_a_stream_line() {
+        let Some(codex) = codex_binary() else { return };
+        let setup = Setup::new(&codex);
+        let daemon = setup.daemon();
+        setup.spawn(&daemon, "coder", &[]);
+        let mut events = open_events(&daemon.env().socket());
+        let mut stream = stream_message(&daemon, "coder", "run: touch asked.txt");
+        let call = line_of(&mut stream, "tool_call");
+        assert_eq!(call["call"]["name"], "commandExecution");
+        let asked = line_of(&mut stream, "approval");
+        let approval = &asked["approval"];
+        assert_eq!(approval["agent"], "coder");
+        assert_eq!(approval["tool"], "commandExecution");
+        assert_eq!(approval["summary"], "touch asked.txt");
+        assert_eq!(approval["cwd"], setup.cwd.display().to_string());
+        let event = line_of(&mut events, "approval_requested");
+        assert_eq!(event["approval"]["id"], approval["id"]);
+        assert!(!setup.cwd.join("asked.txt").exists());
+
+        // Interrupting the turn withdraws the request; the child stays.
+        let interrupted = daemon.json("POST", "/agents/coder/interrupt", None);
+        assert_eq!(interrupted.status, 202, "{}", interrupted.text());
+        let resolved = line_of(&mut events, "approval_resolved");
+        assert_eq!(resolved["id"], approval["id"]);
+        assert_eq!(resolved["decision"], "deny");
+        let rest = read_rest(&mut stream);
+        assert!(!setup.cwd.join("asked.txt").exists(), "{rest}");
+        assert_eq!(reply(&daemon.say("coder", "and now")), "echo: and now");
+    }
+
+    #[test]
+    fn an_interrupted_turn_keeps_its_partial_reply_and_the_next_turn_runs() {
+        let Some(codex) = codex_binary() else { return };
+        let setup = Setup::new(&codex);
+        let daemon = setup.daemon();
+        setup.spawn(&daemon, "coder", &[]);
+        let mut stream = stream_message(&daemon, "coder", "hold: a long story");
+        line_of(&mut stream, "delta");
+        let interrupted = daemon.json("POST", "/agents/coder/interrupt", None);
+        assert_eq!(interrupted.json()["interrupted"], true);
+        let message = line_of(&mut stream, "message");
+        assert_eq!(message["message"]["metadata"]["interrupted"], true);
+        let partial = message["message"]["content"].as_str().expect("content");
+        assert!(
+            !partial.is_empty() && "echo: hold: a long story".starts_with(partial),
+            "{partial:?}"
+        );
+        assert_eq!(
+            reply(&daemon.say("coder", "after that")),
+            "echo: after that"
+        );
+    }
+
+    #[test]
+    fn a_child_killed_mid_turn_fails_that_turn_and_the_next_resumes_the_thread() {
+        let Some(codex) = codex_binary() else { return };
+        let setup = Setup::new(&codex);
+        let daemon = setup.daemon();
+        setup.spawn(&daemon, "coder", &[]);
+        assert_eq!(
+            reply(&daemon.say("coder", "remember me")),
+            "echo: remember me"
+        );
+        let mut stream = stream_message(&daemon, "coder", "hold: a story to cut");
+        line_of(&mut stream, "delta");
+        let pid = child_in(&setup.cwd).expect("the Codex child, working in the project dir");
+        crate::common::signal(pid, "KILL");
+        let error = line_of(&mut stream, "error");
+        assert_eq!(error["code"], "agent_exited", "{error}");
+        assert!(
+            error["detail"].as_str().unwrap_or("").contains("signal 9"),
+            "{error}"
+        );
+        assert_eq!(
+            reply(&daemon.say("coder", "still there?")),
+            "echo: still there?"
+        );
+        assert!(setup.last_input().contains("remember me"));
+    }
+
+    /// The pid of a process working in `cwd` (the agent's child).
+    fn child_in(cwd: &Path) -> Option<i32> {
+        let mut found = None;
+        crate::common::eventually("the child to be found", || {
+            found = std::fs::read_dir("/proc").ok().and_then(|entries| {
+                entries.flatten().find_map(|entry| {
+                    let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+                    (std::fs::read_link(entry.path().join("cwd")).ok()? == cwd).then_some(pid)
+                })
+            });
+            found.is_some()
+        });
+        found
+    }
+
+    #[test]
+    fn bypass_is_refused_over_tcp_and_accepted_on_the_socket() {
+        let env = Env::new().config("[agents.codex]\ncommand = [\"/bin/true\"]\n");
+        let dir = env.dir.path().display().to_string();
+        let daemon = InProcess::start_in(env, true);
+        let spawn = |name: &str| json!({"name": name, "provider": "codex", "cwd": dir, "approval": "bypass"});
+        let refused = daemon.tcp_json("POST", "/agents", Some(spawn("over-tcp")));
+        assert_eq!(refused.status, 403, "{}", refused.text());
+        assert_eq!(refused.json()["code"], "bypass_refused");
+        let accepted = daemon.json("POST", "/agents", Some(spawn("on-socket")));
+        assert_eq!(accepted.status, 200, "{}", accepted.text());
+        assert_eq!(accepted.json()["provider"], "codex");
+    }
+
+    #[test]
+    fn a_missing_executable_is_refused_at_spawn_with_the_install_line() {
+        let env = Env::new().config("[agents.codex]\ncommand = [\"/nonexistent/bin/codex\"]\n");
+        let dir = env.dir.path().display().to_string();
+        let daemon = InProcess::serve(env, &["--no-tcp"]);
+        let out = daemon.cli(&["spawn", "coder", "--provider", "codex", "--cwd", &dir]);
+        assert_eq!(out.code(), 2, "{}", out.stderr());
+        assert!(
+            out.stderr().contains("npm install -g @openai/codex"),
+            "{}",
+            out.stderr()
+        );
+    }
+
+    #[test]
+    fn fan_out_reaches_echo_claude_code_and_codex_agents_alike() {
+        let Some(codex) = codex_binary() else { return };
+        let Some(claude) = std::env::var_os("ORCHESTRATION_CLAUDE")
+            .map(PathBuf::from)
+            .filter(|path| path.is_file())
+        else {
+            eprintln!(
+                "SKIPPED: Claude Code is not installed, so the three-way fan-out did not run"
+            );
+            return;
+        };
+        let fake_anthropic = crate::common::fake_anthropic::FakeAnthropic::start();
+        let home = Env::new();
+        let claude_config = format!(
+            "[agents.claude-code]\ncommand = [{claude:?}]\nenv = {{ HOME = {home:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = \"1\", DISABLE_TELEMETRY = \"1\", CLAUDE_CODE_MAX_RETRIES = \"0\" }}\n",
+            claude = claude.display().to_string(),
+            home = home.dir.path().display().to_string(),
+        );
+        let setup = Setup::with_config(&codex, &claude_config);
+        let daemon = setup.daemon();
+        setup.spawn(&daemon, "coder", &[]);
+        let url = fake_anthropic.url();
+        let cwd = setup.cwd.display().to_string();
+        daemon
+            .env()
+            .cli_env(
+                &[("FAKE_ANTHROPIC_KEY", "sk-fake")],
+                &[
+                    "spawn",
+                    "claude",
+                    "--provider",
+                    "claude-code",
+                    "--base-url",
+                    &url,
+                    "--api-key-env",
+                    "FAKE_ANTHROPIC_KEY",
+                    "--cwd",
+                    &cwd,
+                ],
+            )
+            .ok();
+        daemon.cli(&["spawn", "parrot", "--provider", "echo"]).ok();
+        let answer = daemon.json(
+            "POST",
+            "/messages",
+            Some(json!({"agents": ["coder", "claude", "parrot"], "content": "hello all"})),
+        );
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let results = answer.json();
+        for (agent, expected) in [
+            ("coder", "echo: hello all"),
+            ("claude", "echo: hello all"),
+            ("parrot", "hello all"),
+        ] {
+            assert_eq!(
+                results[agent]["messages"][0]["content"], expected,
+                "{results}"
+            );
+        }
+    }
 }
