@@ -95,7 +95,12 @@ pub(super) fn spec(
         env.insert(program.key_variable().to_owned(), key.expose().to_owned());
     }
     if let Some(url) = &config.provider.base_url {
-        env.insert(program.base_url_variable().to_owned(), url.clone());
+        let variable = match program {
+            Program::ClaudeCode => "ANTHROPIC_BASE_URL",
+            // Codex's runtime turns it into its CODEX_HOME provider config.
+            Program::Codex => "OPENAI_BASE_URL",
+        };
+        env.insert(variable.to_owned(), url.clone());
     }
     env.extend(configured.env.clone());
     let spec = Spec {
@@ -273,17 +278,28 @@ pub(super) async fn exchange(
     }
     agent.set_state(AgentState::Processing);
 
+    let mut reply = Reply::default();
     if !held.as_ref().is_some_and(Held::is_running) {
         // A new child takes the settings and the session in effect now.
-        *held = Some(Held {
-            runtime: runtime::new(program, spec)?,
-            slot: None,
-        });
+        match runtime::new(program, spec) {
+            Ok(runtime) => {
+                *held = Some(Held {
+                    runtime,
+                    slot: None,
+                })
+            }
+            Err(error) => {
+                drop(turn);
+                let end = End::Failed(EngineError::Runtime(error));
+                return record_reply(engine, agent, reply, end).await;
+            }
+        }
     }
     let Some(held) = held.as_mut() else {
-        return Err(EngineError::AgentGone(name.clone()));
+        drop(turn);
+        let end = End::Interrupted("the coding agent's runtime is gone".into());
+        return record_reply(engine, agent, reply, end).await;
     };
-    let mut reply = Reply::default();
     if held.slot.is_none() {
         let slot = tokio::select! {
             biased;

@@ -182,16 +182,6 @@ impl Program {
         }
     }
 
-    /// The variable of the spec's environment that carries the spawn's
-    /// `--base-url`: Claude Code reads it itself; the Codex runtime turns it
-    /// into the model provider of its `config.toml`.
-    pub fn base_url_variable(self) -> &'static str {
-        match self {
-            Self::ClaudeCode => "ANTHROPIC_BASE_URL",
-            Self::Codex => codex::BASE_URL_ENV,
-        }
-    }
-
     /// The variable the child reads its API key from.
     pub fn key_variable(self) -> &'static str {
         match self {
