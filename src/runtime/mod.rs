@@ -25,6 +25,7 @@
 
 pub mod child;
 pub mod claude_code;
+pub mod codex;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -194,10 +195,6 @@ impl Program {
 pub fn new(program: Program, spec: Spec) -> Result<Box<dyn Runtime>, RuntimeError> {
     match program {
         Program::ClaudeCode => Ok(Box::new(claude_code::ClaudeCode::new(spec))),
-        // Wired by the Codex runtime (src/runtime/codex.rs).
-        Program::Codex => Err(RuntimeError::Start {
-            program: "codex".into(),
-            reason: "this build does not drive Codex".into(),
-        }),
+        Program::Codex => Ok(Box::new(codex::Codex::from_spec(spec))),
     }
 }

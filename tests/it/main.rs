@@ -41,6 +41,7 @@ mod api;
 mod approvals;
 mod bounds;
 mod cli;
+mod codex;
 mod coding_agents;
 mod completion;
 mod concurrency;

@@ -4,6 +4,7 @@
 
 pub mod fake_anthropic;
 pub mod fake_provider;
+pub mod fake_responses;
 pub mod in_process;
 
 use std::io::{BufRead, BufReader, Read, Write};
