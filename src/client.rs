@@ -38,7 +38,7 @@ use crate::wire::{
     Conversations, ConversationsQuery, ErrorBody, ErrorCode, EventsQuery, FanOutRequest,
     FanOutResult, Health, HistoryQuery, Interrupted, ListQuery, MessageRequest, Messages, Models,
     ModelsRequest, PruneRequest, Reloaded, Route, SearchQuery, SearchResults, SpawnRequest,
-    TaskRequest,
+    TaskRequest, UiLink,
 };
 
 /// `$ORCHESTRATION_DAEMON_UID`: the uid whose daemon the client will talk
@@ -308,6 +308,11 @@ impl Client {
 
     pub async fn reload(&self) -> Result<Reloaded, ClientError> {
         self.call::<(), _>(&Route::Reload, None).await
+    }
+
+    /// A one-time login link to the web page (Unix socket only).
+    pub async fn ui_link(&self) -> Result<UiLink, ClientError> {
+        self.call::<(), _>(&Route::UiLink, None).await
     }
 
     /// Asks the daemon to stop (it answers before it does).

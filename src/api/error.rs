@@ -41,6 +41,9 @@ pub enum ApiError {
     },
     #[error("missing or wrong bearer token; read it from the daemon's http.token file")]
     Unauthorized,
+    /// The web page's login token or session cookie is missing, used or stale.
+    #[error("{0}; run `orchestration ui` to open the page with a fresh login")]
+    NoSession(String),
     #[error("{0}")]
     Forbidden(String),
     /// A connection refused at the listener's cap, before any request was read.
@@ -103,7 +106,7 @@ impl ApiError {
             Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::NoSession(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // The file's content, not the request, is wrong; the daemon is fine.
@@ -129,7 +132,7 @@ impl ApiError {
             Self::BadPath(_) => ErrorCode::BadPath,
             Self::NoRoute(_) => ErrorCode::NoRoute,
             Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
-            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::Unauthorized | Self::NoSession(_) => ErrorCode::Unauthorized,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::TooManyConnections { .. } => ErrorCode::TooManyConnections,
             Self::TooManyStreams { .. } => ErrorCode::TooManyStreams,
@@ -287,6 +290,7 @@ mod tests {
                 allowed: &[Method::GET],
             },
             ApiError::Unauthorized,
+            ApiError::NoSession("s".into()),
             ApiError::Forbidden("f".into()),
             ApiError::TooManyConnections { limit: 1 },
             ApiError::TooManyStreams { limit: 1 },

@@ -9,6 +9,8 @@ use hyper::body::Incoming;
 use super::ApiContext;
 use super::body::{self, Body, EventsFormat};
 use super::error::ApiError;
+use super::guard::Caller;
+use super::ui;
 use crate::engine::{Exchange, ListFilter, Which};
 use crate::model::{AgentName, SearchFilter, Secret, rfc3339_ago};
 use crate::providers::DEFAULT_PROVIDER;
@@ -25,6 +27,7 @@ type Reply = Result<Response<Body>, ApiError>;
 pub async fn dispatch(
     ctx: &ApiContext,
     route: Route,
+    caller: &Caller,
     headers: &http::HeaderMap,
     body: Incoming,
 ) -> Reply {
@@ -51,6 +54,10 @@ pub async fn dispatch(
         Route::Interrupt(name) => interrupt(ctx, &name),
         Route::History(name, query) => history(ctx, &name, query),
         Route::ClearHistory(name) => clear_history(ctx, &name),
+        Route::UiFile(file) => ui::file(&file),
+        Route::UiLogin => ui::login(ctx, caller, body).await,
+        Route::UiLogout => ui::logout(ctx, caller),
+        Route::UiLink => ui::link(ctx),
     }
 }
 

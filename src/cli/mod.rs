@@ -18,6 +18,7 @@ mod shutdown;
 mod spawn;
 mod suggestion;
 mod task;
+mod ui;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -117,6 +118,9 @@ pub enum Command {
     /// Install, remove or inspect the systemd user units (launchd agent on macOS) for this binary.
     #[command(long_about = service::LONG_ABOUT)]
     Service(service::ServiceArgs),
+    /// Open the daemon's web page in your browser, logged in by a one-time link.
+    #[command(long_about = ui::LONG_ABOUT)]
+    Ui(ui::UiArgs),
     /// Serve the Model Context Protocol on standard input and output, for assistants and editors.
     #[command(long_about = mcp::LONG_ABOUT)]
     Mcp(mcp::McpArgs),
@@ -544,6 +548,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Search(args) => search::run(&ctx, args).await,
             Command::Prune(args) => prune::run(&ctx, args).await,
             Command::Watch(args) => watch::run(&ctx, args).await,
+            Command::Ui(args) => ui::run(&ctx, args, &paths).await,
         }
     })?
 }

@@ -234,13 +234,11 @@ pub(crate) async fn run(
     let reloader = Reloader::new(&config, engine.clone(), host.clone());
     let Listeners { unix, tcp } = listeners;
     let (tcp, token) = tcp.unzip();
-    let ctx = Arc::new(ApiContext::new(
-        engine.clone(),
-        stop.clone(),
-        token,
-        reloader.clone(),
-    ));
     let tcp_addr = tcp_address(tcp.as_ref());
+    let ctx = Arc::new(
+        ApiContext::new(engine.clone(), stop.clone(), token, reloader.clone())
+            .with_tcp_address(tcp_addr),
+    );
     let activity = Activity::new();
     let accepting = Accepting {
         unix: unix.as_ref(),

@@ -70,6 +70,43 @@ pub enum Route {
     Interrupt(AgentName),
     History(AgentName, HistoryQuery),
     ClearHistory(AgentName),
+    /// `GET /ui/` and `GET /ui/{file}`: the web page's files.
+    UiFile(UiFile),
+    /// `POST /ui/login`: the web page trades its one-time token for a session.
+    UiLogin,
+    /// `POST /ui/logout`: the web page ends its session.
+    UiLogout,
+    /// `POST /ui/link`: a one-time login link for the web page (control plane).
+    UiLink,
+}
+
+/// The name of one of the web page's files: one path segment of lowercase
+/// ASCII letters, digits, `-` and `.`, not starting with `.`. Whether such
+/// a file exists is the daemon's business (404 if not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiFile(String);
+
+impl UiFile {
+    /// The page itself, served at `/ui/`.
+    pub const INDEX: &'static str = "index.html";
+
+    pub fn index() -> Self {
+        Self(Self::INDEX.to_owned())
+    }
+
+    /// `None` for anything that cannot be one of the page's file names.
+    pub fn parse(segment: &str) -> Option<Self> {
+        let valid = (1..=64).contains(&segment.len())
+            && !segment.starts_with('.')
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        valid.then(|| Self(segment.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 const GET: &[Method] = &[Method::GET];
@@ -133,6 +170,9 @@ impl Route {
                 _ => Err(not_allowed(AGENTS)),
             },
             ("agents", [name, tail @ ..]) => agent_route(method, query, name, tail, path),
+            ("ui", []) => only(method, &Method::GET, Self::UiFile(UiFile::index()))
+                .ok_or_else(|| not_allowed(GET)),
+            ("ui", [segment]) => ui_route(method, fixed(segment)?, path),
             _ => Err(no_route()),
         }
     }
@@ -146,7 +186,8 @@ impl Route {
             | Self::Events(_)
             | Self::ListAgents(_)
             | Self::GetAgent(_)
-            | Self::History(..) => Method::GET,
+            | Self::History(..)
+            | Self::UiFile(_) => Method::GET,
             Self::Shutdown
             | Self::Reload
             | Self::Prune
@@ -155,7 +196,10 @@ impl Route {
             | Self::Spawn
             | Self::Message(_)
             | Self::Task(_)
-            | Self::Interrupt(_) => Method::POST,
+            | Self::Interrupt(_)
+            | Self::UiLogin
+            | Self::UiLogout
+            | Self::UiLink => Method::POST,
             Self::ShutdownAll | Self::ShutdownAgent(_) | Self::ClearHistory(_) => Method::DELETE,
         }
     }
@@ -182,6 +226,11 @@ impl Route {
             Self::Interrupt(name) => format!("/agents/{name}/interrupt"),
             Self::History(name, query) => format!("/agents/{name}/history{}", query.to_query()),
             Self::ClearHistory(name) => format!("/agents/{name}/history"),
+            Self::UiFile(file) if file.as_str() == UiFile::INDEX => "/ui/".into(),
+            Self::UiFile(file) => format!("/ui/{}", file.as_str()),
+            Self::UiLogin => "/ui/login".into(),
+            Self::UiLogout => "/ui/logout".into(),
+            Self::UiLink => "/ui/link".into(),
         }
     }
 
@@ -189,7 +238,7 @@ impl Route {
     pub fn is_control_plane(&self) -> bool {
         matches!(
             self,
-            Self::Shutdown | Self::ShutdownAll | Self::Reload | Self::Prune
+            Self::Shutdown | Self::ShutdownAll | Self::Reload | Self::Prune | Self::UiLink
         )
     }
 
@@ -229,6 +278,10 @@ impl Route {
             Self::Interrupt(_) => "interrupt",
             Self::History(..) => "history",
             Self::ClearHistory(_) => "clear_history",
+            Self::UiFile(_) => "ui_file",
+            Self::UiLogin => "ui_login",
+            Self::UiLogout => "ui_logout",
+            Self::UiLink => "ui_link",
         }
     }
 }
@@ -271,6 +324,31 @@ fn agent_route(
         )),
         (Some(_), &Method::DELETE) => Ok(Route::ClearHistory(name)),
         (Some(_), _) => Err(not_allowed(GET_DELETE)),
+    }
+}
+
+/// `/ui/{segment}`: the login and logout actions, the link (control
+/// plane), or one of the page's files.
+fn ui_route(method: &Method, segment: &str, path: &str) -> Result<Route, RouteError> {
+    let action = match segment {
+        "login" => Some(Route::UiLogin),
+        "logout" => Some(Route::UiLogout),
+        "link" => Some(Route::UiLink),
+        _ => None,
+    };
+    match (action, method) {
+        (Some(action), &Method::POST) => Ok(action),
+        (Some(_), _) => Err(RouteError::MethodNotAllowed {
+            method: method.clone(),
+            allowed: POST,
+        }),
+        (None, &Method::GET) => UiFile::parse(segment)
+            .map(Route::UiFile)
+            .ok_or_else(|| RouteError::NoRoute(path.to_owned())),
+        (None, _) => Err(RouteError::MethodNotAllowed {
+            method: method.clone(),
+            allowed: GET,
+        }),
     }
 }
 
@@ -388,7 +466,15 @@ mod tests {
                 "/agents/a/history",
                 Route::ClearHistory(name("a")),
             ),
+            ("GET", "/ui/app.js", Route::UiFile(ui_file("app.js"))),
+            ("POST", "/ui/login", Route::UiLogin),
+            ("POST", "/ui/logout", Route::UiLogout),
+            ("POST", "/ui/link", Route::UiLink),
         ]
+    }
+
+    fn ui_file(text: &str) -> UiFile {
+        UiFile::parse(text).unwrap()
     }
 
     /// Every route, with parameters that exercise the query encoding.
@@ -439,6 +525,11 @@ mod tests {
                 },
             ),
             Route::ClearHistory(odd),
+            Route::UiFile(UiFile::index()),
+            Route::UiFile(ui_file("style.css")),
+            Route::UiLogin,
+            Route::UiLogout,
+            Route::UiLink,
         ]
     }
 
@@ -580,5 +671,20 @@ mod tests {
         assert_eq!(parse("PUT", "/agents"), Err(405));
         assert_eq!(parse("GET", "/agents/a/b/c"), Err(404));
         assert_eq!(parse("GET", "/"), Err(404));
+    }
+
+    #[test]
+    fn the_web_page_s_paths() {
+        let index = Ok(Route::UiFile(UiFile::index()));
+        assert_eq!(parse("GET", "/ui"), index);
+        assert_eq!(parse("GET", "/ui/"), index);
+        assert_eq!(parse("GET", "/ui/index.html"), index);
+        assert_eq!(parse("GET", "/ui/login"), Err(405));
+        assert_eq!(parse("POST", "/ui/app.js"), Err(405));
+        assert_eq!(parse("GET", "/ui/App.js"), Err(404));
+        assert_eq!(parse("GET", "/ui/.hidden"), Err(404));
+        assert_eq!(parse("GET", "/ui/a/b.js"), Err(404));
+        assert_eq!(parse("GET", "/ui/%61pp.js"), Err(400));
+        assert!(parse("POST", "/ui/link").is_ok_and(|r| r.is_control_plane()));
     }
 }
