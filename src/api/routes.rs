@@ -55,7 +55,7 @@ pub async fn dispatch(
         Route::History(name, query) => history(ctx, &name, query),
         Route::ClearHistory(name) => clear_history(ctx, &name),
         Route::UiFile(file) => ui::file(&file),
-        Route::UiLogin => ui::login(ctx, caller, body).await,
+        Route::UiLogin => ui::login(ctx, caller, headers, body).await,
         Route::UiLogout => ui::logout(ctx, caller),
         Route::UiLink => ui::link(ctx),
     }

@@ -140,9 +140,12 @@ impl Sessions {
         token
     }
 
-    /// Trades a login token for a new session; the token is spent whether
-    /// or not it was still good. `None` if it is unknown, used or expired.
-    pub fn login(&self, token: &str) -> Option<Session> {
+    /// Trades a login token for a session; the token is spent whether or
+    /// not it was still good. `None` if it is unknown, used or expired. A
+    /// browser that already holds a live session (`current`, its cookie)
+    /// keeps it: a second `orchestration ui` opens a second tab, and a new
+    /// cookie would break the first tab, whose CSRF value is the old one's.
+    pub fn login(&self, token: &str, current: Option<&str>) -> Option<Session> {
         let now = Instant::now();
         let mut state = crate::engine::lock(&self.state);
         let found = state
@@ -154,6 +157,15 @@ impl Sessions {
             return None;
         }
         state.sessions.retain(|s| s.expires > now);
+        let held = current.and_then(|id| {
+            state
+                .sessions
+                .iter()
+                .find(|s| constant_time_eq(s.id.as_bytes(), id.as_bytes()))
+        });
+        if let Some(held) = held {
+            return Some(held.clone());
+        }
         if state.sessions.len() >= MAX_SESSIONS {
             state.sessions.remove(0);
         }
@@ -247,14 +259,20 @@ struct LoginReply {
 }
 
 /// `POST /ui/login`: spends the token and sets the session cookie.
-pub async fn login(ctx: &ApiContext, caller: &Caller, body: Incoming) -> Reply {
+pub async fn login(
+    ctx: &ApiContext,
+    caller: &Caller,
+    headers: &http::HeaderMap,
+    body: Incoming,
+) -> Reply {
     let Some(port) = caller.tcp_port() else {
         return Err(ApiError::Forbidden(
             "the web page logs in over the TCP listener, not the Unix socket".into(),
         ));
     };
     let request: LoginRequest = ctx.read_json(body).await?;
-    let session = ctx.sessions.login(&request.token).ok_or_else(|| {
+    let current = cookie(headers, &cookie_name(port));
+    let session = ctx.sessions.login(&request.token, current).ok_or_else(|| {
         ApiError::NoSession("this login link was already used or has expired".into())
     })?;
     let cookie = format!(
@@ -343,8 +361,20 @@ mod tests {
     fn a_login_token_is_good_once() {
         let sessions = Sessions::default();
         let token = sessions.mint();
-        let session = sessions.login(&token).expect("the first use logs in");
-        assert!(sessions.login(&token).is_none(), "the second use must not");
+        let session = sessions.login(&token, None).expect("the first use logs in");
+        assert!(
+            sessions.login(&token, None).is_none(),
+            "the second use must not"
+        );
+        // A browser with a live session keeps it when it logs in again.
+        let again = sessions
+            .login(&sessions.mint(), Some(&session.id))
+            .expect("a login");
+        assert_eq!((&again.id, &again.csrf), (&session.id, &session.csrf));
+        let other = sessions
+            .login(&sessions.mint(), Some("stale"))
+            .expect("a login");
+        assert_ne!(other.id, session.id);
         assert!(sessions.find(&session.id).is_some());
         assert!(sessions.find("nope").is_none());
         assert!(session.csrf_matches(&session.csrf.clone()));

@@ -115,6 +115,42 @@ fn a_login_token_logs_in_once_and_sets_a_strict_cookie() {
 }
 
 #[test]
+fn a_browser_that_logs_in_again_keeps_its_session() {
+    let daemon = InProcess::start_tcp();
+    let first = login(&daemon);
+    // A second `orchestration ui` in the same browser: the cookie comes along.
+    let host = host(&daemon);
+    let origin = format!("http://{host}");
+    let body = json!({ "token": mint(&daemon) }).to_string();
+    let again = daemon.tcp_request(
+        "POST",
+        "/ui/login",
+        &[
+            ("Host", &host),
+            ("Origin", &origin),
+            ("Cookie", &first.cookie),
+        ],
+        Some(&body),
+    );
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(
+        again.json()["csrf"],
+        first.csrf.as_str(),
+        "the first tab would break"
+    );
+    let cookie = again.header("set-cookie").expect("Set-Cookie");
+    assert!(
+        cookie.starts_with(&format!("{};", first.cookie)),
+        "{cookie}"
+    );
+    assert_eq!(page(&daemon, &first, "GET", "/agents", None).status, 200);
+    // Another browser (no cookie) gets a session of its own.
+    let other = login(&daemon);
+    assert_ne!(other.cookie, first.cookie);
+    assert_ne!(other.csrf, first.csrf);
+}
+
+#[test]
 fn login_links_come_only_from_the_unix_socket() {
     let daemon = InProcess::start_tcp();
     let session = login(&daemon);
