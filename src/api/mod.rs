@@ -145,7 +145,8 @@ pub async fn handle(
 }
 
 /// Whether a request with these headers passes the transport's peer
-/// rules (on TCP: loopback `Host`, no foreign `Origin`, the token).
+/// rules (on TCP: loopback `Host`, no foreign `Origin`, and the token or
+/// the web page's session with its CSRF header).
 pub fn authenticated(ctx: &ApiContext, transport: Transport, headers: &http::HeaderMap) -> bool {
     guard::check_peer(ctx, transport, headers, None).is_ok()
 }

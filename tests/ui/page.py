@@ -66,6 +66,7 @@ class Page:
         self.search()
         self.spawn("other")
         self.fan_out()
+        self.follows_the_colour_scheme()
         self.reflows_at_200_percent()
 
     # helpers
@@ -209,6 +210,20 @@ class Page:
         left, right = (r.rect for r in replies)
         assert left["y"] == right["y"] and left["x"] + left["width"] <= right["x"], (left, right)
         self.shot("fanout")
+
+    def follows_the_colour_scheme(self):
+        background = "return getComputedStyle(document.body).backgroundColor"
+        seen = {}
+        for scheme in ("dark", "light"):
+            self.driver.execute_cdp_cmd(
+                "Emulation.setEmulatedMedia",
+                {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+            )
+            seen[scheme] = self.driver.execute_script(background)
+            self.shot(f"fanout-{scheme}")
+        assert seen["dark"] != seen["light"], seen
+        dark = [int(c) for c in seen["dark"].strip("rgba()").split(",")[:3]]
+        assert sum(dark) < 3 * 64, f"the dark scheme is not dark: {seen}"
 
     def reflows_at_200_percent(self):
         # 200% zoom of a 1280-pixel window lays the page out in 640 CSS pixels.
