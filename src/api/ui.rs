@@ -96,12 +96,20 @@ const FILES: &[(&str, &str, &str)] = &[
 ];
 
 /// A logged-in page: the cookie's value and the CSRF value its requests
-/// must carry.
-#[derive(Debug, Clone)]
+/// must carry. Its `Debug` shows neither.
+#[derive(Clone)]
 pub struct Session {
     id: String,
     csrf: String,
     expires: Instant,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -146,7 +154,10 @@ impl Sessions {
     /// keeps it: a second `orchestration ui` opens a second tab, and a new
     /// cookie would break the first tab, whose CSRF value is the old one's.
     pub fn login(&self, token: &str, current: Option<&str>) -> Option<Session> {
-        let now = Instant::now();
+        self.login_at(token, current, Instant::now())
+    }
+
+    fn login_at(&self, token: &str, current: Option<&str>, now: Instant) -> Option<Session> {
         let mut state = crate::engine::lock(&self.state);
         let found = state
             .links
@@ -180,7 +191,10 @@ impl Sessions {
 
     /// The live session whose cookie value this is.
     pub fn find(&self, id: &str) -> Option<Session> {
-        let now = Instant::now();
+        self.find_at(id, Instant::now())
+    }
+
+    fn find_at(&self, id: &str, now: Instant) -> Option<Session> {
         let state = crate::engine::lock(&self.state);
         state
             .sessions
@@ -379,8 +393,26 @@ mod tests {
         assert!(sessions.find("nope").is_none());
         assert!(session.csrf_matches(&session.csrf.clone()));
         assert!(!session.csrf_matches(""));
+        let shown = format!("{session:?}");
+        assert!(!shown.contains(&session.id) && !shown.contains(&session.csrf));
         sessions.end(&session);
         assert!(sessions.find(&session.id).is_none());
+    }
+
+    #[test]
+    fn links_and_sessions_expire() {
+        let sessions = Sessions::default();
+        let late = Instant::now() + LINK_LIFETIME + Duration::from_secs(1);
+        let token = sessions.mint();
+        assert!(sessions.login_at(&token, None, late).is_none());
+        assert!(
+            sessions.login(&token, None).is_none(),
+            "an expired token is spent"
+        );
+        let session = sessions.login(&sessions.mint(), None).expect("a login");
+        let later = Instant::now() + SESSION_LIFETIME + Duration::from_secs(1);
+        assert!(sessions.find_at(&session.id, later).is_none());
+        assert!(sessions.find(&session.id).is_some());
     }
 
     #[test]
