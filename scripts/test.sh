@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the third-party mock model server the
-# suite checks the CLI against (fakellm, from PyPI, into target/third-party)
-# and the MCP client it checks `orchestration mcp` with (mcp, likewise),
+# suite checks the CLI against (fakellm, from PyPI, into target/third-party),
+# the MCP client it checks `orchestration mcp` with (mcp, likewise) and the
+# WebDriver client the web page's browser tests use (selenium, likewise),
 # runs `cargo test --all-targets`, then the end-to-end run under a real
 # systemd user manager and journald (tests/e2e/systemd-user.sh; as root only,
 # it says SKIPPED otherwise). Extra arguments go to cargo test and skip the e2e.
@@ -26,6 +27,14 @@ if ! "$venv/bin/python" -m pip show mcp 2>/dev/null | grep -qx "Version: $MCP_VE
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "mcp==$MCP_VERSION"
 fi
 export ORCHESTRATION_MCP_PYTHON="$PWD/$venv/bin/python"
+# The browser tests of the web page (tests/it/ui_browser.rs, tests/ui/) drive
+# Debian's chromium and chromium-driver (installed by .ci/run) with Selenium.
+SELENIUM_VERSION=4.51.0
+if ! "$venv/bin/python" -m pip show selenium 2>/dev/null | grep -qx "Version: $SELENIUM_VERSION"; then
+    echo "== installing selenium $SELENIUM_VERSION into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "selenium==$SELENIUM_VERSION"
+fi
+export ORCHESTRATION_SELENIUM_PYTHON="$PWD/$venv/bin/python"
 # The coding agents the daemon drives as children (tests/it/coding_agents*.rs):
 # Claude Code and Codex, native binaries inside their npm packages, run offline
 # against the tests' fake model server.

@@ -39,7 +39,7 @@ use crate::wire::{
     Conversations, ConversationsQuery, ErrorBody, ErrorCode, EventsQuery, FanOutRequest,
     FanOutResult, Health, HistoryQuery, Interrupted, ListQuery, MessageRequest, Messages, Models,
     ModelsRequest, PruneRequest, Reloaded, Route, SearchQuery, SearchResults, SpawnRequest,
-    TaskRequest,
+    TaskRequest, UiLink,
 };
 
 /// `$ORCHESTRATION_DAEMON_UID`: the uid whose daemon the client will talk
@@ -325,6 +325,11 @@ impl Client {
         answer: &AnswerRequest,
     ) -> Result<Answered, ClientError> {
         self.call(&Route::Answer(id.clone()), Some(answer)).await
+    }
+
+    /// A one-time login link to the web page (Unix socket only).
+    pub async fn ui_link(&self) -> Result<UiLink, ClientError> {
+        self.call::<(), _>(&Route::UiLink, None).await
     }
 
     /// Asks the daemon to stop (it answers before it does).

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 mod route;
-pub use route::{Route, RouteError};
+pub use route::{Route, RouteError, UiFile};
 
 use crate::model::{
     AgentConfig, AgentName, AgentState, Approval, ApprovalMode, Decision, Message, ProviderSpec,
@@ -233,6 +233,15 @@ pub struct Messages {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interrupted {
     pub interrupted: bool,
+}
+
+/// The answer of `POST /ui/link`: where the web page is, with a one-time
+/// login token in the URL's fragment (which a browser never sends to a
+/// server), good for `expires_in_s` seconds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UiLink {
+    pub url: String,
+    pub expires_in_s: u64,
 }
 
 /// The answer of `POST /models`.

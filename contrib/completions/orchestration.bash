@@ -61,6 +61,9 @@ _orchestration() {
             orchestration,task)
                 cmd="orchestration__subcmd__task"
                 ;;
+            orchestration,ui)
+                cmd="orchestration__subcmd__ui"
+                ;;
             orchestration,watch)
                 cmd="orchestration__subcmd__watch"
                 ;;
@@ -145,6 +148,9 @@ _orchestration() {
             orchestration__subcmd__help,task)
                 cmd="orchestration__subcmd__help__subcmd__task"
                 ;;
+            orchestration__subcmd__help,ui)
+                cmd="orchestration__subcmd__help__subcmd__ui"
+                ;;
             orchestration__subcmd__help,watch)
                 cmd="orchestration__subcmd__help__subcmd__watch"
                 ;;
@@ -203,7 +209,7 @@ _orchestration() {
 
     case "${cmd}" in
         orchestration)
-            opts="-h -V --socket --json --raw --no-autostart --help --version serve spawn list message history task shutdown models search prune watch config service mcp completions help"
+            opts="-h -V --socket --json --raw --no-autostart --help --version serve spawn list message history task shutdown models search prune watch config service ui mcp completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -445,7 +451,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__help)
-            opts="serve spawn list message history task shutdown models search prune watch config service mcp completions help"
+            opts="serve spawn list message history task shutdown models search prune watch config service ui mcp completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -767,6 +773,20 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__help__subcmd__task)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__ui)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1273,6 +1293,24 @@ _orchestration() {
                     COMPREPLY=($(compgen -W "ask never bypass" -- "${cur}"))
                     return 0
                     ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__ui)
+            opts="-h --print-url --socket --json --raw --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -42,6 +42,9 @@ pub enum ApiError {
     },
     #[error("missing or wrong bearer token; read it from the daemon's http.token file")]
     Unauthorized,
+    /// The web page's login token or session cookie is missing, used or stale.
+    #[error("{0}; run `orchestration ui` to open the page with a fresh login")]
+    NoSession(String),
     #[error("{0}")]
     Forbidden(String),
     #[error(
@@ -114,7 +117,7 @@ impl ApiError {
             Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::NoSession(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::BypassOverTcp => StatusCode::FORBIDDEN,
             Self::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // The file's content, not the request, is wrong; the daemon is fine.
@@ -144,7 +147,7 @@ impl ApiError {
             Self::BadPath(_) => ErrorCode::BadPath,
             Self::NoRoute(_) => ErrorCode::NoRoute,
             Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
-            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::Unauthorized | Self::NoSession(_) => ErrorCode::Unauthorized,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::BypassOverTcp => ErrorCode::BypassRefused,
             Self::TooManyConnections { .. } => ErrorCode::TooManyConnections,
@@ -338,6 +341,7 @@ mod tests {
                 allowed: &[Method::GET],
             },
             ApiError::Unauthorized,
+            ApiError::NoSession("s".into()),
             ApiError::Forbidden("f".into()),
             ApiError::BypassOverTcp,
             ApiError::TooManyConnections { limit: 1 },

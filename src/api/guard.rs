@@ -1,54 +1,203 @@
-//! The TCP data plane's rules: a loopback `Host` and `Origin` (against DNS
-//! rebinding and cross-site requests), the bearer token, and no control-plane
-//! routes. Unix-socket requests pass untouched; the socket's own permissions
-//! guard it. The route is the one [`Route::parse`] made, the same value the
-//! dispatcher runs; `None` when the request did not parse (it is refused
-//! anyway, after the token check). [`check_peer`] runs first, on the
-//! headers alone: what it refuses is logged only as a refusal.
+//! Who is calling, and what they may do. The Unix socket is the owner and
+//! passes untouched; the socket's own permissions guard it. TCP (the data
+//! plane) needs a loopback `Host` and `Origin` (against DNS rebinding and
+//! cross-site requests) and then either the bearer token or the web page's
+//! session: its cookie *and* its CSRF header, with the page held to its own
+//! routes and to JSON bodies. No control-plane route is reachable on TCP.
+//! The route is the one [`Route::parse`] made, the same value the dispatcher
+//! runs; `None` when the request did not parse (refused unless the token
+//! came with it). [`check_peer`] runs first: what it refuses is logged only
+//! as a refusal.
 
-use http::{HeaderMap, header};
+use http::{HeaderMap, Method, header};
 
 use super::error::ApiError;
+use super::ui::{self, Session};
 use super::{ApiContext, Transport};
 use crate::wire::Route;
 
-/// Whether the request comes from someone entitled to the API at all: on
-/// TCP a loopback `Host`, no foreign `Origin` and the token. What fails
-/// here is unauthenticated, so it is logged only as a refusal.
+/// Who a request comes from, as [`check_peer`] found.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The Unix socket: the owning user, every route.
+    Owner,
+    /// TCP with the bearer token: every route but the control plane.
+    Token { port: u16 },
+    /// TCP from the web page: its session cookie and CSRF header.
+    Page { session: Session, port: u16 },
+    /// TCP with neither: the page's files and its login only.
+    Anonymous { port: u16 },
+}
+
+impl Caller {
+    /// The TCP port the request came in on; `None` on the Unix socket.
+    pub fn tcp_port(&self) -> Option<u16> {
+        match self {
+            Self::Owner => None,
+            Self::Token { port } | Self::Page { port, .. } | Self::Anonymous { port } => {
+                Some(*port)
+            }
+        }
+    }
+}
+
+/// Who the request comes from, or why it is refused before anything else:
+/// on TCP a loopback `Host` and no foreign `Origin`, then the bearer token
+/// (a wrong one is refused outright), else for the page's files and login
+/// nobody in particular, else the page's session cookie with its CSRF
+/// header. What fails here is unauthenticated, so it is logged only as a
+/// refusal.
 pub fn check_peer(
     ctx: &ApiContext,
     transport: Transport,
     headers: &HeaderMap,
-) -> Result<(), ApiError> {
+    route: Option<&Route>,
+) -> Result<Caller, ApiError> {
     let Transport::Tcp { port, remote } = transport else {
-        return Ok(());
+        return Ok(Caller::Owner);
     };
     check_host(headers, port, remote)?;
     check_origin(headers)?;
-    check_token(ctx, headers)
+    if headers.contains_key(header::AUTHORIZATION) {
+        return check_token(ctx, headers).map(|()| Caller::Token { port });
+    }
+    // From here on the caller is a browser: its `Origin`, when it sends
+    // one, must be this very listener, not another local port's page.
+    check_same_origin(headers)?;
+    if route.is_some_and(open_to_anyone) {
+        return Ok(Caller::Anonymous { port });
+    }
+    let session = ui::cookie(headers, &ui::cookie_name(port))
+        .ok_or(ApiError::Unauthorized)
+        .and_then(|id| {
+            ctx.sessions.find(id).ok_or_else(|| {
+                ApiError::NoSession("the web page's session has expired or was ended".into())
+            })
+        })?;
+    // The cookie alone proves a browser, not the page: any page a browser
+    // shows on this host (another port, another user) would send it too.
+    // The CSRF value only the page's own script holds.
+    let csrf = headers
+        .get(ui::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !session.csrf_matches(csrf) {
+        return Err(ApiError::Forbidden(format!(
+            "the web page's requests carry its {} header; this one did not",
+            ui::CSRF_HEADER
+        )));
+    }
+    Ok(Caller::Page { session, port })
 }
 
-/// Whether this transport may run `route`: no control plane over TCP.
-pub fn check_route(transport: Transport, route: Option<&Route>) -> Result<(), ApiError> {
-    if !matches!(transport, Transport::Tcp { .. }) {
+/// Whether `caller` may run `route`: no control plane over TCP; the page
+/// only its own routes, and a JSON body whenever it changes something.
+pub fn check_route(caller: &Caller, route: Option<&Route>) -> Result<(), ApiError> {
+    let Some(route) = route else {
+        return Ok(());
+    };
+    if matches!(caller, Caller::Owner) {
         return Ok(());
     }
-    if route.is_some_and(Route::is_control_plane) {
+    if route.is_control_plane() {
         return Err(ApiError::Forbidden(
             "this is a control-plane operation; it is only accepted on the daemon's Unix socket"
                 .into(),
         ));
     }
+    if matches!(caller, Caller::Page { .. }) && !open_to_page(route) {
+        return Err(ApiError::Forbidden(format!(
+            "the web page may not use {} {}",
+            route.method(),
+            route.label()
+        )));
+    }
     Ok(())
 }
 
 /// Modes that run a coding agent's commands without asking are control
-/// plane: the TCP token must never be a shell.
-pub fn check_approval_mode(transport: Transport, bypass: bool) -> Result<(), ApiError> {
-    if bypass && matches!(transport, Transport::Tcp { .. }) {
+/// plane: neither the TCP token nor the web page may ever be a shell.
+pub fn check_approval_mode(caller: &Caller, bypass: bool) -> Result<(), ApiError> {
+    if bypass && !matches!(caller, Caller::Owner) {
         return Err(ApiError::BypassOverTcp);
     }
     Ok(())
+}
+
+/// A browser's request that changes something must say its body is JSON:
+/// a cross-site form or `text/plain` "simple request" cannot. Checked once
+/// the route is known to be allowed.
+pub fn check_content_type(
+    caller: &Caller,
+    route: Option<&Route>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let browser = matches!(caller, Caller::Page { .. } | Caller::Anonymous { .. });
+    let changes = route.is_some_and(|r| r.method() != Method::GET);
+    if !browser || !changes {
+        return Ok(());
+    }
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim();
+    if media_type.eq_ignore_ascii_case("application/json") {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(
+        "the web page's requests that change something must be sent as Content-Type: application/json".into(),
+    ))
+}
+
+/// The page's files and its login need no session: they are how one starts.
+fn open_to_anyone(route: &Route) -> bool {
+    matches!(route, Route::UiFile(_) | Route::UiLogin)
+}
+
+/// What the web page can do: look at agents and conversations, spawn, talk,
+/// interrupt and shut down agents. Not tasks, model listings (they carry
+/// keys), history deletion, nor anything of the daemon's.
+fn open_to_page(route: &Route) -> bool {
+    matches!(
+        route,
+        Route::Health
+            | Route::ListAgents(_)
+            | Route::GetAgent(_)
+            | Route::Spawn
+            | Route::ShutdownAgent(_)
+            | Route::Message(_)
+            | Route::Interrupt(_)
+            | Route::History(..)
+            | Route::Search(_)
+            | Route::Conversations(_)
+            | Route::Events(_)
+            | Route::FanOut
+            | Route::Approvals(_)
+            | Route::Answer(_)
+            | Route::UiFile(_)
+            | Route::UiLogin
+            | Route::UiLogout
+    )
+}
+
+/// A browser's `Origin`, if it sent one, must name the `Host` it asked.
+fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin = origin.to_str().unwrap_or("");
+    if origin.strip_prefix("http://") == Some(host) && !host.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "requests from origin {origin:?} are not allowed; the web page is served from http://{host}"
+    )))
 }
 
 /// A DNS-rebinding attack needs a host *name*; so a loopback listener
@@ -138,7 +287,7 @@ fn is_loopback_name(name: &str) -> bool {
 
 /// Compares without an early exit, so timing does not reveal how much of the
 /// token a guess got right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

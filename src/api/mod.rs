@@ -8,6 +8,7 @@ mod error;
 mod guard;
 pub mod refusals;
 mod routes;
+mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,10 @@ pub struct ApiContext {
     pub refusals: refusals::Refusals,
     /// The open `GET /events` streams, under `limits.max_event_streams`.
     event_streams: body::StreamSlots,
+    /// Where the TCP listener is, for the web page's login links.
+    tcp_address: Option<std::net::SocketAddr>,
+    /// The web page's login links and sessions.
+    sessions: ui::Sessions,
     next_request: AtomicU64,
 }
 
@@ -63,8 +68,16 @@ impl ApiContext {
             control,
             refusals: refusals::Refusals::default(),
             event_streams: body::StreamSlots::default(),
+            tcp_address: None,
+            sessions: ui::Sessions::default(),
             next_request: AtomicU64::new(1),
         }
+    }
+
+    /// Where the TCP listener serves (the web page's address), if it runs.
+    pub fn with_tcp_address(mut self, address: Option<std::net::SocketAddr>) -> Self {
+        self.tcp_address = address;
+        self
     }
 
     /// Reads a JSON request body within the size limit and the body timeout
@@ -96,23 +109,28 @@ pub async fn handle(
     let started = Instant::now();
     let request_id = ctx.next_request.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = request.into_parts();
-    if let Err(error) = guard::check_peer(&ctx, transport, &parts.headers) {
-        return refused(&ctx, &parts, &error);
-    }
+    // Parsed before the peer is known, but neither logged nor acted on
+    // until it is: the guard needs to know whether it is the page's login.
     let route = match head_size(&parts) {
         size if size > MAX_HEAD => Err(ApiError::HeadTooLarge { limit: MAX_HEAD }),
         _ => Route::parse(&parts.method, &parts.uri).map_err(ApiError::from),
+    };
+    let caller = match guard::check_peer(&ctx, transport, &parts.headers, route.as_ref().ok()) {
+        Ok(caller) => caller,
+        Err(error) => return refused(&ctx, &parts, &error),
     };
     let (label, agent) = match &route {
         Ok(route) => (route.label(), route.agent().map(ToString::to_string)),
         Err(_) => ("none", None),
     };
-    let allowed = guard::check_route(transport, route.as_ref().ok());
+    let allowed = guard::check_route(&caller, route.as_ref().ok())
+        .and_then(|()| guard::check_content_type(&caller, route.as_ref().ok(), &parts.headers));
     let response = match (allowed, route) {
         (Err(error), _) | (Ok(()), Err(error)) => Err(error),
-        (Ok(()), Ok(route)) => routes::dispatch(&ctx, route, transport, &parts.headers, body).await,
+        (Ok(()), Ok(route)) => routes::dispatch(&ctx, route, &caller, &parts.headers, body).await,
     };
-    let response = response.unwrap_or_else(|error| body::error(&error));
+    let mut response = response.unwrap_or_else(|error| body::error(&error));
+    ui::harden(&mut response);
     tracing::info!(
         request_id,
         agent,
@@ -127,9 +145,10 @@ pub async fn handle(
 }
 
 /// Whether a request with these headers passes the transport's peer
-/// rules (on TCP: loopback `Host`, no foreign `Origin`, the token).
+/// rules (on TCP: loopback `Host`, no foreign `Origin`, and the token or
+/// the web page's session with its CSRF header).
 pub fn authenticated(ctx: &ApiContext, transport: Transport, headers: &http::HeaderMap) -> bool {
-    guard::check_peer(ctx, transport, headers).is_ok()
+    guard::check_peer(ctx, transport, headers, None).is_ok()
 }
 
 /// Answers a request that did not authenticate. Anyone who can reach the
@@ -137,6 +156,7 @@ pub fn authenticated(ctx: &ApiContext, transport: Transport, headers: &http::Hea
 /// refusal log, and shows only a short escaped prefix of the path.
 fn refused(ctx: &ApiContext, parts: &http::request::Parts, error: &ApiError) -> Response<Body> {
     let mut response = body::error(error);
+    ui::harden(&mut response);
     // One answer per connection: a client without the token gets no
     // keep-alive connection to send garbage down.
     response.headers_mut().insert(

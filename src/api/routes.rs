@@ -8,7 +8,8 @@ use hyper::body::Incoming;
 
 use super::body::{self, Body, EventsFormat};
 use super::error::ApiError;
-use super::{ApiContext, Transport, guard};
+use super::guard::{self, Caller};
+use super::{ApiContext, ui};
 use crate::engine::{Exchange, ListFilter, Which};
 use crate::model::{AgentName, ApprovalMode, SearchFilter, Secret, rfc3339_ago};
 use crate::providers::DEFAULT_PROVIDER;
@@ -28,7 +29,7 @@ type Reply = Result<Response<Body>, ApiError>;
 pub async fn dispatch(
     ctx: &ApiContext,
     route: Route,
-    transport: Transport,
+    caller: &Caller,
     headers: &http::HeaderMap,
     body: Incoming,
 ) -> Reply {
@@ -46,17 +47,21 @@ pub async fn dispatch(
         }
         Route::Events(query) => events(ctx, query, headers),
         Route::ListAgents(query) => list(ctx, query),
-        Route::Spawn => spawn(ctx, transport, body).await,
+        Route::Spawn => spawn(ctx, caller, body).await,
         Route::ShutdownAll => shutdown_all(ctx).await,
         Route::GetAgent(name) => get(ctx, &name),
         Route::ShutdownAgent(name) => shutdown_agent(ctx, &name).await,
         Route::Message(name) => message(ctx, &name, body).await,
-        Route::Task(name) => task(ctx, transport, name, body).await,
+        Route::Task(name) => task(ctx, caller, name, body).await,
         Route::Interrupt(name) => interrupt(ctx, &name),
         Route::History(name, query) => history(ctx, &name, query),
         Route::ClearHistory(name) => clear_history(ctx, &name),
         Route::Approvals(query) => approvals(ctx, &query),
         Route::Answer(id) => answer_approval(ctx, &id, body).await,
+        Route::UiFile(file) => ui::file(&file),
+        Route::UiLogin => ui::login(ctx, caller, headers, body).await,
+        Route::UiLogout => ui::logout(ctx, caller),
+        Route::UiLink => ui::link(ctx),
     }
 }
 
@@ -279,9 +284,9 @@ fn list(ctx: &ApiContext, query: ListQuery) -> Reply {
     Ok(body::json(StatusCode::OK, &ctx.engine.list(&filter)))
 }
 
-async fn spawn(ctx: &ApiContext, transport: Transport, body: Incoming) -> Reply {
+async fn spawn(ctx: &ApiContext, caller: &Caller, body: Incoming) -> Reply {
     let spawn: SpawnRequest = ctx.read_json(body).await?;
-    guard::check_approval_mode(transport, spawn.bypasses_approval())?;
+    guard::check_approval_mode(caller, spawn.bypasses_approval())?;
     let info = ctx.engine.spawn(spawn.into_config()).await?;
     Ok(body::json(StatusCode::OK, &info))
 }
@@ -325,9 +330,9 @@ async fn message(ctx: &ApiContext, name: &AgentName, body: Incoming) -> Reply {
     answer(exchange, message.stream).await
 }
 
-async fn task(ctx: &ApiContext, transport: Transport, name: AgentName, body: Incoming) -> Reply {
+async fn task(ctx: &ApiContext, caller: &Caller, name: AgentName, body: Incoming) -> Reply {
     let mut task: TaskRequest = ctx.read_json(body).await?;
-    guard::check_approval_mode(transport, task.approval == Some(ApprovalMode::Bypass))?;
+    guard::check_approval_mode(caller, task.approval == Some(ApprovalMode::Bypass))?;
     if task.name.as_ref().is_some_and(|given| given != &name) {
         return Err(ApiError::InvalidBody(format!(
             "field `name` must match the name in the path ('{name}')"

@@ -20,6 +20,7 @@ mod shutdown;
 mod spawn;
 mod suggestion;
 mod task;
+mod ui;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -129,6 +130,9 @@ pub enum Command {
     /// Install, remove or inspect the systemd user units (launchd agent on macOS) for this binary.
     #[command(long_about = service::LONG_ABOUT)]
     Service(service::ServiceArgs),
+    /// Open the daemon's web page in your browser, logged in by a one-time link.
+    #[command(long_about = ui::LONG_ABOUT)]
+    Ui(ui::UiArgs),
     /// Serve the Model Context Protocol on standard input and output, for assistants and editors.
     #[command(long_about = mcp::LONG_ABOUT)]
     Mcp(mcp::McpArgs),
@@ -647,6 +651,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Approvals(args) => approvals::list(&ctx, args).await,
             Command::Approve(args) => approvals::approve(&ctx, args).await,
             Command::Deny(args) => approvals::deny(&ctx, args).await,
+            Command::Ui(args) => ui::run(&ctx, args, &paths).await,
         }
     })?
 }

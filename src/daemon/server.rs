@@ -248,13 +248,11 @@ pub(crate) async fn run(
         mut replacements,
     } = listeners;
     let (tcp, token) = tcp.unzip();
-    let ctx = Arc::new(ApiContext::new(
-        engine.clone(),
-        stop.clone(),
-        token,
-        reloader.clone(),
-    ));
     let tcp_addr = tcp_address(tcp.as_ref());
+    let ctx = Arc::new(
+        ApiContext::new(engine.clone(), stop.clone(), token, reloader.clone())
+            .with_tcp_address(tcp_addr),
+    );
     let activity = Activity::new();
     let mut accepting = Accepting {
         unix,

@@ -78,6 +78,43 @@ pub enum Route {
     /// `POST /approvals/{id}`: approve or deny one (data plane: the web
     /// page and remote MCP clients answer approvals too).
     Answer(ApprovalId),
+    /// `GET /ui/` and `GET /ui/{file}`: the web page's files.
+    UiFile(UiFile),
+    /// `POST /ui/login`: the web page trades its one-time token for a session.
+    UiLogin,
+    /// `POST /ui/logout`: the web page ends its session.
+    UiLogout,
+    /// `POST /ui/link`: a one-time login link for the web page (control plane).
+    UiLink,
+}
+
+/// The name of one of the web page's files: one path segment of lowercase
+/// ASCII letters, digits, `-` and `.`, not starting with `.`. Whether such
+/// a file exists is the daemon's business (404 if not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiFile(String);
+
+impl UiFile {
+    /// The page itself, served at `/ui/`.
+    pub const INDEX: &'static str = "index.html";
+
+    pub fn index() -> Self {
+        Self(Self::INDEX.to_owned())
+    }
+
+    /// `None` for anything that cannot be one of the page's file names.
+    pub fn parse(segment: &str) -> Option<Self> {
+        let valid = (1..=64).contains(&segment.len())
+            && !segment.starts_with('.')
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        valid.then(|| Self(segment.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 const GET: &[Method] = &[Method::GET];
@@ -152,6 +189,9 @@ impl Route {
                 let id = ApprovalId::parse(fixed(id)?)?;
                 only(method, &Method::POST, Self::Answer(id)).ok_or_else(|| not_allowed(POST))
             }
+            ("ui", []) => only(method, &Method::GET, Self::UiFile(UiFile::index()))
+                .ok_or_else(|| not_allowed(GET)),
+            ("ui", [segment]) => ui_route(method, fixed(segment)?, path),
             _ => Err(no_route()),
         }
     }
@@ -166,7 +206,8 @@ impl Route {
             | Self::ListAgents(_)
             | Self::GetAgent(_)
             | Self::History(..)
-            | Self::Approvals(_) => Method::GET,
+            | Self::Approvals(_)
+            | Self::UiFile(_) => Method::GET,
             Self::Shutdown
             | Self::Reload
             | Self::Prune
@@ -176,7 +217,10 @@ impl Route {
             | Self::Message(_)
             | Self::Task(_)
             | Self::Interrupt(_)
-            | Self::Answer(_) => Method::POST,
+            | Self::Answer(_)
+            | Self::UiLogin
+            | Self::UiLogout
+            | Self::UiLink => Method::POST,
             Self::ShutdownAll | Self::ShutdownAgent(_) | Self::ClearHistory(_) => Method::DELETE,
         }
     }
@@ -205,6 +249,11 @@ impl Route {
             Self::ClearHistory(name) => format!("/agents/{name}/history"),
             Self::Approvals(query) => format!("/approvals{}", query.to_query()),
             Self::Answer(id) => format!("/approvals/{id}"),
+            Self::UiFile(file) if file.as_str() == UiFile::INDEX => "/ui/".into(),
+            Self::UiFile(file) => format!("/ui/{}", file.as_str()),
+            Self::UiLogin => "/ui/login".into(),
+            Self::UiLogout => "/ui/logout".into(),
+            Self::UiLink => "/ui/link".into(),
         }
     }
 
@@ -212,7 +261,7 @@ impl Route {
     pub fn is_control_plane(&self) -> bool {
         matches!(
             self,
-            Self::Shutdown | Self::ShutdownAll | Self::Reload | Self::Prune
+            Self::Shutdown | Self::ShutdownAll | Self::Reload | Self::Prune | Self::UiLink
         )
     }
 
@@ -255,6 +304,10 @@ impl Route {
             Self::ClearHistory(_) => "clear_history",
             Self::Approvals(_) => "approvals",
             Self::Answer(_) => "answer",
+            Self::UiFile(_) => "ui_file",
+            Self::UiLogin => "ui_login",
+            Self::UiLogout => "ui_logout",
+            Self::UiLink => "ui_link",
         }
     }
 }
@@ -297,6 +350,31 @@ fn agent_route(
         )),
         (Some(_), &Method::DELETE) => Ok(Route::ClearHistory(name)),
         (Some(_), _) => Err(not_allowed(GET_DELETE)),
+    }
+}
+
+/// `/ui/{segment}`: the login and logout actions, the link (control
+/// plane), or one of the page's files.
+fn ui_route(method: &Method, segment: &str, path: &str) -> Result<Route, RouteError> {
+    let action = match segment {
+        "login" => Some(Route::UiLogin),
+        "logout" => Some(Route::UiLogout),
+        "link" => Some(Route::UiLink),
+        _ => None,
+    };
+    match (action, method) {
+        (Some(action), &Method::POST) => Ok(action),
+        (Some(_), _) => Err(RouteError::MethodNotAllowed {
+            method: method.clone(),
+            allowed: POST,
+        }),
+        (None, &Method::GET) => UiFile::parse(segment)
+            .map(Route::UiFile)
+            .ok_or_else(|| RouteError::NoRoute(path.to_owned())),
+        (None, _) => Err(RouteError::MethodNotAllowed {
+            method: method.clone(),
+            allowed: GET,
+        }),
     }
 }
 
@@ -422,11 +500,19 @@ mod tests {
                 Route::Approvals(ApprovalsQuery::default()),
             ),
             ("POST", "/approvals/3f9c2a", Route::Answer(id("3f9c2a"))),
+            ("GET", "/ui/app.js", Route::UiFile(ui_file("app.js"))),
+            ("POST", "/ui/login", Route::UiLogin),
+            ("POST", "/ui/logout", Route::UiLogout),
+            ("POST", "/ui/link", Route::UiLink),
         ]
     }
 
     fn id(text: &str) -> ApprovalId {
         ApprovalId::parse(text).unwrap()
+    }
+
+    fn ui_file(text: &str) -> UiFile {
+        UiFile::parse(text).unwrap()
     }
 
     /// Every route, with parameters that exercise the query encoding.
@@ -480,6 +566,11 @@ mod tests {
             Route::Approvals(ApprovalsQuery::default()),
             Route::Approvals(ApprovalsQuery { agent: Some(odd) }),
             Route::Answer(id("0a9f00")),
+            Route::UiFile(UiFile::index()),
+            Route::UiFile(ui_file("style.css")),
+            Route::UiLogin,
+            Route::UiLogout,
+            Route::UiLink,
         ]
     }
 
@@ -621,6 +712,21 @@ mod tests {
         assert_eq!(parse("PUT", "/agents"), Err(405));
         assert_eq!(parse("GET", "/agents/a/b/c"), Err(404));
         assert_eq!(parse("GET", "/"), Err(404));
+    }
+
+    #[test]
+    fn the_web_page_s_paths() {
+        let index = Ok(Route::UiFile(UiFile::index()));
+        assert_eq!(parse("GET", "/ui"), index);
+        assert_eq!(parse("GET", "/ui/"), index);
+        assert_eq!(parse("GET", "/ui/index.html"), index);
+        assert_eq!(parse("GET", "/ui/login"), Err(405));
+        assert_eq!(parse("POST", "/ui/app.js"), Err(405));
+        assert_eq!(parse("GET", "/ui/App.js"), Err(404));
+        assert_eq!(parse("GET", "/ui/.hidden"), Err(404));
+        assert_eq!(parse("GET", "/ui/a/b.js"), Err(404));
+        assert_eq!(parse("GET", "/ui/%61pp.js"), Err(400));
+        assert!(parse("POST", "/ui/link").is_ok_and(|r| r.is_control_plane()));
     }
 }
 

@@ -35,6 +35,10 @@ const FILES: &[(&str, &str)] = &[
         "The address the daemon's TCP listener actually serves (mode 0600), or off: and why; the client sends the token there and nowhere else.",
     ),
     (
+        "R/ui-open.html",
+        "The web page's last login link (mode 0600), written by orchestration ui for the browser to open; the link works once, within five minutes.",
+    ),
+    (
         "$XDG_STATE_HOME/orchestration/",
         "The state dir S (mode 0700); ~/.local/state/orchestration by default; $ORCHESTRATION_STATE_DIR or $STATE_DIRECTORY override.",
     ),
@@ -405,6 +409,19 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
             (
                 "orchestration --json watch | jq -c 'select(.type == \"message\")'",
                 "The raw event lines (GET /events), here only the stored messages.",
+            ),
+        ],
+    ),
+    (
+        "ui",
+        &[
+            (
+                "orchestration ui",
+                "Open the web page in your browser, logged in: the live agents, conversations, search and fan-out.",
+            ),
+            (
+                "orchestration ui --print-url",
+                "Print a one-time login link instead, for a browser you start yourself; it works once, within five minutes.",
             ),
         ],
     ),

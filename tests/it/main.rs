@@ -66,3 +66,5 @@ mod security;
 mod service;
 mod third_party;
 mod trust_boundary;
+mod ui_browser;
+mod ui_security;

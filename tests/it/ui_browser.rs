@@ -1,0 +1,141 @@
+//! The web page in a real browser: `tests/ui/page.py` drives headless
+//! Chromium (Debian's `chromium` and `chromium-driver`) through Selenium
+//! against an in-process daemon with the echo provider: login through the
+//! link's fragment, the token refused the second time, spawning from the
+//! page, a streamed reply, markup in a reply shown as text, search, and a
+//! fan-out side by side. Screenshots of each page land in
+//! `target/tmp/ui-screenshots/` for whoever changes the page to look at.
+//!
+//! Python with Selenium comes from `$ORCHESTRATION_SELENIUM_PYTHON` (set by
+//! `scripts/test.sh`, which installs it), Chromium and its driver from
+//! `$ORCHESTRATION_CHROMIUM` / `$ORCHESTRATION_CHROMEDRIVER`, else
+//! `chromium` and `chromedriver` on PATH. Without them the test is skipped
+//! with a message, unless `$ORCHESTRATION_REQUIRE_THIRD_PARTY=1`, when it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::in_process::InProcess;
+use crate::common::{Env, Harness};
+
+/// What the browser test needs, or why it cannot run.
+struct Browser {
+    python: PathBuf,
+    chromium: PathBuf,
+    chromedriver: PathBuf,
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+fn from_env_or_path(variable: &str, program: &str) -> Option<PathBuf> {
+    match std::env::var_os(variable) {
+        Some(value) if !value.is_empty() => Some(PathBuf::from(value)),
+        _ => on_path(program),
+    }
+}
+
+fn browser() -> Result<Browser, String> {
+    let python = std::env::var_os("ORCHESTRATION_SELENIUM_PYTHON")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .ok_or("ORCHESTRATION_SELENIUM_PYTHON (a Python with selenium) is not set")?;
+    let imports = Command::new(&python)
+        .args(["-c", "import selenium"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !imports.status.success() {
+        return Err(format!("{} cannot import selenium", python.display()));
+    }
+    let chromium = from_env_or_path("ORCHESTRATION_CHROMIUM", "chromium")
+        .ok_or("chromium is not installed (Debian: apt-get install chromium)")?;
+    let chromedriver = from_env_or_path("ORCHESTRATION_CHROMEDRIVER", "chromedriver")
+        .ok_or("chromedriver is not installed (Debian: apt-get install chromium-driver)")?;
+    Ok(Browser {
+        python,
+        chromium,
+        chromedriver,
+    })
+}
+
+/// A fresh login link, as `orchestration ui --print-url` prints it.
+fn link(daemon: &InProcess) -> String {
+    let printed = daemon.cli(&["ui", "--print-url"]);
+    printed.ok();
+    printed.stdout().trim().to_owned()
+}
+
+fn screenshots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+#[test]
+fn the_page_works_in_a_real_browser() {
+    let browser = match browser() {
+        Ok(browser) => browser,
+        Err(why) => {
+            let required = std::env::var("ORCHESTRATION_REQUIRE_THIRD_PARTY").as_deref() == Ok("1");
+            assert!(
+                !required,
+                "the browser test is required but cannot run: {why}; run scripts/test.sh"
+            );
+            eprintln!(
+                "SKIPPED: the browser test did not run: {why}; `bash scripts/test.sh` installs what it needs"
+            );
+            return;
+        }
+    };
+    // Slow enough words that the page shows the reply while it streams.
+    let daemon = InProcess::start_with(Env::new(), true, |config| {
+        config.echo_delay = Duration::from_millis(50);
+    });
+    let profile = daemon.env.dir.path().join("chromium-profile");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/page.py");
+    let output = Command::new(&browser.python)
+        .arg(&script)
+        .arg("--link")
+        .arg(link(&daemon))
+        .arg("--second-link")
+        .arg(link(&daemon))
+        .arg("--screenshots")
+        .arg(screenshots())
+        .arg("--profile")
+        .arg(&profile)
+        .arg("--chromium")
+        .arg(&browser.chromium)
+        .arg("--chromedriver")
+        .arg(&browser.chromedriver)
+        // Selenium must not look for a driver on the network.
+        .env("SE_OFFLINE", "true")
+        .env("SE_AVOID_STATS", "true")
+        .env("HOME", daemon.env.dir.path().join("home"))
+        .output()
+        .expect("run the browser test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser test failed:\n{stdout}\n{stderr}\ndaemon log:\n{}",
+        daemon.log()
+    );
+    // What the page did is what the daemon has.
+    let history = daemon.history("web");
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.starts_with("hello from the page")),
+        "{texts:?}"
+    );
+    assert_eq!(daemon.json("GET", "/agents/other", None).status, 200);
+}
