@@ -31,14 +31,14 @@ use serde::de::DeserializeOwned;
 
 use std::collections::BTreeMap;
 
-use crate::model::{AgentInfo, AgentName, PruneReport, ShutdownReport};
+use crate::model::{AgentInfo, AgentName, PruneReport, ShutdownReport, UsageReport};
 use crate::paths::{Paths, TcpRecord};
 use crate::pidfile::{Holder, holder};
 use crate::wire::{
     Conversations, ConversationsQuery, ErrorBody, ErrorCode, EventsQuery, FanOutRequest,
     FanOutResult, Health, HistoryQuery, Interrupted, ListQuery, MessageRequest, Messages, Models,
     ModelsRequest, PruneRequest, Reloaded, Route, SearchQuery, SearchResults, SpawnRequest,
-    TaskRequest,
+    TaskRequest, UsageQuery,
 };
 
 /// `$ORCHESTRATION_DAEMON_UID`: the uid whose daemon the client will talk
@@ -288,6 +288,10 @@ impl Client {
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchResults, ClientError> {
         self.call::<(), _>(&Route::Search(query.clone()), None)
             .await
+    }
+
+    pub async fn usage(&self, query: &UsageQuery) -> Result<UsageReport, ClientError> {
+        self.call::<(), _>(&Route::Usage(query.clone()), None).await
     }
 
     pub async fn models(&self, request: &ModelsRequest) -> Result<Models, ClientError> {

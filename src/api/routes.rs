@@ -10,13 +10,13 @@ use super::ApiContext;
 use super::body::{self, Body, EventsFormat};
 use super::error::ApiError;
 use crate::engine::{Exchange, ListFilter, Which};
-use crate::model::{AgentName, SearchFilter, Secret, rfc3339_ago};
+use crate::model::{AgentName, SearchFilter, Secret, UsageFilter, rfc3339_ago};
 use crate::providers::DEFAULT_PROVIDER;
 use crate::wire::Route;
 use crate::wire::{
     Conversations, EventsQuery, FanOutLine, FanOutRequest, FanOutResult, Health, HistoryQuery,
     Interrupted, ListQuery, MessageRequest, Messages, Models, ModelsRequest, PruneRequest,
-    SearchQuery, SearchResults, SpawnRequest, StreamLine, TaskRequest,
+    SearchQuery, SearchResults, SpawnRequest, StreamLine, TaskRequest, UsageQuery,
 };
 
 type Reply = Result<Response<Body>, ApiError>;
@@ -41,6 +41,8 @@ pub async fn dispatch(
             Ok(body::json(StatusCode::OK, &Conversations { conversations }))
         }
         Route::Events(query) => events(ctx, query, headers),
+        Route::Usage(query) => usage(ctx, query),
+        Route::Metrics => Ok(super::metrics::render(ctx)),
         Route::ListAgents(query) => list(ctx, query),
         Route::Spawn => spawn(ctx, body).await,
         Route::ShutdownAll => shutdown_all(ctx).await,
@@ -213,6 +215,18 @@ fn search(ctx: &ApiContext, query: SearchQuery) -> Reply {
     };
     let results = ctx.engine.search(&filter)?;
     Ok(body::json(StatusCode::OK, &SearchResults { results }))
+}
+
+/// `GET /usage`: the ledger's sums over the calls asked for.
+fn usage(ctx: &ApiContext, query: UsageQuery) -> Reply {
+    let since = query.since.as_deref().map(since_time).transpose()?;
+    let filter = UsageFilter {
+        by: query.by,
+        since: since.as_deref(),
+        agent: query.agent.as_ref().map(AgentName::as_str),
+    };
+    let report = ctx.engine.usage(&filter)?;
+    Ok(body::json(StatusCode::OK, &report))
 }
 
 /// `since` as an RFC 3339 time: given as one, or as a duration back from now.

@@ -18,6 +18,7 @@ mod shutdown;
 mod spawn;
 mod suggestion;
 mod task;
+mod usage;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -108,6 +109,9 @@ pub enum Command {
     Search(search::SearchArgs),
     /// Delete ended conversations older than a duration (live agents' are never touched).
     Prune(prune::PruneArgs),
+    /// Show what provider calls cost: tokens and USD, in total or by agent, profile, model or day.
+    #[command(long_about = usage::LONG_ABOUT)]
+    Usage(usage::UsageArgs),
     /// Follow what the agents do, live: spawns, messages, replies as they stream, usage.
     #[command(long_about = watch::LONG_ABOUT)]
     Watch(watch::WatchArgs),
@@ -543,6 +547,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Models(args) => models::run(&ctx, args).await,
             Command::Search(args) => search::run(&ctx, args).await,
             Command::Prune(args) => prune::run(&ctx, args).await,
+            Command::Usage(args) => usage::run(&ctx, args).await,
             Command::Watch(args) => watch::run(&ctx, args).await,
         }
     })?

@@ -63,3 +63,4 @@ mod security;
 mod service;
 mod third_party;
 mod trust_boundary;
+mod usage;
