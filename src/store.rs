@@ -584,7 +584,10 @@ impl Store {
         let mut statement = reader.prepare_cached(&sql).map_err(read)?;
         let rows = statement
             .query_map(params![filter.since, filter.agent], |row| {
-                let count = |i| row.get::<_, Option<i64>>(i).map(|n| n.unwrap_or(0).max(0) as u64);
+                let count = |i| {
+                    row.get::<_, Option<i64>>(i)
+                        .map(|n| n.unwrap_or(0).max(0) as u64)
+                };
                 let source: String = row.get(1)?;
                 let mut group = UsageGroup::default();
                 group.add(

@@ -82,7 +82,12 @@ fn text(ctx: &ApiContext) -> String {
     for ((labels, kind), count) in &counters.tokens {
         let mut pairs = call_labels(labels);
         pairs.push(("gen_ai_token_type", (*kind).to_owned()));
-        sample(&mut out, "orchestration_usage_tokens_total", &pairs, *count as f64);
+        sample(
+            &mut out,
+            "orchestration_usage_tokens_total",
+            &pairs,
+            *count as f64,
+        );
     }
 
     family(
@@ -94,7 +99,12 @@ fn text(ctx: &ApiContext) -> String {
     for ((labels, source), count) in &counters.calls {
         let mut pairs = call_labels(labels);
         pairs.push(("price_source", source.as_str().to_owned()));
-        sample(&mut out, "orchestration_usage_calls_total", &pairs, *count as f64);
+        sample(
+            &mut out,
+            "orchestration_usage_calls_total",
+            &pairs,
+            *count as f64,
+        );
     }
 
     family(
@@ -106,7 +116,12 @@ fn text(ctx: &ApiContext) -> String {
     for ((labels, source), cost) in &counters.cost_usd {
         let mut pairs = call_labels(labels);
         pairs.push(("price_source", source.as_str().to_owned()));
-        sample(&mut out, "orchestration_usage_cost_usd_total", &pairs, *cost);
+        sample(
+            &mut out,
+            "orchestration_usage_cost_usd_total",
+            &pairs,
+            *cost,
+        );
     }
 
     family(
@@ -180,14 +195,24 @@ fn histogram_lines(
     histogram: &Histogram,
 ) {
     let mut cumulative = 0;
-    for (i, bound) in bounds.iter().map(|b| b.to_string()).chain(["+Inf".to_owned()]).enumerate() {
+    for (i, bound) in bounds
+        .iter()
+        .map(|b| b.to_string())
+        .chain(["+Inf".to_owned()])
+        .enumerate()
+    {
         cumulative += histogram.buckets.get(i).copied().unwrap_or(0);
         let mut pairs = labels.to_vec();
         pairs.push(("le", bound));
         sample(out, &format!("{name}_bucket"), &pairs, cumulative as f64);
     }
     sample(out, &format!("{name}_sum"), labels, histogram.sum);
-    sample(out, &format!("{name}_count"), labels, histogram.count as f64);
+    sample(
+        out,
+        &format!("{name}_count"),
+        labels,
+        histogram.count as f64,
+    );
 }
 
 fn sample(out: &mut String, name: &str, labels: &[(&'static str, String)], value: f64) {

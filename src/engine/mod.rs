@@ -350,8 +350,10 @@ impl Engine {
     /// What the daemon is doing now, for `GET /metrics`.
     pub fn gauges(&self) -> Gauges {
         let agents = lock(&self.inner.agents).all();
-        let mut by_state: Vec<(AgentState, usize)> =
-            AgentState::ALL.into_iter().map(|state| (state, 0)).collect();
+        let mut by_state: Vec<(AgentState, usize)> = AgentState::ALL
+            .into_iter()
+            .map(|state| (state, 0))
+            .collect();
         let mut queued = 0;
         for agent in &agents {
             let state = agent.state();

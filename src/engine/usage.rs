@@ -199,8 +199,8 @@ fn error_type(error: &ProviderError) -> &'static str {
 
 /// OpenTelemetry's advice for `gen_ai.client.token.usage`.
 pub const TOKEN_BUCKETS: [f64; 14] = [
-    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0,
-    4194304.0, 16777216.0, 67108864.0,
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
 ];
 
 /// OpenTelemetry's advice for `gen_ai.client.operation.duration` (seconds).
@@ -282,7 +282,10 @@ impl Meter {
             return;
         }
         let usage = &record.usage;
-        for (kind, count) in [("input", usage.input_tokens), ("output", usage.output_tokens)] {
+        for (kind, count) in [
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+        ] {
             counters
                 .token_usage
                 .entry((labels.clone(), kind))
@@ -328,14 +331,20 @@ mod tests {
     fn config_prices_win_and_dated_snapshots_and_vendor_prefixes_match() {
         let config = Config::parse("[prices.\"gpt-4o\"]\ninput = 1.0\noutput = 2.0\n").unwrap();
         let (price, source) = price_of("openai", "gpt-4o-2024-08-06", &config).unwrap();
-        assert_eq!((price.input, price.cache_read, source), (1.0, 1.0, PriceSource::Config));
+        assert_eq!(
+            (price.input, price.cache_read, source),
+            (1.0, 1.0, PriceSource::Config)
+        );
         let (price, source) = price_of("openai", "openai/gpt-4o-mini", &config).unwrap();
         assert_eq!((price.input, source), (0.15, PriceSource::BuiltIn));
         let (price, _) = price_of("anthropic", "claude-sonnet-4-5-20250929", &config).unwrap();
         assert_eq!(price.output, 15.0);
         assert!(price_of("openai", "gpt-4oops", &config).is_none());
         assert!(price_of("openai", "my-local-model", &config).is_none());
-        assert_eq!(price_of("echo", "echo", &config).unwrap().1, PriceSource::BuiltIn);
+        assert_eq!(
+            price_of("echo", "echo", &config).unwrap().1,
+            PriceSource::BuiltIn
+        );
     }
 
     #[test]

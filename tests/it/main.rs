@@ -54,6 +54,7 @@ mod in_process;
 mod interrupt;
 mod lifecycle;
 mod mcp;
+mod metrics;
 mod own_daemon;
 mod providers;
 mod reload;

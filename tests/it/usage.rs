@@ -66,7 +66,11 @@ fn four_calls(daemon: &InProcess, fake: &FakeProvider) {
             "completion_tokens_details": {"reasoning_tokens": 200}
         })),
     )));
-    fake.push(Reply::sse(&openai_chunks_with_usage("gpt-test", &["Again"], None)));
+    fake.push(Reply::sse(&openai_chunks_with_usage(
+        "gpt-test",
+        &["Again"],
+        None,
+    )));
     fake.push(Reply::sse(&anthropic_events_with_usage(
         "claude-sonnet-4-5-20250929",
         &["Bonjour"],
@@ -118,7 +122,10 @@ fn the_ledger_sums_every_shape_of_usage_and_prices_it_by_hand() {
     assert_eq!(total["cache_read_tokens"], 400 + 2000);
     assert_eq!(total["cache_write_tokens"], 300);
     assert_eq!(total["reasoning_tokens"], 200);
-    assert!(close(&total["cost_usd"], OPENAI_COST + ANTHROPIC_COST), "{all}");
+    assert!(
+        close(&total["cost_usd"], OPENAI_COST + ANTHROPIC_COST),
+        "{all}"
+    );
     // One call had no price: the total says so instead of counting it as 0.
     assert_eq!(total["price_source"], "mixed");
     assert_eq!(total["unpriced_calls"], 1);
@@ -130,7 +137,12 @@ fn the_ledger_sums_every_shape_of_usage_and_prices_it_by_hand() {
     // Most expensive first; the model the reply named, not the one asked for.
     assert_eq!(
         keys,
-        ["gpt-test-2025-01-01", "claude-sonnet-4-5-20250929", "mystery", "gpt-test"]
+        [
+            "gpt-test-2025-01-01",
+            "claude-sonnet-4-5-20250929",
+            "mystery",
+            "gpt-test"
+        ]
     );
     assert_eq!(groups[0]["price_source"], "config");
     assert!(close(&groups[0]["cost_usd"], OPENAI_COST));
