@@ -61,6 +61,9 @@ _orchestration() {
             orchestration,task)
                 cmd="orchestration__subcmd__task"
                 ;;
+            orchestration,usage)
+                cmd="orchestration__subcmd__usage"
+                ;;
             orchestration,watch)
                 cmd="orchestration__subcmd__watch"
                 ;;
@@ -145,6 +148,9 @@ _orchestration() {
             orchestration__subcmd__help,task)
                 cmd="orchestration__subcmd__help__subcmd__task"
                 ;;
+            orchestration__subcmd__help,usage)
+                cmd="orchestration__subcmd__help__subcmd__usage"
+                ;;
             orchestration__subcmd__help,watch)
                 cmd="orchestration__subcmd__help__subcmd__watch"
                 ;;
@@ -203,7 +209,7 @@ _orchestration() {
 
     case "${cmd}" in
         orchestration)
-            opts="-h -V --socket --json --raw --no-autostart --help --version serve spawn list message history task shutdown models search prune watch config service mcp completions help"
+            opts="-h -V --socket --json --raw --no-autostart --help --version serve spawn list message history task shutdown models search prune usage watch config service mcp completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -445,7 +451,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__help)
-            opts="serve spawn list message history task shutdown models search prune watch config service mcp completions help"
+            opts="serve spawn list message history task shutdown models search prune usage watch config service mcp completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -767,6 +773,20 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__help__subcmd__task)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__usage)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1240,6 +1260,36 @@ _orchestration() {
                     return 0
                     ;;
                 --instructions)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__usage)
+            opts="-h --by --since --agent --socket --json --raw --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --by)
+                    COMPREPLY=($(compgen -W "agent profile model day" -- "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --agent)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
