@@ -57,6 +57,10 @@ if ! installed claude "$CLAUDE_CODE_VERSION" || ! installed codex "$CODEX_VERSIO
     echo "$CODEX_VERSION" >"$npm_dir/.installed-codex"
 fi
 export ORCHESTRATION_CLAUDE="$PWD/$claude_bin" ORCHESTRATION_CODEX="$PWD/$codex_bin"
+# promtool (Debian's prometheus package; .ci/run installs it) checks GET /metrics.
+if promtool=$(command -v promtool); then
+    export ORCHESTRATION_PROMTOOL="$promtool"
+fi
 export ORCHESTRATION_REQUIRE_THIRD_PARTY=1
 # As root everything can run here, as in CI: a skipped systemd, man or
 # second-uid test is then a failure, not a silent pass.

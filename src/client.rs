@@ -31,7 +31,7 @@ use serde::de::DeserializeOwned;
 
 use std::collections::BTreeMap;
 
-use crate::model::{AgentInfo, AgentName, Approval, PruneReport, ShutdownReport};
+use crate::model::{AgentInfo, AgentName, Approval, PruneReport, ShutdownReport, UsageReport};
 use crate::paths::{Paths, TcpRecord};
 use crate::pidfile::{Holder, holder};
 use crate::wire::{AnswerRequest, Answered, ApprovalId, ApprovalsQuery};
@@ -39,7 +39,7 @@ use crate::wire::{
     Conversations, ConversationsQuery, ErrorBody, ErrorCode, EventsQuery, FanOutRequest,
     FanOutResult, Health, HistoryQuery, Interrupted, ListQuery, MessageRequest, Messages, Models,
     ModelsRequest, PruneRequest, Reloaded, Route, SearchQuery, SearchResults, SpawnRequest,
-    TaskRequest, UiLink,
+    TaskRequest, UiLink, UsageQuery,
 };
 
 /// `$ORCHESTRATION_DAEMON_UID`: the uid whose daemon the client will talk
@@ -289,6 +289,10 @@ impl Client {
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchResults, ClientError> {
         self.call::<(), _>(&Route::Search(query.clone()), None)
             .await
+    }
+
+    pub async fn usage(&self, query: &UsageQuery) -> Result<UsageReport, ClientError> {
+        self.call::<(), _>(&Route::Usage(query.clone()), None).await
     }
 
     pub async fn models(&self, request: &ModelsRequest) -> Result<Models, ClientError> {

@@ -29,6 +29,8 @@ pub struct Config {
     pub agents: AgentsConfig,
     /// User profiles; a user profile with a built-in's name replaces it.
     pub profiles: BTreeMap<String, ProfileConfig>,
+    /// `[prices."MODEL"]`: what a model costs, overriding the built-in table.
+    pub prices: BTreeMap<String, PriceConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -266,6 +268,24 @@ pub struct ProfileConfig {
     pub headers: BTreeMap<String, String>,
 }
 
+/// `[prices."MODEL"]`: USD per million tokens. Cached input and cache
+/// writes cost the input price unless they have their own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    pub input: f64,
+    pub output: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write: Option<f64>,
+}
+
+/// The most a price may be, in USD per million tokens: far above any
+/// model's, low enough that a typo (a price per token given per million
+/// the wrong way round) is caught.
+const MAX_PRICE: f64 = 100_000.0;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {}: {source}", path.display())]
@@ -391,6 +411,9 @@ impl Config {
             {
                 return Err(format!("{key} must name an executable"));
             }
+        }
+        for (model, price) in &self.prices {
+            validate_price(model, price)?;
         }
         for (name, profile) in &self.profiles {
             if let Some(limit) = profile.context_limit {
@@ -567,6 +590,29 @@ impl Config {
         }
         entries
     }
+}
+
+/// A price is a finite number of USD per million tokens, 0 to [`MAX_PRICE`].
+fn validate_price(model: &str, price: &PriceConfig) -> Result<(), String> {
+    if model.is_empty() {
+        return Err("prices: a model name must not be empty".into());
+    }
+    let fields = [
+        ("input", Some(price.input)),
+        ("output", Some(price.output)),
+        ("cache_read", price.cache_read),
+        ("cache_write", price.cache_write),
+    ];
+    for (field, value) in fields {
+        if let Some(value) = value
+            && !(value.is_finite() && (0.0..=MAX_PRICE).contains(&value))
+        {
+            return Err(format!(
+                "prices.\"{model}\".{field} = {value} must be USD per million tokens, 0 to {MAX_PRICE}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::model::{
-    AgentConfig, AgentName, ApprovalMode, Message, ProviderSpec, PrunedConversation, SearchFilter,
-    SearchHit, Secret, Usage, Workspace,
+    AgentConfig, AgentName, ApprovalMode, Message, PriceSource, ProviderSpec, PrunedConversation,
+    SearchFilter, SearchHit, Secret, Usage, UsageBy, UsageFilter, UsageGroup, Workspace,
 };
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OpenFlags, params};
@@ -85,6 +85,30 @@ const MIGRATIONS: &[&str] = &[
         message_count = (SELECT COUNT(*) FROM messages WHERE agent_id = agents.id),
         first_at = (SELECT timestamp FROM messages WHERE agent_id = agents.id ORDER BY seq LIMIT 1),
         last_at = (SELECT timestamp FROM messages WHERE agent_id = agents.id ORDER BY seq DESC LIMIT 1);",
+    // 3 -> 4: the usage ledger, one row per provider call, written in the
+    // transaction of the reply it paid for. No foreign key: pruning a
+    // conversation keeps what it cost. And the finer token totals per
+    // incarnation.
+    "CREATE TABLE usage (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        agent_name TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        profile TEXT,
+        model TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        cost_usd REAL,
+        price_source TEXT NOT NULL
+    );
+    CREATE INDEX usage_by_time ON usage (at);
+    ALTER TABLE agents ADD COLUMN cache_read_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE agents ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE agents ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// A conversation's newest messages as (sender, content), oldest first.
@@ -505,7 +529,8 @@ impl Store {
         let mut rows = reader
             .prepare(
                 "SELECT id, config, created_at, live, input_tokens, output_tokens,
-                        message_count, first_at, last_at
+                        message_count, first_at, last_at,
+                        cache_read_tokens, cache_write_tokens, reasoning_tokens
                  FROM agents ORDER BY spawned",
             )
             .map_err(read)?;
@@ -525,6 +550,9 @@ impl Store {
                 usage: Usage {
                     input_tokens: row.get::<_, i64>(4).map_err(read)?.max(0) as u64,
                     output_tokens: row.get::<_, i64>(5).map_err(read)?.max(0) as u64,
+                    cache_read_tokens: row.get::<_, i64>(9).map_err(read)?.max(0) as u64,
+                    cache_write_tokens: row.get::<_, i64>(10).map_err(read)?.max(0) as u64,
+                    reasoning_tokens: row.get::<_, i64>(11).map_err(read)?.max(0) as u64,
                 },
                 message_count: row.get::<_, i64>(6).map_err(read)?.max(0) as usize,
                 first_at: row.get(7).map_err(read)?,
@@ -532,6 +560,59 @@ impl Store {
             });
         }
         Ok(agents)
+    }
+
+    /// Sums the ledger's calls the filter covers, per group when it asks
+    /// for groups, as (group key, where the price came from, calls, sums,
+    /// cost): one row per key and price source.
+    pub fn usage(
+        &self,
+        filter: &UsageFilter,
+    ) -> Result<Vec<(Option<String>, UsageGroup)>, StoreError> {
+        let read = |error: rusqlite::Error| StoreError::Read(error.into());
+        // Fixed expressions, chosen by the typed grouping: nothing of the
+        // request's text reaches the statement but its bound parameters.
+        let key = match filter.by {
+            None => "NULL",
+            Some(UsageBy::Agent) => "agent_name",
+            Some(UsageBy::Profile) => "COALESCE(profile, provider)",
+            Some(UsageBy::Model) => "model",
+            Some(UsageBy::Day) => "substr(at, 1, 10)",
+        };
+        let sql = format!(
+            "SELECT {key} AS k, price_source, COUNT(*), SUM(input_tokens), SUM(output_tokens),
+                    SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens),
+                    SUM(cost_usd)
+             FROM usage
+             WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR agent_name = ?2)
+             GROUP BY k, price_source ORDER BY k"
+        );
+        let reader = self.reader();
+        let mut statement = reader.prepare_cached(&sql).map_err(read)?;
+        let rows = statement
+            .query_map(params![filter.since, filter.agent], |row| {
+                let count = |i| {
+                    row.get::<_, Option<i64>>(i)
+                        .map(|n| n.unwrap_or(0).max(0) as u64)
+                };
+                let source: String = row.get(1)?;
+                let mut group = UsageGroup::default();
+                group.add(
+                    count(2)?,
+                    Usage {
+                        input_tokens: count(3)?,
+                        output_tokens: count(4)?,
+                        cache_read_tokens: count(5)?,
+                        cache_write_tokens: count(6)?,
+                        reasoning_tokens: count(7)?,
+                    },
+                    row.get(8)?,
+                    PriceSource::parse(&source).unwrap_or(PriceSource::Unknown),
+                );
+                Ok((row.get(0)?, group))
+            })
+            .map_err(read)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(read)
     }
 
     /// An agent row's config, as the spawn gave it.

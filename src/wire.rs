@@ -338,7 +338,9 @@ pub struct ApprovalId(String);
 
 /// Why a text is not an approval id (the client's mistake: 422).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not an approval id: ids are six lowercase hex digits, as `orchestration approvals` lists them")]
+#[error(
+    "{0:?} is not an approval id: ids are six lowercase hex digits, as `orchestration approvals` lists them"
+)]
 pub struct InvalidApprovalId(pub String);
 
 impl ApprovalId {
@@ -592,6 +594,8 @@ pub enum QueryError {
     Agent(String),
     #[error("conversation must be a conversation id (a UUID), not {0:?}")]
     Conversation(String),
+    #[error("by: {0}")]
+    By(String),
 }
 
 /// The query of `GET /conversations`: `?agent=`.
@@ -780,6 +784,41 @@ impl EventsQuery {
             Some(agent) => self.agents.is_empty() || self.agents.contains(agent),
             None => true,
         }
+    }
+}
+
+/// The query of `GET /usage`: `?by=agent|profile|model|day&since=&agent=`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageQuery {
+    pub by: Option<crate::model::UsageBy>,
+    /// A duration back from now (`7d`, `12h`) or an RFC 3339 time.
+    pub since: Option<String>,
+    pub agent: Option<AgentName>,
+}
+
+impl Query for UsageQuery {
+    fn take(&mut self, key: &str, value: String) -> Result<(), QueryError> {
+        match key {
+            "by" if !value.is_empty() => self.by = Some(value.parse().map_err(QueryError::By)?),
+            "since" if !value.is_empty() => self.since = Some(value),
+            "agent" if !value.is_empty() => self.agent = Some(agent_param(&value)?),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        if let Some(by) = self.by {
+            pairs.push(("by", by.to_string()));
+        }
+        if let Some(since) = &self.since {
+            pairs.push(("since", since.clone()));
+        }
+        if let Some(agent) = &self.agent {
+            pairs.push(("agent", agent.to_string()));
+        }
+        pairs
     }
 }
 

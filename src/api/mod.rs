@@ -6,6 +6,7 @@
 mod body;
 mod error;
 mod guard;
+mod metrics;
 pub mod refusals;
 mod routes;
 mod ui;

@@ -11,16 +11,14 @@ use super::error::ApiError;
 use super::guard::{self, Caller};
 use super::{ApiContext, ui};
 use crate::engine::{Exchange, ListFilter, Which};
-use crate::model::{AgentName, ApprovalMode, SearchFilter, Secret, rfc3339_ago};
+use crate::model::{AgentName, ApprovalMode, SearchFilter, Secret, UsageFilter, rfc3339_ago};
 use crate::providers::DEFAULT_PROVIDER;
 use crate::wire::Route;
-use crate::wire::{
-    AnswerRequest, Answered, ApprovalId, ApprovalsQuery, MAX_REASON_BYTES,
-};
+use crate::wire::{AnswerRequest, Answered, ApprovalId, ApprovalsQuery, MAX_REASON_BYTES};
 use crate::wire::{
     Conversations, EventsQuery, FanOutLine, FanOutRequest, FanOutResult, Health, HistoryQuery,
     Interrupted, ListQuery, MessageRequest, Messages, Models, ModelsRequest, PruneRequest,
-    SearchQuery, SearchResults, SpawnRequest, StreamLine, TaskRequest,
+    SearchQuery, SearchResults, SpawnRequest, StreamLine, TaskRequest, UsageQuery,
 };
 
 type Reply = Result<Response<Body>, ApiError>;
@@ -46,6 +44,8 @@ pub async fn dispatch(
             Ok(body::json(StatusCode::OK, &Conversations { conversations }))
         }
         Route::Events(query) => events(ctx, query, headers),
+        Route::Usage(query) => usage(ctx, query),
+        Route::Metrics => Ok(super::metrics::render(ctx)),
         Route::ListAgents(query) => list(ctx, query),
         Route::Spawn => spawn(ctx, caller, body).await,
         Route::ShutdownAll => shutdown_all(ctx).await,
@@ -226,6 +226,18 @@ fn search(ctx: &ApiContext, query: SearchQuery) -> Reply {
     Ok(body::json(StatusCode::OK, &SearchResults { results }))
 }
 
+/// `GET /usage`: the ledger's sums over the calls asked for.
+fn usage(ctx: &ApiContext, query: UsageQuery) -> Reply {
+    let since = query.since.as_deref().map(since_time).transpose()?;
+    let filter = UsageFilter {
+        by: query.by,
+        since: since.as_deref(),
+        agent: query.agent.as_ref().map(AgentName::as_str),
+    };
+    let report = ctx.engine.usage(&filter)?;
+    Ok(body::json(StatusCode::OK, &report))
+}
+
 /// `since` as an RFC 3339 time: given as one, or as a duration back from now.
 fn since_time(since: &str) -> Result<String, ApiError> {
     let rfc3339 = &time::format_description::well_known::Rfc3339;
@@ -401,7 +413,10 @@ async fn answer_approval(ctx: &ApiContext, id: &ApprovalId, body: Incoming) -> R
         )));
     }
     let verdict = answer.into_verdict();
-    let approval = ctx.engine.approvals().answer(id.as_str(), verdict.clone())?;
+    let approval = ctx
+        .engine
+        .approvals()
+        .answer(id.as_str(), verdict.clone())?;
     Ok(body::json(
         StatusCode::OK,
         &Answered {

@@ -21,6 +21,7 @@ mod spawn;
 mod suggestion;
 mod task;
 mod ui;
+mod usage;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -121,6 +122,9 @@ pub enum Command {
     /// Refuse a pending tool call; the agent is told, with --reason if given.
     #[command(long_about = DENY_ABOUT)]
     Deny(approvals::DenyArgs),
+    /// Show what provider calls cost: tokens and USD, in total or by agent, profile, model or day.
+    #[command(long_about = usage::LONG_ABOUT)]
+    Usage(usage::UsageArgs),
     /// Follow what the agents do, live: spawns, messages, replies as they stream, usage.
     #[command(long_about = watch::LONG_ABOUT)]
     Watch(watch::WatchArgs),
@@ -501,9 +505,7 @@ impl CliError {
 /// not know (a newer daemon's) goes by the HTTP status.
 fn api_exit_code(code: ErrorCode, status: u16) -> u8 {
     match code {
-        ErrorCode::NotFound | ErrorCode::AgentGone | ErrorCode::ApprovalNotFound => {
-            exit::NOT_FOUND
-        }
+        ErrorCode::NotFound | ErrorCode::AgentGone | ErrorCode::ApprovalNotFound => exit::NOT_FOUND,
         ErrorCode::InvalidName
         | ErrorCode::InvalidBody
         | ErrorCode::InvalidQuery
@@ -647,6 +649,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Models(args) => models::run(&ctx, args).await,
             Command::Search(args) => search::run(&ctx, args).await,
             Command::Prune(args) => prune::run(&ctx, args).await,
+            Command::Usage(args) => usage::run(&ctx, args).await,
             Command::Watch(args) => watch::run(&ctx, args).await,
             Command::Approvals(args) => approvals::list(&ctx, args).await,
             Command::Approve(args) => approvals::approve(&ctx, args).await,

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::coding::{self, Held};
-use super::{Engine, EngineError, Events, History, lock};
+use super::{Engine, EngineError, Events, History, lock, usage};
 use crate::model::{
     AgentConfig, AgentInfo, AgentState, Approval, Event, HUMAN, Message, ProviderSpec, Secret,
     ToolCall, ToolResult, Usage,
@@ -376,6 +376,11 @@ impl Agent {
         lock(&self.status).state
     }
 
+    /// Messages taken and not yet answered, the one in progress included.
+    pub fn waiting(&self) -> usize {
+        self.unanswered.load(Ordering::SeqCst)
+    }
+
     /// Reports an event about this agent.
     pub fn emit(&self, event: Event) {
         self.events.emit(Some(&self.config.name), event);
@@ -589,8 +594,11 @@ async fn exchange(
         _ = turn.token.cancelled() => Err(INTERRUPTED_BY_REQUEST),
         slot = engine.provider_slot() => Ok(slot),
     };
+    // When the provider call began, for its duration and the ledger.
+    let mut called = None;
     let end = match slot {
         Ok(_slot) => {
+            called = Some(std::time::Instant::now());
             stream_reply(
                 agent,
                 &setup,
@@ -606,7 +614,8 @@ async fn exchange(
     };
     // The turn is over: an interrupt from now on finds nothing to stop.
     drop(turn);
-    record_reply(engine, agent, reply, end).await
+    let call = called.map(|started| call_of(engine, agent, &setup, &reply, &end, started));
+    record_reply(engine, agent, reply, end, call).await
 }
 
 /// Records the reply of an exchange that ended with `end` (a cut-short one
@@ -617,6 +626,7 @@ pub(super) async fn record_reply(
     agent: &Agent,
     mut reply: Reply,
     end: End,
+    call: Option<usage::Call>,
 ) -> Result<Message, EngineError> {
     let history = engine.history_store();
     let name = &agent.config.name;
@@ -649,7 +659,14 @@ pub(super) async fn record_reply(
     // A complete reply is always recorded; a cut-short one only if it said
     // something. On disk before the caller is answered.
     if outcome.is_ok() || !message.content.is_empty() {
-        if let Err(error) = history.append(name, agent.id, &message, reply.usage).await {
+        let record = call.as_ref().map(|call| call.record.clone());
+        let appended = history
+            .append_call(name, agent.id, &message, reply.usage, record)
+            .await;
+        if let Some(call) = &call {
+            engine.meter().observe(call, appended.is_ok());
+        }
+        if let Err(error) = appended {
             agent.set_state(AgentState::Failed);
             return Err(error.into());
         }
@@ -662,10 +679,37 @@ pub(super) async fn record_reply(
         if let Some(usage) = reply.usage {
             agent.emit(Event::Usage { usage });
         }
+    } else if let Some(call) = &call {
+        // Nothing was recorded: only the call's time counts.
+        engine.meter().observe(call, false);
     }
     agent.set_state(state);
     tracing::debug!(agent = %name, state = %state, "exchange finished");
     outcome.map(|()| message)
+}
+
+/// The provider call an exchange made, for the ledger and the metrics.
+fn call_of(
+    engine: &Engine,
+    agent: &Agent,
+    setup: &Setup,
+    reply: &Reply,
+    end: &End,
+    started: std::time::Instant,
+) -> usage::Call {
+    let failure = match end {
+        End::Failed(EngineError::Provider(error)) => Some(error),
+        _ => None,
+    };
+    usage::Call::new(
+        &engine.settings().config,
+        &agent.config,
+        agent.id,
+        setup.model.as_deref(),
+        &reply.metadata,
+        reply.usage,
+    )
+    .took(started.elapsed(), failure)
 }
 
 /// What one reply may take: `limits.max_reply_bytes` of text and

@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::agent::{Agent, End, ExchangeEvent, INTERRUPTED_BY_REQUEST, Reply, Turn, record_reply};
-use super::{Approvals, Engine, EngineError, lock};
+use super::{Approvals, Engine, EngineError, lock, usage};
 use crate::model::{
     AgentConfig, AgentName, AgentState, ApprovalRequest, Event, HUMAN, Message, Verdict,
 };
@@ -291,14 +291,14 @@ pub(super) async fn exchange(
             Err(error) => {
                 drop(turn);
                 let end = End::Failed(EngineError::Runtime(error));
-                return record_reply(engine, agent, reply, end).await;
+                return record_reply(engine, agent, reply, end, None).await;
             }
         }
     }
     let Some(held) = held.as_mut() else {
         drop(turn);
         let end = End::Interrupted("the coding agent's runtime is gone".into());
-        return record_reply(engine, agent, reply, end).await;
+        return record_reply(engine, agent, reply, end, None).await;
     };
     if held.slot.is_none() {
         let slot = tokio::select! {
@@ -312,7 +312,8 @@ pub(super) async fn exchange(
             Ok(slot) => held.slot = slot,
             Err(reason) => {
                 drop(turn);
-                return record_reply(engine, agent, reply, End::Interrupted(reason.into())).await;
+                return record_reply(engine, agent, reply, End::Interrupted(reason.into()), None)
+                    .await;
             }
         }
     }
@@ -324,6 +325,7 @@ pub(super) async fn exchange(
     });
     let max_bytes = settings.config.limits.max_reply_bytes;
     drop(settings);
+    let started = std::time::Instant::now();
     let end = run_turn(
         engine,
         agent,
@@ -342,7 +344,18 @@ pub(super) async fn exchange(
     if !held.is_running() {
         held.slot = None;
     }
-    record_reply(engine, agent, reply, end).await
+    // The turn's usage as the coding agent reported it goes in the ledger
+    // like an API call's.
+    let call = usage::Call::new(
+        &engine.settings().config,
+        &agent.config,
+        agent.id,
+        agent.config.provider.model.as_deref(),
+        &reply.metadata,
+        reply.usage,
+    )
+    .took(started.elapsed(), None);
+    record_reply(engine, agent, reply, end, Some(call)).await
 }
 
 /// Streams one turn of the runtime into `reply`. A shutdown, a departed

@@ -80,6 +80,11 @@ impl Events {
     }
 
     /// Whether anyone subscribes now.
+    /// How many readers follow the events (`GET /events` streams).
+    pub fn readers(&self) -> usize {
+        self.inner.sender.receiver_count()
+    }
+
     pub fn is_watched(&self) -> bool {
         self.inner.sender.receiver_count() > 0
     }

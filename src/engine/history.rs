@@ -18,6 +18,7 @@ use super::context::ContextCache;
 use super::lock;
 use crate::model::{
     AgentConfig, AgentInfo, AgentName, Message, PrunedConversation, SearchFilter, SearchHit, Usage,
+    UsageFilter, UsageGroup, UsageRecord,
 };
 use crate::providers::{Role, Turn};
 use crate::store::{Store, StoreError, Write};
@@ -131,7 +132,23 @@ impl History {
         message: &Message,
         usage: Option<Usage>,
     ) -> Result<(), StoreError> {
-        let write = Write::add_message(agent_id, message, usage, self.max_messages)?;
+        self.append_call(name, agent_id, message, usage, None).await
+    }
+
+    /// Records a reply and, with it in the same transaction, the ledger row
+    /// of the provider call that produced it.
+    pub async fn append_call(
+        &self,
+        name: &AgentName,
+        agent_id: Uuid,
+        message: &Message,
+        usage: Option<Usage>,
+        call: Option<UsageRecord>,
+    ) -> Result<(), StoreError> {
+        let mut write = Write::add_message(agent_id, message, usage, self.max_messages)?;
+        if let Some(record) = call {
+            write = write.with_call(record);
+        }
         // Copied for the cache only if the conversation is cached.
         let turn = lock(&self.context)
             .holds(agent_id)
@@ -246,6 +263,20 @@ impl History {
     /// Full-text search over every conversation in the store.
     pub fn search(&self, filter: &SearchFilter) -> Result<Vec<SearchHit>, StoreError> {
         blocking(|| self.store.search(filter))
+    }
+
+    /// The usage ledger's sums the filter covers, one row per group and
+    /// price source.
+    pub fn usage(
+        &self,
+        filter: &UsageFilter,
+    ) -> Result<Vec<(Option<String>, UsageGroup)>, StoreError> {
+        blocking(|| self.store.usage(filter))
+    }
+
+    /// The bytes the store takes on disk.
+    pub fn store_size(&self) -> u64 {
+        self.store.size()
     }
 
     /// Every conversation every name has had, oldest name first, each name's

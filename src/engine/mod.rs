@@ -14,6 +14,7 @@ mod context;
 mod events;
 mod history;
 mod registry;
+pub mod usage;
 
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -22,7 +23,8 @@ use tokio::sync::Semaphore;
 
 use crate::model::{
     AgentConfig, AgentInfo, AgentName, AgentState, Conversation, Event, Message, ProviderSpec,
-    PruneReport, SearchFilter, SearchHit, Secret, ShutdownReport, Usage, now_rfc3339,
+    PruneReport, SearchFilter, SearchHit, Secret, ShutdownReport, Usage, UsageFilter, UsageGroup,
+    UsageReport, now_rfc3339,
 };
 pub use agent::{Exchange, ExchangeEvent};
 pub use approvals::{AnswerError, Approvals};
@@ -113,6 +115,27 @@ struct Inner {
     events: Events,
     /// Pending permission requests of every agent that acts.
     approvals: Approvals,
+    /// Provider calls counted for `GET /metrics`.
+    meter: usage::Meter,
+}
+
+/// The daemon's state at one moment, as `GET /metrics` shows it.
+#[derive(Debug, Clone)]
+pub struct Gauges {
+    pub agents: Vec<(AgentState, usize)>,
+    /// Messages taken by agents and not yet answered.
+    pub queued_messages: usize,
+    pub provider_calls_in_flight: usize,
+    pub event_streams: usize,
+    pub approvals_pending: usize,
+    pub store_bytes: u64,
+}
+
+/// Adds one ledger group's sums to another.
+fn merge(into: &mut UsageGroup, row: &UsageGroup) {
+    let source = crate::model::PriceSource::parse(&row.price_source)
+        .unwrap_or(crate::model::PriceSource::Unknown);
+    into.add(row.calls, row.usage, row.cost_usd, source);
 }
 
 /// What a reload did to the agents.
@@ -145,6 +168,7 @@ impl Engine {
                 started: Instant::now(),
                 approvals: Approvals::new(events.clone()),
                 events,
+                meter: usage::Meter::default(),
             }),
         }
     }
@@ -307,6 +331,72 @@ impl Engine {
 
     pub fn events(&self) -> &Events {
         &self.inner.events
+    }
+
+    /// The counters behind `GET /metrics`.
+    pub fn meter(&self) -> &usage::Meter {
+        &self.inner.meter
+    }
+
+    /// `GET /usage`: the ledger's total over the filter's calls and, when
+    /// grouped, each group's, most expensive first (then most tokens).
+    pub fn usage(&self, filter: &UsageFilter) -> Result<UsageReport, EngineError> {
+        let rows = self.inner.history.usage(filter)?;
+        let mut total = UsageGroup::default();
+        let mut groups: Vec<UsageGroup> = Vec::new();
+        for (key, row) in rows {
+            merge(&mut total, &row);
+            if filter.by.is_none() {
+                continue;
+            }
+            match groups.last_mut() {
+                // Rows come ordered by key: one key's sources are adjacent.
+                Some(last) if last.key == key => merge(last, &row),
+                _ => groups.push(UsageGroup { key, ..row }),
+            }
+        }
+        groups.sort_by(|a, b| {
+            let cost = |g: &UsageGroup| g.cost_usd.unwrap_or(0.0);
+            let tokens = |g: &UsageGroup| g.usage.input_tokens + g.usage.output_tokens;
+            cost(b)
+                .total_cmp(&cost(a))
+                .then(tokens(b).cmp(&tokens(a)))
+                .then(a.key.cmp(&b.key))
+        });
+        Ok(UsageReport {
+            by: filter.by,
+            since: filter.since.map(str::to_owned),
+            agent: filter.agent.map(str::to_owned),
+            total,
+            groups,
+        })
+    }
+
+    /// What the daemon is doing now, for `GET /metrics`.
+    pub fn gauges(&self) -> Gauges {
+        let agents = lock(&self.inner.agents).all();
+        let mut by_state: Vec<(AgentState, usize)> = AgentState::ALL
+            .into_iter()
+            .map(|state| (state, 0))
+            .collect();
+        let mut queued = 0;
+        for agent in &agents {
+            let state = agent.state();
+            if let Some((_, count)) = by_state.iter_mut().find(|(s, _)| *s == state) {
+                *count += 1;
+            }
+            queued += agent.waiting();
+        }
+        let slots = read(&self.inner.provider_slots).clone();
+        let most = self.settings().config.limits.max_provider_calls;
+        Gauges {
+            agents: by_state,
+            queued_messages: queued,
+            provider_calls_in_flight: most.saturating_sub(slots.available_permits()),
+            event_streams: self.inner.events.readers(),
+            approvals_pending: self.inner.approvals.list(None).len(),
+            store_bytes: self.inner.history.store_size(),
+        }
     }
 
     pub fn uptime(&self) -> Duration {

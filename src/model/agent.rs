@@ -66,16 +66,36 @@ impl std::str::FromStr for AgentState {
 }
 
 /// Token counts, for one reply or summed over an agent's life.
+///
+/// One convention whatever the provider (OpenTelemetry's): `input_tokens`
+/// counts every prompt token, the cached ones (`cache_read_tokens`) and the
+/// ones written to the cache (`cache_write_tokens`) included;
+/// `output_tokens` counts every generated token, reasoning
+/// (`reasoning_tokens`) included. The three finer counts default to 0, so
+/// rows and clients from before they existed read fine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    #[serde(default)]
+    pub reasoning_tokens: u64,
 }
 
 impl Usage {
     pub fn add(&mut self, other: Usage) {
         self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
         self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.cache_read_tokens = self
+            .cache_read_tokens
+            .saturating_add(other.cache_read_tokens);
+        self.cache_write_tokens = self
+            .cache_write_tokens
+            .saturating_add(other.cache_write_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
     }
 }
 

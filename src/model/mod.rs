@@ -1,5 +1,5 @@
 //! The domain types everything else speaks: agent names, messages, agents
-//! and their states, usage, secrets, provider specs, events, search hits,
+//! and their states, usage and its ledger, secrets, provider specs, events, search hits,
 //! tool calls and approvals.
 //!
 //! This is the bottom layer. It depends only on serde, uuid and time; the
@@ -13,6 +13,7 @@ mod message;
 mod name;
 mod search;
 mod tool;
+mod usage;
 
 pub use agent::{
     AgentConfig, AgentInfo, AgentState, ApprovalMode, Conversation, ProviderSpec, PruneReport,
@@ -24,3 +25,4 @@ pub use message::{HUMAN, Message, now_rfc3339, rfc3339_ago};
 pub use name::{AgentName, InvalidName};
 pub use search::{SearchFilter, SearchHit};
 pub use tool::{TOOL_CALL, TOOL_RESULT, ToolCall, ToolResult};
+pub use usage::{PriceSource, UsageBy, UsageFilter, UsageGroup, UsageRecord, UsageReport};

@@ -91,6 +91,8 @@ fn alternating(turns: &[Turn]) -> Vec<(&'static str, String)> {
 struct EventDecoder {
     stopped: bool,
     usage: Usage,
+    /// The latest `input_tokens` figure: input that was not cached.
+    uncached_input: u64,
     thinking: String,
     /// The most thinking text kept (`limits.max_reply_bytes`).
     thinking_limit: usize,
@@ -220,14 +222,26 @@ impl EventDecoder {
     }
 
     /// Anthropic's counts are cumulative: the latest figure for each wins.
+    /// Its `input_tokens` leaves out the tokens read from and written to
+    /// the cache; [`Usage`] counts them in, as OpenAI and OpenTelemetry do.
     fn add_usage(&mut self, usage: Option<&Value>, out: &mut VecDeque<ProviderEvent>) {
         let Some(usage) = usage else {
             return;
         };
         let count = |field: &str| usage.get(field).and_then(Value::as_u64);
         if let Some(input) = count("input_tokens") {
-            self.usage.input_tokens = input;
+            self.uncached_input = input;
         }
+        if let Some(read) = count("cache_read_input_tokens") {
+            self.usage.cache_read_tokens = read;
+        }
+        if let Some(written) = count("cache_creation_input_tokens") {
+            self.usage.cache_write_tokens = written;
+        }
+        self.usage.input_tokens = self
+            .uncached_input
+            .saturating_add(self.usage.cache_read_tokens)
+            .saturating_add(self.usage.cache_write_tokens);
         if let Some(output) = count("output_tokens") {
             self.usage.output_tokens = output;
         }

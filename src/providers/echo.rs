@@ -50,6 +50,7 @@ impl Provider for Echo {
         events.push(ProviderEvent::Usage(Usage {
             input_tokens: input_words as u64,
             output_tokens: output_words as u64,
+            ..Usage::default()
         }));
         events.push(ProviderEvent::Finish("stop".into()));
 

@@ -174,8 +174,17 @@ impl ChunkDecoder {
     }
 }
 
+/// OpenAI's counts already follow [`Usage`]'s convention: `prompt_tokens`
+/// includes the cached ones, `completion_tokens` the reasoning ones.
 fn usage(value: &Value) -> Option<Usage> {
     let count = |field: &str| value.get(field).and_then(Value::as_u64);
+    let detail = |group: &str, field: &str| {
+        value
+            .get(group)
+            .and_then(|details| details.get(field))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
     let input = count("prompt_tokens");
     let output = count("completion_tokens");
     if input.is_none() && output.is_none() {
@@ -184,6 +193,10 @@ fn usage(value: &Value) -> Option<Usage> {
     Some(Usage {
         input_tokens: input.unwrap_or(0),
         output_tokens: output.unwrap_or(0),
+        cache_read_tokens: detail("prompt_tokens_details", "cached_tokens"),
+        // OpenAI bills no cache writes; some compatible servers report them.
+        cache_write_tokens: detail("prompt_tokens_details", "cache_write_tokens"),
+        reasoning_tokens: detail("completion_tokens_details", "reasoning_tokens"),
     })
 }
 

@@ -491,14 +491,22 @@ impl TurnState {
     }
 
     /// The turn's `result`: its usage, and whether it failed.
-    // `Usage` is about to gain fields (cache, reasoning) this leaves at 0.
-    #[allow(clippy::needless_update)]
     fn result(&mut self, line: &Value) -> Followed {
-        let usage = &line["usage"];
+        let count = |key: &str| line["usage"][key].as_u64().unwrap_or(0);
+        let (cache_read, cache_write) = (
+            count("cache_read_input_tokens"),
+            count("cache_creation_input_tokens"),
+        );
+        // Anthropic counts cache reads and writes apart from `input_tokens`;
+        // the ledger's input counts every prompt token, so they are added in.
         self.report(TurnEvent::Usage(Usage {
-            input_tokens: usage["input_tokens"].as_u64().unwrap_or(0),
-            output_tokens: usage["output_tokens"].as_u64().unwrap_or(0),
-            ..Default::default()
+            input_tokens: count("input_tokens")
+                .saturating_add(cache_read)
+                .saturating_add(cache_write),
+            output_tokens: count("output_tokens"),
+            cache_read_tokens: cache_read,
+            cache_write_tokens: cache_write,
+            reasoning_tokens: 0,
         }));
         if let Some(reason) = line["stop_reason"].as_str() {
             self.finish = reason.to_owned();

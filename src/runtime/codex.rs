@@ -747,9 +747,15 @@ impl<'e> TurnState<'e> {
             "thread/tokenUsage/updated" => {
                 let last = &params["tokenUsage"]["last"];
                 let usage = self.usage.get_or_insert_with(Usage::default);
+                let count = |key: &str| last[key].as_u64().unwrap_or(0);
+                // OpenAI's convention, which the ledger keeps: input counts
+                // the cached tokens, output the reasoning ones.
                 usage.add(Usage {
-                    input_tokens: last["inputTokens"].as_u64().unwrap_or(0),
-                    output_tokens: last["outputTokens"].as_u64().unwrap_or(0),
+                    input_tokens: count("inputTokens"),
+                    output_tokens: count("outputTokens"),
+                    cache_read_tokens: count("cachedInputTokens"),
+                    cache_write_tokens: count("cacheWriteInputTokens"),
+                    reasoning_tokens: count("reasoningOutputTokens"),
                 });
             }
             "error" => self.error(session, &params).await?,

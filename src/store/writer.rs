@@ -12,7 +12,7 @@ use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use super::{Cause, StoreError, StoredConfig, sql_write_error, write_error};
-use crate::model::{AgentConfig, AgentName, Message, Usage};
+use crate::model::{AgentConfig, AgentName, Message, Usage, UsageRecord};
 
 /// At most this many writes share one transaction, so that one batch's
 /// work (and the wait of the first write in it) stays short.
@@ -41,6 +41,9 @@ enum Change {
         /// Retention: keep only this many of the incarnation's newest
         /// messages (0 keeps all); trimmed in the same transaction.
         keep: usize,
+        /// The provider call this message is the reply of, for the ledger:
+        /// written in the same transaction (boxed: most messages have none).
+        call: Option<Box<UsageRecord>>,
     },
     ClearHistory(String),
     /// Deletes ended incarnations, then gives the space back: VACUUM
@@ -103,7 +106,17 @@ impl Write {
             },
             usage,
             keep,
+            call: None,
         }))
+    }
+
+    /// Adds the ledger row of the provider call a message is the reply of,
+    /// so that the reply and what it cost commit together.
+    pub fn with_call(mut self, record: UsageRecord) -> Self {
+        if let Change::AddMessage { call, .. } = &mut self.0 {
+            *call = Some(Box::new(record));
+        }
+        self
     }
 
     /// Deletes every message of every incarnation of `name`.
@@ -348,7 +361,12 @@ fn apply(connection: &Connection, change: &Change) -> rusqlite::Result<()> {
             row,
             usage,
             keep,
-        } => add_message(connection, agent, row, *usage, *keep),
+            call,
+        } => {
+            add_message(connection, agent, row, *usage, *keep)?;
+            call.as_deref()
+                .map_or(Ok(()), |record| add_call(connection, record))
+        }
         Change::ClearHistory(name) => {
             connection
                 .prepare_cached(
@@ -396,15 +414,21 @@ fn add_message(
         .prepare_cached(
             "UPDATE agents SET message_count = message_count + 1,
                 first_at = COALESCE(first_at, ?2), last_at = ?2,
-                input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4
+                input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4,
+                cache_read_tokens = cache_read_tokens + ?5,
+                cache_write_tokens = cache_write_tokens + ?6,
+                reasoning_tokens = reasoning_tokens + ?7
              WHERE id = ?1 RETURNING message_count",
         )?
         .query_row(
             params![
                 agent,
                 row.timestamp,
-                usage.input_tokens as i64,
-                usage.output_tokens as i64
+                tokens(usage.input_tokens),
+                tokens(usage.output_tokens),
+                tokens(usage.cache_read_tokens),
+                tokens(usage.cache_write_tokens),
+                tokens(usage.reasoning_tokens)
             ],
             |r| r.get(0),
         )?;
@@ -424,6 +448,39 @@ fn add_message(
              WHERE id = ?1",
         )?
         .execute(params![agent, keep as i64])
+        .map(drop)
+}
+
+/// A token count as SQLite's integer (a count past `i64::MAX` is capped).
+fn tokens(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+/// One row of the usage ledger.
+fn add_call(connection: &Connection, record: &UsageRecord) -> rusqlite::Result<()> {
+    let usage = &record.usage;
+    connection
+        .prepare_cached(
+            "INSERT INTO usage (at, agent_name, agent_id, provider, profile, model,
+                input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                reasoning_tokens, cost_usd, price_source)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?
+        .execute(params![
+            record.at,
+            record.agent,
+            record.agent_id.to_string(),
+            record.provider,
+            record.profile,
+            record.model,
+            tokens(usage.input_tokens),
+            tokens(usage.output_tokens),
+            tokens(usage.cache_read_tokens),
+            tokens(usage.cache_write_tokens),
+            tokens(usage.reasoning_tokens),
+            record.cost_usd,
+            record.price_source.as_str()
+        ])
         .map(drop)
 }
 

@@ -16,7 +16,7 @@ use percent_encoding::percent_decode_str;
 
 use super::{
     ApprovalId, ApprovalsQuery, ConversationsQuery, EventsQuery, HistoryQuery, InvalidApprovalId,
-    ListQuery, Query, QueryError, SearchQuery,
+    ListQuery, Query, QueryError, SearchQuery, UsageQuery,
 };
 use crate::model::{AgentName, InvalidName};
 
@@ -61,6 +61,10 @@ pub enum Route {
     Conversations(ConversationsQuery),
     /// `GET /events`: the live event stream, optionally of some agents only.
     Events(EventsQuery),
+    /// `GET /usage`: the usage ledger's sums.
+    Usage(UsageQuery),
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
     ListAgents(ListQuery),
     Spawn,
     /// `DELETE /agents`: shut every agent down (control plane).
@@ -165,6 +169,13 @@ impl Route {
                 Method::GET => Ok(Self::Events(EventsQuery::parse(query).map_err(invalid)?)),
                 _ => Err(not_allowed(GET)),
             },
+            ("usage", []) => match *method {
+                Method::GET => Ok(Self::Usage(UsageQuery::parse(query).map_err(invalid)?)),
+                _ => Err(not_allowed(GET)),
+            },
+            ("metrics", []) => {
+                only(method, &Method::GET, Self::Metrics).ok_or_else(|| not_allowed(GET))
+            }
             ("reload", []) => {
                 only(method, &Method::POST, Self::Reload).ok_or_else(|| not_allowed(POST))
             }
@@ -203,6 +214,8 @@ impl Route {
             | Self::Search(_)
             | Self::Conversations(_)
             | Self::Events(_)
+            | Self::Usage(_)
+            | Self::Metrics
             | Self::ListAgents(_)
             | Self::GetAgent(_)
             | Self::History(..)
@@ -239,6 +252,8 @@ impl Route {
             Self::Search(query) => format!("/search{}", query.to_query()),
             Self::Conversations(query) => format!("/conversations{}", query.to_query()),
             Self::Events(query) => format!("/events{}", query.to_query()),
+            Self::Usage(query) => format!("/usage{}", query.to_query()),
+            Self::Metrics => "/metrics".into(),
             Self::ListAgents(query) => format!("/agents{}", query.to_query()),
             Self::Spawn | Self::ShutdownAll => "/agents".into(),
             Self::GetAgent(name) | Self::ShutdownAgent(name) => format!("/agents/{name}"),
@@ -292,6 +307,8 @@ impl Route {
             Self::FanOut => "fan_out",
             Self::Conversations(_) => "conversations",
             Self::Events(_) => "events",
+            Self::Usage(_) => "usage",
+            Self::Metrics => "metrics",
             Self::ListAgents(_) => "list",
             Self::Spawn => "spawn",
             Self::ShutdownAll => "shutdown_all",
@@ -475,6 +492,8 @@ mod tests {
             ),
             ("POST", "/models", Route::Models),
             ("GET", "/events", Route::Events(EventsQuery::default())),
+            ("GET", "/usage", Route::Usage(UsageQuery::default())),
+            ("GET", "/metrics", Route::Metrics),
             ("GET", "/search", Route::Search(SearchQuery::default())),
             ("GET", "/agents", Route::ListAgents(ListQuery::default())),
             ("POST", "/agents", Route::Spawn),
@@ -536,6 +555,13 @@ mod tests {
             Route::Conversations(ConversationsQuery {
                 agent: Some(odd.clone()),
             }),
+            Route::Usage(UsageQuery::default()),
+            Route::Usage(UsageQuery {
+                by: Some(crate::model::UsageBy::Day),
+                since: Some("2026-01-01T00:00:00+01:00".into()),
+                agent: Some(odd.clone()),
+            }),
+            Route::Metrics,
             Route::Events(EventsQuery::default()),
             Route::Events(EventsQuery {
                 agents: vec![odd.clone(), name("a")],

@@ -426,6 +426,23 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "usage",
+        &[
+            (
+                "orchestration usage --by model --since 7d",
+                "What the last week cost, per model the replies came from, most expensive first.",
+            ),
+            (
+                "orchestration usage --by day --agent ops",
+                "The agent named ops, day by day (UTC), over every conversation it has had.",
+            ),
+            (
+                "orchestration --json usage --by profile",
+                "The same sums as GET /usage answers them, per profile (or provider).",
+            ),
+        ],
+    ),
+    (
         "search",
         &[
             (

@@ -410,3 +410,63 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Recorded> {
         arrived: Instant::now(),
     })
 }
+
+/// OpenAI chunks for a reply made of `pieces` reporting `usage` (any shape:
+/// `prompt_tokens_details`, `completion_tokens_details`…) in the final
+/// chunk only, as OpenAI does with `stream_options.include_usage`; `None`
+/// reports no usage at all. `model` is the model the reply names.
+pub fn openai_chunks_with_usage(model: &str, pieces: &[&str], usage: Option<Value>) -> Vec<String> {
+    let mut blocks: Vec<String> = pieces
+        .iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let finish = if i + 1 == pieces.len() {
+                json!("stop")
+            } else {
+                Value::Null
+            };
+            data(&json!({
+                "id": "c1", "object": "chat.completion.chunk", "model": model,
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": finish}]
+            }))
+        })
+        .collect();
+    if let Some(usage) = usage {
+        blocks.push(data(&json!({
+            "id": "c1", "object": "chat.completion.chunk", "model": model, "choices": [],
+            "usage": usage
+        })));
+    }
+    blocks.push("data: [DONE]\n\n".to_owned());
+    blocks
+}
+
+/// Anthropic events for a reply made of `pieces`, from model `model`:
+/// `start` is `message_start`'s usage (input and cache counts), `end` the
+/// final `message_delta`'s (output, cumulative).
+pub fn anthropic_events_with_usage(
+    model: &str,
+    pieces: &[&str],
+    start: Value,
+    end: Value,
+) -> Vec<String> {
+    let mut blocks = vec![event(
+        "message_start",
+        &json!({"type": "message_start", "message": {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "usage": start}}),
+    )];
+    for piece in pieces {
+        blocks.push(event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": piece}}),
+        ));
+    }
+    blocks.push(event(
+        "message_delta",
+        &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": end}),
+    ));
+    blocks.push(event("message_stop", &json!({"type": "message_stop"})));
+    blocks
+}
