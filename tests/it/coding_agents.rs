@@ -515,3 +515,24 @@ fn bypass_is_refused_over_tcp_and_accepted_on_the_socket() {
     let accepted = daemon.json("POST", "/agents", Some(spawn("on-socket")));
     assert_eq!(accepted.status, 200, "{}", accepted.text());
 }
+
+#[test]
+fn the_agents_key_printed_by_a_command_reaches_no_history_or_stream() {
+    let Some(claude) = claude() else { return };
+    let setup = Setup::new(&claude);
+    let daemon = setup.daemon();
+    setup.spawn(&daemon, "coder", &["--allow", "Bash(env)"]);
+    let mut stream = stream_message(&daemon, "coder", "run: env");
+    let said = read_rest(&mut stream);
+    assert!(!said.contains("sk-fake"), "the key was streamed: {said}");
+    let history = daemon.history("coder").to_string();
+    assert!(
+        !history.contains("sk-fake"),
+        "the key is in history: {history}"
+    );
+    // The command did print it: it was scrubbed, not missing.
+    assert!(
+        history.contains("ANTHROPIC_API_KEY=[redacted]"),
+        "{history}"
+    );
+}
