@@ -132,16 +132,29 @@ pub async fn handle(
     };
     let mut response = response.unwrap_or_else(|error| body::error(&error));
     ui::harden(&mut response);
-    tracing::info!(
-        request_id,
-        agent,
-        route = label,
-        method = %parts.method,
-        path = %parts.uri.path(),
-        status = response.status().as_u16(),
-        duration_ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
+    macro_rules! access_log {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                request_id,
+                agent,
+                route = label,
+                method = %parts.method,
+                path = %parts.uri.path(),
+                status = response.status().as_u16(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "request"
+            )
+        };
+    }
+    // Anyone who reaches the listener may fetch the page's files or try a
+    // login: at the default level that would be a log line per request
+    // from an unauthenticated peer, which only refusals (rate-limited) get.
+    if matches!(caller, guard::Caller::Anonymous { .. }) {
+        access_log!(tracing::Level::DEBUG);
+    } else {
+        access_log!(tracing::Level::INFO);
+    }
     response
 }
 

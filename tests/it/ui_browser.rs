@@ -116,6 +116,8 @@ fn the_page_works_in_a_real_browser() {
         .env("SE_OFFLINE", "true")
         .env("SE_AVOID_STATS", "true")
         .env("HOME", daemon.env.dir.path().join("home"))
+        // Chromium's and its driver's scratch files go to the test's temp dir too.
+        .env("TMPDIR", daemon.env.dir.path())
         .output()
         .expect("run the browser test");
     let stdout = String::from_utf8_lossy(&output.stdout);

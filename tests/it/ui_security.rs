@@ -440,6 +440,25 @@ fn every_response_carries_the_hardening_headers() {
 }
 
 #[test]
+fn unauthenticated_page_requests_stay_out_of_the_log() {
+    let daemon = InProcess::start_tcp();
+    let host = host(&daemon);
+    for path in ["/ui/", "/ui/app.js", "/ui/no-such-file.js"] {
+        daemon.tcp_request("GET", path, &[("Host", &host)], None);
+    }
+    login_with(&daemon, "not-a-token");
+    let session = login(&daemon);
+    assert_eq!(page(&daemon, &session, "GET", "/agents", None).status, 200);
+    let log = daemon.log();
+    for logged_only_when_authenticated in ["route=\"ui_file\"", "route=\"ui_login\"", "not-a-token"]
+    {
+        assert!(!log.contains(logged_only_when_authenticated), "{log}");
+    }
+    // The page's own requests are logged like any client's.
+    assert!(log.contains("route=\"list\""), "{log}");
+}
+
+#[test]
 fn the_page_s_own_routes_work_with_a_session() {
     let daemon = InProcess::start_tcp();
     let session = login(&daemon);

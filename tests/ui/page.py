@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -55,7 +55,13 @@ class Page:
     def __init__(self, driver, args):
         self.driver = driver
         self.args = args
-        self.wait = WebDriverWait(driver, PATIENCE, poll_frequency=0.05)
+        # A list the page re-renders while a wait reads it is read again.
+        self.wait = WebDriverWait(
+            driver,
+            PATIENCE,
+            poll_frequency=0.05,
+            ignored_exceptions=(StaleElementReferenceException,),
+        )
 
     def run(self):
         self.login()
@@ -80,6 +86,17 @@ class Page:
 
     def css(self, selector):
         return self.driver.find_elements(By.CSS_SELECTOR, selector)
+
+    def click(self, selector):
+        """Clicks the element, found again if the page re-rendered it meanwhile."""
+
+        def clicked():
+            found = self.css(selector)
+            if found:
+                found[0].click()
+            return bool(found)
+
+        self.until(f"{selector} to click", clicked)
 
     def visible(self, element_id):
         found = self.driver.find_elements(By.ID, element_id)
@@ -134,18 +151,19 @@ class Page:
         self.driver.find_element(By.ID, "spawn-name").send_keys(name)
         self.driver.find_element(By.ID, "spawn-provider").send_keys("echo")
         self.driver.find_element(By.ID, "spawn-submit").click()
-        row = f'#agents-body tr[data-agent="{name}"]'
-        self.until(f"{name} in the agents table", lambda: self.css(row))
-        cells = self.css(f"{row} td")
-        assert cells[0].text == "idle", [c.text for c in cells]
-        assert cells[1].text.startswith("echo"), [c.text for c in cells]
+        row = f'#agents-body tr[data-agent="{name}"] td'
+        # Read in one go inside the wait: the table is re-rendered as events arrive.
+        cells = self.until(f"{name} in the agents table", lambda: [c.text for c in self.css(row)])
+        assert cells[0] == "idle", cells
+        assert cells[1].startswith("echo"), cells
         self.shot(f"agents-{name}")
 
     def conversation(self):
-        self.css('#agents-body tr[data-agent="web"] a')[0].click()
+        self.click('#agents-body tr[data-agent="web"] a')
         self.until("the conversation page", lambda: self.visible("page-conversation"))
         prompt = self.driver.find_element(By.ID, "prompt")
-        assert self.driver.switch_to.active_element == prompt, "the prompt has no focus"
+        # The page focuses the prompt once the history has loaded.
+        self.until("the prompt to have focus", lambda: self.driver.switch_to.active_element == prompt)
         words = " ".join(f"word{i}" for i in range(40))
         text = f"hello from the page {words}"
         prompt.send_keys(text)
@@ -157,8 +175,8 @@ class Page:
             "the finished reply",
             lambda: [m for m in self.css("#messages li.agent .content") if m.text == text],
         )
-        human = self.css("#messages li.human .content")
-        assert [m.text for m in human] == [text], [m.text for m in human]
+        human = self.until("the human message", lambda: [m.text for m in self.css("#messages li.human .content")])
+        assert human == [text], human
         assert not self.css("#messages li.streaming"), "the streaming reply was not replaced"
         self.shot("conversation")
 
