@@ -231,7 +231,7 @@ impl Codex {
             .call(
                 "initialize",
                 json!({
-                    "clientInfo": {"name": "orchestration", "title": null, "version": crate::VERSION},
+                    "clientInfo": {"name": "orchestration", "title": null, "version": env!("CARGO_PKG_VERSION")},
                     "capabilities": null,
                 }),
             )
