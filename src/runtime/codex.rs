@@ -231,7 +231,7 @@ impl Codex {
             .call(
                 "initialize",
                 json!({
-                    "clientInfo": {"name": "orchestration", "title": null, "version": crate::VERSION},
+                    "clientInfo": {"name": "orchestration", "title": null, "version": env!("CARGO_PKG_VERSION")},
                     "capabilities": null,
                 }),
             )
@@ -543,10 +543,11 @@ impl Session {
             Ok(status) => status,
             Err(_) => "closed its output".to_owned(),
         };
+        self.child.stderr_settled().await;
         RuntimeError::Died {
             program: self.program.clone(),
             status,
-            stderr: self.child.stderr_tail(),
+            stderr: without_colour(&self.child.stderr_tail()),
         }
     }
 
@@ -570,6 +571,29 @@ impl Session {
             }
         }
     }
+}
+
+/// Codex colours its log lines even into a pipe; an error message should
+/// not carry terminal escapes.
+fn without_colour(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            plain.push(c);
+            continue;
+        }
+        // CSI: ESC [ parameters, then one final byte in @..~.
+        if chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    plain
 }
 
 fn is_approval(method: &str) -> bool {
@@ -1322,6 +1346,16 @@ mod tests {
         assert_eq!(provider["env_key"].as_str(), Some("WORK_KEY\""));
         assert_eq!(provider["wire_api"].as_str(), Some("responses"));
         assert_eq!(provider["request_max_retries"].as_integer(), Some(1));
+    }
+
+    #[test]
+    fn colour_codes_are_stripped_from_stderr() {
+        assert_eq!(
+            without_colour("\u{1b}[2m2026\u{1b}[0m \u{1b}[31mERROR\u{1b}[0m no bwrap\n"),
+            "2026 ERROR no bwrap\n"
+        );
+        assert_eq!(without_colour("plain"), "plain");
+        assert_eq!(without_colour("cut \u{1b}["), "cut ");
     }
 
     #[test]

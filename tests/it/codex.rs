@@ -466,8 +466,12 @@ fn a_child_killed_mid_turn_fails_the_turn_and_the_next_resumes() {
         )
         .await;
         match &killed.error {
-            Some(error @ RuntimeError::Died { status, .. }) => {
+            Some(error @ RuntimeError::Died { status, stderr, .. }) => {
                 assert!(status.contains('9'), "{error}");
+                assert!(
+                    !stderr.contains('\u{1b}'),
+                    "colour codes are stripped: {stderr:?}"
+                );
             }
             other => panic!("expected Died, got {other:?} after {:?}", killed.events),
         }
@@ -550,6 +554,28 @@ fn a_model_server_nobody_answers_fails_the_turn() {
             ),
         }
         assert!(codex.is_running(), "the child stays for the next turn");
+        codex.stop().await;
+    });
+}
+
+#[test]
+fn a_model_server_error_fails_the_turn_and_the_next_one_works() {
+    let Some(binary) = codex_binary() else { return };
+    let fake = FakeResponses::start();
+    let place = Place::new();
+    let approver = Scripted::new(Verdict::deny("no"));
+    runtime().block_on(async {
+        let mut codex = place.codex(&binary, &fake, ask());
+        let failed = turn(&mut codex, "http500: please fail", approver.clone()).await;
+        assert!(
+            matches!(failed.error, Some(RuntimeError::Turn(_))),
+            "{:?} after {:?}",
+            failed.error,
+            failed.events
+        );
+        let next = turn(&mut codex, "and now work", approver.clone()).await;
+        next.ok();
+        assert_eq!(next.text(), "echo: and now work");
         codex.stop().await;
     });
 }
