@@ -329,7 +329,9 @@ pub struct ApprovalId(String);
 
 /// Why a text is not an approval id (the client's mistake: 422).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not an approval id: ids are six lowercase hex digits, as `orchestration approvals` lists them")]
+#[error(
+    "{0:?} is not an approval id: ids are six lowercase hex digits, as `orchestration approvals` lists them"
+)]
 pub struct InvalidApprovalId(pub String);
 
 impl ApprovalId {

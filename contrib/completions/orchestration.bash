@@ -16,11 +16,20 @@ _orchestration() {
             ",$1")
                 cmd="orchestration"
                 ;;
+            orchestration,approvals)
+                cmd="orchestration__subcmd__approvals"
+                ;;
+            orchestration,approve)
+                cmd="orchestration__subcmd__approve"
+                ;;
             orchestration,completions)
                 cmd="orchestration__subcmd__completions"
                 ;;
             orchestration,config)
                 cmd="orchestration__subcmd__config"
+                ;;
+            orchestration,deny)
+                cmd="orchestration__subcmd__deny"
                 ;;
             orchestration,help)
                 cmd="orchestration__subcmd__help"
@@ -100,11 +109,20 @@ _orchestration() {
             orchestration__subcmd__config__subcmd__help,unset)
                 cmd="orchestration__subcmd__config__subcmd__help__subcmd__unset"
                 ;;
+            orchestration__subcmd__help,approvals)
+                cmd="orchestration__subcmd__help__subcmd__approvals"
+                ;;
+            orchestration__subcmd__help,approve)
+                cmd="orchestration__subcmd__help__subcmd__approve"
+                ;;
             orchestration__subcmd__help,completions)
                 cmd="orchestration__subcmd__help__subcmd__completions"
                 ;;
             orchestration__subcmd__help,config)
                 cmd="orchestration__subcmd__help__subcmd__config"
+                ;;
+            orchestration__subcmd__help,deny)
+                cmd="orchestration__subcmd__help__subcmd__deny"
                 ;;
             orchestration__subcmd__help,help)
                 cmd="orchestration__subcmd__help__subcmd__help"
@@ -203,8 +221,48 @@ _orchestration() {
 
     case "${cmd}" in
         orchestration)
-            opts="-h -V --socket --json --raw --no-autostart --help --version serve spawn list message history task shutdown models search prune watch config service mcp completions help"
+            opts="-h -V --socket --json --raw --no-autostart --help --version serve spawn list message history task shutdown models search prune approvals approve deny watch config service mcp completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__approvals)
+            opts="-h --agent --socket --json --raw --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --agent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__approve)
+            opts="-h --socket --json --raw --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -444,9 +502,59 @@ _orchestration() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        orchestration__subcmd__help)
-            opts="serve spawn list message history task shutdown models search prune watch config service mcp completions help"
+        orchestration__subcmd__deny)
+            opts="-h --reason --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help)
+            opts="serve spawn list message history task shutdown models search prune approvals approve deny watch config service mcp completions help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__approvals)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__approve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -545,6 +653,20 @@ _orchestration() {
         orchestration__subcmd__help__subcmd__config__subcmd__unset)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__deny)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

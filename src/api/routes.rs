@@ -13,9 +13,7 @@ use crate::engine::{Exchange, ListFilter, Which};
 use crate::model::{AgentName, ApprovalMode, SearchFilter, Secret, rfc3339_ago};
 use crate::providers::DEFAULT_PROVIDER;
 use crate::wire::Route;
-use crate::wire::{
-    AnswerRequest, Answered, ApprovalId, ApprovalsQuery, MAX_REASON_BYTES,
-};
+use crate::wire::{AnswerRequest, Answered, ApprovalId, ApprovalsQuery, MAX_REASON_BYTES};
 use crate::wire::{
     Conversations, EventsQuery, FanOutLine, FanOutRequest, FanOutResult, Health, HistoryQuery,
     Interrupted, ListQuery, MessageRequest, Messages, Models, ModelsRequest, PruneRequest,
@@ -396,7 +394,10 @@ async fn answer_approval(ctx: &ApiContext, id: &ApprovalId, body: Incoming) -> R
         )));
     }
     let verdict = answer.into_verdict();
-    let approval = ctx.engine.approvals().answer(id.as_str(), verdict.clone())?;
+    let approval = ctx
+        .engine
+        .approvals()
+        .answer(id.as_str(), verdict.clone())?;
     Ok(body::json(
         StatusCode::OK,
         &Answered {

@@ -30,18 +30,19 @@ const TELLING_KEYS: &[&str] = &[
 /// What a call would do, on one line: its command, file or URL when the
 /// input has one, else the input as compact JSON.
 pub fn call_summary(input: &Value) -> String {
-    let telling = TELLING_KEYS
-        .iter()
-        .find_map(|key| input.get(key))
-        .and_then(|value| match value {
-            Value::String(text) => Some(text.clone()),
-            // Codex sends a command as argv.
-            Value::Array(words) => {
-                let words: Option<Vec<&str>> = words.iter().map(Value::as_str).collect();
-                words.map(|words| words.join(" "))
-            }
-            _ => None,
-        });
+    let telling =
+        TELLING_KEYS
+            .iter()
+            .find_map(|key| input.get(key))
+            .and_then(|value| match value {
+                Value::String(text) => Some(text.clone()),
+                // Codex sends a command as argv.
+                Value::Array(words) => {
+                    let words: Option<Vec<&str>> = words.iter().map(Value::as_str).collect();
+                    words.map(|words| words.join(" "))
+                }
+                _ => None,
+            });
     let text = match (telling, input) {
         (Some(text), _) => text,
         (None, Value::Null) => String::new(),
@@ -64,7 +65,11 @@ pub fn call_line(call: &ToolCall) -> String {
 /// `  ↳ first lines of the output` — a result as it streams, shortened
 /// (the whole of it is in `history`).
 pub fn result_line(result: &ToolResult) -> String {
-    let marker = if result.is_error { "↳ error: " } else { "↳ " };
+    let marker = if result.is_error {
+        "↳ error: "
+    } else {
+        "↳ "
+    };
     let output = result.output.trim_end();
     if output.is_empty() {
         return format!("  {marker}(no output)");
@@ -103,9 +108,15 @@ pub fn history_entry(message: &Message) -> String {
     let body = match kind {
         ToolKind::Call => format!("[tool call] {tool}: {}", stored_call_summary(message)),
         ToolKind::Result if is_error(message) => {
-            format!("[tool result, error] {tool}: {}", output::visible(&message.content))
+            format!(
+                "[tool result, error] {tool}: {}",
+                output::visible(&message.content)
+            )
         }
-        ToolKind::Result => format!("[tool result] {tool}: {}", output::visible(&message.content)),
+        ToolKind::Result => format!(
+            "[tool result] {tool}: {}",
+            output::visible(&message.content)
+        ),
     };
     format!(
         "[{}] {}: {body}",
@@ -229,7 +240,9 @@ mod tests {
     #[test]
     fn a_call_shows_its_command_file_or_json() {
         assert_eq!(
-            call_line(&call(json!({"command": "touch made.txt", "description": "x"}))),
+            call_line(&call(
+                json!({"command": "touch made.txt", "description": "x"})
+            )),
             "⚙ Bash: touch made.txt"
         );
         assert_eq!(
@@ -272,7 +285,8 @@ mod tests {
 
     #[test]
     fn stored_tool_messages_are_marked_in_text_and_folded_in_markdown() {
-        let tool_call = stored(call(json!({"command": "echo ```</summary><script>"})).to_message("coder"));
+        let tool_call =
+            stored(call(json!({"command": "echo ```</summary><script>"})).to_message("coder"));
         let result = stored(
             ToolResult {
                 id: "t1".into(),

@@ -51,7 +51,9 @@ pub async fn list(ctx: &Ctx, args: ApprovalsArgs) -> Result<(), CliError> {
         return output::line("no pending approvals");
     }
     output::print(&listing(&pending))?;
-    output::line("answer with `orchestration approve ID` or `orchestration deny ID [--reason TEXT]`")
+    output::line(
+        "answer with `orchestration approve ID` or `orchestration deny ID [--reason TEXT]`",
+    )
 }
 
 /// `approve ID`.
@@ -240,7 +242,10 @@ mod tests {
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines[0].starts_with("ID"), "{text}");
         assert!(lines[1].starts_with("3f9c2a  coder  Bash"), "{text}");
-        assert!(lines[1].contains("rm -rf x⏎\\u{1b}]0;pwned\\u{7}echo hi"), "{text}");
+        assert!(
+            lines[1].contains("rm -rf x⏎\\u{1b}]0;pwned\\u{7}echo hi"),
+            "{text}"
+        );
         assert!(lines[1].ends_with("3m"), "{text}");
         assert!(!text.contains('\u{1b}'));
     }

@@ -170,56 +170,56 @@ pub(super) async fn converse<B: Serialize>(
     };
     // A failed write (a closed stdout above all) ends the stream, as itself.
     let streaming = ctx.client.stream(route, body, |line| match line {
-            StreamLine::Queued { ahead } => {
-                feedback.queued(ahead);
-                Ok(())
+        StreamLine::Queued { ahead } => {
+            feedback.queued(ahead);
+            Ok(())
+        }
+        StreamLine::Unknown => Ok(()),
+        StreamLine::ToolCall { call } => {
+            feedback.reply_started();
+            aside(&mut at_line_start, &activity::call_line(&call))
+        }
+        StreamLine::ToolResult { result } => {
+            feedback.reply_started();
+            aside(&mut at_line_start, &activity::result_line(&result))
+        }
+        StreamLine::Approval { approval } => {
+            feedback.reply_started();
+            aside(&mut at_line_start, &approvals::request_line(&approval))?;
+            if inline {
+                let _ = asks.send(approval);
+            } else {
+                eprint_line(&how_to_answer(&approval.id));
             }
-            StreamLine::Unknown => Ok(()),
-            StreamLine::ToolCall { call } => {
-                feedback.reply_started();
-                aside(&mut at_line_start, &activity::call_line(&call))
-            }
-            StreamLine::ToolResult { result } => {
-                feedback.reply_started();
-                aside(&mut at_line_start, &activity::result_line(&result))
-            }
-            StreamLine::Approval { approval } => {
-                feedback.reply_started();
-                aside(&mut at_line_start, &approvals::request_line(&approval))?;
-                if inline {
-                    let _ = asks.send(approval);
-                } else {
-                    eprint_line(&how_to_answer(&approval.id));
-                }
-                Ok(())
-            }
-            StreamLine::Delta { content } => {
-                feedback.reply_started();
-                at_line_start = content.ends_with('\n');
-                output::print(&output::visible(&content))
-            }
-            StreamLine::Message { message } => {
-                reply = Some(message);
-                Ok(())
-            }
-            StreamLine::Done => {
-                finished = true;
-                Ok(())
-            }
-            StreamLine::Error {
+            Ok(())
+        }
+        StreamLine::Delta { content } => {
+            feedback.reply_started();
+            at_line_start = content.ends_with('\n');
+            output::print(&output::visible(&content))
+        }
+        StreamLine::Message { message } => {
+            reply = Some(message);
+            Ok(())
+        }
+        StreamLine::Done => {
+            finished = true;
+            Ok(())
+        }
+        StreamLine::Error {
+            status,
+            code,
+            detail,
+        } => {
+            feedback.reply_started();
+            Err(CliError::Client(ClientError::Api {
                 status,
                 code,
                 detail,
-            } => {
-                feedback.reply_started();
-                Err(CliError::Client(ClientError::Api {
-                    status,
-                    code,
-                    detail,
-                    missing_key: None,
-                }))
-            }
-        });
+                missing_key: None,
+            }))
+        }
+    });
     let streamed: Result<(), CliError> = beside(streaming, answer_inline(ctx, asked)).await;
     streamed.inspect_err(|_| {
         if !at_line_start {
@@ -407,12 +407,13 @@ impl FanOutPrinter {
         match line {
             StreamLine::Queued { .. } | StreamLine::Unknown => Ok(()),
             StreamLine::ToolCall { call } => self.aside(&name, &activity::call_line(&call)),
-            StreamLine::ToolResult { result } => {
-                self.aside(&name, &activity::result_line(&result))
-            }
+            StreamLine::ToolResult { result } => self.aside(&name, &activity::result_line(&result)),
             StreamLine::Approval { approval } => {
                 let request = approvals::request_line(&approval);
-                self.aside(&name, &format!("{request}\n{}", how_to_answer(&approval.id)))
+                self.aside(
+                    &name,
+                    &format!("{request}\n{}", how_to_answer(&approval.id)),
+                )
             }
             StreamLine::Delta { content } => {
                 self.feedback.reply_started();

@@ -497,9 +497,7 @@ impl CliError {
 /// not know (a newer daemon's) goes by the HTTP status.
 fn api_exit_code(code: ErrorCode, status: u16) -> u8 {
     match code {
-        ErrorCode::NotFound | ErrorCode::AgentGone | ErrorCode::ApprovalNotFound => {
-            exit::NOT_FOUND
-        }
+        ErrorCode::NotFound | ErrorCode::AgentGone | ErrorCode::ApprovalNotFound => exit::NOT_FOUND,
         ErrorCode::InvalidName
         | ErrorCode::InvalidBody
         | ErrorCode::InvalidQuery

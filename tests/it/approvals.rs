@@ -159,10 +159,7 @@ fn unknown_and_malformed_ids_are_refused_with_their_codes_and_exit_statuses() {
     assert_eq!(listed.json(), json!([]));
     let filtered = daemon.json("GET", "/approvals?agent=coder", None);
     assert_eq!(filtered.json(), json!([]));
-    assert_eq!(
-        daemon.json("GET", "/approvals?agent=.x", None).status,
-        422
-    );
+    assert_eq!(daemon.json("GET", "/approvals?agent=.x", None).status, 422);
 
     let unknown = answer(&daemon, "abcdef", json!({"decision": "approve"}));
     assert_eq!(unknown.status, 404, "{}", unknown.text());
@@ -179,7 +176,12 @@ fn unknown_and_malformed_ids_are_refused_with_their_codes_and_exit_statuses() {
         "abcdef",
         json!({"decision": "deny", "reason": long_reason}),
     );
-    assert_eq!(too_long.json()["code"], "invalid_body", "{}", too_long.text());
+    assert_eq!(
+        too_long.json()["code"],
+        "invalid_body",
+        "{}",
+        too_long.text()
+    );
 
     // Data plane: the token answers approvals over TCP too.
     let over_tcp = daemon.tcp_json(
@@ -193,8 +195,16 @@ fn unknown_and_malformed_ids_are_refused_with_their_codes_and_exit_statuses() {
     // The CLI: an unknown id exits 4, a malformed one 2 (before sending).
     let out = daemon.cli(&["approve", "abcdef"]);
     assert_eq!(out.code(), 4, "{}", out.stderr());
-    assert!(out.stderr().contains("no approval 'abcdef'"), "{}", out.stderr());
-    assert!(out.stderr().contains("orchestration approvals"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("no approval 'abcdef'"),
+        "{}",
+        out.stderr()
+    );
+    assert!(
+        out.stderr().contains("orchestration approvals"),
+        "{}",
+        out.stderr()
+    );
     let out = daemon.cli(&["deny", "nope", "--reason", "x"]);
     assert_eq!(out.code(), 2, "{}", out.stderr());
     let out = daemon.cli(&["approvals"]);
@@ -260,7 +270,9 @@ fn a_command_approved_from_another_terminal_runs_in_the_cwd_and_is_exported() {
     let approved = daemon.cli(&["approve", &id]);
     approved.ok();
     assert!(
-        approved.stdout().starts_with(&format!("approved {id}: coder Bash: touch made.txt")),
+        approved
+            .stdout()
+            .starts_with(&format!("approved {id}: coder Bash: touch made.txt")),
         "{}",
         approved.stdout()
     );
@@ -274,7 +286,10 @@ fn a_command_approved_from_another_terminal_runs_in_the_cwd_and_is_exported() {
     assert!(stdout.starts_with("tool said"), "{stdout}");
     assert!(stderr.contains("⚙ Bash: touch made.txt"), "{stderr}");
     assert!(
-        stderr.contains(&format!("coder asks to run Bash: touch made.txt (in {})", setup.cwd.display())),
+        stderr.contains(&format!(
+            "coder asks to run Bash: touch made.txt (in {})",
+            setup.cwd.display()
+        )),
         "{stderr}"
     );
     assert!(
@@ -282,7 +297,10 @@ fn a_command_approved_from_another_terminal_runs_in_the_cwd_and_is_exported() {
         "{stderr}"
     );
     assert!(stderr.contains("  ↳ "), "{stderr}");
-    assert!(!stdout.contains("⚙"), "tool activity stays off stdout: {stdout}");
+    assert!(
+        !stdout.contains("⚙"),
+        "tool activity stays off stdout: {stdout}"
+    );
 
     // A second answer is refused: 409 on the API, exit 1 on the CLI.
     let again = answer(&daemon, &id, json!({"decision": "deny"}));
@@ -290,25 +308,39 @@ fn a_command_approved_from_another_terminal_runs_in_the_cwd_and_is_exported() {
     assert_eq!(again.json()["code"], "already_resolved");
     let out = daemon.cli(&["deny", &id]);
     assert_eq!(out.code(), 1, "{}", out.stderr());
-    assert!(out.stderr().contains("already answered"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("already answered"),
+        "{}",
+        out.stderr()
+    );
 
     // The history shows the call and its result, marked or folded.
     let text = daemon.cli(&["history", "coder"]);
     text.ok();
     assert!(
-        text.stdout().contains("coder: [tool call] Bash: touch made.txt"),
+        text.stdout()
+            .contains("coder: [tool call] Bash: touch made.txt"),
         "{}",
         text.stdout()
     );
-    assert!(text.stdout().contains("coder: [tool result] Bash: "), "{}", text.stdout());
+    assert!(
+        text.stdout().contains("coder: [tool result] Bash: "),
+        "{}",
+        text.stdout()
+    );
     let markdown = daemon.cli(&["history", "coder", "--format", "markdown"]);
     markdown.ok();
     let markdown = markdown.stdout();
     assert!(
-        markdown.contains("<details><summary>⚙ <b>coder</b> · tool call <code>Bash</code>: touch made.txt"),
+        markdown.contains(
+            "<details><summary>⚙ <b>coder</b> · tool call <code>Bash</code>: touch made.txt"
+        ),
         "{markdown}"
     );
-    assert!(markdown.contains("↳ tool result <code>Bash</code>"), "{markdown}");
+    assert!(
+        markdown.contains("↳ tool result <code>Bash</code>"),
+        "{markdown}"
+    );
     assert_eq!(
         markdown.matches("<details>").count(),
         markdown.matches("</details>").count()

@@ -193,8 +193,11 @@ async fn execute(
             let text = if history.messages.is_empty() {
                 format!("no messages for '{agent}'")
             } else {
-                let lines: Vec<String> =
-                    history.messages.iter().map(activity::history_entry).collect();
+                let lines: Vec<String> = history
+                    .messages
+                    .iter()
+                    .map(activity::history_entry)
+                    .collect();
                 lines.join("\n")
             };
             Ok(Reply::new(text, &history))

@@ -221,7 +221,10 @@ pub enum Call {
     /// `GET /approvals?…`.
     Approvals(ApprovalsQuery),
     /// `POST /approvals/{id}`.
-    Answer { id: ApprovalId, answer: AnswerRequest },
+    Answer {
+        id: ApprovalId,
+        answer: AnswerRequest,
+    },
 }
 
 /// Turns a call's arguments into what to ask the daemon, resolving API keys
@@ -859,7 +862,9 @@ mod approval_tests {
     fn bad_answers_are_tool_errors() {
         let refused = |arguments| call(ToolName::AnswerApproval, arguments).unwrap_err().0;
         assert!(refused(json!({"id": "3f9c2a", "decision": "maybe"})).contains("maybe"));
-        assert!(refused(json!({"id": "../x", "decision": "approve"})).contains("not an approval id"));
+        assert!(
+            refused(json!({"id": "../x", "decision": "approve"})).contains("not an approval id")
+        );
         assert!(refused(json!({"decision": "approve"})).contains("`id`"));
     }
 }
