@@ -22,6 +22,7 @@ use crate::model::{
     AgentConfig, AgentName, AgentState, ApprovalRequest, Event, HUMAN, Message, Verdict,
 };
 use crate::profiles::Kind;
+use crate::providers::http::Redactor;
 use crate::providers::{ProviderSettings, SetupError};
 use crate::runtime::child::find_program;
 use crate::runtime::{self, Approver, BoxFuture, Policy, Program, Runtime, Spec, TurnEvent};
@@ -94,8 +95,13 @@ pub(super) fn spec(
     if let Some(key) = key {
         env.insert(program.key_variable().to_owned(), key.expose().to_owned());
     }
-    if let (Program::ClaudeCode, Some(url)) = (program, &config.provider.base_url) {
-        env.insert("ANTHROPIC_BASE_URL".to_owned(), url.clone());
+    if let Some(url) = &config.provider.base_url {
+        let variable = match program {
+            Program::ClaudeCode => "ANTHROPIC_BASE_URL",
+            // Codex's runtime turns it into its CODEX_HOME provider config.
+            Program::Codex => "OPENAI_BASE_URL",
+        };
+        env.insert(variable.to_owned(), url.clone());
     }
     env.extend(configured.env.clone());
     let spec = Spec {
@@ -273,17 +279,31 @@ pub(super) async fn exchange(
     }
     agent.set_state(AgentState::Processing);
 
+    // The child holds the agent's key; a command may print it (`env`), and
+    // the model may repeat it: it reaches no stream, event or history.
+    let redactor = Redactor::of(spec.env.get(program.key_variable()).cloned());
+    let mut reply = Reply::default();
     if !held.as_ref().is_some_and(Held::is_running) {
         // A new child takes the settings and the session in effect now.
-        *held = Some(Held {
-            runtime: runtime::new(program, spec)?,
-            slot: None,
-        });
+        match runtime::new(program, spec) {
+            Ok(runtime) => {
+                *held = Some(Held {
+                    runtime,
+                    slot: None,
+                })
+            }
+            Err(error) => {
+                drop(turn);
+                let end = End::Failed(EngineError::Runtime(error));
+                return record_reply(engine, agent, reply, end).await;
+            }
+        }
     }
     let Some(held) = held.as_mut() else {
-        return Err(EngineError::AgentGone(name.clone()));
+        drop(turn);
+        let end = End::Interrupted("the coding agent's runtime is gone".into());
+        return record_reply(engine, agent, reply, end).await;
     };
-    let mut reply = Reply::default();
     if held.slot.is_none() {
         let slot = tokio::select! {
             biased;
@@ -319,7 +339,10 @@ pub(super) async fn exchange(
         },
         events,
         &mut reply,
-        max_bytes,
+        Limits {
+            max_bytes,
+            redactor,
+        },
     )
     .await;
     drop(turn);
@@ -339,7 +362,102 @@ async fn run_turn(
     turn: runtime::Turn,
     events: &mpsc::UnboundedSender<ExchangeEvent>,
     reply: &mut Reply,
+    limits: Limits,
+) -> End {
+    let mut scrub = Scrub {
+        redactor: limits.redactor,
+        held: String::new(),
+    };
+    let end = follow_turn(
+        engine,
+        agent,
+        held,
+        turn,
+        events,
+        reply,
+        limits.max_bytes,
+        &mut scrub,
+    )
+    .await;
+    // Text held back in case a key started in it: scrubbed and sent now.
+    let rest = scrub.redactor.scrub(&std::mem::take(&mut scrub.held));
+    if !rest.is_empty() {
+        relay(agent, events, reply, rest);
+    }
+    end
+}
+
+/// What a coding turn's output is held to.
+struct Limits {
     max_bytes: usize,
+    redactor: Redactor,
+}
+
+/// The agent's key scrubbed from the turn's text, and the end of the reply
+/// text held back while a key could be starting in it.
+struct Scrub {
+    redactor: Redactor,
+    held: String,
+}
+
+impl Scrub {
+    /// Scrubs an event; a delta may come out shorter, or not at all yet.
+    fn event(&mut self, event: TurnEvent) -> Option<TurnEvent> {
+        if self.redactor.is_empty() {
+            return Some(event);
+        }
+        match event {
+            TurnEvent::Delta(text) => {
+                self.held.push_str(&text);
+                self.held = self.redactor.scrub(&self.held);
+                let cut = self.redactor.unfinished(&self.held);
+                (cut > 0).then(|| TurnEvent::Delta(self.held.drain(..cut).collect()))
+            }
+            TurnEvent::ToolCall(mut call) => {
+                let text = call.input.to_string();
+                let clean = self.redactor.scrub(&text);
+                if clean != text {
+                    call.input = serde_json::from_str(&clean).unwrap_or(Value::String(clean));
+                }
+                Some(TurnEvent::ToolCall(call))
+            }
+            TurnEvent::ToolResult(mut result) => {
+                result.output = self.redactor.scrub(&result.output);
+                Some(TurnEvent::ToolResult(result))
+            }
+            other => Some(other),
+        }
+    }
+
+    fn error(&self, error: runtime::RuntimeError) -> runtime::RuntimeError {
+        use runtime::RuntimeError;
+        match error {
+            RuntimeError::Died {
+                program,
+                status,
+                stderr,
+            } => RuntimeError::Died {
+                program,
+                status,
+                stderr: self.redactor.scrub(&stderr),
+            },
+            RuntimeError::Turn(why) => RuntimeError::Turn(self.redactor.scrub(&why)),
+            other => other,
+        }
+    }
+}
+
+/// Reads the turn's stream until it ends (see [`run_turn`]).
+#[allow(clippy::too_many_arguments)]
+async fn follow_turn(
+    engine: &Engine,
+    agent: &Agent,
+    held: &mut Held,
+    turn: runtime::Turn,
+    events: &mpsc::UnboundedSender<ExchangeEvent>,
+    reply: &mut Reply,
+    max_bytes: usize,
+    scrub: &mut Scrub,
 ) -> End {
     let interrupt: CancellationToken = turn.interrupt.clone();
     let mut stream = held.runtime.turn(turn);
@@ -364,11 +482,14 @@ async fn run_turn(
         };
         match item {
             None => break,
-            Some(Err(error)) => return End::Failed(EngineError::Runtime(error)),
+            Some(Err(error)) => return End::Failed(EngineError::Runtime(scrub.error(error))),
             Some(Ok(TurnEvent::Finish(reason))) => {
                 finish = Some(reason);
             }
             Some(Ok(event)) => {
+                let Some(event) = scrub.event(event) else {
+                    continue;
+                };
                 if let Err(error) = apply(engine, agent, event, events, reply).await {
                     stop(
                         &mut stopping,
@@ -430,13 +551,7 @@ async fn apply(
     let name = &agent.config.name;
     let history = engine.history_store();
     match event {
-        TurnEvent::Delta(text) => {
-            reply.text.push_str(&text);
-            agent.events.emit_with(Some(name), || Event::Delta {
-                content: text.clone(),
-            });
-            let _ = events.send(ExchangeEvent::Delta(text));
-        }
+        TurnEvent::Delta(text) => relay(agent, events, reply, text),
         TurnEvent::ToolCall(call) => {
             history
                 .append(name, agent.id, &call.to_message(name.as_str()), None)
@@ -469,6 +584,22 @@ async fn apply(
         TurnEvent::Finish(_) => {}
     }
     Ok(())
+}
+
+/// Reply text: added to the reply, sent to the caller and the watchers.
+fn relay(
+    agent: &Agent,
+    events: &mpsc::UnboundedSender<ExchangeEvent>,
+    reply: &mut Reply,
+    text: String,
+) {
+    reply.text.push_str(&text);
+    agent
+        .events
+        .emit_with(Some(&agent.config.name), || Event::Delta {
+            content: text.clone(),
+        });
+    let _ = events.send(ExchangeEvent::Delta(text));
 }
 
 /// Stores a session id the agent reported, if it is new, so the next child

@@ -291,6 +291,17 @@ impl Redactor {
         Self { secrets }
     }
 
+    /// These secrets (a coding agent's key, which its child holds).
+    pub fn of(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut secrets: Vec<String> = secrets
+            .into_iter()
+            .filter(|secret| secret.len() >= MIN_SECRET_LEN)
+            .collect();
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        secrets.dedup();
+        Self { secrets }
+    }
+
     /// Whether there is nothing to scrub.
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty()

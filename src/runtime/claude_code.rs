@@ -393,10 +393,10 @@ impl TurnState {
             "assistant" if top_level => self.assistant(&line["message"]),
             "user" if top_level => self.tool_results(&line["message"]),
             "control_request" => {
-                if let Some(answer) = self.control_request(&line) {
-                    if child.send(&answer).await.is_err() {
-                        return Some(Followed::Died);
-                    }
+                if let Some(answer) = self.control_request(&line)
+                    && child.send(&answer).await.is_err()
+                {
+                    return Some(Followed::Died);
                 }
             }
             "control_cancel_request" => {
@@ -411,10 +411,11 @@ impl TurnState {
     }
 
     fn stream_event(&self, event: &Value) {
-        if event["type"] == "content_block_delta" && event["delta"]["type"] == "text_delta" {
-            if let Some(text) = event["delta"]["text"].as_str() {
-                self.report(TurnEvent::Delta(text.to_owned()));
-            }
+        if event["type"] == "content_block_delta"
+            && event["delta"]["type"] == "text_delta"
+            && let Some(text) = event["delta"]["text"].as_str()
+        {
+            self.report(TurnEvent::Delta(text.to_owned()));
         }
     }
 
@@ -490,6 +491,8 @@ impl TurnState {
     }
 
     /// The turn's `result`: its usage, and whether it failed.
+    // `Usage` is about to gain fields (cache, reasoning) this leaves at 0.
+    #[allow(clippy::needless_update)]
     fn result(&mut self, line: &Value) -> Followed {
         let usage = &line["usage"];
         self.report(TurnEvent::Usage(Usage {
@@ -642,14 +645,14 @@ fn fact(key: &str, value: Value) -> Map<String, Value> {
     facts
 }
 
+/// A turn's work: it reports on a channel, and ends with its error, if any.
+type Work<'a> = Pin<Box<dyn Future<Output = Result<(), RuntimeError>> + Send + 'a>>;
+
 /// The turn's work as a stream: the work runs as the stream is polled,
 /// and what it reports comes out in order; its error, if any, comes last.
-fn drive<'a>(
-    work: Pin<Box<dyn Future<Output = Result<(), RuntimeError>> + Send + 'a>>,
-    events: mpsc::UnboundedReceiver<TurnEvent>,
-) -> TurnStream<'a> {
+fn drive<'a>(work: Work<'a>, events: mpsc::UnboundedReceiver<TurnEvent>) -> TurnStream<'a> {
     struct Driver<'a> {
-        work: Option<Pin<Box<dyn Future<Output = Result<(), RuntimeError>> + Send + 'a>>>,
+        work: Option<Work<'a>>,
         events: mpsc::UnboundedReceiver<TurnEvent>,
         error: Option<RuntimeError>,
     }

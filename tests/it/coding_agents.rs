@@ -47,6 +47,11 @@ struct Setup {
 
 impl Setup {
     fn new(claude: &Path) -> Self {
+        Self::with_config(claude, "")
+    }
+
+    /// [`Self::new`], with `extra` appended to the config file.
+    fn with_config(claude: &Path, extra: &str) -> Self {
         let env = Env::new();
         let home = env.dir.path().join("home");
         let tmp = env.dir.path().join("tmp");
@@ -59,6 +64,7 @@ impl Setup {
 [agents.claude-code]
 command = [{claude:?}]
 env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", CLAUDE_CODE_MAX_RETRIES = "0" }}
+{extra}
 "#,
             claude = claude.display().to_string(),
             home = home.display().to_string(),
@@ -338,19 +344,66 @@ fn a_child_killed_mid_turn_fails_that_turn_and_the_next_resumes_the_session() {
     );
 }
 
-/// The pid of a process working in `cwd` (the agent's child).
+/// The pid of a process working in `cwd` (the agent's child), once there is one.
 fn child_in(cwd: &Path) -> Option<i32> {
     let mut found = None;
     eventually("the child to be found", || {
-        found = std::fs::read_dir("/proc").ok().and_then(|entries| {
-            entries.flatten().find_map(|entry| {
-                let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-                (std::fs::read_link(entry.path().join("cwd")).ok()? == cwd).then_some(pid)
-            })
-        });
+        found = working_in(cwd);
         found.is_some()
     });
     found
+}
+
+/// The pid of a live process working in `cwd` now, if any.
+fn working_in(cwd: &Path) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+            // An exited child not yet reaped no longer works anywhere.
+            let zombie = status
+                .lines()
+                .any(|line| line.starts_with("State:") && line.contains('Z'));
+            (!zombie && std::fs::read_link(entry.path().join("cwd")).ok()? == cwd).then_some(pid)
+        })
+}
+
+#[test]
+fn an_idle_child_stops_and_the_next_message_resumes_its_session() {
+    let Some(claude) = claude() else { return };
+    let setup = Setup::with_config(&claude, "[agents]\nidle_timeout = \"1s\"\n");
+    let daemon = setup.daemon();
+    setup.spawn(&daemon, "coder", &[]);
+    assert_eq!(
+        reply(&daemon.say("coder", "before the pause")),
+        "echo: before the pause"
+    );
+    eventually("the idle child to stop", || {
+        working_in(&setup.cwd).is_none()
+    });
+    assert_eq!(
+        reply(&daemon.say("coder", "after the pause")),
+        "echo: after the pause"
+    );
+    let sent = setup.fake.last_conversation().join("\n");
+    assert!(
+        sent.contains("before the pause"),
+        "the session was not resumed: {sent}"
+    );
+}
+
+#[test]
+fn shutting_the_agent_down_stops_its_child() {
+    let Some(claude) = claude() else { return };
+    let setup = Setup::new(&claude);
+    let daemon = setup.daemon();
+    setup.spawn(&daemon, "coder", &[]);
+    assert_eq!(reply(&daemon.say("coder", "hello")), "echo: hello");
+    assert!(child_in(&setup.cwd).is_some());
+    daemon.cli(&["shutdown", "coder"]).ok();
+    eventually("the child to stop", || working_in(&setup.cwd).is_none());
 }
 
 #[test]
@@ -461,4 +514,25 @@ fn bypass_is_refused_over_tcp_and_accepted_on_the_socket() {
     assert_eq!(asked.status, 200, "{}", asked.text());
     let accepted = daemon.json("POST", "/agents", Some(spawn("on-socket")));
     assert_eq!(accepted.status, 200, "{}", accepted.text());
+}
+
+#[test]
+fn the_agents_key_printed_by_a_command_reaches_no_history_or_stream() {
+    let Some(claude) = claude() else { return };
+    let setup = Setup::new(&claude);
+    let daemon = setup.daemon();
+    setup.spawn(&daemon, "coder", &["--allow", "Bash(env)"]);
+    let mut stream = stream_message(&daemon, "coder", "run: env");
+    let said = read_rest(&mut stream);
+    assert!(!said.contains("sk-fake"), "the key was streamed: {said}");
+    let history = daemon.history("coder").to_string();
+    assert!(
+        !history.contains("sk-fake"),
+        "the key is in history: {history}"
+    );
+    // The command did print it: it was scrubbed, not missing.
+    assert!(
+        history.contains("ANTHROPIC_API_KEY=[redacted]"),
+        "{history}"
+    );
 }

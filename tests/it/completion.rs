@@ -88,7 +88,10 @@ fn agent_names_come_from_the_running_daemon() {
         assert!(offered.contains(&profile.to_owned()), "{offered:?}");
     }
     let offered = complete(env, &["orchestration", "task", "t", "--provider", ""]);
-    assert_eq!(offered, ["openai", "anthropic", "echo"]);
+    assert_eq!(
+        offered,
+        ["openai", "anthropic", "echo", "claude-code", "codex"]
+    );
     let offered = complete(env, &["orchestration", "list", "--state", "f"]);
     assert_eq!(offered, ["failed"]);
 }
