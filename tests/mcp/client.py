@@ -37,6 +37,8 @@ TOOLS = {
     "list_models": [],
     "search_history": ["query"],
     "interrupt_agent": ["agent"],
+    "list_approvals": [],
+    "answer_approval": ["id", "decision"],
 }
 PROPERTIES = {
     "spawn_agent": {"name", "provider", "profile", "model", "instructions", "base_url"},
@@ -48,6 +50,8 @@ PROPERTIES = {
     "list_models": {"provider", "profile"},
     "search_history": {"query", "agent", "limit"},
     "interrupt_agent": {"agent"},
+    "list_approvals": {"agent"},
+    "answer_approval": {"id", "decision", "reason"},
 }
 
 
