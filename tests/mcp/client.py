@@ -188,6 +188,12 @@ async def scenario(session):
     models = await ok(session, "list_models", {"provider": "echo"})
     check(models.structured_content["models"] == ["echo"], f"models: {models}")
 
+    pending = await ok(session, "list_approvals", {})
+    check(pending.structured_content == {"approvals": []}, f"approvals: {pending}")
+    check(text(pending) == "no pending approvals", f"approvals: {text(pending)}")
+    await refused(session, "answer_approval", {"id": "abcdef", "decision": "approve"}, "no approval 'abcdef'", "list_approvals")
+    await refused(session, "answer_approval", {"id": "abcdef", "decision": "maybe"}, "maybe")
+
     idle = await ok(session, "interrupt_agent", {"agent": "scratch"})
     check(idle.structured_content == {"interrupted": False}, f"interrupt an idle agent: {idle}")
     await refused(session, "interrupt_agent", {"agent": "ghost"}, "ghost")
