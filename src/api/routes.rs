@@ -81,6 +81,11 @@ fn health(ctx: &ApiContext) -> Reply {
 
 fn shutdown(ctx: &ApiContext) -> Reply {
     tracing::info!("shutdown requested over the API");
+    // Before the token fires (event streams end on it), so event readers
+    // see every pending approval denied.
+    ctx.engine
+        .approvals()
+        .deny_all(crate::engine::SHUTTING_DOWN);
     ctx.stop.cancel();
     Ok(body::json(
         StatusCode::ACCEPTED,

@@ -282,8 +282,9 @@ pub(crate) async fn run(
 
     tracing::info!("shutting down: no longer accepting connections");
     // Denied now, not at the drain's deadline: a turn waiting for an
-    // answer hears why, records it and finishes within the drain (and
-    // event readers see each denial before their stream ends).
+    // answer hears why, records it and finishes within the drain. (Done
+    // already where the stop began, so event readers saw it; this catches
+    // any other way the core was stopped.)
     engine.approvals().deny_all(crate::engine::SHUTTING_DOWN);
     // Event streams end with this line, so watchers do not hold the drain up.
     engine.events().stopping();
@@ -390,6 +391,9 @@ async fn accept_until_stopped(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = &mut shutdown => {
+                // Before the token: event streams end when it fires, and
+                // their readers should see each denial first.
+                ctx.engine.approvals().deny_all(crate::engine::SHUTTING_DOWN);
                 // Everything else the core runs stops on this token.
                 stop.cancel();
                 return;

@@ -396,6 +396,33 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "approvals",
+        &[
+            (
+                "orchestration approvals",
+                "The tool calls waiting for a yes or no: id, agent, tool, what it would run, how long it has waited.",
+            ),
+            (
+                "orchestration --json approvals --agent coder",
+                "Only coder's, as the API's JSON (GET /approvals?agent=coder).",
+            ),
+        ],
+    ),
+    (
+        "approve",
+        &[(
+            "orchestration approve 3f9c2a",
+            "Let the tool call with id 3f9c2a run; the agent goes on with its turn.",
+        )],
+    ),
+    (
+        "deny",
+        &[(
+            "orchestration deny 3f9c2a --reason \"not on main\"",
+            "Refuse it; the agent is told it was denied, and why.",
+        )],
+    ),
+    (
         "watch",
         &[
             (

@@ -37,6 +37,8 @@ TOOLS = {
     "list_models": [],
     "search_history": ["query"],
     "interrupt_agent": ["agent"],
+    "list_approvals": [],
+    "answer_approval": ["id", "decision"],
 }
 PROPERTIES = {
     "spawn_agent": {"name", "provider", "profile", "model", "instructions", "base_url"},
@@ -48,6 +50,8 @@ PROPERTIES = {
     "list_models": {"provider", "profile"},
     "search_history": {"query", "agent", "limit"},
     "interrupt_agent": {"agent"},
+    "list_approvals": {"agent"},
+    "answer_approval": {"id", "decision", "reason"},
 }
 
 
@@ -183,6 +187,12 @@ async def scenario(session):
 
     models = await ok(session, "list_models", {"provider": "echo"})
     check(models.structured_content["models"] == ["echo"], f"models: {models}")
+
+    pending = await ok(session, "list_approvals", {})
+    check(pending.structured_content == {"approvals": []}, f"approvals: {pending}")
+    check(text(pending) == "no pending approvals", f"approvals: {text(pending)}")
+    await refused(session, "answer_approval", {"id": "abcdef", "decision": "approve"}, "no approval 'abcdef'", "list_approvals")
+    await refused(session, "answer_approval", {"id": "abcdef", "decision": "maybe"}, "maybe")
 
     idle = await ok(session, "interrupt_agent", {"agent": "scratch"})
     check(idle.structured_content == {"interrupted": False}, f"interrupt an idle agent: {idle}")
