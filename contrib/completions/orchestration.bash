@@ -16,11 +16,20 @@ _orchestration() {
             ",$1")
                 cmd="orchestration"
                 ;;
+            orchestration,approvals)
+                cmd="orchestration__subcmd__approvals"
+                ;;
+            orchestration,approve)
+                cmd="orchestration__subcmd__approve"
+                ;;
             orchestration,completions)
                 cmd="orchestration__subcmd__completions"
                 ;;
             orchestration,config)
                 cmd="orchestration__subcmd__config"
+                ;;
+            orchestration,deny)
+                cmd="orchestration__subcmd__deny"
                 ;;
             orchestration,help)
                 cmd="orchestration__subcmd__help"
@@ -64,6 +73,9 @@ _orchestration() {
             orchestration,ui)
                 cmd="orchestration__subcmd__ui"
                 ;;
+            orchestration,usage)
+                cmd="orchestration__subcmd__usage"
+                ;;
             orchestration,watch)
                 cmd="orchestration__subcmd__watch"
                 ;;
@@ -103,11 +115,20 @@ _orchestration() {
             orchestration__subcmd__config__subcmd__help,unset)
                 cmd="orchestration__subcmd__config__subcmd__help__subcmd__unset"
                 ;;
+            orchestration__subcmd__help,approvals)
+                cmd="orchestration__subcmd__help__subcmd__approvals"
+                ;;
+            orchestration__subcmd__help,approve)
+                cmd="orchestration__subcmd__help__subcmd__approve"
+                ;;
             orchestration__subcmd__help,completions)
                 cmd="orchestration__subcmd__help__subcmd__completions"
                 ;;
             orchestration__subcmd__help,config)
                 cmd="orchestration__subcmd__help__subcmd__config"
+                ;;
+            orchestration__subcmd__help,deny)
+                cmd="orchestration__subcmd__help__subcmd__deny"
                 ;;
             orchestration__subcmd__help,help)
                 cmd="orchestration__subcmd__help__subcmd__help"
@@ -150,6 +171,9 @@ _orchestration() {
                 ;;
             orchestration__subcmd__help,ui)
                 cmd="orchestration__subcmd__help__subcmd__ui"
+                ;;
+            orchestration__subcmd__help,usage)
+                cmd="orchestration__subcmd__help__subcmd__usage"
                 ;;
             orchestration__subcmd__help,watch)
                 cmd="orchestration__subcmd__help__subcmd__watch"
@@ -209,8 +233,48 @@ _orchestration() {
 
     case "${cmd}" in
         orchestration)
-            opts="-h -V --socket --json --raw --no-autostart --help --version serve spawn list message history task shutdown models search prune watch config service ui mcp completions help"
+            opts="-h -V --socket --json --raw --no-autostart --help --version serve spawn list message history task shutdown models search prune approvals approve deny usage watch config service ui mcp completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__approvals)
+            opts="-h --agent --socket --json --raw --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --agent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__approve)
+            opts="-h --socket --json --raw --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -450,9 +514,59 @@ _orchestration() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        orchestration__subcmd__help)
-            opts="serve spawn list message history task shutdown models search prune watch config service ui mcp completions help"
+        orchestration__subcmd__deny)
+            opts="-h --reason --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help)
+            opts="serve spawn list message history task shutdown models search prune approvals approve deny usage watch config service ui mcp completions help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__approvals)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__approve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -551,6 +665,20 @@ _orchestration() {
         orchestration__subcmd__help__subcmd__config__subcmd__unset)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__deny)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -787,6 +915,20 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__help__subcmd__ui)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__usage)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1311,6 +1453,36 @@ _orchestration() {
                 return 0
             fi
             case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__usage)
+            opts="-h --by --since --agent --socket --json --raw --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --by)
+                    COMPREPLY=($(compgen -W "agent profile model day" -- "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --agent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
