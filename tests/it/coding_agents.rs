@@ -81,6 +81,19 @@ env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRA
         InProcess::serve(self.env.clone(), &["--no-tcp"])
     }
 
+    /// Whether a session file Claude Code keeps under its HOME has `text`.
+    fn session_files_contain(&self, text: &str) -> bool {
+        let projects = self.env.dir.path().join("home/.claude/projects");
+        let Ok(dirs) = std::fs::read_dir(projects) else {
+            return false;
+        };
+        dirs.flatten()
+            .filter_map(|dir| std::fs::read_dir(dir.path()).ok())
+            .flat_map(|files| files.flatten())
+            .filter_map(|file| std::fs::read_to_string(file.path()).ok())
+            .any(|content| content.contains(text))
+    }
+
     /// `spawn NAME --provider claude-code` at the fake, in the project
     /// directory, plus `extra` options.
     fn spawn(&self, daemon: &InProcess, name: &str, extra: &[&str]) {
@@ -318,6 +331,12 @@ fn a_child_killed_mid_turn_fails_that_turn_and_the_next_resumes_the_session() {
         reply(&daemon.say("coder", "remember me")),
         "echo: remember me"
     );
+    // Claude Code writes its session file behind the turn's answer; a kill
+    // before that write loses the turn from its own record, which no
+    // daemon can bring back. The daemon's part is to resume the session.
+    eventually("Claude Code to write the first turn to its session", || {
+        setup.session_files_contain("echo: remember me")
+    });
     let mut stream = stream_message(&daemon, "coder", "slow: a story to cut");
     line_of(&mut stream, "delta");
     let pid = child_in(&setup.cwd).expect("the Claude Code child, working in the project dir");
