@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::agent::{Agent, End, ExchangeEvent, INTERRUPTED_BY_REQUEST, Reply, Turn, record_reply};
 use super::{Approvals, Engine, EngineError, lock, usage};
 use crate::model::{
-    AgentConfig, AgentName, AgentState, ApprovalRequest, Event, HUMAN, Message, Verdict,
+    AgentConfig, AgentName, AgentState, Approval, ApprovalRequest, Event, HUMAN, Message, Verdict,
 };
 use crate::profiles::Kind;
 use crate::providers::http::Redactor;
@@ -219,12 +219,12 @@ impl Held {
 }
 
 /// Puts a runtime's permission requests to the daemon's approvals, and
-/// tells the caller whose turn asked.
+/// tells the turn that asked (which tells its caller, in order).
 struct EngineApprover {
     approvals: Approvals,
     agent: AgentName,
     timeout: Duration,
-    caller: mpsc::UnboundedSender<ExchangeEvent>,
+    asked: mpsc::UnboundedSender<Approval>,
 }
 
 impl Approver for EngineApprover {
@@ -232,11 +232,11 @@ impl Approver for EngineApprover {
         let approvals = self.approvals.clone();
         let agent = self.agent.clone();
         let timeout = self.timeout;
-        let caller = self.caller.clone();
+        let asked = self.asked.clone();
         Box::pin(async move {
             approvals
                 .ask_notify(&agent, request, timeout, |approval| {
-                    let _ = caller.send(ExchangeEvent::Approval(approval.clone()));
+                    let _ = asked.send(approval.clone());
                 })
                 .await
         })
@@ -321,11 +321,12 @@ pub(super) async fn exchange(
             }
         }
     }
+    let (asked, approvals_asked) = mpsc::unbounded_channel();
     let approver = Arc::new(EngineApprover {
         approvals: engine.approvals().clone(),
         agent: name.clone(),
         timeout: settings.config.agents.approval_timeout,
-        caller: events.clone(),
+        asked,
     });
     let max_bytes = settings.config.limits.max_reply_bytes;
     drop(settings);
@@ -340,6 +341,7 @@ pub(super) async fn exchange(
             interrupt: turn.token.clone(),
         },
         events,
+        approvals_asked,
         &mut reply,
         Limits {
             max_bytes,
@@ -368,12 +370,14 @@ pub(super) async fn exchange(
 /// Streams one turn of the runtime into `reply`. A shutdown, a departed
 /// caller or a full reply interrupts the turn and waits a while for its
 /// end; an interrupt by request is the runtime's to finish.
+#[allow(clippy::too_many_arguments)]
 async fn run_turn(
     engine: &Engine,
     agent: &Agent,
     held: &mut Held,
     turn: runtime::Turn,
     events: &mpsc::UnboundedSender<ExchangeEvent>,
+    mut asked: mpsc::UnboundedReceiver<Approval>,
     reply: &mut Reply,
     limits: Limits,
 ) -> End {
@@ -387,6 +391,7 @@ async fn run_turn(
         held,
         turn,
         events,
+        &mut asked,
         reply,
         limits.max_bytes,
         &mut scrub,
@@ -468,6 +473,7 @@ async fn follow_turn(
     held: &mut Held,
     turn: runtime::Turn,
     events: &mpsc::UnboundedSender<ExchangeEvent>,
+    asked: &mut mpsc::UnboundedReceiver<Approval>,
     reply: &mut Reply,
     max_bytes: usize,
     scrub: &mut Scrub,
@@ -492,6 +498,12 @@ async fn follow_turn(
             }
             _ = &mut grace => break,
             item = stream.next() => item,
+            // After the stream: a tool call the runtime reported before it
+            // asked reaches the caller (stored first) before the request.
+            Some(approval) = asked.recv() => {
+                let _ = events.send(ExchangeEvent::Approval(approval));
+                continue;
+            }
         };
         match item {
             None => break,
