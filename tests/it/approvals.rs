@@ -7,34 +7,17 @@
 //! (or fail, with `$ORCHESTRATION_REQUIRE_THIRD_PARTY=1`). The refusals
 //! need no binary.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::{Value, json};
 
+use crate::common::coding::{claude, line_of, stream_message};
 use crate::common::fake_anthropic::FakeAnthropic;
 use crate::common::in_process::InProcess;
-use crate::common::{Env, Harness, eventually, open_events, open_request, read_rest};
-
-fn claude() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("ORCHESTRATION_CLAUDE").map(PathBuf::from)
-        && path.is_file()
-    {
-        return Some(path);
-    }
-    let required = std::env::var("ORCHESTRATION_REQUIRE_THIRD_PARTY").as_deref() == Ok("1");
-    assert!(
-        !required,
-        "Claude Code is required but ORCHESTRATION_CLAUDE names no file; run scripts/test.sh"
-    );
-    eprintln!(
-        "SKIPPED: Claude Code is not installed, so this approvals test did not run; \
-         `bash scripts/test.sh` installs it"
-    );
-    None
-}
+use crate::common::{Env, Harness, eventually, open_events, read_rest};
 
 /// A daemon whose Claude Code is `claude` (home and temp dir inside the
 /// env), the agent's working directory, and the fake model server.
@@ -98,39 +81,6 @@ env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRA
             .cli_env(&[("FAKE_ANTHROPIC_KEY", "sk-fake")], &args)
             .ok();
     }
-}
-
-/// The next JSON line of a stream (chunk sizes and blank lines skipped).
-fn next_line(reader: &mut impl BufRead) -> Value {
-    loop {
-        let mut line = String::new();
-        let n = reader.read_line(&mut line).expect("read a stream line");
-        assert!(n > 0, "the stream ended early");
-        if let Ok(value) = serde_json::from_str::<Value>(line.trim())
-            && value.is_object()
-        {
-            return value;
-        }
-    }
-}
-
-fn line_of(reader: &mut impl BufRead, kind: &str) -> Value {
-    loop {
-        let line = next_line(reader);
-        if line["type"] == kind {
-            return line;
-        }
-    }
-}
-
-fn stream_message(daemon: &InProcess, content: &str) -> BufReader<UnixStream> {
-    let body = json!({"content": content, "stream": true}).to_string();
-    open_request(
-        &daemon.env().socket(),
-        "POST",
-        "/agents/coder/message",
-        Some(&body),
-    )
 }
 
 /// The approval a streamed message is waiting for.
@@ -354,7 +304,7 @@ fn a_denial_with_a_reason_reaches_the_model_and_nothing_runs() {
     let daemon = setup.daemon();
     setup.spawn_coder(&daemon);
     let mut events = open_events(&daemon.env().socket());
-    let mut stream = stream_message(&daemon, "run: touch denied.txt");
+    let mut stream = stream_message(&daemon, "coder", "run: touch denied.txt");
     let approval = asked(&mut stream);
     let id = approval["id"].as_str().expect("an id").to_owned();
     let out = daemon.cli(&["deny", &id, "--reason", "not in this repo"]);
@@ -382,7 +332,7 @@ fn an_unanswered_approval_is_denied_at_its_timeout() {
     let daemon = setup.daemon();
     setup.spawn_coder(&daemon);
     let mut events = open_events(&daemon.env().socket());
-    let mut stream = stream_message(&daemon, "run: touch late.txt");
+    let mut stream = stream_message(&daemon, "coder", "run: touch late.txt");
     let id = asked(&mut stream)["id"].as_str().expect("an id").to_owned();
     let resolved = line_of(&mut events, "approval_resolved");
     assert_eq!(resolved["id"], id.as_str());
@@ -408,7 +358,7 @@ fn a_pending_approval_is_denied_at_shutdown_and_the_turn_records_it() {
     let mut daemon = setup.daemon();
     setup.spawn_coder(&daemon);
     let mut events = open_events(&daemon.env().socket());
-    let mut stream = stream_message(&daemon, "run: touch never.txt");
+    let mut stream = stream_message(&daemon, "coder", "run: touch never.txt");
     let id = asked(&mut stream)["id"].as_str().expect("an id").to_owned();
     daemon.stop().expect("a clean stop");
     let resolved = line_of(&mut events, "approval_resolved");

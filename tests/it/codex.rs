@@ -608,14 +608,13 @@ fn a_missing_executable_says_how_to_install_it() {
 mod through_the_daemon {
     use super::{FakeResponses, codex_binary};
 
-    use std::io::{BufRead, BufReader};
-    use std::os::unix::net::UnixStream;
     use std::path::{Path, PathBuf};
 
-    use serde_json::{Value, json};
+    use serde_json::json;
 
+    use crate::common::coding::{child_in, line_of, reply, stream_message};
     use crate::common::in_process::InProcess;
-    use crate::common::{Env, Harness, HttpResponse, open_events, open_request, read_rest};
+    use crate::common::{Env, Harness, open_events, read_rest};
 
     /// A daemon whose Codex is `codex`, with a HOME of its own inside the
     /// env, the agent's working directory, and the fake it talks to.
@@ -685,45 +684,6 @@ mod through_the_daemon {
                 .expect("a request reached the fake")
                 .input_text()
         }
-    }
-
-    #[track_caller]
-    fn reply(response: &HttpResponse) -> String {
-        assert_eq!(response.status, 200, "{}", response.text());
-        response.json()["messages"][0]["content"]
-            .as_str()
-            .expect("reply text")
-            .to_owned()
-    }
-
-    /// Reads NDJSON lines until one of `kind`.
-    fn line_of(reader: &mut impl BufRead, kind: &str) -> Value {
-        loop {
-            let mut line = String::new();
-            let n = reader.read_line(&mut line).expect("read a stream line");
-            assert!(n > 0, "the stream ended before a {kind:?} line");
-            if let Ok(value) = serde_json::from_str::<Value>(line.trim())
-                && value["type"] == kind
-            {
-                return value;
-            }
-        }
-    }
-
-    fn stream_message(daemon: &InProcess, name: &str, content: &str) -> BufReader<UnixStream> {
-        let body = json!({"content": content, "stream": true}).to_string();
-        let stream = open_request(
-            &daemon.env().socket(),
-            "POST",
-            &format!("/agents/{name}/message"),
-            Some(&body),
-        );
-        // A first turn starts Codex, slow on a loaded machine.
-        stream
-            .get_ref()
-            .set_read_timeout(Some(super::TURN_PATIENCE))
-            .expect("timeout");
-        stream
     }
 
     #[test]
@@ -899,21 +859,6 @@ mod through_the_daemon {
             "echo: still there?"
         );
         assert!(setup.last_input().contains("remember me"));
-    }
-
-    /// The pid of a process working in `cwd` (the agent's child).
-    fn child_in(cwd: &Path) -> Option<i32> {
-        let mut found = None;
-        crate::common::eventually("the child to be found", || {
-            found = std::fs::read_dir("/proc").ok().and_then(|entries| {
-                entries.flatten().find_map(|entry| {
-                    let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-                    (std::fs::read_link(entry.path().join("cwd")).ok()? == cwd).then_some(pid)
-                })
-            });
-            found.is_some()
-        });
-        found
     }
 
     #[test]

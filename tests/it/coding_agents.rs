@@ -6,35 +6,14 @@
 //! they fail. Spawn checks, the TCP refusal of `bypass` and the Python
 //! client's `agent_type: "sdk"` need no binary.
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::common::coding::{child_in, claude, line_of, reply, stream_message, working_in};
 use crate::common::fake_anthropic::FakeAnthropic;
 use crate::common::in_process::InProcess;
-use crate::common::{Env, Harness, eventually, open_events, open_request, read_rest};
-
-/// The Claude Code binary, or `None` (the test is skipped) when it is not
-/// installed and not required.
-fn claude() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("ORCHESTRATION_CLAUDE").map(PathBuf::from)
-        && path.is_file()
-    {
-        return Some(path);
-    }
-    let required = std::env::var("ORCHESTRATION_REQUIRE_THIRD_PARTY").as_deref() == Ok("1");
-    assert!(
-        !required,
-        "Claude Code is required but ORCHESTRATION_CLAUDE names no file; run scripts/test.sh"
-    );
-    eprintln!(
-        "SKIPPED: Claude Code is not installed, so this coding-agent test did not run; \
-         `bash scripts/test.sh` installs it"
-    );
-    None
-}
+use crate::common::{Env, Harness, eventually, open_events, read_rest};
 
 /// A daemon whose Claude Code is `claude`, with a home and temp dir of its
 /// own inside the env (so nothing is written outside it), the agent's
@@ -117,50 +96,6 @@ env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRA
             .cli_env(&[("FAKE_ANTHROPIC_KEY", "sk-fake")], &args);
         out.ok();
     }
-}
-
-/// The reply text of a `say`.
-#[track_caller]
-fn reply(response: &crate::common::HttpResponse) -> String {
-    assert_eq!(response.status, 200, "{}", response.text());
-    response.json()["messages"][0]["content"]
-        .as_str()
-        .expect("reply text")
-        .to_owned()
-}
-
-/// The NDJSON lines of a streamed reply read so far (chunk sizes skipped).
-fn next_line(reader: &mut impl BufRead) -> Value {
-    loop {
-        let mut line = String::new();
-        let n = reader.read_line(&mut line).expect("read a stream line");
-        assert!(n > 0, "the stream ended early");
-        if let Ok(value) = serde_json::from_str::<Value>(line.trim())
-            && value.is_object()
-        {
-            return value;
-        }
-    }
-}
-
-/// Reads lines until one of `kind`.
-fn line_of(reader: &mut impl BufRead, kind: &str) -> Value {
-    loop {
-        let line = next_line(reader);
-        if line["type"] == kind {
-            return line;
-        }
-    }
-}
-
-fn stream_message(daemon: &InProcess, name: &str, content: &str) -> BufReader<UnixStream> {
-    let body = json!({"content": content, "stream": true}).to_string();
-    open_request(
-        &daemon.env().socket(),
-        "POST",
-        &format!("/agents/{name}/message"),
-        Some(&body),
-    )
 }
 
 #[test]
@@ -361,32 +296,6 @@ fn a_child_killed_mid_turn_fails_that_turn_and_the_next_resumes_the_session() {
         sent.contains("remember me"),
         "the session was not resumed: {sent}"
     );
-}
-
-/// The pid of a process working in `cwd` (the agent's child), once there is one.
-fn child_in(cwd: &Path) -> Option<i32> {
-    let mut found = None;
-    eventually("the child to be found", || {
-        found = working_in(cwd);
-        found.is_some()
-    });
-    found
-}
-
-/// The pid of a live process working in `cwd` now, if any.
-fn working_in(cwd: &Path) -> Option<i32> {
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
-            // An exited child not yet reaped no longer works anywhere.
-            let zombie = status
-                .lines()
-                .any(|line| line.starts_with("State:") && line.contains('Z'));
-            (!zombie && std::fs::read_link(entry.path().join("cwd")).ok()? == cwd).then_some(pid)
-        })
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! directories and talks to it over real sockets with raw HTTP/1.1.
 #![allow(dead_code)]
 
+pub mod coding;
 pub mod fake_anthropic;
 pub mod fake_provider;
 pub mod fake_responses;

@@ -1,0 +1,120 @@
+//! What the coding-agent tests share (Claude Code, Codex, approvals): the
+//! CLIs `scripts/test.sh` installs, a streamed message and its NDJSON lines,
+//! and the agent's child process found by its working directory.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::in_process::InProcess;
+use super::{Harness, HttpResponse, eventually, open_request};
+
+/// How long one turn may take before a test fails (a loaded machine starts
+/// a coding agent's CLI slowly); not a speed target.
+pub const TURN_PATIENCE: Duration = Duration::from_secs(90);
+
+/// The executable `$VAR` names (`scripts/test.sh` sets it), or `None` (the
+/// test is skipped) when it names none and third-party tools are not
+/// required (`ORCHESTRATION_REQUIRE_THIRD_PARTY=1` makes that a failure).
+pub fn installed(var: &str, what: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(var).map(PathBuf::from)
+        && path.is_file()
+    {
+        return Some(path);
+    }
+    let required = std::env::var("ORCHESTRATION_REQUIRE_THIRD_PARTY").as_deref() == Ok("1");
+    assert!(
+        !required,
+        "{what} is required but {var} names no file; run scripts/test.sh"
+    );
+    eprintln!(
+        "SKIPPED: {what} is not installed, so this test did not run; `bash scripts/test.sh` installs it"
+    );
+    None
+}
+
+/// Claude Code, from `ORCHESTRATION_CLAUDE`.
+pub fn claude() -> Option<PathBuf> {
+    installed("ORCHESTRATION_CLAUDE", "Claude Code")
+}
+
+/// The reply text of a `say`.
+#[track_caller]
+pub fn reply(response: &HttpResponse) -> String {
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.json()["messages"][0]["content"]
+        .as_str()
+        .expect("reply text")
+        .to_owned()
+}
+
+/// `POST /agents/NAME/message` with `stream: true`, held open to read its
+/// lines, each waited for up to [`TURN_PATIENCE`].
+pub fn stream_message(daemon: &InProcess, name: &str, content: &str) -> BufReader<UnixStream> {
+    let body = json!({"content": content, "stream": true}).to_string();
+    let stream = open_request(
+        &daemon.env().socket(),
+        "POST",
+        &format!("/agents/{name}/message"),
+        Some(&body),
+    );
+    stream
+        .get_ref()
+        .set_read_timeout(Some(TURN_PATIENCE))
+        .expect("timeout");
+    stream
+}
+
+/// The next NDJSON object of a stream (chunk sizes and blank lines skipped).
+pub fn next_line(reader: &mut impl BufRead) -> Value {
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).expect("read a stream line");
+        assert!(n > 0, "the stream ended early");
+        if let Ok(value) = serde_json::from_str::<Value>(line.trim())
+            && value.is_object()
+        {
+            return value;
+        }
+    }
+}
+
+/// Reads lines until one of `kind`.
+pub fn line_of(reader: &mut impl BufRead, kind: &str) -> Value {
+    loop {
+        let line = next_line(reader);
+        if line["type"] == kind {
+            return line;
+        }
+    }
+}
+
+/// The pid of the live process working in `cwd` (an agent's child), once
+/// there is one.
+pub fn child_in(cwd: &Path) -> Option<i32> {
+    let mut found = None;
+    eventually("the child to be found", || {
+        found = working_in(cwd);
+        found.is_some()
+    });
+    found
+}
+
+/// The pid of a live process working in `cwd` now, if any.
+pub fn working_in(cwd: &Path) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+            // An exited child not yet reaped no longer works anywhere.
+            let zombie = status
+                .lines()
+                .any(|line| line.starts_with("State:") && line.contains('Z'));
+            (!zombie && std::fs::read_link(entry.path().join("cwd")).ok()? == cwd).then_some(pid)
+        })
+}
