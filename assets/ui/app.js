@@ -9,6 +9,7 @@ import * as agents from './agents.js';
 import * as conversation from './conversation.js';
 import * as search from './search.js';
 import * as fanout from './fanout.js';
+import * as approvals from './approvals.js';
 
 const pages = ['login', 'agents', 'conversation', 'search', 'fanout'];
 let events = null;
@@ -50,6 +51,7 @@ async function route() {
 function loggedOut(reason) {
   if (events) events.abort();
   events = null;
+  $('approvals').hidden = true;
   $('login-reason').textContent = reason;
   show('login');
 }
@@ -71,6 +73,7 @@ async function follow() {
       await api.stream('GET', '/events', null, (line) => {
         agents.onEvent(line);
         conversation.onEvent(line);
+        approvals.onEvent(line);
       }, events.signal);
     } catch (error) {
       if (error.name === 'AbortError') return;
@@ -79,6 +82,7 @@ async function follow() {
     status('Lost the event stream; reconnecting…', true);
     await new Promise((resolve) => setTimeout(resolve, 2000));
     conversation.resync();
+    approvals.refresh().catch(failed);
   }
 }
 
@@ -105,9 +109,12 @@ async function start() {
   conversation.setup(failed);
   search.setup(failed);
   fanout.setup(failed);
+  approvals.setup(failed);
   window.addEventListener('hashchange', route);
   await route();
-  if (api.hasSession()) follow();
+  if (!api.hasSession()) return;
+  follow();
+  approvals.refresh().catch(failed);
 }
 
 start();

@@ -93,6 +93,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../assets/ui/fanout.js"),
     ),
+    (
+        "approvals.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/ui/approvals.js"),
+    ),
 ];
 
 /// A logged-in page: the cookie's value and the CSRF value its requests

@@ -3,7 +3,8 @@
 //! against an in-process daemon with the echo provider: login through the
 //! link's fragment, the token refused the second time, spawning from the
 //! page, a streamed reply, markup in a reply shown as text, search, and a
-//! fan-out side by side. Screenshots of each page land in
+//! fan-out side by side. `tests/ui/approvals.py` answers a real Claude
+//! Code agent's approvals from the page's panel. Screenshots of each page land in
 //! `target/tmp/ui-screenshots/` for whoever changes the page to look at.
 //!
 //! Python with Selenium comes from `$ORCHESTRATION_SELENIUM_PYTHON` (set by
@@ -16,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::coding::claude;
+use crate::common::fake_anthropic::FakeAnthropic;
 use crate::common::in_process::InProcess;
 use crate::common::{Env, Harness};
 
@@ -76,10 +79,10 @@ fn screenshots() -> PathBuf {
     dir
 }
 
-#[test]
-fn the_page_works_in_a_real_browser() {
-    let browser = match browser() {
-        Ok(browser) => browser,
+/// The browser, or `None` (skipped, or a failure when third-party tools are required).
+fn browser_or_skip() -> Option<Browser> {
+    match browser() {
+        Ok(browser) => Some(browser),
         Err(why) => {
             let required = std::env::var("ORCHESTRATION_REQUIRE_THIRD_PARTY").as_deref() == Ok("1");
             assert!(
@@ -89,25 +92,24 @@ fn the_page_works_in_a_real_browser() {
             eprintln!(
                 "SKIPPED: the browser test did not run: {why}; `bash scripts/test.sh` installs what it needs"
             );
-            return;
+            None
         }
-    };
-    // Slow enough words that the page shows the reply while it streams.
-    let daemon = InProcess::start_with(Env::new(), true, |config| {
-        config.echo_delay = Duration::from_millis(50);
-    });
-    let profile = daemon.env.dir.path().join("chromium-profile");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/page.py");
-    let output = Command::new(&browser.python)
+    }
+}
+
+/// The command running `script` with Selenium against `daemon`, its
+/// browser profile, home and scratch files in the daemon's temp dir.
+fn script(browser: &Browser, daemon: &InProcess, name: &str) -> Command {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/ui")
+        .join(name);
+    let mut command = Command::new(&browser.python);
+    command
         .arg(&script)
-        .arg("--link")
-        .arg(link(&daemon))
-        .arg("--second-link")
-        .arg(link(&daemon))
         .arg("--screenshots")
         .arg(screenshots())
         .arg("--profile")
-        .arg(&profile)
+        .arg(daemon.env.dir.path().join("chromium-profile"))
         .arg("--chromium")
         .arg(&browser.chromium)
         .arg("--chromedriver")
@@ -117,7 +119,24 @@ fn the_page_works_in_a_real_browser() {
         .env("SE_AVOID_STATS", "true")
         .env("HOME", daemon.env.dir.path().join("home"))
         // Chromium's and its driver's scratch files go to the test's temp dir too.
-        .env("TMPDIR", daemon.env.dir.path())
+        .env("TMPDIR", daemon.env.dir.path());
+    command
+}
+
+#[test]
+fn the_page_works_in_a_real_browser() {
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
+    // Slow enough words that the page shows the reply while it streams.
+    let daemon = InProcess::start_with(Env::new(), true, |config| {
+        config.echo_delay = Duration::from_millis(50);
+    });
+    let output = script(&browser, &daemon, "page.py")
+        .arg("--link")
+        .arg(link(&daemon))
+        .arg("--second-link")
+        .arg(link(&daemon))
         .output()
         .expect("run the browser test");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -140,4 +159,74 @@ fn the_page_works_in_a_real_browser() {
         "{texts:?}"
     );
     assert_eq!(daemon.json("GET", "/agents/other", None).status, 200);
+}
+
+#[test]
+fn the_approvals_panel_answers_a_real_coding_agent() {
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
+    let Some(claude) = claude() else { return };
+    let env = Env::new();
+    let home = env.dir.path().join("home");
+    let tmp = env.dir.path().join("tmp");
+    let cwd = env.dir.path().join("project");
+    for dir in [&home, &tmp, &cwd] {
+        std::fs::create_dir_all(dir).expect("dir");
+    }
+    let config = format!(
+        r#"
+[agents.claude-code]
+command = [{claude:?}]
+env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", CLAUDE_CODE_MAX_RETRIES = "0" }}
+"#,
+        claude = claude.display().to_string(),
+        home = home.display().to_string(),
+        tmp = tmp.display().to_string(),
+    );
+    let fake = FakeAnthropic::start();
+    let daemon = InProcess::start_in(env.config(&config), true);
+    let url = fake.url();
+    let cwd_arg = cwd.display().to_string();
+    daemon
+        .env()
+        .cli_env(
+            &[("FAKE_ANTHROPIC_KEY", "sk-fake")],
+            &[
+                "spawn",
+                "coder",
+                "--provider",
+                "claude-code",
+                "--base-url",
+                &url,
+                "--api-key-env",
+                "FAKE_ANTHROPIC_KEY",
+                "--cwd",
+                &cwd_arg,
+            ],
+        )
+        .ok();
+    let output = script(&browser, &daemon, "approvals.py")
+        .arg("--link")
+        .arg(link(&daemon))
+        .arg("--agent")
+        .arg("coder")
+        .arg("--cwd")
+        .arg(&cwd)
+        .output()
+        .expect("run the browser test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the approvals browser test failed:\n{stdout}\n{stderr}\ndaemon log:\n{}",
+        daemon.log()
+    );
+    // The page's answers are the daemon's: one command ran, the other did not.
+    assert!(cwd.join("approved.txt").is_file());
+    assert!(!cwd.join("denied.txt").exists());
+    assert_eq!(
+        daemon.json("GET", "/approvals", None).json(),
+        serde_json::json!([])
+    );
 }

@@ -1,0 +1,112 @@
+"""The approvals panel in a real browser: headless Chromium driven by Selenium.
+
+Run by tests/it/ui_browser.rs against an in-process daemon with a live
+Claude Code agent (`--agent`, working in `--cwd`) whose model is a fake that
+asks to run `touch FILE` for a message `run: touch FILE`. From the page it
+sends two such messages: the first is approved with the keyboard and the
+file must appear; the second is denied with a reason typed into the panel
+and the file must not appear. Every check is an assertion; waits are for
+things to appear, never for time to pass.
+"""
+
+import argparse
+import os
+import sys
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from page import Page
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    for flag in ("--link", "--screenshots", "--profile", "--chromium", "--chromedriver", "--agent", "--cwd"):
+        parser.add_argument(flag, required=True)
+    args = parser.parse_args()
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = args.chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--no-first-run",
+        "--window-size=1280,900",
+        f"--user-data-dir={args.profile}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=args.chromedriver))
+    try:
+        Panel(driver, args).run()
+    finally:
+        driver.quit()
+    print("all approval-panel checks passed")
+
+
+class Panel(Page):
+    def run(self):
+        self.driver.get(self.args.link)
+        self.until("the agents page after login", lambda: self.visible("page-agents"))
+        assert not self.visible("approvals"), "the panel shows with nothing pending"
+        self.go(f"agent/{self.args.agent}", "conversation")
+        self.approve_with_the_keyboard()
+        self.deny_with_a_reason()
+
+    def ask(self, command):
+        """Sends `run: COMMAND` from the page; returns the panel's entry for it."""
+        prompt = self.driver.find_element(By.ID, "prompt")
+        self.until("the prompt to be enabled", prompt.is_enabled)
+        prompt.send_keys(f"run: {command}")
+        self.driver.find_element(By.ID, "send").click()
+        self.until("the approvals panel", lambda: self.visible("approvals"))
+        entries = self.until("one pending approval", lambda: self.css("#approvals-list li.approval"))
+        assert len(entries) == 1, [e.text for e in entries]
+        entry = entries[0]
+        agent = entry.find_element(By.CSS_SELECTOR, ".sender").text
+        tool = entry.find_element(By.CSS_SELECTOR, ".tool").text
+        summary = entry.find_element(By.CSS_SELECTOR, ".summary").text
+        cwd = entry.find_element(By.CSS_SELECTOR, ".cwd").text
+        age = entry.find_element(By.CSS_SELECTOR, ".age").text
+        assert agent == self.args.agent, agent
+        assert tool == "Bash", tool
+        assert command in summary, summary
+        assert cwd == f"in {self.args.cwd}", cwd
+        assert age.strip().endswith("ago"), age
+        count = self.driver.find_element(By.ID, "approvals-count").text
+        assert count == "1", count
+        return entry
+
+    def answered(self, what):
+        self.until(f"the panel to close after {what}", lambda: not self.visible("approvals"))
+        self.until(f"the reply after {what}", lambda: self.status() == f"{self.args.agent} replied.")
+
+    def approve_with_the_keyboard(self):
+        entry = self.ask("touch approved.txt")
+        self.shot("approvals-pending")
+        button = entry.find_element(By.CSS_SELECTOR, "button.approve")
+        # Enter on the focused button answers, as a click would.
+        button.send_keys(Keys.ENTER)
+        made = os.path.join(self.args.cwd, "approved.txt")
+        self.until("the approved command's file", lambda: os.path.exists(made))
+        self.answered("approving")
+        self.shot("approvals-answered")
+
+    def deny_with_a_reason(self):
+        entry = self.ask("touch denied.txt")
+        reason = entry.find_element(By.CSS_SELECTOR, "input.reason")
+        # Enter in the reason denies.
+        reason.send_keys("not this one", Keys.ENTER)
+        self.answered("denying")
+        assert not os.path.exists(os.path.join(self.args.cwd, "denied.txt")), "a denied command ran"
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AssertionError as error:
+        print(f"FAILED: {error}", file=sys.stderr)
+        sys.exit(1)
