@@ -905,11 +905,7 @@ mod coding_spawn_tests {
         let Value::Object(arguments) = arguments else {
             panic!("arguments must be an object");
         };
-        match plan(
-            ToolName::SpawnAgent,
-            arguments,
-            Path::new("/nonexistent"),
-        )? {
+        match plan(ToolName::SpawnAgent, arguments, Path::new("/nonexistent"))? {
             Call::Spawn(request) => Ok(request),
             other => panic!("not a spawn: {other:?}"),
         }
@@ -962,7 +958,10 @@ mod coding_spawn_tests {
             "provider": "claude-code",
             "cwd": "/nonexistent/orchestration-mcp-cwd",
         }));
-        assert!(missing.contains("/nonexistent/orchestration-mcp-cwd"), "{missing}");
+        assert!(
+            missing.contains("/nonexistent/orchestration-mcp-cwd"),
+            "{missing}"
+        );
         let not_a_list = refused(json!({"name": "c", "allow": "Read"}));
         assert!(not_a_list.contains("invalid arguments"), "{not_a_list}");
     }
