@@ -13,6 +13,8 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use common::coding::claude;
+use common::fake_anthropic::FakeAnthropic;
 use common::in_process::InProcess;
 use common::{BIN, Background, Env};
 
@@ -101,4 +103,39 @@ fn without_a_daemon_calls_fail_as_tool_errors_or_start_one() {
     assert!(started.alive(), "the auto-started daemon is not running");
     env.cli(&["serve", "--stop"]).ok();
     assert!(!started.alive(), "serve --stop left the daemon running");
+}
+
+#[test]
+fn a_coding_agent_spawned_over_mcp_runs_a_command_approved_over_mcp() {
+    let Some(python) = python() else { return };
+    let Some(claude) = claude() else { return };
+    let fake = FakeAnthropic::start();
+    let env = Env::new();
+    let home = env.dir.path().join("home");
+    let tmp = env.dir.path().join("tmp");
+    let project = env.dir.path().join("project");
+    for dir in [&home, &tmp, &project] {
+        std::fs::create_dir_all(dir).expect("dir");
+    }
+    // The key comes from the configured environment: a spawn_agent call
+    // that names a base URL sends none.
+    let config = format!(
+        r#"
+[agents.claude-code]
+command = [{claude:?}]
+env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, ANTHROPIC_API_KEY = "sk-fake", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", CLAUDE_CODE_MAX_RETRIES = "0" }}
+"#,
+        claude = claude.display().to_string(),
+        home = home.display().to_string(),
+        tmp = tmp.display().to_string(),
+    );
+    let project = std::fs::canonicalize(&project).expect("canonical project");
+    let env = env
+        .config(&config)
+        .var("MCP_FAKE_URL", &fake.url())
+        .var("MCP_PROJECT", &project.display().to_string());
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
+    let output = client(&python, &daemon.env, "approve");
+    passed(&output, &|| daemon.log());
+    assert!(project.join("x.txt").is_file(), "the command did not run");
 }

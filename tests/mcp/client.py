@@ -11,6 +11,8 @@ state and config dirs) in os.environ. MODE is one of:
   cancel       a cancelled send_message leaves its reply interrupted
   unreachable  no daemon and no auto-start: tool errors, the session goes on
   autostart    no daemon: the first call that needs one starts it
+  approve      a Claude Code agent spawned in $MCP_PROJECT asks to run a
+               command; list_approvals finds it, answer_approval approves it
 
 On success it prints one JSON line (what was negotiated) and exits 0; any
 failed check raises, which exits non-zero with a traceback on stderr.
@@ -41,7 +43,7 @@ TOOLS = {
     "answer_approval": ["id", "decision"],
 }
 PROPERTIES = {
-    "spawn_agent": {"name", "provider", "profile", "model", "instructions", "base_url"},
+    "spawn_agent": {"name", "provider", "profile", "model", "instructions", "base_url", "cwd", "allow", "approval"},
     "list_agents": {"state", "provider", "all"},
     "send_message": {"agent", "content"},
     "get_history": {"agent", "limit", "all"},
@@ -278,7 +280,56 @@ async def autostart(session):
     check([a["name"] for a in cli("list")] == ["started"], "the CLI does not see the agent")
 
 
-MODES = {"scenario": scenario, "cancel": cancel, "unreachable": unreachable, "autostart": autostart}
+async def approve(session):
+    project = os.environ["MCP_PROJECT"]
+    spawned = await ok(
+        session,
+        "spawn_agent",
+        {"name": "coder", "provider": "claude-code", "base_url": os.environ["MCP_FAKE_URL"], "cwd": project},
+    )
+    check(spawned.structured_content["provider"] == "claude-code", f"spawn: {spawned}")
+    await refused(
+        session, "spawn_agent", {"name": "other", "provider": "claude-code", "approval": "maybe"}, "maybe"
+    )
+    replies = []
+
+    async def asking_call():
+        replies.append(await ok(session, "send_message", {"agent": "coder", "content": "run: touch x.txt"}))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(asking_call)
+        # Claude Code starts slowly on a loaded machine; not a speed target.
+        with anyio.fail_after(90):
+            while True:
+                listed = await ok(session, "list_approvals", {"agent": "coder"})
+                pending = listed.structured_content["approvals"]
+                if pending:
+                    break
+                await anyio.sleep(0.1)
+        check(len(pending) == 1, f"pending: {pending}")
+        approval = pending[0]
+        check(approval["tool"] == "Bash", f"approval: {approval}")
+        check("touch x.txt" in approval["summary"], f"approval: {approval}")
+        check(approval["cwd"] == project, f"approval: {approval}")
+        check(approval["id"] in text(listed), f"listing: {text(listed)!r}")
+        check(not os.path.exists(os.path.join(project, "x.txt")), "the command ran before it was approved")
+        answered = await ok(session, "answer_approval", {"id": approval["id"], "decision": "approve"})
+        check(text(answered).startswith(f"approved {approval['id']}"), f"answer: {text(answered)!r}")
+    reply = text(replies[0])
+    check(reply.startswith("tool said"), f"reply: {reply!r}")
+    check("(is_error)" not in reply, f"reply: {reply!r}")
+    check(os.path.isfile(os.path.join(project, "x.txt")), "the approved command did not run in the project")
+    check(text(await ok(session, "list_approvals", {})) == "no pending approvals", "still pending")
+    await refused(session, "answer_approval", {"id": approval["id"], "decision": "deny"}, "already")
+
+
+MODES = {
+    "scenario": scenario,
+    "cancel": cancel,
+    "unreachable": unreachable,
+    "autostart": autostart,
+    "approve": approve,
+}
 
 
 def main():

@@ -3,7 +3,7 @@
 //! arguments become a request to the daemon. No I/O here but reading the
 //! config file and the environment for API keys, as `spawn` does.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::super::{AgentOptions, CliError, EndpointOptions};
+use super::super::{AgentOptions, ApprovalArg, CliError, EndpointOptions};
 use crate::model::{AgentName, AgentState, Decision};
 use crate::wire::{AnswerRequest, ApprovalId, ApprovalsQuery};
 use crate::wire::{
@@ -234,7 +234,7 @@ pub fn plan(tool: ToolName, arguments: JsonObject, config_file: &Path) -> Result
         ToolName::SpawnAgent => {
             let args: SpawnAgentArgs = parse(arguments)?;
             let name = agent_name(&args.name)?;
-            Ok(Call::Spawn(args.options().request(&name, config_file)?))
+            Ok(Call::Spawn(args.options()?.request(&name, config_file)?))
         }
         ToolName::ListAgents => {
             let args: ListAgentsArgs = parse(arguments)?;
@@ -362,17 +362,43 @@ pub struct SpawnAgentArgs {
     /// The provider's API base URL, to use a server other than the provider's own. No API key is sent to a base URL given here.
     #[serde(default)]
     pub base_url: Option<String>,
+    /// A coding agent's (claude-code, codex) working directory; relative to, and by default, the MCP server's own working directory.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Tools a coding agent may use without asking: a tool name ("Read") or a rule like "Bash(git status:*)".
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// What a coding agent's other tool calls do: "ask" a person (the default; answer with answer_approval), "never" (denied), or "bypass" (run without asking; the daemon accepts it only when this server reaches it over its Unix socket).
+    #[serde(default)]
+    #[schemars(extend("enum" = ["ask", "never", "bypass"]))]
+    pub approval: Option<String>,
 }
 
 impl SpawnAgentArgs {
-    fn options(&self) -> AgentOptions {
-        agent_options(
+    fn options(&self) -> Result<AgentOptions, ToolError> {
+        let mut options = agent_options(
             &self.provider,
             &self.profile,
             &self.model,
             &self.instructions,
             &self.base_url,
-        )
+        );
+        options.cwd = self.cwd.as_deref().map(PathBuf::from);
+        options.allow = self.allow.clone();
+        options.approval = self.approval.as_deref().map(approval_mode).transpose()?;
+        Ok(options)
+    }
+}
+
+/// `spawn_agent`'s `approval`, spelled as the CLI's `--approval` is.
+fn approval_mode(raw: &str) -> Result<ApprovalArg, ToolError> {
+    match raw {
+        "ask" => Ok(ApprovalArg::Ask),
+        "never" => Ok(ApprovalArg::Never),
+        "bypass" => Ok(ApprovalArg::Bypass),
+        other => Err(ToolError(format!(
+            "approval must be \"ask\", \"never\" or \"bypass\", not {other:?}"
+        ))),
     }
 }
 
@@ -866,5 +892,77 @@ mod approval_tests {
             refused(json!({"id": "../x", "decision": "approve"})).contains("not an approval id")
         );
         assert!(refused(json!({"decision": "approve"})).contains("`id`"));
+    }
+}
+
+#[cfg(test)]
+mod coding_spawn_tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn spawn(arguments: Value) -> Result<SpawnRequest, ToolError> {
+        let Value::Object(arguments) = arguments else {
+            panic!("arguments must be an object");
+        };
+        match plan(ToolName::SpawnAgent, arguments, Path::new("/nonexistent"))? {
+            Call::Spawn(request) => Ok(request),
+            other => panic!("not a spawn: {other:?}"),
+        }
+    }
+
+    fn wire(request: &SpawnRequest) -> Value {
+        serde_json::to_value(request).expect("a spawn request serializes")
+    }
+
+    #[test]
+    fn a_coding_agent_gets_its_cwd_allow_and_approval() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let real = std::fs::canonicalize(dir.path()).expect("canonical");
+        let request = spawn(json!({
+            "name": "coder",
+            "provider": "claude-code",
+            "cwd": dir.path(),
+            "allow": ["Read", "Bash(git status:*)"],
+            "approval": "never",
+        }))
+        .expect("a spawn");
+        let body = wire(&request);
+        assert_eq!(body["cwd"], real.display().to_string(), "{body}");
+        assert_eq!(body["allow"], json!(["Read", "Bash(git status:*)"]));
+        assert_eq!(body["approval"], "never");
+        // Bypass is passed on: the daemon decides by the transport.
+        let bypass = spawn(json!({"name": "c", "provider": "codex", "approval": "bypass"}));
+        assert_eq!(wire(&bypass.expect("a spawn"))["approval"], "bypass");
+    }
+
+    #[test]
+    fn a_coding_agent_works_in_the_servers_cwd_unless_told() {
+        let here = std::fs::canonicalize(".").expect("this process's cwd");
+        let request = spawn(json!({"name": "coder", "provider": "claude-code"})).expect("a spawn");
+        assert_eq!(wire(&request)["cwd"], here.display().to_string());
+        // A chat agent has no working directory, and sends none of these.
+        let chat = wire(&spawn(json!({"name": "chat", "provider": "echo"})).expect("a spawn"));
+        for field in ["cwd", "allow", "approval"] {
+            assert!(chat.get(field).is_none(), "{chat}");
+        }
+    }
+
+    #[test]
+    fn bad_coding_arguments_are_tool_errors() {
+        let refused = |arguments| spawn(arguments).expect_err("refused").0;
+        let mode = refused(json!({"name": "c", "provider": "claude-code", "approval": "yolo"}));
+        assert!(mode.contains("yolo") && mode.contains("bypass"), "{mode}");
+        let missing = refused(json!({
+            "name": "c",
+            "provider": "claude-code",
+            "cwd": "/nonexistent/orchestration-mcp-cwd",
+        }));
+        assert!(
+            missing.contains("/nonexistent/orchestration-mcp-cwd"),
+            "{missing}"
+        );
+        let not_a_list = refused(json!({"name": "c", "allow": "Read"}));
+        assert!(not_a_list.contains("invalid arguments"), "{not_a_list}");
     }
 }
