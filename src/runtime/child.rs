@@ -20,8 +20,11 @@ use tokio::sync::mpsc;
 pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// How much of stderr is kept for an error message.
 const STDERR_TAIL_BYTES: usize = 4096;
-/// Lines read ahead of the runtime.
-const LINES_AHEAD: usize = 64;
+/// Lines read ahead of the runtime. With the line limit this bounds what a
+/// child's output can hold in the daemon: (this + the line being read) ×
+/// [`MAX_LINE_BYTES`] = 80 MiB at worst, per child, and
+/// `limits.max_agent_processes` bounds the children.
+const LINES_AHEAD: usize = 4;
 
 /// How to start a child.
 #[derive(Debug, Clone)]
