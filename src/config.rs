@@ -31,6 +31,10 @@ pub struct Config {
     pub profiles: BTreeMap<String, ProfileConfig>,
     /// `[prices."MODEL"]`: what a model costs, overriding the built-in table.
     pub prices: BTreeMap<String, PriceConfig>,
+    /// `[mcp_servers.NAME]`: MCP servers whose tools API agents may be given.
+    pub mcp_servers: BTreeMap<String, McpServerConfig>,
+    /// `[tools]`: how API agents' tool calls run.
+    pub tools: ToolsConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -266,6 +270,66 @@ pub struct ProfileConfig {
     pub context_limit: Option<u64>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Tools an agent spawned with this profile gets (as `spawn --tools`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+}
+
+/// `[mcp_servers.NAME]`: one MCP server, in the shape assistants and
+/// editors use: a command run on stdio (`command`, `args`, `env`, `cwd`),
+/// or a streamable-HTTP `url` with `headers`. Started on first use.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpServerConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// The server's whole environment besides `PATH`, `HOME` and `LANG`:
+    /// it never inherits the daemon's keys.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// The policy of this server's tools that `policies` does not name;
+    /// unset: `allow` for a tool annotated read-only, else `ask`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::model::ToolPolicy>,
+    /// `[mcp_servers.NAME.policies]`: `TOOL = "allow" | "ask" | "deny"`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, crate::model::ToolPolicy>,
+}
+
+/// `[tools]`: API agents' tool calls.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolsConfig {
+    /// The longest one tool call may take; then it fails as timed out.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
+    pub call_timeout: Duration,
+    /// A result longer than this is cut there, with a marker saying so.
+    pub max_result_bytes: usize,
+    /// Model calls one turn may make that end in tool calls; the turn then
+    /// ends with a marker.
+    pub max_tool_rounds: u32,
+    /// A server unused this long is stopped; the next call starts it again.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_secs(60),
+            max_result_bytes: 256 * 1024,
+            max_tool_rounds: 8,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
 }
 
 /// `[prices."MODEL"]`: USD per million tokens. Cached input and cache
@@ -415,6 +479,23 @@ impl Config {
         for (model, price) in &self.prices {
             validate_price(model, price)?;
         }
+        for (name, server) in &self.mcp_servers {
+            validate_mcp_server(name, server)?;
+        }
+        not_zero("tools.call_timeout", self.tools.call_timeout)?;
+        not_zero("tools.idle_timeout", self.tools.idle_timeout)?;
+        in_range(
+            "tools.max_result_bytes",
+            self.tools.max_result_bytes as u64,
+            1024,
+            64 * 1024 * 1024,
+        )?;
+        in_range(
+            "tools.max_tool_rounds",
+            u64::from(self.tools.max_tool_rounds),
+            1,
+            1000,
+        )?;
         for (name, profile) in &self.profiles {
             if let Some(limit) = profile.context_limit {
                 let key = format!("profiles.{name}.context_limit");
@@ -593,6 +674,36 @@ impl Config {
 }
 
 /// A price is a finite number of USD per million tokens, 0 to [`MAX_PRICE`].
+/// A server's name is part of every tool name (`NAME.tool`, `NAME__tool`
+/// on the wire): letters, digits, `-` and `_`, at most 32.
+fn validate_mcp_server(name: &str, server: &McpServerConfig) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        return Err(format!(
+            "mcp_servers.{name:?}: a server name is 1-32 letters, digits, '-' or '_'"
+        ));
+    }
+    match (&server.command, &server.url) {
+        (Some(_), Some(_)) => Err(format!(
+            "mcp_servers.{name}: give either `command` (stdio) or `url` (HTTP), not both"
+        )),
+        (None, None) => Err(format!(
+            "mcp_servers.{name}: give `command` (a server run on stdio) or `url` (streamable HTTP)"
+        )),
+        (Some(command), None) if command.is_empty() => {
+            Err(format!("mcp_servers.{name}.command must not be empty"))
+        }
+        (None, Some(url)) if !(url.starts_with("http://") || url.starts_with("https://")) => Err(
+            format!("mcp_servers.{name}.url = {url:?} must be an http:// or https:// URL"),
+        ),
+        _ => Ok(()),
+    }
+}
+
 fn validate_price(model: &str, price: &PriceConfig) -> Result<(), String> {
     if model.is_empty() {
         return Err("prices: a model name must not be empty".into());

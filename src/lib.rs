@@ -30,6 +30,7 @@ pub mod providers;
 pub mod runtime;
 mod service;
 pub mod store;
+pub mod tools;
 pub mod wire;
 
 /// The version reported by `/health` and `--version`.

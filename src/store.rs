@@ -814,6 +814,9 @@ struct StoredConfig {
     /// Updated in place by [`Write::set_session`] when the agent reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     session: Option<String>,
+    /// An API agent's tools; absent from rows written before there were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<String>,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -837,6 +840,7 @@ impl From<&AgentConfig> for StoredConfig {
             allow: config.workspace.allow.clone(),
             approval: config.workspace.approval,
             session: config.workspace.session.clone(),
+            tools: config.workspace.tools.clone(),
         }
     }
 }
@@ -861,6 +865,7 @@ impl StoredConfig {
                 allow: self.allow,
                 approval: self.approval,
                 session: self.session,
+                tools: self.tools,
             },
         })
     }
@@ -903,6 +908,7 @@ mod tests {
                     allow: vec!["Bash(git status:*)".into()],
                     approval: ApprovalMode::Never,
                     session: None,
+                    tools: Vec::new(),
                 },
             };
             store

@@ -47,6 +47,14 @@ pub struct SpawnRequest {
     /// never (denied), bypass (run without asking; Unix socket only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalMode>,
+    /// An API agent's tools: MCP server names from `[mcp_servers.NAME]`,
+    /// or `server.tool` for one tool of a server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// A spending limit for this agent alone, as `spawn --budget` takes it
+    /// (`2usd/day`, `100000tokens/month`, `5usd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
 }
 
 impl SpawnRequest {
@@ -65,6 +73,8 @@ impl SpawnRequest {
             cwd: None,
             allow: None,
             approval: None,
+            tools: None,
+            budget: None,
         }
     }
 
@@ -92,6 +102,7 @@ impl SpawnRequest {
                 allow: self.allow.unwrap_or_default(),
                 approval: self.approval.unwrap_or_default(),
                 session: None,
+                tools: self.tools.unwrap_or_default(),
             },
         }
     }
@@ -132,6 +143,14 @@ pub struct TaskRequest {
     /// never (denied), bypass (run without asking; Unix socket only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalMode>,
+    /// An API agent's tools: MCP server names from `[mcp_servers.NAME]`,
+    /// or `server.tool` for one tool of a server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// A spending limit for this agent alone, as `spawn --budget` takes it
+    /// (`2usd/day`, `100000tokens/month`, `5usd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
 }
 
 impl TaskRequest {
@@ -152,6 +171,8 @@ impl TaskRequest {
             cwd: spawn.cwd,
             allow: spawn.allow,
             approval: spawn.approval,
+            tools: spawn.tools,
+            budget: spawn.budget,
         }
     }
 
@@ -170,6 +191,8 @@ impl TaskRequest {
             cwd: self.cwd,
             allow: self.allow,
             approval: self.approval,
+            tools: self.tools,
+            budget: self.budget,
         }
     }
 }

@@ -198,6 +198,8 @@ impl Agent {
             usage: status.usage,
             reason: status.reason.clone(),
             cwd: self.config.workspace.cwd.clone(),
+            tools: self.config.workspace.tools.clone(),
+            queued: self.waiting().saturating_sub(1),
         }
     }
 
@@ -579,6 +581,8 @@ async fn exchange(
         model: setup.model.clone(),
         instructions,
         turns: history.context(agent.id, window)?,
+        tools: Vec::new(),
+        rounds: Vec::new(),
     };
     let limits = ReplyLimits {
         max_bytes: settings.config.limits.max_reply_bytes,
@@ -804,6 +808,10 @@ impl Reply {
                     .insert("finish_reason".into(), Value::from(reason));
             }
             ProviderEvent::Metadata(facts) => self.metadata.extend(facts),
+            // No tools are offered yet, so none are run: the call is noted.
+            ProviderEvent::ToolCall(call) => {
+                tracing::debug!(agent = %agent.config.name, tool = %call.name, "the model asked for a tool it was not offered");
+            }
         }
         false
     }

@@ -117,6 +117,8 @@ struct Inner {
     approvals: Approvals,
     /// Provider calls counted for `GET /metrics`.
     meter: usage::Meter,
+    /// The MCP servers API agents' tool calls go to.
+    tools: crate::tools::ToolHost,
 }
 
 /// The daemon's state at one moment, as `GET /metrics` shows it.
@@ -150,6 +152,7 @@ pub struct ReloadReport {
 impl Engine {
     fn with_history(settings: ProviderSettings, history: History) -> Self {
         let events = Events::new();
+        let tools = crate::tools::ToolHost::new(&settings.config);
         Self {
             inner: Arc::new(Inner {
                 agents: Mutex::new(Registry::new()),
@@ -169,6 +172,7 @@ impl Engine {
                 approvals: Approvals::new(events.clone()),
                 events,
                 meter: usage::Meter::default(),
+                tools,
             }),
         }
     }
@@ -195,6 +199,7 @@ impl Engine {
         if processes != self.settings().config.limits.max_agent_processes {
             *write(&self.inner.agent_processes) = Arc::new(Semaphore::new(processes));
         }
+        self.inner.tools.reconfigure(&settings.config);
         *write(&self.inner.settings) = Arc::new(settings);
         let settings = self.settings();
         let mut report = ReloadReport::default();
@@ -277,6 +282,8 @@ impl Engine {
             usage: stored.usage,
             reason: None,
             cwd: stored.config.workspace.cwd.clone(),
+            tools: stored.config.workspace.tools.clone(),
+            queued: 0,
         }
     }
 
@@ -331,6 +338,11 @@ impl Engine {
 
     pub fn events(&self) -> &Events {
         &self.inner.events
+    }
+
+    /// The MCP servers API agents' tools run on.
+    pub fn tools(&self) -> &crate::tools::ToolHost {
+        &self.inner.tools
     }
 
     /// The counters behind `GET /metrics`.

@@ -158,6 +158,9 @@ pub struct Workspace {
     pub approval: ApprovalMode,
     /// The coding agent's own session or thread id, once it has one.
     pub session: Option<String>,
+    /// An API agent's tools: MCP server names (`fs`) or single tools
+    /// (`fs.read_file`), as `spawn --tools` or a profile's `tools` gave them.
+    pub tools: Vec<String>,
 }
 
 /// What the API shows of an agent. Never carries the key or headers.
@@ -182,6 +185,12 @@ pub struct AgentInfo {
     /// A coding agent's working directory.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub cwd: Option<String>,
+    /// An API agent's tools (MCP servers, or `server.tool`).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub tools: Vec<String>,
+    /// Messages waiting behind the one being answered.
+    #[serde(default)]
+    pub queued: usize,
 }
 
 /// What a spawn asks of its provider, before defaults are filled in.

@@ -38,6 +38,61 @@ pub struct ToolResult {
     pub is_error: bool,
 }
 
+/// A tool as the model is offered it: the daemon's `server.tool` name is
+/// sent on the wire as `server__tool` (OpenAI and Anthropic accept only
+/// `[A-Za-z0-9_-]` in a tool name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolDef {
+    /// The MCP server's name from `[mcp_servers.NAME]`.
+    pub server: String,
+    /// The tool's name as that server lists it.
+    pub tool: String,
+    #[serde(default)]
+    pub description: String,
+    /// The JSON Schema of the arguments, as the server declares it.
+    #[serde(default)]
+    pub input_schema: Value,
+    /// The server annotates it `readOnlyHint: true`.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl ToolDef {
+    /// `server.tool`: how history, approvals, `--allow` and `--tools` name it.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.server, self.tool)
+    }
+
+    /// The name sent to the model: `server__tool`, any character outside
+    /// `[A-Za-z0-9_-]` as `_`, at most 64 bytes.
+    pub fn wire_name(&self) -> String {
+        let name: String = format!("{}__{}", self.server, self.tool)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        name.chars().take(64).collect()
+    }
+}
+
+/// What a tool call does before it runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolPolicy {
+    /// Runs without asking.
+    Allow,
+    /// Waits for a person's answer (a pending approval).
+    #[default]
+    Ask,
+    /// Refused; the model is told so.
+    Deny,
+}
+
 impl ToolCall {
     /// The call as a stored message: `content` is the input as JSON text, so
     /// search finds it; `metadata` has `tool`, `tool_use_id` and `input`.

@@ -18,7 +18,7 @@ use futures_util::Stream;
 use serde_json::{Map, Value};
 
 use crate::config::Config;
-use crate::model::{ProviderSpec, Secret, Usage};
+use crate::model::{ProviderSpec, Secret, ToolCall, ToolDef, ToolResult, Usage};
 
 use crate::profiles::{Kind, ProfileError};
 pub use anthropic::Anthropic;
@@ -50,6 +50,22 @@ pub struct ChatRequest {
     pub instructions: Option<String>,
     /// The whole conversation, oldest first, ending with the new user turn.
     pub turns: Vec<Turn>,
+    /// The tools the model may call (none: a plain chat call).
+    pub tools: Vec<ToolDef>,
+    /// This turn's tool rounds so far, after `turns`: what the model said
+    /// and asked to run, and what came back.
+    pub rounds: Vec<ToolRound>,
+}
+
+/// One round of a tool loop: the model's reply that asked for tools, and
+/// their results, sent back in the order of the calls.
+#[derive(Debug, Clone, Default)]
+pub struct ToolRound {
+    /// Text the model wrote before its calls (often empty).
+    pub text: String,
+    /// The calls, with `name` the wire name the model used.
+    pub calls: Vec<ToolCall>,
+    pub results: Vec<ToolResult>,
 }
 
 /// One piece of a streamed reply.
@@ -62,6 +78,9 @@ pub enum ProviderEvent {
     Finish(String),
     /// Extra facts for the reply's metadata.
     Metadata(Map<String, Value>),
+    /// A complete tool call (its arguments assembled from the stream's
+    /// deltas), `name` as the model sent it (the wire name).
+    ToolCall(ToolCall),
 }
 
 /// How a provider call failed. The API maps `Timeout` to 504 and every
