@@ -581,6 +581,7 @@ async fn exchange(
         model: setup.model.clone(),
         instructions,
         turns: history.context(agent.id, window)?,
+        max_output_tokens: None,
         tools: Vec::new(),
         rounds: Vec::new(),
     };

@@ -50,6 +50,10 @@ pub struct ChatRequest {
     pub instructions: Option<String>,
     /// The whole conversation, oldest first, ending with the new user turn.
     pub turns: Vec<Turn>,
+    /// The most output tokens the reply may take, when something (a budget)
+    /// needs a bound; `None`: the provider's own default (Anthropic's is
+    /// `providers.anthropic_max_tokens`).
+    pub max_output_tokens: Option<u32>,
     /// The tools the model may call (none: a plain chat call).
     pub tools: Vec<ToolDef>,
     /// This turn's tool rounds so far, after `turns`: what the model said
