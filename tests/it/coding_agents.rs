@@ -6,97 +6,13 @@
 //! they fail. Spawn checks, the TCP refusal of `bypass` and the Python
 //! client's `agent_type: "sdk"` need no binary.
 
-use std::path::{Path, PathBuf};
-
 use serde_json::json;
 
-use crate::common::coding::{child_in, claude, line_of, reply, stream_message, working_in};
-use crate::common::fake_anthropic::FakeAnthropic;
+use crate::common::coding::{
+    ClaudeSetup as Setup, child_in, claude, line_of, reply, stream_message, working_in,
+};
 use crate::common::in_process::InProcess;
 use crate::common::{Env, Harness, eventually, open_events, read_rest};
-
-/// A daemon whose Claude Code is `claude`, with a home and temp dir of its
-/// own inside the env (so nothing is written outside it), the agent's
-/// working directory, and the fake model server it talks to.
-struct Setup {
-    env: Env,
-    cwd: PathBuf,
-    fake: FakeAnthropic,
-}
-
-impl Setup {
-    fn new(claude: &Path) -> Self {
-        Self::with_config(claude, "")
-    }
-
-    /// [`Self::new`], with `extra` appended to the config file.
-    fn with_config(claude: &Path, extra: &str) -> Self {
-        let env = Env::new();
-        let home = env.dir.path().join("home");
-        let tmp = env.dir.path().join("tmp");
-        let cwd = env.dir.path().join("project");
-        for dir in [&home, &tmp, &cwd] {
-            std::fs::create_dir_all(dir).expect("dir");
-        }
-        let config = format!(
-            r#"
-[agents.claude-code]
-command = [{claude:?}]
-env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", CLAUDE_CODE_MAX_RETRIES = "0" }}
-{extra}
-"#,
-            claude = claude.display().to_string(),
-            home = home.display().to_string(),
-            tmp = tmp.display().to_string(),
-        );
-        Self {
-            env: env.config(&config),
-            cwd,
-            fake: FakeAnthropic::start(),
-        }
-    }
-
-    fn daemon(&self) -> InProcess {
-        InProcess::serve(self.env.clone(), &["--no-tcp"])
-    }
-
-    /// Whether a session file Claude Code keeps under its HOME has `text`.
-    fn session_files_contain(&self, text: &str) -> bool {
-        let projects = self.env.dir.path().join("home/.claude/projects");
-        let Ok(dirs) = std::fs::read_dir(projects) else {
-            return false;
-        };
-        dirs.flatten()
-            .filter_map(|dir| std::fs::read_dir(dir.path()).ok())
-            .flat_map(|files| files.flatten())
-            .filter_map(|file| std::fs::read_to_string(file.path()).ok())
-            .any(|content| content.contains(text))
-    }
-
-    /// `spawn NAME --provider claude-code` at the fake, in the project
-    /// directory, plus `extra` options.
-    fn spawn(&self, daemon: &InProcess, name: &str, extra: &[&str]) {
-        let url = self.fake.url();
-        let cwd = self.cwd.display().to_string();
-        let mut args = vec![
-            "spawn",
-            name,
-            "--provider",
-            "claude-code",
-            "--base-url",
-            &url,
-            "--api-key-env",
-            "FAKE_ANTHROPIC_KEY",
-            "--cwd",
-            &cwd,
-        ];
-        args.extend_from_slice(extra);
-        let out = daemon
-            .env()
-            .cli_env(&[("FAKE_ANTHROPIC_KEY", "sk-fake")], &args);
-        out.ok();
-    }
-}
 
 #[test]
 fn turns_keep_their_context_and_a_restarted_daemon_resumes_the_session() {

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::fake_anthropic::FakeAnthropic;
 use super::in_process::InProcess;
-use super::{Harness, HttpResponse, eventually, open_request};
+use super::{Env, Harness, HttpResponse, eventually, open_request};
 
 /// How long one turn may take before a test fails (a loaded machine starts
 /// a coding agent's CLI slowly); not a speed target.
@@ -117,4 +118,97 @@ pub fn working_in(cwd: &Path) -> Option<i32> {
                 .any(|line| line.starts_with("State:") && line.contains('Z'));
             (!zombie && std::fs::read_link(entry.path().join("cwd")).ok()? == cwd).then_some(pid)
         })
+}
+
+/// A daemon whose Claude Code is `claude`, with a home and temp dir of its
+/// own inside the env (so nothing is written outside it), the agent's
+/// working directory, and the fake model server it talks to.
+pub struct ClaudeSetup {
+    pub env: Env,
+    pub cwd: PathBuf,
+    pub fake: FakeAnthropic,
+}
+
+impl ClaudeSetup {
+    pub fn new(claude: &Path) -> Self {
+        Self::with_config(claude, "")
+    }
+
+    /// [`Self::new`], with `extra` appended to the config file.
+    pub fn with_config(claude: &Path, extra: &str) -> Self {
+        let env = Env::new();
+        let home = env.dir.path().join("home");
+        let tmp = env.dir.path().join("tmp");
+        let cwd = env.dir.path().join("project");
+        for dir in [&home, &tmp, &cwd] {
+            std::fs::create_dir_all(dir).expect("dir");
+        }
+        let config = format!(
+            r#"
+[agents.claude-code]
+command = [{claude:?}]
+env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", CLAUDE_CODE_MAX_RETRIES = "0" }}
+# extra
+{extra}
+"#,
+            claude = claude.display().to_string(),
+            home = home.display().to_string(),
+            tmp = tmp.display().to_string(),
+        );
+        Self {
+            env: env.config(&config),
+            cwd,
+            fake: FakeAnthropic::start(),
+        }
+    }
+
+    /// Replaces what [`Self::with_config`] appended to the config file with
+    /// `extra` (the daemon reads it at its next reload).
+    pub fn reconfigure(&self, extra: &str) {
+        let file = self.env.dir.path().join("config.toml");
+        let text = std::fs::read_to_string(&file).expect("read the config");
+        let (base, _) = text.split_once("# extra\n").expect("the config's extra part");
+        std::fs::write(&file, format!("{base}# extra\n{extra}\n")).expect("write the config");
+    }
+
+    pub fn daemon(&self) -> InProcess {
+        InProcess::serve(self.env.clone(), &["--no-tcp"])
+    }
+
+    /// Whether a session file Claude Code keeps under its HOME has `text`.
+    pub fn session_files_contain(&self, text: &str) -> bool {
+        let projects = self.env.dir.path().join("home/.claude/projects");
+        let Ok(dirs) = std::fs::read_dir(projects) else {
+            return false;
+        };
+        dirs.flatten()
+            .filter_map(|dir| std::fs::read_dir(dir.path()).ok())
+            .flat_map(|files| files.flatten())
+            .filter_map(|file| std::fs::read_to_string(file.path()).ok())
+            .any(|content| content.contains(text))
+    }
+
+    /// `spawn NAME --provider claude-code` at the fake, in the project
+    /// directory, plus `extra` options.
+    pub fn spawn(&self, daemon: &InProcess, name: &str, extra: &[&str]) {
+        let url = self.fake.url();
+        let cwd = self.cwd.display().to_string();
+        let mut args = vec![
+            "spawn",
+            name,
+            "--provider",
+            "claude-code",
+            "--base-url",
+            &url,
+            "--api-key-env",
+            "FAKE_ANTHROPIC_KEY",
+            "--cwd",
+            &cwd,
+        ];
+        args.extend_from_slice(extra);
+        let out = daemon
+            .env()
+            .cli_env(&[("FAKE_ANTHROPIC_KEY", "sk-fake")], &args);
+        out.ok();
+    }
 }

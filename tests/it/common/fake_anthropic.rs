@@ -5,6 +5,7 @@
 //! fake_model.py): the last user item a tool result → `tool said[ (is_error)]:
 //! RESULT`; a text with `run: CMD` → a `Bash` tool call streamed with
 //! `input_json_delta`; `slow:` → 40 text deltas a quarter second apart;
+//! `hang:` → one text delta, then nothing until the client hangs up;
 //! anything else → `echo: TEXT`. Every `/v1/messages` body is logged.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -125,6 +126,8 @@ fn plain(writer: &mut TcpStream, status: &str, body: &Value) -> std::io::Result<
 /// What the fake answers.
 enum Answer {
     Text { text: String, slow: bool },
+    /// The first words, then silence until the client closes the connection.
+    Hang(String),
     Bash(String),
 }
 
@@ -196,6 +199,9 @@ fn decide(body: &Value) -> Answer {
     {
         return Answer::Bash(command);
     }
+    if text.contains("hang:") {
+        return Answer::Hang(format!("echo: {}", text.trim()));
+    }
     Answer::Text {
         slow: text.contains("slow:"),
         text: format!("echo: {}", text.trim()),
@@ -247,6 +253,25 @@ fn messages(writer: &mut TcpStream, body: &Value) -> std::io::Result<()> {
                 }
             }
             "end_turn"
+        }
+        Answer::Hang(text) => {
+            event(
+                writer,
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": 0,
+                        "content_block": {"type": "text", "text": ""}}),
+            )?;
+            let first = split(text, 3).into_iter().next().unwrap_or_default();
+            event(
+                writer,
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": 0,
+                        "delta": {"type": "text_delta", "text": first}}),
+            )?;
+            // Blocks until the client sends more or hangs up; either way the
+            // answer is abandoned.
+            let _ = (&*writer).read(&mut [0u8; 1]);
+            return Err(std::io::ErrorKind::ConnectionAborted.into());
         }
         Answer::Bash(command) => {
             let id = format!("toolu_{}", uuid::Uuid::new_v4().simple());
