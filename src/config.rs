@@ -203,6 +203,11 @@ pub struct AgentsConfig {
     /// turn; the next message starts a new one that resumes the session.
     #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub idle_timeout: Duration,
+    /// The most one coding-agent turn may take, tool runs and approvals
+    /// included; past it the turn is interrupted (what it said is kept,
+    /// marked interrupted) and the child is kept for the next turn.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
+    pub turn_timeout: Duration,
     /// `[agents.claude-code]`: how to run Claude Code.
     #[serde(rename = "claude-code")]
     pub claude_code: AgentCommand,
@@ -215,6 +220,7 @@ impl Default for AgentsConfig {
         Self {
             approval_timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(600),
+            turn_timeout: Duration::from_secs(30 * 60),
             claude_code: AgentCommand::default(),
             codex: AgentCommand::default(),
         }
@@ -458,6 +464,7 @@ impl Config {
         )?;
         not_zero("agents.approval_timeout", self.agents.approval_timeout)?;
         not_zero("agents.idle_timeout", self.agents.idle_timeout)?;
+        not_zero("agents.turn_timeout", self.agents.turn_timeout)?;
         in_range(
             "limits.max_agent_processes",
             limits.max_agent_processes as u64,

@@ -535,6 +535,9 @@ pub enum ErrorCode {
     /// The full-text index cannot read the search query.
     InvalidSearch,
     QueueFull,
+    /// Every coding-agent process slot (`limits.max_agent_processes`) is
+    /// taken and as many turns already wait for one.
+    ProcessesBusy,
     /// The reply was cut short (the daemon is stopping, or the caller left).
     Interrupted,
     UpstreamUnreachable,

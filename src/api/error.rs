@@ -171,6 +171,7 @@ fn engine_code(error: &EngineError) -> ErrorCode {
         EngineError::Setup(error) => setup_code(error),
         EngineError::BadSearch(_) => ErrorCode::InvalidSearch,
         EngineError::QueueFull(_) => ErrorCode::QueueFull,
+        EngineError::ProcessesBusy { .. } => ErrorCode::ProcessesBusy,
         EngineError::Interrupted(_) => ErrorCode::Interrupted,
         EngineError::Provider(error) => provider_code(error),
         EngineError::Store(_) => ErrorCode::Storage,
@@ -225,7 +226,9 @@ fn engine_status(error: &EngineError) -> StatusCode {
         // The agent exists but cannot run until what it lacks arrives.
         EngineError::NameTaken(_) | EngineError::Suspended { .. } => StatusCode::CONFLICT,
         EngineError::Setup(_) | EngineError::BadSearch(_) => StatusCode::BAD_REQUEST,
-        EngineError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+        EngineError::QueueFull(_) | EngineError::ProcessesBusy { .. } => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         EngineError::Interrupted(_) => StatusCode::SERVICE_UNAVAILABLE,
         EngineError::Provider(ProviderError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
         EngineError::Provider(_) => StatusCode::BAD_GATEWAY,
@@ -307,6 +310,7 @@ mod tests {
                 reason: SetupError::NoModel("p".into()),
             },
             EngineError::QueueFull(name()),
+            EngineError::ProcessesBusy { max: 1 },
             EngineError::AgentGone(name()),
             EngineError::Interrupted("i".into()),
             EngineError::BadSearch("b".into()),

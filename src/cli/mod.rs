@@ -546,6 +546,11 @@ fn api_hint(code: ErrorCode, missing_key: bool) -> Option<&'static str> {
              [agents.claude-code] command = [\"/path/to/claude\"], then `orchestration serve --reload`"
         }
         ErrorCode::InvalidCwd => "pass --cwd DIR with an existing directory of your own",
+        ErrorCode::ProcessesBusy => {
+            "an idle coding agent keeps its process until agents.idle_timeout: shut one down \
+             (`orchestration shutdown NAME`), or allow more with \
+             `orchestration config set limits.max_agent_processes N`"
+        }
         ErrorCode::BypassRefused => {
             "spawn it over the Unix socket (the CLI's default), or use --approval ask with --allow PATTERN"
         }

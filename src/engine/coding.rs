@@ -270,6 +270,22 @@ pub(super) async fn exchange(
                 name: name.clone(),
                 reason,
             })?;
+    // A turn that needs a child and finds every process slot taken waits
+    // in a bounded queue, or is refused before anything is recorded.
+    let mut slot = None;
+    if held.as_ref().is_none_or(|held| held.slot.is_none()) {
+        let waited = tokio::select! {
+            biased;
+            _ = agent.cancel.cancelled() => Err("the agent was shut down"),
+            _ = events.closed() => Err("the client disconnected"),
+            _ = turn.token.cancelled() => Err(INTERRUPTED_BY_REQUEST),
+            slot = engine.process_slot() => Ok(slot),
+        };
+        match waited {
+            Ok(got) => slot = got?,
+            Err(reason) => return Err(EngineError::Interrupted(reason.into())),
+        }
+    }
     // On disk before the agent hears of it.
     let human = Message::new(HUMAN, content.to_string(), Map::new());
     let watched = agent.events.is_watched().then(|| human.clone());
@@ -305,21 +321,7 @@ pub(super) async fn exchange(
         return record_reply(engine, agent, reply, end, None).await;
     };
     if held.slot.is_none() {
-        let slot = tokio::select! {
-            biased;
-            _ = agent.cancel.cancelled() => Err("the agent was shut down"),
-            _ = events.closed() => Err("the client disconnected"),
-            _ = turn.token.cancelled() => Err(INTERRUPTED_BY_REQUEST),
-            slot = engine.process_slot() => Ok(slot),
-        };
-        match slot {
-            Ok(slot) => held.slot = slot,
-            Err(reason) => {
-                drop(turn);
-                return record_reply(engine, agent, reply, End::Interrupted(reason.into()), None)
-                    .await;
-            }
-        }
+        held.slot = slot;
     }
     let (asked, approvals_asked) = mpsc::unbounded_channel();
     let approver = Arc::new(EngineApprover {
@@ -329,6 +331,7 @@ pub(super) async fn exchange(
         asked,
     });
     let max_bytes = settings.config.limits.max_reply_bytes;
+    let turn_timeout = settings.config.agents.turn_timeout;
     drop(settings);
     let started = std::time::Instant::now();
     let end = run_turn(
@@ -345,6 +348,7 @@ pub(super) async fn exchange(
         &mut reply,
         Limits {
             max_bytes,
+            turn_timeout,
             redactor,
         },
     )
@@ -393,7 +397,7 @@ async fn run_turn(
         events,
         &mut asked,
         reply,
-        limits.max_bytes,
+        (limits.max_bytes, limits.turn_timeout),
         &mut scrub,
     )
     .await;
@@ -408,6 +412,8 @@ async fn run_turn(
 /// What a coding turn's output is held to.
 struct Limits {
     max_bytes: usize,
+    /// `agents.turn_timeout`: the most the whole turn may take.
+    turn_timeout: Duration,
     redactor: Redactor,
 }
 
@@ -465,7 +471,8 @@ impl Scrub {
     }
 }
 
-/// Reads the turn's stream until it ends (see [`run_turn`]).
+/// Reads the turn's stream until it ends (see [`run_turn`]); `limits` are
+/// the reply's bytes and the turn's time.
 #[allow(clippy::too_many_arguments)]
 async fn follow_turn(
     engine: &Engine,
@@ -475,7 +482,7 @@ async fn follow_turn(
     events: &mpsc::UnboundedSender<ExchangeEvent>,
     asked: &mut mpsc::UnboundedReceiver<Approval>,
     reply: &mut Reply,
-    max_bytes: usize,
+    (max_bytes, turn_timeout): (usize, Duration),
     scrub: &mut Scrub,
 ) -> End {
     let interrupt: CancellationToken = turn.interrupt.clone();
@@ -484,6 +491,8 @@ async fn follow_turn(
     let mut stopping: Option<String> = None;
     let grace = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(grace);
+    let deadline = tokio::time::sleep(turn_timeout);
+    tokio::pin!(deadline);
     let mut finish = None;
     loop {
         let item = tokio::select! {
@@ -494,6 +503,15 @@ async fn follow_turn(
             }
             _ = events.closed(), if stopping.is_none() => {
                 stop(&mut stopping, "the client disconnected", &interrupt, grace.as_mut());
+                continue;
+            }
+            // The runtime's own interrupt, as a Ctrl-C: the child stays.
+            _ = &mut deadline, if stopping.is_none() => {
+                let reason = format!(
+                    "the turn took longer than agents.turn_timeout ({})",
+                    crate::duration::format(turn_timeout)
+                );
+                stop(&mut stopping, &reason, &interrupt, grace.as_mut());
                 continue;
             }
             _ = &mut grace => break,

@@ -67,6 +67,12 @@ pub enum EngineError {
     QueueFull(AgentName),
     #[error("agent '{0}' was shut down before it could reply")]
     AgentGone(AgentName),
+    /// Every coding-agent process slot is taken and as many turns already
+    /// wait for one: refused rather than queued without bound.
+    #[error(
+        "all {max} coding-agent processes (limits.max_agent_processes) are running and {max} more turns are waiting for one; try again later, or shut down an idle coding agent"
+    )]
+    ProcessesBusy { max: usize },
     #[error("the reply was interrupted: {0}")]
     Interrupted(String),
     #[error("provider error: {0}")]
@@ -111,6 +117,9 @@ struct Inner {
     /// One permit per coding agent child running (`limits.max_agent_processes`);
     /// replaced by a reload like `provider_slots`.
     agent_processes: RwLock<Arc<Semaphore>>,
+    /// Turns waiting for a process slot: at most as many as there are
+    /// slots; a turn past that is refused (`ProcessesBusy`, 429).
+    process_waiters: std::sync::atomic::AtomicUsize,
     started: Instant,
     events: Events,
     /// Pending permission requests of every agent that acts.
@@ -167,6 +176,7 @@ impl Engine {
                 agent_processes: RwLock::new(Arc::new(Semaphore::new(
                     settings.config.limits.max_agent_processes,
                 ))),
+                process_waiters: std::sync::atomic::AtomicUsize::new(0),
                 settings: RwLock::new(Arc::new(settings)),
                 started: Instant::now(),
                 approvals: Approvals::new(events.clone()),
@@ -293,10 +303,36 @@ impl Engine {
         self.inner.history.end(&agent.config.name, info).await;
     }
 
-    /// Waits for room for one more coding agent child; held while it runs.
-    async fn process_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    /// Room for one more coding agent child, held while it runs: at once
+    /// if a slot is free, else after a wait in a queue of at most
+    /// `limits.max_agent_processes` turns; a turn that finds that queue
+    /// full is refused at once. `None` if the slots were replaced by a
+    /// reload while it waited (the child then runs outside the count).
+    async fn process_slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, EngineError> {
+        use std::sync::atomic::Ordering;
         let slots = read(&self.inner.agent_processes).clone();
-        slots.acquire_owned().await.ok()
+        if let Ok(slot) = slots.clone().try_acquire_owned() {
+            return Ok(Some(slot));
+        }
+        let max = self.settings().config.limits.max_agent_processes;
+        let waiters = &self.inner.process_waiters;
+        if waiters
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return Err(EngineError::ProcessesBusy { max });
+        }
+        // Leaves the queue however the wait ends (a slot, or the caller gone).
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _waiting = Waiting(waiters);
+        Ok(slots.acquire_owned().await.ok())
     }
 
     /// Waits for a free provider-call slot; the call holds it until dropped.

@@ -43,6 +43,8 @@ mod bounds;
 mod cli;
 mod codex;
 mod coding_agents;
+mod coding_limits;
+mod coding_terminal;
 mod completion;
 mod concurrency;
 mod docs;
