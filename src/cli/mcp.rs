@@ -17,9 +17,12 @@ use crate::paths::Paths;
 pub const LONG_ABOUT: &str = "\
 Serve the Model Context Protocol on standard input and output, so that an assistant or editor can \
 spawn agents, talk to them and read their histories through tools: spawn_agent, list_agents, \
-send_message, get_history, run_task, shutdown_agent, list_models, search_history and \
+send_message, get_history, run_task, shutdown_agent, list_models, search_history, \
 interrupt_agent (stops the reply an agent is writing; the waiting send_message returns what it \
-said so far).
+said so far), list_approvals and answer_approval (tool calls waiting for a yes or no). \
+spawn_agent and run_task start a coding agent (provider claude-code or codex) with its cwd \
+(relative to, and by default, this server's working directory), allow and approval, as `spawn` \
+does.
 
 An MCP client starts it. To register it with an assistant's command line: \
 `claude mcp add orchestration -- orchestration mcp`. In an editor's JSON configuration: \

@@ -105,11 +105,9 @@ fn without_a_daemon_calls_fail_as_tool_errors_or_start_one() {
     assert!(!started.alive(), "serve --stop left the daemon running");
 }
 
-#[test]
-fn a_coding_agent_spawned_over_mcp_runs_a_command_approved_over_mcp() {
-    let Some(python) = python() else { return };
-    let Some(claude) = claude() else { return };
-    let fake = FakeAnthropic::start();
+/// A daemon whose Claude Code is `claude`, talking to `fake`, with a home,
+/// temp dir and project of its own inside the env; the project's path.
+fn coding_daemon(claude: &Path, fake: &FakeAnthropic) -> (InProcess, PathBuf) {
     let env = Env::new();
     let home = env.dir.path().join("home");
     let tmp = env.dir.path().join("tmp");
@@ -118,24 +116,46 @@ fn a_coding_agent_spawned_over_mcp_runs_a_command_approved_over_mcp() {
         std::fs::create_dir_all(dir).expect("dir");
     }
     // The key comes from the configured environment: a spawn_agent call
-    // that names a base URL sends none.
+    // that names a base URL sends none. So does the URL, for run_task,
+    // which names none.
     let config = format!(
         r#"
 [agents.claude-code]
 command = [{claude:?}]
-env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, ANTHROPIC_API_KEY = "sk-fake", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", CLAUDE_CODE_MAX_RETRIES = "0" }}
+env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, ANTHROPIC_API_KEY = "sk-fake", ANTHROPIC_BASE_URL = {url:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", CLAUDE_CODE_MAX_RETRIES = "0" }}
 "#,
         claude = claude.display().to_string(),
         home = home.display().to_string(),
         tmp = tmp.display().to_string(),
+        url = fake.url(),
     );
     let project = std::fs::canonicalize(&project).expect("canonical project");
     let env = env
         .config(&config)
         .var("MCP_FAKE_URL", &fake.url())
         .var("MCP_PROJECT", &project.display().to_string());
-    let daemon = InProcess::serve(env, &["--no-tcp"]);
+    (InProcess::serve(env, &["--no-tcp"]), project)
+}
+
+#[test]
+fn a_coding_agent_spawned_over_mcp_runs_a_command_approved_over_mcp() {
+    let Some(python) = python() else { return };
+    let Some(claude) = claude() else { return };
+    let fake = FakeAnthropic::start();
+    let (daemon, project) = coding_daemon(&claude, &fake);
     let output = client(&python, &daemon.env, "approve");
     passed(&output, &|| daemon.log());
     assert!(project.join("x.txt").is_file(), "the command did not run");
+}
+
+#[test]
+fn run_task_over_mcp_is_a_coding_agent_with_its_cwd_allow_and_approval() {
+    let Some(python) = python() else { return };
+    let Some(claude) = claude() else { return };
+    let fake = FakeAnthropic::start();
+    let (daemon, project) = coding_daemon(&claude, &fake);
+    let output = client(&python, &daemon.env, "task");
+    passed(&output, &|| daemon.log());
+    assert!(project.join("allowed.txt").is_file(), "the allowed command did not run");
+    assert!(!project.join("never.txt").exists(), "a refused command ran");
 }

@@ -13,6 +13,9 @@ state and config dirs) in os.environ. MODE is one of:
   autostart    no daemon: the first call that needs one starts it
   approve      a Claude Code agent spawned in $MCP_PROJECT asks to run a
                command; list_approvals finds it, answer_approval approves it
+  task         run_task as a Claude Code agent in $MCP_PROJECT: a command its
+               `allow` lets it run, runs there; with approval "never" one is
+               refused and does not run
 
 On success it prints one JSON line (what was negotiated) and exits 0; any
 failed check raises, which exits non-zero with a traceback on stderr.
@@ -47,7 +50,7 @@ PROPERTIES = {
     "list_agents": {"state", "provider", "all"},
     "send_message": {"agent", "content"},
     "get_history": {"agent", "limit", "all"},
-    "run_task": {"prompt", "provider", "profile", "model", "instructions"},
+    "run_task": {"prompt", "provider", "profile", "model", "instructions", "cwd", "allow", "approval"},
     "shutdown_agent": {"agent"},
     "list_models": {"provider", "profile"},
     "search_history": {"query", "agent", "limit"},
@@ -323,12 +326,34 @@ async def approve(session):
     await refused(session, "answer_approval", {"id": approval["id"], "decision": "deny"}, "already")
 
 
+async def task(session):
+    project = os.environ["MCP_PROJECT"]
+    # The model server's URL is the daemon's [agents.claude-code] env.
+    coder = {"provider": "claude-code", "cwd": project}
+    allowed = await ok(session, "run_task", {**coder, "prompt": "run: touch allowed.txt", "allow": ["Bash(touch:*)"]})
+    reply = text(allowed)
+    check(reply.startswith("tool said"), f"allowed: {reply!r}")
+    check("(is_error)" not in reply, f"allowed: {reply!r}")
+    check(os.path.isfile(os.path.join(project, "allowed.txt")), "the allowed command did not run in the cwd")
+
+    never = await ok(session, "run_task", {**coder, "prompt": "run: touch never.txt", "approval": "never"})
+    reply = text(never)
+    check(reply.startswith("tool said (is_error)"), f"never: {reply!r}")
+    check(not os.path.exists(os.path.join(project, "never.txt")), "a command ran under approval never")
+
+    await refused(session, "run_task", {**coder, "prompt": "hi", "approval": "maybe"}, "maybe")
+    await refused(session, "run_task", {**coder, "prompt": "hi", "cwd": "/nonexistent/run-task-cwd"}, "/nonexistent/run-task-cwd")
+    # Every task agent is gone afterwards.
+    check(cli("list") == [], "a task agent outlived its task")
+
+
 MODES = {
     "scenario": scenario,
     "cancel": cancel,
     "unreachable": unreachable,
     "autostart": autostart,
     "approve": approve,
+    "task": task,
 }
 
 

@@ -92,7 +92,9 @@ impl ToolName {
             Self::RunTask => {
                 "Answer one prompt with a throwaway agent and return the reply; the agent is \
                  removed afterwards whatever happens. For a single question that needs no \
-                 follow-up; use spawn_agent and send_message for a conversation."
+                 follow-up; use spawn_agent and send_message for a conversation. With provider \
+                 claude-code or codex it is a coding agent working in cwd, its tool calls allowed \
+                 or put to answer_approval as for spawn_agent."
             }
             Self::ShutdownAgent => {
                 "Shut an agent down. Its name becomes free again; its history stays readable \
@@ -264,7 +266,7 @@ pub fn plan(tool: ToolName, arguments: JsonObject, config_file: &Path) -> Result
             let args: RunTaskArgs = parse(arguments)?;
             let name = task_name()?;
             let prompt = non_empty("prompt", args.prompt.clone())?;
-            let spawn = args.options().request(&name, config_file)?;
+            let spawn = args.options()?.request(&name, config_file)?;
             let body = TaskRequest::new(spawn, prompt, true);
             Ok(Call::Task { agent: name, body })
         }
@@ -512,17 +514,33 @@ pub struct RunTaskArgs {
     /// The agent's instructions, sent as its system prompt with every message.
     #[serde(default)]
     pub instructions: Option<String>,
+    /// A coding agent's (provider claude-code or codex) working directory; relative to, and by default, the MCP server's own working directory.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Tools a coding agent may use without asking: a tool name ("Read") or a rule like "Bash(git status:*)".
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// What a coding agent's other tool calls do: "ask" a person (the default; answer with answer_approval while the task runs), "never" (denied), or "bypass" (run without asking; the daemon accepts it only when this server reaches it over its Unix socket).
+    #[serde(default)]
+    #[schemars(extend("enum" = ["ask", "never", "bypass"]))]
+    pub approval: Option<String>,
 }
 
 impl RunTaskArgs {
-    fn options(&self) -> AgentOptions {
-        agent_options(
+    /// As `spawn_agent`'s, so a task can be a coding agent working where
+    /// the work is.
+    fn options(&self) -> Result<AgentOptions, ToolError> {
+        let mut options = agent_options(
             &self.provider,
             &self.profile,
             &self.model,
             &self.instructions,
             &None,
-        )
+        );
+        options.cwd = self.cwd.as_deref().map(PathBuf::from);
+        options.allow = self.allow.clone();
+        options.approval = self.approval.as_deref().map(approval_mode).transpose()?;
+        Ok(options)
     }
 }
 
@@ -946,6 +964,40 @@ mod coding_spawn_tests {
         for field in ["cwd", "allow", "approval"] {
             assert!(chat.get(field).is_none(), "{chat}");
         }
+    }
+
+    #[test]
+    fn run_task_takes_a_coding_agents_cwd_allow_and_approval() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let real = std::fs::canonicalize(dir.path()).expect("canonical");
+        let task = |arguments: Value| {
+            let Value::Object(arguments) = arguments else {
+                panic!("arguments must be an object");
+            };
+            match plan(ToolName::RunTask, arguments, Path::new("/nonexistent")) {
+                Ok(Call::Task { body, .. }) => {
+                    Ok(serde_json::to_value(&body).expect("a task serializes"))
+                }
+                Ok(other) => panic!("not a task: {other:?}"),
+                Err(error) => Err(error.0),
+            }
+        };
+        let body = task(json!({
+            "prompt": "fix it",
+            "provider": "codex",
+            "cwd": dir.path(),
+            "allow": ["cargo test"],
+            "approval": "never",
+        }))
+        .expect("a task");
+        assert_eq!(body["cwd"], real.display().to_string(), "{body}");
+        assert_eq!(body["allow"], json!(["cargo test"]));
+        assert_eq!(body["approval"], "never");
+        assert_eq!(body["prompt"], "fix it");
+        let mode = task(json!({"prompt": "p", "provider": "codex", "approval": "yolo"}));
+        assert!(mode.expect_err("refused").contains("yolo"));
+        let missing = task(json!({"prompt": "p", "provider": "codex", "cwd": "/nonexistent/t"}));
+        assert!(missing.expect_err("refused").contains("/nonexistent/t"));
     }
 
     #[test]
