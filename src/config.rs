@@ -167,8 +167,8 @@ pub struct LimitsConfig {
     #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub events_keepalive: Duration,
     /// Coding agents' child processes running at once, across all agents;
-    /// a turn that needs one more waits for one to stop, and a queue of
-    /// waiting turns past it gets a 429.
+    /// a turn that needs one more waits for one to stop, in a queue of at
+    /// most this many turns; a turn past that queue gets a 429.
     pub max_agent_processes: usize,
 }
 
