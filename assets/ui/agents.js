@@ -1,12 +1,16 @@
 // The agents page: every live agent with its state, provider and model,
-// messages and token usage; spawn one, shut one down. Kept current by the
-// event stream.
+// messages, queue (messages waiting behind the one being answered) and
+// token usage; spawn one, shut one down. Kept current by the event stream,
+// and, while an agent is busy, by a re-read every second: a message joining
+// a queue is no event.
 
 import * as api from './api.js';
 import { $, el, clear, status } from './dom.js';
 
 let report = () => {};
 let pending = null;
+let polling = null;
+const BUSY_POLL_MS = 1000;
 
 export function setup(onError) {
   report = onError;
@@ -24,6 +28,13 @@ export async function refresh() {
   for (const agent of agents) body.append(row(agent));
   $('agents-empty').hidden = agents.length > 0;
   $('agents-table').hidden = agents.length === 0;
+  const busy = agents.some((agent) => agent.state === 'processing' || agent.queued > 0);
+  if (busy && !polling) {
+    polling = setTimeout(() => {
+      polling = null;
+      if (!$('page-agents').hidden) refresh().catch(report);
+    }, BUSY_POLL_MS);
+  }
 }
 
 function row(agent) {
@@ -42,6 +53,7 @@ function row(agent) {
     el('td', {}, state, agent.reason ? el('div', { class: 'muted' }, agent.reason) : null),
     el('td', {}, `${agent.profile ?? agent.provider}${model}`),
     el('td', { class: 'number' }, String(agent.message_count ?? 0)),
+    el('td', { class: 'number queue' }, String(agent.queued ?? 0)),
     el('td', { class: 'number' }, `${usage.input_tokens ?? 0} / ${usage.output_tokens ?? 0}`),
     el('td', {}, shutdown));
 }

@@ -225,6 +225,10 @@ env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRA
     // The page's answers are the daemon's: one command ran, the other did not.
     assert!(cwd.join("approved.txt").is_file());
     assert!(!cwd.join("denied.txt").exists());
+    assert!(!cwd.join("queued.txt").exists());
+    // The message the page saw queued was answered after the denied turn.
+    let history = daemon.history("coder").to_string();
+    assert!(history.contains("echo: behind it"), "{history}");
     assert_eq!(
         daemon.json("GET", "/approvals", None).json(),
         serde_json::json!([])

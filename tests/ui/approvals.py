@@ -5,8 +5,11 @@ Claude Code agent (`--agent`, working in `--cwd`) whose model is a fake that
 asks to run `touch FILE` for a message `run: touch FILE`. From the page it
 sends two such messages: the first is approved with the keyboard and the
 file must appear; the second is denied with a reason typed into the panel
-and the file must not appear. Every check is an assertion; waits are for
-things to appear, never for time to pass.
+and the file must not appear. Then, while a third waits for an answer, a
+message sent behind it shows as 1 in the agents page's queue column, and 0
+once the approval is denied from that page and both turns are answered.
+Every check is an assertion; waits are for things to appear, never for time
+to pass.
 """
 
 import argparse
@@ -55,6 +58,7 @@ class Panel(Page):
         self.go(f"agent/{self.args.agent}", "conversation")
         self.approve_with_the_keyboard()
         self.deny_with_a_reason()
+        self.queue_column()
 
     def ask(self, command):
         """Sends `run: COMMAND` from the page; returns the panel's entry for it."""
@@ -102,6 +106,38 @@ class Panel(Page):
         reason.send_keys("not this one", Keys.ENTER)
         self.answered("denying")
         assert not os.path.exists(os.path.join(self.args.cwd, "denied.txt")), "a denied command ran"
+
+    def queue_cells(self):
+        row = f'#agents-body tr[data-agent="{self.args.agent}"] td'
+        return [c.text for c in self.css(row)]
+
+    def queue_column(self):
+        entry = self.ask("touch queued.txt")
+        # A message behind the turn that waits for its approval, sent as the
+        # page sends one (its session, its CSRF header); not awaited.
+        self.driver.execute_async_script(
+            """
+            const [agent, done] = arguments;
+            import('/ui/api.js').then((api) => {
+              api.call('POST', api.path.message(agent), { content: 'behind it' }).catch(() => {});
+              done();
+            });
+            """,
+            self.args.agent,
+        )
+        self.go("agents", "agents")
+        # State, provider, messages, queue, tokens, actions.
+        cells = self.until("one message in the queue", lambda: [c for c in [self.queue_cells()] if len(c) > 3 and c[3] == "1"])
+        assert cells[0][0] == "processing", cells
+        self.shot("agents-queue")
+        # The panel is on every page: deny from here.
+        entry = self.until("the pending approval", lambda: self.css("#approvals-list li.approval"))[0]
+        entry.find_element(By.CSS_SELECTOR, "input.reason").send_keys("not now", Keys.ENTER)
+        self.until(
+            "the queue to empty and the agent to go idle",
+            lambda: [c for c in [self.queue_cells()] if len(c) > 3 and c[3] == "0" and c[0] == "idle"],
+        )
+        assert not os.path.exists(os.path.join(self.args.cwd, "queued.txt")), "a denied command ran"
 
 
 if __name__ == "__main__":

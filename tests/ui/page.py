@@ -156,6 +156,7 @@ class Page:
         cells = self.until(f"{name} in the agents table", lambda: [c.text for c in self.css(row)])
         assert cells[0] == "idle", cells
         assert cells[1].startswith("echo"), cells
+        assert cells[3] == "0", f"queue column: {cells}"
         self.shot(f"agents-{name}")
 
     def conversation(self):
