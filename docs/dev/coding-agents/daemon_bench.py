@@ -1,5 +1,9 @@
 """A Claude Code turn through the daemon vs the same CLI driven directly.
 
+Superseded by the bench target `cargo bench --bench coding_agents`
+(benches/coding_agents.rs), which alternates the two sides' turns; kept as
+the earlier session's notes.
+
 Usage (from the repository, after `cargo build` and scripts/test.sh's npm install):
   ORCHESTRATION_CLAUDE=target/third-party/npm/node_modules/@anthropic-ai/claude-code-linux-x64/claude \
       python3 docs/dev/coding-agents/daemon_bench.py
