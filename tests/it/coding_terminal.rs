@@ -55,8 +55,14 @@ fn on_a_terminal_message_offers_the_approval_inline_and_y_runs_the_command() {
     assert!(screen.contains("approved "), "{screen}");
     assert!(screen.contains("tool said"), "{screen}");
     assert!(!screen.contains("(is_error)"), "{screen}");
-    assert!(setup.cwd.join("yes.txt").is_file(), "the command did not run");
-    assert_eq!(daemon.json("GET", "/approvals", None).json(), serde_json::json!([]));
+    assert!(
+        setup.cwd.join("yes.txt").is_file(),
+        "the command did not run"
+    );
+    assert_eq!(
+        daemon.json("GET", "/approvals", None).json(),
+        serde_json::json!([])
+    );
 }
 
 #[test]

@@ -156,6 +156,9 @@ fn run_task_over_mcp_is_a_coding_agent_with_its_cwd_allow_and_approval() {
     let (daemon, project) = coding_daemon(&claude, &fake);
     let output = client(&python, &daemon.env, "task");
     passed(&output, &|| daemon.log());
-    assert!(project.join("allowed.txt").is_file(), "the allowed command did not run");
+    assert!(
+        project.join("allowed.txt").is_file(),
+        "the allowed command did not run"
+    );
     assert!(!project.join("never.txt").exists(), "a refused command ran");
 }

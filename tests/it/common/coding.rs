@@ -167,7 +167,9 @@ env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRA
     pub fn reconfigure(&self, extra: &str) {
         let file = self.env.dir.path().join("config.toml");
         let text = std::fs::read_to_string(&file).expect("read the config");
-        let (base, _) = text.split_once("# extra\n").expect("the config's extra part");
+        let (base, _) = text
+            .split_once("# extra\n")
+            .expect("the config's extra part");
         std::fs::write(&file, format!("{base}# extra\n{extra}\n")).expect("write the config");
     }
 

@@ -125,7 +125,10 @@ fn plain(writer: &mut TcpStream, status: &str, body: &Value) -> std::io::Result<
 
 /// What the fake answers.
 enum Answer {
-    Text { text: String, slow: bool },
+    Text {
+        text: String,
+        slow: bool,
+    },
     /// The first words, then silence until the client closes the connection.
     Hang(String),
     Bash(String),
