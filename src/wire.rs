@@ -10,7 +10,7 @@ mod route;
 pub use route::{Route, RouteError, UiFile};
 
 use crate::model::{
-    AgentConfig, AgentName, AgentState, Approval, ApprovalMode, Decision, Message, ProviderSpec,
+    AgentBudget, AgentConfig, AgentName, AgentState, Approval, ApprovalMode, Decision, Message, ProviderSpec,
     SearchHit, Secret, ToolCall, ToolResult, Verdict, Workspace,
 };
 
@@ -84,8 +84,15 @@ impl SpawnRequest {
         self.approval == Some(ApprovalMode::Bypass)
     }
 
-    pub fn into_config(self) -> AgentConfig {
-        AgentConfig {
+    /// The agent's config; fails on a `budget` that does not parse (the
+    /// sentence says how to write one).
+    pub fn into_config(self) -> Result<AgentConfig, String> {
+        let budget = self
+            .budget
+            .as_deref()
+            .map(str::parse::<AgentBudget>)
+            .transpose()?;
+        Ok(AgentConfig {
             name: self.name,
             agent_type: self.agent_type.unwrap_or_else(|| "api".to_owned()),
             instructions: self.instructions,
@@ -104,7 +111,8 @@ impl SpawnRequest {
                 session: None,
                 tools: self.tools.unwrap_or_default(),
             },
-        }
+            budget,
+        })
     }
 }
 
@@ -584,6 +592,11 @@ pub enum ErrorCode {
     /// `approval: bypass` over TCP: modes that run commands without asking
     /// are accepted on the Unix socket only.
     BypassRefused,
+    /// A budget has no room for the call: the detail names the budget, what
+    /// it allows, spent and holds, and when it resets.
+    BudgetExceeded,
+    /// A budget counts USD and no price is known for the agent's model.
+    BudgetUnpriced,
     /// A code this client does not know, or none at all.
     #[default]
     #[serde(other)]

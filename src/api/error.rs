@@ -3,6 +3,7 @@
 
 use http::{Method, StatusCode};
 
+use crate::engine::budget::BudgetError;
 use crate::engine::{AnswerError, EngineError};
 use crate::model::InvalidName;
 use crate::profiles::ProfileError;
@@ -170,6 +171,8 @@ fn engine_code(error: &EngineError) -> ErrorCode {
         EngineError::Suspended { .. } => ErrorCode::Suspended,
         EngineError::Setup(error) => setup_code(error),
         EngineError::BadSearch(_) => ErrorCode::InvalidSearch,
+        EngineError::Budget(BudgetError::Exceeded { .. }) => ErrorCode::BudgetExceeded,
+        EngineError::Budget(BudgetError::Unpriced { .. }) => ErrorCode::BudgetUnpriced,
         EngineError::QueueFull(_) => ErrorCode::QueueFull,
         EngineError::Interrupted(_) => ErrorCode::Interrupted,
         EngineError::Provider(error) => provider_code(error),
@@ -226,6 +229,9 @@ fn engine_status(error: &EngineError) -> StatusCode {
         EngineError::NameTaken(_) | EngineError::Suspended { .. } => StatusCode::CONFLICT,
         EngineError::Setup(_) | EngineError::BadSearch(_) => StatusCode::BAD_REQUEST,
         EngineError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+        // Spending it would take is not allowed (the budget, or a USD
+        // budget with no price to count by): nothing went wrong upstream.
+        EngineError::Budget(_) => StatusCode::PAYMENT_REQUIRED,
         EngineError::Interrupted(_) => StatusCode::SERVICE_UNAVAILABLE,
         EngineError::Provider(ProviderError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
         EngineError::Provider(_) => StatusCode::BAD_GATEWAY,
