@@ -10,7 +10,7 @@ mod route;
 pub use route::{Route, RouteError, UiFile};
 
 use crate::model::{
-    AgentBudget, AgentConfig, AgentName, AgentState, Approval, ApprovalMode, Decision, Message, ProviderSpec,
+    AgentBudget, AgentConfig, AgentName, AgentState, BudgetState, Approval, ApprovalMode, Decision, Message, ProviderSpec,
     SearchHit, Secret, ToolCall, ToolResult, Verdict, Workspace,
 };
 
@@ -292,6 +292,9 @@ pub struct Health {
     /// When the config was loaded, and whether the last reload failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ConfigStatus>,
+    /// Every budget in effect and where it stands (`serve --status`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetState>,
 }
 
 /// The config the daemon runs with: when it was loaded (at start or by the

@@ -75,6 +75,7 @@ fn health(ctx: &ApiContext) -> Reply {
             pid: std::process::id(),
             uptime_s: ctx.engine.uptime().as_secs(),
             config: Some(ctx.control.config_status()),
+            budgets: ctx.engine.budget_states(),
         },
     ))
 }

@@ -41,12 +41,17 @@ impl OpenAi {
             };
             messages.push(json!({"role": role, "content": &*turn.content}));
         }
-        let body = json!({
+        let mut body = json!({
             "model": chat.model.as_ref().or(self.endpoint.model.as_ref()),
             "messages": messages,
             "stream": true,
             "stream_options": {"include_usage": true},
         });
+        // Only when something (a budget) needs the reply bounded: the
+        // server's own default otherwise.
+        if let Some(bound) = chat.max_output_tokens {
+            body["max_tokens"] = Value::from(bound);
+        }
         let url = format!("{}/chat/completions", self.endpoint.base_url);
         let builder = self
             .upstream

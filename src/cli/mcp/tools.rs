@@ -423,6 +423,7 @@ fn agent_options(
         cwd: None,
         allow: Vec::new(),
         approval: None,
+        budget: None,
     }
 }
 
