@@ -1153,7 +1153,10 @@ mod tests {
         assert_eq!(rules.len(), 2);
         assert_eq!(rules[1].period, BudgetPeriod::Total);
         for (text, expected) in [
-            ("scope = \"everyone\"\nusd = 1", "budgets[0] (scope = \"everyone\")"),
+            (
+                "scope = \"everyone\"\nusd = 1",
+                "budgets[0] (scope = \"everyone\")",
+            ),
             ("scope = \"all\"\nperiod = \"week\"\nusd = 1", "week"),
             ("scope = \"all\"\nusd = 1\ntokens = 5", "not both"),
             ("scope = \"all\"", "give a limit"),
@@ -1164,9 +1167,13 @@ mod tests {
             let error = Config::parse(&format!("[[budgets]]\n{text}\n")).expect_err(text);
             assert!(error.contains(expected), "{text}: {error}");
         }
-        let twice = "[[budgets]]\nscope = \"all\"\nusd = 1\n[[budgets]]\nscope = \"all\"\nusd = 2\n";
+        let twice =
+            "[[budgets]]\nscope = \"all\"\nusd = 1\n[[budgets]]\nscope = \"all\"\nusd = 2\n";
         let error = Config::parse(twice).unwrap_err();
-        assert!(error.contains("budgets[1]") && error.contains("budgets[0]"), "{error}");
+        assert!(
+            error.contains("budgets[1]") && error.contains("budgets[0]"),
+            "{error}"
+        );
         assert!(Config::parse("[[budgets]]\nscope = \"all\"\nusd = 1\nlimit = 2\n").is_err());
     }
 

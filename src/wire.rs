@@ -10,8 +10,8 @@ mod route;
 pub use route::{Route, RouteError, UiFile};
 
 use crate::model::{
-    AgentBudget, AgentConfig, AgentName, AgentState, BudgetState, Approval, ApprovalMode, Decision, Message, ProviderSpec,
-    SearchHit, Secret, ToolCall, ToolResult, Verdict, Workspace,
+    AgentBudget, AgentConfig, AgentName, AgentState, Approval, ApprovalMode, BudgetState, Decision,
+    Message, ProviderSpec, SearchHit, Secret, ToolCall, ToolResult, Verdict, Workspace,
 };
 
 /// The body of `POST /agents`: a new agent's name, and what it runs on.

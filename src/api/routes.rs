@@ -359,7 +359,10 @@ async fn task(ctx: &ApiContext, caller: &Caller, name: AgentName, body: Incoming
     }
     let prompt = std::mem::take(&mut task.prompt);
     let stream = task.stream;
-    let config = task.spawn(name).into_config().map_err(ApiError::InvalidBody)?;
+    let config = task
+        .spawn(name)
+        .into_config()
+        .map_err(ApiError::InvalidBody)?;
     let exchange = ctx.engine.task(config, prompt).await?;
     answer(exchange, stream).await
 }

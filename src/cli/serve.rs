@@ -225,7 +225,10 @@ fn status(paths: &Paths, json: bool) -> Result<(), CliError> {
         }
     }
     for budget in &health.budgets {
-        text.push_str(&format!("\n  budget:  {}", super::usage::budget_line(budget)));
+        text.push_str(&format!(
+            "\n  budget:  {}",
+            super::usage::budget_line(budget)
+        ));
     }
     output::line(&text)
 }

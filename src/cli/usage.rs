@@ -75,7 +75,14 @@ fn budgets(budgets: &[BudgetState]) -> Result<(), CliError> {
     }
     let rows: Vec<Vec<String>> = budgets.iter().map(budget_row).collect();
     let header = [
-        "BUDGET", "PERIOD", "UNIT", "LIMIT", "SPENT", "RESERVED", "REMAINING", "RESETS",
+        "BUDGET",
+        "PERIOD",
+        "UNIT",
+        "LIMIT",
+        "SPENT",
+        "RESERVED",
+        "REMAINING",
+        "RESETS",
     ];
     output::print(&format!("\n{}", output::table(&header, &rows)))
 }
@@ -94,7 +101,10 @@ fn budget_row(state: &BudgetState) -> Vec<String> {
         amount(state.spent),
         amount(state.reserved),
         amount(state.remaining),
-        state.resets.as_deref().map_or("never".to_owned(), output::timestamp),
+        state
+            .resets
+            .as_deref()
+            .map_or("never".to_owned(), output::timestamp),
     ]
 }
 

@@ -716,7 +716,9 @@ fn reserve_budgets(
         return Ok(None);
     }
     let bound = output_bound(engine);
-    let bound = request.max_output_tokens.map_or(bound, |asked| asked.min(bound));
+    let bound = request
+        .max_output_tokens
+        .map_or(bound, |asked| asked.min(bound));
     request.max_output_tokens = Some(bound);
     let input = estimated_tokens(request_bytes(request));
     let worst = worst_case(engine, &payer, input, bound.into());
@@ -744,7 +746,9 @@ fn request_bytes(request: &ChatRequest) -> usize {
     let tools: usize = request
         .tools
         .iter()
-        .map(|tool| tool.qualified().len() + tool.description.len() + tool.input_schema.to_string().len())
+        .map(|tool| {
+            tool.qualified().len() + tool.description.len() + tool.input_schema.to_string().len()
+        })
         .sum();
     instructions + turns + rounds + tools
 }

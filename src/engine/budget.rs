@@ -193,10 +193,13 @@ impl Tracked {
     fn need(&self, worst: &Worst, payer: &Payer) -> Result<u64, BudgetError> {
         match self.unit() {
             BudgetUnit::Tokens => Ok(worst.tokens),
-            BudgetUnit::Usd => worst.usd.map(nanos_ceil).ok_or_else(|| BudgetError::Unpriced {
-                budget: self.state().title(),
-                model: payer.model.clone(),
-            }),
+            BudgetUnit::Usd => worst
+                .usd
+                .map(nanos_ceil)
+                .ok_or_else(|| BudgetError::Unpriced {
+                    budget: self.state().title(),
+                    model: payer.model.clone(),
+                }),
         }
     }
 
@@ -246,7 +249,10 @@ impl State {
 
     /// The budgets that apply to `payer`, each with where it lives.
     fn applying(&mut self, payer: &Payer) -> Vec<(Slot, &mut Tracked)> {
-        let own = self.agents.get_mut(&payer.id).map(|t| (Slot::Agent(payer.id), t));
+        let own = self
+            .agents
+            .get_mut(&payer.id)
+            .map(|t| (Slot::Agent(payer.id), t));
         self.config
             .iter_mut()
             .filter(|t| t.applies(payer))
@@ -551,12 +557,16 @@ fn rfc3339(at: OffsetDateTime) -> String {
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
+/// Rounding noise of a product of floats, far below a nano-USD: a worst
+/// case computed as 503.0000000001 nano-USD is 503, not 504.
+const NOISE: f64 = 1e-6;
+
 fn nanos_ceil(usd: f64) -> u64 {
-    (usd.max(0.0) * NANOS_PER_USD).ceil() as u64
+    (usd.max(0.0) * NANOS_PER_USD - NOISE).ceil().max(0.0) as u64
 }
 
 fn nanos_floor(usd: f64) -> u64 {
-    (usd.max(0.0) * NANOS_PER_USD).floor() as u64
+    (usd.max(0.0) * NANOS_PER_USD + NOISE).floor() as u64
 }
 
 fn nanos_round(usd: f64) -> u64 {
@@ -623,15 +633,24 @@ mod tests {
         tracked.reserved = 5;
         tracked.roll(at("2026-12-06T23:59:59.999Z"));
         assert_eq!(tracked.spent, 90);
-        assert_eq!(tracked.state().resets.as_deref(), Some("2026-12-07T00:00:00Z"));
+        assert_eq!(
+            tracked.state().resets.as_deref(),
+            Some("2026-12-07T00:00:00Z")
+        );
         tracked.roll(at("2026-12-07T00:00:00Z"));
         assert_eq!((tracked.spent, tracked.warned, tracked.reserved), (0, 0, 5));
-        assert_eq!(tracked.state().resets.as_deref(), Some("2026-12-08T00:00:00Z"));
+        assert_eq!(
+            tracked.state().resets.as_deref(),
+            Some("2026-12-08T00:00:00Z")
+        );
         // Days with no call at all: the next call finds the right period.
         tracked.spent = 7;
         tracked.roll(at("2027-01-03T10:00:00+05:00"));
         assert_eq!(tracked.spent, 0);
-        assert_eq!(tracked.state().resets.as_deref(), Some("2027-01-04T00:00:00Z"));
+        assert_eq!(
+            tracked.state().resets.as_deref(),
+            Some("2027-01-04T00:00:00Z")
+        );
 
         let month = rule(BudgetPeriod::Month, BudgetLimit::Usd(1.0));
         let mut tracked = Tracked::new(2, month, BudgetSource::Config, at("2026-12-31T23:00:00Z"));
@@ -640,7 +659,10 @@ mod tests {
         assert_eq!(tracked.spent, 3);
         tracked.roll(at("2027-01-01T00:00:01Z"));
         assert_eq!(tracked.spent, 0);
-        assert_eq!(tracked.state().resets.as_deref(), Some("2027-02-01T00:00:00Z"));
+        assert_eq!(
+            tracked.state().resets.as_deref(),
+            Some("2027-02-01T00:00:00Z")
+        );
 
         let total = rule(BudgetPeriod::Total, BudgetLimit::Tokens(1));
         let mut tracked = Tracked::new(3, total, BudgetSource::Config, at("2026-12-31T23:00:00Z"));
@@ -706,7 +728,10 @@ mod tests {
         assert!(matches!(warnings[0], Event::Budget { percent: 80, .. }));
         // The unused 5 came back.
         let state = &budgets.states(now)[0];
-        assert_eq!((state.spent, state.reserved, state.remaining), (85.0, 0.0, 15.0));
+        assert_eq!(
+            (state.spent, state.reserved, state.remaining),
+            (85.0, 0.0, 15.0)
+        );
         assert!(budgets.reserve(&a, &tokens(15), now).unwrap().is_some());
     }
 
@@ -769,7 +794,10 @@ mod tests {
             (500, 0.0)
         });
         let states = budgets.states(now);
-        assert_eq!((states[0].limit, states[0].spent, states[0].reserved), (200.0, 40.0, 10.0));
+        assert_eq!(
+            (states[0].limit, states[0].spent, states[0].reserved),
+            (200.0, 40.0, 10.0)
+        );
         assert_eq!(states[1].spent, 500.0);
         drop(hold);
         assert_eq!(budgets.states(now)[0].reserved, 0.0);

@@ -400,7 +400,10 @@ fn check_turn(
 
 /// What a turn spent, for its budgets: its ledger row, costed from the
 /// cost the coding agent reported when the model has no price.
-fn charged(record: &crate::model::UsageRecord, reply: &Map<String, Value>) -> crate::model::UsageRecord {
+fn charged(
+    record: &crate::model::UsageRecord,
+    reply: &Map<String, Value>,
+) -> crate::model::UsageRecord {
     let mut record = record.clone();
     if record.cost_usd.is_none() {
         record.cost_usd = reply.get("cost_usd").and_then(Value::as_f64);

@@ -140,11 +140,7 @@ pub struct Gauges {
 }
 
 /// What the ledger says `scope` spent since `since`: tokens and USD.
-fn spent(
-    history: &History,
-    scope: &crate::model::SpendScope,
-    since: Option<&str>,
-) -> (u64, f64) {
+fn spent(history: &History, scope: &crate::model::SpendScope, since: Option<&str>) -> (u64, f64) {
     history.spent(scope, since).unwrap_or_else(|error| {
         tracing::error!(%error, ?scope, "cannot read what a budget spent; counting from 0");
         (0, 0.0)
@@ -202,11 +198,11 @@ impl Engine {
     fn configure_budgets(&self, config: &crate::config::Config) {
         let rules = crate::config::BudgetConfig::rules(&config.budgets);
         let history = &self.inner.history;
-        self.inner.budgets.configure(
-            rules,
-            time::OffsetDateTime::now_utc(),
-            |scope, since| spent(history, scope, since),
-        );
+        self.inner
+            .budgets
+            .configure(rules, time::OffsetDateTime::now_utc(), |scope, since| {
+                spent(history, scope, since)
+            });
     }
 
     /// The provider settings in effect now.

@@ -26,7 +26,9 @@ impl FromStr for BudgetScope {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let named = |kind: &str, name: &str| {
             if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-                Err(format!("scope {text:?}: {kind}: needs a name (1-64 characters)"))
+                Err(format!(
+                    "scope {text:?}: {kind}: needs a name (1-64 characters)"
+                ))
             } else {
                 Ok(name.to_owned())
             }
@@ -245,7 +247,9 @@ impl FromStr for AgentBudget {
         } else {
             return Err(bad("names no unit"));
         };
-        let limit = limit.check().map_err(|e| bad(&format!("is out of range: {e}")))?;
+        let limit = limit
+            .check()
+            .map_err(|e| bad(&format!("is out of range: {e}")))?;
         Ok(Self { limit, period })
     }
 }
@@ -309,11 +313,18 @@ impl BudgetState {
     }
 }
 
-/// An amount of `unit` as text: USD to four decimals (a hundredth of a
-/// cent), tokens whole.
+/// An amount of `unit` as text: USD with cents and up to six decimals (a
+/// single call often costs less than a cent), tokens whole.
 pub fn amount(unit: BudgetUnit, value: f64) -> String {
     match unit {
-        BudgetUnit::Usd => format!("{value:.4}"),
+        BudgetUnit::Usd => {
+            let text = format!("{value:.6}");
+            let trimmed = text.trim_end_matches('0');
+            match trimmed.split_once('.') {
+                Some((_, cents)) if cents.len() < 2 => format!("{value:.2}"),
+                _ => trimmed.to_owned(),
+            }
+        }
         BudgetUnit::Tokens => format!("{value:.0}"),
     }
 }
@@ -406,6 +417,15 @@ mod tests {
             let error = bad.parse::<AgentBudget>().expect_err(bad);
             assert!(error.contains("budget"), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn amounts_read_well() {
+        assert_eq!(amount(BudgetUnit::Usd, 2.0), "2.00");
+        assert_eq!(amount(BudgetUnit::Usd, 1.5), "1.50");
+        assert_eq!(amount(BudgetUnit::Usd, 0.000503), "0.000503");
+        assert_eq!(amount(BudgetUnit::Usd, 0.0), "0.00");
+        assert_eq!(amount(BudgetUnit::Tokens, 1030.0), "1030");
     }
 
     #[test]
