@@ -292,7 +292,7 @@ pub struct Health {
     /// When the config was loaded, and whether the last reload failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ConfigStatus>,
-    /// Every budget in effect and where it stands (`serve --status`).
+    /// The config's `[[budgets]]` and where each stands (`serve --status`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub budgets: Vec<BudgetState>,
 }

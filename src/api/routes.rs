@@ -75,7 +75,11 @@ fn health(ctx: &ApiContext) -> Reply {
             pid: std::process::id(),
             uptime_s: ctx.engine.uptime().as_secs(),
             config: Some(ctx.control.config_status()),
-            budgets: ctx.engine.budget_states(),
+            // The config's only: agents' own are one per agent (`usage` lists them).
+            budgets: ctx
+                .engine
+                .budgets()
+                .config_states(time::OffsetDateTime::now_utc()),
         },
     ))
 }

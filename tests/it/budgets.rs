@@ -391,9 +391,22 @@ fn a_bad_budget_entry_is_refused_at_start_and_at_reload_naming_it() {
     assert_eq!(states.len(), 1);
     assert_eq!(states[0]["limit"], json!(500.0));
 
-    // A good reload changes the limit and keeps what was spent.
-    let raised = config(&fake, "[[budgets]]\nscope = \"all\"\ntokens = 900\n");
+    // A good reload changes the limit and keeps what was spent; a budget
+    // it adds starts from what the ledger says.
+    spawn(&daemon, json!({"name": "a", "profile": "fake"}));
+    fake.push(reply(3, BOUND));
+    assert_eq!(daemon.say("a", PROMPT).status, 200);
+    let raised = config(
+        &fake,
+        "[[budgets]]\nscope = \"all\"\ntokens = 900\n\n\
+         [[budgets]]\nscope = \"profile:fake\"\nperiod = \"month\"\ntokens = 150\n",
+    );
     std::fs::write(env.dir.path().join("config.toml"), raised).expect("write config");
     daemon.cli(&["serve", "--reload"]).ok();
-    assert_eq!(budgets(&daemon)[0]["limit"], json!(900.0));
+    let states = budgets(&daemon);
+    assert_eq!(states[0]["limit"], json!(900.0));
+    assert_eq!(states[0]["spent"], json!(WORST as f64));
+    assert_eq!(states[1]["scope"], "profile:fake");
+    assert_eq!(states[1]["spent"], json!(WORST as f64));
+    refused(&daemon.say("a", PROMPT), "budget_exceeded");
 }
