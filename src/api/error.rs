@@ -171,7 +171,7 @@ fn engine_code(error: &EngineError) -> ErrorCode {
         EngineError::Suspended { .. } => ErrorCode::Suspended,
         EngineError::Setup(error) => setup_code(error),
         EngineError::BadSearch(_) => ErrorCode::InvalidSearch,
-        EngineError::Budget(BudgetError::Exceeded { .. }) => ErrorCode::BudgetExceeded,
+        EngineError::Budget(BudgetError::Exceeded(_)) => ErrorCode::BudgetExceeded,
         EngineError::Budget(BudgetError::Unpriced { .. }) => ErrorCode::BudgetUnpriced,
         EngineError::QueueFull(_) => ErrorCode::QueueFull,
         EngineError::Interrupted(_) => ErrorCode::Interrupted,
@@ -260,6 +260,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::engine::budget::Refusal;
     use crate::model::AgentName;
 
     /// One error of every kind the API answers with.
@@ -316,6 +317,27 @@ mod tests {
             EngineError::AgentGone(name()),
             EngineError::Interrupted("i".into()),
             EngineError::BadSearch("b".into()),
+            EngineError::Budget(BudgetError::Unpriced {
+                budget: "all/day, 1.00 usd".into(),
+                model: "m".into(),
+            }),
+            EngineError::Budget(BudgetError::Exceeded(Box::new(Refusal {
+                state: crate::model::BudgetState {
+                    scope: "all".into(),
+                    period: crate::model::BudgetPeriod::Day,
+                    unit: crate::model::BudgetUnit::Usd,
+                    source: crate::model::BudgetSource::Config,
+                    limit: 1.0,
+                    spent: 1.0,
+                    reserved: 0.0,
+                    remaining: 0.0,
+                    resets: None,
+                },
+                limit: "1.00 usd".into(),
+                spent: "1.00 usd".into(),
+                reserved: "0.00 usd".into(),
+                needed: "0.10 usd".into(),
+            }))),
             EngineError::Runtime(RuntimeError::Died {
                 program: "claude".into(),
                 status: "killed by signal 9".into(),

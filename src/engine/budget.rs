@@ -28,22 +28,28 @@ const NANOS_PER_USD: f64 = 1_000_000_000.0;
 /// Why a call may not run.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BudgetError {
-    #[error(
-        "budget {} has no room for this call: limit {limit}, spent {spent}, reserved {reserved} by calls in flight, this call needs up to {needed}; it resets {}",
-        .state.title(),
-        resets(.state)
-    )]
-    Exceeded {
-        state: BudgetState,
-        limit: String,
-        spent: String,
-        reserved: String,
-        needed: String,
-    },
+    /// Boxed: a refusal carries the budget's whole state.
+    #[error("{0}")]
+    Exceeded(Box<Refusal>),
     #[error(
         "budget {budget} counts USD, and no price is known for model '{model}': add [prices.\"{model}\"] (input, output in USD per million tokens) to the config file and run `orchestration serve --reload`"
     )]
     Unpriced { budget: String, model: String },
+}
+
+/// A budget without room for a call: its state, and the amounts as text.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "budget {} has no room for this call: limit {limit}, spent {spent}, reserved {reserved} by calls in flight, this call needs up to {needed}; it resets {}",
+    .state.title(),
+    resets(.state)
+)]
+pub struct Refusal {
+    pub state: BudgetState,
+    pub limit: String,
+    pub spent: String,
+    pub reserved: String,
+    pub needed: String,
 }
 
 fn resets(state: &BudgetState) -> String {
@@ -204,13 +210,13 @@ impl Tracked {
     }
 
     fn refusal(&self, needed: u64) -> BudgetError {
-        BudgetError::Exceeded {
+        BudgetError::Exceeded(Box::new(Refusal {
             state: self.state(),
             limit: self.text(self.limit()),
             spent: self.text(self.spent),
             reserved: self.text(self.reserved),
             needed: self.text(needed),
-        }
+        }))
     }
 
     /// Adds `units` actually spent; the warning it crosses into, if any.
