@@ -464,6 +464,7 @@ fn generate(state: &Path, shape: Shape) {
             instructions: None,
             provider: spec.clone(),
             workspace: Workspace::default(),
+            budget: None,
         };
         StoreWrite::add_agent(*id, &config, "2026-01-01T00:00:00Z").expect("agent")
     });

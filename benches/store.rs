@@ -78,6 +78,7 @@ fn config(name: &str) -> AgentConfig {
             ..ProviderSpec::default()
         },
         workspace: Workspace::default(),
+        budget: None,
     }
 }
 

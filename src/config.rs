@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::model::{BudgetLimit, BudgetPeriod, BudgetRule, BudgetScope};
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -35,6 +37,9 @@ pub struct Config {
     pub mcp_servers: BTreeMap<String, McpServerConfig>,
     /// `[tools]`: how API agents' tool calls run.
     pub tools: ToolsConfig,
+    /// `[[budgets]]`: spending limits no call may overshoot.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -76,6 +81,10 @@ pub struct ProvidersConfig {
     pub retry_backoff: Duration,
     /// `max_tokens` sent to Anthropic, which requires one.
     pub anthropic_max_tokens: u32,
+    /// The output bound a call is held to when a budget applies to it
+    /// (`max_tokens` sent to the model server): its worst case is its
+    /// estimated input plus this.
+    pub budget_max_tokens: u32,
     /// Limit on one whole reply, however steadily it streams: past it the
     /// upstream request is stopped and what arrived is kept, marked
     /// interrupted with the reason.
@@ -95,6 +104,7 @@ impl Default for ProvidersConfig {
             max_retries: 2,
             retry_backoff: Duration::from_millis(500),
             anthropic_max_tokens: 4096,
+            budget_max_tokens: 4096,
             turn_timeout: Duration::from_secs(600),
             context_limit: DEFAULT_CONTEXT_LIMIT,
         }
@@ -351,6 +361,68 @@ pub struct PriceConfig {
     pub cache_write: Option<f64>,
 }
 
+/// `[[budgets]]`: one spending limit. `scope` is `all`, `agent:NAME` or
+/// `profile:NAME`; `period` is `day`, `month` (UTC calendar) or `total`
+/// (the default); exactly one of `usd` and `tokens`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfig {
+    pub scope: String,
+    #[serde(default = "total")]
+    pub period: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+}
+
+fn total() -> String {
+    "total".to_owned()
+}
+
+impl BudgetConfig {
+    /// The budget this entry sets, or why it sets none.
+    pub fn rule(&self) -> Result<BudgetRule, String> {
+        let scope = self.scope.parse::<BudgetScope>()?;
+        let period = self.period.parse::<BudgetPeriod>()?;
+        let limit = match (self.usd, self.tokens) {
+            (Some(usd), None) => BudgetLimit::Usd(usd),
+            (None, Some(tokens)) => BudgetLimit::Tokens(tokens),
+            (Some(_), Some(_)) => return Err("give either `usd` or `tokens`, not both".into()),
+            (None, None) => return Err("give a limit: `usd = 5.0` or `tokens = 100000`".into()),
+        };
+        Ok(BudgetRule {
+            scope,
+            period,
+            limit: limit.check()?,
+        })
+    }
+
+    /// The budgets the config sets, the valid ones (all are, once validated).
+    pub fn rules(budgets: &[Self]) -> Vec<BudgetRule> {
+        budgets.iter().filter_map(|b| b.rule().ok()).collect()
+    }
+}
+
+/// Every `[[budgets]]` entry makes sense, and no two count the same scope
+/// over the same period in the same unit (one would shadow the other).
+fn validate_budgets(budgets: &[BudgetConfig]) -> Result<(), String> {
+    let mut seen = Vec::new();
+    for (index, budget) in budgets.iter().enumerate() {
+        let name = format!("budgets[{index}] (scope = {:?})", budget.scope);
+        let rule = budget.rule().map_err(|why| format!("{name}: {why}"))?;
+        let key = (rule.scope.clone(), rule.period, rule.limit.unit());
+        if let Some(first) = seen.iter().position(|k| *k == key) {
+            return Err(format!(
+                "{name}: budgets[{first}] already limits {} per {} in {}",
+                key.0, key.1, key.2
+            ));
+        }
+        seen.push(key);
+    }
+    Ok(())
+}
+
 /// The most a price may be, in USD per million tokens: far above any
 /// model's, low enough that a typo (a price per token given per million
 /// the wrong way round) is caught.
@@ -486,6 +558,13 @@ impl Config {
         for (model, price) in &self.prices {
             validate_price(model, price)?;
         }
+        validate_budgets(&self.budgets)?;
+        in_range(
+            "providers.budget_max_tokens",
+            providers.budget_max_tokens.into(),
+            1,
+            10_000_000,
+        )?;
         for (name, server) in &self.mcp_servers {
             validate_mcp_server(name, server)?;
         }
@@ -1068,6 +1147,41 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{key} = {value}: {e}"));
             set_key("", key, value).unwrap_or_else(|e| panic!("{key} = {value}: {e}"));
         }
+    }
+
+    #[test]
+    fn budgets_are_checked_naming_the_entry() {
+        let config = Config::parse(
+            "[[budgets]]\nscope = \"all\"\nperiod = \"day\"\nusd = 2.5\n\
+             [[budgets]]\nscope = \"agent:x\"\ntokens = 1000\n",
+        )
+        .unwrap();
+        let rules = BudgetConfig::rules(&config.budgets);
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[1].period, BudgetPeriod::Total);
+        for (text, expected) in [
+            (
+                "scope = \"everyone\"\nusd = 1",
+                "budgets[0] (scope = \"everyone\")",
+            ),
+            ("scope = \"all\"\nperiod = \"week\"\nusd = 1", "week"),
+            ("scope = \"all\"\nusd = 1\ntokens = 5", "not both"),
+            ("scope = \"all\"", "give a limit"),
+            ("scope = \"all\"\nusd = -1.0", "usd = -1"),
+            ("scope = \"all\"\nusd = nan", "usd = NaN"),
+            ("scope = \"all\"\ntokens = 0", "tokens = 0"),
+        ] {
+            let error = Config::parse(&format!("[[budgets]]\n{text}\n")).expect_err(text);
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+        let twice =
+            "[[budgets]]\nscope = \"all\"\nusd = 1\n[[budgets]]\nscope = \"all\"\nusd = 2\n";
+        let error = Config::parse(twice).unwrap_err();
+        assert!(
+            error.contains("budgets[1]") && error.contains("budgets[0]"),
+            "{error}"
+        );
+        assert!(Config::parse("[[budgets]]\nscope = \"all\"\nusd = 1\nlimit = 2\n").is_err());
     }
 
     #[test]

@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use crate::model::{
     AgentConfig, AgentName, ApprovalMode, Message, PriceSource, ProviderSpec, PrunedConversation,
-    SearchFilter, SearchHit, Secret, Usage, UsageBy, UsageFilter, UsageGroup, Workspace,
+    SearchFilter, SearchHit, Secret, SpendScope, Usage, UsageBy, UsageFilter, UsageGroup,
+    Workspace,
 };
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OpenFlags, params};
@@ -615,6 +616,33 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(read)
     }
 
+    /// What the ledger's calls at or after `since` (RFC 3339; None: all
+    /// time) of `scope` spent: input plus output tokens, and USD (the
+    /// priced calls' cost), for seeding a budget.
+    pub fn spent(&self, scope: &SpendScope, since: Option<&str>) -> Result<(u64, f64), StoreError> {
+        let read = |error: rusqlite::Error| StoreError::Read(error.into());
+        // Fixed expressions, chosen by the typed scope; the name is bound.
+        let (column, value) = match scope {
+            SpendScope::All => ("NULL", None),
+            SpendScope::AgentName(name) => ("agent_name", Some(name.clone())),
+            SpendScope::AgentId(id) => ("agent_id", Some(id.to_string())),
+            SpendScope::Profile(name) => ("COALESCE(profile, provider)", Some(name.clone())),
+        };
+        let sql = format!(
+            "SELECT SUM(input_tokens) + SUM(output_tokens), SUM(cost_usd) FROM usage
+             WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR {column} = ?2)"
+        );
+        let reader = self.reader();
+        let mut statement = reader.prepare_cached(&sql).map_err(read)?;
+        statement
+            .query_row(params![since, value], |row| {
+                let tokens = row.get::<_, Option<i64>>(0)?.unwrap_or(0).max(0) as u64;
+                let usd = row.get::<_, Option<f64>>(1)?.unwrap_or(0.0).max(0.0);
+                Ok((tokens, usd))
+            })
+            .map_err(read)
+    }
+
     /// An agent row's config, as the spawn gave it.
     fn config(&self, id: &str, json: &str) -> Result<AgentConfig, StoreError> {
         let corrupt = |found: String| StoreError::Corrupt {
@@ -817,6 +845,10 @@ struct StoredConfig {
     /// An API agent's tools; absent from rows written before there were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     tools: Vec<String>,
+    /// The agent's own budget as `spawn --budget` gave it (`2usd/day`);
+    /// absent from rows written before there were budgets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    budget: Option<String>,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -841,6 +873,7 @@ impl From<&AgentConfig> for StoredConfig {
             approval: config.workspace.approval,
             session: config.workspace.session.clone(),
             tools: config.workspace.tools.clone(),
+            budget: config.budget.map(|budget| budget.to_string()),
         }
     }
 }
@@ -867,6 +900,12 @@ impl StoredConfig {
                 session: self.session,
                 tools: self.tools,
             },
+            budget: self
+                .budget
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| format!("agent {}: {e}", self.name))?,
         })
     }
 }
@@ -910,6 +949,7 @@ mod tests {
                     session: None,
                     tools: Vec::new(),
                 },
+                budget: Some("2usd/day".parse().unwrap()),
             };
             store
                 .write_blocking(Write::add_agent(id, &config, "2026-01-01T00:00:00Z").unwrap())
@@ -925,6 +965,8 @@ mod tests {
         assert_eq!(workspace.allow, vec!["Bash(git status:*)".to_owned()]);
         assert_eq!(workspace.approval, ApprovalMode::Never);
         assert_eq!(workspace.session.as_deref(), Some("4b1c0d9e-session"));
+        let budget = loaded[0].config.budget.map(|b| b.to_string());
+        assert_eq!(budget.as_deref(), Some("2usd/day"));
     }
 
     #[test]
@@ -938,6 +980,7 @@ mod tests {
             instructions: None,
             provider: ProviderSpec::default(),
             workspace: Workspace::default(),
+            budget: None,
         };
         store
             .write_blocking(Write::add_agent(id, &config, "2026-01-01T00:00:00Z").unwrap())

@@ -10,8 +10,8 @@ mod route;
 pub use route::{Route, RouteError, UiFile};
 
 use crate::model::{
-    AgentConfig, AgentName, AgentState, Approval, ApprovalMode, Decision, Message, ProviderSpec,
-    SearchHit, Secret, ToolCall, ToolResult, Verdict, Workspace,
+    AgentBudget, AgentConfig, AgentName, AgentState, Approval, ApprovalMode, BudgetState, Decision,
+    Message, ProviderSpec, SearchHit, Secret, ToolCall, ToolResult, Verdict, Workspace,
 };
 
 /// The body of `POST /agents`: a new agent's name, and what it runs on.
@@ -84,8 +84,15 @@ impl SpawnRequest {
         self.approval == Some(ApprovalMode::Bypass)
     }
 
-    pub fn into_config(self) -> AgentConfig {
-        AgentConfig {
+    /// The agent's config; fails on a `budget` that does not parse (the
+    /// sentence says how to write one).
+    pub fn into_config(self) -> Result<AgentConfig, String> {
+        let budget = self
+            .budget
+            .as_deref()
+            .map(str::parse::<AgentBudget>)
+            .transpose()?;
+        Ok(AgentConfig {
             name: self.name,
             agent_type: self.agent_type.unwrap_or_else(|| "api".to_owned()),
             instructions: self.instructions,
@@ -104,7 +111,8 @@ impl SpawnRequest {
                 session: None,
                 tools: self.tools.unwrap_or_default(),
             },
-        }
+            budget,
+        })
     }
 }
 
@@ -284,6 +292,9 @@ pub struct Health {
     /// When the config was loaded, and whether the last reload failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ConfigStatus>,
+    /// The config's `[[budgets]]` and where each stands (`serve --status`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetState>,
 }
 
 /// The config the daemon runs with: when it was loaded (at start or by the
@@ -587,6 +598,11 @@ pub enum ErrorCode {
     /// `approval: bypass` over TCP: modes that run commands without asking
     /// are accepted on the Unix socket only.
     BypassRefused,
+    /// A budget has no room for the call: the detail names the budget, what
+    /// it allows, spent and holds, and when it resets.
+    BudgetExceeded,
+    /// A budget counts USD and no price is known for the agent's model.
+    BudgetUnpriced,
     /// A code this client does not know, or none at all.
     #[default]
     #[serde(other)]

@@ -1329,7 +1329,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__spawn)
-            opts="-h --name --provider --profile --base-url --api-key-env --model --instructions --cwd --allow --approval --socket --json --raw --no-autostart --help"
+            opts="-h --name --provider --profile --base-url --api-key-env --model --instructions --cwd --allow --approval --budget --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1378,6 +1378,10 @@ _orchestration() {
                     COMPREPLY=($(compgen -W "ask never bypass" -- "${cur}"))
                     return 0
                     ;;
+                --budget)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1390,7 +1394,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__task)
-            opts="-q -h --provider --profile --base-url --api-key-env --model --instructions --cwd --allow --approval --no-stream --quiet --socket --json --raw --no-autostart --help"
+            opts="-q -h --provider --profile --base-url --api-key-env --model --instructions --cwd --allow --approval --budget --no-stream --quiet --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1433,6 +1437,10 @@ _orchestration() {
                     ;;
                 --approval)
                     COMPREPLY=($(compgen -W "ask never bypass" -- "${cur}"))
+                    return 0
+                    ;;
+                --budget)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --socket)

@@ -79,6 +79,7 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l al
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l approval -d 'What a coding agent\'s other tool calls do: `ask` a person (the default), `never` (denied), or `bypass` (run without asking; accepted on the Unix socket only)' -r -f -a "ask\t''
 never\t''
 bypass\t''"
+complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l budget -d 'This agent\'s own spending limit, besides the config\'s [[budgets]]: AMOUNT in `usd` or `tokens`, per `/day`, `/month` (UTC calendar) or `/total` (the default), e.g. `2usd/day`, `100000tokens/month`, `5usd`. A call that does not fit is refused (exit status 1)' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l socket -d 'The daemon\'s control socket [default: daemon.sock in the runtime dir: $ORCHESTRATION_RUNTIME_DIR, else $XDG_RUNTIME_DIR/orchestration, else /run/user/UID/orchestration when that is yours, else ~/.orchestration; `orchestration serve --status` prints the one in use]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l json -d 'Print the API\'s JSON instead of human-readable output'
 complete -c orchestration -n "__fish_orchestration_using_subcommand spawn" -l raw -d 'Print text from models and model servers exactly as received, escape sequences included (for colours a model draws with). Without it, human output shows every control character but newline and tab as a visible escape (`\\u{1b}`), so a reply cannot retitle the window, write the clipboard or clear the screen; --json is always exact'
@@ -124,6 +125,7 @@ complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l all
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l approval -d 'What a coding agent\'s other tool calls do: `ask` a person (the default), `never` (denied), or `bypass` (run without asking; accepted on the Unix socket only)' -r -f -a "ask\t''
 never\t''
 bypass\t''"
+complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l budget -d 'This agent\'s own spending limit, besides the config\'s [[budgets]]: AMOUNT in `usd` or `tokens`, per `/day`, `/month` (UTC calendar) or `/total` (the default), e.g. `2usd/day`, `100000tokens/month`, `5usd`. A call that does not fit is refused (exit status 1)' -r
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l socket -d 'The daemon\'s control socket [default: daemon.sock in the runtime dir: $ORCHESTRATION_RUNTIME_DIR, else $XDG_RUNTIME_DIR/orchestration, else /run/user/UID/orchestration when that is yours, else ~/.orchestration; `orchestration serve --status` prints the one in use]' -r -F
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -l no-stream -d 'Wait for the whole reply instead of streaming it'
 complete -c orchestration -n "__fish_orchestration_using_subcommand task" -s q -l quiet -d 'On a terminal, no line with the reply\'s time and tokens after it'

@@ -3,6 +3,7 @@
 
 use http::{Method, StatusCode};
 
+use crate::engine::budget::BudgetError;
 use crate::engine::{AnswerError, EngineError};
 use crate::model::InvalidName;
 use crate::profiles::ProfileError;
@@ -170,6 +171,8 @@ fn engine_code(error: &EngineError) -> ErrorCode {
         EngineError::Suspended { .. } => ErrorCode::Suspended,
         EngineError::Setup(error) => setup_code(error),
         EngineError::BadSearch(_) => ErrorCode::InvalidSearch,
+        EngineError::Budget(BudgetError::Exceeded(_)) => ErrorCode::BudgetExceeded,
+        EngineError::Budget(BudgetError::Unpriced { .. }) => ErrorCode::BudgetUnpriced,
         EngineError::QueueFull(_) => ErrorCode::QueueFull,
         EngineError::ProcessesBusy { .. } => ErrorCode::ProcessesBusy,
         EngineError::Interrupted(_) => ErrorCode::Interrupted,
@@ -229,6 +232,9 @@ fn engine_status(error: &EngineError) -> StatusCode {
         EngineError::QueueFull(_) | EngineError::ProcessesBusy { .. } => {
             StatusCode::TOO_MANY_REQUESTS
         }
+        // Spending it would take is not allowed (the budget, or a USD
+        // budget with no price to count by): nothing went wrong upstream.
+        EngineError::Budget(_) => StatusCode::PAYMENT_REQUIRED,
         EngineError::Interrupted(_) => StatusCode::SERVICE_UNAVAILABLE,
         EngineError::Provider(ProviderError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
         EngineError::Provider(_) => StatusCode::BAD_GATEWAY,
@@ -257,6 +263,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::engine::budget::Refusal;
     use crate::model::AgentName;
 
     /// One error of every kind the API answers with.
@@ -314,6 +321,27 @@ mod tests {
             EngineError::AgentGone(name()),
             EngineError::Interrupted("i".into()),
             EngineError::BadSearch("b".into()),
+            EngineError::Budget(BudgetError::Unpriced {
+                budget: "all/day, 1.00 usd".into(),
+                model: "m".into(),
+            }),
+            EngineError::Budget(BudgetError::Exceeded(Box::new(Refusal {
+                state: crate::model::BudgetState {
+                    scope: "all".into(),
+                    period: crate::model::BudgetPeriod::Day,
+                    unit: crate::model::BudgetUnit::Usd,
+                    source: crate::model::BudgetSource::Config,
+                    limit: 1.0,
+                    spent: 1.0,
+                    reserved: 0.0,
+                    remaining: 0.0,
+                    resets: None,
+                },
+                limit: "1.00 usd".into(),
+                spent: "1.00 usd".into(),
+                reserved: "0.00 usd".into(),
+                needed: "0.10 usd".into(),
+            }))),
             EngineError::Runtime(RuntimeError::Died {
                 program: "claude".into(),
                 status: "killed by signal 9".into(),

@@ -4,7 +4,8 @@
 //! `gen_ai_client_token_usage`, `gen_ai.client.operation.duration` in
 //! seconds → `gen_ai_client_operation_duration_seconds`, attribute dots →
 //! underscores); the daemon's own are `orchestration_*`. No agent name is
-//! ever a label, so the number of series stays bounded.
+//! ever a label (a budget's scope is config text: `agent:NAME` only as the
+//! config file names it), so the number of series stays bounded.
 
 use std::fmt::Write as _;
 
@@ -15,6 +16,7 @@ use http_body_util::{BodyExt, Full};
 use super::ApiContext;
 use super::body::Body;
 use crate::engine::usage::{CallLabels, DURATION_BUCKETS, Histogram, TOKEN_BUCKETS};
+use crate::model::BudgetState;
 
 /// The only operation API agents perform (OpenTelemetry's name for it).
 const OPERATION: &str = "chat";
@@ -170,7 +172,41 @@ fn text(ctx: &ApiContext) -> String {
         family(&mut out, name, "gauge", help);
         sample(&mut out, name, &[], value);
     }
+    budgets(&mut out, ctx);
     out
+}
+
+/// The config's `[[budgets]]`: limit and what is left, by scope, period
+/// and unit. Agents' own budgets (`spawn --budget`) are not series: there
+/// is one per agent, and agent names are never labels.
+fn budgets(out: &mut String, ctx: &ApiContext) {
+    let states = ctx
+        .engine
+        .budgets()
+        .config_states(time::OffsetDateTime::now_utc());
+    let families = [
+        (
+            "orchestration_budget_limit",
+            "What a [[budgets]] entry allows per period, in its unit (usd or tokens).",
+            (|s: &BudgetState| s.limit) as fn(&BudgetState) -> f64,
+        ),
+        (
+            "orchestration_budget_remaining",
+            "What a [[budgets]] entry has left this period, in its unit: the limit less what was spent and what calls in flight hold.",
+            |s: &BudgetState| s.remaining,
+        ),
+    ];
+    for (name, help, value) in families {
+        family(out, name, "gauge", help);
+        for state in &states {
+            let pairs = [
+                ("scope", state.scope.clone()),
+                ("period", state.period.as_str().to_owned()),
+                ("unit", state.unit.as_str().to_owned()),
+            ];
+            sample(out, name, &pairs, value(state));
+        }
+    }
 }
 
 fn call_labels(labels: &CallLabels) -> Vec<(&'static str, String)> {

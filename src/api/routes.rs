@@ -75,6 +75,11 @@ fn health(ctx: &ApiContext) -> Reply {
             pid: std::process::id(),
             uptime_s: ctx.engine.uptime().as_secs(),
             config: Some(ctx.control.config_status()),
+            // The config's only: agents' own are one per agent (`usage` lists them).
+            budgets: ctx
+                .engine
+                .budgets()
+                .config_states(time::OffsetDateTime::now_utc()),
         },
     ))
 }
@@ -304,7 +309,8 @@ fn list(ctx: &ApiContext, query: ListQuery) -> Reply {
 async fn spawn(ctx: &ApiContext, caller: &Caller, body: Incoming) -> Reply {
     let spawn: SpawnRequest = ctx.read_json(body).await?;
     guard::check_approval_mode(caller, spawn.bypasses_approval())?;
-    let info = ctx.engine.spawn(spawn.into_config()).await?;
+    let config = spawn.into_config().map_err(ApiError::InvalidBody)?;
+    let info = ctx.engine.spawn(config).await?;
     Ok(body::json(StatusCode::OK, &info))
 }
 
@@ -357,10 +363,11 @@ async fn task(ctx: &ApiContext, caller: &Caller, name: AgentName, body: Incoming
     }
     let prompt = std::mem::take(&mut task.prompt);
     let stream = task.stream;
-    let exchange = ctx
-        .engine
-        .task(task.spawn(name).into_config(), prompt)
-        .await?;
+    let config = task
+        .spawn(name)
+        .into_config()
+        .map_err(ApiError::InvalidBody)?;
+    let exchange = ctx.engine.task(config, prompt).await?;
     answer(exchange, stream).await
 }
 

@@ -380,6 +380,18 @@ pub struct AgentOptions {
     /// (denied), or `bypass` (run without asking; accepted on the Unix socket only).
     #[arg(long, value_enum, value_name = "MODE")]
     pub approval: Option<ApprovalArg>,
+    /// This agent's own spending limit, besides the config's [[budgets]]: AMOUNT in `usd` or
+    /// `tokens`, per `/day`, `/month` (UTC calendar) or `/total` (the default), e.g. `2usd/day`,
+    /// `100000tokens/month`, `5usd`. A call that does not fit is refused (exit status 1).
+    #[arg(long, value_name = "BUDGET", value_parser = budget_text)]
+    pub budget: Option<String>,
+}
+
+/// `--budget` checked here as the daemon will (so a typo is a usage error
+/// before anything is sent), and sent as typed.
+fn budget_text(text: &str) -> Result<String, String> {
+    text.parse::<crate::model::AgentBudget>()?;
+    Ok(text.to_owned())
 }
 
 /// `--approval`: how a coding agent's tool calls are approved.
@@ -416,6 +428,7 @@ impl AgentOptions {
             cwd,
             allow: (!self.allow.is_empty()).then(|| self.allow.clone()),
             approval: self.approval.map(ApprovalMode::from),
+            budget: self.budget.clone(),
             ..SpawnRequest::new(name.clone(), self.endpoint.request(config_file)?)
         })
     }
@@ -550,6 +563,15 @@ fn api_hint(code: ErrorCode, missing_key: bool) -> Option<&'static str> {
             "an idle coding agent keeps its process until agents.idle_timeout: shut one down \
              (`orchestration shutdown NAME`), or allow more with \
              `orchestration config set limits.max_agent_processes N`"
+        }
+        ErrorCode::BudgetExceeded => {
+            "the budget named allows no more until it resets; `orchestration usage` shows every \
+             budget's state. Raise a [[budgets]] limit in the config file and run \
+             `orchestration serve --reload`, or spawn the agent again with a larger --budget"
+        }
+        ErrorCode::BudgetUnpriced => {
+            "a USD budget can only count a model with a price: add [prices.\"MODEL\"] to the \
+             config file and run `orchestration serve --reload`, or use a tokens budget"
         }
         ErrorCode::BypassRefused => {
             "spawn it over the Unix socket (the CLI's default), or use --approval ask with --allow PATTERN"

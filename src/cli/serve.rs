@@ -224,6 +224,12 @@ fn status(paths: &Paths, json: bool) -> Result<(), CliError> {
             text.push_str(&format!("\n  last reload FAILED: {error}"));
         }
     }
+    for budget in &health.budgets {
+        text.push_str(&format!(
+            "\n  budget:  {}",
+            super::usage::budget_line(budget)
+        ));
+    }
     output::line(&text)
 }
 

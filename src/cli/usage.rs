@@ -4,12 +4,14 @@
 use clap::Args;
 
 use super::{CliError, Ctx, output};
-use crate::model::{AgentName, UsageBy, UsageGroup, UsageReport};
+use crate::model::{AgentName, BudgetSource, BudgetState, UsageBy, UsageGroup, UsageReport};
 use crate::wire::UsageQuery;
 
 pub const LONG_ABOUT: &str = "Show what the provider calls cost, from the daemon's usage ledger.
 
-Every provider call is recorded with its input, output, cache-read, cache-write and reasoning tokens, the model that answered, and its cost in USD with where the price came from: config ([prices.\"MODEL\"]), built-in (a table of well-known models), or unknown (no price for that model: the cost is not counted, never taken as zero). A total whose calls are not all priced says how many are not.";
+Every provider call is recorded with its input, output, cache-read, cache-write and reasoning tokens, the model that answered, and its cost in USD with where the price came from: config ([prices.\"MODEL\"]), built-in (a table of well-known models), or unknown (no price for that model: the cost is not counted, never taken as zero). A total whose calls are not all priced says how many are not.
+
+After the totals, each budget (the config's [[budgets]] and agents' own, from spawn --budget) with its period, limit, what was spent this period, what calls in flight hold, what is left and when it resets.";
 
 #[derive(Debug, Args)]
 pub struct UsageArgs {
@@ -41,7 +43,8 @@ pub async fn run(ctx: &Ctx, args: UsageArgs) -> Result<(), CliError> {
         return output::json(&report);
     }
     if report.total.calls == 0 {
-        return output::line("no provider calls recorded");
+        output::line("no provider calls recorded")?;
+        return budgets(&report.budgets);
     }
     let first = by.map_or("", UsageBy::as_str).to_uppercase();
     let mut rows: Vec<Vec<String>> = report
@@ -61,7 +64,57 @@ pub async fn run(ctx: &Ctx, args: UsageArgs) -> Result<(), CliError> {
         "COST USD",
         "PRICE",
     ];
-    output::print(&output::table(&header, &rows))
+    output::print(&output::table(&header, &rows))?;
+    budgets(&report.budgets)
+}
+
+/// Each budget's state, after the totals: a blank line, then a table.
+fn budgets(budgets: &[BudgetState]) -> Result<(), CliError> {
+    if budgets.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = budgets.iter().map(budget_row).collect();
+    let header = [
+        "BUDGET",
+        "PERIOD",
+        "UNIT",
+        "LIMIT",
+        "SPENT",
+        "RESERVED",
+        "REMAINING",
+        "RESETS",
+    ];
+    output::print(&format!("\n{}", output::table(&header, &rows)))
+}
+
+fn budget_row(state: &BudgetState) -> Vec<String> {
+    let scope = match state.source {
+        BudgetSource::Spawn => format!("{} (own)", state.scope),
+        BudgetSource::Config => state.scope.clone(),
+    };
+    let amount = |value| crate::model::amount(state.unit, value);
+    vec![
+        output::visible(&scope).into_owned(),
+        state.period.to_string(),
+        state.unit.to_string(),
+        amount(state.limit),
+        amount(state.spent),
+        amount(state.reserved),
+        amount(state.remaining),
+        state
+            .resets
+            .as_deref()
+            .map_or("never".to_owned(), output::timestamp),
+    ]
+}
+
+/// One line a budget, for `serve --status`.
+pub fn budget_line(state: &BudgetState) -> String {
+    let row = budget_row(state);
+    format!(
+        "{}/{}: {} of {} {} spent, {} reserved, {} left; resets {}",
+        row[0], row[1], row[4], row[3], row[2], row[5], row[6], row[7]
+    )
 }
 
 fn row(key: &str, group: &UsageGroup) -> Vec<String> {

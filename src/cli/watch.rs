@@ -124,6 +124,22 @@ impl Printer {
                 "stopped with the daemon (it comes back at the next start)".to_owned()
             }
             Event::Lagged { missed } => format!("missed {missed} events"),
+            Event::Budget {
+                scope,
+                period,
+                unit,
+                percent,
+                limit,
+                spent,
+                resets,
+                ..
+            } => format!(
+                "budget {}/{period} {percent}% spent: {} of {} {unit} (resets {})",
+                output::visible(&scope),
+                crate::model::amount(unit, spent),
+                crate::model::amount(unit, limit),
+                resets.as_deref().unwrap_or("never")
+            ),
             Event::ToolCall { call } => format!(
                 "tool call {}: {}",
                 output::visible(&call.name),

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::coding::{self, Held};
-use super::{Engine, EngineError, Events, History, lock, usage};
+use super::{Engine, EngineError, Events, History, budget, lock, usage};
 use crate::model::{
     AgentConfig, AgentInfo, AgentState, Approval, Event, HUMAN, Message, ProviderSpec, Secret,
     ToolCall, ToolResult, Usage,
@@ -200,6 +200,7 @@ impl Agent {
             cwd: self.config.workspace.cwd.clone(),
             tools: self.config.workspace.tools.clone(),
             queued: self.waiting().saturating_sub(1),
+            budget: self.config.budget.map(|budget| budget.to_string()),
         }
     }
 
@@ -477,6 +478,7 @@ pub(super) async fn run_worker(engine: Engine, agent: Arc<Agent>, mut jobs: mpsc
 /// only stopped for the daemon's exit, and reported.
 pub(super) async fn finish(engine: &Engine, agent: &Agent) {
     agent.set_state(AgentState::Terminated);
+    engine.budgets().remove_agent(agent.id);
     if !agent.is_kept_for_restart() {
         engine.record_end(agent).await;
     }
@@ -517,6 +519,9 @@ pub(super) enum End {
     Interrupted(String),
     /// The model server or the coding agent failed the turn.
     Failed(EngineError),
+    /// The call was refused before it was made (a budget had no room):
+    /// nothing to record, and the agent stays idle.
+    Refused(EngineError),
 }
 
 /// The reply as it builds up from provider events.
@@ -561,6 +566,8 @@ async fn exchange(
         }
         permit = engine.bytes_in_flight(content.len()) => permit,
     };
+    // A call no budget could fit any more is refused before anything is recorded.
+    check_budgets(engine, agent, &setup, &content)?;
     // On disk before the provider hears of it.
     let human = Message::new(HUMAN, content.to_string(), Map::new());
     drop(content);
@@ -577,7 +584,7 @@ async fn exchange(
     // The window, less what the instructions take: they are always sent.
     let window = context_bytes(setup.context_limit)
         .saturating_sub(instructions.as_ref().map_or(0, String::len));
-    let request = ChatRequest {
+    let mut request = ChatRequest {
         model: setup.model.clone(),
         instructions,
         turns: history.context(agent.id, window)?,
@@ -601,26 +608,156 @@ async fn exchange(
     };
     // When the provider call began, for its duration and the ledger.
     let mut called = None;
+    // The call's worst case, held against its budgets until it settles.
+    let mut hold = None;
     let end = match slot {
-        Ok(_slot) => {
-            called = Some(std::time::Instant::now());
-            stream_reply(
-                agent,
-                &setup,
-                request,
-                &mut reply,
-                events,
-                &turn.token,
-                &limits,
-            )
-            .await
-        }
+        Ok(_slot) => match reserve_budgets(engine, agent, &setup, &mut request) {
+            Err(refused) => End::Refused(refused),
+            Ok(held) => {
+                hold = held;
+                called = Some(std::time::Instant::now());
+                stream_reply(
+                    agent,
+                    &setup,
+                    request,
+                    &mut reply,
+                    events,
+                    &turn.token,
+                    &limits,
+                )
+                .await
+            }
+        },
         Err(reason) => End::Interrupted(reason.into()),
     };
     // The turn is over: an interrupt from now on finds nothing to stop.
     drop(turn);
     let call = called.map(|started| call_of(engine, agent, &setup, &reply, &end, started));
-    record_reply(engine, agent, reply, end, call).await
+    let spent = call.as_ref().map(|call| call.record.clone());
+    let recorded = record_reply(engine, agent, reply, end, call).await;
+    if let (Some(hold), Some(record)) = (hold, spent) {
+        let now = time::OffsetDateTime::now_utc();
+        warn(agent, hold.settle(&record, now));
+    }
+    recorded
+}
+
+/// The budgets' view of the agent's calls to `model`.
+pub(super) fn payer(engine: &Engine, agent: &Agent, model: Option<&str>) -> budget::Payer {
+    let config = &engine.settings().config;
+    let (provider, _) = providers::endpoint::summary(&agent.config.provider, config);
+    budget::Payer {
+        agent: agent.config.name.clone(),
+        id: agent.id,
+        profile: agent
+            .config
+            .provider
+            .profile
+            .clone()
+            .unwrap_or_else(|| provider.to_owned()),
+        provider: provider.to_owned(),
+        model: model.unwrap_or(provider).to_owned(),
+    }
+}
+
+/// The worst case of a call of `input_tokens` estimated input and
+/// `output_tokens` of output bound, at the model's price if known.
+pub(super) fn worst_case(
+    engine: &Engine,
+    payer: &budget::Payer,
+    input_tokens: u64,
+    output_tokens: u64,
+) -> budget::Worst {
+    let config = &engine.settings().config;
+    let price = usage::price_of(&payer.provider, &payer.model, config);
+    budget::Worst::of(input_tokens, output_tokens, price.map(|(price, _)| price))
+}
+
+/// Tokens estimated from bytes of text: four a token, rounded up.
+fn estimated_tokens(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(4)
+}
+
+/// The output bound of a call a budget applies to.
+fn output_bound(engine: &Engine) -> u32 {
+    engine.settings().config.providers.budget_max_tokens
+}
+
+/// Refuses a message no budget that applies could fit: the call would
+/// send at least the instructions and the message.
+fn check_budgets(
+    engine: &Engine,
+    agent: &Agent,
+    setup: &Setup,
+    content: &str,
+) -> Result<(), EngineError> {
+    let payer = payer(engine, agent, setup.model.as_deref());
+    if !engine.budgets().applies(&payer) {
+        return Ok(());
+    }
+    let instructions = agent.config.instructions.as_ref().map_or(0, String::len);
+    let input = estimated_tokens(instructions + content.len());
+    let least = worst_case(engine, &payer, input, output_bound(engine).into());
+    let now = time::OffsetDateTime::now_utc();
+    Ok(engine.budgets().check(&payer, &least, now)?)
+}
+
+/// Holds the call's worst case against every budget that applies to it:
+/// its estimated input, and its output bound, which `request` is given
+/// when any does. Refused if one lacks the room.
+fn reserve_budgets(
+    engine: &Engine,
+    agent: &Agent,
+    setup: &Setup,
+    request: &mut ChatRequest,
+) -> Result<Option<budget::Hold>, EngineError> {
+    let payer = payer(engine, agent, setup.model.as_deref());
+    if !engine.budgets().applies(&payer) {
+        return Ok(None);
+    }
+    let bound = output_bound(engine);
+    let bound = request
+        .max_output_tokens
+        .map_or(bound, |asked| asked.min(bound));
+    request.max_output_tokens = Some(bound);
+    let input = estimated_tokens(request_bytes(request));
+    let worst = worst_case(engine, &payer, input, bound.into());
+    let now = time::OffsetDateTime::now_utc();
+    Ok(engine.budgets().reserve(&payer, &worst, now)?)
+}
+
+/// The bytes of text a request sends: instructions, turns, tool rounds.
+fn request_bytes(request: &ChatRequest) -> usize {
+    let instructions = request.instructions.as_ref().map_or(0, String::len);
+    let turns: usize = request.turns.iter().map(|turn| turn.content.len()).sum();
+    let rounds: usize = request
+        .rounds
+        .iter()
+        .map(|round| {
+            let calls: usize = round
+                .calls
+                .iter()
+                .map(|call| call.name.len() + call.input.to_string().len())
+                .sum();
+            let results: usize = round.results.iter().map(|r| r.output.len()).sum();
+            round.text.len() + calls + results
+        })
+        .sum();
+    let tools: usize = request
+        .tools
+        .iter()
+        .map(|tool| {
+            tool.qualified().len() + tool.description.len() + tool.input_schema.to_string().len()
+        })
+        .sum();
+    instructions + turns + rounds + tools
+}
+
+/// Reports each budget warning as an event about the agent whose call crossed it.
+pub(super) fn warn(agent: &Agent, warnings: Vec<Event>) {
+    for warning in warnings {
+        agent.emit(warning);
+    }
 }
 
 /// Records the reply of an exchange that ended with `end` (a cut-short one
@@ -659,6 +796,7 @@ pub(super) async fn record_reply(
             mark_interrupted(&mut reply.metadata, &error.to_string());
             (AgentState::Failed, Err(error))
         }
+        End::Refused(error) => (AgentState::Idle, Err(error)),
     };
     let message = Message::new(name.as_str(), reply.text, reply.metadata);
     // A complete reply is always recorded; a cut-short one only if it said

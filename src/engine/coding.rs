@@ -270,6 +270,10 @@ pub(super) async fn exchange(
                 name: name.clone(),
                 reason,
             })?;
+    // A turn's usage is known only after it: a turn is refused when a
+    // budget has nothing left, so it overshoots by one turn at most.
+    let payer = super::agent::payer(engine, agent, agent.config.provider.model.as_deref());
+    check_turn(engine, program, &payer)?;
     // A turn that needs a child and finds every process slot taken waits
     // in a bounded queue, or is refused before anything is recorded.
     let mut slot = None;
@@ -368,7 +372,47 @@ pub(super) async fn exchange(
         reply.usage,
     )
     .took(started.elapsed(), None);
-    record_reply(engine, agent, reply, end, Some(call)).await
+    let spent = charged(&call.record, &reply.metadata);
+    let recorded = record_reply(engine, agent, reply, end, Some(call)).await;
+    let now = time::OffsetDateTime::now_utc();
+    super::agent::warn(agent, engine.budgets().charge(&payer, &spent, now));
+    recorded
+}
+
+/// Refuses a turn when a budget that applies has nothing left, or counts
+/// USD while the turn's cost cannot be known (no price for the model, and
+/// a runtime that does not report its cost: Codex).
+fn check_turn(
+    engine: &Engine,
+    program: Program,
+    payer: &super::budget::Payer,
+) -> Result<(), EngineError> {
+    if !engine.budgets().applies(payer) {
+        return Ok(());
+    }
+    let config = &engine.settings().config;
+    let priced = usage::price_of(&payer.provider, &payer.model, config).is_some()
+        || program == Program::ClaudeCode;
+    // The least a turn can spend: one token, one nano-USD.
+    let least = super::budget::Worst {
+        tokens: 1,
+        usd: priced.then_some(1e-9),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    Ok(engine.budgets().check(payer, &least, now)?)
+}
+
+/// What a turn spent, for its budgets: its ledger row, costed from the
+/// cost the coding agent reported when the model has no price.
+fn charged(
+    record: &crate::model::UsageRecord,
+    reply: &Map<String, Value>,
+) -> crate::model::UsageRecord {
+    let mut record = record.clone();
+    if record.cost_usd.is_none() {
+        record.cost_usd = reply.get("cost_usd").and_then(Value::as_f64);
+    }
+    record
 }
 
 /// Streams one turn of the runtime into `reply`. A shutdown, a departed

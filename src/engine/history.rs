@@ -274,6 +274,15 @@ impl History {
         blocking(|| self.store.usage(filter))
     }
 
+    /// What the ledger's calls of `scope` since `since` spent (tokens, USD).
+    pub fn spent(
+        &self,
+        scope: &crate::model::SpendScope,
+        since: Option<&str>,
+    ) -> Result<(u64, f64), StoreError> {
+        blocking(|| self.store.spent(scope, since))
+    }
+
     /// The bytes the store takes on disk.
     pub fn store_size(&self) -> u64 {
         self.store.size()

@@ -9,6 +9,7 @@
 
 mod agent;
 mod approvals;
+pub mod budget;
 mod coding;
 mod context;
 mod events;
@@ -77,6 +78,9 @@ pub enum EngineError {
     Interrupted(String),
     #[error("provider error: {0}")]
     Provider(#[from] ProviderError),
+    /// A budget has no room for the call (or counts USD and the model has no price).
+    #[error("{0}")]
+    Budget(#[from] budget::BudgetError),
     #[error("{0}")]
     BadSearch(String),
     #[error("{0}; nothing already saved was lost")]
@@ -128,6 +132,8 @@ struct Inner {
     meter: usage::Meter,
     /// The MCP servers API agents' tool calls go to.
     tools: crate::tools::ToolHost,
+    /// `[[budgets]]` and the agents' own: what calls may still spend.
+    budgets: Arc<budget::Budgets>,
 }
 
 /// The daemon's state at one moment, as `GET /metrics` shows it.
@@ -140,6 +146,14 @@ pub struct Gauges {
     pub event_streams: usize,
     pub approvals_pending: usize,
     pub store_bytes: u64,
+}
+
+/// What the ledger says `scope` spent since `since`: tokens and USD.
+fn spent(history: &History, scope: &crate::model::SpendScope, since: Option<&str>) -> (u64, f64) {
+    history.spent(scope, since).unwrap_or_else(|error| {
+        tracing::error!(%error, ?scope, "cannot read what a budget spent; counting from 0");
+        (0, 0.0)
+    })
 }
 
 /// Adds one ledger group's sums to another.
@@ -183,8 +197,22 @@ impl Engine {
                 events,
                 meter: usage::Meter::default(),
                 tools,
+                budgets: Arc::default(),
             }),
         }
+    }
+
+    /// Puts the config's `[[budgets]]` in effect, seeding new ones with
+    /// what the ledger says they spent in their current period (a store
+    /// that cannot be read counts as nothing spent, and says so).
+    fn configure_budgets(&self, config: &crate::config::Config) {
+        let rules = crate::config::BudgetConfig::rules(&config.budgets);
+        let history = &self.inner.history;
+        self.inner
+            .budgets
+            .configure(rules, time::OffsetDateTime::now_utc(), |scope, since| {
+                spent(history, scope, since)
+            });
     }
 
     /// The provider settings in effect now.
@@ -210,6 +238,7 @@ impl Engine {
             *write(&self.inner.agent_processes) = Arc::new(Semaphore::new(processes));
         }
         self.inner.tools.reconfigure(&settings.config);
+        self.configure_budgets(&settings.config);
         *write(&self.inner.settings) = Arc::new(settings);
         let settings = self.settings();
         let mut report = ReloadReport::default();
@@ -234,6 +263,7 @@ impl Engine {
         let stored = store.load()?;
         let max_messages = settings.config.history.max_messages_per_agent;
         let engine = Self::with_history(settings, History::new(store, max_messages));
+        engine.configure_budgets(&engine.settings().config);
         let mut restored = 0;
         for agent in stored {
             let name = agent.config.name.clone();
@@ -268,10 +298,24 @@ impl Engine {
             created_at: stored.created_at.clone(),
             usage: stored.usage,
         };
+        // What this incarnation spent in its budget's current period.
+        let seed = stored.config.budget.map(|budget| {
+            let since = budget
+                .period
+                .start(time::OffsetDateTime::now_utc())
+                .map(budget::since_text);
+            let scope = crate::model::SpendScope::AgentId(stored.id);
+            (budget, spent(&self.inner.history, &scope, since.as_deref()))
+        });
         let agent = {
             let mut agents = lock(&self.inner.agents);
             self.start(&mut agents, stored.config, identity, false)
         };
+        if let Some((budget, seed)) = seed {
+            let now = time::OffsetDateTime::now_utc();
+            let budgets = &self.inner.budgets;
+            budgets.add_agent(agent.id, budget, &agent.config.name, now, seed);
+        }
         let _ = agent.check(&self.settings());
     }
 
@@ -294,6 +338,7 @@ impl Engine {
             cwd: stored.config.workspace.cwd.clone(),
             tools: stored.config.workspace.tools.clone(),
             queued: 0,
+            budget: stored.config.budget.map(|budget| budget.to_string()),
         }
     }
 
@@ -386,6 +431,16 @@ impl Engine {
         &self.inner.meter
     }
 
+    /// What calls may still spend.
+    pub fn budgets(&self) -> &Arc<budget::Budgets> {
+        &self.inner.budgets
+    }
+
+    /// Every budget and where it stands now.
+    pub fn budget_states(&self) -> Vec<crate::model::BudgetState> {
+        self.inner.budgets.states(time::OffsetDateTime::now_utc())
+    }
+
     /// `GET /usage`: the ledger's total over the filter's calls and, when
     /// grouped, each group's, most expensive first (then most tokens).
     pub fn usage(&self, filter: &UsageFilter) -> Result<UsageReport, EngineError> {
@@ -417,6 +472,7 @@ impl Engine {
             agent: filter.agent.map(str::to_owned),
             total,
             groups,
+            budgets: self.budget_states(),
         })
     }
 
@@ -500,6 +556,12 @@ impl Engine {
             .history
             .begin(&config, identity.id, &identity.created_at)
             .await?;
+        // A new incarnation has spent nothing yet.
+        if let Some(budget) = config.budget {
+            let now = time::OffsetDateTime::now_utc();
+            let budgets = &self.inner.budgets;
+            budgets.add_agent(identity.id, budget, &config.name, now, (0, 0.0));
+        }
         let mut agents = lock(&self.inner.agents);
         reservation.publish(&mut agents);
         Ok(self.start(&mut agents, config, identity, ephemeral))

@@ -130,6 +130,8 @@ pub struct AgentConfig {
     pub provider: ProviderSpec,
     /// Where a coding agent works and what it may do (unused by API agents).
     pub workspace: Workspace,
+    /// Its own spending limit (`spawn --budget`), besides `[[budgets]]`.
+    pub budget: Option<super::AgentBudget>,
 }
 
 /// Whether a coding agent's tool call that no `allow` pattern matches asks
@@ -191,6 +193,9 @@ pub struct AgentInfo {
     /// Messages waiting behind the one being answered.
     #[serde(default)]
     pub queued: usize,
+    /// Its own budget, as spawned (`2usd/day`); `[[budgets]]` may apply too.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub budget: Option<String>,
 }
 
 /// What a spawn asks of its provider, before defaults are filled in.

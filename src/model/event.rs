@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AgentName, AgentState, Approval, Decision, Message, ToolCall, ToolResult, Usage};
+use super::{
+    AgentName, AgentState, Approval, BudgetPeriod, BudgetSource, BudgetUnit, Decision, Message,
+    ToolCall, ToolResult, Usage,
+};
 
 /// One line of `GET /events`: the envelope every event has, and the event.
 /// `id` rises by one per event over the daemon's life (a `lagged` line has
@@ -67,6 +70,21 @@ pub enum Event {
         decision: Decision,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+    },
+    /// A budget's settled spending crossed 80% of its limit, or reached it
+    /// (`percent` 80 or 100): once each per budget and period. `agent` is
+    /// the agent whose call crossed it.
+    Budget {
+        scope: String,
+        period: BudgetPeriod,
+        unit: BudgetUnit,
+        source: BudgetSource,
+        percent: u8,
+        limit: f64,
+        spent: f64,
+        /// When the period ends (RFC 3339); absent for `total`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resets: Option<String>,
     },
     /// This reader fell behind and `missed` events were dropped for it.
     Lagged { missed: u64 },

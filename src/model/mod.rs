@@ -8,6 +8,7 @@
 
 mod agent;
 mod approval;
+mod budget;
 mod event;
 mod message;
 mod name;
@@ -20,6 +21,10 @@ pub use agent::{
     PrunedConversation, Secret, ShutdownReport, Usage, Workspace,
 };
 pub use approval::{Approval, ApprovalRequest, Decision, Verdict};
+pub use budget::{
+    AgentBudget, BudgetLimit, BudgetPeriod, BudgetRule, BudgetScope, BudgetSource, BudgetState,
+    BudgetUnit, MAX_BUDGET_TOKENS, MAX_BUDGET_USD, SpendScope, amount,
+};
 pub use event::{Event, EventLine};
 pub use message::{HUMAN, Message, now_rfc3339, rfc3339_ago};
 pub use name::{AgentName, InvalidName};

@@ -165,4 +165,7 @@ pub struct UsageReport {
     pub total: UsageGroup,
     #[serde(default)]
     pub groups: Vec<UsageGroup>,
+    /// Every budget in effect and where it stands now (whatever the filter).
+    #[serde(default)]
+    pub budgets: Vec<super::BudgetState>,
 }

@@ -1,7 +1,8 @@
 //! `anthropic`: the Anthropic Messages API (`POST {base}/v1/messages`), streamed.
 //!
 //! The instructions go in the top-level `system` field, `max_tokens` is
-//! always sent (the API requires it; config `providers.anthropic_max_tokens`),
+//! always sent (the API requires it: the request's bound when a budget set
+//! one, else config `providers.anthropic_max_tokens`),
 //! and the named events `message_start`, `content_block_delta`,
 //! `message_delta`, `message_stop`, `ping` and `error` are read. The reply is
 //! complete at `message_stop`. A server that ignores `stream: true` and
@@ -38,7 +39,9 @@ impl Anthropic {
             .collect();
         let mut body = json!({
             "model": chat.model.as_ref().or(self.endpoint.model.as_ref()),
-            "max_tokens": self.upstream.settings.anthropic_max_tokens,
+            "max_tokens": chat
+                .max_output_tokens
+                .unwrap_or(self.upstream.settings.anthropic_max_tokens),
             "messages": messages,
             "stream": true,
         });

@@ -41,12 +41,17 @@ impl OpenAi {
             };
             messages.push(json!({"role": role, "content": &*turn.content}));
         }
-        let body = json!({
+        let mut body = json!({
             "model": chat.model.as_ref().or(self.endpoint.model.as_ref()),
             "messages": messages,
             "stream": true,
             "stream_options": {"include_usage": true},
         });
+        // Only when something (a budget) needs the reply bounded: the
+        // server's own default otherwise.
+        if let Some(bound) = chat.max_output_tokens {
+            body[bound_field(&self.endpoint.base_url)] = Value::from(bound);
+        }
         let url = format!("{}/chat/completions", self.endpoint.base_url);
         let builder = self
             .upstream
@@ -55,6 +60,39 @@ impl OpenAi {
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .json(&body);
         super::finish_request(builder, &self.endpoint, Auth::Bearer)
+    }
+}
+
+/// The field that bounds a reply's output: OpenAI's own API takes
+/// `max_completion_tokens` (its reasoning models refuse `max_tokens`);
+/// compatible servers (Ollama, OpenRouter, Gemini, vLLM) take `max_tokens`.
+fn bound_field(base_url: &str) -> &'static str {
+    let host = base_url
+        .split_once("://")
+        .map_or(base_url, |(_, rest)| rest)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    if host.eq_ignore_ascii_case("api.openai.com") {
+        "max_completion_tokens"
+    } else {
+        "max_tokens"
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::bound_field;
+
+    #[test]
+    fn openai_itself_gets_max_completion_tokens_and_the_rest_max_tokens() {
+        assert_eq!(
+            bound_field("https://api.openai.com/v1"),
+            "max_completion_tokens"
+        );
+        assert_eq!(bound_field("http://localhost:11434/v1"), "max_tokens");
+        assert_eq!(bound_field("https://openrouter.ai/api/v1"), "max_tokens");
+        assert_eq!(bound_field("https://api.openai.com.evil/v1"), "max_tokens");
     }
 }
 

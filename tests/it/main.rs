@@ -40,6 +40,7 @@ mod common;
 mod api;
 mod approvals;
 mod bounds;
+mod budgets;
 mod cli;
 mod codex;
 mod coding_agents;

@@ -379,6 +379,18 @@ fn explain(error: ClientError) -> ToolError {
             code: ErrorCode::ApprovalNotFound | ErrorCode::AlreadyResolved,
             ..
         } => Some("list_approvals shows the ones still pending"),
+        ClientError::Api {
+            code: ErrorCode::BudgetExceeded,
+            ..
+        } => Some(
+            "a budget has no room for this call until it resets (the error says when); its owner can raise the limit in the config file",
+        ),
+        ClientError::Api {
+            code: ErrorCode::BudgetUnpriced,
+            ..
+        } => Some(
+            "a USD budget applies and the model has no price: the owner must add [prices.\"MODEL\"] to the config file",
+        ),
         _ => None,
     };
     with_hint(error.to_string(), hint)

@@ -425,6 +425,7 @@ fn agent_options(
         cwd: None,
         allow: Vec::new(),
         approval: None,
+        budget: None,
     }
 }
 
