@@ -779,6 +779,30 @@ mod tests {
     }
 
     #[test]
+    fn a_turn_charged_after_it_may_overshoot_once_then_the_next_is_refused() {
+        // A coding agent's turn: checked for one unit of room, charged after.
+        let budgets = Arc::new(Budgets::default());
+        let now = at("2026-12-06T12:00:00Z");
+        budgets.configure(
+            vec![rule(BudgetPeriod::Day, BudgetLimit::Tokens(100))],
+            now,
+            |_, _| (0, 0.0),
+        );
+        let a = payer("a");
+        assert!(budgets.check(&a, &tokens(1), now).is_ok());
+        let warnings = budgets.charge(&a, &record(150, None), now);
+        assert!(matches!(warnings[0], Event::Budget { percent: 100, .. }));
+        assert_eq!(budgets.states(now)[0].spent, 150.0);
+        assert!(budgets.check(&a, &tokens(1), now).is_err());
+        // The next day it runs again.
+        assert!(
+            budgets
+                .check(&a, &tokens(1), at("2026-12-07T00:00:00Z"))
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn a_reload_keeps_a_budgets_totals_and_seeds_a_new_one() {
         let budgets = Arc::new(Budgets::default());
         let now = at("2026-12-06T12:00:00Z");
