@@ -562,7 +562,7 @@ async fn exchange(
         permit = engine.bytes_in_flight(content.len()) => permit,
     };
     // On disk before the provider hears of it.
-    let human = Message::new(HUMAN, content.to_string(), Map::new());
+    let human = Message::new(HUMAN, content.to_string(), Map::new()).stamped(engine.clock());
     drop(content);
     // A copy for the event stream only when someone watches: a message may be 1 MiB.
     let watched = agent.events.is_watched().then(|| human.clone());
@@ -660,7 +660,7 @@ pub(super) async fn record_reply(
             (AgentState::Failed, Err(error))
         }
     };
-    let message = Message::new(name.as_str(), reply.text, reply.metadata);
+    let message = Message::new(name.as_str(), reply.text, reply.metadata).stamped(engine.clock());
     // A complete reply is always recorded; a cut-short one only if it said
     // something. On disk before the caller is answered.
     if outcome.is_ok() || !message.content.is_empty() {
@@ -714,6 +714,7 @@ fn call_of(
         &reply.metadata,
         reply.usage,
     )
+    .stamped(engine.clock())
     .took(started.elapsed(), failure)
 }
 

@@ -271,7 +271,7 @@ pub(super) async fn exchange(
                 reason,
             })?;
     // On disk before the agent hears of it.
-    let human = Message::new(HUMAN, content.to_string(), Map::new());
+    let human = Message::new(HUMAN, content.to_string(), Map::new()).stamped(engine.clock());
     let watched = agent.events.is_watched().then(|| human.clone());
     history.append(name, agent.id, &human, None).await?;
     if let Some(message) = watched {
@@ -363,6 +363,7 @@ pub(super) async fn exchange(
         &reply.metadata,
         reply.usage,
     )
+    .stamped(engine.clock())
     .took(started.elapsed(), None);
     record_reply(engine, agent, reply, end, Some(call)).await
 }

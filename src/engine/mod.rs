@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::model::{
-    AgentConfig, AgentInfo, AgentName, AgentState, Conversation, Event, Message, ProviderSpec,
-    PruneReport, SearchFilter, SearchHit, Secret, ShutdownReport, Usage, UsageFilter, UsageGroup,
-    UsageReport, now_rfc3339,
+    AgentConfig, AgentInfo, AgentName, AgentState, Clock, Conversation, Event, Message,
+    ProviderSpec, PruneReport, SearchFilter, SearchHit, Secret, ShutdownReport, Usage, UsageFilter,
+    UsageGroup, UsageReport,
 };
 pub use agent::{Exchange, ExchangeEvent};
 pub use approvals::{AnswerError, Approvals};
@@ -119,6 +119,8 @@ struct Inner {
     meter: usage::Meter,
     /// The MCP servers API agents' tool calls go to.
     tools: crate::tools::ToolHost,
+    /// What every recorded time is read from: the wall clock, or a test's.
+    clock: Clock,
 }
 
 /// The daemon's state at one moment, as `GET /metrics` shows it.
@@ -150,8 +152,8 @@ pub struct ReloadReport {
 }
 
 impl Engine {
-    fn with_history(settings: ProviderSettings, history: History) -> Self {
-        let events = Events::new();
+    fn with_history(settings: ProviderSettings, history: History, clock: Clock) -> Self {
+        let events = Events::with_clock(clock.clone());
         let tools = crate::tools::ToolHost::new(&settings.config);
         Self {
             inner: Arc::new(Inner {
@@ -173,6 +175,7 @@ impl Engine {
                 events,
                 meter: usage::Meter::default(),
                 tools,
+                clock,
             }),
         }
     }
@@ -216,14 +219,19 @@ impl Engine {
         report
     }
 
-    /// An engine backed by `store`: every agent that was live when the
-    /// daemon last stopped comes back under its name, with its config;
-    /// ended agents' histories stay readable. Only agent rows are read: the
-    /// messages stay in the store until someone asks for them.
-    pub fn restore(settings: ProviderSettings, store: Store) -> Result<Self, StoreError> {
+    /// An engine backed by `store`, dating what it records by `clock`:
+    /// every agent that was live when the daemon last stopped comes back
+    /// under its name, with its config; ended agents' histories stay
+    /// readable. Only agent rows are read: the messages stay in the store
+    /// until someone asks for them.
+    pub fn restore(
+        settings: ProviderSettings,
+        store: Store,
+        clock: Clock,
+    ) -> Result<Self, StoreError> {
         let stored = store.load()?;
         let max_messages = settings.config.history.max_messages_per_agent;
-        let engine = Self::with_history(settings, History::new(store, max_messages));
+        let engine = Self::with_history(settings, History::new(store, max_messages), clock);
         let mut restored = 0;
         for agent in stored {
             let name = agent.config.name.clone();
@@ -338,6 +346,18 @@ impl Engine {
 
     pub fn events(&self) -> &Events {
         &self.inner.events
+    }
+
+    /// The clock every recorded time is read from (messages, events, the
+    /// ledger, approvals, agents' creation) and every "older than" or
+    /// "since" is measured against.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// The current time by the engine's clock (a budget's window, say).
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.inner.clock.now()
     }
 
     /// The MCP servers API agents' tools run on.
@@ -455,7 +475,7 @@ impl Engine {
         let reservation = self.reserve(&config)?;
         let identity = Identity {
             id: Uuid::new_v4(),
-            created_at: now_rfc3339(),
+            created_at: self.inner.clock.now_rfc3339(),
             usage: Usage::default(),
         };
         // On disk before the caller hears the agent exists. A failed write

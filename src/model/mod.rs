@@ -8,6 +8,7 @@
 
 mod agent;
 mod approval;
+mod clock;
 mod event;
 mod message;
 mod name;
@@ -20,6 +21,7 @@ pub use agent::{
     PrunedConversation, Secret, ShutdownReport, Usage, Workspace,
 };
 pub use approval::{Approval, ApprovalRequest, Decision, Verdict};
+pub use clock::{Clock, ClockHand};
 pub use event::{Event, EventLine};
 pub use message::{HUMAN, Message, now_rfc3339, rfc3339_ago};
 pub use name::{AgentName, InvalidName};

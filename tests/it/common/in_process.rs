@@ -214,12 +214,13 @@ async fn bounded<T>(
 }
 
 /// The core's config for `env`, as `serve` would build it there, but with
-/// `env.vars` as the whole environment.
+/// `env.vars` as the whole environment and `env.clock` as its clock.
 fn serve_config(env: &Env) -> ServeConfig {
     let config_file = env.dir.path().join("config.toml");
     let config = Config::load(&config_file).expect("the env's config loads");
     let mut serve = ServeConfig::new(env.dir.path().join("state"), config_file, config);
     serve.environment = env.vars.iter().cloned().collect::<HashMap<_, _>>();
+    serve.clock = env.clock.clone();
     serve
 }
 

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use orchestration::model::{Clock, ClockHand};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_orchestration");
@@ -29,14 +30,29 @@ pub struct Env {
     pub dir: std::sync::Arc<tempfile::TempDir>,
     /// Extra environment for every command run in this env (daemon and CLI).
     pub vars: Vec<(String, String)>,
+    /// The clock in-process daemons started in this env (and restarted in
+    /// a clone of it) read; a `serve` process reads the wall clock.
+    pub clock: Clock,
+    /// Moves `clock` forward: see [`Env::advance`].
+    hand: ClockHand,
 }
 
 impl Env {
     pub fn new() -> Self {
+        let (clock, hand) = Clock::adjustable();
         Self {
             dir: std::sync::Arc::new(tempfile::tempdir().expect("tempdir")),
             vars: Vec::new(),
+            clock,
+            hand,
         }
+    }
+
+    /// Lets `by` pass for the in-process daemons of this env at once,
+    /// instead of sleeping: what they record from now on is dated `by`
+    /// later, and "older than" or "since" counts back from there.
+    pub fn advance(&self, by: Duration) {
+        self.hand.advance(by);
     }
 
     pub fn var(mut self, name: &str, value: &str) -> Self {
