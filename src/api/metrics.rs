@@ -146,6 +146,11 @@ fn text(ctx: &ApiContext) -> String {
             gauges.provider_calls_in_flight as f64,
         ),
         (
+            "orchestration_provider_calls_waiting",
+            "Provider calls waiting for a free slot (limits.max_provider_calls).",
+            gauges.provider_calls_waiting as f64,
+        ),
+        (
             "orchestration_event_streams",
             "Open event streams (GET /events readers).",
             gauges.event_streams as f64,

@@ -16,6 +16,7 @@ mod history;
 mod registry;
 pub mod usage;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -121,6 +122,8 @@ struct Inner {
     tools: crate::tools::ToolHost,
     /// What every recorded time is read from: the wall clock, or a test's.
     clock: Clock,
+    /// Provider calls waiting for one of `provider_slots`.
+    slot_waiters: AtomicUsize,
 }
 
 /// The daemon's state at one moment, as `GET /metrics` shows it.
@@ -130,9 +133,20 @@ pub struct Gauges {
     /// Messages taken by agents and not yet answered.
     pub queued_messages: usize,
     pub provider_calls_in_flight: usize,
+    /// Provider calls waiting for a slot (`limits.max_provider_calls`).
+    pub provider_calls_waiting: usize,
     pub event_streams: usize,
     pub approvals_pending: usize,
     pub store_bytes: u64,
+}
+
+/// Counts one waiter out when its wait ends, however it ends.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Adds one ledger group's sums to another.
@@ -176,6 +190,7 @@ impl Engine {
                 meter: usage::Meter::default(),
                 tools,
                 clock,
+                slot_waiters: AtomicUsize::new(0),
             }),
         }
     }
@@ -307,9 +322,13 @@ impl Engine {
         slots.acquire_owned().await.ok()
     }
 
-    /// Waits for a free provider-call slot; the call holds it until dropped.
+    /// Waits for a free provider-call slot; the call holds it until
+    /// dropped. Counted as waiting meanwhile (a cancelled wait included).
     async fn provider_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let slots = read(&self.inner.provider_slots).clone();
+        let waiters = &self.inner.slot_waiters;
+        waiters.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(waiters);
         slots.acquire_owned().await.ok()
     }
 
@@ -425,6 +444,7 @@ impl Engine {
             agents: by_state,
             queued_messages: queued,
             provider_calls_in_flight: most.saturating_sub(slots.available_permits()),
+            provider_calls_waiting: self.inner.slot_waiters.load(Ordering::Relaxed),
             event_streams: self.inner.events.readers(),
             approvals_pending: self.inner.approvals.list(None).len(),
             store_bytes: self.inner.history.store_size(),

@@ -73,7 +73,7 @@ fn messages_events_and_the_ledger_are_dated_by_the_daemons_clock() {
     assert_eq!(found.json()["results"], serde_json::json!([]));
     let found = daemon.cli(&["--json", "search", "bird"]);
     found.ok();
-    assert_eq!(found.json()["results"].as_array().map(Vec::len), Some(1));
+    assert_eq!(found.json()["results"].as_array().map(Vec::len), Some(2));
     let found = daemon.cli(&["--json", "search", "owl", "--since", "1h"]);
     found.ok();
     assert_eq!(found.json()["results"].as_array().map(Vec::len), Some(2));
