@@ -306,8 +306,7 @@ fn provider_calls_beyond_the_cap_wait_their_turn() {
     let env = Env::new().config("[limits]\nmax_provider_calls = 1\n");
     let daemon = InProcess::serve(env, &["--no-tcp"]);
     for name in ["a", "b"] {
-        let body = json!({"name": name, "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")});
-        assert_eq!(daemon.json("POST", "/agents", Some(body)).status, 200);
+        daemon.spawn_at(name, "openai", &fake.url("/v1"));
     }
     let socket = daemon.env.socket();
     let first = std::thread::spawn({
