@@ -58,7 +58,7 @@ fn main() {
             std::time::Duration::ZERO,
         )
         .expect("settings");
-        Engine::restore(settings, store).expect("restore")
+        Engine::restore(settings, store, orchestration::model::Clock::system()).expect("restore")
     });
     let took = started.elapsed();
     let restored = engine.live_count();

@@ -359,7 +359,7 @@ impl EventsState {
     fn lagged(&self, missed: u64) -> Bytes {
         self.frame(&EventLine {
             id: None,
-            ts: crate::model::now_rfc3339(),
+            ts: self.bus.clock().now_rfc3339(),
             agent: None,
             event: Event::Lagged { missed },
         })

@@ -148,6 +148,11 @@ fn text(ctx: &ApiContext) -> String {
             gauges.provider_calls_in_flight as f64,
         ),
         (
+            "orchestration_provider_calls_waiting",
+            "Provider calls waiting for a free slot (limits.max_provider_calls).",
+            gauges.provider_calls_waiting as f64,
+        ),
+        (
             "orchestration_event_streams",
             "Open event streams (GET /events readers).",
             gauges.event_streams as f64,
@@ -180,10 +185,7 @@ fn text(ctx: &ApiContext) -> String {
 /// and unit. Agents' own budgets (`spawn --budget`) are not series: there
 /// is one per agent, and agent names are never labels.
 fn budgets(out: &mut String, ctx: &ApiContext) {
-    let states = ctx
-        .engine
-        .budgets()
-        .config_states(time::OffsetDateTime::now_utc());
+    let states = ctx.engine.budgets().config_states(ctx.engine.now());
     let families = [
         (
             "orchestration_budget_limit",

@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::guard::{self, Caller};
 use super::{ApiContext, ui};
 use crate::engine::{Exchange, ListFilter, Which};
-use crate::model::{AgentName, ApprovalMode, SearchFilter, Secret, UsageFilter, rfc3339_ago};
+use crate::model::{AgentName, ApprovalMode, Clock, SearchFilter, Secret, UsageFilter};
 use crate::providers::DEFAULT_PROVIDER;
 use crate::wire::Route;
 use crate::wire::{AnswerRequest, Answered, ApprovalId, ApprovalsQuery, MAX_REASON_BYTES};
@@ -76,10 +76,7 @@ fn health(ctx: &ApiContext) -> Reply {
             uptime_s: ctx.engine.uptime().as_secs(),
             config: Some(ctx.control.config_status()),
             // The config's only: agents' own are one per agent (`usage` lists them).
-            budgets: ctx
-                .engine
-                .budgets()
-                .config_states(time::OffsetDateTime::now_utc()),
+            budgets: ctx.engine.budgets().config_states(ctx.engine.now()),
         },
     ))
 }
@@ -211,7 +208,8 @@ async fn prune(ctx: &ApiContext, body: Incoming) -> Reply {
     let request: PruneRequest = ctx.read_json(body).await?;
     let back = crate::duration::parse(&request.older_than)
         .map_err(|reason| ApiError::InvalidBody(format!("older_than: {reason}")))?;
-    let report = ctx.engine.prune(&rfc3339_ago(back), request.dry_run)?;
+    let cutoff = ctx.engine.clock().rfc3339_ago(back);
+    let report = ctx.engine.prune(&cutoff, request.dry_run)?;
     if !request.dry_run {
         tracing::info!(
             conversations = report.conversations.len(),
@@ -225,7 +223,12 @@ async fn prune(ctx: &ApiContext, body: Incoming) -> Reply {
 /// `GET /search`: 200 with the hits, best first; 400 for a query the index
 /// cannot read or a `since` that is neither a duration nor a time.
 fn search(ctx: &ApiContext, query: SearchQuery) -> Reply {
-    let since = query.since.as_deref().map(since_time).transpose()?;
+    let clock = ctx.engine.clock();
+    let since = query
+        .since
+        .as_deref()
+        .map(|since| since_time(since, clock))
+        .transpose()?;
     let filter = SearchFilter {
         query: &query.q,
         agent: query.agent.as_ref(),
@@ -238,7 +241,12 @@ fn search(ctx: &ApiContext, query: SearchQuery) -> Reply {
 
 /// `GET /usage`: the ledger's sums over the calls asked for.
 fn usage(ctx: &ApiContext, query: UsageQuery) -> Reply {
-    let since = query.since.as_deref().map(since_time).transpose()?;
+    let clock = ctx.engine.clock();
+    let since = query
+        .since
+        .as_deref()
+        .map(|since| since_time(since, clock))
+        .transpose()?;
     let filter = UsageFilter {
         by: query.by,
         since: since.as_deref(),
@@ -248,8 +256,9 @@ fn usage(ctx: &ApiContext, query: UsageQuery) -> Reply {
     Ok(body::json(StatusCode::OK, &report))
 }
 
-/// `since` as an RFC 3339 time: given as one, or as a duration back from now.
-fn since_time(since: &str) -> Result<String, ApiError> {
+/// `since` as an RFC 3339 time: given as one, or as a duration back from
+/// `clock`'s now.
+fn since_time(since: &str, clock: &Clock) -> Result<String, ApiError> {
     let rfc3339 = &time::format_description::well_known::Rfc3339;
     if let Ok(at) = time::OffsetDateTime::parse(since, rfc3339) {
         return at
@@ -262,7 +271,7 @@ fn since_time(since: &str) -> Result<String, ApiError> {
             "since must be a duration back from now (7d, 12h) or an RFC 3339 time: {reason}"
         ))
     })?;
-    Ok(rfc3339_ago(back))
+    Ok(clock.rfc3339_ago(back))
 }
 
 /// `GET /events`: NDJSON, or server-sent events for a client that accepts them.

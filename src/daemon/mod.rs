@@ -568,19 +568,23 @@ fn write_private(path: &Path, line: &str) -> Result<(), DaemonError> {
     writeln!(file, "{line}").map_err(record_error)
 }
 
-/// A fresh 256-bit token from the OS RNG, written 0600 before TCP accepts.
+/// A fresh token, written 0600 before TCP accepts.
 fn write_token(path: &Path) -> Result<String, DaemonError> {
-    let token_error = |source| DaemonError::Token {
+    let token = new_token().map_err(|source| DaemonError::Token {
         path: path.to_owned(),
         source,
-    };
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| io::Read::read_exact(&mut f, &mut bytes))
-        .map_err(token_error)?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    })?;
     write_private(path, &token)?;
     Ok(token)
+}
+
+/// A fresh bearer token for a TCP listener ([`Listeners::tcp`]): 256 bits
+/// from the OS RNG, in hex.
+pub fn new_token() -> io::Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| io::Read::read_exact(&mut f, &mut bytes))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The signals the daemon handles, registered (so their default action,

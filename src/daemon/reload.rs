@@ -13,7 +13,6 @@ use std::time::Duration;
 use crate::api::Control;
 use crate::config::Config;
 use crate::engine::{Engine, lock};
-use crate::model::now_rfc3339;
 use crate::providers::{Keys, ProviderSettings};
 use crate::wire::{ConfigStatus, Reloaded};
 
@@ -37,7 +36,7 @@ impl Reloader {
     pub fn new(config: &ServeConfig, engine: Engine, host: Arc<dyn Host>) -> Arc<Self> {
         let status = ConfigStatus {
             path: config.config_file.display().to_string(),
-            loaded_at: now_rfc3339(),
+            loaded_at: engine.clock().now_rfc3339(),
             last_reload_error: None,
         };
         Arc::new(Self {
@@ -67,7 +66,7 @@ impl Reloader {
         let report = self.engine.reload(settings);
         let status = ConfigStatus {
             path: self.config_file.display().to_string(),
-            loaded_at: now_rfc3339(),
+            loaded_at: self.engine.clock().now_rfc3339(),
             last_reload_error: None,
         };
         *lock(&self.status) = status.clone();

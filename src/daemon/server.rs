@@ -24,6 +24,7 @@ use super::reload::Reloader;
 use crate::api::{ApiContext, Control, Transport};
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::model::Clock;
 use crate::paths::ensure_private_dir;
 use crate::providers::{Keys, ProviderSettings};
 use crate::store::Store;
@@ -64,6 +65,11 @@ pub struct ServeConfig {
     pub idle_timeout: Option<Duration>,
     /// Fired to reload, as SIGHUP does under `serve`.
     pub reload: ReloadTrigger,
+    /// What the core dates messages, events, the ledger and approvals by
+    /// and measures retention, `prune --older-than` and `since` against:
+    /// the wall clock under `serve`; a test's [`Clock::adjustable`] lets
+    /// it move time forward instead of sleeping.
+    pub clock: Clock,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -80,6 +86,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("drain_timeout", &self.drain_timeout)
             .field("echo_delay", &self.echo_delay)
             .field("idle_timeout", &self.idle_timeout)
+            .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
 }
@@ -104,6 +111,7 @@ impl ServeConfig {
             echo_delay: DEFAULT_ECHO_DELAY,
             idle_timeout: None,
             reload: ReloadTrigger::default(),
+            clock: Clock::system(),
         }
     }
 }
@@ -239,7 +247,7 @@ pub(crate) async fn run(
         store,
         settings,
     } = setup;
-    let engine = Engine::restore(settings, store)?;
+    let engine = Engine::restore(settings, store, config.clock.clone())?;
     let stop = CancellationToken::new();
     let reloader = Reloader::new(&config, engine.clone(), host.clone());
     let Listeners {
@@ -479,7 +487,7 @@ async fn prune_daily(engine: Engine, stop: CancellationToken) {
     loop {
         let retention = engine.settings().config.history.retention;
         if let Some(keep) = retention.filter(|keep| !keep.is_zero()) {
-            let cutoff = crate::model::rfc3339_ago(keep);
+            let cutoff = engine.clock().rfc3339_ago(keep);
             match engine.prune(&cutoff, false) {
                 Ok(report) if !report.conversations.is_empty() => tracing::info!(
                     conversations = report.conversations.len(),

@@ -569,7 +569,7 @@ async fn exchange(
     // A call no budget could fit any more is refused before anything is recorded.
     check_budgets(engine, agent, &setup, &content)?;
     // On disk before the provider hears of it.
-    let human = Message::new(HUMAN, content.to_string(), Map::new());
+    let human = Message::new(HUMAN, content.to_string(), Map::new()).stamped(engine.clock());
     drop(content);
     // A copy for the event stream only when someone watches: a message may be 1 MiB.
     let watched = agent.events.is_watched().then(|| human.clone());
@@ -636,7 +636,7 @@ async fn exchange(
     let spent = call.as_ref().map(|call| call.record.clone());
     let recorded = record_reply(engine, agent, reply, end, call).await;
     if let (Some(hold), Some(record)) = (hold, spent) {
-        let now = time::OffsetDateTime::now_utc();
+        let now = engine.now();
         warn(agent, hold.settle(&record, now));
     }
     recorded
@@ -698,7 +698,7 @@ fn check_budgets(
     let instructions = agent.config.instructions.as_ref().map_or(0, String::len);
     let input = estimated_tokens(instructions + content.len());
     let least = worst_case(engine, &payer, input, output_bound(engine).into());
-    let now = time::OffsetDateTime::now_utc();
+    let now = engine.now();
     Ok(engine.budgets().check(&payer, &least, now)?)
 }
 
@@ -722,7 +722,7 @@ fn reserve_budgets(
     request.max_output_tokens = Some(bound);
     let input = estimated_tokens(request_bytes(request));
     let worst = worst_case(engine, &payer, input, bound.into());
-    let now = time::OffsetDateTime::now_utc();
+    let now = engine.now();
     Ok(engine.budgets().reserve(&payer, &worst, now)?)
 }
 
@@ -798,7 +798,7 @@ pub(super) async fn record_reply(
         }
         End::Refused(error) => (AgentState::Idle, Err(error)),
     };
-    let message = Message::new(name.as_str(), reply.text, reply.metadata);
+    let message = Message::new(name.as_str(), reply.text, reply.metadata).stamped(engine.clock());
     // A complete reply is always recorded; a cut-short one only if it said
     // something. On disk before the caller is answered.
     if outcome.is_ok() || !message.content.is_empty() {
@@ -852,6 +852,7 @@ fn call_of(
         &reply.metadata,
         reply.usage,
     )
+    .stamped(engine.clock())
     .took(started.elapsed(), failure)
 }
 

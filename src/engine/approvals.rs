@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::{Events, lock};
-use crate::model::{AgentName, Approval, ApprovalRequest, Event, Verdict, now_rfc3339};
+use crate::model::{AgentName, Approval, ApprovalRequest, Event, Verdict};
 
 /// How many answered ids are remembered, so a late second answer is told
 /// "already answered" (409) rather than "no such approval" (404).
@@ -88,7 +88,8 @@ impl Approvals {
                 id: id.clone(),
                 agent: agent.clone(),
                 request,
-                requested_at: now_rfc3339(),
+                // The bus's clock: the request and its event agree.
+                requested_at: self.events.clock().now_rfc3339(),
             };
             tracing::info!(agent = %agent, id = %id, tool = %approval.request.tool, "approval requested");
             self.events.emit(
@@ -282,6 +283,30 @@ mod tests {
             approvals.answer("nope", Verdict::approve()),
             Err(AnswerError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_request_is_dated_by_the_buses_clock() {
+        let (clock, hand) = crate::model::Clock::adjustable();
+        hand.advance(Duration::from_secs(86_400));
+        let approvals = Approvals::new(Events::with_clock(clock.clone()));
+        let asker = approvals.clone();
+        let waiting =
+            tokio::spawn(
+                async move { asker.ask(&name(), request(), Duration::from_secs(60)).await },
+            );
+        let approval = loop {
+            if let Some(first) = approvals.list(None).first() {
+                break first.clone();
+            }
+            tokio::task::yield_now().await;
+        };
+        // A day ahead of the wall clock, as the bus's clock is.
+        let wall = crate::model::now_rfc3339();
+        assert!(approval.requested_at > wall, "{}", approval.requested_at);
+        assert!(approval.requested_at <= clock.now_rfc3339());
+        approvals.answer(&approval.id, Verdict::approve()).unwrap();
+        waiting.await.unwrap();
     }
 
     #[tokio::test]

@@ -291,7 +291,7 @@ pub(super) async fn exchange(
         }
     }
     // On disk before the agent hears of it.
-    let human = Message::new(HUMAN, content.to_string(), Map::new());
+    let human = Message::new(HUMAN, content.to_string(), Map::new()).stamped(engine.clock());
     let watched = agent.events.is_watched().then(|| human.clone());
     history.append(name, agent.id, &human, None).await?;
     if let Some(message) = watched {
@@ -371,10 +371,11 @@ pub(super) async fn exchange(
         &reply.metadata,
         reply.usage,
     )
+    .stamped(engine.clock())
     .took(started.elapsed(), None);
     let spent = charged(&call.record, &reply.metadata);
     let recorded = record_reply(engine, agent, reply, end, Some(call)).await;
-    let now = time::OffsetDateTime::now_utc();
+    let now = engine.now();
     super::agent::warn(agent, engine.budgets().charge(&payer, &spent, now));
     recorded
 }
@@ -398,7 +399,7 @@ fn check_turn(
         tokens: 1,
         usd: priced.then_some(1e-9),
     };
-    let now = time::OffsetDateTime::now_utc();
+    let now = engine.now();
     Ok(engine.budgets().check(payer, &least, now)?)
 }
 

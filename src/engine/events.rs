@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 use super::lock;
-use crate::model::{AgentName, Event, EventLine, now_rfc3339};
+use crate::model::{AgentName, Clock, Event, EventLine};
 
 /// Events kept for subscribers that are behind.
 pub const CAPACITY: usize = 1024;
@@ -35,6 +35,8 @@ pub struct Events {
 
 struct Inner {
     sender: broadcast::Sender<Arc<EventLine>>,
+    /// Dates every line (and, through [`Events::clock`], every approval).
+    clock: Clock,
     /// The last id given out, and whether the daemon's `shutdown` was sent.
     /// Ids are assigned and sent under this lock, so every subscriber sees
     /// them strictly increasing.
@@ -54,14 +56,26 @@ impl Default for Events {
 }
 
 impl Events {
+    /// A bus dating its lines by the wall clock.
     pub fn new() -> Self {
+        Self::with_clock(Clock::system())
+    }
+
+    /// A bus dating its lines by `clock`.
+    pub fn with_clock(clock: Clock) -> Self {
         let (sender, _) = broadcast::channel(CAPACITY);
         Self {
             inner: Arc::new(Inner {
                 sender,
+                clock,
                 state: Mutex::new(State::default()),
             }),
         }
+    }
+
+    /// The clock the lines are dated by.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
     }
 
     /// Reports an event about `agent` (or the daemon, for `None`) to every
@@ -120,7 +134,7 @@ impl Events {
         state.last_id += 1;
         let line = EventLine {
             id: Some(state.last_id),
-            ts: now_rfc3339(),
+            ts: self.inner.clock.now_rfc3339(),
             agent: agent.cloned(),
             event,
         };

@@ -17,15 +17,16 @@ mod history;
 mod registry;
 pub mod usage;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
 use crate::model::{
-    AgentConfig, AgentInfo, AgentName, AgentState, Conversation, Event, Message, ProviderSpec,
-    PruneReport, SearchFilter, SearchHit, Secret, ShutdownReport, Usage, UsageFilter, UsageGroup,
-    UsageReport, now_rfc3339,
+    AgentConfig, AgentInfo, AgentName, AgentState, Clock, Conversation, Event, Message,
+    ProviderSpec, PruneReport, SearchFilter, SearchHit, Secret, ShutdownReport, Usage, UsageFilter,
+    UsageGroup, UsageReport,
 };
 pub use agent::{Exchange, ExchangeEvent};
 pub use approvals::{AnswerError, Approvals};
@@ -134,6 +135,10 @@ struct Inner {
     tools: crate::tools::ToolHost,
     /// `[[budgets]]` and the agents' own: what calls may still spend.
     budgets: Arc<budget::Budgets>,
+    /// What every recorded time is read from: the wall clock, or a test's.
+    clock: Clock,
+    /// Provider calls waiting for one of `provider_slots`.
+    slot_waiters: AtomicUsize,
 }
 
 /// The daemon's state at one moment, as `GET /metrics` shows it.
@@ -143,6 +148,8 @@ pub struct Gauges {
     /// Messages taken by agents and not yet answered.
     pub queued_messages: usize,
     pub provider_calls_in_flight: usize,
+    /// Provider calls waiting for a slot (`limits.max_provider_calls`).
+    pub provider_calls_waiting: usize,
     pub event_streams: usize,
     pub approvals_pending: usize,
     pub store_bytes: u64,
@@ -154,6 +161,15 @@ fn spent(history: &History, scope: &crate::model::SpendScope, since: Option<&str
         tracing::error!(%error, ?scope, "cannot read what a budget spent; counting from 0");
         (0, 0.0)
     })
+}
+
+/// Counts one waiter out when its wait ends, however it ends.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Adds one ledger group's sums to another.
@@ -173,8 +189,8 @@ pub struct ReloadReport {
 }
 
 impl Engine {
-    fn with_history(settings: ProviderSettings, history: History) -> Self {
-        let events = Events::new();
+    fn with_history(settings: ProviderSettings, history: History, clock: Clock) -> Self {
+        let events = Events::with_clock(clock.clone());
         let tools = crate::tools::ToolHost::new(&settings.config);
         Self {
             inner: Arc::new(Inner {
@@ -198,6 +214,8 @@ impl Engine {
                 meter: usage::Meter::default(),
                 tools,
                 budgets: Arc::default(),
+                clock,
+                slot_waiters: AtomicUsize::new(0),
             }),
         }
     }
@@ -210,7 +228,7 @@ impl Engine {
         let history = &self.inner.history;
         self.inner
             .budgets
-            .configure(rules, time::OffsetDateTime::now_utc(), |scope, since| {
+            .configure(rules, self.now(), |scope, since| {
                 spent(history, scope, since)
             });
     }
@@ -255,14 +273,19 @@ impl Engine {
         report
     }
 
-    /// An engine backed by `store`: every agent that was live when the
-    /// daemon last stopped comes back under its name, with its config;
-    /// ended agents' histories stay readable. Only agent rows are read: the
-    /// messages stay in the store until someone asks for them.
-    pub fn restore(settings: ProviderSettings, store: Store) -> Result<Self, StoreError> {
+    /// An engine backed by `store`, dating what it records by `clock`:
+    /// every agent that was live when the daemon last stopped comes back
+    /// under its name, with its config; ended agents' histories stay
+    /// readable. Only agent rows are read: the messages stay in the store
+    /// until someone asks for them.
+    pub fn restore(
+        settings: ProviderSettings,
+        store: Store,
+        clock: Clock,
+    ) -> Result<Self, StoreError> {
         let stored = store.load()?;
         let max_messages = settings.config.history.max_messages_per_agent;
-        let engine = Self::with_history(settings, History::new(store, max_messages));
+        let engine = Self::with_history(settings, History::new(store, max_messages), clock);
         engine.configure_budgets(&engine.settings().config);
         let mut restored = 0;
         for agent in stored {
@@ -300,10 +323,7 @@ impl Engine {
         };
         // What this incarnation spent in its budget's current period.
         let seed = stored.config.budget.map(|budget| {
-            let since = budget
-                .period
-                .start(time::OffsetDateTime::now_utc())
-                .map(budget::since_text);
+            let since = budget.period.start(self.now()).map(budget::since_text);
             let scope = crate::model::SpendScope::AgentId(stored.id);
             (budget, spent(&self.inner.history, &scope, since.as_deref()))
         });
@@ -312,7 +332,7 @@ impl Engine {
             self.start(&mut agents, stored.config, identity, false)
         };
         if let Some((budget, seed)) = seed {
-            let now = time::OffsetDateTime::now_utc();
+            let now = self.now();
             let budgets = &self.inner.budgets;
             budgets.add_agent(agent.id, budget, &agent.config.name, now, seed);
         }
@@ -354,7 +374,6 @@ impl Engine {
     /// full is refused at once. `None` if the slots were replaced by a
     /// reload while it waited (the child then runs outside the count).
     async fn process_slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, EngineError> {
-        use std::sync::atomic::Ordering;
         let slots = read(&self.inner.agent_processes).clone();
         if let Ok(slot) = slots.clone().try_acquire_owned() {
             return Ok(Some(slot));
@@ -370,19 +389,17 @@ impl Engine {
             return Err(EngineError::ProcessesBusy { max });
         }
         // Leaves the queue however the wait ends (a slot, or the caller gone).
-        struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
         let _waiting = Waiting(waiters);
         Ok(slots.acquire_owned().await.ok())
     }
 
-    /// Waits for a free provider-call slot; the call holds it until dropped.
+    /// Waits for a free provider-call slot; the call holds it until
+    /// dropped. Counted as waiting meanwhile (a cancelled wait included).
     async fn provider_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let slots = read(&self.inner.provider_slots).clone();
+        let waiters = &self.inner.slot_waiters;
+        waiters.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(waiters);
         slots.acquire_owned().await.ok()
     }
 
@@ -421,6 +438,18 @@ impl Engine {
         &self.inner.events
     }
 
+    /// The clock every recorded time is read from (messages, events, the
+    /// ledger, approvals, agents' creation) and every "older than" or
+    /// "since" is measured against.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// The current time by the engine's clock (a budget's window, say).
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.inner.clock.now()
+    }
+
     /// The MCP servers API agents' tools run on.
     pub fn tools(&self) -> &crate::tools::ToolHost {
         &self.inner.tools
@@ -438,7 +467,7 @@ impl Engine {
 
     /// Every budget and where it stands now.
     pub fn budget_states(&self) -> Vec<crate::model::BudgetState> {
-        self.inner.budgets.states(time::OffsetDateTime::now_utc())
+        self.inner.budgets.states(self.now())
     }
 
     /// `GET /usage`: the ledger's total over the filter's calls and, when
@@ -497,6 +526,7 @@ impl Engine {
             agents: by_state,
             queued_messages: queued,
             provider_calls_in_flight: most.saturating_sub(slots.available_permits()),
+            provider_calls_waiting: self.inner.slot_waiters.load(Ordering::Relaxed),
             event_streams: self.inner.events.readers(),
             approvals_pending: self.inner.approvals.list(None).len(),
             store_bytes: self.inner.history.store_size(),
@@ -547,7 +577,7 @@ impl Engine {
         let reservation = self.reserve(&config)?;
         let identity = Identity {
             id: Uuid::new_v4(),
-            created_at: now_rfc3339(),
+            created_at: self.inner.clock.now_rfc3339(),
             usage: Usage::default(),
         };
         // On disk before the caller hears the agent exists. A failed write
@@ -558,7 +588,7 @@ impl Engine {
             .await?;
         // A new incarnation has spent nothing yet.
         if let Some(budget) = config.budget {
-            let now = time::OffsetDateTime::now_utc();
+            let now = self.now();
             let budgets = &self.inner.budgets;
             budgets.add_agent(identity.id, budget, &config.name, now, (0, 0.0));
         }

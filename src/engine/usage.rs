@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::lock;
 use crate::config::{Config, PriceConfig};
-use crate::model::{AgentConfig, PriceSource, Usage, UsageRecord, now_rfc3339};
+use crate::model::{AgentConfig, Clock, PriceSource, Usage, UsageRecord, now_rfc3339};
 use crate::providers::ProviderError;
 
 /// A price in USD per million tokens.
@@ -178,6 +178,13 @@ impl Call {
     pub fn took(mut self, duration: Duration, error: Option<&ProviderError>) -> Self {
         self.duration = duration;
         self.error = error.map(error_type);
+        self
+    }
+
+    /// The ledger row dated by `clock` (the engine's) rather than the wall
+    /// clock, like the reply it is recorded with.
+    pub fn stamped(mut self, clock: &Clock) -> Self {
+        self.record.at = clock.now_rfc3339();
         self
     }
 }

@@ -4,19 +4,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-/// The current UTC time as RFC 3339, the form every timestamp on the wire takes.
+use super::Clock;
+
+/// The wall clock's UTC time as RFC 3339, the form every timestamp on the
+/// wire takes. The daemon's core reads its [`Clock`] instead
+/// (`Engine::clock`), which a test can move forward.
 pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+    Clock::system().now_rfc3339()
 }
 
-/// The UTC time `back` before now, as RFC 3339 (the form stored timestamps
-/// take, so the two compare as text).
+/// The UTC time `back` before the wall clock's now, as RFC 3339 (the form
+/// stored timestamps take, so the two compare as text). The daemon's core
+/// uses [`Clock::rfc3339_ago`].
 pub fn rfc3339_ago(back: std::time::Duration) -> String {
-    let at = time::OffsetDateTime::now_utc() - back;
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+    Clock::system().rfc3339_ago(back)
 }
 
 /// `sender` of a message the user wrote.
@@ -44,6 +45,13 @@ impl Message {
             timestamp: now_rfc3339(),
             metadata,
         }
+    }
+
+    /// The message timestamped by `clock` instead of the wall clock: what
+    /// the engine records, so a test's clock dates the history.
+    pub fn stamped(mut self, clock: &Clock) -> Self {
+        self.timestamp = clock.now_rfc3339();
+        self
     }
 
     pub fn is_human(&self) -> bool {

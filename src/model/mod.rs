@@ -9,6 +9,7 @@
 mod agent;
 mod approval;
 mod budget;
+mod clock;
 mod event;
 mod message;
 mod name;
@@ -25,6 +26,7 @@ pub use budget::{
     AgentBudget, BudgetLimit, BudgetPeriod, BudgetRule, BudgetScope, BudgetSource, BudgetState,
     BudgetUnit, MAX_BUDGET_TOKENS, MAX_BUDGET_USD, SpendScope, amount,
 };
+pub use clock::{Clock, ClockHand};
 pub use event::{Event, EventLine};
 pub use message::{HUMAN, Message, now_rfc3339, rfc3339_ago};
 pub use name::{AgentName, InvalidName};

@@ -97,16 +97,15 @@ fn agent_names_come_from_the_running_daemon() {
 }
 
 #[test]
-fn without_a_daemon_a_tab_offers_flags_at_once_and_starts_nothing() {
+fn without_a_daemon_a_tab_offers_flags_and_starts_nothing() {
     let env = Env::new();
-    let started = Instant::now();
+    // (How fast is a speed target, for benches/; here: what, and nothing started.)
     let offered = complete(&env, &["orchestration", "message", ""]);
     assert!(offered.contains(&"--no-stream".to_owned()), "{offered:?}");
     assert!(
         offered.iter().all(|word| word.starts_with('-')),
         "{offered:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
     assert!(!env.pid_file().exists(), "a daemon was started");
     assert!(!env.socket().exists(), "a daemon was started");
 }

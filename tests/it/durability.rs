@@ -109,9 +109,7 @@ fn kill_9_mid_stream_keeps_the_human_message_and_the_next_call_has_it() {
     fake.push(Reply::sse(&blocks).insert(2, Step::Wait(gate.clone())));
     fake.push(Reply::sse(&openai_chunks(&["recovered"])));
     let daemon = start(Env::new());
-    let body =
-        json!({"name": "mid", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")});
-    assert_eq!(daemon.json("POST", "/agents", Some(body)).status, 200);
+    daemon.spawn_at("mid", "openai", &fake.url("/v1"));
     let stream = daemon.stream(
         "/agents/mid/message",
         &json!({"content": "tell me", "stream": true}),

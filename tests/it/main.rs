@@ -24,8 +24,7 @@
 //! - `scenario`: whole sessions that end in `serve --stop` or SIGTERM and
 //!   check the exit status and the files left behind; the TCP fallback
 //!   reads the token file `serve` writes.
-//! - the rest of `search` (kill -9, restart, the retention job across a
-//!   restart), `events` (the daemon's RSS, exit after a stop), `first_hour`
+//! - the rest of `search` (kill -9 and a restart), `events` (the daemon's RSS, exit after a stop), `first_hour`
 //!   (`watch` until the daemon exits, the daemon's own coloured log on a
 //!   terminal, a state dir found through `serve`'s environment),
 //!   `completion` (a TAB asks only a daemon that holds the PID file),
@@ -42,6 +41,7 @@ mod approvals;
 mod bounds;
 mod budgets;
 mod cli;
+mod clock;
 mod codex;
 mod coding_agents;
 mod coding_limits;

@@ -172,10 +172,7 @@ fn openai_quirks_of_real_servers_are_tolerated() {
     ];
     fake.push(Reply::sse(&blocks));
     let daemon = daemon(Env::new());
-    spawn(
-        &daemon,
-        json!({"name": "q", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1/")}),
-    );
+    daemon.spawn_at("q", "openai", &fake.url("/v1/"));
     let reply = daemon.say("q", "capital of France?");
     assert_eq!(reply.status, 200, "{}", reply.text());
     let message = &reply.json()["messages"][0];
@@ -192,10 +189,7 @@ fn openai_quirks_of_real_servers_are_tolerated() {
 fn upstream_error_bodies_of_every_shape_reach_the_user() {
     let fake = FakeProvider::start();
     let daemon = daemon(Env::new());
-    spawn(
-        &daemon,
-        json!({"name": "e", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
-    );
+    daemon.spawn_at("e", "openai", &fake.url("/v1"));
     let cases = [
         (
             Reply::json(
@@ -264,10 +258,7 @@ fn an_error_inside_a_200_stream_keeps_the_partial_reply_marked_interrupted() {
     ));
     fake.push(Reply::sse(&blocks));
     let daemon = daemon(Env::new());
-    spawn(
-        &daemon,
-        json!({"name": "m", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
-    );
+    daemon.spawn_at("m", "openai", &fake.url("/v1"));
     let response = daemon.say("m", "tell me");
     assert_eq!(response.status, 502);
     assert!(
@@ -292,10 +283,7 @@ fn a_stream_cut_short_is_an_error_and_the_partial_reply_is_kept() {
     blocks.truncate(3);
     fake.push(Reply::sse(&blocks).cut());
     let daemon = daemon(Env::new());
-    spawn(
-        &daemon,
-        json!({"name": "t", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
-    );
+    daemon.spawn_at("t", "openai", &fake.url("/v1"));
     let mut stream = daemon.stream(
         "/agents/t/message",
         &json!({"content": "story", "stream": true}),
@@ -327,10 +315,7 @@ fn garbage_from_the_server_is_a_clear_502() {
     fake.push(Reply::sse(&["data: this is not json\n\n"]));
     fake.push(Reply::text(200, "<html>proxy login</html>").header("X-Ignored", "1"));
     let daemon = daemon(Env::new());
-    spawn(
-        &daemon,
-        json!({"name": "g", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
-    );
+    daemon.spawn_at("g", "openai", &fake.url("/v1"));
     let response = daemon.say("g", "hi");
     assert_eq!(response.status, 502);
     assert!(
@@ -353,10 +338,7 @@ fn rate_limits_and_server_errors_are_retried_before_anything_streams() {
     fake.push(Reply::text(503, "overloaded"));
     fake.push(Reply::sse(&openai_chunks(&["third time lucky"])));
     let daemon = daemon(Env::new());
-    spawn(
-        &daemon,
-        json!({"name": "r", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
-    );
+    daemon.spawn_at("r", "openai", &fake.url("/v1"));
     let response = daemon.say("r", "hi");
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(
@@ -379,10 +361,7 @@ fn rate_limits_and_server_errors_are_retried_before_anything_streams() {
 fn an_unreachable_server_is_a_502_after_retries() {
     let daemon = daemon(Env::new());
     let closed = format!("http://127.0.0.1:{}/v1", common::CLOSED_PORT);
-    spawn(
-        &daemon,
-        json!({"name": "n", "provider": "openai", "api_key": "k", "base_url": closed}),
-    );
+    daemon.spawn_at("n", "openai", &closed);
     let response = daemon.say("n", "anyone?");
     assert_eq!(response.status, 502, "{}", response.text());
     assert!(
@@ -401,10 +380,7 @@ fn a_server_that_never_answers_is_a_504_and_a_slow_one_is_fine() {
     // timeout, but never 2s of silence, so the reply must complete.
     fake.push(Reply::sse(&openai_chunks(&["a ", "b ", "c"])).slow(Duration::from_millis(500)));
     let daemon = daemon(Env::new());
-    spawn(
-        &daemon,
-        json!({"name": "h", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
-    );
+    daemon.spawn_at("h", "openai", &fake.url("/v1"));
     let response = daemon.say("h", "hello?");
     assert_eq!(response.status, 504, "{}", response.text());
     assert!(
@@ -425,10 +401,7 @@ fn a_client_that_leaves_cancels_the_upstream_request() {
     blocks.truncate(2);
     fake.push(Reply::sse(&blocks).insert(2, Step::AwaitClose));
     let daemon = patient_daemon();
-    spawn(
-        &daemon,
-        json!({"name": "c", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
-    );
+    daemon.spawn_at("c", "openai", &fake.url("/v1"));
     let stream = daemon.stream(
         "/agents/c/message",
         &json!({"content": "go", "stream": true}),
@@ -450,10 +423,7 @@ fn ctrl_c_in_the_cli_aborts_the_upstream_request() {
     blocks.truncate(2);
     fake.push(Reply::sse(&blocks).insert(2, Step::AwaitClose));
     let daemon = patient_daemon();
-    spawn(
-        &daemon,
-        json!({"name": "i", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
-    );
+    daemon.spawn_at("i", "openai", &fake.url("/v1"));
     let mut child = daemon
         .env
         .command(&["message", "i", "go"])
@@ -639,10 +609,7 @@ fn anthropic_errors_before_and_inside_the_stream_and_truncation() {
     cut.truncate(5);
     fake.push(Reply::sse(&cut));
     let daemon = daemon(Env::new());
-    spawn(
-        &daemon,
-        json!({"name": "a", "provider": "anthropic", "api_key": "k", "base_url": fake.url("")}),
-    );
+    daemon.spawn_at("a", "anthropic", &fake.url(""));
     let response = daemon.say("a", "one");
     assert_eq!(response.status, 502);
     assert!(response.detail().contains("401") && response.detail().contains("invalid x-api-key"));
@@ -822,14 +789,8 @@ fn servers_that_ignore_stream_true_answer_one_json_reply_and_it_counts() {
     // JSON that is neither a reply nor an error is a protocol error.
     fake.push(Reply::json(200, &json!({"object": "list", "data": []})));
     let daemon = daemon(Env::new());
-    spawn(
-        &daemon,
-        json!({"name": "o", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
-    );
-    spawn(
-        &daemon,
-        json!({"name": "a", "provider": "anthropic", "api_key": "k", "base_url": fake.url("")}),
-    );
+    daemon.spawn_at("o", "openai", &fake.url("/v1"));
+    daemon.spawn_at("a", "anthropic", &fake.url(""));
 
     let out = daemon.cli(&["message", "o", "hi"]);
     out.ok();
@@ -886,10 +847,7 @@ fn a_failed_agent_still_takes_messages_and_is_idle_after_the_next_good_reply() {
     ));
     fake.push(Reply::sse(&openai_chunks(&["better ", "now"])));
     let daemon = daemon(Env::new());
-    spawn(
-        &daemon,
-        json!({"name": "f", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
-    );
+    daemon.spawn_at("f", "openai", &fake.url("/v1"));
     let failed = daemon.say("f", "first");
     assert_eq!(failed.status, 502, "{}", failed.text());
     assert!(
@@ -955,10 +913,7 @@ fn say_within_patience(daemon: &InProcess, name: &str, content: &str) -> HttpRes
 fn a_retry_after_beyond_30s_fails_at_once_and_one_within_it_is_honoured() {
     let fake = FakeProvider::start();
     let daemon = daemon(Env::new());
-    spawn(
-        &daemon,
-        json!({"name": "r", "provider": "openai", "api_key": "k", "base_url": fake.url("/v1")}),
-    );
+    daemon.spawn_at("r", "openai", &fake.url("/v1"));
 
     // An hour, on a 429: the error is passed on, not waited out or retried early.
     fake.push(

@@ -280,7 +280,7 @@ fn history_lists_every_conversation_and_exports_in_four_formats() {
 #[test]
 fn prune_deletes_only_old_ended_conversations_and_gives_space_back() {
     let env = Env::new();
-    let daemon = start_process(env.clone());
+    let daemon = start(env.clone());
     let big = "x".repeat(200_000);
     for name in ["old", "live"] {
         daemon.cli(&["spawn", name, "--provider", "echo"]).ok();
@@ -292,7 +292,8 @@ fn prune_deletes_only_old_ended_conversations_and_gives_space_back() {
         assert_eq!(sent.status, 200, "{}", sent.text());
     }
     daemon.cli(&["shutdown", "old"]).ok();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Both conversations are now a minute old.
+    env.advance(std::time::Duration::from_secs(60));
 
     // A dry run lists the ended one only, and deletes nothing.
     let dry = daemon.cli(&["--json", "prune", "--older-than", "1s", "--dry-run"]);
@@ -332,8 +333,8 @@ fn prune_deletes_only_old_ended_conversations_and_gives_space_back() {
     assert_eq!(daemon.cli(&["history", "live"]).code(), 0);
     // Control plane: refused over TCP even with the token.
     let mut daemon = daemon;
-    assert!(daemon.terminate().success());
-    let daemon = Daemon::start_tcp_in(env.clone(), &[]);
+    daemon.stop().expect("the daemon stops");
+    let daemon = InProcess::start_in(env.clone(), true);
     let refused = daemon.tcp_json(
         "POST",
         "/prune",
@@ -356,16 +357,19 @@ fn prune_deletes_only_old_ended_conversations_and_gives_space_back() {
 #[test]
 fn a_history_retention_prunes_ended_conversations_by_itself() {
     let env = Env::new();
-    let mut daemon = start_process(env.clone());
+    let mut daemon = start(env.clone());
     daemon.cli(&["spawn", "gone", "--provider", "echo"]).ok();
     daemon.cli(&["message", "gone", "bye"]).ok();
     daemon.cli(&["shutdown", "gone"]).ok();
     daemon.cli(&["spawn", "kept", "--provider", "echo"]).ok();
     daemon.cli(&["message", "kept", "hi"]).ok();
-    assert!(daemon.terminate().success());
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let env = env.config("[history]\nretention = \"1s\"\n");
-    let daemon = start_process(env);
+    daemon.stop().expect("the daemon stops");
+    // A minute later (the env's clock, shared by both daemons), the
+    // ended conversation is past a retention of 30 s; the live one is not
+    // ended, so it stays whatever its age.
+    env.advance(std::time::Duration::from_secs(60));
+    let env = env.config("[history]\nretention = \"30s\"\n");
+    let daemon = start(env);
     common::eventually("the retention prune to run", || {
         daemon.cli(&["history", "gone"]).code() == 4
     });

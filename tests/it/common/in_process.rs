@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use orchestration::config::Config;
 use orchestration::daemon::{
-    DaemonError, DaemonSetup, Listeners, ReloadTrigger, ServeConfig, bind_unix, serve_on,
+    DaemonError, DaemonSetup, Listeners, ReloadTrigger, ServeConfig, bind_unix, new_token, serve_on,
 };
 
 use tokio::runtime::Runtime;
@@ -214,12 +214,13 @@ async fn bounded<T>(
 }
 
 /// The core's config for `env`, as `serve` would build it there, but with
-/// `env.vars` as the whole environment.
+/// `env.vars` as the whole environment and `env.clock` as its clock.
 fn serve_config(env: &Env) -> ServeConfig {
     let config_file = env.dir.path().join("config.toml");
     let config = Config::load(&config_file).expect("the env's config loads");
     let mut serve = ServeConfig::new(env.dir.path().join("state"), config_file, config);
     serve.environment = env.vars.iter().cloned().collect::<HashMap<_, _>>();
+    serve.clock = env.clock.clone();
     serve
 }
 
@@ -257,14 +258,8 @@ async fn listen(env: &Env, tcp: Option<u16>) -> (Listeners, Option<u16>, Option<
         .await
         .expect("bind TCP");
     let port = listener.local_addr().expect("TCP address").port();
-    // The shape of serve's token: 256 bits from the OS RNG, in hex.
-    let mut bytes = [0u8; 32];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom").expect("/dev/urandom"),
-        &mut bytes,
-    )
-    .expect("random bytes");
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    // serve's own token generator.
+    let token = new_token().expect("a token");
     (
         listeners.tcp(listener, token.clone()),
         Some(port),

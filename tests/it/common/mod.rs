@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use orchestration::model::{AgentInfo, AgentName, Clock, ClockHand, Message};
+use orchestration::wire::{Messages, ModelsRequest, SpawnRequest};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_orchestration");
@@ -29,14 +31,29 @@ pub struct Env {
     pub dir: std::sync::Arc<tempfile::TempDir>,
     /// Extra environment for every command run in this env (daemon and CLI).
     pub vars: Vec<(String, String)>,
+    /// The clock in-process daemons started in this env (and restarted in
+    /// a clone of it) read; a `serve` process reads the wall clock.
+    pub clock: Clock,
+    /// Moves `clock` forward: see [`Env::advance`].
+    hand: ClockHand,
 }
 
 impl Env {
     pub fn new() -> Self {
+        let (clock, hand) = Clock::adjustable();
         Self {
             dir: std::sync::Arc::new(tempfile::tempdir().expect("tempdir")),
             vars: Vec::new(),
+            clock,
+            hand,
         }
+    }
+
+    /// Lets `by` pass for the in-process daemons of this env at once,
+    /// instead of sleeping: what they record from now on is dated `by`
+    /// later, and "older than" or "since" counts back from there.
+    pub fn advance(&self, by: Duration) {
+        self.hand.advance(by);
     }
 
     pub fn var(mut self, name: &str, value: &str) -> Self {
@@ -222,6 +239,48 @@ pub trait Harness {
             Some(serde_json::json!({"name": name, "provider": "echo"})),
         );
         assert_eq!(spawned.status, 200, "{}", spawned.text());
+    }
+
+    /// Spawns `request` (`POST /agents`), checks that it was, and returns
+    /// the agent as the daemon describes it.
+    #[track_caller]
+    fn spawn(&self, request: &SpawnRequest) -> AgentInfo {
+        let body = serde_json::to_value(request).expect("a spawn request is JSON");
+        let spawned = self.json("POST", "/agents", Some(body));
+        assert_eq!(spawned.status, 200, "{}", spawned.text());
+        serde_json::from_value(spawned.json()).expect("the answer is an agent")
+    }
+
+    /// Spawns agent `name` of `provider` (`openai`, `anthropic`) on the
+    /// model server at `base_url` (a fake one's), with the key `k`.
+    #[track_caller]
+    fn spawn_at(&self, name: &str, provider: &str, base_url: &str) -> AgentInfo {
+        let endpoint = ModelsRequest {
+            provider: Some(provider.to_owned()),
+            base_url: Some(base_url.to_owned()),
+            api_key: Some("k".to_owned()),
+            ..ModelsRequest::default()
+        };
+        let name = AgentName::parse(name).expect("a valid agent name");
+        self.spawn(&SpawnRequest::new(name, endpoint))
+    }
+
+    /// [`Self::say`], checked to succeed: the reply's messages.
+    #[track_caller]
+    fn said(&self, name: &str, content: &str) -> Vec<Message> {
+        let reply = self.say(name, content);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let messages: Messages =
+            serde_json::from_value(reply.json()).expect("the answer is messages");
+        messages.messages
+    }
+
+    /// Agent `name`'s current conversation, as messages.
+    #[track_caller]
+    fn messages(&self, name: &str) -> Vec<Message> {
+        let history: Messages =
+            serde_json::from_value(self.history(name)).expect("a history is messages");
+        history.messages
     }
 
     /// The bearer token TCP requests need.
