@@ -641,9 +641,8 @@ async fn apply(
     match event {
         TurnEvent::Delta(text) => relay(agent, events, reply, text),
         TurnEvent::ToolCall(call) => {
-            history
-                .append(name, agent.id, &call.to_message(name.as_str()), None)
-                .await?;
+            let message = call.to_message(name.as_str()).stamped(engine.clock());
+            history.append(name, agent.id, &message, None).await?;
             agent
                 .events
                 .emit_with(Some(name), || Event::ToolCall { call: call.clone() });
@@ -651,7 +650,7 @@ async fn apply(
         }
         TurnEvent::ToolResult(mut result) => {
             let cut = cut(&mut result.output, MAX_TOOL_OUTPUT);
-            let mut message = result.to_message(name.as_str());
+            let mut message = result.to_message(name.as_str()).stamped(engine.clock());
             if cut {
                 message
                     .metadata
