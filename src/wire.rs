@@ -584,6 +584,14 @@ pub enum ErrorCode {
     /// `approval: bypass` over TCP: modes that run commands without asking
     /// are accepted on the Unix socket only.
     BypassRefused,
+    /// `tools` names an MCP server that config has no `[mcp_servers.NAME]` for.
+    UnknownToolServer,
+    /// `tools` names a tool its server does not have.
+    UnknownTool,
+    /// An agent's MCP server could not be started or stopped answering.
+    ToolServerUnavailable,
+    /// `tools` on a coding agent, which brings its own tools.
+    ToolsForCodingAgent,
     /// A code this client does not know, or none at all.
     #[default]
     #[serde(other)]
