@@ -66,6 +66,7 @@ mod search;
 mod security;
 mod service;
 mod third_party;
+mod tool_loop;
 mod trust_boundary;
 mod ui_browser;
 mod ui_security;
