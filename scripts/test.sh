@@ -3,6 +3,7 @@
 # suite checks the CLI against (fakellm, from PyPI, into target/third-party),
 # the MCP client it checks `orchestration mcp` with (mcp, likewise) and the
 # WebDriver client the web page's browser tests use (selenium, likewise),
+# the MCP servers the tool host is tested against (npm and PyPI, likewise),
 # runs `cargo test --all-targets`, then the end-to-end run under a real
 # systemd user manager and journald (tests/e2e/systemd-user.sh; as root only,
 # it says SKIPPED otherwise). Extra arguments go to cargo test and skip the e2e.
@@ -57,6 +58,27 @@ if ! installed claude "$CLAUDE_CODE_VERSION" || ! installed codex "$CODEX_VERSIO
     echo "$CODEX_VERSION" >"$npm_dir/.installed-codex"
 fi
 export ORCHESTRATION_CLAUDE="$PWD/$claude_bin" ORCHESTRATION_CODEX="$PWD/$codex_bin"
+# The MCP servers the daemon's tool host is tested against (tests/it/tools_host.rs):
+# the reference servers from npm (server-everything, built to exercise clients,
+# and server-filesystem) and mcp-server-time from PyPI (beside mcp, which it needs).
+MCP_EVERYTHING_VERSION=2026.8.31
+MCP_FILESYSTEM_VERSION=2026.8.31
+MCP_TIME_VERSION=2026.10.19
+mcp_servers="$MCP_EVERYTHING_VERSION $MCP_FILESYSTEM_VERSION"
+if ! installed mcp-servers "$mcp_servers"; then
+    echo "== installing @modelcontextprotocol/server-everything@$MCP_EVERYTHING_VERSION and server-filesystem@$MCP_FILESYSTEM_VERSION into $npm_dir"
+    npm install --prefix "$npm_dir" --no-audit --no-fund --loglevel=error \
+        "@modelcontextprotocol/server-everything@$MCP_EVERYTHING_VERSION" \
+        "@modelcontextprotocol/server-filesystem@$MCP_FILESYSTEM_VERSION"
+    echo "$mcp_servers" >"$npm_dir/.installed-mcp-servers"
+fi
+export ORCHESTRATION_MCP_EVERYTHING="$PWD/$npm_dir/node_modules/.bin/mcp-server-everything"
+export ORCHESTRATION_MCP_FILESYSTEM="$PWD/$npm_dir/node_modules/.bin/mcp-server-filesystem"
+if ! "$venv/bin/python" -m pip show mcp-server-time 2>/dev/null | grep -qx "Version: $MCP_TIME_VERSION"; then
+    echo "== installing mcp-server-time $MCP_TIME_VERSION into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "mcp-server-time==$MCP_TIME_VERSION"
+fi
+export ORCHESTRATION_MCP_TIME="$PWD/$venv/bin/mcp-server-time"
 # promtool (Debian's prometheus package; .ci/run installs it) checks GET /metrics.
 if promtool=$(command -v promtool); then
     export ORCHESTRATION_PROMTOOL="$promtool"

@@ -760,7 +760,11 @@ impl Engine {
         for agent in &agents {
             agent.keep_for_restart();
         }
-        self.shutdown_all().await
+        let report = self.shutdown_all().await;
+        // After the agents, whose turns may still have been calling tools:
+        // no MCP server outlives the daemon.
+        self.inner.tools.stop_all().await;
+        report
     }
 
     /// Removes `agent` from the registry if that name still belongs to it.

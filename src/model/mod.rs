@@ -24,5 +24,8 @@ pub use event::{Event, EventLine};
 pub use message::{HUMAN, Message, now_rfc3339, rfc3339_ago};
 pub use name::{AgentName, InvalidName};
 pub use search::{SearchFilter, SearchHit};
-pub use tool::{TOOL_CALL, TOOL_RESULT, ToolCall, ToolDef, ToolPolicy, ToolResult};
+pub use tool::{
+    ServerState, ServerTransport, TOOL_CALL, TOOL_RESULT, ToolCall, ToolDef, ToolInfo, ToolPolicy,
+    ToolResult, ToolServerInfo,
+};
 pub use usage::{PriceSource, UsageBy, UsageFilter, UsageGroup, UsageRecord, UsageReport};

@@ -93,6 +93,56 @@ pub enum ToolPolicy {
     Deny,
 }
 
+/// Where an MCP server is in its life, as `tools list` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerState {
+    /// Not running: never used yet, stopped when idle, or by a reload.
+    #[default]
+    Stopped,
+    Running,
+    /// It exited, its connection broke or it could not start; the next use
+    /// starts it again (after a backoff).
+    Failed,
+}
+
+/// How the daemon talks to an MCP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerTransport {
+    /// A child process speaking on its standard input and output.
+    Stdio,
+    /// Streamable HTTP at a URL.
+    Http,
+}
+
+/// One configured MCP server as `GET /tools` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolServerInfo {
+    pub name: String,
+    pub transport: ServerTransport,
+    pub state: ServerState,
+    /// The tools it listed when it last ran; absent if it never has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<ToolInfo>>,
+    /// Starts after a failure.
+    #[serde(default)]
+    pub restarts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// One tool of a server, with the policy config gives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub policy: ToolPolicy,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
 impl ToolCall {
     /// The call as a stored message: `content` is the input as JSON text, so
     /// search finds it; `metadata` has `tool`, `tool_use_id` and `input`.

@@ -4,16 +4,23 @@
 //!
 //! The engine's tool loop asks this module two things: which tools an agent
 //! may be offered ([`ToolHost::offer`]) and what one call gave back
-//! ([`ToolHost::call`]). It imports `model` and `config` only.
+//! ([`ToolHost::call`]). `server` is one supervised server. It imports
+//! `model`, `config` and `duration` only.
+
+mod result;
+mod server;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, McpServerConfig, ToolsConfig};
-use crate::model::{ToolDef, ToolPolicy};
+use crate::model::{ToolDef, ToolInfo, ToolPolicy, ToolServerInfo};
+use server::Server;
+
+pub use server::PROTOCOL_VERSION;
 
 /// How a tool server or call failed; the text is what the model and the
 /// person are told.
@@ -61,7 +68,7 @@ pub struct ToolHost {
 }
 
 struct Settings {
-    servers: BTreeMap<String, McpServerConfig>,
+    servers: BTreeMap<String, Arc<Server>>,
     tools: ToolsConfig,
 }
 
@@ -70,7 +77,11 @@ impl ToolHost {
     pub fn new(config: &Config) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Settings {
-                servers: config.mcp_servers.clone(),
+                servers: config
+                    .mcp_servers
+                    .iter()
+                    .map(|(name, server)| (name.clone(), new_server(name, server)))
+                    .collect(),
                 tools: config.tools.clone(),
             })),
         }
@@ -79,28 +90,82 @@ impl ToolHost {
     /// A reload: servers removed or changed are stopped (a changed one
     /// starts again on its next use, with its new config).
     pub fn reconfigure(&self, config: &Config) {
-        let mut settings = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        settings.servers = config.mcp_servers.clone();
+        let mut settings = self.settings();
         settings.tools = config.tools.clone();
+        let mut gone = Vec::new();
+        let old = std::mem::take(&mut settings.servers);
+        for (name, server) in old {
+            match config.mcp_servers.get(&name) {
+                Some(new) if *new == server.config => {
+                    settings.servers.insert(name, server);
+                }
+                _ => gone.push(server),
+            }
+        }
+        for (name, server) in &config.mcp_servers {
+            settings
+                .servers
+                .entry(name.clone())
+                .or_insert_with(|| new_server(name, server));
+        }
+        drop(settings);
+        for server in gone {
+            // Stopping waits for the child; a reload does not.
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move { server.stop().await });
+                }
+                // No runtime (never so in the daemon): dropping the server
+                // drops its run, which kills the process group.
+                Err(_) => drop(server),
+            }
+        }
     }
 
     /// The tools `wanted` names (server names, or `server.tool`), starting
     /// the servers that are not running.
     pub async fn offer(&self, wanted: &[String]) -> Result<Vec<OfferedTool>, ToolError> {
-        let settings = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (timeout, idle) = {
+            let settings = self.settings();
+            (settings.tools.call_timeout, settings.tools.idle_timeout)
+        };
+        let mut offered: Vec<OfferedTool> = Vec::new();
         for name in wanted {
-            let server = name.split('.').next().unwrap_or(name);
-            if !settings.servers.contains_key(server) {
-                return Err(ToolError::UnknownServer(server.to_owned()));
+            let (server_name, only) = match name.split_once('.') {
+                Some((server, tool)) => (server, Some(tool)),
+                None => (name.as_str(), None),
+            };
+            let server = self.server(server_name)?;
+            let connection = tokio::time::timeout(timeout, server.connect(idle))
+                .await
+                .map_err(|_| {
+                    server.unavailable(format!(
+                        "it did not start and list its tools within tools.call_timeout ({})",
+                        crate::duration::format(timeout)
+                    ))
+                })??;
+            let mut matched = false;
+            for tool in connection.tools.iter() {
+                if only.is_some_and(|only| tool.name != only) {
+                    continue;
+                }
+                matched = true;
+                let def = tool_def(&server.name, tool);
+                if !offered.iter().any(|o| o.def == def) {
+                    let policy = policy(&server.config, &def);
+                    offered.push(OfferedTool { def, policy });
+                }
+            }
+            if let Some(tool) = only
+                && !matched
+            {
+                return Err(ToolError::UnknownTool {
+                    server: server.name.clone(),
+                    tool: tool.to_owned(),
+                });
             }
         }
-        match wanted.first() {
-            None => Ok(Vec::new()),
-            Some(name) => Err(ToolError::Unavailable {
-                server: name.clone(),
-                why: "MCP servers are not run yet".into(),
-            }),
-        }
+        Ok(offered)
     }
 
     /// Runs `server`'s `tool` with `input`, bounded by `tools.call_timeout`;
@@ -112,13 +177,155 @@ impl ToolHost {
         input: Value,
         cancel: &CancellationToken,
     ) -> Result<CallOutcome, ToolError> {
-        let _ = (input, cancel);
-        Err(ToolError::UnknownTool {
-            server: server.to_owned(),
-            tool: tool.to_owned(),
-        })
+        let server = self.server(server)?;
+        let (limits, idle) = {
+            let settings = self.settings();
+            (settings.tools.clone(), settings.tools.idle_timeout)
+        };
+        let arguments = match input {
+            Value::Object(map) => Some(map),
+            Value::Null => None,
+            other => {
+                return Ok(CallOutcome {
+                    output: format!("the arguments must be a JSON object, not {other}"),
+                    is_error: true,
+                });
+            }
+        };
+        let _in_flight = server.begin_call();
+        let work = async {
+            let connection = server.connect(idle).await?;
+            if !connection.tools.iter().any(|t| t.name == tool) {
+                return Err(ToolError::UnknownTool {
+                    server: server.name.clone(),
+                    tool: tool.to_owned(),
+                });
+            }
+            match connection.call(tool, arguments).await {
+                Ok(result) => {
+                    server.succeeded();
+                    Ok(result::flatten(&result, limits.max_result_bytes))
+                }
+                Err(rmcp::ServiceError::McpError(error)) => {
+                    server.succeeded();
+                    Ok(CallOutcome {
+                        output: format!("the server refused the call: {}", error.message),
+                        is_error: true,
+                    })
+                }
+                Err(error) => Err(server.lost(&connection, &error).await),
+            }
+        };
+        // Dropping `work` (cancelled or timed out) drops the request, and
+        // rmcp then sends `notifications/cancelled` for it.
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(ToolError::Cancelled),
+            outcome = tokio::time::timeout(limits.call_timeout, work) => outcome.unwrap_or_else(|_| {
+                Err(ToolError::Timeout(crate::duration::format(limits.call_timeout)))
+            }),
+        }
+    }
+
+    /// Every configured server: its state, restarts, last error and the
+    /// tools it listed when it last ran. With `start`, servers not running
+    /// are started first, so their tools can be seen before any agent uses
+    /// them (one that cannot start shows as failed, with why).
+    pub async fn servers(&self, start: bool) -> Vec<ToolServerInfo> {
+        let (servers, timeout, idle) = {
+            let settings = self.settings();
+            let servers: Vec<Arc<Server>> = settings.servers.values().cloned().collect();
+            (
+                servers,
+                settings.tools.call_timeout,
+                settings.tools.idle_timeout,
+            )
+        };
+        if start {
+            let starts = servers.iter().map(|server| async move {
+                let _ = tokio::time::timeout(timeout, server.connect(idle)).await;
+            });
+            futures_util::future::join_all(starts).await;
+        }
+        servers.iter().map(|server| server_info(server)).collect()
     }
 
     /// Stops every server (the daemon is stopping).
-    pub async fn stop_all(&self) {}
+    pub async fn stop_all(&self) {
+        let servers: Vec<Arc<Server>> = self.settings().servers.values().cloned().collect();
+        futures_util::future::join_all(servers.iter().map(|server| server.stop())).await;
+    }
+
+    fn server(&self, name: &str) -> Result<Arc<Server>, ToolError> {
+        self.settings()
+            .servers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ToolError::UnknownServer(name.to_owned()))
+    }
+
+    fn settings(&self) -> MutexGuard<'_, Settings> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn new_server(name: &str, config: &McpServerConfig) -> Arc<Server> {
+    Arc::new(Server::new(name.to_owned(), config.clone()))
+}
+
+/// `[mcp_servers.NAME.policies]` for the tool, else the server's `policy`,
+/// else `allow` for a tool annotated read-only and `ask` for the rest.
+fn policy(config: &McpServerConfig, def: &ToolDef) -> ToolPolicy {
+    if let Some(policy) = config.policies.get(&def.tool) {
+        return *policy;
+    }
+    if let Some(policy) = config.policy {
+        return policy;
+    }
+    if def.read_only {
+        ToolPolicy::Allow
+    } else {
+        ToolPolicy::Ask
+    }
+}
+
+fn tool_def(server: &str, tool: &rmcp::model::Tool) -> ToolDef {
+    ToolDef {
+        server: server.to_owned(),
+        tool: tool.name.to_string(),
+        description: tool.description.as_deref().unwrap_or_default().to_owned(),
+        input_schema: Value::Object((*tool.input_schema).clone()),
+        read_only: tool
+            .annotations
+            .as_ref()
+            .and_then(|annotations| annotations.read_only_hint)
+            .unwrap_or(false),
+    }
+}
+
+fn server_info(server: &Server) -> ToolServerInfo {
+    let (state, tools, restarts, last_error) = server.snapshot();
+    ToolServerInfo {
+        name: server.name.clone(),
+        transport: server.transport(),
+        state,
+        tools: tools.map(|tools| {
+            tools
+                .iter()
+                .map(|tool| {
+                    let def = tool_def(&server.name, tool);
+                    ToolInfo {
+                        policy: policy(&server.config, &def),
+                        name: def.tool,
+                        description: def.description,
+                        read_only: def.read_only,
+                    }
+                })
+                .collect()
+        }),
+        restarts,
+        last_error,
+    }
 }

@@ -71,3 +71,4 @@ mod trust_boundary;
 mod ui_browser;
 mod ui_security;
 mod usage;
+mod tools_host;
