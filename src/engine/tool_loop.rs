@@ -236,7 +236,28 @@ pub(super) async fn run(
             calls,
             results,
         });
+        separate(model, reply);
     }
+}
+
+/// Sets what the model says after a round apart from what it said before.
+fn separate(model: &Model<'_>, reply: &mut Reply) {
+    if reply.text.is_empty() || reply.text.ends_with('\n') {
+        return;
+    }
+    relay(model, reply, "\n\n".to_owned());
+}
+
+/// Text the loop adds to the reply: kept, sent to the caller and the watchers.
+fn relay(model: &Model<'_>, reply: &mut Reply, text: String) {
+    reply.text.push_str(&text);
+    let agent = model.agent;
+    agent
+        .events
+        .emit_with(Some(&agent.config.name), || Event::Delta {
+            content: text.clone(),
+        });
+    let _ = model.events.send(ExchangeEvent::Delta(text));
 }
 
 /// The model asked for tools once more than `tools.max_tool_rounds`
@@ -245,18 +266,15 @@ fn exhausted(model: &Model<'_>, reply: &mut Reply, max_rounds: u32) {
     reply
         .metadata
         .insert("tool_rounds_exhausted".into(), Value::Bool(true));
-    let separator = if reply.text.is_empty() { "" } else { "\n\n" };
+    let separator = if reply.text.is_empty() || reply.text.ends_with("\n\n") {
+        ""
+    } else {
+        "\n\n"
+    };
     let note = format!(
         "{separator}[The model asked for more tools after {max_rounds} rounds of tool calls (tools.max_tool_rounds); the turn ends here.]"
     );
-    reply.text.push_str(&note);
-    let agent = model.agent;
-    agent
-        .events
-        .emit_with(Some(&agent.config.name), || Event::Delta {
-            content: note.clone(),
-        });
-    let _ = model.events.send(ExchangeEvent::Delta(note));
+    relay(model, reply, note);
 }
 
 /// Records a round's calls, before any runs (the first with the model

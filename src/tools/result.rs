@@ -31,7 +31,9 @@ pub fn flatten(result: &CallToolResult, max_bytes: usize) -> CallOutcome {
 /// One content block: its text, or one line saying what it is.
 fn describe(block: &Value) -> String {
     let kind = block["type"].as_str().unwrap_or("unknown");
-    let mime = block["mimeType"].as_str().unwrap_or("application/octet-stream");
+    let mime = block["mimeType"]
+        .as_str()
+        .unwrap_or("application/octet-stream");
     match kind {
         "text" => block["text"].as_str().unwrap_or_default().to_owned(),
         "image" | "audio" => format!("[{mime}, {} bytes]", decoded_len(&block["data"])),
@@ -42,12 +44,17 @@ fn describe(block: &Value) -> String {
                 Some(text) => format!("[resource {uri}]\n{text}"),
                 None => format!(
                     "[resource {uri}, {}, {} bytes]",
-                    resource["mimeType"].as_str().unwrap_or("application/octet-stream"),
+                    resource["mimeType"]
+                        .as_str()
+                        .unwrap_or("application/octet-stream"),
                     decoded_len(&resource["blob"])
                 ),
             }
         }
-        "resource_link" => format!("[resource link {}]", block["uri"].as_str().unwrap_or_default()),
+        "resource_link" => format!(
+            "[resource link {}]",
+            block["uri"].as_str().unwrap_or_default()
+        ),
         other => format!("[{other} content]"),
     }
 }
@@ -107,7 +114,10 @@ mod tests {
     fn a_long_result_is_cut_at_a_char_boundary_with_a_marker() {
         let text = "é".repeat(10); // 20 bytes
         let cut = truncate(text, 5);
-        assert!(cut.starts_with("éé\n[cut: 16 of 20 bytes not shown"), "{cut}");
+        assert!(
+            cut.starts_with("éé\n[cut: 16 of 20 bytes not shown"),
+            "{cut}"
+        );
         assert_eq!(truncate("short".into(), 5), "short");
     }
 }

@@ -204,7 +204,10 @@ impl Server {
 
     /// The running server, started first if it is not (after the backoff
     /// if it failed), with its tools listed.
-    pub async fn connect(self: &Arc<Self>, idle_timeout: Duration) -> Result<Connection, ToolError> {
+    pub async fn connect(
+        self: &Arc<Self>,
+        idle_timeout: Duration,
+    ) -> Result<Connection, ToolError> {
         let mut slot = self.slot.lock().await;
         if let Some(run) = slot.as_ref() {
             if let Some(why) = run.broken() {
@@ -487,7 +490,11 @@ impl Connection {
     /// One `tools/call`. Dropping the future sends `notifications/cancelled`
     /// for it (rmcp's abandoned-request guard): a timeout or a cancelled
     /// turn tells the server to stop.
-    pub async fn call(&self, tool: &str, arguments: Option<serde_json::Map<String, Value>>) -> Result<CallToolResult, ServiceError> {
+    pub async fn call(
+        &self,
+        tool: &str,
+        arguments: Option<serde_json::Map<String, Value>>,
+    ) -> Result<CallToolResult, ServiceError> {
         let mut params = CallToolRequestParams::new(tool.to_owned());
         params.arguments = arguments;
         self.peer.call_tool(params).await
@@ -534,7 +541,8 @@ fn http_transport(
     let client = reqwest::Client::builder()
         .build()
         .map_err(|error| format!("could not build an HTTP client: {error}"))?;
-    let config = StreamableHttpClientTransportConfig::with_uri(url.to_owned()).custom_headers(custom);
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).custom_headers(custom);
     Ok(StreamableHttpClientTransport::with_client(client, config))
 }
 
@@ -553,7 +561,12 @@ async fn watch_exit(
         Err(error) => format!("unknown status: {error}"),
     };
     if !stopping.load(Ordering::Relaxed) {
-        mark_failed(&status, &name, generation, format!("its process exited ({how})"));
+        mark_failed(
+            &status,
+            &name,
+            generation,
+            format!("its process exited ({how})"),
+        );
     }
     let _ = exit.send(Some(how));
 }

@@ -85,9 +85,15 @@ fn everything_offers_its_tools_with_policies_and_echoes() {
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].def.qualified(), "every.echo");
         let missing = host.offer(&["every.nope".into()]).await;
-        assert!(matches!(missing, Err(ToolError::UnknownTool { .. })), "{missing:?}");
+        assert!(
+            matches!(missing, Err(ToolError::UnknownTool { .. })),
+            "{missing:?}"
+        );
         let unknown = host.offer(&["nothere".into()]).await;
-        assert!(matches!(unknown, Err(ToolError::UnknownServer(_))), "{unknown:?}");
+        assert!(
+            matches!(unknown, Err(ToolError::UnknownServer(_))),
+            "{unknown:?}"
+        );
 
         let servers = host.servers(false).await;
         assert_eq!(servers[0].state, ServerState::Running);
@@ -95,4 +101,3 @@ fn everything_offers_its_tools_with_policies_and_echoes() {
         assert_eq!(host.servers(false).await[0].state, ServerState::Stopped);
     });
 }
-
