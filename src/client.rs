@@ -39,7 +39,7 @@ use crate::wire::{
     Conversations, ConversationsQuery, ErrorBody, ErrorCode, EventsQuery, FanOutRequest,
     FanOutResult, Health, HistoryQuery, Interrupted, ListQuery, MessageRequest, Messages, Models,
     ModelsRequest, PruneRequest, Reloaded, Route, SearchQuery, SearchResults, SpawnRequest,
-    TaskRequest, UiLink, UsageQuery,
+    TaskRequest, ToolServers, ToolsQuery, UiLink, UsageQuery,
 };
 
 /// `$ORCHESTRATION_DAEMON_UID`: the uid whose daemon the client will talk
@@ -293,6 +293,11 @@ impl Client {
 
     pub async fn usage(&self, query: &UsageQuery) -> Result<UsageReport, ClientError> {
         self.call::<(), _>(&Route::Usage(query.clone()), None).await
+    }
+
+    /// `GET /tools`: the configured MCP servers (started first with `start`).
+    pub async fn tools(&self, query: &ToolsQuery) -> Result<ToolServers, ClientError> {
+        self.call::<(), _>(&Route::Tools(query.clone()), None).await
     }
 
     pub async fn models(&self, request: &ModelsRequest) -> Result<Models, ClientError> {

@@ -864,6 +864,42 @@ pub fn unset_key(text: &str, key: &str) -> Result<(String, bool), EditError> {
     Ok((document.to_string(), removed))
 }
 
+/// `text` with a `[mcp_servers.NAME]` table for each of `servers` (as
+/// `orchestration tools import` adds them). A server the file names already
+/// is refused unless `replace`; the result must load, or nothing changes.
+pub fn add_mcp_servers(
+    text: &str,
+    servers: &BTreeMap<String, McpServerConfig>,
+    replace: bool,
+) -> Result<String, EditError> {
+    let mut document = parse_document(text)?;
+    let root = document.as_table_mut();
+    if !root.contains_key("mcp_servers") {
+        let mut table = toml_edit::Table::new();
+        // `[mcp_servers.NAME]`, not an empty `[mcp_servers]` above them.
+        table.set_implicit(true);
+        root.insert("mcp_servers", toml_edit::Item::Table(table));
+    }
+    let table = root
+        .get_mut("mcp_servers")
+        .and_then(toml_edit::Item::as_table_mut)
+        .ok_or_else(|| EditError::File("mcp_servers is set to a value, not a table".into()))?;
+    for (name, server) in servers {
+        if table.contains_key(name) && !replace {
+            return Err(EditError::Value(format!(
+                "mcp_servers.{name} is already configured (--force replaces it)"
+            )));
+        }
+        let body = toml::to_string(server)
+            .map_err(|error| EditError::Value(format!("mcp_servers.{name}: {error}")))?;
+        let body = parse_document(&body)?;
+        table.insert(name, toml_edit::Item::Table(body.as_table().clone()));
+    }
+    let edited = document.to_string();
+    Config::parse(&edited).map_err(EditError::Value)?;
+    Ok(edited)
+}
+
 fn remove_path(table: &mut dyn toml_edit::TableLike, parts: &[&str]) -> bool {
     match parts {
         [] => false,

@@ -853,6 +853,36 @@ impl Query for UsageQuery {
     }
 }
 
+/// The query of `GET /tools`: `?start=true` starts the servers that are
+/// not running, so their tools can be seen before an agent uses them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolsQuery {
+    pub start: bool,
+}
+
+impl Query for ToolsQuery {
+    fn take(&mut self, key: &str, value: String) -> Result<(), QueryError> {
+        if key == "start" {
+            self.start = flag(&value);
+        }
+        Ok(())
+    }
+
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        if self.start {
+            vec![("start", "true".to_owned())]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// The answer of `GET /tools`: every configured MCP server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToolServers {
+    pub servers: Vec<crate::model::ToolServerInfo>,
+}
+
 /// The answer of `GET /search`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchResults {

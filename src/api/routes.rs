@@ -18,7 +18,7 @@ use crate::wire::{AnswerRequest, Answered, ApprovalId, ApprovalsQuery, MAX_REASO
 use crate::wire::{
     Conversations, EventsQuery, FanOutLine, FanOutRequest, FanOutResult, Health, HistoryQuery,
     Interrupted, ListQuery, MessageRequest, Messages, Models, ModelsRequest, PruneRequest,
-    SearchQuery, SearchResults, SpawnRequest, StreamLine, TaskRequest, UsageQuery,
+    SearchQuery, SearchResults, SpawnRequest, StreamLine, TaskRequest, ToolServers, UsageQuery,
 };
 
 type Reply = Result<Response<Body>, ApiError>;
@@ -46,6 +46,10 @@ pub async fn dispatch(
         Route::Events(query) => events(ctx, query, headers),
         Route::Usage(query) => usage(ctx, query),
         Route::Metrics => Ok(super::metrics::render(ctx)),
+        Route::Tools(query) => {
+            let servers = ctx.engine.tools().servers(query.start).await;
+            Ok(body::json(StatusCode::OK, &ToolServers { servers }))
+        }
         Route::ListAgents(query) => list(ctx, query),
         Route::Spawn => spawn(ctx, caller, body).await,
         Route::ShutdownAll => shutdown_all(ctx).await,

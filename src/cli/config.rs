@@ -131,14 +131,14 @@ fn get(config: &Config, key: &str, json: bool) -> Result<(), CliError> {
     }
 }
 
-fn invalid(file: &Path, error: EditError) -> CliError {
+pub(super) fn invalid(file: &Path, error: EditError) -> CliError {
     match error {
         EditError::Key(message) | EditError::Value(message) => CliError::Usage(message),
         EditError::File(message) => CliError::Failed(format!("{}: {message}", file.display())),
     }
 }
 
-fn read(file: &Path) -> Result<String, CliError> {
+pub(super) fn read(file: &Path) -> Result<String, CliError> {
     match config::read_settings_file(file) {
         Ok(text) => Ok(text.unwrap_or_default()),
         Err(error) => Err(CliError::Failed(format!(
@@ -152,7 +152,7 @@ fn read(file: &Path) -> Result<String, CliError> {
 /// its mode; a new one is 0600, since profiles' headers may hold tokens. A
 /// file its owner made read-only is left alone: a rename would replace it
 /// anyway (the directory is writable), against what the mode says.
-fn write(file: &Path, text: &str) -> Result<(), CliError> {
+pub(super) fn write(file: &Path, text: &str) -> Result<(), CliError> {
     let fail = |what: &str, error: std::io::Error| {
         CliError::Failed(format!("cannot {what} {}: {error}", file.display()))
     };

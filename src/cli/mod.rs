@@ -20,6 +20,7 @@ mod shutdown;
 mod spawn;
 mod suggestion;
 mod task;
+mod tools;
 mod ui;
 mod usage;
 mod watch;
@@ -137,6 +138,9 @@ pub enum Command {
     /// Open the daemon's web page in your browser, logged in by a one-time link.
     #[command(long_about = ui::LONG_ABOUT)]
     Ui(ui::UiArgs),
+    /// List the MCP servers API agents' tools come from, or import them from an mcpServers file.
+    #[command(long_about = tools::LONG_ABOUT)]
+    Tools(tools::ToolsArgs),
     /// Serve the Model Context Protocol on standard input and output, for assistants and editors.
     #[command(long_about = mcp::LONG_ABOUT)]
     Mcp(mcp::McpArgs),
@@ -639,6 +643,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let pid_file = Some(paths.pid_file.as_path());
             return config::run(args, &paths.config_file, pid_file, cli.json);
         }
+        // Edits the config file; reloads a daemon only if one runs.
+        Command::Tools(tools::ToolsArgs {
+            action: tools::ToolsAction::Import { file, force },
+        }) => return tools::import(&paths, &file, force, cli.json),
         // A long-lived client: it starts the daemon on the first call that
         // needs it, not before, and builds its own client per call.
         Command::Mcp(args) => return mcp::run(args, paths, cli.no_autostart),
@@ -677,6 +685,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Approve(args) => approvals::approve(&ctx, args).await,
             Command::Deny(args) => approvals::deny(&ctx, args).await,
             Command::Ui(args) => ui::run(&ctx, args, &paths).await,
+            Command::Tools(args) => match args.action {
+                tools::ToolsAction::List { start } => tools::list(&ctx, start).await,
+                // Handled above: it needs no daemon.
+                tools::ToolsAction::Import { .. } => Ok(()),
+            },
         }
     })?
 }

@@ -130,6 +130,9 @@ pub struct ToolServerInfo {
     pub restarts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Tool calls sent to it and not answered yet.
+    #[serde(default)]
+    pub calls_in_flight: usize,
 }
 
 /// One tool of a server, with the policy config gives it.

@@ -125,10 +125,7 @@ impl ToolHost {
     /// The tools `wanted` names (server names, or `server.tool`), starting
     /// the servers that are not running.
     pub async fn offer(&self, wanted: &[String]) -> Result<Vec<OfferedTool>, ToolError> {
-        let (timeout, idle) = {
-            let settings = self.settings();
-            (settings.tools.call_timeout, settings.tools.idle_timeout)
-        };
+        let idle = self.settings().tools.idle_timeout;
         let mut offered: Vec<OfferedTool> = Vec::new();
         for name in wanted {
             let (server_name, only) = match name.split_once('.') {
@@ -136,14 +133,7 @@ impl ToolHost {
                 None => (name.as_str(), None),
             };
             let server = self.server(server_name)?;
-            let connection = tokio::time::timeout(timeout, server.connect(idle))
-                .await
-                .map_err(|_| {
-                    server.unavailable(format!(
-                        "it did not start and list its tools within tools.call_timeout ({})",
-                        crate::duration::format(timeout)
-                    ))
-                })??;
+            let connection = server.connect_within(idle).await?;
             let mut matched = false;
             for tool in connection.tools.iter() {
                 if only.is_some_and(|only| tool.name != only) {
@@ -192,16 +182,26 @@ impl ToolHost {
                 });
             }
         };
-        let _in_flight = server.begin_call();
         let work = async {
-            let connection = server.connect(idle).await?;
+            let connection = server.connect_within(idle).await?;
             if !connection.tools.iter().any(|t| t.name == tool) {
                 return Err(ToolError::UnknownTool {
                     server: server.name.clone(),
                     tool: tool.to_owned(),
                 });
             }
-            match connection.call(tool, arguments).await {
+            let lost = |error| server.lost(connection.generation, &connection.exit, error);
+            let pending = match connection.send(tool, arguments).await {
+                Ok(pending) => pending,
+                Err(error) => return Err(lost(&error).await),
+            };
+            let _in_flight = server.begin_call();
+            // Dropping `pending` (timed out, or the turn cancelled) sends
+            // `notifications/cancelled` for it.
+            let answer = tokio::time::timeout(limits.call_timeout, pending.response())
+                .await
+                .map_err(|_| ToolError::Timeout(crate::duration::format(limits.call_timeout)))?;
+            match answer {
                 Ok(result) => {
                     server.succeeded();
                     Ok(result::flatten(&result, limits.max_result_bytes))
@@ -213,17 +213,13 @@ impl ToolHost {
                         is_error: true,
                     })
                 }
-                Err(error) => Err(server.lost(&connection, &error).await),
+                Err(error) => Err(lost(&error).await),
             }
         };
-        // Dropping `work` (cancelled or timed out) drops the request, and
-        // rmcp then sends `notifications/cancelled` for it.
         tokio::select! {
             biased;
             () = cancel.cancelled() => Err(ToolError::Cancelled),
-            outcome = tokio::time::timeout(limits.call_timeout, work) => outcome.unwrap_or_else(|_| {
-                Err(ToolError::Timeout(crate::duration::format(limits.call_timeout)))
-            }),
+            outcome = work => outcome,
         }
     }
 
@@ -232,18 +228,14 @@ impl ToolHost {
     /// are started first, so their tools can be seen before any agent uses
     /// them (one that cannot start shows as failed, with why).
     pub async fn servers(&self, start: bool) -> Vec<ToolServerInfo> {
-        let (servers, timeout, idle) = {
+        let (servers, idle) = {
             let settings = self.settings();
             let servers: Vec<Arc<Server>> = settings.servers.values().cloned().collect();
-            (
-                servers,
-                settings.tools.call_timeout,
-                settings.tools.idle_timeout,
-            )
+            (servers, settings.tools.idle_timeout)
         };
         if start {
             let starts = servers.iter().map(|server| async move {
-                let _ = tokio::time::timeout(timeout, server.connect(idle)).await;
+                let _ = server.connect_within(idle).await;
             });
             futures_util::future::join_all(starts).await;
         }
@@ -306,12 +298,12 @@ fn tool_def(server: &str, tool: &rmcp::model::Tool) -> ToolDef {
 }
 
 fn server_info(server: &Server) -> ToolServerInfo {
-    let (state, tools, restarts, last_error) = server.snapshot();
+    let snapshot = server.snapshot();
     ToolServerInfo {
         name: server.name.clone(),
         transport: server.transport(),
-        state,
-        tools: tools.map(|tools| {
+        state: snapshot.state,
+        tools: snapshot.tools.map(|tools| {
             tools
                 .iter()
                 .map(|tool| {
@@ -325,7 +317,8 @@ fn server_info(server: &Server) -> ToolServerInfo {
                 })
                 .collect()
         }),
-        restarts,
-        last_error,
+        restarts: snapshot.restarts,
+        last_error: snapshot.last_error,
+        calls_in_flight: snapshot.calls_in_flight,
     }
 }

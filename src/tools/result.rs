@@ -86,7 +86,7 @@ pub fn truncate(mut text: String, max_bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rmcp::model::Content;
+    use rmcp::model::ContentBlock as Content;
 
     #[test]
     fn text_is_joined_and_images_described() {

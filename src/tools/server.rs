@@ -11,10 +11,14 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
-    ProtocolVersion, Tool,
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotification,
+    CancelledNotificationParam, ClientCapabilities, ClientConfig, ClientNotification,
+    ClientRequest, Implementation, ProtocolVersion, RequestId, ServerResult, Tool,
 };
-use rmcp::service::{NotificationContext, Peer, RoleClient, RunningService, ServiceError};
+use rmcp::service::{
+    NotificationContext, Peer, PeerRequestOptions, RequestHandle, RoleClient, RunningService,
+    ServiceError,
+};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, ServiceExt};
@@ -27,6 +31,9 @@ use super::ToolError;
 use crate::config::McpServerConfig;
 use crate::model::{ServerState, ServerTransport};
 
+/// The longest a server may take to start and list its tools (`npx` may
+/// download it first); a call's own time is `tools.call_timeout`.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The protocol version the daemon asks for in `initialize`: the newest one
 /// that still has the handshake every server on npm and PyPI answers.
 pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion::LATEST_WITH_INITIALIZE;
@@ -75,6 +82,15 @@ struct Status {
     in_flight: usize,
 }
 
+/// A server's status as `tools list` shows it.
+pub(crate) struct Snapshot {
+    pub state: ServerState,
+    pub tools: Option<Arc<Vec<Tool>>>,
+    pub restarts: u32,
+    pub last_error: Option<String>,
+    pub calls_in_flight: usize,
+}
+
 /// A running server: the MCP client, and for stdio the child behind it.
 struct Run {
     service: RunningService<RoleClient, Handler>,
@@ -91,8 +107,8 @@ struct Run {
 pub(crate) struct Connection {
     pub peer: Peer<RoleClient>,
     pub tools: Arc<Vec<Tool>>,
-    generation: u64,
-    exit: watch::Receiver<Option<String>>,
+    pub generation: u64,
+    pub exit: watch::Receiver<Option<String>>,
 }
 
 /// The client side of the MCP session: it answers nothing the daemon does
@@ -182,17 +198,18 @@ impl Server {
     }
 
     /// State, last tools, restarts and last error, as they are now.
-    pub fn snapshot(&self) -> (ServerState, Option<Arc<Vec<Tool>>>, u32, Option<String>) {
+    pub fn snapshot(&self) -> Snapshot {
         let status = lock(&self.status);
-        (
-            status.state,
-            status.tools.clone(),
-            status.restarts,
-            status.last_error.clone(),
-        )
+        Snapshot {
+            state: status.state,
+            tools: status.tools.clone(),
+            restarts: status.restarts,
+            last_error: status.last_error.clone(),
+            calls_in_flight: status.in_flight,
+        }
     }
 
-    /// A call is starting: the server is not idle until it ends.
+    /// A call was sent: the server is not idle until it is answered.
     pub fn begin_call(&self) -> InFlight {
         let mut status = lock(&self.status);
         status.in_flight += 1;
@@ -210,7 +227,7 @@ impl Server {
     ) -> Result<Connection, ToolError> {
         let mut slot = self.slot.lock().await;
         if let Some(run) = slot.as_ref() {
-            if let Some(why) = run.broken() {
+            if let Some(why) = run.broken().or_else(|| self.failure_of(run.generation)) {
                 self.failed(run.generation, why);
                 *slot = None;
             } else {
@@ -238,6 +255,21 @@ impl Server {
         Ok(connection)
     }
 
+    /// [`Self::connect`], bounded by [`START_TIMEOUT`].
+    pub async fn connect_within(
+        self: &Arc<Self>,
+        idle_timeout: Duration,
+    ) -> Result<Connection, ToolError> {
+        tokio::time::timeout(START_TIMEOUT, self.connect(idle_timeout))
+            .await
+            .unwrap_or_else(|_| {
+                Err(self.unavailable(format!(
+                    "it did not start and list its tools within {}",
+                    crate::duration::format(START_TIMEOUT)
+                )))
+            })
+    }
+
     /// The connection to `run`, its tools listed again if they changed.
     async fn connection(&self, run: &Run) -> Result<Connection, ToolError> {
         let cached = lock(&self.status).tools.clone();
@@ -245,11 +277,15 @@ impl Server {
         let tools = match cached {
             Some(tools) if !stale && lock(&self.status).state == ServerState::Running => tools,
             _ => {
-                let listed = run.service.peer().list_all_tools().await.map_err(|error| {
-                    let why = format!("listing its tools failed: {error}");
-                    self.failed(run.generation, why.clone());
-                    self.unavailable(why)
-                })?;
+                let listed = match run.service.peer().list_all_tools().await {
+                    Ok(listed) => listed,
+                    Err(ServiceError::McpError(error)) => {
+                        let why = format!("listing its tools failed: {}", error.message);
+                        self.failed(run.generation, why.clone());
+                        return Err(self.unavailable(why));
+                    }
+                    Err(error) => return Err(self.lost(run.generation, &run.exit, &error).await),
+                };
                 let listed = Arc::new(listed);
                 lock(&self.status).tools = Some(listed.clone());
                 listed
@@ -287,6 +323,18 @@ impl Server {
     /// not start. Reported once however many notice it.
     pub fn failed(&self, generation: u64, why: String) {
         mark_failed(&self.status, &self.name, generation, why);
+    }
+
+    /// Why run `generation` was marked failed, if it was (a broken HTTP
+    /// connection has no process whose exit would say so).
+    fn failure_of(&self, generation: u64) -> Option<String> {
+        let status = lock(&self.status);
+        (status.failed_run == Some(generation)).then(|| {
+            status
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "it failed".to_owned())
+        })
     }
 
     /// A call went through: the next failure waits the shortest backoff.
@@ -459,8 +507,13 @@ impl Server {
 
     /// Why a call on `connection` could not complete, as the caller is told:
     /// the connection closed (and, for a child, how it exited).
-    pub async fn lost(&self, connection: &Connection, error: &ServiceError) -> ToolError {
-        let mut exit = connection.exit.clone();
+    pub async fn lost(
+        &self,
+        generation: u64,
+        exit: &watch::Receiver<Option<String>>,
+        error: &ServiceError,
+    ) -> ToolError {
+        let mut exit = exit.clone();
         let exited = tokio::time::timeout(EXIT_WAIT, exit.wait_for(Option::is_some))
             .await
             .ok()
@@ -469,7 +522,7 @@ impl Server {
             Some(status) => format!("its process exited ({status})"),
             None => format!("its connection closed ({error})"),
         };
-        self.failed(connection.generation, why.clone());
+        self.failed(generation, why.clone());
         self.unavailable(why)
     }
 }
@@ -487,17 +540,74 @@ impl Run {
 }
 
 impl Connection {
-    /// One `tools/call`. Dropping the future sends `notifications/cancelled`
-    /// for it (rmcp's abandoned-request guard): a timeout or a cancelled
-    /// turn tells the server to stop.
-    pub async fn call(
+    /// Sends one `tools/call`; the answer is awaited on the returned
+    /// [`Pending`], whose drop before the answer (a timeout, a cancelled
+    /// turn) sends `notifications/cancelled` for it.
+    pub async fn send(
         &self,
         tool: &str,
         arguments: Option<serde_json::Map<String, Value>>,
-    ) -> Result<CallToolResult, ServiceError> {
+    ) -> Result<Pending, ServiceError> {
         let mut params = CallToolRequestParams::new(tool.to_owned());
         params.arguments = arguments;
-        self.peer.call_tool(params).await
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let handle = self
+            .peer
+            .send_cancellable_request(request, PeerRequestOptions::no_options())
+            .await?;
+        Ok(Pending {
+            cancel: CancelOnDrop {
+                peer: self.peer.clone(),
+                id: Some(handle.id.clone()),
+            },
+            handle: Some(handle),
+        })
+    }
+}
+
+/// A `tools/call` sent and not yet answered.
+pub(crate) struct Pending {
+    handle: Option<RequestHandle<RoleClient>>,
+    cancel: CancelOnDrop,
+}
+
+impl Pending {
+    pub async fn response(mut self) -> Result<CallToolResult, ServiceError> {
+        let Some(handle) = self.handle.take() else {
+            return Err(ServiceError::UnexpectedResponse);
+        };
+        let answer = handle.await_response().await;
+        self.cancel.id = None;
+        match answer? {
+            ServerResult::CallToolResult(result) => Ok(result),
+            _ => Err(ServiceError::UnexpectedResponse),
+        }
+    }
+}
+
+/// Tells the server a request it was sent is no longer wanted.
+struct CancelOnDrop {
+    peer: Peer<RoleClient>,
+    id: Option<RequestId>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else {
+            return;
+        };
+        let peer = self.peer.clone();
+        let notification = CancelledNotification::new(CancelledNotificationParam::new(
+            Some(id),
+            Some("the call timed out or its turn was cancelled".to_owned()),
+        ));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = peer
+                    .send_notification(ClientNotification::CancelledNotification(notification))
+                    .await;
+            });
+        }
     }
 }
 
@@ -560,6 +670,8 @@ async fn watch_exit(
         Ok(code) => describe(code),
         Err(error) => format!("unknown status: {error}"),
     };
+    // Said first: whoever sees the run failed can then say how it exited.
+    let _ = exit.send(Some(how.clone()));
     if !stopping.load(Ordering::Relaxed) {
         mark_failed(
             &status,
@@ -568,7 +680,6 @@ async fn watch_exit(
             format!("its process exited ({how})"),
         );
     }
-    let _ = exit.send(Some(how));
 }
 
 fn describe(status: std::process::ExitStatus) -> String {

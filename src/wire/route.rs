@@ -16,7 +16,7 @@ use percent_encoding::percent_decode_str;
 
 use super::{
     ApprovalId, ApprovalsQuery, ConversationsQuery, EventsQuery, HistoryQuery, InvalidApprovalId,
-    ListQuery, Query, QueryError, SearchQuery, UsageQuery,
+    ListQuery, Query, QueryError, SearchQuery, ToolsQuery, UsageQuery,
 };
 use crate::model::{AgentName, InvalidName};
 
@@ -65,6 +65,9 @@ pub enum Route {
     Usage(UsageQuery),
     /// `GET /metrics`: Prometheus text.
     Metrics,
+    /// `GET /tools`: the configured MCP servers, their state and tools
+    /// (`?start=true` starts those not running first).
+    Tools(ToolsQuery),
     ListAgents(ListQuery),
     Spawn,
     /// `DELETE /agents`: shut every agent down (control plane).
@@ -176,6 +179,10 @@ impl Route {
             ("metrics", []) => {
                 only(method, &Method::GET, Self::Metrics).ok_or_else(|| not_allowed(GET))
             }
+            ("tools", []) => match *method {
+                Method::GET => Ok(Self::Tools(ToolsQuery::parse(query).map_err(invalid)?)),
+                _ => Err(not_allowed(GET)),
+            },
             ("reload", []) => {
                 only(method, &Method::POST, Self::Reload).ok_or_else(|| not_allowed(POST))
             }
@@ -216,6 +223,7 @@ impl Route {
             | Self::Events(_)
             | Self::Usage(_)
             | Self::Metrics
+            | Self::Tools(_)
             | Self::ListAgents(_)
             | Self::GetAgent(_)
             | Self::History(..)
@@ -254,6 +262,7 @@ impl Route {
             Self::Events(query) => format!("/events{}", query.to_query()),
             Self::Usage(query) => format!("/usage{}", query.to_query()),
             Self::Metrics => "/metrics".into(),
+            Self::Tools(query) => format!("/tools{}", query.to_query()),
             Self::ListAgents(query) => format!("/agents{}", query.to_query()),
             Self::Spawn | Self::ShutdownAll => "/agents".into(),
             Self::GetAgent(name) | Self::ShutdownAgent(name) => format!("/agents/{name}"),
@@ -309,6 +318,7 @@ impl Route {
             Self::Events(_) => "events",
             Self::Usage(_) => "usage",
             Self::Metrics => "metrics",
+            Self::Tools(_) => "tools",
             Self::ListAgents(_) => "list",
             Self::Spawn => "spawn",
             Self::ShutdownAll => "shutdown_all",
@@ -493,6 +503,7 @@ mod tests {
             ("POST", "/models", Route::Models),
             ("GET", "/events", Route::Events(EventsQuery::default())),
             ("GET", "/usage", Route::Usage(UsageQuery::default())),
+            ("GET", "/tools", Route::Tools(ToolsQuery::default())),
             ("GET", "/metrics", Route::Metrics),
             ("GET", "/search", Route::Search(SearchQuery::default())),
             ("GET", "/agents", Route::ListAgents(ListQuery::default())),
@@ -562,6 +573,8 @@ mod tests {
                 agent: Some(odd.clone()),
             }),
             Route::Metrics,
+            Route::Tools(ToolsQuery::default()),
+            Route::Tools(ToolsQuery { start: true }),
             Route::Events(EventsQuery::default()),
             Route::Events(EventsQuery {
                 agents: vec![odd.clone(), name("a")],
