@@ -70,6 +70,9 @@ _orchestration() {
             orchestration,task)
                 cmd="orchestration__subcmd__task"
                 ;;
+            orchestration,tools)
+                cmd="orchestration__subcmd__tools"
+                ;;
             orchestration,ui)
                 cmd="orchestration__subcmd__ui"
                 ;;
@@ -169,6 +172,9 @@ _orchestration() {
             orchestration__subcmd__help,task)
                 cmd="orchestration__subcmd__help__subcmd__task"
                 ;;
+            orchestration__subcmd__help,tools)
+                cmd="orchestration__subcmd__help__subcmd__tools"
+                ;;
             orchestration__subcmd__help,ui)
                 cmd="orchestration__subcmd__help__subcmd__ui"
                 ;;
@@ -202,6 +208,12 @@ _orchestration() {
             orchestration__subcmd__help__subcmd__service,uninstall)
                 cmd="orchestration__subcmd__help__subcmd__service__subcmd__uninstall"
                 ;;
+            orchestration__subcmd__help__subcmd__tools,import)
+                cmd="orchestration__subcmd__help__subcmd__tools__subcmd__import"
+                ;;
+            orchestration__subcmd__help__subcmd__tools,list)
+                cmd="orchestration__subcmd__help__subcmd__tools__subcmd__list"
+                ;;
             orchestration__subcmd__service,help)
                 cmd="orchestration__subcmd__service__subcmd__help"
                 ;;
@@ -226,6 +238,24 @@ _orchestration() {
             orchestration__subcmd__service__subcmd__help,uninstall)
                 cmd="orchestration__subcmd__service__subcmd__help__subcmd__uninstall"
                 ;;
+            orchestration__subcmd__tools,help)
+                cmd="orchestration__subcmd__tools__subcmd__help"
+                ;;
+            orchestration__subcmd__tools,import)
+                cmd="orchestration__subcmd__tools__subcmd__import"
+                ;;
+            orchestration__subcmd__tools,list)
+                cmd="orchestration__subcmd__tools__subcmd__list"
+                ;;
+            orchestration__subcmd__tools__subcmd__help,help)
+                cmd="orchestration__subcmd__tools__subcmd__help__subcmd__help"
+                ;;
+            orchestration__subcmd__tools__subcmd__help,import)
+                cmd="orchestration__subcmd__tools__subcmd__help__subcmd__import"
+                ;;
+            orchestration__subcmd__tools__subcmd__help,list)
+                cmd="orchestration__subcmd__tools__subcmd__help__subcmd__list"
+                ;;
             *)
                 ;;
         esac
@@ -233,7 +263,7 @@ _orchestration() {
 
     case "${cmd}" in
         orchestration)
-            opts="-h -V --socket --json --raw --no-autostart --help --version serve spawn list message history task shutdown models search prune approvals approve deny usage watch config service ui mcp completions help"
+            opts="-h -V --socket --json --raw --no-autostart --help --version serve spawn list message history task shutdown models search prune approvals approve deny usage watch config service ui tools mcp completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -537,7 +567,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__help)
-            opts="serve spawn list message history task shutdown models search prune approvals approve deny usage watch config service ui mcp completions help"
+            opts="serve spawn list message history task shutdown models search prune approvals approve deny usage watch config service ui tools mcp completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -903,6 +933,48 @@ _orchestration() {
         orchestration__subcmd__help__subcmd__task)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__tools)
+            opts="list import"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__tools__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__help__subcmd__tools__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1329,7 +1401,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__spawn)
-            opts="-h --name --provider --profile --base-url --api-key-env --model --instructions --cwd --allow --approval --socket --json --raw --no-autostart --help"
+            opts="-h --name --provider --profile --base-url --api-key-env --model --instructions --tools --cwd --allow --approval --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1363,6 +1435,10 @@ _orchestration() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --tools)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --cwd)
                     COMPREPLY=()
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
@@ -1390,7 +1466,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__task)
-            opts="-q -h --provider --profile --base-url --api-key-env --model --instructions --cwd --allow --approval --no-stream --quiet --socket --json --raw --no-autostart --help"
+            opts="-q -h --provider --profile --base-url --api-key-env --model --instructions --tools --cwd --allow --approval --no-stream --quiet --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1420,6 +1496,10 @@ _orchestration() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --tools)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --cwd)
                     COMPREPLY=()
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
@@ -1435,6 +1515,116 @@ _orchestration() {
                     COMPREPLY=($(compgen -W "ask never bypass" -- "${cur}"))
                     return 0
                     ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__tools)
+            opts="-h --socket --json --raw --no-autostart --help list import help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__tools__subcmd__help)
+            opts="list import help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__tools__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__tools__subcmd__help__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__tools__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__tools__subcmd__import)
+            opts="-h --force --socket --json --raw --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        orchestration__subcmd__tools__subcmd__list)
+            opts="-h --start --socket --json --raw --no-autostart --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
