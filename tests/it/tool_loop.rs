@@ -698,3 +698,49 @@ fn done_when_a_new_user_reads_a_file_through_an_approved_tool_call() {
     let found = daemon.cli(&["search", "hello from notes"]);
     assert!(found.ok().stdout().contains("reader"), "{}", found.stdout());
 }
+
+#[test]
+fn an_interrupt_while_a_call_waits_for_approval_ends_the_turn_and_keeps_the_call() {
+    let Some(server) = filesystem_server() else {
+        return;
+    };
+    let setup = Setup::new(&server, "policy = \"ask\"", "");
+    let daemon = setup.daemon();
+    spawn(
+        &daemon,
+        Wire::OpenAi.spawn_body("reader", &setup.fake, &["fs"]),
+    );
+    let args = setup.read_args("notes.txt");
+    setup
+        .fake
+        .push(Wire::OpenAi.calls(&[("c1", "fs__read_text_file", &args)]))
+        .push(Wire::OpenAi.text(&["fine"]));
+    std::thread::scope(|scope| {
+        let turn = scope.spawn(|| daemon.say("reader", "read notes"));
+        pending(&daemon);
+        let stopped = daemon.json("POST", "/agents/reader/interrupt", None);
+        assert_eq!(stopped.status, 202, "{}", stopped.text());
+        assert_eq!(stopped.json()["interrupted"], true);
+        let replied = turn.join().expect("the turn");
+        assert_eq!(replied.json()["code"], "interrupted", "{}", replied.text());
+    });
+    assert_eq!(daemon.json("GET", "/approvals", None).json(), json!([]));
+    let kinds = kinds(&daemon.history("reader"));
+    let types: Vec<&str> = kinds.iter().map(|(t, _, _)| t.as_str()).collect();
+    assert_eq!(types, ["chat", "tool_call", "tool_result"], "{kinds:?}");
+    assert!(kinds[2].2.contains("cancelled"), "{kinds:?}");
+    assert_eq!(
+        setup.fake.requests().len(),
+        1,
+        "no model call after the interrupt"
+    );
+    // The next turn works, its context well formed.
+    assert_eq!(daemon.say("reader", "never mind").status, 200);
+    assert_eq!(
+        sent_turns(&setup.fake.last_request().body),
+        [
+            ("user".to_owned(), "read notes".to_owned()),
+            ("user".to_owned(), "never mind".to_owned()),
+        ]
+    );
+}
