@@ -101,7 +101,7 @@ fn server_block(server: &ToolServerInfo) -> String {
                     vec![
                         format!("  {}", visible_one_line(&tool.name)),
                         policy_text(tool.policy).to_owned(),
-                        if tool.read_only { "read-only" } else { "" }.to_owned(),
+                        if tool.read_only { "yes" } else { "" }.to_owned(),
                         visible_one_line(&shorten(
                             tool.description.lines().next().unwrap_or_default(),
                             80,
@@ -110,7 +110,7 @@ fn server_block(server: &ToolServerInfo) -> String {
                 })
                 .collect();
             text.push('\n');
-            let table = output::table(&["  TOOL", "POLICY", "", "DESCRIPTION"], &rows);
+            let table = output::table(&["  TOOL", "POLICY", "READ-ONLY", "DESCRIPTION"], &rows);
             text.push_str(table.trim_end());
         }
     }

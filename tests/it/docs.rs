@@ -500,6 +500,23 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "tools",
+        &[
+            (
+                "orchestration tools list",
+                "Each configured MCP server: stdio or http, stopped, running or failed, its restarts and last error, and the tools it listed with their policies.",
+            ),
+            (
+                "orchestration tools list --start",
+                "Start the servers not running first, to see their tools before any agent uses them.",
+            ),
+            (
+                "orchestration tools import ~/.config/Claude/claude_desktop_config.json",
+                "Add the MCP servers Claude Desktop has to the config file, and reload a running daemon.",
+            ),
+        ],
+    ),
+    (
         "prune",
         &[
             (

@@ -591,3 +591,69 @@ fn a_server_with_both_command_and_url_is_refused_at_start_and_at_reload() {
     );
     daemon.cli(&["--json", "tools", "list"]).ok();
 }
+
+/// server-everything in its streamable-HTTP mode on a free port; killed on drop.
+struct HttpEverything {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for HttpEverything {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_streamable_http_server_is_reached_at_its_url() {
+    let Some(everything) = server("ORCHESTRATION_MCP_EVERYTHING") else {
+        return;
+    };
+    // It takes its port from PORT, so one is found free first (a collision
+    // with another test's listener makes its start fail loudly).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let child = std::process::Command::new(&everything)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start server-everything over HTTP");
+    let http = HttpEverything { child, port };
+    common::eventually("server-everything listens", || {
+        std::net::TcpStream::connect(("127.0.0.1", http.port)).is_ok()
+    });
+    let host = host(&format!(
+        "[mcp_servers.web]\nurl = \"http://127.0.0.1:{}/mcp\"\nheaders = {{ X-Test = \"yes\" }}\n",
+        http.port
+    ));
+    runtime().block_on(async {
+        let offered = host
+            .offer(&["web.echo".into()])
+            .await
+            .expect("offer over HTTP");
+        assert_eq!(offered.len(), 1);
+        assert_eq!(offered[0].policy, ToolPolicy::Allow);
+        let echo = host
+            .call(
+                "web",
+                "echo",
+                json!({"message": "over http"}),
+                &CancellationToken::new(),
+            )
+            .await
+            .expect("echo over HTTP");
+        assert_eq!(echo.output, "Echo: over http");
+        let listed = host.servers(false).await;
+        assert_eq!(
+            listed[0].transport,
+            orchestration::model::ServerTransport::Http
+        );
+        assert_eq!(listed[0].state, ServerState::Running);
+        host.stop_all().await;
+    });
+}
