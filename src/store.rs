@@ -375,6 +375,8 @@ impl Store {
     /// context. Read newest first through the `(agent_id, seq)` index and
     /// stopped at the first that does not fit, so the cost is the window's,
     /// not the history's. The flag says whether the whole conversation fit.
+    /// Tool calls and results are left out: an API agent's tool rounds are
+    /// not replayed as text, the reply that ended their turn stands for them.
     pub fn turns(&self, agent: Uuid, budget: usize) -> Result<Turns, StoreError> {
         let read = |error: rusqlite::Error| StoreError::Read(error.into());
         let reader = self.reader();
@@ -383,7 +385,7 @@ impl Store {
         let mut sizes = reader
             .prepare_cached(
                 "SELECT seq, octet_length(content) FROM messages WHERE agent_id = ?1
-                 ORDER BY seq DESC",
+                 AND message_type NOT IN ('tool_call', 'tool_result') ORDER BY seq DESC",
             )
             .map_err(read)?;
         let mut rows = sizes.query(params![agent]).map_err(read)?;
@@ -410,7 +412,7 @@ impl Store {
         let mut statement = reader
             .prepare_cached(
                 "SELECT sender, content FROM messages WHERE agent_id = ?1 AND seq >= ?2
-                 ORDER BY seq",
+                 AND message_type NOT IN ('tool_call', 'tool_result') ORDER BY seq",
             )
             .map_err(read)?;
         let turns = statement

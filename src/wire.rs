@@ -603,6 +603,14 @@ pub enum ErrorCode {
     BudgetExceeded,
     /// A budget counts USD and no price is known for the agent's model.
     BudgetUnpriced,
+    /// `tools` names an MCP server that config has no `[mcp_servers.NAME]` for.
+    UnknownToolServer,
+    /// `tools` names a tool its server does not have.
+    UnknownTool,
+    /// An agent's MCP server could not be started or stopped answering.
+    ToolServerUnavailable,
+    /// `tools` on a coding agent, which brings its own tools.
+    ToolsForCodingAgent,
     /// A code this client does not know, or none at all.
     #[default]
     #[serde(other)]

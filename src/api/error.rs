@@ -4,7 +4,7 @@
 use http::{Method, StatusCode};
 
 use crate::engine::budget::BudgetError;
-use crate::engine::{AnswerError, EngineError};
+use crate::engine::{AnswerError, EngineError, ToolError};
 use crate::model::InvalidName;
 use crate::profiles::ProfileError;
 use crate::providers::{ProviderError, SetupError};
@@ -179,6 +179,18 @@ fn engine_code(error: &EngineError) -> ErrorCode {
         EngineError::Provider(error) => provider_code(error),
         EngineError::Store(_) => ErrorCode::Storage,
         EngineError::Runtime(error) => runtime_code(error),
+        EngineError::Tools(error) => tool_code(error),
+        EngineError::ToolsForCodingAgent(_) => ErrorCode::ToolsForCodingAgent,
+    }
+}
+
+fn tool_code(error: &ToolError) -> ErrorCode {
+    match error {
+        ToolError::UnknownServer(_) => ErrorCode::UnknownToolServer,
+        ToolError::UnknownTool { .. } => ErrorCode::UnknownTool,
+        ToolError::Unavailable { .. } | ToolError::Timeout(_) | ToolError::Cancelled => {
+            ErrorCode::ToolServerUnavailable
+        }
     }
 }
 
@@ -242,6 +254,11 @@ fn engine_status(error: &EngineError) -> StatusCode {
         EngineError::Store(_) => StatusCode::INSUFFICIENT_STORAGE,
         // The coding agent (or the model server behind it) failed, not the request.
         EngineError::Runtime(_) => StatusCode::BAD_GATEWAY,
+        // The request named what config does not have.
+        EngineError::Tools(ToolError::UnknownServer(_) | ToolError::UnknownTool { .. })
+        | EngineError::ToolsForCodingAgent(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        // The tool server failed, not the request.
+        EngineError::Tools(_) => StatusCode::BAD_GATEWAY,
     }
 }
 
@@ -347,6 +364,18 @@ mod tests {
                 status: "killed by signal 9".into(),
                 stderr: String::new(),
             }),
+            EngineError::Tools(ToolError::UnknownServer("fs".into())),
+            EngineError::Tools(ToolError::UnknownTool {
+                server: "fs".into(),
+                tool: "t".into(),
+            }),
+            EngineError::Tools(ToolError::Unavailable {
+                server: "fs".into(),
+                why: "w".into(),
+            }),
+            EngineError::Tools(ToolError::Timeout("60s".into())),
+            EngineError::Tools(ToolError::Cancelled),
+            EngineError::ToolsForCodingAgent(name()),
         ];
         let mut all: Vec<ApiError> = setup
             .into_iter()

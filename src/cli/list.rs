@@ -38,6 +38,10 @@ pub async fn run(ctx: &Ctx, args: ListArgs) -> Result<(), CliError> {
             let reason = output::visible(reason);
             output::line(&format!("{} is {}: {reason}", agent.name, agent.state))?;
         }
+        if !agent.tools.is_empty() {
+            let tools = output::visible(&agent.tools.join(", ")).into_owned();
+            output::line(&format!("{} has tools: {tools}", agent.name))?;
+        }
     }
     Ok(())
 }

@@ -373,14 +373,21 @@ pub struct AgentOptions {
     /// The agent's instructions, sent as its system prompt (appended to a coding agent's own).
     #[arg(long, value_name = "TEXT")]
     pub instructions: Option<String>,
+    /// An API agent's tools: MCP servers from config's `[mcp_servers.NAME]`, or one
+    /// tool of a server as `server.tool` (comma-separated, repeatable). Calls run
+    /// under each tool's policy; `--allow` and `--approval` apply to them too.
+    #[arg(long, value_name = "NAME[,NAME…]", value_delimiter = ',')]
+    pub tools: Vec<String>,
     /// A coding agent's working directory (default: this command's own).
     #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub cwd: Option<PathBuf>,
-    /// A tool a coding agent may use without asking: a tool name (`Read`) or a
-    /// rule like `Bash(git status:*)` (repeatable).
+    /// A tool the agent may use without asking: for a coding agent a tool name
+    /// (`Read`) or a rule like `Bash(git status:*)`; for an API agent an MCP server
+    /// (`fs`) or one of its tools (`fs.read_file`) (repeatable). A tool config denies
+    /// stays denied.
     #[arg(long = "allow", value_name = "PATTERN")]
     pub allow: Vec<String>,
-    /// What a coding agent's other tool calls do: `ask` a person (the default), `never`
+    /// What the agent's other tool calls do: `ask` a person (the default), `never`
     /// (denied), or `bypass` (run without asking; accepted on the Unix socket only).
     #[arg(long, value_enum, value_name = "MODE")]
     pub approval: Option<ApprovalArg>,
@@ -429,12 +436,27 @@ impl AgentOptions {
         Ok(SpawnRequest {
             model: self.model.clone(),
             instructions: self.instructions.clone(),
+            tools: self.tools_requested(),
             cwd,
             allow: (!self.allow.is_empty()).then(|| self.allow.clone()),
             approval: self.approval.map(ApprovalMode::from),
             budget: self.budget.clone(),
             ..SpawnRequest::new(name.clone(), self.endpoint.request(config_file)?)
         })
+    }
+}
+
+impl AgentOptions {
+    /// `--tools` as the spawn sends it: none given is none asked for (a
+    /// profile's `tools` then apply); blanks from `a,,b` are dropped.
+    fn tools_requested(&self) -> Option<Vec<String>> {
+        let tools: Vec<String> = self
+            .tools
+            .iter()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect();
+        (!tools.is_empty()).then_some(tools)
     }
 }
 

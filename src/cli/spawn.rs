@@ -56,8 +56,13 @@ pub async fn run(ctx: &Ctx, args: SpawnArgs) -> Result<(), CliError> {
         .as_deref()
         .map(|m| format!(", model {}", output::visible(m)))
         .unwrap_or_default();
+    let tools = if info.tools.is_empty() {
+        String::new()
+    } else {
+        format!(", tools {}", output::visible(&info.tools.join(", ")))
+    };
     output::line(&format!(
-        "spawned agent '{}' ({}{model})",
+        "spawned agent '{}' ({}{model}{tools})",
         info.name,
         output::endpoint(&info)
     ))

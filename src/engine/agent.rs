@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::coding::{self, Held};
-use super::{Engine, EngineError, Events, History, budget, lock, usage};
+use super::{Engine, EngineError, Events, History, budget, lock, tool_loop, usage};
 use crate::model::{
     AgentConfig, AgentInfo, AgentState, Approval, Event, HUMAN, Message, ProviderSpec, Secret,
     ToolCall, ToolResult, Usage,
@@ -205,7 +205,7 @@ impl Agent {
     }
 
     /// The spawn's provider spec, with a key a message brought if it had none.
-    fn spec(&self) -> ProviderSpec {
+    pub(super) fn spec(&self) -> ProviderSpec {
         let mut spec = self.config.provider.clone();
         if spec.api_key.is_none() {
             spec.api_key = lock(&self.brought_key).clone();
@@ -384,6 +384,11 @@ impl Agent {
         self.unanswered.load(Ordering::SeqCst)
     }
 
+    /// Adds a provider call's usage to the agent's totals (recorded already).
+    pub(super) fn add_usage(&self, usage: Usage) {
+        lock(&self.status).usage.add(usage);
+    }
+
     /// Reports an event about this agent.
     pub fn emit(&self, event: Event) {
         self.events.emit(Some(&self.config.name), event);
@@ -530,6 +535,8 @@ pub(super) struct Reply {
     pub text: String,
     pub metadata: Map<String, Value>,
     pub usage: Option<Usage>,
+    /// The tools the model asked for in this call, in order.
+    pub calls: Vec<ToolCall>,
 }
 
 /// One exchange: record the human message, stream the provider's reply to
@@ -579,17 +586,26 @@ async fn exchange(
     }
     agent.set_state(AgentState::Processing);
 
+    // The agent's tools, its servers started if need be; a server that
+    // cannot start fails the turn, its message kept.
+    let toolbox = match tool_loop::Toolbox::offer(engine, agent, events, &turn.token).await {
+        Ok(toolbox) => toolbox,
+        Err(end) => {
+            drop(turn);
+            return record_reply(engine, agent, Reply::default(), end, None).await;
+        }
+    };
     let settings = engine.settings();
     let instructions = agent.config.instructions.clone();
     // The window, less what the instructions take: they are always sent.
     let window = context_bytes(setup.context_limit)
         .saturating_sub(instructions.as_ref().map_or(0, String::len));
-    let mut request = ChatRequest {
+    let request = ChatRequest {
         model: setup.model.clone(),
         instructions,
         turns: history.context(agent.id, window)?,
         max_output_tokens: None,
-        tools: Vec::new(),
+        tools: toolbox.defs(),
         rounds: Vec::new(),
     };
     let limits = ReplyLimits {
@@ -598,48 +614,22 @@ async fn exchange(
     };
     drop(settings);
     let mut reply = Reply::default();
-    // Wait for a provider-call slot, but not past a cancel or a departed client.
-    let slot = tokio::select! {
-        biased;
-        _ = agent.cancel.cancelled() => Err("the agent was shut down"),
-        _ = events.closed() => Err("the client disconnected"),
-        _ = turn.token.cancelled() => Err(INTERRUPTED_BY_REQUEST),
-        slot = engine.provider_slot() => Ok(slot),
+    let model = Model {
+        engine,
+        agent,
+        setup: &setup,
+        events,
+        turn: &turn.token,
+        limits: &limits,
     };
-    // When the provider call began, for its duration and the ledger.
-    let mut called = None;
-    // The call's worst case, held against its budgets until it settles.
-    let mut hold = None;
-    let end = match slot {
-        Ok(_slot) => match reserve_budgets(engine, agent, &setup, &mut request) {
-            Err(refused) => End::Refused(refused),
-            Ok(held) => {
-                hold = held;
-                called = Some(std::time::Instant::now());
-                stream_reply(
-                    agent,
-                    &setup,
-                    request,
-                    &mut reply,
-                    events,
-                    &turn.token,
-                    &limits,
-                )
-                .await
-            }
-        },
-        Err(reason) => End::Interrupted(reason.into()),
+    let (end, call) = if toolbox.is_empty() {
+        model.call(request, &mut reply).await
+    } else {
+        tool_loop::run(&model, &toolbox, request, &mut reply).await
     };
     // The turn is over: an interrupt from now on finds nothing to stop.
     drop(turn);
-    let call = called.map(|started| call_of(engine, agent, &setup, &reply, &end, started));
-    let spent = call.as_ref().map(|call| call.record.clone());
-    let recorded = record_reply(engine, agent, reply, end, call).await;
-    if let (Some(hold), Some(record)) = (hold, spent) {
-        let now = engine.now();
-        warn(agent, hold.settle(&record, now));
-    }
-    recorded
+    record_reply(engine, agent, reply, end, call).await
 }
 
 /// The budgets' view of the agent's calls to `model`.
@@ -760,6 +750,68 @@ pub(super) fn warn(agent: &Agent, warnings: Vec<Event>) {
     }
 }
 
+/// What every model call of one turn shares.
+pub(super) struct Model<'a> {
+    pub engine: &'a Engine,
+    pub agent: &'a Agent,
+    pub setup: &'a Setup,
+    pub events: &'a mpsc::UnboundedSender<ExchangeEvent>,
+    pub turn: &'a CancellationToken,
+    pub limits: &'a ReplyLimits,
+}
+
+impl Model<'_> {
+    /// One provider call: waits for a provider-call slot (not past a cancel
+    /// or a departed client) and streams the reply into `reply`. Every
+    /// model call a turn makes, each round of a tool loop too, goes
+    /// through here; the call's ledger row comes back with how it ended
+    /// (none if it never started).
+    pub async fn call(
+        &self,
+        request: ChatRequest,
+        reply: &mut Reply,
+    ) -> (End, Option<usage::Call>) {
+        let (agent, events) = (self.agent, self.events);
+        let slot = tokio::select! {
+            biased;
+            _ = agent.cancel.cancelled() => Err("the agent was shut down"),
+            _ = events.closed() => Err("the client disconnected"),
+            _ = self.turn.cancelled() => Err(INTERRUPTED_BY_REQUEST),
+            slot = self.engine.provider_slot() => Ok(slot),
+        };
+        let _slot = match slot {
+            Ok(slot) => slot,
+            Err(reason) => return (End::Interrupted(reason.into()), None),
+        };
+        // The call's worst case, held against its budgets until it is
+        // settled below: every round of a tool loop is reserved on its own.
+        let mut request = request;
+        let hold = match reserve_budgets(self.engine, agent, self.setup, &mut request) {
+            Ok(hold) => hold,
+            Err(refused) => return (End::Refused(refused), None),
+        };
+        // When the provider call began, for its duration and the ledger.
+        let started = std::time::Instant::now();
+        let end = stream_reply(
+            agent,
+            self.setup,
+            request,
+            reply,
+            events,
+            self.turn,
+            self.limits,
+        )
+        .await;
+        let call = call_of(self.engine, agent, self.setup, reply, &end, started);
+        // Settled with what the ledger row says the call spent, whether or
+        // not the row then commits: the provider was paid either way.
+        if let Some(hold) = hold {
+            warn(agent, hold.settle(&call.record, self.engine.now()));
+        }
+        (end, Some(call))
+    }
+}
+
 /// Records the reply of an exchange that ended with `end` (a cut-short one
 /// marked interrupted, and only if it said something), then acknowledges
 /// it: on disk before the caller hears of it.
@@ -858,7 +910,7 @@ fn call_of(
 
 /// What one reply may take: `limits.max_reply_bytes` of text and
 /// `providers.turn_timeout` of time.
-struct ReplyLimits {
+pub(super) struct ReplyLimits {
     max_bytes: usize,
     turn_timeout: std::time::Duration,
 }
@@ -948,10 +1000,9 @@ impl Reply {
                     .insert("finish_reason".into(), Value::from(reason));
             }
             ProviderEvent::Metadata(facts) => self.metadata.extend(facts),
-            // No tools are offered yet, so none are run: the call is noted.
-            ProviderEvent::ToolCall(call) => {
-                tracing::debug!(agent = %agent.config.name, tool = %call.name, "the model asked for a tool it was not offered");
-            }
+            // Run by the tool loop once the reply is complete; ignored
+            // when no tools were offered.
+            ProviderEvent::ToolCall(call) => self.calls.push(call),
         }
         false
     }

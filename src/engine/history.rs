@@ -149,9 +149,9 @@ impl History {
         if let Some(record) = call {
             write = write.with_call(record);
         }
-        // Copied for the cache only if the conversation is cached.
-        let turn = lock(&self.context)
-            .holds(agent_id)
+        // Copied for the cache only if the conversation is cached; tool
+        // calls and results are never context (see `Store::turns`).
+        let turn = (lock(&self.context).holds(agent_id) && !is_tool_message(message))
             .then(|| turn(&message.sender, &message.content));
         self.store.write(write).await?;
         if let Some(turn) = turn {
@@ -405,6 +405,11 @@ fn starting_with_the_user(mut turns: Vec<Turn>) -> Vec<Turn> {
         turns.drain(..replies);
     }
     turns
+}
+
+/// A tool call or result: kept in history, never sent back as context.
+fn is_tool_message(message: &Message) -> bool {
+    [crate::model::TOOL_CALL, crate::model::TOOL_RESULT].contains(&message.message_type.as_str())
 }
 
 fn turn(sender: &str, content: &str) -> Turn {

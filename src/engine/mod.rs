@@ -15,6 +15,7 @@ mod context;
 mod events;
 mod history;
 mod registry;
+mod tool_loop;
 pub mod usage;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +29,7 @@ use crate::model::{
     ProviderSpec, PruneReport, SearchFilter, SearchHit, Secret, ShutdownReport, Usage, UsageFilter,
     UsageGroup, UsageReport,
 };
+pub use crate::tools::ToolError;
 pub use agent::{Exchange, ExchangeEvent};
 pub use approvals::{AnswerError, Approvals};
 
@@ -90,6 +92,15 @@ pub enum EngineError {
     /// server refused); the next message starts a new child.
     #[error("{0}")]
     Runtime(#[from] crate::runtime::RuntimeError),
+    /// An agent's tools: a server config does not have, or one that could
+    /// not be reached.
+    #[error("{0}")]
+    Tools(#[from] crate::tools::ToolError),
+    /// `tools` on a coding agent, which brings its own tools.
+    #[error(
+        "'{0}' is a coding agent: it brings its own tools, and --tools (MCP servers the daemon runs) is for API agents"
+    )]
+    ToolsForCodingAgent(AgentName),
 }
 
 /// Filters for [`Engine::list`].
@@ -562,7 +573,8 @@ impl Engine {
         ephemeral: bool,
     ) -> Result<Arc<Agent>, EngineError> {
         let engine = self.clone();
-        let config = coding::normalize(config);
+        let config =
+            tool_loop::with_profile_tools(coding::normalize(config), &self.settings().config);
         let spawning = tokio::spawn(async move { engine.spawn_now(config, ephemeral).await });
         spawning
             .await
@@ -618,6 +630,8 @@ impl Engine {
             )?),
             None => drop(providers::build(&config.provider, &self.settings())?),
         }
+        let coding = coding::program(config).is_some();
+        tool_loop::check(config, &self.settings().config, coding)?;
         agents.reserve(&config.name);
         Ok(Reservation {
             engine: self.clone(),

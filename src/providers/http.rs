@@ -687,6 +687,16 @@ impl<D: Decoder> Driver<D> {
                 }
                 Some(ProviderEvent::Metadata(facts))
             }
+            // A model that echoes the key into a tool's arguments would
+            // hand it to the tool server, and to the history.
+            ProviderEvent::ToolCall(mut call) => {
+                let text = call.input.to_string();
+                let clean = self.redactor.scrub(&text);
+                if clean != text {
+                    call.input = serde_json::from_str(&clean).unwrap_or(Value::String(clean));
+                }
+                Some(ProviderEvent::ToolCall(call))
+            }
             other => Some(other),
         }
     }

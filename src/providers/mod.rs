@@ -365,6 +365,35 @@ pub async fn models(
     Ok(ids)
 }
 
+/// A tool's argument schema as both wires need it: a JSON Schema object
+/// (a server that declares none gets an object taking no arguments).
+fn schema_object(schema: &Value) -> Value {
+    if schema.is_object() {
+        schema.clone()
+    } else {
+        serde_json::json!({"type": "object", "properties": {}})
+    }
+}
+
+/// A tool call's argument text as the model sent it: parsed when it is
+/// JSON (empty means no arguments), else kept as a string, which the tool
+/// loop answers with an error result instead of running the tool.
+pub fn parse_arguments(text: &str) -> Value {
+    if text.trim().is_empty() {
+        return Value::Object(Map::new());
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+/// A call's arguments as text again, for sending the call back in a later
+/// round: text that was not JSON goes back as it came.
+fn arguments_text(input: &Value) -> String {
+    match input {
+        Value::String(raw) => raw.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Adds the key and the endpoint's headers, and builds the request.
 fn finish_request(
     mut builder: reqwest::RequestBuilder,

@@ -69,6 +69,7 @@ mod search;
 mod security;
 mod service;
 mod third_party;
+mod tool_loop;
 mod tools_host;
 mod trust_boundary;
 mod ui_browser;

@@ -367,13 +367,16 @@ pub struct SpawnAgentArgs {
     /// A coding agent's (claude-code, codex) working directory; relative to, and by default, the MCP server's own working directory.
     #[serde(default)]
     pub cwd: Option<String>,
-    /// Tools a coding agent may use without asking: a tool name ("Read") or a rule like "Bash(git status:*)".
+    /// Tools the agent may use without asking: for a coding agent a tool name ("Read") or a rule like "Bash(git status:*)"; for an API agent an MCP server ("fs") or one of its tools ("fs.read_file").
     #[serde(default)]
     pub allow: Vec<String>,
     /// What a coding agent's other tool calls do: "ask" a person (the default; answer with answer_approval), "never" (denied), or "bypass" (run without asking; the daemon accepts it only when this server reaches it over its Unix socket).
     #[serde(default)]
     #[schemars(extend("enum" = ["ask", "never", "bypass"]))]
     pub approval: Option<String>,
+    /// An API agent's tools: MCP servers from the user's config ("fs"), or one tool of a server ("fs.read_file"). Each call runs under its configured policy; calls that ask wait for answer_approval.
+    #[serde(default)]
+    pub tools: Vec<String>,
 }
 
 impl SpawnAgentArgs {
@@ -388,6 +391,7 @@ impl SpawnAgentArgs {
         options.cwd = self.cwd.as_deref().map(PathBuf::from);
         options.allow = self.allow.clone();
         options.approval = self.approval.as_deref().map(approval_mode).transpose()?;
+        options.tools = self.tools.clone();
         Ok(options)
     }
 }
@@ -422,6 +426,7 @@ fn agent_options(
         },
         model: model.clone(),
         instructions: instructions.clone(),
+        tools: Vec::new(),
         cwd: None,
         allow: Vec::new(),
         approval: None,

@@ -7,6 +7,7 @@ pub mod fake_anthropic;
 pub mod fake_provider;
 pub mod fake_responses;
 pub mod in_process;
+pub mod tool_calls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
