@@ -1401,7 +1401,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__spawn)
-            opts="-h --name --provider --profile --base-url --api-key-env --model --instructions --cwd --allow --approval --budget --socket --json --raw --no-autostart --help"
+            opts="-h --name --provider --profile --base-url --api-key-env --model --instructions --tools --cwd --allow --approval --budget --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1432,6 +1432,10 @@ _orchestration() {
                     return 0
                     ;;
                 --instructions)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tools)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1466,7 +1470,7 @@ _orchestration() {
             return 0
             ;;
         orchestration__subcmd__task)
-            opts="-q -h --provider --profile --base-url --api-key-env --model --instructions --cwd --allow --approval --budget --no-stream --quiet --socket --json --raw --no-autostart --help"
+            opts="-q -h --provider --profile --base-url --api-key-env --model --instructions --tools --cwd --allow --approval --budget --no-stream --quiet --socket --json --raw --no-autostart --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1493,6 +1497,10 @@ _orchestration() {
                     return 0
                     ;;
                 --instructions)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tools)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

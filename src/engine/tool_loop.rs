@@ -295,7 +295,7 @@ async fn record_calls(
             name: toolbox.qualified(&asked.name),
             input: asked.input.clone(),
         };
-        let message = named.to_message(name.as_str());
+        let message = named.to_message(name.as_str()).stamped(engine.clock());
         let (usage, record) = if index == 0 {
             (usage, call.as_ref().map(|call| call.record.clone()))
         } else {
@@ -329,7 +329,7 @@ async fn record_results(model: &Model<'_>, results: &[ToolResult]) -> Result<(),
     let agent = model.agent;
     let name = &agent.config.name;
     for result in results {
-        let message = result.to_message(name.as_str());
+        let message = result.to_message(name.as_str()).stamped(model.engine.clock());
         model
             .engine
             .history_store()
