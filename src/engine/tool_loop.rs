@@ -329,7 +329,9 @@ async fn record_results(model: &Model<'_>, results: &[ToolResult]) -> Result<(),
     let agent = model.agent;
     let name = &agent.config.name;
     for result in results {
-        let message = result.to_message(name.as_str()).stamped(model.engine.clock());
+        let message = result
+            .to_message(name.as_str())
+            .stamped(model.engine.clock());
         model
             .engine
             .history_store()
