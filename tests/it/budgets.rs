@@ -410,3 +410,44 @@ fn a_bad_budget_entry_is_refused_at_start_and_at_reload_naming_it() {
     assert_eq!(states[1]["spent"], json!(WORST as f64));
     refused(&daemon.say("a", PROMPT), "budget_exceeded");
 }
+
+#[test]
+fn a_day_budget_spent_today_opens_again_when_the_clock_passes_midnight_utc() {
+    let fake = FakeProvider::start();
+    // Room for two worst cases a day; the first call spends one, and the
+    // second, whose context now holds the first, needs more than the rest.
+    let budget = format!(
+        "[[budgets]]\nscope = \"all\"\nperiod = \"day\"\ntokens = {}\n",
+        2 * WORST
+    );
+    let env = Env::new().config(&config(&fake, &budget));
+    let daemon = InProcess::serve(env.clone(), &["--no-tcp"]);
+    spawn(&daemon, json!({"name": "a", "profile": "fake"}));
+    fake.push(reply(3, BOUND));
+    assert_eq!(daemon.say("a", PROMPT).status, 200);
+    let detail = refused(&daemon.say("a", PROMPT), "budget_exceeded");
+    let state = &budgets(&daemon)[0];
+    let resets = state["resets"]
+        .as_str()
+        .expect("a day budget resets")
+        .to_owned();
+    assert!(
+        detail.contains(&resets),
+        "the refusal names the reset: {detail}"
+    );
+    assert_eq!(fake.requests().len(), 1, "the refused call never left");
+
+    // A day later (the test's clock, not the wall's) the budget is fresh.
+    env.advance(std::time::Duration::from_secs(24 * 60 * 60 + 1));
+    fake.push(reply(3, 7));
+    let said = daemon.say("a", PROMPT);
+    assert_eq!(said.status, 200, "{}", said.text());
+    assert_eq!(fake.requests().len(), 2);
+    let state = &budgets(&daemon)[0];
+    assert_eq!(
+        state["spent"],
+        json!(10.0),
+        "only today's call counts: {state}"
+    );
+    assert_ne!(state["resets"].as_str(), Some(resets.as_str()), "{state}");
+}

@@ -46,7 +46,7 @@ TOOLS = {
     "answer_approval": ["id", "decision"],
 }
 PROPERTIES = {
-    "spawn_agent": {"name", "provider", "profile", "model", "instructions", "base_url", "cwd", "allow", "approval"},
+    "spawn_agent": {"name", "provider", "profile", "model", "instructions", "base_url", "cwd", "allow", "approval", "tools"},
     "list_agents": {"state", "provider", "all"},
     "send_message": {"agent", "content"},
     "get_history": {"agent", "limit", "all"},
