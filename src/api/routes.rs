@@ -227,12 +227,7 @@ async fn prune(ctx: &ApiContext, body: Incoming) -> Reply {
 /// `GET /search`: 200 with the hits, best first; 400 for a query the index
 /// cannot read or a `since` that is neither a duration nor a time.
 fn search(ctx: &ApiContext, query: SearchQuery) -> Reply {
-    let clock = ctx.engine.clock();
-    let since = query
-        .since
-        .as_deref()
-        .map(|since| since_time(since, clock))
-        .transpose()?;
+    let since = since_time(query.since.as_deref(), ctx.engine.clock())?;
     let filter = SearchFilter {
         query: &query.q,
         agent: query.agent.as_ref(),
@@ -245,12 +240,7 @@ fn search(ctx: &ApiContext, query: SearchQuery) -> Reply {
 
 /// `GET /usage`: the ledger's sums over the calls asked for.
 fn usage(ctx: &ApiContext, query: UsageQuery) -> Reply {
-    let clock = ctx.engine.clock();
-    let since = query
-        .since
-        .as_deref()
-        .map(|since| since_time(since, clock))
-        .transpose()?;
+    let since = since_time(query.since.as_deref(), ctx.engine.clock())?;
     let filter = UsageFilter {
         by: query.by,
         since: since.as_deref(),
@@ -260,9 +250,13 @@ fn usage(ctx: &ApiContext, query: UsageQuery) -> Reply {
     Ok(body::json(StatusCode::OK, &report))
 }
 
-/// `since` as an RFC 3339 time: given as one, or as a duration back from
-/// `clock`'s now.
-fn since_time(since: &str, clock: &Clock) -> Result<String, ApiError> {
+/// A query's `since`, if it has one, as an RFC 3339 time: given as one,
+/// or as a duration back from `clock`'s now.
+fn since_time(since: Option<&str>, clock: &Clock) -> Result<Option<String>, ApiError> {
+    since.map(|since| one_since(since, clock)).transpose()
+}
+
+fn one_since(since: &str, clock: &Clock) -> Result<String, ApiError> {
     let rfc3339 = &time::format_description::well_known::Rfc3339;
     if let Ok(at) = time::OffsetDateTime::parse(since, rfc3339) {
         return at

@@ -458,16 +458,6 @@ mod tests {
         out.into_iter().collect()
     }
 
-    fn calls(events: &[ProviderEvent]) -> Vec<ToolCall> {
-        events
-            .iter()
-            .filter_map(|event| match event {
-                ProviderEvent::ToolCall(call) => Some(call.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
     #[test]
     fn tool_use_blocks_are_assembled_from_their_deltas() {
         let partial = |index: u64, text: &str| {
@@ -492,7 +482,7 @@ mod tests {
             json!({"type": "message_stop"}),
         ]);
         assert!(events.contains(&ProviderEvent::Delta("Let me look.".into())));
-        let calls = calls(&events);
+        let calls = crate::providers::tests::tool_calls(&events);
         assert_eq!(calls.len(), 2, "{events:?}");
         assert_eq!(calls[0].id, "toolu_1");
         assert_eq!(calls[0].name, "fs__read_file");
@@ -509,7 +499,10 @@ mod tests {
                 "delta": {"type": "input_json_delta", "partial_json": "{oops"}}),
             json!({"type": "content_block_stop", "index": 0}),
         ]);
-        assert_eq!(calls(&events)[0].input, Value::String("{oops".into()));
+        assert_eq!(
+            crate::providers::tests::tool_calls(&events)[0].input,
+            Value::String("{oops".into())
+        );
     }
 
     #[test]
@@ -521,7 +514,7 @@ mod tests {
                 {"type": "tool_use", "id": "t1", "name": "fs__read_file", "input": {"path": "a"}}],
             "usage": {"input_tokens": 1, "output_tokens": 2}});
         assert!(decoder.whole(&reply, &mut out));
-        let calls = calls(&out.into_iter().collect::<Vec<_>>());
+        let calls = crate::providers::tests::tool_calls(&out.into_iter().collect::<Vec<_>>());
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].input, json!({"path": "a"}));
     }

@@ -448,6 +448,17 @@ fn model_ids(listing: Value) -> Result<Vec<String>, ProviderError> {
 mod tests {
     use super::*;
 
+    /// The tool calls among decoded events: what both wires' decoder tests check.
+    pub(super) fn tool_calls(events: &[ProviderEvent]) -> Vec<ToolCall> {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                ProviderEvent::ToolCall(call) => Some(call.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn an_environment_file_that_does_not_load_says_where_and_keeps_why() {
         use std::error::Error;

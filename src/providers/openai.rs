@@ -404,16 +404,6 @@ mod tests {
         out.into_iter().collect()
     }
 
-    fn calls(events: &[ProviderEvent]) -> Vec<ToolCall> {
-        events
-            .iter()
-            .filter_map(|event| match event {
-                ProviderEvent::ToolCall(call) => Some(call.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
     fn delta(calls: Value) -> Value {
         json!({"choices": [{"index": 0, "delta": {"tool_calls": calls}}]})
     }
@@ -431,7 +421,7 @@ mod tests {
             json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
             json!({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7}}),
         ]);
-        let calls = calls(&events);
+        let calls = crate::providers::tests::tool_calls(&events);
         assert_eq!(calls.len(), 2, "{events:?}");
         assert_eq!(calls[0].id, "call_a");
         assert_eq!(calls[0].name, "fs__read_file");
@@ -459,7 +449,7 @@ mod tests {
             ),
             json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
         ]);
-        let calls = calls(&events);
+        let calls = crate::providers::tests::tool_calls(&events);
         assert_eq!(calls[0].input, Value::String("{\"path\": ".into()));
     }
 
@@ -476,7 +466,9 @@ mod tests {
         };
         decoder.event(&event, &mut out).unwrap();
         decoder.finish(&mut out);
-        assert!(calls(&out.into_iter().collect::<Vec<_>>()).is_empty());
+        assert!(
+            crate::providers::tests::tool_calls(&out.into_iter().collect::<Vec<_>>()).is_empty()
+        );
     }
 
     #[test]
@@ -492,7 +484,7 @@ mod tests {
                 {"id": "c2", "type": "function", "function": {"name": "a__c", "arguments": ""}}]},
             "finish_reason": "tool_calls"}]});
         assert!(decoder.whole(&reply, &mut out));
-        let calls = calls(&out.into_iter().collect::<Vec<_>>());
+        let calls = crate::providers::tests::tool_calls(&out.into_iter().collect::<Vec<_>>());
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[0].input, json!({"x": 1}));
         assert_eq!(calls[1].id, "c2");
