@@ -14,7 +14,7 @@ use std::process::Stdio;
 
 use serde_json::{Value, json};
 
-use crate::common::coding::{claude, line_of, stream_message};
+use crate::common::coding::{ClaudeSetup, claude, line_of, stream_message};
 use crate::common::fake_anthropic::FakeAnthropic;
 use crate::common::in_process::InProcess;
 use crate::common::{Env, Harness, eventually, open_events, read_rest};
@@ -29,31 +29,9 @@ struct Setup {
 
 impl Setup {
     fn new(claude: &Path, extra_config: &str) -> Self {
-        let env = Env::new();
-        let home = env.dir.path().join("home");
-        let tmp = env.dir.path().join("tmp");
-        let cwd = env.dir.path().join("project");
-        for dir in [&home, &tmp, &cwd] {
-            std::fs::create_dir_all(dir).expect("dir");
-        }
-        let config = format!(
-            r#"
-[agents]
-{extra_config}
-
-[agents.claude-code]
-command = [{claude:?}]
-env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", CLAUDE_CODE_MAX_RETRIES = "0" }}
-"#,
-            claude = claude.display().to_string(),
-            home = home.display().to_string(),
-            tmp = tmp.display().to_string(),
-        );
-        Self {
-            env: env.config(&config),
-            cwd,
-            fake: FakeAnthropic::start(),
-        }
+        let ClaudeSetup { env, cwd, fake } =
+            ClaudeSetup::with_config(claude, &format!("[agents]\n{extra_config}"));
+        Self { env, cwd, fake }
     }
 
     fn daemon(&self) -> InProcess {

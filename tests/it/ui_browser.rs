@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::coding::claude;
-use crate::common::fake_anthropic::FakeAnthropic;
+use crate::common::coding::{ClaudeSetup, claude};
 use crate::common::in_process::InProcess;
 use crate::common::{Env, Harness};
 
@@ -167,25 +166,8 @@ fn the_approvals_panel_answers_a_real_coding_agent() {
         return;
     };
     let Some(claude) = claude() else { return };
-    let env = Env::new();
-    let home = env.dir.path().join("home");
-    let tmp = env.dir.path().join("tmp");
-    let cwd = env.dir.path().join("project");
-    for dir in [&home, &tmp, &cwd] {
-        std::fs::create_dir_all(dir).expect("dir");
-    }
-    let config = format!(
-        r#"
-[agents.claude-code]
-command = [{claude:?}]
-env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", CLAUDE_CODE_MAX_RETRIES = "0" }}
-"#,
-        claude = claude.display().to_string(),
-        home = home.display().to_string(),
-        tmp = tmp.display().to_string(),
-    );
-    let fake = FakeAnthropic::start();
-    let daemon = InProcess::start_in(env.config(&config), true);
+    let ClaudeSetup { env, cwd, fake } = ClaudeSetup::new(&claude);
+    let daemon = InProcess::start_in(env, true);
     let url = fake.url();
     let cwd_arg = cwd.display().to_string();
     daemon
