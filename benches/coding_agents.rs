@@ -1,29 +1,37 @@
-//! Coding-agent benchmark: what the daemon adds to a Claude Code turn.
-//! Runs the real binary and the real Claude Code CLI against a fake
-//! Anthropic server on 127.0.0.1 that answers at once (no model time, so
-//! the figures are the CLI's own time plus the daemon's); asserts nothing
-//! about time.
+//! Coding-agent benchmark: what the daemon adds to a Claude Code turn and
+//! to a Codex turn. Runs the real binary and the real CLIs against fake
+//! model servers on 127.0.0.1 that answer at once (no model time, so the
+//! figures are the CLI's own time plus the daemon's); asserts nothing about
+//! time.
 //!
-//! - direct: the CLI as the daemon runs it (`claude -p --input-format
-//!   stream-json …`, the `initialize` control request), driven by this
-//!   bench over its stdin and stdout: one user line, read to its `result`;
+//! For each CLI, two sides:
+//! - direct: the CLI as the daemon runs it, driven by this bench over its
+//!   stdin and stdout — Claude Code as `claude -p --input-format
+//!   stream-json …` after the `initialize` control request, one user line
+//!   read to its `result`; Codex as `codex app-server` with the same
+//!   `CODEX_HOME/config.toml` the daemon writes, `initialize`,
+//!   `thread/start`, then one `turn/start` read to its `turn/completed`;
 //! - through the daemon: `POST /agents/coder/message` on the Unix socket of
-//!   `orchestration serve`, whose agent runs the same CLI with the same
+//!   `orchestration serve`, whose agent runs the same CLI against the same
 //!   fake, from the request to the last byte of the answer.
 //!
 //! Each side: one warm-up turn (the child starts), then five warm turns,
-//! the two sides' turns alternating; it prints each time, the medians, their ratio (goal ≤ 1.1×) and the
-//! difference, the warm-turn overhead the daemon adds (goal ≤ 10 ms).
-//! `cargo bench --bench coding_agents -- --turns 21` takes more turns.
-//! Claude Code comes from `$ORCHESTRATION_CLAUDE`, else the copy
-//! `scripts/test.sh` installs under `target/third-party`, else `claude` on
-//! PATH; when there is none it says SKIPPED and exits 0. Everything it
-//! writes is in a temp dir it removes. Under `cargo test --all-targets`
-//! (no `--bench` argument) it runs one turn a side, as a smoke test.
+//! the two sides' turns alternating; it prints each time, the medians, their
+//! ratio (goal ≤ 1.1×) and the difference, the warm-turn overhead the
+//! daemon adds (goal ≤ 10 ms). `cargo bench --bench coding_agents -- --turns
+//! 21` takes more turns. Each CLI comes from `$ORCHESTRATION_CLAUDE` /
+//! `$ORCHESTRATION_CODEX`, else the copy `scripts/test.sh` installs under
+//! `target/third-party`, else `claude` / `codex` on PATH; a CLI that is
+//! not there is reported SKIPPED and the bench exits 0. Everything it writes
+//! is in a temp dir it removes. Under `cargo test --all-targets` (no
+//! `--bench` argument) it runs one turn a side, as a smoke test.
 
 #[path = "../tests/it/common/fake_anthropic.rs"]
 #[allow(dead_code)]
 mod fake_anthropic;
+#[path = "../tests/it/common/fake_responses.rs"]
+#[allow(dead_code)]
+mod fake_responses;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -34,11 +42,14 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use fake_anthropic::FakeAnthropic;
+use fake_responses::FakeResponses;
 
 const BIN: &str = env!("CARGO_BIN_EXE_orchestration");
 /// How long a wait for something that must happen may take before the
 /// bench fails.
 const PATIENCE: Duration = Duration::from_secs(60);
+/// The variable that carries the fake's key, on both sides.
+const KEY_ENV: &str = "FAKE_BENCH_KEY";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -50,17 +61,25 @@ fn main() {
         .and_then(|at| args.get(at + 1)?.parse::<usize>().ok())
         .filter(|&n| n > 0);
     let turns = asked.unwrap_or(if full { 5 } else { 1 });
-    let Some(claude) = claude() else {
-        println!(
-            "coding agents: SKIPPED: Claude Code is not installed (set ORCHESTRATION_CLAUDE, or run \
-             `bash scripts/test.sh`, which installs it under target/third-party)"
-        );
-        return;
-    };
+    for cli in [Cli::ClaudeCode, Cli::Codex] {
+        match cli.program() {
+            Some(program) => compare(cli, &program, turns),
+            None => println!(
+                "{}: SKIPPED: not installed (set {}, or run `bash scripts/test.sh`, which \
+                 installs it under target/third-party)",
+                cli.title(),
+                cli.variable()
+            ),
+        }
+    }
+}
+
+/// One CLI's figures: direct and through the daemon, turns alternating.
+fn compare(cli: Cli, program: &Path, turns: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let fake = FakeAnthropic::start();
-    let mut direct_cli = Direct::start(&claude, &fake, dir.path());
-    let mut daemon_agent = Daemon::start(&claude, &fake, dir.path());
+    let fake = Fake::start(cli);
+    let mut direct_cli = Direct::start(cli, program, &fake, dir.path());
+    let mut daemon_agent = Daemon::start(cli, program, &fake, dir.path());
     // Turn by turn, alternating, so a change in the machine's load falls on
     // both sides alike.
     let (mut direct, mut daemon) = (Vec::new(), Vec::new());
@@ -70,47 +89,125 @@ fn main() {
     }
     direct_cli.stop();
     daemon_agent.stop();
-    report("Claude Code turn, direct", &direct);
-    report("Claude Code turn, through the daemon", &daemon);
+    let title = cli.title();
+    report(&format!("{title} turn, direct"), &direct);
+    report(&format!("{title} turn, through the daemon"), &daemon);
     let (direct, daemon) = (median(&direct), median(&daemon));
     println!(
-        "ratio daemon / direct (medians of {turns}): {:.3}x (goal <= 1.1x)",
+        "{title}: ratio daemon / direct (medians of {turns}): {:.3}x (goal <= 1.1x)",
         daemon.as_secs_f64() / direct.as_secs_f64()
     );
     println!(
-        "warm-turn overhead of the daemon: {:+.1} ms (goal <= 10 ms)",
+        "{title}: warm-turn overhead of the daemon: {:+.1} ms (goal <= 10 ms)",
         (daemon.as_secs_f64() - direct.as_secs_f64()) * 1000.0
     );
 }
 
-/// Claude Code, if installed where the tests look or on PATH.
-fn claude() -> Option<PathBuf> {
-    let installed = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/third-party/npm/node_modules/@anthropic-ai/claude-code-linux-x64/claude");
-    std::env::var_os("ORCHESTRATION_CLAUDE")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([installed])
-        .chain(std::env::var_os("PATH").iter().flat_map(|path| {
-            std::env::split_paths(path)
-                .map(|dir| dir.join("claude"))
-                .collect::<Vec<_>>()
-        }))
-        .find(|path| path.is_file())
+#[derive(Debug, Clone, Copy)]
+enum Cli {
+    ClaudeCode,
+    Codex,
 }
 
-/// The child's environment, as the daemon's config below gives it: offline,
-/// a home of its own, the fake's URL and key.
-fn child_env(home: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("HOME", home.display().to_string()),
-        ("TMPDIR", home.display().to_string()),
-        ("LANG", "C.UTF-8".to_owned()),
-        ("PATH", std::env::var("PATH").unwrap_or_default()),
-        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_owned()),
-        ("DISABLE_TELEMETRY", "1".to_owned()),
-        ("CLAUDE_CODE_MAX_RETRIES", "0".to_owned()),
-    ]
+impl Cli {
+    fn title(self) -> &'static str {
+        match self {
+            Self::ClaudeCode => "Claude Code",
+            Self::Codex => "Codex",
+        }
+    }
+
+    /// The daemon's provider name, and its `[agents.NAME]` table.
+    fn provider(self) -> &'static str {
+        match self {
+            Self::ClaudeCode => "claude-code",
+            Self::Codex => "codex",
+        }
+    }
+
+    fn variable(self) -> &'static str {
+        match self {
+            Self::ClaudeCode => "ORCHESTRATION_CLAUDE",
+            Self::Codex => "ORCHESTRATION_CODEX",
+        }
+    }
+
+    /// Where `scripts/test.sh` installs it.
+    fn installed(self) -> &'static str {
+        match self {
+            Self::ClaudeCode => {
+                "target/third-party/npm/node_modules/@anthropic-ai/claude-code-linux-x64/claude"
+            }
+            Self::Codex => {
+                "target/third-party/npm/node_modules/@openai/codex-linux-x64/vendor/\
+                 x86_64-unknown-linux-musl/bin/codex"
+            }
+        }
+    }
+
+    fn command_name(self) -> &'static str {
+        match self {
+            Self::ClaudeCode => "claude",
+            Self::Codex => "codex",
+        }
+    }
+
+    /// The CLI, if installed where the tests look or on PATH.
+    fn program(self) -> Option<PathBuf> {
+        let installed = Path::new(env!("CARGO_MANIFEST_DIR")).join(self.installed());
+        std::env::var_os(self.variable())
+            .map(PathBuf::from)
+            .into_iter()
+            .chain([installed])
+            .chain(std::env::var_os("PATH").iter().flat_map(|path| {
+                std::env::split_paths(path)
+                    .map(|dir| dir.join(self.command_name()))
+                    .collect::<Vec<_>>()
+            }))
+            .find(|path| path.is_file())
+    }
+
+    /// The child's environment, as the daemon's config below gives it:
+    /// offline, a home of its own.
+    fn child_env(self, home: &Path) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("HOME", home.display().to_string()),
+            ("TMPDIR", home.display().to_string()),
+            ("LANG", "C.UTF-8".to_owned()),
+            ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ];
+        if let Self::ClaudeCode = self {
+            env.extend([
+                ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_owned()),
+                ("DISABLE_TELEMETRY", "1".to_owned()),
+                ("CLAUDE_CODE_MAX_RETRIES", "0".to_owned()),
+            ]);
+        }
+        env
+    }
+}
+
+/// The fake model server a CLI talks to.
+enum Fake {
+    Anthropic(FakeAnthropic),
+    Responses(FakeResponses),
+}
+
+impl Fake {
+    fn start(cli: Cli) -> Self {
+        match cli {
+            Cli::ClaudeCode => Self::Anthropic(FakeAnthropic::start()),
+            Cli::Codex => Self::Responses(FakeResponses::start()),
+        }
+    }
+
+    /// What a spawn's `--base-url` names.
+    fn url(&self) -> String {
+        match self {
+            Self::Anthropic(fake) => fake.url(),
+            Self::Responses(fake) => fake.base_url(),
+        }
+    }
 }
 
 fn fresh_dir(parent: &Path, name: &str) -> PathBuf {
@@ -123,50 +220,93 @@ fn fresh_dir(parent: &Path, name: &str) -> PathBuf {
 struct Direct {
     child: Child,
     cli: Driven,
+    /// Codex's thread; none for Claude Code.
+    thread: Option<String>,
 }
 
 impl Direct {
-    fn start(claude: &Path, fake: &FakeAnthropic, dir: &Path) -> Self {
+    fn start(cli: Cli, program: &Path, fake: &Fake, dir: &Path) -> Self {
         let home = fresh_dir(dir, "direct-home");
         let cwd = fresh_dir(dir, "direct-cwd");
-        let mut child = Command::new(claude)
-            .args([
-                "-p",
-                "--input-format",
-                "stream-json",
-                "--output-format",
-                "stream-json",
-                "--verbose",
-                "--permission-prompt-tool",
-                "stdio",
-                "--include-partial-messages",
-                "--session-id",
-                &uuid::Uuid::new_v4().to_string(),
-            ])
+        let mut command = Command::new(program);
+        command
             .env_clear()
-            .envs(child_env(&home))
-            .env("ANTHROPIC_BASE_URL", fake.url())
-            .env("ANTHROPIC_API_KEY", "sk-fake")
+            .envs(cli.child_env(&home))
             .current_dir(&cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start Claude Code");
-        let mut cli = Driven {
+            .stderr(Stdio::null());
+        match cli {
+            Cli::ClaudeCode => {
+                command
+                    .args([
+                        "-p",
+                        "--input-format",
+                        "stream-json",
+                        "--output-format",
+                        "stream-json",
+                        "--verbose",
+                        "--permission-prompt-tool",
+                        "stdio",
+                        "--include-partial-messages",
+                        "--session-id",
+                        &uuid::Uuid::new_v4().to_string(),
+                    ])
+                    .env("ANTHROPIC_BASE_URL", fake.url())
+                    .env("ANTHROPIC_API_KEY", "sk-fake");
+            }
+            Cli::Codex => {
+                let codex_home = fresh_dir(&home, "codex-home");
+                std::fs::write(codex_home.join("config.toml"), codex_config(&fake.url()))
+                    .expect("write config.toml");
+                command
+                    .arg("app-server")
+                    .env("CODEX_HOME", &codex_home)
+                    .env(KEY_ENV, "sk-fake");
+            }
+        }
+        let mut child = command.spawn().expect("start the CLI");
+        let mut cli_io = Driven {
             stdin: child.stdin.take().expect("stdin"),
             stdout: BufReader::new(child.stdout.take().expect("stdout")),
         };
-        cli.send(&json!({"type": "control_request", "request_id": "init",
-                         "request": {"subtype": "initialize"}}));
-        cli.until(|line| line["type"] == "control_response");
-        cli.turn("warm up");
-        Self { child, cli }
+        let thread = match cli {
+            Cli::ClaudeCode => {
+                cli_io.send(&json!({"type": "control_request", "request_id": "init",
+                                    "request": {"subtype": "initialize"}}));
+                cli_io.until(|line| line["type"] == "control_response");
+                None
+            }
+            Cli::Codex => Some(cli_io.open_codex_thread(&cwd)),
+        };
+        let mut direct = Self {
+            child,
+            cli: cli_io,
+            thread,
+        };
+        direct.turn("warm up");
+        direct
+    }
+
+    fn turn(&mut self, prompt: &str) {
+        match &self.thread {
+            None => {
+                self.cli
+                    .send(&json!({"type": "user", "message": {"role": "user", "content": prompt}}));
+                self.cli.until(|line| line["type"] == "result");
+            }
+            Some(thread) => {
+                let input = json!([{"type": "text", "text": prompt, "text_elements": []}]);
+                self.cli.send(&json!({"method": "turn/start", "id": "turn",
+                                      "params": {"threadId": thread, "input": input}}));
+                self.cli.until(|line| line["method"] == "turn/completed");
+            }
+        }
     }
 
     fn timed_turn(&mut self, prompt: &str) -> Duration {
         let started = Instant::now();
-        self.cli.turn(prompt);
+        self.turn(prompt);
         started.elapsed()
     }
 
@@ -174,6 +314,16 @@ impl Direct {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `$CODEX_HOME/config.toml` as the daemon writes it for an agent: one
+/// model provider at the fake, on the Responses wire, one retry.
+fn codex_config(url: &str) -> String {
+    format!(
+        "model_provider = \"orchestration\"\n\n[model_providers.orchestration]\n\
+         name = \"orchestration\"\nbase_url = {url:?}\nenv_key = {KEY_ENV:?}\n\
+         wire_api = \"responses\"\nrequest_max_retries = 1\nstream_max_retries = 1\n"
+    )
 }
 
 /// A CLI this bench drives over its stdin and stdout.
@@ -184,31 +334,44 @@ struct Driven {
 
 impl Driven {
     fn send(&mut self, line: &Value) {
-        writeln!(self.stdin, "{line}").expect("write to Claude Code");
+        writeln!(self.stdin, "{line}").expect("write to the CLI");
         self.stdin.flush().expect("flush");
     }
 
-    /// Reads lines until one `done` accepts.
-    fn until(&mut self, done: impl Fn(&Value) -> bool) {
+    /// Reads lines until one `done` accepts, and returns it.
+    fn until(&mut self, done: impl Fn(&Value) -> bool) -> Value {
         loop {
             let mut line = String::new();
-            let n = self.stdout.read_line(&mut line).expect("read Claude Code");
-            assert!(n > 0, "Claude Code exited");
-            if serde_json::from_str::<Value>(&line).is_ok_and(|line| done(&line)) {
-                return;
+            let n = self.stdout.read_line(&mut line).expect("read the CLI");
+            assert!(n > 0, "the CLI exited");
+            if let Ok(line) = serde_json::from_str::<Value>(&line)
+                && done(&line)
+            {
+                return line;
             }
         }
     }
 
-    /// One turn: the user line, then everything up to its `result`.
-    fn turn(&mut self, prompt: &str) {
-        self.send(&json!({"type": "user", "message": {"role": "user", "content": prompt}}));
-        self.until(|line| line["type"] == "result");
+    /// Codex's handshake, as the daemon does it: `initialize`,
+    /// `initialized`, `thread/start` in `cwd`; returns the thread's id.
+    fn open_codex_thread(&mut self, cwd: &Path) -> String {
+        self.send(&json!({"method": "initialize", "id": 0, "params": {
+            "clientInfo": {"name": "bench", "title": null, "version": "0"},
+            "capabilities": null}}));
+        self.until(|line| line["id"] == 0);
+        self.send(&json!({"method": "initialized"}));
+        self.send(&json!({"method": "thread/start", "id": 1, "params": {
+            "cwd": cwd.display().to_string(), "approvalPolicy": "untrusted",
+            "sandbox": "workspace-write", "model": "fake-model"}}));
+        let opened = self.until(|line| line["id"] == 1);
+        opened["result"]["thread"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("thread/start gave no thread: {opened}"))
+            .to_owned()
     }
 }
 
-/// A daemon with a Claude Code agent, warm (one turn taken, so its child
-/// runs).
+/// A daemon with a coding agent, warm (one turn taken, so its child runs).
 struct Daemon {
     serve: Child,
     socket: PathBuf,
@@ -216,11 +379,12 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(claude: &Path, fake: &FakeAnthropic, dir: &Path) -> Self {
+    fn start(cli: Cli, program: &Path, fake: &Fake, dir: &Path) -> Self {
         let home = fresh_dir(dir, "daemon-home");
         let cwd = fresh_dir(dir, "daemon-cwd");
         let root = fresh_dir(dir, "daemon");
-        let env_table = child_env(&home)
+        let env_table = cli
+            .child_env(&home)
             .into_iter()
             .filter(|(name, _)| !["PATH", "LANG"].contains(name))
             .map(|(name, value)| format!("{name} = {value:?}"))
@@ -230,8 +394,9 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "[agents.claude-code]\ncommand = [{:?}]\nenv = {{ {env_table} }}\n",
-                claude.display().to_string()
+                "[agents.{}]\ncommand = [{:?}]\nenv = {{ {env_table} }}\n",
+                cli.provider(),
+                program.display().to_string()
             ),
         )
         .expect("config");
@@ -243,7 +408,7 @@ impl Daemon {
                 .env("ORCHESTRATION_STATE_DIR", root.join("state"))
                 .env("ORCHESTRATION_CONFIG", &config)
                 .env("ORCHESTRATION_NO_AUTOSTART", "1")
-                .env("FAKE_ANTHROPIC_KEY", "sk-fake")
+                .env(KEY_ENV, "sk-fake")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
             command
@@ -263,11 +428,13 @@ impl Daemon {
             "spawn",
             "coder",
             "--provider",
-            "claude-code",
+            cli.provider(),
+            "--model",
+            "fake-model",
             "--base-url",
             &url,
             "--api-key-env",
-            "FAKE_ANTHROPIC_KEY",
+            KEY_ENV,
             "--cwd",
             &cwd_arg,
         ])
@@ -308,7 +475,7 @@ fn message(socket: &Path, content: &str) {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("read the answer");
     assert!(
-        answer.starts_with("HTTP/1.1 200"),
+        answer.starts_with("HTTP/1.1 200") && !answer.contains("\"type\":\"error\""),
         "the turn failed: {answer}"
     );
 }

@@ -403,17 +403,8 @@ fn socket_activation_with_unix_and_tcp_sockets() {
     }
     let env = Env::new();
     std::fs::create_dir_all(env.runtime_dir()).expect("runtime dir");
-    let port = free_port();
-    let listen = [
-        format!("127.0.0.1:{port}"),
-        env.socket().display().to_string(),
-    ];
-    let log = env.dir.path().join("activate.log");
-    let mut activator = socket_activate(&env, &listen, &["--no-tcp"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("spawn");
+    let unix = env.socket().display().to_string();
+    let (mut activator, port) = activate_on_a_free_port(&env, "127.0.0.1", &[unix], &["--no-tcp"]);
     eventually("the socket exists", || env.socket().exists());
     env.cli(&["spawn", "a", "--provider", "echo"]).ok();
     // TCP, passed first, is told apart from the Unix socket by its family.
@@ -444,15 +435,10 @@ fn socket_activation_refuses_a_non_loopback_tcp_socket() {
         return;
     }
     let env = Env::new();
-    let port = free_port();
-    let activator = socket_activate(&env, &[format!("0.0.0.0:{port}")], &[])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let (activator, port) = activate_on_a_free_port(&env, "0.0.0.0", &[], &[]);
     // Activation happens on the first connection.
     let _poke = eventually_connect(port);
-    let err = failed_start(activator);
+    let err = failed_start_logged(activator, &activation_log(&env));
     assert!(err.contains("is not a loopback address"), "{err}");
 }
 
@@ -470,15 +456,68 @@ fn failed_start(mut child: std::process::Child) -> String {
     err
 }
 
-/// A port found free, for `systemd-socket-activate -l` (which refuses port
-/// 0, so the port must be chosen first). The few in-process daemons that
-/// bind port 0 meanwhile make a collision unlikely, not impossible; the
-/// activator then fails to start, loudly.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
+/// The same for a daemon whose stderr goes to `log`.
+fn failed_start_logged(mut child: std::process::Child, log: &std::path::Path) -> String {
+    let status = child.wait().expect("wait");
+    let err = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(!status.success(), "it started: {err}");
+    err
+}
+
+/// `systemd-socket-activate` listening on `HOST:PORT` (passed first) and
+/// on `more`, its stderr in [`activation_log`]. The activator refuses port
+/// 0, so the port is chosen first: at random below the kernel's ephemeral
+/// range, where no port-0 bind of the tests' in-process daemons can land,
+/// and checked free. Two tests drawing the same port are still possible;
+/// the loser's activator exits with "Address already in use" at once, and
+/// this tries another port.
+fn activate_on_a_free_port(
+    env: &Env,
+    host: &str,
+    more: &[String],
+    serve_args: &[&str],
+) -> (std::process::Child, u16) {
+    let log = activation_log(env);
+    for _ in 0..20 {
+        let port = unused_port_below_ephemeral();
+        let mut listen = vec![format!("{host}:{port}")];
+        listen.extend_from_slice(more);
+        let mut activator = socket_activate(env, &listen, serve_args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn");
+        let listening = format!("Listening on {host}:{port}");
+        let started = Instant::now();
+        loop {
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            if said.contains(&listening) {
+                return (activator, port);
+            }
+            if let Ok(Some(_)) = activator.try_wait() {
+                assert!(said.contains("Address already in use"), "{said}");
+                break;
+            }
+            assert!(started.elapsed() < PATIENCE, "the activator said: {said}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    panic!("twenty ports in a row were taken");
+}
+
+fn activation_log(env: &Env) -> std::path::PathBuf {
+    env.dir.path().join("activate.log")
+}
+
+/// A port in 20000..32768, free when looked at.
+fn unused_port_below_ephemeral() -> u16 {
+    loop {
+        let random = uuid::Uuid::new_v4().as_u128();
+        let port = 20_000 + (random % 12_768) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn eventually_connect(port: u16) -> std::net::TcpStream {
