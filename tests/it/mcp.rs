@@ -203,7 +203,11 @@ fn spawn_agent_and_run_task_take_a_budget_and_run_task_a_base_url() {
     assert_eq!(requests.len(), 2, "a refused call reached the model server");
     for request in &requests {
         assert_eq!(request.body["model"], "gpt-test", "{}", request.body);
-        assert_eq!(request.header("authorization"), None, "a key went to a named URL");
+        assert_eq!(
+            request.header("authorization"),
+            None,
+            "a key was sent where none is configured"
+        );
     }
     let info = daemon.json("GET", "/agents/capped", None).json();
     assert_eq!(info["budget"], "1usd/day", "{info}");
@@ -244,14 +248,21 @@ fn run_task_gives_its_agent_tools_on_the_server_its_base_url_names() {
         "fs__read_text_file",
         &arguments,
     )])))
-    .push(Reply::sse(&openai_chunks(&["It says: ", "hello from notes"])));
+    .push(Reply::sse(&openai_chunks(&[
+        "It says: ",
+        "hello from notes",
+    ])));
     let env = env.config(&config).var("MCP_FAKE_URL", &fake.url("/v1"));
     let daemon = InProcess::serve(env, &["--no-tcp"]);
     let output = client(&python, &daemon.env, "tools");
     passed(&output, &|| daemon.log());
 
     let requests = fake.requests();
-    assert_eq!(requests.len(), 2, "the tool round did not go back to the model");
+    assert_eq!(
+        requests.len(),
+        2,
+        "the tool round did not go back to the model"
+    );
     let offered = requests[0].body["tools"].to_string();
     assert!(offered.contains("fs__read_text_file"), "{offered}");
     let results = sent_results(&requests[1].body);

@@ -1075,7 +1075,10 @@ mod budget_tests {
             json!({"name": "capped", "provider": "echo", "budget": "lots"}),
         );
         assert_eq!(body["budget"], "lots", "{body}");
-        let none = planned(ToolName::SpawnAgent, json!({"name": "free", "provider": "echo"}));
+        let none = planned(
+            ToolName::SpawnAgent,
+            json!({"name": "free", "provider": "echo"}),
+        );
         assert!(none.get("budget").is_none(), "{none}");
     }
 
