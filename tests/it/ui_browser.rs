@@ -3,10 +3,12 @@
 //! against an in-process daemon with the echo provider: login through the
 //! link's fragment, the token refused the second time, spawning from the
 //! page, a streamed reply, markup in a reply shown as text, search, a
-//! fan-out side by side, and the usage page's budgets and spending against
-//! a fake model server that reports usage. `tests/ui/approvals.py` answers a real Claude
-//! Code agent's approvals from the page's panel. Screenshots of each page land in
-//! `target/tmp/ui-screenshots/` for whoever changes the page to look at.
+//! fan-out side by side, and the Usage page's budgets and spending against
+//! a fake model server that reports usage. `tests/ui/approvals.py` answers
+//! a real Claude Code agent's approvals from the page's panel. Both scripts
+//! take the browser, the login and their helpers from `tests/ui/common.py`.
+//! Screenshots of each page land in `target/tmp/ui-screenshots/` for
+//! whoever changes the page to look at.
 //!
 //! Python with Selenium comes from `$ORCHESTRATION_SELENIUM_PYTHON` (set by
 //! `scripts/test.sh`, which installs it), Chromium and its driver from
