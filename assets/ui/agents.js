@@ -67,6 +67,7 @@ async function spawn(event) {
     profile: value('spawn-profile'),
     model: value('spawn-model'),
     instructions: value('spawn-instructions'),
+    budget: value('spawn-budget'),
   };
   try {
     const info = await api.call('POST', '/agents', request);

@@ -1,6 +1,7 @@
 // The page's entry: logs in with the one-time token from the link's
 // fragment (then removes it from the address bar and history), shows one
-// page at a time by the fragment (#agents, #agent/NAME, #search, #fanout),
+// page at a time by the fragment (#agents, #agent/NAME, #search, #fanout,
+// #usage),
 // and follows the daemon's event stream for live updates.
 
 import * as api from './api.js';
@@ -10,8 +11,9 @@ import * as conversation from './conversation.js';
 import * as search from './search.js';
 import * as fanout from './fanout.js';
 import * as approvals from './approvals.js';
+import * as usage from './usage.js';
 
-const pages = ['login', 'agents', 'conversation', 'search', 'fanout'];
+const pages = ['login', 'agents', 'conversation', 'search', 'fanout', 'usage'];
 let events = null;
 
 function show(page) {
@@ -38,6 +40,9 @@ async function route() {
     } else if (hash === 'fanout') {
       show('fanout');
       await fanout.open();
+    } else if (hash === 'usage') {
+      show('usage');
+      await usage.refresh();
     } else {
       show('agents');
       await agents.refresh();
@@ -74,6 +79,7 @@ async function follow() {
         agents.onEvent(line);
         conversation.onEvent(line);
         approvals.onEvent(line);
+        usage.onEvent(line);
       }, events.signal);
     } catch (error) {
       if (error.name === 'AbortError') return;
@@ -110,6 +116,7 @@ async function start() {
   search.setup(failed);
   fanout.setup(failed);
   approvals.setup(failed);
+  usage.setup(failed);
   window.addEventListener('hashchange', route);
   await route();
   if (!api.hasSession()) return;

@@ -5,6 +5,7 @@
 
 import * as api from './api.js';
 import { $, el, clear, when, status, submitOnCtrlEnter } from './dom.js';
+import * as usage from './usage.js';
 
 let report = () => {};
 let current = null;
@@ -32,16 +33,34 @@ async function info() {
   try {
     const agent = await api.call('GET', api.path.agent(current));
     const model = agent.model ? ` / ${agent.model}` : '';
-    const usage = agent.usage ?? {};
+    const tokens = agent.usage ?? {};
     $('conversation-info').textContent =
       `${agent.state} · ${agent.profile ?? agent.provider}${model} · ` +
-      `${usage.input_tokens ?? 0} tokens in, ${usage.output_tokens ?? 0} out`;
+      `${tokens.input_tokens ?? 0} tokens in, ${tokens.output_tokens ?? 0} out`;
     $('send-form').hidden = false;
+    await ownBudget(agent);
   } catch (error) {
     if (!(error instanceof api.ApiError) || error.status !== 404) throw error;
     $('conversation-info').textContent = 'This agent has been shut down; its history is below.';
+    $('conversation-budget').hidden = true;
     $('send-form').hidden = true;
   }
+}
+
+/** An agent's own budget (spawned with one) and where it stands now. */
+async function ownBudget(agent) {
+  const line = $('conversation-budget');
+  if (!agent.budget) {
+    line.hidden = true;
+    return;
+  }
+  const { budgets } = await usage.read();
+  const state = (budgets ?? []).find((b) => b.source === 'spawn' && b.scope === `agent:${agent.name}`);
+  line.textContent = state
+    ? `Budget ${agent.budget}: ${usage.spentOfLimit(state)} spent, ` +
+      `${usage.amount(state.unit, state.remaining)} left, resets ${usage.resets(state)}`
+    : `Budget ${agent.budget}`;
+  line.hidden = false;
 }
 
 /** Shows the history from the start (again). */
@@ -114,7 +133,7 @@ export function onEvent(line) {
     }
     $('messages').append(render(message));
     scroll();
-  } else if (['state', 'usage', 'shutdown', 'suspended', 'restored'].includes(line.type)) {
+  } else if (['state', 'usage', 'budget', 'shutdown', 'suspended', 'restored'].includes(line.type)) {
     info().catch(report);
   }
 }

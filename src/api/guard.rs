@@ -176,6 +176,7 @@ fn open_to_page(route: &Route) -> bool {
             | Route::FanOut
             | Route::Approvals(_)
             | Route::Answer(_)
+            | Route::Usage(_)
             | Route::UiFile(_)
             | Route::UiLogin
             | Route::UiLogout

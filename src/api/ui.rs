@@ -98,6 +98,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../assets/ui/approvals.js"),
     ),
+    (
+        "usage.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/ui/usage.js"),
+    ),
 ];
 
 /// A logged-in page: the cookie's value and the CSRF value its requests

@@ -13,10 +13,14 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use serde_json::json;
+
 use common::coding::claude;
 use common::fake_anthropic::FakeAnthropic;
+use common::fake_provider::{FakeProvider, Reply, openai_chunks, openai_chunks_with_usage};
 use common::in_process::InProcess;
-use common::{BIN, Background, Env};
+use common::tool_calls::{openai_tool_calls, sent_results};
+use common::{BIN, Background, Env, Harness};
 
 fn python() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("ORCHESTRATION_MCP_PYTHON").filter(|p| !p.is_empty()) {
@@ -161,4 +165,124 @@ fn run_task_over_mcp_is_a_coding_agent_with_its_cwd_allow_and_approval() {
         "the allowed command did not run"
     );
     assert!(!project.join("never.txt").exists(), "a refused command ran");
+}
+
+/// A reply of "fine" that reports a call's worst case under the config
+/// below: 3 tokens in, 100 out, 0.503 USD.
+fn worst_case_reply() -> Reply {
+    Reply::sse(&openai_chunks_with_usage(
+        "gpt-test",
+        &["fine"],
+        Some(json!({"prompt_tokens": 3, "completion_tokens": 100})),
+    ))
+}
+
+#[test]
+fn spawn_agent_and_run_task_take_a_budget_and_run_task_a_base_url() {
+    let Some(python) = python() else { return };
+    let fake = FakeProvider::start();
+    // An output bound of 100 and a price that makes a call's worst case
+    // (3 tokens in, 100 out) cost 0.503 USD.
+    let config = format!(
+        "[providers]\nmax_retries = 0\nbudget_max_tokens = 100\n\n\
+         [profiles.fake]\nbase_url = \"{}\"\nmodel = \"gpt-test\"\n\n\
+         [prices.\"gpt-test\"]\ninput = 1000.0\noutput = 5000.0\n",
+        fake.url("/v1")
+    );
+    // The first message to the capped agent, then the task on base_url:
+    // every refused call is refused before it reaches the server.
+    fake.push(worst_case_reply()).push(worst_case_reply());
+    let env = Env::new()
+        .config(&config)
+        .var("MCP_FAKE_URL", &fake.url("/v1"));
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
+    let output = client(&python, &daemon.env, "budget");
+    passed(&output, &|| daemon.log());
+
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2, "a refused call reached the model server");
+    for request in &requests {
+        assert_eq!(request.body["model"], "gpt-test", "{}", request.body);
+        assert_eq!(
+            request.header("authorization"),
+            None,
+            "a key was sent where none is configured"
+        );
+    }
+    let info = daemon.json("GET", "/agents/capped", None).json();
+    assert_eq!(info["budget"], "1usd/day", "{info}");
+    let usage = daemon.json("GET", "/usage", None).json();
+    let own = usage["budgets"]
+        .as_array()
+        .expect("a budgets array")
+        .iter()
+        .find(|b| b["scope"] == "agent:capped")
+        .expect("capped's own budget")
+        .clone();
+    assert_eq!(own["source"], "spawn", "{own}");
+    assert_eq!(own["spent"], json!(0.503), "{own}");
+}
+
+#[test]
+fn run_task_gives_its_agent_tools_on_the_server_its_base_url_names() {
+    let Some(python) = python() else { return };
+    let Some(server) = filesystem_server() else {
+        return;
+    };
+    let fake = FakeProvider::start();
+    let env = Env::new();
+    let root = env.dir.path().join("files");
+    std::fs::create_dir_all(&root).expect("files dir");
+    // Canonical: the server compares the paths it is asked for with its root's real path.
+    let root = std::fs::canonicalize(&root).expect("canonical root");
+    let notes = root.join("notes.txt");
+    std::fs::write(&notes, "hello from notes").expect("notes");
+    let config = format!(
+        "[mcp_servers.fs]\ncommand = {}\nargs = [{}]\n",
+        json!(server.display().to_string()),
+        json!(root.display().to_string()),
+    );
+    let arguments = json!({"path": notes.display().to_string()}).to_string();
+    fake.push(Reply::sse(&openai_tool_calls(&[(
+        "call_1",
+        "fs__read_text_file",
+        &arguments,
+    )])))
+    .push(Reply::sse(&openai_chunks(&[
+        "It says: ",
+        "hello from notes",
+    ])));
+    let env = env.config(&config).var("MCP_FAKE_URL", &fake.url("/v1"));
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
+    let output = client(&python, &daemon.env, "tools");
+    passed(&output, &|| daemon.log());
+
+    let requests = fake.requests();
+    assert_eq!(
+        requests.len(),
+        2,
+        "the tool round did not go back to the model"
+    );
+    let offered = requests[0].body["tools"].to_string();
+    assert!(offered.contains("fs__read_text_file"), "{offered}");
+    let results = sent_results(&requests[1].body);
+    assert_eq!(results.len(), 1, "{}", requests[1].body);
+    assert!(results[0].1.contains("hello from notes"), "{results:?}");
+}
+
+/// The filesystem MCP server's executable from `$ORCHESTRATION_MCP_FILESYSTEM`,
+/// or `None` (the test skips, unless third-party tools are required).
+fn filesystem_server() -> Option<PathBuf> {
+    let var = "ORCHESTRATION_MCP_FILESYSTEM";
+    let found = std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|path| path.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var("ORCHESTRATION_REQUIRE_THIRD_PARTY").as_deref() != Ok("1"),
+            "${var} does not name an installed MCP server; run scripts/test.sh"
+        );
+        eprintln!("SKIPPED: ${var} is not set (scripts/test.sh installs the MCP servers)");
+    }
+    found
 }

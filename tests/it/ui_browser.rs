@@ -2,10 +2,13 @@
 //! Chromium (Debian's `chromium` and `chromium-driver`) through Selenium
 //! against an in-process daemon with the echo provider: login through the
 //! link's fragment, the token refused the second time, spawning from the
-//! page, a streamed reply, markup in a reply shown as text, search, and a
-//! fan-out side by side. `tests/ui/approvals.py` answers a real Claude
-//! Code agent's approvals from the page's panel. Screenshots of each page land in
-//! `target/tmp/ui-screenshots/` for whoever changes the page to look at.
+//! page, a streamed reply, markup in a reply shown as text, search, a
+//! fan-out side by side, and the Usage page's budgets and spending against
+//! a fake model server that reports usage. `tests/ui/approvals.py` answers
+//! a real Claude Code agent's approvals from the page's panel. Both scripts
+//! take the browser, the login and their helpers from `tests/ui/common.py`.
+//! Screenshots of each page land in `target/tmp/ui-screenshots/` for
+//! whoever changes the page to look at.
 //!
 //! Python with Selenium comes from `$ORCHESTRATION_SELENIUM_PYTHON` (set by
 //! `scripts/test.sh`, which installs it), Chromium and its driver from
@@ -17,7 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use serde_json::json;
+
 use crate::common::coding::{ClaudeSetup, claude};
+use crate::common::fake_provider::{FakeProvider, Reply, openai_chunks_with_usage};
 use crate::common::in_process::InProcess;
 use crate::common::{Env, Harness};
 
@@ -127,8 +133,26 @@ fn the_page_works_in_a_real_browser() {
     let Some(browser) = browser_or_skip() else {
         return;
     };
+    // The usage page's model server: two replies of 3 tokens in and 100 out,
+    // 0.503 USD each at this price, under two budgets on its profile.
+    let fake = FakeProvider::start();
+    for _ in 0..2 {
+        fake.push(Reply::sse(&openai_chunks_with_usage(
+            "gpt-test",
+            &["fine"],
+            Some(json!({"prompt_tokens": 3, "completion_tokens": 100})),
+        )));
+    }
+    let config = format!(
+        "[providers]\nmax_retries = 0\nbudget_max_tokens = 100\n\n\
+         [profiles.fake]\nbase_url = \"{}\"\nmodel = \"gpt-test\"\n\n\
+         [prices.\"gpt-test\"]\ninput = 1000.0\noutput = 5000.0\n\n\
+         [[budgets]]\nscope = \"profile:fake\"\nperiod = \"day\"\nusd = 5.0\n\n\
+         [[budgets]]\nscope = \"profile:fake\"\nperiod = \"month\"\ntokens = 100000\n",
+        fake.url("/v1")
+    );
     // Slow enough words that the page shows the reply while it streams.
-    let daemon = InProcess::start_with(Env::new(), true, |config| {
+    let daemon = InProcess::start_with(Env::new().config(&config), true, |config| {
         config.echo_delay = Duration::from_millis(50);
     });
     let output = script(&browser, &daemon, "page.py")
@@ -158,6 +182,19 @@ fn the_page_works_in_a_real_browser() {
         "{texts:?}"
     );
     assert_eq!(daemon.json("GET", "/agents/other", None).status, 200);
+    // The budgets the page showed are the daemon's.
+    assert_eq!(fake.requests().len(), 2);
+    let info = daemon.json("GET", "/agents/paid", None).json();
+    assert_eq!(info["budget"], "2usd/day", "{info}");
+    let usage = daemon.json("GET", "/usage", None).json();
+    let day = usage["budgets"]
+        .as_array()
+        .expect("budgets")
+        .iter()
+        .find(|b| b["scope"] == "profile:fake" && b["period"] == "day")
+        .expect("the day budget")
+        .clone();
+    assert_eq!(day["spent"], json!(1.006), "{day}");
 }
 
 #[test]

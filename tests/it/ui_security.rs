@@ -483,6 +483,10 @@ fn the_page_s_own_routes_work_with_a_session() {
     assert_eq!(lines.last().expect("a line")["type"], "done");
     let found = page(&daemon, &session, "GET", "/search?q=hello", None);
     assert_eq!(found.json()["results"].as_array().map(Vec::len), Some(2));
+    // The usage page reads the ledger and the budgets.
+    let usage = page(&daemon, &session, "GET", "/usage?by=agent", None);
+    assert_eq!(usage.status, 200, "{}", usage.text());
+    assert_eq!(usage.json()["total"]["calls"], 1, "{}", usage.text());
     let gone = page(&daemon, &session, "DELETE", "/agents/web", Some(json!({})));
     assert_eq!(gone.status, 204, "{}", gone.text());
 }

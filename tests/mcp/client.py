@@ -16,6 +16,13 @@ state and config dirs) in os.environ. MODE is one of:
   task         run_task as a Claude Code agent in $MCP_PROJECT: a command its
                `allow` lets it run, runs there; with approval "never" one is
                refused and does not run
+  budget       spawn_agent and run_task with a budget (profile "fake", the
+               model server at $MCP_FAKE_URL, which has one reply for the
+               first message and one for a run_task on base_url): shown by
+               list_agents and the CLI, a call past it and a bad one are tool
+               errors; run_task on a base_url, and with a tool config lacks
+  tools        run_task on the model server at $MCP_FAKE_URL with the tools
+               of the config's server "fs": the model reads $MCP_NOTES
 
 On success it prints one JSON line (what was negotiated) and exits 0; any
 failed check raises, which exits non-zero with a traceback on stderr.
@@ -46,11 +53,11 @@ TOOLS = {
     "answer_approval": ["id", "decision"],
 }
 PROPERTIES = {
-    "spawn_agent": {"name", "provider", "profile", "model", "instructions", "base_url", "cwd", "allow", "approval", "tools"},
+    "spawn_agent": {"name", "provider", "profile", "model", "instructions", "base_url", "cwd", "allow", "approval", "tools", "budget"},
     "list_agents": {"state", "provider", "all"},
     "send_message": {"agent", "content"},
     "get_history": {"agent", "limit", "all"},
-    "run_task": {"prompt", "provider", "profile", "model", "instructions", "cwd", "allow", "approval"},
+    "run_task": {"prompt", "provider", "profile", "model", "instructions", "base_url", "cwd", "allow", "approval", "tools", "budget"},
     "shutdown_agent": {"agent"},
     "list_models": {"provider", "profile"},
     "search_history": {"query", "agent", "limit"},
@@ -347,6 +354,65 @@ async def task(session):
     check(cli("list") == [], "a task agent outlived its task")
 
 
+async def budget(session):
+    await check_tools(session)
+    spawned = await ok(session, "spawn_agent", {"name": "capped", "profile": "fake", "budget": "1usd/day"})
+    check(spawned.structured_content["budget"] == "1usd/day", f"spawn: {spawned}")
+    check("budget 1usd/day" in text(spawned), f"spawn text: {text(spawned)!r}")
+    listed = await ok(session, "list_agents", {})
+    agents = [(a["name"], a.get("budget")) for a in listed.structured_content["agents"]]
+    check(agents == [("capped", "1usd/day")], f"list: {listed}")
+    check("capped has its own budget: 1usd/day" in text(listed), f"list text: {text(listed)!r}")
+    check([a["budget"] for a in cli("list")] == ["1usd/day"], "the CLI does not see the budget")
+
+    # A worst case costs 0.503 USD: the first message fits in 1 USD, the second does not.
+    first = await ok(session, "send_message", {"agent": "capped", "content": "hello there!"})
+    check(text(first) == "fine", f"first: {text(first)!r}")
+    await refused(
+        session,
+        "send_message",
+        {"agent": "capped", "content": "hello there!"},
+        "budget agent:capped/day (the agent's own), 1.00 usd has no room for this call",
+        "resets at",
+        "hint: a budget has no room",
+    )
+    # A budget the daemon cannot read: its sentence, and no agent.
+    await refused(session, "spawn_agent", {"name": "bad", "profile": "fake", "budget": "lots"}, '"lots"', "2usd/day")
+
+    # run_task's own budget: 10 tokens cannot hold a worst case of 103.
+    tiny = await refused(
+        session, "run_task", {"prompt": "hello there!", "profile": "fake", "budget": "10tokens"}, "the agent's own"
+    )
+    check("10 tokens has no room" in tiny and "never (period total)" in tiny, f"tiny: {tiny!r}")
+    await refused(session, "run_task", {"prompt": "hi", "profile": "fake", "budget": "-1usd"}, "-1usd")
+    # run_task on a base_url, with no key sent there.
+    task = await ok(
+        session,
+        "run_task",
+        {"prompt": "hello there!", "provider": "openai", "model": "gpt-test", "base_url": os.environ["MCP_FAKE_URL"]},
+    )
+    check(text(task) == "fine", f"task on base_url: {text(task)!r}")
+    # Tools a config lacks: the daemon's refusal, as for spawn_agent.
+    lacking = {"prompt": "hi", "provider": "openai", "base_url": os.environ["MCP_FAKE_URL"], "tools": ["nope"]}
+    await refused(session, "run_task", lacking, "[mcp_servers.nope]")
+    check([a["name"] for a in cli("list")] == ["capped"], "a task agent outlived its task")
+
+
+async def tools(session):
+    arguments = {
+        "prompt": "what does notes.txt say?",
+        "provider": "openai",
+        "model": "m",
+        "base_url": os.environ["MCP_FAKE_URL"],
+        "tools": ["fs"],
+    }
+    task = await ok(session, "run_task", arguments)
+    check(text(task).endswith("It says: hello from notes"), f"task: {text(task)!r}")
+    reply = task.structured_content["messages"][-1]
+    check(reply["metadata"].get("tool_rounds") == 1, f"reply: {reply}")
+    check(cli("list") == [], "the task agent outlived its task")
+
+
 MODES = {
     "scenario": scenario,
     "cancel": cancel,
@@ -354,6 +420,8 @@ MODES = {
     "autostart": autostart,
     "approve": approve,
     "task": task,
+    "budget": budget,
+    "tools": tools,
 }
 
 

@@ -12,48 +12,17 @@ Every check is an assertion; waits are for things to appear, never for time
 to pass.
 """
 
-import argparse
 import os
-import sys
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from page import Page
+from common import Browser, run
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    for flag in ("--link", "--screenshots", "--profile", "--chromium", "--chromedriver", "--agent", "--cwd"):
-        parser.add_argument(flag, required=True)
-    args = parser.parse_args()
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = args.chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--no-first-run",
-        "--window-size=1280,900",
-        f"--user-data-dir={args.profile}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=args.chromedriver))
-    try:
-        Panel(driver, args).run()
-    finally:
-        driver.quit()
-    print("all approval-panel checks passed")
-
-
-class Panel(Page):
+class Panel(Browser):
     def run(self):
-        self.driver.get(self.args.link)
-        self.until("the agents page after login", lambda: self.visible("page-agents"))
+        self.log_in()
         assert not self.visible("approvals"), "the panel shows with nothing pending"
         self.go(f"agent/{self.args.agent}", "conversation")
         self.approve_with_the_keyboard()
@@ -141,8 +110,4 @@ class Panel(Page):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssertionError as error:
-        print(f"FAILED: {error}", file=sys.stderr)
-        sys.exit(1)
+    run(Panel, extra_flags=("--agent", "--cwd"), passed="all approval-panel checks passed")

@@ -1,68 +1,24 @@
 """The web page in a real browser: headless Chromium driven by Selenium.
 
 Run by tests/it/ui_browser.rs against an in-process daemon with the echo
-provider, which passes two one-time login links (the first is used twice),
-the directory for screenshots and a scratch directory for the browser's
-profile. Every check is an assertion; the exit status says whether all held.
-Waits are for things to appear, never for time to pass.
+provider and a profile "fake" on a fake model server that has two replies,
+each reporting 3 tokens in and 100 out (0.503 USD at the config's price),
+and two [[budgets]] on that profile (5 USD a day, 100000 tokens a month).
+It passes two one-time login links (the first is used twice), the directory
+for screenshots and a scratch directory for the browser's profile. Every
+check is an assertion; the exit status says whether all held. Waits are for
+things to appear, never for time to pass.
 """
 
-import argparse
-import sys
-
-from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
 
-PATIENCE = 20  # seconds before a wait fails
+from common import Browser, run
+
 XSS = '<img src=x onerror="window.__pwned = true">'
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--link", required=True)
-    parser.add_argument("--second-link", required=True)
-    parser.add_argument("--screenshots", required=True)
-    parser.add_argument("--profile", required=True)
-    parser.add_argument("--chromium", required=True)
-    parser.add_argument("--chromedriver", required=True)
-    args = parser.parse_args()
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = args.chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--no-first-run",
-        "--window-size=1280,900",
-        f"--user-data-dir={args.profile}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=args.chromedriver))
-    try:
-        Page(driver, args).run()
-    finally:
-        driver.quit()
-    print("all browser checks passed")
-
-
-class Page:
-    def __init__(self, driver, args):
-        self.driver = driver
-        self.args = args
-        # A list the page re-renders while a wait reads it is read again.
-        self.wait = WebDriverWait(
-            driver,
-            PATIENCE,
-            poll_frequency=0.05,
-            ignored_exceptions=(StaleElementReferenceException,),
-        )
-
+class Page(Browser):
     def run(self):
         self.login()
         self.second_use_is_refused()
@@ -72,52 +28,14 @@ class Page:
         self.search()
         self.spawn("other")
         self.fan_out()
+        self.budgets_and_spending()
         self.follows_the_colour_scheme()
         self.reflows_at_200_percent()
-
-    # helpers
-
-    def until(self, what, condition):
-        try:
-            return self.wait.until(lambda _: condition())
-        except TimeoutException:
-            self.shot("failed")
-            raise AssertionError(f"timed out waiting for {what}; status: {self.status()!r}")
-
-    def css(self, selector):
-        return self.driver.find_elements(By.CSS_SELECTOR, selector)
-
-    def click(self, selector):
-        """Clicks the element, found again if the page re-rendered it meanwhile."""
-
-        def clicked():
-            found = self.css(selector)
-            if found:
-                found[0].click()
-            return bool(found)
-
-        self.until(f"{selector} to click", clicked)
-
-    def visible(self, element_id):
-        found = self.driver.find_elements(By.ID, element_id)
-        return bool(found) and found[0].is_displayed()
-
-    def status(self):
-        found = self.driver.find_elements(By.ID, "status")
-        return found[0].text if found else ""
-
-    def shot(self, name):
-        self.driver.save_screenshot(f"{self.args.screenshots}/{name}.png")
-
-    def go(self, fragment, page):
-        self.driver.execute_script("location.hash = arguments[0]", fragment)
-        self.until(f"the {page} page", lambda: self.visible(f"page-{page}"))
 
     # the checks
 
     def login(self):
-        self.driver.get(self.args.link)
-        self.until("the agents page after login", lambda: self.visible("page-agents"))
+        self.log_in()
         url = self.driver.current_url
         assert "#t=" not in url, f"the token stayed in the address bar: {url}"
         cookies = self.driver.get_cookies()
@@ -146,16 +64,19 @@ class Page:
         self.driver.close()
         self.driver.switch_to.window(first)
 
-    def spawn(self, name):
+    def spawn(self, name, **fields):
+        """Spawns from the form: the echo provider unless `fields` name
+        others (by the form's ids: provider, profile, budget…)."""
         self.go("agents", "agents")
         self.driver.find_element(By.ID, "spawn-name").send_keys(name)
-        self.driver.find_element(By.ID, "spawn-provider").send_keys("echo")
+        for field, value in (fields or {"provider": "echo"}).items():
+            self.driver.find_element(By.ID, f"spawn-{field}").send_keys(value)
         self.driver.find_element(By.ID, "spawn-submit").click()
         row = f'#agents-body tr[data-agent="{name}"] td'
         # Read in one go inside the wait: the table is re-rendered as events arrive.
         cells = self.until(f"{name} in the agents table", lambda: [c.text for c in self.css(row)])
         assert cells[0] == "idle", cells
-        assert cells[1].startswith("echo"), cells
+        assert cells[1].startswith(fields.get("profile", "echo")), cells
         assert cells[3] == "0", f"queue column: {cells}"
         self.shot(f"agents-{name}")
 
@@ -230,6 +151,78 @@ class Page:
         assert left["y"] == right["y"] and left["x"] + left["width"] <= right["x"], (left, right)
         self.shot("fanout")
 
+    def budget_cells(self, scope, period):
+        row = f'#budgets-body tr[data-scope="{scope}"][data-period="{period}"]'
+        found = self.css(row)
+        if not found:
+            return None
+        return {
+            cell: found[0].find_element(By.CSS_SELECTOR, f".{cell}").text
+            for cell in ("spent", "reserved", "remaining", "resets")
+        } | {"own": bool(found[0].find_elements(By.CSS_SELECTOR, "th .tag"))}
+
+    def shows(self, scope, period, spent):
+        """Waits until the budget's row says `spent` ("spent / limit unit")."""
+        self.until(
+            f"{scope}/{period} to show {spent}",
+            lambda: (self.budget_cells(scope, period) or {}).get("spent") == spent,
+        )
+        return self.budget_cells(scope, period)
+
+    def budgets_and_spending(self):
+        # The config's budgets, nothing spent yet.
+        self.go("usage", "usage")
+        day = self.shows("profile:fake", "day", "0.00 / 5.00 usd")
+        assert day["remaining"] == "5.00" and not day["own"], day
+        self.shows("profile:fake", "month", "0 / 100000 tokens")
+
+        # An agent with a budget of its own shows it in its conversation's header.
+        self.spawn("paid", profile="fake", budget="2usd/day")
+        self.go("agent/paid", "conversation")
+        header = lambda: self.driver.find_element(By.ID, "conversation-budget").text
+        self.until("the agent's own budget", lambda: header().startswith("Budget 2usd/day: 0.00 / 2.00 usd spent"))
+        prompt = self.driver.find_element(By.ID, "prompt")
+        self.until("the prompt to have focus", lambda: self.driver.switch_to.active_element == prompt)
+        prompt.send_keys("hello there!")
+        self.driver.find_element(By.ID, "send").click()
+        self.until("the paid reply", lambda: [m for m in self.css("#messages li.agent .content") if m.text == "fine"])
+        # The usage event brings the header up to date: 3 in and 100 out cost 0.503.
+        self.until("the header's spending", lambda: "0.503 / 2.00 usd spent, 1.497 left" in header())
+        self.shot("conversation-budget")
+
+        # The usage page shows what GET /usage says.
+        self.go("usage", "usage")
+        self.shows("profile:fake", "day", "0.503 / 5.00 usd")
+        # A call while the page is open: the event stream brings the new figures.
+        answer = self.api("POST", "/agents/paid/message", {"content": "hello there!"})
+        assert answer.get("messages", [{}])[0].get("content") == "fine", answer
+        day = self.shows("profile:fake", "day", "1.006 / 5.00 usd")
+        month = self.shows("profile:fake", "month", "206 / 100000 tokens")
+        own = self.shows("agent:paid", "day", "1.006 / 2.00 usd")
+        usage = self.api("GET", "/usage")
+        states = {(b["scope"], b["period"]): b for b in usage["budgets"]}
+        api_day = states[("profile:fake", "day")]
+        assert (api_day["spent"], api_day["limit"], api_day["remaining"]) == (1.006, 5.0, 3.994), api_day
+        assert day["remaining"] == "3.994" and day["reserved"] == "0.00", day
+        api_month = states[("profile:fake", "month")]
+        assert (api_month["spent"], api_month["limit"], api_month["remaining"]) == (206, 100000, 99794), api_month
+        assert month["remaining"] == "99794", month
+        api_own = states[("agent:paid", "day")]
+        assert api_own["source"] == "spawn" and api_own["remaining"] == 0.994, api_own
+        assert own["own"] and own["remaining"] == "0.994", own
+        # The reset time is the API's, in a <time> a reader's browser shows locally.
+        resets = self.css('#budgets-body tr[data-scope="profile:fake"][data-period="day"] .resets time')
+        assert resets and resets[0].get_attribute("datetime") == api_day["resets"], api_day
+        # The totals and the agent's share are the ledger's.
+        totals = {dd.get_attribute("data-total"): dd.text for dd in self.css("#usage-totals dd")}
+        total = usage["total"]
+        assert totals["Calls"] == str(total["calls"]), (totals, total)
+        assert totals["Input tokens"] == str(total["input_tokens"]), (totals, total)
+        assert totals["Output tokens"] == str(total["output_tokens"]), (totals, total)
+        paid = [c.text for c in self.css('#usage-agents-body tr[data-agent="paid"] td')]
+        assert paid == ["2", "6 / 200", "1.006"], paid
+        self.shot("usage")
+
     def follows_the_colour_scheme(self):
         background = "return getComputedStyle(document.body).backgroundColor"
         seen = {}
@@ -247,7 +240,12 @@ class Page:
     def reflows_at_200_percent(self):
         # 200% zoom of a 1280-pixel window lays the page out in 640 CSS pixels.
         self.driver.set_window_size(640, 900)
-        for fragment, page in (("agents", "agents"), ("agent/web", "conversation"), ("fanout", "fanout")):
+        for fragment, page in (
+            ("agents", "agents"),
+            ("agent/web", "conversation"),
+            ("fanout", "fanout"),
+            ("usage", "usage"),
+        ):
             self.go(fragment, page)
             wide = self.driver.execute_script(
                 "return document.documentElement.scrollWidth > document.documentElement.clientWidth"
@@ -257,8 +255,4 @@ class Page:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssertionError as error:
-        print(f"FAILED: {error}", file=sys.stderr)
-        sys.exit(1)
+    run(Page, extra_flags=("--second-link",))

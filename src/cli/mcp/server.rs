@@ -161,7 +161,7 @@ async fn execute(
             let text = if agents.is_empty() {
                 "no agents".to_owned()
             } else {
-                output::agents_table(&agents)
+                output::agents_table(&agents) + &own_budgets(&agents)
             };
             Ok(Reply::new(text, &serde_json::json!({ "agents": agents })))
         }
@@ -256,10 +256,27 @@ fn spawned(info: &AgentInfo) -> String {
         .as_deref()
         .map(|m| format!(", model {m}"))
         .unwrap_or_default();
+    let budget = info
+        .budget
+        .as_deref()
+        .map(|b| format!(", budget {b}"))
+        .unwrap_or_default();
     format!(
-        "spawned agent '{}' (provider {}{model})",
+        "spawned agent '{}' (provider {}{model}{budget})",
         info.name, info.provider
     )
+}
+
+/// A line for each listed agent with a budget of its own, which the table
+/// has no column for.
+fn own_budgets(agents: &[AgentInfo]) -> String {
+    agents
+        .iter()
+        .filter_map(|agent| {
+            let budget = agent.budget.as_deref()?;
+            Some(format!("{} has its own budget: {budget}\n", agent.name))
+        })
+        .collect()
 }
 
 /// Posts a message or task with `"stream": true` and gathers the reply,

@@ -75,11 +75,13 @@ impl ToolName {
                 "Start a new named LLM agent that keeps its conversation between calls. \
                  Talk to it with send_message; it lives until shutdown_agent. \
                  Without provider or profile the daemon's default provider (openai) answers; \
-                 provider \"echo\" is an offline test agent that replies with the message it got."
+                 provider \"echo\" is an offline test agent that replies with the message it got. \
+                 budget caps what the agent may spend (\"2usd/day\", \"50000tokens/month\"); \
+                 a call past it is refused until the budget resets."
             }
             Self::ListAgents => {
-                "List the live agents with their state, provider, model, message count and \
-                 token usage. With all=true, agents that were shut down are listed too."
+                "List the live agents with their state, provider, model, message count, \
+                 token usage and own budget, if any. With all=true, agents that were shut down are listed too."
             }
             Self::SendMessage => {
                 "Send a message to a live agent and return its reply. The agent sees its whole \
@@ -94,7 +96,8 @@ impl ToolName {
                  removed afterwards whatever happens. For a single question that needs no \
                  follow-up; use spawn_agent and send_message for a conversation. With provider \
                  claude-code or codex it is a coding agent working in cwd, its tool calls allowed \
-                 or put to answer_approval as for spawn_agent."
+                 or put to answer_approval as for spawn_agent; base_url, tools and budget work \
+                 as spawn_agent's do."
             }
             Self::ShutdownAgent => {
                 "Shut an agent down. Its name becomes free again; its history stays readable \
@@ -377,6 +380,9 @@ pub struct SpawnAgentArgs {
     /// An API agent's tools: MCP servers from the user's config ("fs"), or one tool of a server ("fs.read_file"). Each call runs under its configured policy; calls that ask wait for answer_approval.
     #[serde(default)]
     pub tools: Vec<String>,
+    /// This agent's own spending limit, besides the budgets in the user's config: an amount in usd or tokens, per /day, /month (UTC calendar) or /total (the default), e.g. "2usd/day", "50000tokens/month", "5usd". A call that does not fit is refused with an error saying which budget and when it resets.
+    #[serde(default)]
+    pub budget: Option<String>,
 }
 
 impl SpawnAgentArgs {
@@ -392,6 +398,7 @@ impl SpawnAgentArgs {
         options.allow = self.allow.clone();
         options.approval = self.approval.as_deref().map(approval_mode).transpose()?;
         options.tools = self.tools.clone();
+        options.budget = self.budget.clone();
         Ok(options)
     }
 }
@@ -520,32 +527,44 @@ pub struct RunTaskArgs {
     /// The agent's instructions, sent as its system prompt with every message.
     #[serde(default)]
     pub instructions: Option<String>,
+    /// The provider's API base URL, to use a server other than the provider's own. No API key is sent to a base URL given here.
+    #[serde(default)]
+    pub base_url: Option<String>,
     /// A coding agent's (provider claude-code or codex) working directory; relative to, and by default, the MCP server's own working directory.
     #[serde(default)]
     pub cwd: Option<String>,
-    /// Tools a coding agent may use without asking: a tool name ("Read") or a rule like "Bash(git status:*)".
+    /// Tools the agent may use without asking: for a coding agent a tool name ("Read") or a rule like "Bash(git status:*)"; for an API agent an MCP server ("fs") or one of its tools ("fs.read_file").
     #[serde(default)]
     pub allow: Vec<String>,
     /// What a coding agent's other tool calls do: "ask" a person (the default; answer with answer_approval while the task runs), "never" (denied), or "bypass" (run without asking; the daemon accepts it only when this server reaches it over its Unix socket).
     #[serde(default)]
     #[schemars(extend("enum" = ["ask", "never", "bypass"]))]
     pub approval: Option<String>,
+    /// An API agent's tools: MCP servers from the user's config ("fs"), or one tool of a server ("fs.read_file"). Each call runs under its configured policy; calls that ask wait for answer_approval while the task runs.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// The task agent's own spending limit, besides the budgets in the user's config: an amount in usd or tokens, per /day, /month (UTC calendar) or /total (the default), e.g. "2usd/day", "50000tokens/month", "5usd". A call that does not fit is refused with an error saying which budget and when it resets.
+    #[serde(default)]
+    pub budget: Option<String>,
 }
 
 impl RunTaskArgs {
-    /// As `spawn_agent`'s, so a task can be a coding agent working where
-    /// the work is.
+    /// As `spawn_agent`'s, so a task is any agent a spawn could be: a
+    /// coding agent working where the work is, or an API agent on its own
+    /// server, with tools and a budget.
     fn options(&self) -> Result<AgentOptions, ToolError> {
         let mut options = agent_options(
             &self.provider,
             &self.profile,
             &self.model,
             &self.instructions,
-            &None,
+            &self.base_url,
         );
         options.cwd = self.cwd.as_deref().map(PathBuf::from);
         options.allow = self.allow.clone();
         options.approval = self.approval.as_deref().map(approval_mode).transpose()?;
+        options.tools = self.tools.clone();
+        options.budget = self.budget.clone();
         Ok(options)
     }
 }
@@ -1022,5 +1041,70 @@ mod coding_spawn_tests {
         );
         let not_a_list = refused(json!({"name": "c", "allow": "Read"}));
         assert!(not_a_list.contains("invalid arguments"), "{not_a_list}");
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn planned(tool: ToolName, arguments: Value) -> Value {
+        let Value::Object(arguments) = arguments else {
+            panic!("arguments must be an object");
+        };
+        match plan(tool, arguments, Path::new("/nonexistent")) {
+            Ok(Call::Spawn(request)) => serde_json::to_value(&request).expect("serializes"),
+            Ok(Call::Task { body, .. }) => serde_json::to_value(&body).expect("serializes"),
+            Ok(other) => panic!("not a spawn or task: {other:?}"),
+            Err(error) => panic!("refused: {}", error.0),
+        }
+    }
+
+    #[test]
+    fn spawn_agent_sends_its_budget_as_written() {
+        let body = planned(
+            ToolName::SpawnAgent,
+            json!({"name": "capped", "provider": "echo", "budget": "2usd/day"}),
+        );
+        assert_eq!(body["budget"], "2usd/day", "{body}");
+        // The daemon judges it, so a bad one is refused with its sentence.
+        let body = planned(
+            ToolName::SpawnAgent,
+            json!({"name": "capped", "provider": "echo", "budget": "lots"}),
+        );
+        assert_eq!(body["budget"], "lots", "{body}");
+        let none = planned(
+            ToolName::SpawnAgent,
+            json!({"name": "free", "provider": "echo"}),
+        );
+        assert!(none.get("budget").is_none(), "{none}");
+    }
+
+    #[test]
+    fn run_task_takes_base_url_tools_and_budget_as_spawn_agent_does() {
+        let arguments = json!({
+            "prompt": "p",
+            "provider": "openai",
+            "base_url": "http://127.0.0.1:9/v1",
+            "tools": ["fs", "fs.read_text_file"],
+            "allow": ["fs"],
+            "budget": "50000tokens/month",
+        });
+        let task = planned(ToolName::RunTask, arguments.clone());
+        let mut spawn_arguments = arguments;
+        let spawn_object = spawn_arguments.as_object_mut().expect("an object");
+        spawn_object.remove("prompt");
+        spawn_object.insert("name".into(), json!("x"));
+        let spawn = planned(ToolName::SpawnAgent, spawn_arguments);
+        for field in ["provider", "base_url", "tools", "allow", "budget"] {
+            assert_eq!(task[field], spawn[field], "{field}: {task} / {spawn}");
+        }
+        assert_eq!(task["base_url"], "http://127.0.0.1:9/v1");
+        assert_eq!(task["tools"], json!(["fs", "fs.read_text_file"]));
+        assert_eq!(task["budget"], "50000tokens/month");
+        // No key follows a base URL a call names, for a task as for a spawn.
+        assert!(task.get("api_key").is_none(), "{task}");
     }
 }
