@@ -14,23 +14,14 @@ use serde_json::{Value, json};
 
 use crate::common::fake_provider::{FakeProvider, Reply, anthropic_events, openai_chunks};
 use crate::common::in_process::InProcess;
-use crate::common::tool_calls::{Call, anthropic_tool_uses, openai_tool_calls, sent_results};
+use crate::common::tool_calls::{
+    Call, anthropic_tool_uses, installed, openai_tool_calls, sent_results,
+};
 use crate::common::{Env, Harness, eventually, sent_turns};
 
 /// The filesystem server's executable, or `None` (the test skips).
 fn filesystem_server() -> Option<PathBuf> {
-    let var = "ORCHESTRATION_MCP_FILESYSTEM";
-    let found = std::env::var_os(var)
-        .map(PathBuf::from)
-        .filter(|path| path.exists());
-    if found.is_none() {
-        assert!(
-            std::env::var("ORCHESTRATION_REQUIRE_THIRD_PARTY").as_deref() != Ok("1"),
-            "${var} does not name an installed MCP server; run scripts/test.sh"
-        );
-        eprintln!("SKIPPED: ${var} is not set (scripts/test.sh installs the MCP servers)");
-    }
-    found
+    installed("ORCHESTRATION_MCP_FILESYSTEM")
 }
 
 /// Which protocol the fake model speaks.
