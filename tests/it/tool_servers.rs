@@ -1,7 +1,9 @@
 //! An API agent's MCP servers misbehaving inside a turn, seen from both
 //! ends: a call cut short (by `tools.call_timeout`, or by an interrupt)
 //! reaches the server as MCP cancellation, a server killed mid-call is an
-//! error result the model is told and is started again for the next turn.
+//! error result the model is told and is started again for the next turn,
+//! and a server that never answers `initialize` fails the turn within
+//! `tools.call_timeout`.
 //!
 //! The server is `tests/mcp/slow_server.py`, on the official MCP Python SDK
 //! (`$ORCHESTRATION_MCP_PYTHON`, installed by `scripts/test.sh`; without it
@@ -210,4 +212,50 @@ fn a_server_killed_mid_call_is_an_error_result_and_the_next_turn_restarts_it() {
     let tools = slow.daemon.json("GET", "/tools", None).json();
     assert_eq!(tools["servers"][0]["state"], "running", "{tools}");
     assert_eq!(tools["servers"][0]["restarts"], 1, "{tools}");
+}
+
+/// `sleep` reads nothing and answers nothing: a server that never answers
+/// `initialize`.
+#[test]
+fn a_server_that_never_answers_fails_the_turn_within_call_timeout() {
+    let mark = marker();
+    let (key, value) = mark.split_once('=').expect("KEY=VALUE");
+    let fake = FakeProvider::start();
+    let env = Env::new().config(&format!(
+        "[tools]\ncall_timeout = \"1s\"\n\
+         [mcp_servers.mute]\ncommand = \"sleep\"\nargs = [\"3600\"]\nenv = {{ {key} = \"{value}\" }}\n"
+    ));
+    let daemon = InProcess::serve(env, &["--no-tcp"]);
+    let spawned = daemon.json(
+        "POST",
+        "/agents",
+        Some(json!({"name": "worker", "provider": "openai", "model": "m",
+            "base_url": fake.url("/v1"), "tools": ["mute"]})),
+    );
+    assert_eq!(spawned.status, 200, "{}", spawned.text());
+    let replied = daemon.say("worker", "hello");
+    assert_eq!(replied.status, 502, "{}", replied.text());
+    assert_eq!(replied.json()["code"], "tool_server_unavailable");
+    assert!(
+        replied
+            .detail()
+            .contains("did not start and list its tools within 1s (tools.call_timeout)"),
+        "{}",
+        replied.text()
+    );
+    assert!(fake.requests().is_empty(), "the model was never called");
+    // Marked failed, saying why; its process is gone.
+    let tools = daemon.json("GET", "/tools", None).json();
+    let mute = &tools["servers"][0];
+    assert_eq!(mute["state"], "failed", "{tools}");
+    assert!(
+        mute["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("tools.call_timeout"),
+        "{tools}"
+    );
+    eventually("the server's process to be gone", || {
+        pids_with(&mark).is_empty()
+    });
 }

@@ -227,6 +227,9 @@ fn a_tool_that_never_answers_times_out_and_the_server_goes_on() {
         everything_config("every", &everything, &mark)
     ));
     runtime().block_on(async {
+        // Started with its own 60 s first: an offer gives a start only
+        // call_timeout (1 s here), which node may need more than.
+        assert_eq!(host.servers(true).await[0].state, ServerState::Running);
         host.offer(&["every".into()]).await.expect("offer");
         let slow = json!({"duration": 3600, "steps": 1});
         let timed_out = host
