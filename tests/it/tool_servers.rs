@@ -96,6 +96,22 @@ impl Slow {
         self.wait_for("pid").trim().parse().expect("a pid")
     }
 
+    /// The turn's one tool result is an error saying `text`: stored, and
+    /// sent to the model in its next request.
+    #[track_caller]
+    fn assert_told(&self, text: &str) {
+        let results = self.results();
+        assert!(
+            results.len() == 1 && results[0].1 && results[0].0.contains(text),
+            "{results:?}"
+        );
+        let sent = sent_results(&self.fake.requests()[1].body);
+        assert!(
+            sent.len() == 1 && sent[0].2 && sent[0].1.contains(text),
+            "{sent:?}"
+        );
+    }
+
     /// The worker's stored tool results as (content, is_error).
     fn results(&self) -> Vec<(String, bool)> {
         self.daemon.history("worker")["messages"]
@@ -130,15 +146,8 @@ fn a_call_past_call_timeout_is_cancelled_at_the_server() {
     let replied = slow.daemon.say("worker", "wait for an hour");
     assert_eq!(replied.status, 200, "{}", replied.text());
     assert_eq!(slow.wait_for("cancelled"), "cancelled");
-    let results = slow.results();
-    assert_eq!(results.len(), 1, "{results:?}");
-    assert!(
-        results[0].1 && results[0].0.contains("tools.call_timeout (2s)"),
-        "{results:?}"
-    );
-    // The model was told, and the server goes on serving.
-    let sent = sent_results(&slow.fake.requests()[1].body);
-    assert!(sent[0].2 && sent[0].1.contains("call_timeout"), "{sent:?}");
+    slow.assert_told("tools.call_timeout (2s)");
+    // The server goes on serving.
     slow.script("c2", "slow__echo", json!({"text": "still here"}), "ok");
     assert_eq!(slow.daemon.say("worker", "echo").status, 200);
     assert_eq!(slow.results()[1], ("still here".to_owned(), false));
@@ -186,17 +195,7 @@ fn a_server_killed_mid_call_is_an_error_result_and_the_next_turn_restarts_it() {
         pid
     });
     // Recorded, and the model was told, naming how the server ended.
-    let results = slow.results();
-    assert_eq!(results.len(), 1, "{results:?}");
-    assert!(
-        results[0].1 && results[0].0.contains("killed by signal 9"),
-        "{results:?}"
-    );
-    let sent = sent_results(&slow.fake.requests()[1].body);
-    assert!(
-        sent[0].2 && sent[0].1.contains("killed by signal 9"),
-        "{sent:?}"
-    );
+    slow.assert_told("killed by signal 9");
     let tools = slow.daemon.json("GET", "/tools", None).json();
     assert_eq!(tools["servers"][0]["state"], "failed", "{tools}");
 
