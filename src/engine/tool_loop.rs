@@ -1,4 +1,5 @@
-//! The tool loop of an API agent: offer the model the agent's tools, run
+//! The tool loop of an API agent: offer the model the agent's tools (all
+//! but those config denies, which are refused if called anyway), run
 //! the calls it asks for (each recorded, guarded by its policy and, for
 //! `ask`, by the daemon's approvals), send the results back, and call the
 //! model again, until it answers in text or `tools.max_tool_rounds` is
@@ -44,6 +45,9 @@ struct Offered {
     /// The name the model calls it by (`server__tool`).
     wire: String,
     policy: ToolPolicy,
+    /// Config denies it: kept so that a call naming it anyway is refused
+    /// by its policy, but never shown to the model.
+    hidden: bool,
 }
 
 impl Toolbox {
@@ -73,19 +77,27 @@ impl Toolbox {
             .map(|tool| Offered {
                 wire: tool.def.wire_name(),
                 policy: policy(tool.policy, &tool.def, workspace),
+                hidden: tool.policy == ToolPolicy::Deny,
                 def: tool.def,
             })
             .collect();
         Ok(Self { tools })
     }
 
+    /// No tools at all, hidden ones included: a turn with only denied
+    /// tools still runs the loop, so a call naming one is refused.
     pub fn is_empty(&self) -> bool {
         self.tools.is_empty()
     }
 
-    /// The definitions the model is offered.
+    /// The definitions the model is offered: none config denies, as a
+    /// tool it could never run is only a wasted call.
     pub fn defs(&self) -> Vec<ToolDef> {
-        self.tools.iter().map(|tool| tool.def.clone()).collect()
+        self.offered().map(|tool| tool.def.clone()).collect()
+    }
+
+    fn offered(&self) -> impl Iterator<Item = &Offered> {
+        self.tools.iter().filter(|tool| !tool.hidden)
     }
 
     fn find(&self, wire: &str) -> Option<&Offered> {
@@ -100,8 +112,7 @@ impl Toolbox {
     }
 
     fn names(&self) -> String {
-        self.tools
-            .iter()
+        self.offered()
             .map(|tool| tool.wire.as_str())
             .collect::<Vec<_>>()
             .join(", ")

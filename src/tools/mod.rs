@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, McpServerConfig, ToolsConfig};
 use crate::model::{ToolDef, ToolInfo, ToolPolicy, ToolServerInfo};
-use server::Server;
+use server::{Server, StartLimit};
 
 pub use server::PROTOCOL_VERSION;
 
@@ -123,9 +123,16 @@ impl ToolHost {
     }
 
     /// The tools `wanted` names (server names, or `server.tool`), starting
-    /// the servers that are not running.
+    /// the servers that are not running (each start bounded by
+    /// `tools.call_timeout` as well as its own 60 s: a turn waits for it).
     pub async fn offer(&self, wanted: &[String]) -> Result<Vec<OfferedTool>, ToolError> {
-        let idle = self.settings().tools.idle_timeout;
+        let (idle, limit) = {
+            let settings = self.settings();
+            (
+                settings.tools.idle_timeout,
+                StartLimit::for_call(settings.tools.call_timeout),
+            )
+        };
         let mut offered: Vec<OfferedTool> = Vec::new();
         for name in wanted {
             let (server_name, only) = match name.split_once('.') {
@@ -133,7 +140,7 @@ impl ToolHost {
                 None => (name.as_str(), None),
             };
             let server = self.server(server_name)?;
-            let connection = server.connect_within(idle).await?;
+            let connection = server.connect_within(idle, limit).await?;
             let mut matched = false;
             for tool in connection.tools.iter() {
                 if only.is_some_and(|only| tool.name != only) {
@@ -183,7 +190,8 @@ impl ToolHost {
             }
         };
         let work = async {
-            let connection = server.connect_within(idle).await?;
+            let start = StartLimit::for_call(limits.call_timeout);
+            let connection = server.connect_within(idle, start).await?;
             if !connection.tools.iter().any(|t| t.name == tool) {
                 return Err(ToolError::UnknownTool {
                     server: server.name.clone(),
@@ -235,7 +243,7 @@ impl ToolHost {
         };
         if start {
             let starts = servers.iter().map(|server| async move {
-                let _ = server.connect_within(idle).await;
+                let _ = server.connect_within(idle, StartLimit::OWN).await;
             });
             futures_util::future::join_all(starts).await;
         }

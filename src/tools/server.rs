@@ -32,7 +32,8 @@ use crate::config::McpServerConfig;
 use crate::model::{ServerState, ServerTransport};
 
 /// The longest a server may take to start and list its tools (`npx` may
-/// download it first); a call's own time is `tools.call_timeout`.
+/// download it first); a start an agent's turn waits for is bounded by
+/// `tools.call_timeout` too, whichever is shorter.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The protocol version the daemon asks for in `initialize`: the newest one
 /// that still has the handshake every server on npm and PyPI answers.
@@ -101,6 +102,50 @@ struct Run {
     _child: Option<ChildGuard>,
     /// Set by `notifications/tools/list_changed`: list again on next use.
     stale: Arc<AtomicBool>,
+}
+
+/// How long a start may take, and the setting that says so (none for
+/// [`START_TIMEOUT`] itself).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StartLimit {
+    pub time: Duration,
+    pub setting: Option<&'static str>,
+}
+
+impl StartLimit {
+    /// [`START_TIMEOUT`]: no call waits on this start.
+    pub const OWN: Self = Self {
+        time: START_TIMEOUT,
+        setting: None,
+    };
+
+    /// A start a call waits for: no longer than the call may take.
+    pub fn for_call(call_timeout: Duration) -> Self {
+        if call_timeout < START_TIMEOUT {
+            Self {
+                time: call_timeout,
+                setting: Some("tools.call_timeout"),
+            }
+        } else {
+            Self::OWN
+        }
+    }
+}
+
+/// A start under way: if it is dropped unfinished (its time ran out), the
+/// run is marked failed with `abandoned`, so the next use waits the backoff.
+struct Starting<'a> {
+    server: &'a Server,
+    generation: u64,
+    abandoned: Option<String>,
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        if let Some(why) = self.abandoned.take() {
+            self.server.failed(self.generation, why);
+        }
+    }
 }
 
 /// A run, as one call needs it.
@@ -220,10 +265,12 @@ impl Server {
     }
 
     /// The running server, started first if it is not (after the backoff
-    /// if it failed), with its tools listed.
-    pub async fn connect(
+    /// if it failed), with its tools listed. A start dropped before it is
+    /// done (its time ran out) counts as a failure, for `abandoned`.
+    async fn connect(
         self: &Arc<Self>,
         idle_timeout: Duration,
+        abandoned: &str,
     ) -> Result<Connection, ToolError> {
         let mut slot = self.slot.lock().await;
         if let Some(run) = slot.as_ref() {
@@ -236,6 +283,11 @@ impl Server {
         }
         self.wait_backoff().await;
         let generation = self.next_generation();
+        let mut starting = Starting {
+            server: self,
+            generation,
+            abandoned: Some(abandoned.to_owned()),
+        };
         let run = match self.start(generation).await {
             Ok(run) => run,
             Err(why) => {
@@ -245,6 +297,7 @@ impl Server {
         };
         // A run whose tools cannot be listed is of no use: dropped (killed).
         let connection = self.connection(&run).await?;
+        starting.abandoned = None;
         self.started(generation);
         tokio::spawn(reap_when_idle(
             Arc::downgrade(self),
@@ -255,19 +308,24 @@ impl Server {
         Ok(connection)
     }
 
-    /// [`Self::connect`], bounded by [`START_TIMEOUT`].
+    /// [`Self::connect`], bounded by `limit`: past it, the server is
+    /// unavailable (and, if it was starting, failed: the next use waits
+    /// the backoff).
     pub async fn connect_within(
         self: &Arc<Self>,
         idle_timeout: Duration,
+        limit: StartLimit,
     ) -> Result<Connection, ToolError> {
-        tokio::time::timeout(START_TIMEOUT, self.connect(idle_timeout))
+        let why = format!(
+            "it did not start and list its tools within {}{}",
+            crate::duration::format(limit.time),
+            limit
+                .setting
+                .map_or(String::new(), |key| format!(" ({key})")),
+        );
+        tokio::time::timeout(limit.time, self.connect(idle_timeout, &why))
             .await
-            .unwrap_or_else(|_| {
-                Err(self.unavailable(format!(
-                    "it did not start and list its tools within {}",
-                    crate::duration::format(START_TIMEOUT)
-                )))
-            })
+            .unwrap_or_else(|_| Err(self.unavailable(why)))
     }
 
     /// The connection to `run`, its tools listed again if they changed.

@@ -70,6 +70,7 @@ mod security;
 mod service;
 mod third_party;
 mod tool_loop;
+mod tool_servers;
 mod tools_host;
 mod trust_boundary;
 mod ui_browser;

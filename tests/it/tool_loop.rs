@@ -14,23 +14,14 @@ use serde_json::{Value, json};
 
 use crate::common::fake_provider::{FakeProvider, Reply, anthropic_events, openai_chunks};
 use crate::common::in_process::InProcess;
-use crate::common::tool_calls::{Call, anthropic_tool_uses, openai_tool_calls, sent_results};
+use crate::common::tool_calls::{
+    Call, anthropic_tool_uses, installed, openai_tool_calls, sent_results,
+};
 use crate::common::{Env, Harness, eventually, sent_turns};
 
 /// The filesystem server's executable, or `None` (the test skips).
 fn filesystem_server() -> Option<PathBuf> {
-    let var = "ORCHESTRATION_MCP_FILESYSTEM";
-    let found = std::env::var_os(var)
-        .map(PathBuf::from)
-        .filter(|path| path.exists());
-    if found.is_none() {
-        assert!(
-            std::env::var("ORCHESTRATION_REQUIRE_THIRD_PARTY").as_deref() != Ok("1"),
-            "${var} does not name an installed MCP server; run scripts/test.sh"
-        );
-        eprintln!("SKIPPED: ${var} is not set (scripts/test.sh installs the MCP servers)");
-    }
-    found
+    installed("ORCHESTRATION_MCP_FILESYSTEM")
 }
 
 /// Which protocol the fake model speaks.
@@ -104,6 +95,26 @@ impl Setup {
     /// The argument text of a `read_text_file` call for `file`.
     fn read_args(&self, file: &str) -> String {
         json!({"path": self.path(file)}).to_string()
+    }
+
+    /// The filesystem server as `fs` (its table given `fs_config`, the
+    /// config `extra`), a daemon, and `reader` spawned on `wire` with every
+    /// tool of `fs`; `None` when the server is not installed (the test skips).
+    fn reader(wire: Wire, fs_config: &str, extra: &str) -> Option<(Self, InProcess)> {
+        let server = filesystem_server()?;
+        let setup = Self::new(&server, fs_config, extra);
+        let daemon = setup.daemon();
+        spawn(&daemon, wire.spawn_body("reader", &setup.fake, &["fs"]));
+        Some((setup, daemon))
+    }
+
+    /// Scripts the model's next two replies: call `id` reads notes.txt,
+    /// then `answer`.
+    fn script_read(&self, wire: Wire, id: &str, answer: &[&str]) {
+        let args = self.read_args("notes.txt");
+        self.fake
+            .push(wire.calls(&[(id, "fs__read_text_file", &args)]))
+            .push(wire.text(answer));
     }
 }
 
@@ -250,17 +261,10 @@ fn a_coding_agent_is_refused_tools() {
 /// streamed in pieces), is sent the file's text, and answers with it; the
 /// call and result are typed messages, the ledger has both model calls.
 fn reads_a_file(wire: Wire) {
-    let Some(server) = filesystem_server() else {
+    let Some((setup, daemon)) = Setup::reader(wire, "", "") else {
         return;
     };
-    let setup = Setup::new(&server, "", "");
-    let daemon = setup.daemon();
-    spawn(&daemon, wire.spawn_body("reader", &setup.fake, &["fs"]));
-    let args = setup.read_args("notes.txt");
-    setup
-        .fake
-        .push(wire.calls(&[("call_1", "fs__read_text_file", &args)]))
-        .push(wire.text(&["It says: ", "hello from notes"]));
+    setup.script_read(wire, "call_1", &["It says: ", "hello from notes"]);
     let replied = daemon.say("reader", "what does notes.txt say?");
     assert_eq!(replied.status, 200, "{}", replied.text());
     let reply = replied.json()["messages"][0].clone();
@@ -282,19 +286,7 @@ fn reads_a_file(wire: Wire) {
 
     let requests = setup.fake.requests();
     assert_eq!(requests.len(), 2);
-    let tools = &requests[0].body["tools"];
-    let names: Vec<String> = tools
-        .as_array()
-        .expect("tools offered")
-        .iter()
-        .map(|t| {
-            t["name"]
-                .as_str()
-                .or(t["function"]["name"].as_str())
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
+    let names = offered_names(&requests[0].body);
     assert!(
         names.contains(&"fs__read_text_file".to_owned()),
         "{names:?}"
@@ -418,22 +410,11 @@ fn pending(daemon: &InProcess) -> Value {
 
 #[test]
 fn ask_waits_for_a_person_approve_runs_and_deny_tells_the_model() {
-    let Some(server) = filesystem_server() else {
+    let Some((setup, daemon)) = Setup::reader(Wire::OpenAi, "policy = \"ask\"", "") else {
         return;
     };
-    let setup = Setup::new(&server, "policy = \"ask\"", "");
-    let daemon = setup.daemon();
-    spawn(
-        &daemon,
-        Wire::OpenAi.spawn_body("reader", &setup.fake, &["fs"]),
-    );
-    let args = setup.read_args("notes.txt");
-    setup
-        .fake
-        .push(Wire::OpenAi.calls(&[("c1", "fs__read_text_file", &args)]))
-        .push(Wire::OpenAi.text(&["approved and read"]))
-        .push(Wire::OpenAi.calls(&[("c2", "fs__read_text_file", &args)]))
-        .push(Wire::OpenAi.text(&["denied, sorry"]));
+    setup.script_read(Wire::OpenAi, "c1", &["approved and read"]);
+    setup.script_read(Wire::OpenAi, "c2", &["denied, sorry"]);
     std::thread::scope(|scope| {
         let turn = scope.spawn(|| daemon.say("reader", "read notes"));
         let approval = pending(&daemon);
@@ -522,17 +503,86 @@ fn config_deny_stays_denied_and_approval_never_denies_what_would_ask() {
     assert_eq!(daemon.json("GET", "/approvals", None).json(), json!([]));
 }
 
-#[test]
-fn max_tool_rounds_ends_the_turn_with_a_marker() {
+/// The names of the tools a chat request offers, whichever wire it is.
+fn offered_names(body: &Value) -> Vec<String> {
+    body["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str().or(t["function"]["name"].as_str()))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A tool config denies is left out of what the model is offered (an
+/// agent's `--allow` does not bring it back), its siblings are offered, a
+/// call naming it anyway is refused, and `GET /tools` still lists it.
+fn a_denied_tool_is_not_offered(wire: Wire) {
     let Some(server) = filesystem_server() else {
         return;
     };
-    let setup = Setup::new(&server, "", "[tools]\nmax_tool_rounds = 1");
-    let daemon = setup.daemon();
-    spawn(
-        &daemon,
-        Wire::Anthropic.spawn_body("reader", &setup.fake, &["fs"]),
+    let setup = Setup::new(
+        &server,
+        "[mcp_servers.fs.policies]\nwrite_file = \"deny\"",
+        "",
     );
+    let daemon = setup.daemon();
+    let mut body = wire.spawn_body("reader", &setup.fake, &["fs"]);
+    body["allow"] = json!(["fs"]);
+    spawn(&daemon, body);
+    let write = json!({"path": setup.path("new.txt"), "content": "x"}).to_string();
+    setup
+        .fake
+        .push(wire.calls(&[("w1", "fs__write_file", &write)]))
+        .push(wire.text(&["could not"]));
+    let replied = daemon.say("reader", "write a file");
+    assert_eq!(replied.status, 200, "{}", replied.text());
+    let requests = setup.fake.requests();
+    for request in &requests {
+        let names = offered_names(&request.body);
+        assert!(
+            names.contains(&"fs__read_text_file".to_owned()),
+            "{names:?}"
+        );
+        assert!(
+            !names.contains(&"fs__write_file".to_owned()),
+            "a denied tool was offered: {names:?}"
+        );
+    }
+    let results = sent_results(&requests[1].body);
+    assert!(
+        results[0].2
+            && results[0]
+                .1
+                .contains("the policy for fs.write_file is deny"),
+        "{results:?}"
+    );
+    assert!(!setup.root.join("new.txt").exists(), "a denied tool ran");
+
+    let listed = daemon.json("GET", "/tools", None).json();
+    let write_file = listed["servers"][0]["tools"]
+        .as_array()
+        .and_then(|tools| tools.iter().find(|t| t["name"] == "write_file").cloned())
+        .unwrap_or_else(|| panic!("GET /tools lists no write_file: {listed}"));
+    assert_eq!(write_file["policy"], "deny", "{listed}");
+}
+
+#[test]
+fn a_denied_tool_is_not_offered_over_openai() {
+    a_denied_tool_is_not_offered(Wire::OpenAi);
+}
+
+#[test]
+fn a_denied_tool_is_not_offered_over_anthropic() {
+    a_denied_tool_is_not_offered(Wire::Anthropic);
+}
+
+#[test]
+fn max_tool_rounds_ends_the_turn_with_a_marker() {
+    let Some((setup, daemon)) = Setup::reader(Wire::Anthropic, "", "[tools]\nmax_tool_rounds = 1")
+    else {
+        return;
+    };
     let args = setup.read_args("notes.txt");
     setup
         .fake
@@ -565,17 +615,13 @@ fn after_a_restart_the_tools_stay_and_the_next_context_leaves_the_calls_out() {
         return;
     };
     let setup = Setup::new(&server, "", "");
-    let args = setup.read_args("notes.txt");
     {
         let mut daemon = setup.daemon();
         spawn(
             &daemon,
             Wire::OpenAi.spawn_body("reader", &setup.fake, &["fs"]),
         );
-        setup
-            .fake
-            .push(Wire::OpenAi.calls(&[("c1", "fs__read_text_file", &args)]))
-            .push(Wire::OpenAi.text(&["It says hello."]));
+        setup.script_read(Wire::OpenAi, "c1", &["It says hello."]);
         assert_eq!(daemon.say("reader", "what does notes.txt say?").status, 200);
         daemon.stop().expect("the daemon stops");
     }
@@ -605,20 +651,10 @@ fn after_a_restart_the_tools_stay_and_the_next_context_leaves_the_calls_out() {
 
 #[test]
 fn history_markdown_and_search_show_the_call() {
-    let Some(server) = filesystem_server() else {
+    let Some((setup, daemon)) = Setup::reader(Wire::OpenAi, "", "") else {
         return;
     };
-    let setup = Setup::new(&server, "", "");
-    let daemon = setup.daemon();
-    spawn(
-        &daemon,
-        Wire::OpenAi.spawn_body("reader", &setup.fake, &["fs"]),
-    );
-    let args = setup.read_args("notes.txt");
-    setup
-        .fake
-        .push(Wire::OpenAi.calls(&[("c1", "fs__read_text_file", &args)]))
-        .push(Wire::OpenAi.text(&["It says hello."]));
+    setup.script_read(Wire::OpenAi, "c1", &["It says hello."]);
     assert_eq!(daemon.say("reader", "what does notes.txt say?").status, 200);
     let markdown = daemon.cli(&["history", "reader", "--format", "markdown"]);
     let text = markdown.ok().stdout();
@@ -660,11 +696,11 @@ fn done_when_a_new_user_reads_a_file_through_an_approved_tool_call() {
             "fs",
         ])
         .ok();
-    let args = setup.read_args("notes.txt");
-    setup
-        .fake
-        .push(Wire::OpenAi.calls(&[("c1", "fs__read_text_file", &args)]))
-        .push(Wire::OpenAi.text(&["notes.txt says: ", "hello from notes"]));
+    setup.script_read(
+        Wire::OpenAi,
+        "c1",
+        &["notes.txt says: ", "hello from notes"],
+    );
     let message = daemon
         .env()
         .command(&["message", "reader", "what does notes.txt say?"])
@@ -701,20 +737,10 @@ fn done_when_a_new_user_reads_a_file_through_an_approved_tool_call() {
 
 #[test]
 fn an_interrupt_while_a_call_waits_for_approval_ends_the_turn_and_keeps_the_call() {
-    let Some(server) = filesystem_server() else {
+    let Some((setup, daemon)) = Setup::reader(Wire::OpenAi, "policy = \"ask\"", "") else {
         return;
     };
-    let setup = Setup::new(&server, "policy = \"ask\"", "");
-    let daemon = setup.daemon();
-    spawn(
-        &daemon,
-        Wire::OpenAi.spawn_body("reader", &setup.fake, &["fs"]),
-    );
-    let args = setup.read_args("notes.txt");
-    setup
-        .fake
-        .push(Wire::OpenAi.calls(&[("c1", "fs__read_text_file", &args)]))
-        .push(Wire::OpenAi.text(&["fine"]));
+    setup.script_read(Wire::OpenAi, "c1", &["fine"]);
     std::thread::scope(|scope| {
         let turn = scope.spawn(|| daemon.say("reader", "read notes"));
         pending(&daemon);

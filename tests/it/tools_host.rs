@@ -8,32 +8,15 @@
 //! and the real CLI); calls through `ToolHost` itself, which is what the
 //! engine's tool loop holds.
 
-use std::path::PathBuf;
-
 use crate::common;
 use crate::common::in_process::InProcess;
+use crate::common::tool_calls::{installed, marker, pids_with};
 use crate::common::{Env, Harness};
 use orchestration::config::Config;
 use orchestration::model::{ServerState, ToolPolicy};
 use orchestration::tools::{ToolError, ToolHost};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-/// The path a `scripts/test.sh` variable names, or `None` (the test skips,
-/// or fails under `ORCHESTRATION_REQUIRE_THIRD_PARTY=1`).
-fn server(var: &str) -> Option<PathBuf> {
-    let found = std::env::var_os(var)
-        .map(PathBuf::from)
-        .filter(|path| path.exists());
-    if found.is_none() {
-        assert!(
-            std::env::var("ORCHESTRATION_REQUIRE_THIRD_PARTY").as_deref() != Ok("1"),
-            "${var} does not name an installed MCP server; run scripts/test.sh"
-        );
-        eprintln!("SKIPPED: ${var} is not set (scripts/test.sh installs the MCP servers)");
-    }
-    found
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -53,7 +36,7 @@ fn toml_path(path: &std::path::Path) -> String {
 
 #[test]
 fn everything_offers_its_tools_with_policies_and_echoes() {
-    let Some(everything) = server("ORCHESTRATION_MCP_EVERYTHING") else {
+    let Some(everything) = installed("ORCHESTRATION_MCP_EVERYTHING") else {
         return;
     };
     let host = host(&format!(
@@ -105,27 +88,6 @@ fn everything_offers_its_tools_with_policies_and_echoes() {
     });
 }
 
-/// The pids of processes whose environment holds `marker` (each test gives
-/// its servers a unique `env` entry): what a test may signal or wait for.
-fn pids_with(marker: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|&b| b == 0).any(|var| var == marker.as_bytes()))
-                .unwrap_or(false)
-        })
-        // A zombie has no environment left to read, so it is not listed.
-        .collect()
-}
-
-fn marker() -> String {
-    format!("ORCHESTRATION_TEST_MARK={}", uuid::Uuid::new_v4())
-}
-
 /// A `[mcp_servers.NAME]` running server-everything, marked.
 fn everything_config(name: &str, everything: &std::path::Path, marker: &str) -> String {
     let (key, value) = marker.split_once('=').expect("a marker is KEY=VALUE");
@@ -137,7 +99,7 @@ fn everything_config(name: &str, everything: &std::path::Path, marker: &str) -> 
 
 #[test]
 fn a_server_sees_only_its_env_and_path_home_lang() {
-    let Some(everything) = server("ORCHESTRATION_MCP_EVERYTHING") else {
+    let Some(everything) = installed("ORCHESTRATION_MCP_EVERYTHING") else {
         return;
     };
     let mark = marker();
@@ -172,8 +134,8 @@ fn a_server_sees_only_its_env_and_path_home_lang() {
 #[test]
 fn filesystem_reads_a_file_time_tells_the_time_and_a_big_result_is_cut() {
     let (Some(filesystem), Some(time)) = (
-        server("ORCHESTRATION_MCP_FILESYSTEM"),
-        server("ORCHESTRATION_MCP_TIME"),
+        installed("ORCHESTRATION_MCP_FILESYSTEM"),
+        installed("ORCHESTRATION_MCP_TIME"),
     ) else {
         return;
     };
@@ -256,7 +218,7 @@ fn filesystem_reads_a_file_time_tells_the_time_and_a_big_result_is_cut() {
 
 #[test]
 fn a_tool_that_never_answers_times_out_and_the_server_goes_on() {
-    let Some(everything) = server("ORCHESTRATION_MCP_EVERYTHING") else {
+    let Some(everything) = installed("ORCHESTRATION_MCP_EVERYTHING") else {
         return;
     };
     let mark = marker();
@@ -265,6 +227,9 @@ fn a_tool_that_never_answers_times_out_and_the_server_goes_on() {
         everything_config("every", &everything, &mark)
     ));
     runtime().block_on(async {
+        // Started with its own 60 s first: an offer gives a start only
+        // call_timeout (1 s here), which node may need more than.
+        assert_eq!(host.servers(true).await[0].state, ServerState::Running);
         host.offer(&["every".into()]).await.expect("offer");
         let slow = json!({"duration": 3600, "steps": 1});
         let timed_out = host
@@ -309,7 +274,7 @@ fn a_tool_that_never_answers_times_out_and_the_server_goes_on() {
 
 #[test]
 fn a_server_killed_mid_call_fails_the_call_clearly_and_restarts_on_next_use() {
-    let Some(everything) = server("ORCHESTRATION_MCP_EVERYTHING") else {
+    let Some(everything) = installed("ORCHESTRATION_MCP_EVERYTHING") else {
         return;
     };
     let mark = marker();
@@ -381,7 +346,7 @@ fn a_server_killed_mid_call_fails_the_call_clearly_and_restarts_on_next_use() {
 
 #[test]
 fn an_idle_server_is_stopped_and_starts_again_on_use() {
-    let Some(everything) = server("ORCHESTRATION_MCP_EVERYTHING") else {
+    let Some(everything) = installed("ORCHESTRATION_MCP_EVERYTHING") else {
         return;
     };
     let mark = marker();
@@ -418,7 +383,7 @@ fn an_idle_server_is_stopped_and_starts_again_on_use() {
 
 #[test]
 fn tools_list_shows_servers_before_and_after_they_start_and_nothing_outlives_the_daemon() {
-    let Some(everything) = server("ORCHESTRATION_MCP_EVERYTHING") else {
+    let Some(everything) = installed("ORCHESTRATION_MCP_EVERYTHING") else {
         return;
     };
     let mark = marker();
@@ -607,7 +572,7 @@ impl Drop for HttpEverything {
 
 #[test]
 fn a_streamable_http_server_is_reached_at_its_url() {
-    let Some(everything) = server("ORCHESTRATION_MCP_EVERYTHING") else {
+    let Some(everything) = installed("ORCHESTRATION_MCP_EVERYTHING") else {
         return;
     };
     // It takes its port from PORT, so one is found free first (a collision

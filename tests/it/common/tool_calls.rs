@@ -1,7 +1,10 @@
-//! Model replies that ask for tools, on both wires, for the fake model
-//! servers: each call's argument text is streamed in small pieces that
-//! split JSON tokens, and the calls' pieces are interleaved, as real
-//! servers may send them.
+//! Tool calls in tests: model replies that ask for tools, on both wires,
+//! for the fake model servers (each call's argument text is streamed in
+//! small pieces that split JSON tokens, and the calls' pieces are
+//! interleaved, as real servers may send them); and the MCP servers that
+//! run them: where `scripts/test.sh` installed them, and their processes.
+
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
@@ -150,4 +153,44 @@ pub fn sent_results(body: &Value) -> Vec<(String, String, bool)> {
         }
     }
     results
+}
+
+/// The path a `scripts/test.sh` variable names (an MCP server, or the
+/// Python that has the MCP SDK), or `None`: the test skips, saying so on
+/// stderr, or fails under `ORCHESTRATION_REQUIRE_THIRD_PARTY=1`.
+pub fn installed(var: &str) -> Option<PathBuf> {
+    let found = std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|path| path.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var("ORCHESTRATION_REQUIRE_THIRD_PARTY").as_deref() != Ok("1"),
+            "${var} does not name an installed test tool; run scripts/test.sh"
+        );
+        eprintln!("SKIPPED: ${var} is not set (scripts/test.sh installs the MCP servers)");
+    }
+    found
+}
+
+/// A unique `KEY=VALUE` for a test to put in its servers' `env`, so that
+/// [`pids_with`] finds their processes and no other test's.
+pub fn marker() -> String {
+    format!("ORCHESTRATION_TEST_MARK={}", uuid::Uuid::new_v4())
+}
+
+/// The pids of processes whose environment holds `marker`: what a test may
+/// signal or wait for.
+pub fn pids_with(marker: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|&b| b == 0).any(|var| var == marker.as_bytes()))
+                .unwrap_or(false)
+        })
+        // A zombie has no environment left to read, so it is not listed.
+        .collect()
 }
