@@ -631,7 +631,7 @@ impl Engine {
             None => drop(providers::build(&config.provider, &self.settings())?),
         }
         let coding = coding::program(config).is_some();
-        tool_loop::check(config, &self.settings().config, coding)?;
+        tool_loop::check(config, &self.settings().config, self.tools(), coding)?;
         agents.reserve(&config.name);
         Ok(Reservation {
             engine: self.clone(),

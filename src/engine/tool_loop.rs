@@ -26,7 +26,7 @@ use crate::model::{
 };
 use crate::providers::http::Redactor;
 use crate::providers::{ChatRequest, ProviderSettings, ToolRound};
-use crate::tools::ToolError;
+use crate::tools::{ToolError, ToolHost};
 
 /// How long calls cut short by a stopped turn may take to end (their MCP
 /// cancellation sent) before they are given up.
@@ -162,11 +162,14 @@ pub(super) fn with_profile_tools(mut config: AgentConfig, settings: &Config) -> 
     config
 }
 
-/// Refuses a spawn whose tools name a server config does not have, or
-/// that gives tools to a coding agent (which brings its own).
+/// Refuses a spawn whose tools name a server config does not have, or a
+/// tool its server did not list when it last ran (one that has not run
+/// yet is checked at the first turn: a spawn starts no server), or that
+/// gives tools to a coding agent (which brings its own).
 pub(super) fn check(
     config: &AgentConfig,
     settings: &Config,
+    host: &ToolHost,
     coding: bool,
 ) -> Result<(), EngineError> {
     let tools = &config.workspace.tools;
@@ -177,13 +180,23 @@ pub(super) fn check(
         return Err(EngineError::ToolsForCodingAgent(config.name.clone()));
     }
     for name in tools {
-        let server = name
-            .split_once('.')
-            .map_or(name.as_str(), |(server, _)| server);
+        let (server, tool) = match name.split_once('.') {
+            Some((server, tool)) => (server, Some(tool)),
+            None => (name.as_str(), None),
+        };
         if !settings.mcp_servers.contains_key(server) {
             return Err(EngineError::Tools(ToolError::UnknownServer(
                 server.to_owned(),
             )));
+        }
+        if let Some(tool) = tool
+            && tool != "*"
+            && host.has_tool(server, tool) == Some(false)
+        {
+            return Err(EngineError::Tools(ToolError::UnknownTool {
+                server: server.to_owned(),
+                tool: tool.to_owned(),
+            }));
         }
     }
     Ok(())

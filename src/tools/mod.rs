@@ -250,6 +250,14 @@ impl ToolHost {
         servers.iter().map(|server| server_info(server)).collect()
     }
 
+    /// Whether `server` has `tool`, as far as is known without starting
+    /// it: `None` until the server has run once and listed its tools.
+    pub fn has_tool(&self, server: &str, tool: &str) -> Option<bool> {
+        let server = self.server(server).ok()?;
+        let tools = server.snapshot().tools?;
+        Some(tools.iter().any(|listed| listed.name == tool))
+    }
+
     /// Stops every server (the daemon is stopping).
     pub async fn stop_all(&self) {
         let servers: Vec<Arc<Server>> = self.settings().servers.values().cloned().collect();

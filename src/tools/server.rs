@@ -750,19 +750,31 @@ fn describe(status: std::process::ExitStatus) -> String {
 }
 
 /// Logs the child's stderr line by line under its name, each line cut at
-/// [`MAX_STDERR_LINE`] bytes (the rest of a longer one is skipped).
+/// [`MAX_STDERR_LINE`] bytes (the rest of a longer one is skipped). A
+/// server that floods its stderr must not rotate the daemon's log away nor
+/// take a core: past [`STDERR_LINES_PER_INTERVAL`] lines an interval the
+/// rest are counted, one summary line per interval, and read no faster
+/// than [`STDERR_THROTTLE`] a buffer (the child then waits on its pipe).
 async fn log_stderr(stderr: impl AsyncRead + Unpin, name: String) {
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();
+    let mut allowance = StderrAllowance::new();
     loop {
         line.clear();
         let mut skipping = false;
         loop {
+            // Only before a read from the pipe, not before each line of a
+            // buffer already read.
+            if allowance.spent() && reader.buffer().is_empty() {
+                tokio::time::sleep(STDERR_THROTTLE).await;
+            }
             let Ok(available) = reader.fill_buf().await else {
+                allowance.summarize(&name);
                 return;
             };
             if available.is_empty() {
                 if line.is_empty() {
+                    allowance.summarize(&name);
                     return;
                 }
                 break;
@@ -783,9 +795,68 @@ async fn log_stderr(stderr: impl AsyncRead + Unpin, name: String) {
         }
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end();
-        if !text.is_empty() {
+        if !text.is_empty() && allowance.take(&name) {
             tracing::info!(server = %name, "{}", text.escape_debug());
         }
+    }
+}
+
+/// Lines of one server's stderr logged one by one in each interval.
+const STDERR_LINES_PER_INTERVAL: u32 = 50;
+/// How long one allowance of stderr lines lasts.
+const STDERR_INTERVAL: Duration = Duration::from_secs(10);
+/// The pause before each read of a server's stderr once its allowance is
+/// spent: at most one buffer (8 KiB) every 10 ms.
+const STDERR_THROTTLE: Duration = Duration::from_millis(10);
+
+/// One server's allowance of stderr lines in the current interval.
+struct StderrAllowance {
+    started: tokio::time::Instant,
+    logged: u32,
+    /// Lines in this interval not logged.
+    counted: u64,
+}
+
+impl StderrAllowance {
+    fn new() -> Self {
+        Self {
+            started: tokio::time::Instant::now(),
+            logged: 0,
+            counted: 0,
+        }
+    }
+
+    /// Whether this line may be logged; if not, it is counted. A new
+    /// interval first writes the last one's count.
+    fn take(&mut self, name: &str) -> bool {
+        if self.started.elapsed() >= STDERR_INTERVAL {
+            self.summarize(name);
+            *self = Self::new();
+        }
+        if self.logged < STDERR_LINES_PER_INTERVAL {
+            self.logged += 1;
+            return true;
+        }
+        self.counted += 1;
+        false
+    }
+
+    /// Whether this interval's lines are all logged (and the interval not
+    /// over yet): what follows is read slowly.
+    fn spent(&self) -> bool {
+        self.logged >= STDERR_LINES_PER_INTERVAL && self.started.elapsed() < STDERR_INTERVAL
+    }
+
+    fn summarize(&mut self, name: &str) {
+        if self.counted == 0 {
+            return;
+        }
+        tracing::warn!(
+            server = %name,
+            lines = self.counted,
+            "the MCP server wrote more to stderr than the log takes; these lines were not logged"
+        );
+        self.counted = 0;
     }
 }
 

@@ -258,3 +258,77 @@ fn a_server_that_never_answers_fails_the_turn_within_call_timeout() {
         pids_with(&mark).is_empty()
     });
 }
+
+#[test]
+fn a_server_that_floods_its_stderr_is_logged_a_little_and_counted() {
+    let Some(python) = installed("ORCHESTRATION_MCP_PYTHON") else {
+        return;
+    };
+    let env = Env::new();
+    let pid_file = env.dir.path().join("noisy.pid");
+    let config = format!(
+        "[mcp_servers.noisy]\ncommand = {}\nargs = [{}]\n\
+         env = {{ SLOW_SERVER_NOISE = \"20000\", SLOW_SERVER_PID = {} }}\n",
+        toml_string(&python),
+        toml_string(Path::new(SLOW_SERVER)),
+        toml_string(&pid_file),
+    );
+    let daemon = InProcess::serve(env.config(&config), &["--no-tcp"]);
+    // It starts, all its noise written, and lists its tools.
+    let listed = daemon.json("GET", "/tools?start=true", None);
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    assert_eq!(
+        listed.json()["servers"][0]["state"],
+        "running",
+        "{}",
+        listed.text()
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("the server wrote its pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    // Its stderr ends with it: the count of what was not logged is written.
+    signal(pid, "KILL");
+    eventually("the count of unlogged lines", || {
+        daemon.log().contains("these lines were not logged")
+    });
+    let log = daemon.log();
+    let logged = log.lines().filter(|line| line.contains("noise ")).count();
+    assert_eq!(logged, 50, "{log}");
+    let summary = log
+        .lines()
+        .find(|line| line.contains("these lines were not logged"))
+        .expect("the summary");
+    assert!(
+        summary.contains("server=noisy") || summary.contains("server=\"noisy\""),
+        "{summary}"
+    );
+    assert!(summary.contains("lines=19950"), "{summary}");
+}
+
+#[test]
+fn a_tool_its_server_did_not_list_is_refused_at_spawn_once_the_list_is_known() {
+    let Some(slow) = Slow::start("") else {
+        return;
+    };
+    let spawn = |name: &str, tool: &str| {
+        slow.daemon.json(
+            "POST",
+            "/agents",
+            Some(json!({"name": name, "provider": "openai", "model": "m",
+                "base_url": slow.fake.url("/v1"), "tools": [tool]})),
+        )
+    };
+    // Not started yet: a spawn starts no server, so the name is checked at
+    // the first turn.
+    assert_eq!(spawn("early", "slow.nosuch").status, 200);
+    let listed = slow.daemon.json("GET", "/tools?start=true", None);
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let refused = spawn("typo", "slow.nosuch");
+    assert_eq!(refused.status, 422, "{}", refused.text());
+    assert_eq!(refused.json()["code"], "unknown_tool", "{}", refused.text());
+    assert!(refused.text().contains("nosuch"), "{}", refused.text());
+    assert_eq!(slow.daemon.json("GET", "/agents/typo", None).status, 404);
+    assert_eq!(spawn("right", "slow.echo").status, 200);
+}

@@ -13,12 +13,18 @@ naming a file the test waits for:
                        written when a `wait` call is cancelled: the SDK
                        cancels a handler's task on `notifications/cancelled`
 
+and, optionally:
+
+  SLOW_SERVER_NOISE    a number N: before serving, the server writes N lines
+                       to its stderr (a server that floods its log)
+
 Tools: `wait` (waits `seconds`, then answers "waited") and `echo` (answers
 its `text` at once). Both are annotated read-only, so config's default
 policy lets them run without asking.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import anyio
@@ -60,4 +66,8 @@ def echo(text: str) -> str:
 
 if __name__ == "__main__":
     note("SLOW_SERVER_PID", str(os.getpid()))
+    noise = int(os.environ.get("SLOW_SERVER_NOISE", "0"))
+    for line in range(noise):
+        sys.stderr.write(f"noise {line}\n")
+    sys.stderr.flush()
     server.run("stdio")
