@@ -449,7 +449,7 @@ async fn run_turn(
     // Text held back in case a key started in it: scrubbed and sent now.
     let rest = scrub.redactor.scrub(&std::mem::take(&mut scrub.held));
     if !rest.is_empty() {
-        relay(agent, events, reply, rest);
+        reply.relay(agent, events, rest);
     }
     end
 }
@@ -639,7 +639,7 @@ async fn apply(
     let name = &agent.config.name;
     let history = engine.history_store();
     match event {
-        TurnEvent::Delta(text) => relay(agent, events, reply, text),
+        TurnEvent::Delta(text) => reply.relay(agent, events, text),
         TurnEvent::ToolCall(call) => {
             let message = call.to_message(name.as_str()).stamped(engine.clock());
             history.append(name, agent.id, &message, None).await?;
@@ -671,22 +671,6 @@ async fn apply(
         TurnEvent::Finish(_) => {}
     }
     Ok(())
-}
-
-/// Reply text: added to the reply, sent to the caller and the watchers.
-fn relay(
-    agent: &Agent,
-    events: &mpsc::UnboundedSender<ExchangeEvent>,
-    reply: &mut Reply,
-    text: String,
-) {
-    reply.text.push_str(&text);
-    agent
-        .events
-        .emit_with(Some(&agent.config.name), || Event::Delta {
-            content: text.clone(),
-        });
-    let _ = events.send(ExchangeEvent::Delta(text));
 }
 
 /// Stores a session id the agent reported, if it is new, so the next child
