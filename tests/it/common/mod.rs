@@ -4,6 +4,7 @@
 
 pub mod coding;
 pub mod fake_anthropic;
+pub mod fake_http;
 pub mod fake_provider;
 pub mod fake_responses;
 pub mod in_process;
