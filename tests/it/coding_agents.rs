@@ -191,11 +191,7 @@ fn a_child_killed_mid_turn_fails_that_turn_and_the_next_resumes_the_session() {
     let mut stream = stream_message(&daemon, "coder", "slow: a story to cut");
     line_of(&mut stream, "delta");
     let pid = child_in(&setup.cwd).expect("the Claude Code child, working in the project dir");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9");
+    crate::common::signal(pid, "KILL");
     let error = line_of(&mut stream, "error");
     assert_eq!(error["status"], 502, "{error}");
     assert_eq!(error["code"], "agent_exited", "{error}");
