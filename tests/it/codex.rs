@@ -585,7 +585,8 @@ mod through_the_daemon {
     use serde_json::json;
 
     use crate::common::coding::{
-        child_in, claude, claude_agent_config, line_of, reply, spawn_claude, stream_message,
+        child_in, claude, claude_agent_config, env_with_agent, line_of, reply, spawn_claude,
+        stream_message,
     };
     use crate::common::fake_anthropic::FakeAnthropic;
     use crate::common::in_process::InProcess;
@@ -838,7 +839,7 @@ mod through_the_daemon {
 
     #[test]
     fn bypass_is_refused_over_tcp_and_accepted_on_the_socket() {
-        let env = Env::new().config("[agents.codex]\ncommand = [\"/bin/true\"]\n");
+        let env = env_with_agent("codex", "/bin/true");
         let dir = env.dir.path().display().to_string();
         let daemon = InProcess::start_in(env, true);
         let spawn = |name: &str| json!({"name": name, "provider": "codex", "cwd": dir, "approval": "bypass"});
@@ -852,7 +853,7 @@ mod through_the_daemon {
 
     #[test]
     fn a_missing_executable_is_refused_at_spawn_with_the_install_line() {
-        let env = Env::new().config("[agents.codex]\ncommand = [\"/nonexistent/bin/codex\"]\n");
+        let env = env_with_agent("codex", "/nonexistent/bin/codex");
         let dir = env.dir.path().display().to_string();
         let daemon = InProcess::serve(env, &["--no-tcp"]);
         let out = daemon.cli(&["spawn", "coder", "--provider", "codex", "--cwd", &dir]);

@@ -58,6 +58,12 @@ pub fn codex() -> Option<PathBuf> {
     installed("ORCHESTRATION_CODEX", "Codex")
 }
 
+/// An env whose coding agent `kind` (`claude-code`, `codex`) runs
+/// `command`, for the checks that start no child.
+pub fn env_with_agent(kind: &str, command: &str) -> Env {
+    Env::new().config(&format!("[agents.{kind}]\ncommand = [{command:?}]\n"))
+}
+
 /// The reply text of a `say`.
 #[track_caller]
 pub fn reply(response: &HttpResponse) -> String {
