@@ -9,7 +9,7 @@
 //! anything else → `echo: TEXT`. Every `/v1/messages` body is logged.
 
 use std::io::{BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,11 +25,9 @@ pub struct FakeAnthropic {
 
 impl FakeAnthropic {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake");
-        let port = listener.local_addr().expect("address").port();
         let log = Arc::new(Mutex::new(Vec::new()));
         // It never stops: the test process ends it.
-        fake_http::accept(listener, log.clone(), |_| false, serve);
+        let port = fake_http::listen(log.clone(), |_| false, serve);
         Self { port, log }
     }
 

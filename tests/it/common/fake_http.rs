@@ -9,15 +9,17 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-/// Serves each connection `listener` accepts with `serve`, on a thread of
-/// its own, until `stopping` is true when one arrives (a fake's `Drop`
-/// sets its flag, then connects once to wake the loop).
-pub fn accept<S: Send + Sync + 'static>(
-    listener: TcpListener,
+/// Listens on a free loopback port, returned, and serves each connection
+/// with `serve`, on a thread of its own, until `stopping` is true when one
+/// arrives (a fake's `Drop` sets its flag, then connects once to wake the
+/// loop).
+pub fn listen<S: Send + Sync + 'static>(
     shared: Arc<S>,
     stopping: fn(&S) -> bool,
     serve: fn(TcpStream, &S),
-) {
+) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = listener.local_addr().expect("its address").port();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             if stopping(&shared) {
@@ -28,6 +30,7 @@ pub fn accept<S: Send + Sync + 'static>(
             std::thread::spawn(move || serve(stream, &shared));
         }
     });
+    port
 }
 
 /// One request as a fake server received it.

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -238,20 +238,13 @@ pub struct FakeProvider {
 
 impl FakeProvider {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake provider");
-        let port = listener.local_addr().expect("addr").port();
         let shared = Arc::new(Shared {
             script: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             closed: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
         });
-        fake_http::accept(
-            listener,
-            shared.clone(),
-            |s| s.stopping.load(Ordering::SeqCst),
-            serve,
-        );
+        let port = fake_http::listen(shared.clone(), |s| s.stopping.load(Ordering::SeqCst), serve);
         Self { port, shared }
     }
 

@@ -16,7 +16,7 @@
 //! The reply rules follow `docs/dev/coding-agents/fake_model.py`.
 
 use std::io::{BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -54,15 +54,8 @@ pub struct FakeResponses {
 
 impl FakeResponses {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake Responses server");
-        let port = listener.local_addr().expect("its address").port();
         let shared = Arc::new(Shared::default());
-        fake_http::accept(
-            listener,
-            shared.clone(),
-            |s| s.stopping.load(Ordering::SeqCst),
-            serve,
-        );
+        let port = fake_http::listen(shared.clone(), |s| s.stopping.load(Ordering::SeqCst), serve);
         Self { port, shared }
     }
 
