@@ -539,6 +539,26 @@ pub(super) struct Reply {
     pub calls: Vec<ToolCall>,
 }
 
+/// Writes a turn's human message, then shows it to the watchers and marks
+/// the agent busy: an API exchange and a coding turn begin alike.
+pub(super) async fn record_human(
+    engine: &Engine,
+    agent: &Agent,
+    human: Message,
+) -> Result<(), EngineError> {
+    // A copy for the event stream only when someone watches: a message may be 1 MiB.
+    let watched = agent.events.is_watched().then(|| human.clone());
+    engine
+        .history_store()
+        .append(&agent.config.name, agent.id, &human, None)
+        .await?;
+    if let Some(message) = watched {
+        agent.emit(Event::Message { message });
+    }
+    agent.set_state(AgentState::Processing);
+    Ok(())
+}
+
 /// One exchange: record the human message, stream the provider's reply to
 /// the caller, record the reply (partial ones marked interrupted).
 async fn exchange(
@@ -578,13 +598,7 @@ async fn exchange(
     // On disk before the provider hears of it.
     let human = Message::new(HUMAN, content.to_string(), Map::new()).stamped(engine.clock());
     drop(content);
-    // A copy for the event stream only when someone watches: a message may be 1 MiB.
-    let watched = agent.events.is_watched().then(|| human.clone());
-    history.append(name, agent.id, &human, None).await?;
-    if let Some(message) = watched {
-        agent.emit(Event::Message { message });
-    }
-    agent.set_state(AgentState::Processing);
+    record_human(engine, agent, human).await?;
 
     // The agent's tools, its servers started if need be; a server that
     // cannot start fails the turn, its message kept.

@@ -16,10 +16,12 @@ use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::agent::{Agent, End, ExchangeEvent, INTERRUPTED_BY_REQUEST, Reply, Turn, record_reply};
+use super::agent::{
+    Agent, End, ExchangeEvent, INTERRUPTED_BY_REQUEST, Reply, Turn, record_human, record_reply,
+};
 use super::{Approvals, Engine, EngineError, lock, usage};
 use crate::model::{
-    AgentConfig, AgentName, AgentState, Approval, ApprovalRequest, Event, HUMAN, Message, Verdict,
+    AgentConfig, AgentName, Approval, ApprovalRequest, Event, HUMAN, Message, Verdict,
 };
 use crate::profiles::Kind;
 use crate::providers::http::Redactor;
@@ -292,12 +294,7 @@ pub(super) async fn exchange(
     }
     // On disk before the agent hears of it.
     let human = Message::new(HUMAN, content.to_string(), Map::new()).stamped(engine.clock());
-    let watched = agent.events.is_watched().then(|| human.clone());
-    history.append(name, agent.id, &human, None).await?;
-    if let Some(message) = watched {
-        agent.emit(Event::Message { message });
-    }
-    agent.set_state(AgentState::Processing);
+    record_human(engine, agent, human).await?;
 
     // The child holds the agent's key; a command may print it (`env`), and
     // the model may repeat it: it reaches no stream, event or history.
