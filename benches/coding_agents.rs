@@ -29,6 +29,9 @@
 #[path = "../tests/it/common/fake_anthropic.rs"]
 #[allow(dead_code)]
 mod fake_anthropic;
+#[path = "../tests/it/common/fake_http.rs"]
+#[allow(dead_code)]
+mod fake_http;
 #[path = "../tests/it/common/fake_responses.rs"]
 #[allow(dead_code)]
 mod fake_responses;

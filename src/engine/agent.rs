@@ -539,6 +539,26 @@ pub(super) struct Reply {
     pub calls: Vec<ToolCall>,
 }
 
+/// Writes a turn's human message, then shows it to the watchers and marks
+/// the agent busy: an API exchange and a coding turn begin alike.
+pub(super) async fn record_human(
+    engine: &Engine,
+    agent: &Agent,
+    human: Message,
+) -> Result<(), EngineError> {
+    // A copy for the event stream only when someone watches: a message may be 1 MiB.
+    let watched = agent.events.is_watched().then(|| human.clone());
+    engine
+        .history_store()
+        .append(&agent.config.name, agent.id, &human, None)
+        .await?;
+    if let Some(message) = watched {
+        agent.emit(Event::Message { message });
+    }
+    agent.set_state(AgentState::Processing);
+    Ok(())
+}
+
 /// One exchange: record the human message, stream the provider's reply to
 /// the caller, record the reply (partial ones marked interrupted).
 async fn exchange(
@@ -578,13 +598,7 @@ async fn exchange(
     // On disk before the provider hears of it.
     let human = Message::new(HUMAN, content.to_string(), Map::new()).stamped(engine.clock());
     drop(content);
-    // A copy for the event stream only when someone watches: a message may be 1 MiB.
-    let watched = agent.events.is_watched().then(|| human.clone());
-    history.append(name, agent.id, &human, None).await?;
-    if let Some(message) = watched {
-        agent.emit(Event::Message { message });
-    }
-    agent.set_state(AgentState::Processing);
+    record_human(engine, agent, human).await?;
 
     // The agent's tools, its servers started if need be; a server that
     // cannot start fails the turn, its message kept.
@@ -673,6 +687,13 @@ fn output_bound(engine: &Engine) -> u32 {
     engine.settings().config.providers.budget_max_tokens
 }
 
+/// Who pays for the agent's next call, when some budget applies to it;
+/// None lets the call through unbudgeted.
+fn budgeted_payer(engine: &Engine, agent: &Agent, setup: &Setup) -> Option<budget::Payer> {
+    let payer = payer(engine, agent, setup.model.as_deref());
+    engine.budgets().applies(&payer).then_some(payer)
+}
+
 /// Refuses a message no budget that applies could fit: the call would
 /// send at least the instructions and the message.
 fn check_budgets(
@@ -681,10 +702,9 @@ fn check_budgets(
     setup: &Setup,
     content: &str,
 ) -> Result<(), EngineError> {
-    let payer = payer(engine, agent, setup.model.as_deref());
-    if !engine.budgets().applies(&payer) {
+    let Some(payer) = budgeted_payer(engine, agent, setup) else {
         return Ok(());
-    }
+    };
     let instructions = agent.config.instructions.as_ref().map_or(0, String::len);
     let input = estimated_tokens(instructions + content.len());
     let least = worst_case(engine, &payer, input, output_bound(engine).into());
@@ -701,10 +721,9 @@ fn reserve_budgets(
     setup: &Setup,
     request: &mut ChatRequest,
 ) -> Result<Option<budget::Hold>, EngineError> {
-    let payer = payer(engine, agent, setup.model.as_deref());
-    if !engine.budgets().applies(&payer) {
+    let Some(payer) = budgeted_payer(engine, agent, setup) else {
         return Ok(None);
-    }
+    };
     let bound = output_bound(engine);
     let bound = request
         .max_output_tokens
@@ -964,6 +983,23 @@ async fn stream_reply(
 }
 
 impl Reply {
+    /// Reply text: added to the reply, sent to the caller and the watchers.
+    /// A caller that went away is noticed by whoever drives the turn.
+    pub(super) fn relay(
+        &mut self,
+        agent: &Agent,
+        events: &mpsc::UnboundedSender<ExchangeEvent>,
+        text: String,
+    ) {
+        self.text.push_str(&text);
+        agent
+            .events
+            .emit_with(Some(&agent.config.name), || Event::Delta {
+                content: text.clone(),
+            });
+        let _ = events.send(ExchangeEvent::Delta(text));
+    }
+
     /// Adds one provider event to the reply; true when the text has reached
     /// `max_bytes` (the text is cut there, at a character boundary).
     fn apply(
@@ -984,14 +1020,8 @@ impl Reply {
                     }
                     text.truncate(cut);
                 }
-                self.text.push_str(&text);
-                agent
-                    .events
-                    .emit_with(Some(&agent.config.name), || Event::Delta {
-                        content: text.clone(),
-                    });
                 // A closed channel is noticed by the select loop next turn.
-                let _ = events.send(ExchangeEvent::Delta(text));
+                self.relay(agent, events, text);
                 return full;
             }
             ProviderEvent::Usage(usage) => self.usage = Some(usage),

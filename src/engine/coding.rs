@@ -16,10 +16,12 @@ use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::agent::{Agent, End, ExchangeEvent, INTERRUPTED_BY_REQUEST, Reply, Turn, record_reply};
+use super::agent::{
+    Agent, End, ExchangeEvent, INTERRUPTED_BY_REQUEST, Reply, Turn, record_human, record_reply,
+};
 use super::{Approvals, Engine, EngineError, lock, usage};
 use crate::model::{
-    AgentConfig, AgentName, AgentState, Approval, ApprovalRequest, Event, HUMAN, Message, Verdict,
+    AgentConfig, AgentName, Approval, ApprovalRequest, Event, HUMAN, Message, Verdict,
 };
 use crate::profiles::Kind;
 use crate::providers::http::Redactor;
@@ -292,12 +294,7 @@ pub(super) async fn exchange(
     }
     // On disk before the agent hears of it.
     let human = Message::new(HUMAN, content.to_string(), Map::new()).stamped(engine.clock());
-    let watched = agent.events.is_watched().then(|| human.clone());
-    history.append(name, agent.id, &human, None).await?;
-    if let Some(message) = watched {
-        agent.emit(Event::Message { message });
-    }
-    agent.set_state(AgentState::Processing);
+    record_human(engine, agent, human).await?;
 
     // The child holds the agent's key; a command may print it (`env`), and
     // the model may repeat it: it reaches no stream, event or history.
@@ -449,7 +446,7 @@ async fn run_turn(
     // Text held back in case a key started in it: scrubbed and sent now.
     let rest = scrub.redactor.scrub(&std::mem::take(&mut scrub.held));
     if !rest.is_empty() {
-        relay(agent, events, reply, rest);
+        reply.relay(agent, events, rest);
     }
     end
 }
@@ -639,7 +636,7 @@ async fn apply(
     let name = &agent.config.name;
     let history = engine.history_store();
     match event {
-        TurnEvent::Delta(text) => relay(agent, events, reply, text),
+        TurnEvent::Delta(text) => reply.relay(agent, events, text),
         TurnEvent::ToolCall(call) => {
             let message = call.to_message(name.as_str()).stamped(engine.clock());
             history.append(name, agent.id, &message, None).await?;
@@ -671,22 +668,6 @@ async fn apply(
         TurnEvent::Finish(_) => {}
     }
     Ok(())
-}
-
-/// Reply text: added to the reply, sent to the caller and the watchers.
-fn relay(
-    agent: &Agent,
-    events: &mpsc::UnboundedSender<ExchangeEvent>,
-    reply: &mut Reply,
-    text: String,
-) {
-    reply.text.push_str(&text);
-    agent
-        .events
-        .emit_with(Some(&agent.config.name), || Event::Delta {
-            content: text.clone(),
-        });
-    let _ = events.send(ExchangeEvent::Delta(text));
 }
 
 /// Stores a session id the agent reported, if it is new, so the next child

@@ -1026,81 +1026,47 @@ fn script_of(command: &str) -> String {
     if !matches!(shell_name, "bash" | "sh" | "zsh") || !matches!(flag, "-c" | "-lc") {
         return command.to_owned();
     }
-    match shell_words(rest) {
+    match shell_words(rest, Quoting::Posix) {
         Some(words) if words.len() == 1 => words.into_iter().next().unwrap_or_default(),
         _ => command.to_owned(),
     }
 }
 
+/// How [`shell_words`] reads what a shell would do more with than split.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Quoting {
+    /// A simple command only: anything the shell would expand, redirect,
+    /// chain or escape (`;`, `|`, `$`, `\`, a newline, …) refuses the text.
+    Simple,
+    /// POSIX quoting and backslash escapes, for unwrapping `bash -lc '…'`;
+    /// other characters are taken as they are.
+    Posix,
+}
+
 /// A simple command's words, or `None` if the shell would do more than run
 /// one program with these arguments.
 fn simple_argv(script: &str) -> Option<Vec<String>> {
+    shell_words(script, Quoting::Simple)
+}
+
+/// Splits `text` into shell words as `quoting` says; `None` if a quote is
+/// left open, or if `Quoting::Simple` meets anything but a simple command.
+fn shell_words(text: &str, quoting: Quoting) -> Option<Vec<String>> {
     const SPECIAL: &[char] = &[
         ';', '&', '|', '<', '>', '(', ')', '$', '`', '*', '?', '[', ']', '{', '}', '~', '#', '=',
         '!', '\n', '\r',
     ];
+    let simple = quoting == Quoting::Simple;
     let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = script.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' | '\t' => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next()? {
-                        '\'' => break,
-                        c => word.push(c),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next()? {
-                        '"' => break,
-                        '$' | '`' | '\\' | '!' => return None,
-                        c => word.push(c),
-                    }
-                }
-            }
-            '\\' => return None,
-            c if SPECIAL.contains(&c) => return None,
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    Some(words)
-}
-
-/// Splits shell words with POSIX quoting (for unwrapping `bash -lc '…'`);
-/// `None` if a quote is left open.
-fn shell_words(text: &str) -> Option<Vec<String>> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
+    // `Some` once a word has begun, so `''` is an (empty) word.
+    let mut word: Option<String> = None;
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         match c {
-            ' ' | '\t' | '\n' => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
+            ' ' | '\t' => words.extend(word.take()),
+            '\n' if !simple => words.extend(word.take()),
             '\'' => {
-                in_word = true;
+                let word = word.get_or_insert_default();
                 loop {
                     match chars.next()? {
                         '\'' => break,
@@ -1109,10 +1075,11 @@ fn shell_words(text: &str) -> Option<Vec<String>> {
                 }
             }
             '"' => {
-                in_word = true;
+                let word = word.get_or_insert_default();
                 loop {
                     match chars.next()? {
                         '"' => break,
+                        '$' | '`' | '\\' | '!' if simple => return None,
                         '\\' => match chars.next()? {
                             c @ ('"' | '\\' | '$' | '`') => word.push(c),
                             '\n' => {}
@@ -1125,19 +1092,13 @@ fn shell_words(text: &str) -> Option<Vec<String>> {
                     }
                 }
             }
-            '\\' => {
-                in_word = true;
-                word.push(chars.next()?);
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
+            '\\' if simple => return None,
+            '\\' => word.get_or_insert_default().push(chars.next()?),
+            c if simple && SPECIAL.contains(&c) => return None,
+            c => word.get_or_insert_default().push(c),
         }
     }
-    if in_word {
-        words.push(word);
-    }
+    words.extend(word);
     Some(words)
 }
 
@@ -1264,6 +1225,38 @@ mod tests {
         assert_eq!(script_of("git status"), "git status");
         assert_eq!(script_of("/bin/bash -lc 'open"), "/bin/bash -lc 'open");
         assert_eq!(script_of(""), "");
+    }
+
+    #[test]
+    fn one_splitter_reads_simple_commands_strictly_and_wrapped_scripts_posix_style() {
+        let words = |list: &[&str]| Some(list.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>());
+        // Alike in both: blanks split, quotes join, `''` is an empty word.
+        for quoting in [Quoting::Simple, Quoting::Posix] {
+            assert_eq!(
+                shell_words("ls  'a file'\t\"b c\"", quoting),
+                words(&["ls", "a file", "b c"])
+            );
+            assert_eq!(shell_words("x '' y", quoting), words(&["x", "", "y"]));
+            assert_eq!(shell_words("", quoting), words(&[]));
+            assert_eq!(shell_words("ls 'open", quoting), None);
+            assert_eq!(shell_words("ls \"open", quoting), None);
+        }
+        // Only POSIX unwrapping takes escapes, newlines and special characters.
+        let posix = |text| shell_words(text, Quoting::Posix);
+        let simple = |text| shell_words(text, Quoting::Simple);
+        assert_eq!(posix("a\\ b"), words(&["a b"]));
+        assert_eq!(
+            posix("\"say \\\"hi\\\" \\$x \\q\""),
+            words(&["say \"hi\" $x \\q"])
+        );
+        assert_eq!(posix("a\nb"), words(&["a", "b"]));
+        assert_eq!(posix("ls; rm ~"), words(&["ls;", "rm", "~"]));
+        assert_eq!(posix("a\\"), None);
+        for text in [
+            "a\\ b", "\"\\$x\"", "\"$x\"", "a\nb", "a\rb", "ls; rm", "rm ~",
+        ] {
+            assert_eq!(simple(text), None, "{text:?}");
+        }
     }
 
     #[test]

@@ -9,57 +9,13 @@
 
 use std::io::BufReader;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::{Value, json};
 
 use crate::common::coding::{ClaudeSetup, claude, line_of, stream_message};
-use crate::common::fake_anthropic::FakeAnthropic;
 use crate::common::in_process::InProcess;
-use crate::common::{Env, Harness, eventually, open_events, read_rest};
-
-/// A daemon whose Claude Code is `claude` (home and temp dir inside the
-/// env), the agent's working directory, and the fake model server.
-struct Setup {
-    env: Env,
-    cwd: PathBuf,
-    fake: FakeAnthropic,
-}
-
-impl Setup {
-    fn new(claude: &Path, extra_config: &str) -> Self {
-        let ClaudeSetup { env, cwd, fake } =
-            ClaudeSetup::with_config(claude, &format!("[agents]\n{extra_config}"));
-        Self { env, cwd, fake }
-    }
-
-    fn daemon(&self) -> InProcess {
-        InProcess::serve(self.env.clone(), &["--no-tcp"])
-    }
-
-    /// `spawn coder --provider claude-code` at the fake, in the project dir.
-    fn spawn_coder(&self, daemon: &InProcess) {
-        let url = self.fake.url();
-        let cwd = self.cwd.display().to_string();
-        let args = [
-            "spawn",
-            "coder",
-            "--provider",
-            "claude-code",
-            "--base-url",
-            &url,
-            "--api-key-env",
-            "FAKE_ANTHROPIC_KEY",
-            "--cwd",
-            &cwd,
-        ];
-        daemon
-            .env()
-            .cli_env(&[("FAKE_ANTHROPIC_KEY", "sk-fake")], &args)
-            .ok();
-    }
-}
+use crate::common::{Harness, eventually, open_events, read_rest};
 
 /// The approval a streamed message is waiting for.
 fn asked(stream: &mut BufReader<UnixStream>) -> Value {
@@ -157,9 +113,9 @@ fn unknown_and_malformed_ids_are_refused_with_their_codes_and_exit_statuses() {
 #[test]
 fn a_command_approved_from_another_terminal_runs_in_the_cwd_and_is_exported() {
     let Some(claude) = claude() else { return };
-    let setup = Setup::new(&claude, "");
+    let setup = ClaudeSetup::new(&claude);
     let daemon = setup.daemon();
-    setup.spawn_coder(&daemon);
+    setup.spawn(&daemon, "coder", &[]);
 
     // `message` off a terminal: it says how to answer and keeps waiting.
     let message = daemon
@@ -278,9 +234,9 @@ fn a_command_approved_from_another_terminal_runs_in_the_cwd_and_is_exported() {
 #[test]
 fn a_denial_with_a_reason_reaches_the_model_and_nothing_runs() {
     let Some(claude) = claude() else { return };
-    let setup = Setup::new(&claude, "");
+    let setup = ClaudeSetup::new(&claude);
     let daemon = setup.daemon();
-    setup.spawn_coder(&daemon);
+    setup.spawn(&daemon, "coder", &[]);
     let mut events = open_events(&daemon.env().socket());
     let mut stream = stream_message(&daemon, "coder", "run: touch denied.txt");
     let approval = asked(&mut stream);
@@ -306,9 +262,9 @@ fn a_denial_with_a_reason_reaches_the_model_and_nothing_runs() {
 #[test]
 fn an_unanswered_approval_is_denied_at_its_timeout() {
     let Some(claude) = claude() else { return };
-    let setup = Setup::new(&claude, "approval_timeout = \"1s\"");
+    let setup = ClaudeSetup::with_config(&claude, "[agents]\napproval_timeout = \"1s\"\n");
     let daemon = setup.daemon();
-    setup.spawn_coder(&daemon);
+    setup.spawn(&daemon, "coder", &[]);
     let mut events = open_events(&daemon.env().socket());
     let mut stream = stream_message(&daemon, "coder", "run: touch late.txt");
     let id = asked(&mut stream)["id"].as_str().expect("an id").to_owned();
@@ -332,9 +288,9 @@ fn an_unanswered_approval_is_denied_at_its_timeout() {
 #[test]
 fn a_pending_approval_is_denied_at_shutdown_and_the_turn_records_it() {
     let Some(claude) = claude() else { return };
-    let setup = Setup::new(&claude, "");
+    let setup = ClaudeSetup::new(&claude);
     let mut daemon = setup.daemon();
-    setup.spawn_coder(&daemon);
+    setup.spawn(&daemon, "coder", &[]);
     let mut events = open_events(&daemon.env().socket());
     let mut stream = stream_message(&daemon, "coder", "run: touch never.txt");
     let id = asked(&mut stream)["id"].as_str().expect("an id").to_owned();

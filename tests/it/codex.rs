@@ -7,6 +7,7 @@
 //! Without either a test is skipped with a message on stderr, unless
 //! `$ORCHESTRATION_REQUIRE_THIRD_PARTY=1` (set by `scripts/test.sh`), when it fails.
 
+use crate::common::coding::codex as codex_binary;
 use crate::common::fake_responses::FakeResponses;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use orchestration::model::{AgentName, ApprovalRequest, Verdict};
+use orchestration::model::{AgentName, ApprovalRequest, ToolCall, ToolResult, Verdict};
 use orchestration::runtime::codex::{Codex, ModelServer};
 use orchestration::runtime::{
     ApprovalMode, Approver, BoxFuture, Policy, Runtime, RuntimeError, Spec, Turn, TurnEvent,
@@ -25,30 +26,6 @@ use tokio_util::sync::CancellationToken;
 /// How long one turn may take before the test fails (a loaded machine
 /// starts Codex slowly); not a speed target.
 const TURN_PATIENCE: Duration = Duration::from_secs(90);
-
-pub fn codex_binary() -> Option<PathBuf> {
-    let found = std::env::var_os("ORCHESTRATION_CODEX")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|dir| dir.join("codex"))
-                    .find(|candidate| candidate.is_file())
-            })
-        });
-    if found.is_none() {
-        let required = std::env::var("ORCHESTRATION_REQUIRE_THIRD_PARTY").as_deref() == Ok("1");
-        assert!(
-            !required,
-            "codex is required but not installed; run scripts/test.sh"
-        );
-        eprintln!(
-            "SKIPPED: codex is not installed, so the Codex tests did not run; \
-             `bash scripts/test.sh` installs it"
-        );
-    }
-    found
-}
 
 /// An approver that answers every request the same way and keeps them.
 struct Scripted {
@@ -166,6 +143,20 @@ impl Outcome {
     fn session(&self) -> Option<&str> {
         self.events.iter().find_map(|e| match e {
             TurnEvent::Session(id) => Some(id.as_str()),
+            _ => None,
+        })
+    }
+
+    fn tool_call(&self) -> Option<ToolCall> {
+        self.events.iter().find_map(|e| match e {
+            TurnEvent::ToolCall(call) => Some(call.clone()),
+            _ => None,
+        })
+    }
+
+    fn tool_result(&self) -> Option<ToolResult> {
+        self.events.iter().find_map(|e| match e {
+            TurnEvent::ToolResult(result) => Some(result.clone()),
             _ => None,
         })
     }
@@ -310,24 +301,10 @@ fn an_approved_command_runs_in_the_cwd_and_a_declined_one_does_not() {
         let command = "echo made-by-codex > made.txt && pwd";
         let ran = turn(&mut codex, &format!("run: {command}"), yes.clone()).await;
         ran.ok();
-        let call = ran
-            .events
-            .iter()
-            .find_map(|e| match e {
-                TurnEvent::ToolCall(call) => Some(call.clone()),
-                _ => None,
-            })
-            .expect("a tool call");
+        let call = ran.tool_call().expect("a tool call");
         assert_eq!(call.name, "commandExecution");
         assert_eq!(call.input["command"], command);
-        let result = ran
-            .events
-            .iter()
-            .find_map(|e| match e {
-                TurnEvent::ToolResult(result) => Some(result.clone()),
-                _ => None,
-            })
-            .expect("a tool result");
+        let result = ran.tool_result().expect("a tool result");
         assert_eq!(result.id, call.id);
         assert!(!result.is_error, "{result:?}");
         let cwd = place.cwd().display().to_string();
@@ -338,12 +315,7 @@ fn an_approved_command_runs_in_the_cwd_and_a_declined_one_does_not() {
         let declined = turn(&mut codex, "run: touch declined.txt", no.clone()).await;
         declined.ok();
         let result = declined
-            .events
-            .iter()
-            .find_map(|e| match e {
-                TurnEvent::ToolResult(result) => Some(result.clone()),
-                _ => None,
-            })
+            .tool_result()
             .expect("a tool result for the declined call");
         assert!(result.is_error, "{result:?}");
         // The model was told the command was rejected.
@@ -612,7 +584,11 @@ mod through_the_daemon {
 
     use serde_json::json;
 
-    use crate::common::coding::{child_in, line_of, reply, stream_message};
+    use crate::common::coding::{
+        child_in, claude, claude_agent_config, env_with_agent, line_of, reply, spawn_claude,
+        stream_message,
+    };
+    use crate::common::fake_anthropic::FakeAnthropic;
     use crate::common::in_process::InProcess;
     use crate::common::{Env, Harness, open_events, read_rest};
 
@@ -863,7 +839,7 @@ mod through_the_daemon {
 
     #[test]
     fn bypass_is_refused_over_tcp_and_accepted_on_the_socket() {
-        let env = Env::new().config("[agents.codex]\ncommand = [\"/bin/true\"]\n");
+        let env = env_with_agent("codex", "/bin/true");
         let dir = env.dir.path().display().to_string();
         let daemon = InProcess::start_in(env, true);
         let spawn = |name: &str| json!({"name": name, "provider": "codex", "cwd": dir, "approval": "bypass"});
@@ -877,7 +853,7 @@ mod through_the_daemon {
 
     #[test]
     fn a_missing_executable_is_refused_at_spawn_with_the_install_line() {
-        let env = Env::new().config("[agents.codex]\ncommand = [\"/nonexistent/bin/codex\"]\n");
+        let env = env_with_agent("codex", "/nonexistent/bin/codex");
         let dir = env.dir.path().display().to_string();
         let daemon = InProcess::serve(env, &["--no-tcp"]);
         let out = daemon.cli(&["spawn", "coder", "--provider", "codex", "--cwd", &dir]);
@@ -892,45 +868,13 @@ mod through_the_daemon {
     #[test]
     fn fan_out_reaches_echo_claude_code_and_codex_agents_alike() {
         let Some(codex) = codex_binary() else { return };
-        let Some(claude) = std::env::var_os("ORCHESTRATION_CLAUDE")
-            .map(PathBuf::from)
-            .filter(|path| path.is_file())
-        else {
-            eprintln!(
-                "SKIPPED: Claude Code is not installed, so the three-way fan-out did not run"
-            );
-            return;
-        };
-        let fake_anthropic = crate::common::fake_anthropic::FakeAnthropic::start();
-        let home = Env::new();
-        let claude_config = format!(
-            "[agents.claude-code]\ncommand = [{claude:?}]\nenv = {{ HOME = {home:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = \"1\", DISABLE_TELEMETRY = \"1\", CLAUDE_CODE_MAX_RETRIES = \"0\" }}\n",
-            claude = claude.display().to_string(),
-            home = home.dir.path().display().to_string(),
-        );
-        let setup = Setup::with_config(&codex, &claude_config);
+        let Some(claude) = claude() else { return };
+        let claude_dir = tempfile::tempdir().expect("tempdir");
+        let setup = Setup::with_config(&codex, &claude_agent_config(&claude, claude_dir.path()));
         let daemon = setup.daemon();
         setup.spawn(&daemon, "coder", &[]);
-        let url = fake_anthropic.url();
-        let cwd = setup.cwd.display().to_string();
-        daemon
-            .env()
-            .cli_env(
-                &[("FAKE_ANTHROPIC_KEY", "sk-fake")],
-                &[
-                    "spawn",
-                    "claude",
-                    "--provider",
-                    "claude-code",
-                    "--base-url",
-                    &url,
-                    "--api-key-env",
-                    "FAKE_ANTHROPIC_KEY",
-                    "--cwd",
-                    &cwd,
-                ],
-            )
-            .ok();
+        let fake_anthropic = FakeAnthropic::start();
+        spawn_claude(&daemon, "claude", &fake_anthropic, &setup.cwd, &[]);
         daemon.cli(&["spawn", "parrot", "--provider", "echo"]).ok();
         let answer = daemon.json(
             "POST",

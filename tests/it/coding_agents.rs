@@ -9,10 +9,11 @@
 use serde_json::json;
 
 use crate::common::coding::{
-    ClaudeSetup as Setup, child_in, claude, line_of, reply, stream_message, working_in,
+    ClaudeSetup as Setup, child_in, claude, env_with_agent, line_of, reply, stream_message,
+    working_in,
 };
 use crate::common::in_process::InProcess;
-use crate::common::{Env, Harness, eventually, open_events, read_rest};
+use crate::common::{Harness, eventually, open_events, read_rest};
 
 #[test]
 fn turns_keep_their_context_and_a_restarted_daemon_resumes_the_session() {
@@ -191,11 +192,7 @@ fn a_child_killed_mid_turn_fails_that_turn_and_the_next_resumes_the_session() {
     let mut stream = stream_message(&daemon, "coder", "slow: a story to cut");
     line_of(&mut stream, "delta");
     let pid = child_in(&setup.cwd).expect("the Claude Code child, working in the project dir");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9");
+    crate::common::signal(pid, "KILL");
     let error = line_of(&mut stream, "error");
     assert_eq!(error["status"], 502, "{error}");
     assert_eq!(error["code"], "agent_exited", "{error}");
@@ -274,14 +271,9 @@ fn fan_out_reaches_echo_and_claude_code_agents_alike() {
     );
 }
 
-/// A config whose Claude Code is `command`, for the checks that start no child.
-fn env_with_command(command: &str) -> Env {
-    Env::new().config(&format!("[agents.claude-code]\ncommand = [{command:?}]\n"))
-}
-
 #[test]
 fn a_missing_executable_is_refused_at_spawn_with_the_install_line() {
-    let env = env_with_command("/nonexistent/bin/claude");
+    let env = env_with_agent("claude-code", "/nonexistent/bin/claude");
     let dir = env.dir.path().display().to_string();
     let daemon = InProcess::serve(env, &["--no-tcp"]);
     let out = daemon.cli(&["spawn", "coder", "--provider", "claude-code", "--cwd", &dir]);
@@ -298,7 +290,7 @@ fn a_missing_executable_is_refused_at_spawn_with_the_install_line() {
 
 #[test]
 fn a_cwd_that_is_not_a_directory_of_ours_is_refused_at_spawn() {
-    let env = env_with_command("/bin/true");
+    let env = env_with_agent("claude-code", "/bin/true");
     let file = env.dir.path().join("a-file");
     std::fs::write(&file, "").expect("file");
     let daemon = InProcess::serve(env, &["--no-tcp"]);
@@ -320,7 +312,7 @@ fn a_cwd_that_is_not_a_directory_of_ours_is_refused_at_spawn() {
 
 #[test]
 fn the_python_clients_sdk_spawn_is_a_claude_code_agent() {
-    let env = env_with_command("/bin/true");
+    let env = env_with_agent("claude-code", "/bin/true");
     let dir = env.dir.path().display().to_string();
     let daemon = InProcess::serve(env, &["--no-tcp"]);
     let answer = daemon.json(
@@ -337,7 +329,7 @@ fn the_python_clients_sdk_spawn_is_a_claude_code_agent() {
 
 #[test]
 fn bypass_is_refused_over_tcp_and_accepted_on_the_socket() {
-    let env = env_with_command("/bin/true");
+    let env = env_with_agent("claude-code", "/bin/true");
     let dir = env.dir.path().display().to_string();
     let daemon = InProcess::start_in(env, true);
     let spawn = |name: &str| json!({"name": name, "provider": "claude-code", "cwd": dir, "approval": "bypass"});

@@ -42,6 +42,28 @@ pub fn claude() -> Option<PathBuf> {
     installed("ORCHESTRATION_CLAUDE", "Claude Code")
 }
 
+/// Codex, from `ORCHESTRATION_CODEX`, else `codex` on PATH.
+pub fn codex() -> Option<PathBuf> {
+    let on_path = || {
+        let paths = std::env::var_os("PATH")?;
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("codex"))
+            .find(|candidate| candidate.is_file())
+    };
+    if std::env::var_os("ORCHESTRATION_CODEX").is_none()
+        && let Some(found) = on_path()
+    {
+        return Some(found);
+    }
+    installed("ORCHESTRATION_CODEX", "Codex")
+}
+
+/// An env whose coding agent `kind` (`claude-code`, `codex`) runs
+/// `command`, for the checks that start no child.
+pub fn env_with_agent(kind: &str, command: &str) -> Env {
+    Env::new().config(&format!("[agents.{kind}]\ncommand = [{command:?}]\n"))
+}
+
 /// The reply text of a `say`.
 #[track_caller]
 pub fn reply(response: &HttpResponse) -> String {
@@ -137,23 +159,11 @@ impl ClaudeSetup {
     /// [`Self::new`], with `extra` appended to the config file.
     pub fn with_config(claude: &Path, extra: &str) -> Self {
         let env = Env::new();
-        let home = env.dir.path().join("home");
-        let tmp = env.dir.path().join("tmp");
         let cwd = env.dir.path().join("project");
-        for dir in [&home, &tmp, &cwd] {
-            std::fs::create_dir_all(dir).expect("dir");
-        }
+        std::fs::create_dir_all(&cwd).expect("dir");
         let config = format!(
-            r#"
-[agents.claude-code]
-command = [{claude:?}]
-env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", CLAUDE_CODE_MAX_RETRIES = "0" }}
-# extra
-{extra}
-"#,
-            claude = claude.display().to_string(),
-            home = home.display().to_string(),
-            tmp = tmp.display().to_string(),
+            "\n{}# extra\n{extra}\n",
+            claude_agent_config(claude, env.dir.path())
         );
         Self {
             env: env.config(&config),
@@ -193,24 +203,56 @@ env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRA
     /// `spawn NAME --provider claude-code` at the fake, in the project
     /// directory, plus `extra` options.
     pub fn spawn(&self, daemon: &InProcess, name: &str, extra: &[&str]) {
-        let url = self.fake.url();
-        let cwd = self.cwd.display().to_string();
-        let mut args = vec![
-            "spawn",
-            name,
-            "--provider",
-            "claude-code",
-            "--base-url",
-            &url,
-            "--api-key-env",
-            "FAKE_ANTHROPIC_KEY",
-            "--cwd",
-            &cwd,
-        ];
-        args.extend_from_slice(extra);
-        let out = daemon
-            .env()
-            .cli_env(&[("FAKE_ANTHROPIC_KEY", "sk-fake")], &args);
-        out.ok();
+        spawn_claude(daemon, name, &self.fake, &self.cwd, extra);
     }
+}
+
+/// The `[agents.claude-code]` table that runs `claude` with a home and
+/// temp dir of its own under `dir` (made here), so it writes nothing
+/// outside it, and sends nothing but its model calls.
+pub fn claude_agent_config(claude: &Path, dir: &Path) -> String {
+    let home = dir.join("home");
+    let tmp = dir.join("tmp");
+    for dir in [&home, &tmp] {
+        std::fs::create_dir_all(dir).expect("dir");
+    }
+    format!(
+        r#"[agents.claude-code]
+command = [{claude:?}]
+env = {{ HOME = {home:?}, TMPDIR = {tmp:?}, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", CLAUDE_CODE_MAX_RETRIES = "0" }}
+"#,
+        claude = claude.display().to_string(),
+        home = home.display().to_string(),
+        tmp = tmp.display().to_string(),
+    )
+}
+
+/// `spawn NAME --provider claude-code` at `fake`, working in `cwd`, plus
+/// `extra` options.
+pub fn spawn_claude(
+    daemon: &InProcess,
+    name: &str,
+    fake: &FakeAnthropic,
+    cwd: &Path,
+    extra: &[&str],
+) {
+    let url = fake.url();
+    let cwd = cwd.display().to_string();
+    let mut args = vec![
+        "spawn",
+        name,
+        "--provider",
+        "claude-code",
+        "--base-url",
+        &url,
+        "--api-key-env",
+        "FAKE_ANTHROPIC_KEY",
+        "--cwd",
+        &cwd,
+    ];
+    args.extend_from_slice(extra);
+    daemon
+        .env()
+        .cli_env(&[("FAKE_ANTHROPIC_KEY", "sk-fake")], &args)
+        .ok();
 }

@@ -8,12 +8,14 @@
 //! `hang:` → one text delta, then nothing until the client hangs up;
 //! anything else → `echo: TEXT`. Every `/v1/messages` body is logged.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use super::fake_http::{self, Request, read_request};
 
 /// The running server; it stops with the test process.
 pub struct FakeAnthropic {
@@ -23,16 +25,9 @@ pub struct FakeAnthropic {
 
 impl FakeAnthropic {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake");
-        let port = listener.local_addr().expect("address").port();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let kept = log.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let log = kept.clone();
-                std::thread::spawn(move || serve(stream, &log));
-            }
-        });
+        // It never stops: the test process ends it.
+        let port = fake_http::listen(log.clone(), |_| false, serve);
         Self { port, log }
     }
 
@@ -68,37 +63,12 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Value>>) {
     };
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut length = 0usize;
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                return;
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0u8; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let mut parts = request_line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_owned();
-        let path = parts.next().unwrap_or("").to_owned();
+    while let Some(Request {
+        method, path, body, ..
+    }) = read_request(&mut reader)
+    {
         let outcome = match (method.as_str(), path.split('?').next().unwrap_or("")) {
             ("POST", p) if p.ends_with("/messages") => {
-                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 log.lock().unwrap().push(body.clone());
                 messages(&mut writer, &body)
             }

@@ -5,13 +5,15 @@
 //! a stream open until the test releases it.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use super::fake_http::{self, Request};
 
 /// One request as the fake server received it.
 #[derive(Debug, Clone)]
@@ -26,10 +28,7 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        fake_http::header(&self.headers, name)
     }
 }
 
@@ -239,25 +238,13 @@ pub struct FakeProvider {
 
 impl FakeProvider {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake provider");
-        let port = listener.local_addr().expect("addr").port();
         let shared = Arc::new(Shared {
             script: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             closed: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
         });
-        let server = shared.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if server.stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let shared = server.clone();
-                std::thread::spawn(move || serve(stream, &shared));
-            }
-        });
+        let port = fake_http::listen(shared.clone(), |s| s.stopping.load(Ordering::SeqCst), serve);
         Self { port, shared }
     }
 
@@ -377,31 +364,14 @@ fn serve(stream: TcpStream, shared: &Shared) {
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
+/// The next request, stamped with when it had all arrived.
 fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Recorded> {
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_owned();
-    let path = parts.next()?.to_owned();
-    let mut headers = Vec::new();
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':')?;
-        let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
-        if name.eq_ignore_ascii_case("content-length") {
-            length = value.parse().ok()?;
-        }
-        headers.push((name, value));
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Request {
+        method,
+        path,
+        headers,
+        body,
+    } = super::fake_http::read_request(reader)?;
     Some(Recorded {
         method,
         path,

@@ -15,31 +15,20 @@
 //! check what the agent sent: that a turn carried the earlier ones, say.
 //! The reply rules follow `docs/dev/coding-agents/fake_model.py`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::{BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::fake_http::{self, read_request};
+
 /// One request as the fake received it.
-#[derive(Debug, Clone)]
-pub struct Logged {
-    pub method: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Value,
-}
+pub use super::fake_http::Request as Logged;
 
 impl Logged {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
     /// The request's `input` as JSON text, for "did it carry X" checks.
     pub fn input_text(&self) -> String {
         self.body["input"].to_string()
@@ -65,20 +54,8 @@ pub struct FakeResponses {
 
 impl FakeResponses {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake Responses server");
-        let port = listener.local_addr().expect("its address").port();
         let shared = Arc::new(Shared::default());
-        let server = shared.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if server.stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let shared = server.clone();
-                std::thread::spawn(move || serve(stream, &shared));
-            }
-        });
+        let port = fake_http::listen(shared.clone(), |s| s.stopping.load(Ordering::SeqCst), serve);
         Self { port, shared }
     }
 
@@ -174,40 +151,6 @@ fn serve(stream: TcpStream, shared: &Shared) {
         }
     }
     let _ = stream.shutdown(Shutdown::Both);
-}
-
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Logged> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_owned();
-    let path = parts.next()?.to_owned();
-    let mut headers = Vec::new();
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':')?;
-        let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
-        if name.eq_ignore_ascii_case("content-length") {
-            length = value.parse().ok()?;
-        }
-        headers.push((name, value));
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Logged {
-        method,
-        path,
-        headers,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-    })
 }
 
 /// What the model "decides" from the request.

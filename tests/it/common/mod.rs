@@ -4,6 +4,7 @@
 
 pub mod coding;
 pub mod fake_anthropic;
+pub mod fake_http;
 pub mod fake_provider;
 pub mod fake_responses;
 pub mod in_process;
@@ -567,10 +568,7 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        fake_http::header(&self.headers, name)
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
