@@ -269,19 +269,7 @@ fn separate(model: &Model<'_>, reply: &mut Reply) {
     if reply.text.is_empty() || reply.text.ends_with('\n') {
         return;
     }
-    relay(model, reply, "\n\n".to_owned());
-}
-
-/// Text the loop adds to the reply: kept, sent to the caller and the watchers.
-fn relay(model: &Model<'_>, reply: &mut Reply, text: String) {
-    reply.text.push_str(&text);
-    let agent = model.agent;
-    agent
-        .events
-        .emit_with(Some(&agent.config.name), || Event::Delta {
-            content: text.clone(),
-        });
-    let _ = model.events.send(ExchangeEvent::Delta(text));
+    reply.relay(model.agent, model.events, "\n\n".to_owned());
 }
 
 /// The model asked for tools once more than `tools.max_tool_rounds`
@@ -298,7 +286,7 @@ fn exhausted(model: &Model<'_>, reply: &mut Reply, max_rounds: u32) {
     let note = format!(
         "{separator}[The model asked for more tools after {max_rounds} rounds of tool calls (tools.max_tool_rounds); the turn ends here.]"
     );
-    relay(model, reply, note);
+    reply.relay(model.agent, model.events, note);
 }
 
 /// Records a round's calls, before any runs (the first with the model
