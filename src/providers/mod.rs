@@ -301,6 +301,10 @@ pub enum SetupError {
     /// A coding agent's working directory is unusable.
     #[error("cwd {path:?} {why}")]
     BadCwd { path: String, why: String },
+    /// A coding agent's `allow` patterns its CLI would read otherwise than
+    /// the daemon, or more of them than a command line holds.
+    #[error("allow pattern {pattern:?} {why}")]
+    BadAllow { pattern: String, why: String },
 }
 
 /// The provider used when a spawn names neither provider nor profile.

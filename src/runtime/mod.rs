@@ -103,6 +103,13 @@ pub struct Policy {
     pub mode: ApprovalMode,
 }
 
+/// Whether an `allow` pattern lets a coding agent run every shell command
+/// without asking — as much a shell as `approval: bypass`: Claude Code's
+/// `Bash` (bare, `Bash(*)`, `Bash(:*)`) or Codex's `commandExecution`.
+pub fn runs_every_command(pattern: &str) -> bool {
+    pattern.trim() == codex::COMMAND_TOOL || claude_code::runs_every_command(pattern)
+}
+
 /// Everything a runtime needs to start (and restart) its child.
 #[derive(Debug, Clone)]
 pub struct Spec {
