@@ -698,9 +698,8 @@ pub fn pattern_problem(pattern: &str) -> Option<&'static str> {
             "holds a space or comma outside parentheses, which Claude Code reads as several patterns; pass each as its own --allow",
         );
     }
-    let Some(specifier) = specifier else {
-        return None;
-    };
+    // No specifier: a bare tool name.
+    let specifier = specifier?;
     let Some(inner) = specifier.strip_suffix(')') else {
         return Some("has a `(` without its closing `)` at the end");
     };

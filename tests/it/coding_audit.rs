@@ -85,6 +85,22 @@ fn a_claude_code_cost_with_no_price_for_its_model_is_the_one_it_reported() {
     assert_eq!(group["key"], "my-local-model", "{usage}");
     assert_eq!(group["price_source"], "reported", "{usage}");
     assert_eq!(group["cost_usd"], reported, "{usage} {history}");
+    // And `/metrics` counts it, under the model that answered.
+    let metrics = daemon.json("GET", "/metrics", None).text();
+    let cost = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("orchestration_usage_cost_usd_total{")
+                && line.contains("my-local-model")
+                && line.contains("price_source=\"reported\"")
+        })
+        .unwrap_or_else(|| panic!("no reported cost in the metrics:\n{metrics}"));
+    let value: f64 = cost
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(value > 0.0, "{cost}");
 }
 
 #[test]
@@ -242,4 +258,51 @@ fn allow_patterns_longer_than_a_command_line_holds_are_refused_at_spawn() {
         assert_eq!(answer.status, 422, "{}", answer.text());
         assert_eq!(answer.json()["code"], "invalid_allow");
     }
+}
+
+/// `POST /agents` as the web page sends it: logged in with a fresh link
+/// (minted on the Unix socket, as `orchestration ui` does), its session
+/// cookie and CSRF header.
+fn spawn_from_page(daemon: &InProcess, body: Value) -> crate::common::HttpResponse {
+    let host = format!("127.0.0.1:{}", daemon.port.expect("port"));
+    let link = daemon.json("POST", "/ui/link", None).json();
+    let url = link["url"].as_str().expect("a login link");
+    let (_, token) = url.split_once("#t=").expect("the link's token");
+    let origin = format!("http://{host}");
+    let login = daemon.tcp_request(
+        "POST",
+        "/ui/login",
+        &[("Host", &host), ("Origin", &origin)],
+        Some(&json!({ "token": token }).to_string()),
+    );
+    assert_eq!(login.status, 200, "{}", login.text());
+    let set_cookie = login.header("set-cookie").expect("a session cookie");
+    let cookie = set_cookie.split(';').next().expect("name=value").to_owned();
+    let csrf = login.json()["csrf"].as_str().expect("csrf").to_owned();
+    daemon.tcp_request(
+        "POST",
+        "/agents",
+        &[
+            ("Host", &host),
+            ("Cookie", &cookie),
+            ("X-Orchestration-CSRF", &csrf),
+        ],
+        Some(&body.to_string()),
+    )
+}
+
+#[test]
+fn the_web_page_may_not_spawn_an_agent_allowed_every_command() {
+    let (daemon, dir) = tcp_daemon();
+    let refused = spawn_from_page(
+        &daemon,
+        json!({"name": "shell", "provider": "claude-code", "cwd": dir, "allow": ["Bash(*)"]}),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(refused.json()["code"], "bypass_refused");
+    let narrow = spawn_from_page(
+        &daemon,
+        json!({"name": "narrow", "provider": "claude-code", "cwd": dir, "allow": ["Read"]}),
+    );
+    assert_eq!(narrow.status, 200, "{}", narrow.text());
 }
