@@ -713,7 +713,8 @@ pub fn pattern_problem(pattern: &str) -> Option<&'static str> {
 
 /// Whether `pattern` lets Claude Code run every shell command without
 /// asking: `Bash` bare, or with a specifier that is empty or starts with a
-/// wildcard (`Bash(*)`, `Bash(:*)`).
+/// wildcard (`Bash(*)`, `Bash(:*)`), or a prefix (`:*`, `*`) naming a
+/// shell or a command that runs another (`Bash(sh:*)`, `Bash(env *)`).
 pub fn runs_every_command(pattern: &str) -> bool {
     let pattern = pattern.trim();
     let (name, specifier) = match pattern.split_once('(') {
@@ -724,7 +725,13 @@ pub fn runs_every_command(pattern: &str) -> bool {
         return false;
     }
     let specifier = specifier.trim();
-    specifier.is_empty() || specifier.starts_with(['*', ':'])
+    if specifier.is_empty() || specifier.starts_with(['*', ':']) {
+        return true;
+    }
+    specifier
+        .strip_suffix(":*")
+        .or_else(|| specifier.strip_suffix('*'))
+        .is_some_and(super::runs_other_commands)
 }
 
 /// One line a person can judge a tool call by: the command, the file, or
@@ -856,10 +863,20 @@ mod tests {
             "Bash()",
             "bash",
             " Bash(* rm)",
+            "Bash(sh:*)",
+            "Bash(/bin/bash -c:*)",
+            "Bash(env *)",
+            "Bash(xargs:*)",
         ] {
             assert!(runs_every_command(shell), "{shell:?}");
         }
-        for narrow in ["Bash(git status:*)", "Read", "Bash(ls)"] {
+        for narrow in [
+            "Bash(git status:*)",
+            "Read",
+            "Bash(ls)",
+            "Bash(env)",
+            "Bash(shellcheck:*)",
+        ] {
             assert!(!runs_every_command(narrow), "{narrow:?}");
         }
     }

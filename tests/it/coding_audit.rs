@@ -215,7 +215,9 @@ fn allow_patterns_that_run_every_command_are_refused_over_tcp_like_bypass() {
         ("claude-code", "Bash"),
         ("claude-code", "Bash(*)"),
         ("claude-code", "Bash(:*)"),
+        ("claude-code", "Bash(sh:*)"),
         ("codex", "commandExecution"),
+        ("codex", "bash"),
     ] {
         let refused = daemon.tcp_json("POST", "/agents", Some(spawn("shell", provider, pattern)));
         assert_eq!(refused.status, 403, "{pattern}: {}", refused.text());
