@@ -214,7 +214,7 @@ fn setup_code(error: &SetupError) -> ErrorCode {
         SetupError::NoEndpoint(_) => ErrorCode::NoEndpoint,
         SetupError::NotInstalled { .. } => ErrorCode::NotInstalled,
         SetupError::BadCwd { .. } => ErrorCode::InvalidCwd,
-        SetupError::BadAllow { .. } => ErrorCode::InvalidAllow,
+        SetupError::BadAllow { .. } | SetupError::AllowTooLong { .. } => ErrorCode::InvalidAllow,
     }
 }
 
@@ -249,7 +249,9 @@ fn engine_status(error: &EngineError) -> StatusCode {
         // The agent exists but cannot run until what it lacks arrives.
         EngineError::NameTaken(_) | EngineError::Suspended { .. } => StatusCode::CONFLICT,
         // The patterns parse, but not as one pattern each: unprocessable.
-        EngineError::Setup(SetupError::BadAllow { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+        EngineError::Setup(SetupError::BadAllow { .. } | SetupError::AllowTooLong { .. }) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         EngineError::Setup(_) | EngineError::BadSearch(_) => StatusCode::BAD_REQUEST,
         EngineError::QueueFull(_) | EngineError::ProcessesBusy { .. } => {
             StatusCode::TOO_MANY_REQUESTS
@@ -325,6 +327,7 @@ mod tests {
                 pattern: "Read,Bash".into(),
                 why: "w".into(),
             },
+            SetupError::AllowTooLong { total: 2, max: 1 },
         ];
         let provider = [
             ProviderError::Status {

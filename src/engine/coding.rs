@@ -175,13 +175,10 @@ impl From<Program> for Kind {
 /// `--allowedTools`) each one pattern to the CLI as to the daemon.
 fn check_allow(program: Program, allow: &[String]) -> Result<(), SetupError> {
     let total: usize = allow.iter().map(String::len).sum();
-    if total > runtime::claude_code::MAX_ALLOW_BYTES {
-        return Err(SetupError::BadAllow {
-            pattern: format!("{} patterns", allow.len()),
-            why: format!(
-                "take {total} bytes together; at most {} are accepted",
-                runtime::claude_code::MAX_ALLOW_BYTES
-            ),
+    if total > runtime::MAX_ALLOW_BYTES {
+        return Err(SetupError::AllowTooLong {
+            total,
+            max: runtime::MAX_ALLOW_BYTES,
         });
     }
     if program != Program::ClaudeCode {
@@ -436,9 +433,12 @@ fn check_turn(
 }
 
 /// A turn's ledger row costed from the cost the coding agent reported
-/// (Claude Code's), when the model has no price of the daemon's.
+/// (Claude Code's), unless `[prices."MODEL"]` prices the model: the CLI
+/// knows what its own models cost better than the daemon's built-in table,
+/// whose prefix match prices a newer model (`claude-opus-4-8`) at an older
+/// one's list price (`claude-opus-4`, three times as much).
 fn reported_cost(record: &mut crate::model::UsageRecord, reply: &Map<String, Value>) {
-    if record.cost_usd.is_some() {
+    if record.price_source == crate::model::PriceSource::Config {
         return;
     }
     let Some(cost) = reply

@@ -19,8 +19,8 @@ pub enum PriceSource {
     Config,
     /// The daemon's own table of well-known models (or a free provider).
     BuiltIn,
-    /// No price is known for the model, and the coding agent's CLI reported
-    /// what the call cost (Claude Code's `total_cost_usd`).
+    /// What the coding agent's CLI reported the call cost (Claude Code's
+    /// `total_cost_usd`), for a model the config does not price.
     Reported,
     Unknown,
 }

@@ -305,6 +305,10 @@ pub enum SetupError {
     /// the daemon, or more of them than a command line holds.
     #[error("allow pattern {pattern:?} {why}")]
     BadAllow { pattern: String, why: String },
+    #[error(
+        "the allow patterns take {total} bytes together; at most {max} are accepted (each is an argument of the coding agent's command line)"
+    )]
+    AllowTooLong { total: usize, max: usize },
 }
 
 /// The provider used when a spawn names neither provider nor profile.

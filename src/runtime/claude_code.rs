@@ -36,9 +36,6 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 const SUMMARY_CHARS: usize = 300;
 /// The agent's instructions, in its own directory, as the child reads them.
 const INSTRUCTIONS_FILE: &str = "claude-instructions.md";
-/// The most bytes the `allow` patterns of one agent may take together: each
-/// is an argument of the child's command line, which the kernel bounds.
-pub const MAX_ALLOW_BYTES: usize = 64 * 1024;
 
 /// Claude Code, for one agent.
 pub struct ClaudeCode {
@@ -693,6 +690,10 @@ pub fn pattern_problem(pattern: &str) -> Option<&'static str> {
     if name.is_empty() {
         return Some("names no tool");
     }
+    // A NUL cannot be in an argument at all: every start would fail.
+    if pattern.contains(char::is_control) {
+        return Some("holds a control character");
+    }
     if name.contains(|c: char| c.is_whitespace() || c == ',' || c == ')') {
         return Some(
             "holds a space or comma outside parentheses, which Claude Code reads as several patterns; pass each as its own --allow",
@@ -853,6 +854,8 @@ mod tests {
             "Bash(a",
             "Bash(a(b))",
             "Bash(x),Read",
+            "Bash(ls\0)",
+            "Read\n",
         ] {
             assert!(pattern_problem(bad).is_some(), "{bad:?}");
         }

@@ -113,6 +113,11 @@ pub fn runs_every_command(pattern: &str) -> bool {
         || claude_code::runs_every_command(pattern)
 }
 
+/// The most bytes the `allow` patterns of one agent may take together:
+/// Claude Code gets each as an argument of its command line, which the
+/// kernel bounds (128 KiB an argument, about 2 MiB in all).
+pub const MAX_ALLOW_BYTES: usize = 64 * 1024;
+
 /// Programs that run whatever command they are given: a shell, or a
 /// command that runs another verbatim. A command prefix naming one allows
 /// every command. (Build tools and interpreters run code too; allowing

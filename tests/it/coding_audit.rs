@@ -29,8 +29,10 @@ fn a_claude_code_turns_cost_is_in_the_ledger_and_its_budget_outlives_a_restart()
     setup.spawn(&daemon, "spender", &["--budget", "0.000001usd/day"]);
     assert_eq!(reply(&daemon.say("spender", "first")), "echo: first");
 
-    // The ledger row has a cost, and the model Claude Code says answered.
+    // The ledger row has the cost Claude Code reported, and the model it
+    // says answered.
     let usage = usage_by_model(&daemon);
+    assert_eq!(usage["groups"][0]["price_source"], "reported", "{usage}");
     let total = &usage["total"];
     assert_eq!(total["calls"], 1, "{usage}");
     assert_eq!(total["unpriced_calls"], 0, "{usage}");
@@ -72,9 +74,12 @@ fn a_claude_code_turns_cost_is_in_the_ledger_and_its_budget_outlives_a_restart()
 }
 
 #[test]
-fn a_claude_code_cost_with_no_price_for_its_model_is_the_one_it_reported() {
+fn a_claude_code_turn_costs_what_it_reported_unless_the_config_prices_its_model() {
     let Some(claude) = claude() else { return };
-    let setup = Setup::new(&claude);
+    let setup = Setup::with_config(
+        &claude,
+        "[prices.\"my-priced-model\"]\ninput = 100000.0\noutput = 100000.0\n",
+    );
     let daemon = setup.daemon();
     setup.spawn(&daemon, "local", &["--model", "my-local-model"]);
     assert_eq!(reply(&daemon.say("local", "hello")), "echo: hello");
@@ -85,6 +90,17 @@ fn a_claude_code_cost_with_no_price_for_its_model_is_the_one_it_reported() {
     assert_eq!(group["key"], "my-local-model", "{usage}");
     assert_eq!(group["price_source"], "reported", "{usage}");
     assert_eq!(group["cost_usd"], reported, "{usage} {history}");
+
+    // A model the config prices costs the config's price: a dime a token.
+    setup.spawn(&daemon, "priced", &["--model", "my-priced-model"]);
+    assert_eq!(reply(&daemon.say("priced", "hello")), "echo: hello");
+    let answer = daemon.json("GET", "/usage?by=model&agent=priced", None);
+    let priced = &answer.json()["groups"][0];
+    assert_eq!(priced["price_source"], "config", "{priced}");
+    let tokens = priced["input_tokens"].as_f64().unwrap_or(0.0)
+        + priced["output_tokens"].as_f64().unwrap_or(0.0);
+    let cost = priced["cost_usd"].as_f64().unwrap_or(0.0);
+    assert!((cost - tokens / 10.0).abs() < 1e-6, "{priced}");
     // And `/metrics` counts it, under the model that answered.
     let metrics = daemon.json("GET", "/metrics", None).text();
     let cost = metrics
@@ -259,6 +275,7 @@ fn allow_patterns_longer_than_a_command_line_holds_are_refused_at_spawn() {
         );
         assert_eq!(answer.status, 422, "{}", answer.text());
         assert_eq!(answer.json()["code"], "invalid_allow");
+        assert!(answer.detail().contains("65536"), "{}", answer.detail());
     }
 }
 
