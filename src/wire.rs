@@ -78,12 +78,6 @@ impl SpawnRequest {
         }
     }
 
-    /// Whether this spawn asks for a mode that runs commands without
-    /// asking (refused over TCP).
-    pub fn bypasses_approval(&self) -> bool {
-        self.approval == Some(ApprovalMode::Bypass)
-    }
-
     /// The agent's config; fails on a `budget` that does not parse (the
     /// sentence says how to write one).
     pub fn into_config(self) -> Result<AgentConfig, String> {
@@ -592,11 +586,15 @@ pub enum ErrorCode {
     NotInstalled,
     /// A coding agent's `cwd` does not exist, is not a directory, or is not the user's.
     InvalidCwd,
+    /// A Claude Code `allow` pattern the CLI would read as several (a space
+    /// or comma outside its parentheses), or patterns too long together.
+    InvalidAllow,
     /// A coding agent's child exited (or could not start) during the turn;
     /// the next message starts a new one that resumes the session.
     AgentExited,
-    /// `approval: bypass` over TCP: modes that run commands without asking
-    /// are accepted on the Unix socket only.
+    /// `approval: bypass` over TCP, or an `allow` pattern that runs every
+    /// command without asking (`Bash`, `commandExecution`): accepted on the
+    /// Unix socket only.
     BypassRefused,
     /// A budget has no room for the call: the detail names the budget, what
     /// it allows, spent and holds, and when it resets.

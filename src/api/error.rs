@@ -52,6 +52,11 @@ pub enum ApiError {
         "approval mode `bypass` runs commands without asking; it is only accepted on the daemon's Unix socket"
     )]
     BypassOverTcp,
+    /// An `allow` pattern that runs every command without asking, over TCP.
+    #[error(
+        "allow pattern {0:?} runs every shell command without asking, as approval mode `bypass` does; it is only accepted on the daemon's Unix socket"
+    )]
+    ShellOverTcp(String),
     /// A connection refused at the listener's cap, before any request was read.
     #[error("the daemon already has {limit} open connections on this listener; try again shortly")]
     TooManyConnections { limit: usize },
@@ -119,7 +124,9 @@ impl ApiError {
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized | Self::NoSession(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::BypassOverTcp => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::BypassOverTcp | Self::ShellOverTcp(_) => {
+                StatusCode::FORBIDDEN
+            }
             Self::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // The file's content, not the request, is wrong; the daemon is fine.
             Self::ReloadFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -150,7 +157,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             Self::Unauthorized | Self::NoSession(_) => ErrorCode::Unauthorized,
             Self::Forbidden(_) => ErrorCode::Forbidden,
-            Self::BypassOverTcp => ErrorCode::BypassRefused,
+            Self::BypassOverTcp | Self::ShellOverTcp(_) => ErrorCode::BypassRefused,
             Self::TooManyConnections { .. } => ErrorCode::TooManyConnections,
             Self::TooManyStreams { .. } => ErrorCode::TooManyStreams,
             Self::ReloadFailed(_) => ErrorCode::ReloadFailed,
@@ -207,6 +214,7 @@ fn setup_code(error: &SetupError) -> ErrorCode {
         SetupError::NoEndpoint(_) => ErrorCode::NoEndpoint,
         SetupError::NotInstalled { .. } => ErrorCode::NotInstalled,
         SetupError::BadCwd { .. } => ErrorCode::InvalidCwd,
+        SetupError::BadAllow { .. } | SetupError::AllowTooLong { .. } => ErrorCode::InvalidAllow,
     }
 }
 
@@ -240,6 +248,10 @@ fn engine_status(error: &EngineError) -> StatusCode {
         | EngineError::AgentGone(_) => StatusCode::NOT_FOUND,
         // The agent exists but cannot run until what it lacks arrives.
         EngineError::NameTaken(_) | EngineError::Suspended { .. } => StatusCode::CONFLICT,
+        // The patterns parse, but not as one pattern each: unprocessable.
+        EngineError::Setup(SetupError::BadAllow { .. } | SetupError::AllowTooLong { .. }) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         EngineError::Setup(_) | EngineError::BadSearch(_) => StatusCode::BAD_REQUEST,
         EngineError::QueueFull(_) | EngineError::ProcessesBusy { .. } => {
             StatusCode::TOO_MANY_REQUESTS
@@ -311,6 +323,11 @@ mod tests {
                 path: "/x".into(),
                 why: "does not exist".into(),
             },
+            SetupError::BadAllow {
+                pattern: "Read,Bash".into(),
+                why: "w".into(),
+            },
+            SetupError::AllowTooLong { total: 2, max: 1 },
         ];
         let provider = [
             ProviderError::Status {
@@ -405,6 +422,7 @@ mod tests {
             ApiError::NoSession("s".into()),
             ApiError::Forbidden("f".into()),
             ApiError::BypassOverTcp,
+            ApiError::ShellOverTcp("Bash".into()),
             ApiError::TooManyConnections { limit: 1 },
             ApiError::TooManyStreams { limit: 1 },
             ApiError::ReloadFailed("r".into()),

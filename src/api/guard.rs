@@ -14,6 +14,8 @@ use http::{HeaderMap, Method, header};
 use super::error::ApiError;
 use super::ui::{self, Session};
 use super::{ApiContext, Transport};
+use crate::model::ApprovalMode;
+use crate::runtime;
 use crate::wire::Route;
 
 /// Who a request comes from, as [`check_peer`] found.
@@ -115,13 +117,27 @@ pub fn check_route(caller: &Caller, route: Option<&Route>) -> Result<(), ApiErro
     Ok(())
 }
 
-/// Modes that run a coding agent's commands without asking are control
-/// plane: neither the TCP token nor the web page may ever be a shell.
-pub fn check_approval_mode(caller: &Caller, bypass: bool) -> Result<(), ApiError> {
-    if bypass && !matches!(caller, Caller::Owner) {
+/// Modes and `allow` patterns that run a coding agent's commands without
+/// asking are control plane: neither the TCP token nor the web page may
+/// ever be a shell.
+pub fn check_approval_mode(
+    caller: &Caller,
+    approval: Option<ApprovalMode>,
+    allow: &[String],
+) -> Result<(), ApiError> {
+    if matches!(caller, Caller::Owner) {
+        return Ok(());
+    }
+    if approval == Some(ApprovalMode::Bypass) {
         return Err(ApiError::BypassOverTcp);
     }
-    Ok(())
+    match allow
+        .iter()
+        .find(|pattern| runtime::runs_every_command(pattern))
+    {
+        Some(pattern) => Err(ApiError::ShellOverTcp(pattern.clone())),
+        None => Ok(()),
+    }
 }
 
 /// A browser's request that changes something must say its body is JSON:

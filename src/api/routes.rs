@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::guard::{self, Caller};
 use super::{ApiContext, ui};
 use crate::engine::{Exchange, ListFilter, Which};
-use crate::model::{AgentName, ApprovalMode, Clock, SearchFilter, Secret, UsageFilter};
+use crate::model::{AgentName, Clock, SearchFilter, Secret, UsageFilter};
 use crate::providers::DEFAULT_PROVIDER;
 use crate::wire::Route;
 use crate::wire::{AnswerRequest, Answered, ApprovalId, ApprovalsQuery, MAX_REASON_BYTES};
@@ -315,7 +315,11 @@ fn list(ctx: &ApiContext, query: ListQuery) -> Reply {
 
 async fn spawn(ctx: &ApiContext, caller: &Caller, body: Incoming) -> Reply {
     let spawn: SpawnRequest = ctx.read_json(body).await?;
-    guard::check_approval_mode(caller, spawn.bypasses_approval())?;
+    guard::check_approval_mode(
+        caller,
+        spawn.approval,
+        spawn.allow.as_deref().unwrap_or(&[]),
+    )?;
     let config = spawn.into_config().map_err(ApiError::InvalidBody)?;
     let info = ctx.engine.spawn(config).await?;
     Ok(body::json(StatusCode::OK, &info))
@@ -362,7 +366,7 @@ async fn message(ctx: &ApiContext, name: &AgentName, body: Incoming) -> Reply {
 
 async fn task(ctx: &ApiContext, caller: &Caller, name: AgentName, body: Incoming) -> Reply {
     let mut task: TaskRequest = ctx.read_json(body).await?;
-    guard::check_approval_mode(caller, task.approval == Some(ApprovalMode::Bypass))?;
+    guard::check_approval_mode(caller, task.approval, task.allow.as_deref().unwrap_or(&[]))?;
     if task.name.as_ref().is_some_and(|given| given != &name) {
         return Err(ApiError::InvalidBody(format!(
             "field `name` must match the name in the path ('{name}')"

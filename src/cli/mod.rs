@@ -383,8 +383,10 @@ pub struct AgentOptions {
     pub cwd: Option<PathBuf>,
     /// A tool the agent may use without asking: for a coding agent a tool name
     /// (`Read`) or a rule like `Bash(git status:*)`; for an API agent an MCP server
-    /// (`fs`) or one of its tools (`fs.read_file`) (repeatable). A tool config denies
-    /// stays denied.
+    /// (`fs`) or one of its tools (`fs.read_file`) (repeatable: one pattern each, no
+    /// space or comma outside parentheses). A tool config denies stays denied.
+    /// Patterns that run every command (`Bash`, `commandExecution`) are refused over
+    /// TCP, as `--approval bypass` is.
     #[arg(long = "allow", value_name = "PATTERN")]
     pub allow: Vec<String>,
     /// What the agent's other tool calls do: `ask` a person (the default), `never`
@@ -550,7 +552,8 @@ fn api_exit_code(code: ErrorCode, status: u16) -> u8 {
         | ErrorCode::InvalidQuery
         | ErrorCode::InvalidApprovalId
         | ErrorCode::NotInstalled
-        | ErrorCode::InvalidCwd => exit::USAGE,
+        | ErrorCode::InvalidCwd
+        | ErrorCode::InvalidAllow => exit::USAGE,
         ErrorCode::Other => match status {
             404 => exit::NOT_FOUND,
             422 => exit::USAGE,

@@ -9,7 +9,7 @@ use crate::wire::UsageQuery;
 
 pub const LONG_ABOUT: &str = "Show what the provider calls cost, from the daemon's usage ledger.
 
-Every provider call is recorded with its input, output, cache-read, cache-write and reasoning tokens, the model that answered, and its cost in USD with where the price came from: config ([prices.\"MODEL\"]), built-in (a table of well-known models), or unknown (no price for that model: the cost is not counted, never taken as zero). A total whose calls are not all priced says how many are not.
+Every provider call is recorded with its input, output, cache-read, cache-write and reasoning tokens, the model that answered, and its cost in USD with where the price came from: config ([prices.\"MODEL\"]), built-in (a table of well-known models), reported (what the coding agent, Claude Code, reported its turn cost, for a model the config does not price), or unknown (no price for that model: the cost is not counted, never taken as zero). A total whose calls are not all priced says how many are not.
 
 After the totals, each budget (the config's [[budgets]] and agents' own, from spawn --budget) with its period, limit, what was spent this period, what calls in flight hold, what is left and when it resets.";
 

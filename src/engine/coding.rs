@@ -75,6 +75,7 @@ pub(super) fn spec(
     let path = variable(settings, "PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     let command = command(program, configured.command.as_deref(), &path)?;
     let cwd = workspace_dir(config.workspace.cwd.as_deref())?;
+    check_allow(program, &config.workspace.allow)?;
     let mut env = BTreeMap::new();
     env.insert("PATH".to_owned(), path);
     if let Some(home) = variable(settings, "HOME") {
@@ -169,6 +170,31 @@ impl From<Program> for Kind {
             Program::Codex => Kind::Codex,
         }
     }
+}
+
+/// A coding agent's `allow` patterns, as its CLI will read them: within
+/// what a command line holds, and for Claude Code (which gets them as
+/// `--allowedTools`) each one pattern to the CLI as to the daemon.
+fn check_allow(program: Program, allow: &[String]) -> Result<(), SetupError> {
+    let total: usize = allow.iter().map(String::len).sum();
+    if total > runtime::MAX_ALLOW_BYTES {
+        return Err(SetupError::AllowTooLong {
+            total,
+            max: runtime::MAX_ALLOW_BYTES,
+        });
+    }
+    if program != Program::ClaudeCode {
+        return Ok(());
+    }
+    for pattern in allow {
+        if let Some(why) = runtime::claude_code::pattern_problem(pattern) {
+            return Err(SetupError::BadAllow {
+                pattern: pattern.clone(),
+                why: why.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A coding agent's working directory: absolute, there, a directory, the
@@ -360,7 +386,7 @@ pub(super) async fn exchange(
     }
     // The turn's usage as the coding agent reported it goes in the ledger
     // like an API call's.
-    let call = usage::Call::new(
+    let mut call = usage::Call::new(
         &engine.settings().config,
         &agent.config,
         agent.id,
@@ -370,7 +396,10 @@ pub(super) async fn exchange(
     )
     .stamped(engine.clock())
     .took(started.elapsed(), None);
-    let spent = charged(&call.record, &reply.metadata);
+    reported_cost(&mut call.record, &reply.metadata);
+    // Budgets count what the ledger row says, so a restart (which seeds
+    // them from the ledger) counts the same.
+    let spent = call.record.clone();
     let recorded = record_reply(engine, agent, reply, end, Some(call)).await;
     let now = engine.now();
     super::agent::warn(agent, engine.budgets().charge(&payer, &spent, now));
@@ -400,17 +429,24 @@ fn check_turn(
     Ok(engine.budgets().check(payer, &least, now)?)
 }
 
-/// What a turn spent, for its budgets: its ledger row, costed from the
-/// cost the coding agent reported when the model has no price.
-fn charged(
-    record: &crate::model::UsageRecord,
-    reply: &Map<String, Value>,
-) -> crate::model::UsageRecord {
-    let mut record = record.clone();
-    if record.cost_usd.is_none() {
-        record.cost_usd = reply.get("cost_usd").and_then(Value::as_f64);
+/// A turn's ledger row costed from the cost the coding agent reported
+/// (Claude Code's), unless `[prices."MODEL"]` prices the model: the CLI
+/// knows what its own models cost better than the daemon's built-in table,
+/// whose prefix match prices a newer model (`claude-opus-4-8`) at an older
+/// one's list price (`claude-opus-4`, three times as much).
+fn reported_cost(record: &mut crate::model::UsageRecord, reply: &Map<String, Value>) {
+    if record.price_source == crate::model::PriceSource::Config {
+        return;
     }
-    record
+    let Some(cost) = reply
+        .get("cost_usd")
+        .and_then(Value::as_f64)
+        .filter(|cost| cost.is_finite() && *cost >= 0.0)
+    else {
+        return;
+    };
+    record.cost_usd = Some(cost);
+    record.price_source = crate::model::PriceSource::Reported;
 }
 
 /// Streams one turn of the runtime into `reply`. A shutdown, a departed

@@ -19,6 +19,9 @@ pub enum PriceSource {
     Config,
     /// The daemon's own table of well-known models (or a free provider).
     BuiltIn,
+    /// What the coding agent's CLI reported the call cost (Claude Code's
+    /// `total_cost_usd`), for a model the config does not price.
+    Reported,
     Unknown,
 }
 
@@ -27,12 +30,13 @@ impl PriceSource {
         match self {
             Self::Config => "config",
             Self::BuiltIn => "built-in",
+            Self::Reported => "reported",
             Self::Unknown => "unknown",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Config, Self::BuiltIn, Self::Unknown]
+        [Self::Config, Self::BuiltIn, Self::Reported, Self::Unknown]
             .into_iter()
             .find(|source| source.as_str() == text)
     }
@@ -125,7 +129,7 @@ pub struct UsageGroup {
     pub usage: Usage,
     /// The sum over the priced calls; `None` when no call was priced.
     pub cost_usd: Option<f64>,
-    /// `config`, `built-in` or `unknown` when every call's price came from
+    /// `config`, `built-in`, `reported` or `unknown` when every call's price came from
     /// there; `mixed` otherwise.
     pub price_source: String,
     /// Calls whose cost is unknown (not in `cost_usd`).

@@ -301,6 +301,14 @@ pub enum SetupError {
     /// A coding agent's working directory is unusable.
     #[error("cwd {path:?} {why}")]
     BadCwd { path: String, why: String },
+    /// A coding agent's `allow` patterns its CLI would read otherwise than
+    /// the daemon, or more of them than a command line holds.
+    #[error("allow pattern {pattern:?} {why}")]
+    BadAllow { pattern: String, why: String },
+    #[error(
+        "the allow patterns take {total} bytes together; at most {max} are accepted (each is an argument of the coding agent's command line)"
+    )]
+    AllowTooLong { total: usize, max: usize },
 }
 
 /// The provider used when a spawn names neither provider nor profile.

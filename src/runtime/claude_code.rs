@@ -7,6 +7,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -32,6 +34,8 @@ const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(2);
 /// The longest summary of a tool's input an approval shows.
 const SUMMARY_CHARS: usize = 300;
+/// The agent's instructions, in its own directory, as the child reads them.
+const INSTRUCTIONS_FILE: &str = "claude-instructions.md";
 
 /// Claude Code, for one agent.
 pub struct ClaudeCode {
@@ -60,8 +64,8 @@ impl ClaudeCode {
     }
 
     /// The command line: the protocol flags, the session, the spec's model,
-    /// instructions, allow patterns and mode.
-    fn args(&self, session: &str, resume: bool) -> Vec<String> {
+    /// the file holding its instructions, allow patterns and mode.
+    fn args(&self, session: &str, resume: bool, instructions: Option<&Path>) -> Vec<String> {
         let mut args: Vec<String> = self.spec.command.iter().skip(1).cloned().collect();
         args.extend(
             [
@@ -82,8 +86,13 @@ impl ClaudeCode {
         if let Some(model) = &self.spec.model {
             args.extend(["--model".to_owned(), model.clone()]);
         }
-        if let Some(instructions) = &self.spec.instructions {
-            args.extend(["--append-system-prompt".to_owned(), instructions.clone()]);
+        // A file, not the text: one argument may hold at most 128 KiB
+        // (Linux's MAX_ARG_STRLEN), and an AGENTS.md can be longer.
+        if let Some(path) = instructions {
+            args.extend([
+                "--append-system-prompt-file".to_owned(),
+                path.display().to_string(),
+            ]);
         }
         for pattern in &self.spec.policy.allow {
             args.extend(["--allowedTools".to_owned(), pattern.clone()]);
@@ -127,10 +136,11 @@ impl ClaudeCode {
                 install: super::Program::ClaudeCode.install().into(),
             });
         };
+        let instructions = self.write_instructions()?;
         let spec = ChildSpec {
             label: self.spec.agent.to_string(),
             program: program.clone(),
-            args: self.args(session, resume),
+            args: self.args(session, resume, instructions.as_deref()),
             env: self.spec.env.clone(),
             cwd: self.spec.cwd.clone(),
         };
@@ -165,6 +175,38 @@ impl ClaudeCode {
                     ),
                 })
             }
+        }
+    }
+
+    /// Writes the spec's instructions to the agent's own directory (private,
+    /// rewritten at every start), for `--append-system-prompt-file`.
+    fn write_instructions(&self) -> Result<Option<PathBuf>, RuntimeError> {
+        let Some(text) = &self.spec.instructions else {
+            return Ok(None);
+        };
+        let dir = &self.spec.state_dir;
+        let path = dir.join(INSTRUCTIONS_FILE);
+        let temporary = dir.join(format!("{INSTRUCTIONS_FILE}.tmp"));
+        let written = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&temporary)
+            })
+            .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()))
+            .and_then(|()| std::fs::rename(&temporary, &path));
+        match written {
+            Ok(()) => Ok(Some(path)),
+            Err(error) => Err(RuntimeError::Start {
+                program: PROGRAM.into(),
+                reason: format!("could not write {}: {error}", path.display()),
+            }),
         }
     }
 
@@ -205,6 +247,9 @@ impl ClaudeCode {
         let outcome = state.follow(&mut child).await;
         match outcome {
             Followed::Done { cost, session } => {
+                if let Some(model) = state.model.take() {
+                    state.report(TurnEvent::Metadata(fact("model", json!(model))));
+                }
                 if let Some(total) = cost {
                     let spent = (total - self.cost).max(0.0);
                     self.cost = total;
@@ -310,6 +355,8 @@ struct TurnState {
     /// Permission requests waiting for an answer, by the child's request id.
     asking: HashMap<String, Asking>,
     interrupted: bool,
+    /// The model the CLI says answered (its assistant messages name it).
+    model: Option<String>,
     /// The failure the `result` reported.
     failure: Option<String>,
     finish: String,
@@ -325,6 +372,7 @@ impl TurnState {
             tools: HashMap::new(),
             asking: HashMap::new(),
             interrupted: false,
+            model: None,
             failure: None,
             finish: "stop".into(),
         }
@@ -421,6 +469,13 @@ impl TurnState {
 
     /// A whole assistant message: its tool calls (its text came as deltas).
     fn assistant(&mut self, message: &Value) {
+        // `<synthetic>` names a message the CLI made up itself (an error).
+        if let Some(model) = message["model"].as_str()
+            && !model.is_empty()
+            && !model.starts_with('<')
+        {
+            self.model = Some(model.to_owned());
+        }
         for block in blocks(message) {
             if block["type"] != "tool_use" {
                 continue;
@@ -508,6 +563,13 @@ impl TurnState {
             cache_write_tokens: cache_write,
             reasoning_tokens: 0,
         }));
+        // A turn that wrote no assistant message: the one model it used, if one.
+        if self.model.is_none()
+            && let Some(models) = line["modelUsage"].as_object()
+            && models.len() == 1
+        {
+            self.model = models.keys().next().cloned();
+        }
         if let Some(reason) = line["stop_reason"].as_str() {
             self.finish = reason.to_owned();
         }
@@ -614,6 +676,65 @@ pub fn allowed(patterns: &[String], tool: &str, input: &Value) -> bool {
     })
 }
 
+/// Why Claude Code would read `pattern` otherwise than the daemon does, if
+/// it would. The CLI splits `--allowedTools` on spaces and commas outside
+/// parentheses, so `Read,Bash` would allow every command while the
+/// daemon's own matcher saw one pattern matching nothing. A pattern is a
+/// tool name, optionally followed by one `(…)` specifier holding no
+/// parentheses of its own.
+pub fn pattern_problem(pattern: &str) -> Option<&'static str> {
+    let (name, specifier) = match pattern.split_once('(') {
+        Some((name, rest)) => (name, Some(rest)),
+        None => (pattern, None),
+    };
+    if name.is_empty() {
+        return Some("names no tool");
+    }
+    // A NUL cannot be in an argument at all: every start would fail.
+    if pattern.contains(char::is_control) {
+        return Some("holds a control character");
+    }
+    if name.contains(|c: char| c.is_whitespace() || c == ',' || c == ')') {
+        return Some(
+            "holds a space or comma outside parentheses, which Claude Code reads as several patterns; pass each as its own --allow",
+        );
+    }
+    // No specifier: a bare tool name.
+    let specifier = specifier?;
+    let Some(inner) = specifier.strip_suffix(')') else {
+        return Some("has a `(` without its closing `)` at the end");
+    };
+    if inner.contains(['(', ')']) {
+        return Some(
+            "has parentheses inside its specifier, which Claude Code may read as several patterns",
+        );
+    }
+    None
+}
+
+/// Whether `pattern` lets Claude Code run every shell command without
+/// asking: `Bash` bare, or with a specifier that is empty or starts with a
+/// wildcard (`Bash(*)`, `Bash(:*)`), or a prefix (`:*`, `*`) naming a
+/// shell or a command that runs another (`Bash(sh:*)`, `Bash(env *)`).
+pub fn runs_every_command(pattern: &str) -> bool {
+    let pattern = pattern.trim();
+    let (name, specifier) = match pattern.split_once('(') {
+        Some((name, rest)) => (name, rest.strip_suffix(')').unwrap_or(rest)),
+        None => (pattern, ""),
+    };
+    if !name.trim().eq_ignore_ascii_case("Bash") {
+        return false;
+    }
+    let specifier = specifier.trim();
+    if specifier.is_empty() || specifier.starts_with(['*', ':']) {
+        return true;
+    }
+    specifier
+        .strip_suffix(":*")
+        .or_else(|| specifier.strip_suffix('*'))
+        .is_some_and(super::runs_other_commands)
+}
+
 /// One line a person can judge a tool call by: the command, the file, or
 /// the input itself.
 fn summary(tool: &str, input: &Value) -> String {
@@ -712,6 +833,55 @@ mod tests {
         let exact = vec!["Bash(git status)".to_owned()];
         assert!(allowed(&exact, "Bash", &bash("git status")));
         assert!(!allowed(&exact, "Bash", &bash("git status --short")));
+    }
+
+    #[test]
+    fn patterns_claude_would_split_are_refused_and_shells_are_recognised() {
+        for good in [
+            "Read",
+            "Bash(git status:*)",
+            "Bash(npm run test)",
+            "mcp__fs__read",
+        ] {
+            assert_eq!(pattern_problem(good), None, "{good}");
+        }
+        for bad in [
+            "Read,Bash",
+            "Read Bash",
+            "",
+            "(x)",
+            "Bash(a) Bash(b)",
+            "Bash(a",
+            "Bash(a(b))",
+            "Bash(x),Read",
+            "Bash(ls\0)",
+            "Read\n",
+        ] {
+            assert!(pattern_problem(bad).is_some(), "{bad:?}");
+        }
+        for shell in [
+            "Bash",
+            "Bash(*)",
+            "Bash(:*)",
+            "Bash()",
+            "bash",
+            " Bash(* rm)",
+            "Bash(sh:*)",
+            "Bash(/bin/bash -c:*)",
+            "Bash(env *)",
+            "Bash(xargs:*)",
+        ] {
+            assert!(runs_every_command(shell), "{shell:?}");
+        }
+        for narrow in [
+            "Bash(git status:*)",
+            "Read",
+            "Bash(ls)",
+            "Bash(env)",
+            "Bash(shellcheck:*)",
+        ] {
+            assert!(!runs_every_command(narrow), "{narrow:?}");
+        }
     }
 
     #[test]

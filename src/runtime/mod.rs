@@ -103,6 +103,39 @@ pub struct Policy {
     pub mode: ApprovalMode,
 }
 
+/// Whether an `allow` pattern lets a coding agent run every shell command
+/// without asking — as much a shell as `approval: bypass`: Claude Code's
+/// `Bash` (bare, `Bash(*)`, `Bash(:*)`, `Bash(sh:*)`) or Codex's
+/// `commandExecution`, or a Codex prefix naming a shell (`bash`).
+pub fn runs_every_command(pattern: &str) -> bool {
+    pattern.trim() == codex::COMMAND_TOOL
+        || runs_other_commands(pattern)
+        || claude_code::runs_every_command(pattern)
+}
+
+/// The most bytes the `allow` patterns of one agent may take together:
+/// Claude Code gets each as an argument of its command line, which the
+/// kernel bounds (128 KiB an argument, about 2 MiB in all).
+pub const MAX_ALLOW_BYTES: usize = 64 * 1024;
+
+/// Programs that run whatever command they are given: a shell, or a
+/// command that runs another verbatim. A command prefix naming one allows
+/// every command. (Build tools and interpreters run code too; allowing
+/// them is a judgement the user makes, not a loophole in a pattern.)
+const COMMAND_RUNNERS: &[&str] = &[
+    "sh", "bash", "zsh", "dash", "ksh", "fish", "busybox", "env", "exec", "eval", "command",
+    "builtin", "xargs", "sudo", "doas", "su", "nohup", "nice", "timeout", "time", "setsid",
+    "stdbuf", "watch",
+];
+
+/// Whether a command prefix starts with a program that runs any other
+/// (its name, or a path to it).
+pub fn runs_other_commands(prefix: &str) -> bool {
+    let first = prefix.split_whitespace().next().unwrap_or("");
+    let name = first.rsplit('/').next().unwrap_or(first);
+    COMMAND_RUNNERS.contains(&name)
+}
+
 /// Everything a runtime needs to start (and restart) its child.
 #[derive(Debug, Clone)]
 pub struct Spec {

@@ -44,6 +44,7 @@ mod cli;
 mod clock;
 mod codex;
 mod coding_agents;
+mod coding_audit;
 mod coding_limits;
 mod coding_terminal;
 mod completion;
