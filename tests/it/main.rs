@@ -71,6 +71,7 @@ mod service;
 mod third_party;
 mod tool_loop;
 mod tools_host;
+mod tools_import;
 mod trust_boundary;
 mod ui_browser;
 mod ui_security;
