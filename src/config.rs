@@ -405,12 +405,23 @@ impl BudgetConfig {
 }
 
 /// Every `[[budgets]]` entry makes sense, and no two count the same scope
-/// over the same period in the same unit (one would shadow the other).
-fn validate_budgets(budgets: &[BudgetConfig]) -> Result<(), String> {
+/// over the same period in the same unit (one would shadow the other). A
+/// `profile:NAME` scope must name a profile or provider: any other name
+/// would never match a call.
+fn validate_budgets(config: &Config) -> Result<(), String> {
     let mut seen = Vec::new();
-    for (index, budget) in budgets.iter().enumerate() {
+    for (index, budget) in config.budgets.iter().enumerate() {
         let name = format!("budgets[{index}] (scope = {:?})", budget.scope);
         let rule = budget.rule().map_err(|why| format!("{name}: {why}"))?;
+        if let BudgetScope::Profile(profile) = &rule.scope
+            && !crate::profiles::is_profile_or_provider(profile, config)
+        {
+            return Err(format!(
+                "{name}: no profile or provider is named {profile:?} (profiles: {}; providers: {})",
+                crate::profiles::known_profiles(config),
+                crate::profiles::Kind::NAMES
+            ));
+        }
         let key = (rule.scope.clone(), rule.period, rule.limit.unit());
         if let Some(first) = seen.iter().position(|k| *k == key) {
             return Err(format!(
@@ -558,7 +569,7 @@ impl Config {
         for (model, price) in &self.prices {
             validate_price(model, price)?;
         }
-        validate_budgets(&self.budgets)?;
+        validate_budgets(self)?;
         in_range(
             "providers.budget_max_tokens",
             providers.budget_max_tokens.into(),

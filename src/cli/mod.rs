@@ -393,7 +393,8 @@ pub struct AgentOptions {
     pub approval: Option<ApprovalArg>,
     /// This agent's own spending limit, besides the config's [[budgets]]: AMOUNT in `usd` or
     /// `tokens`, per `/day`, `/month` (UTC calendar) or `/total` (the default), e.g. `2usd/day`,
-    /// `100000tokens/month`, `5usd`. A call that does not fit is refused (exit status 1).
+    /// `100000tokens/month`, `5usd` (at least 0.01usd). A call that does not fit is refused (exit
+    /// status 1).
     #[arg(long, value_name = "BUDGET", value_parser = budget_text)]
     pub budget: Option<String>,
 }

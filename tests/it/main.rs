@@ -39,6 +39,7 @@ mod common;
 mod api;
 mod approvals;
 mod bounds;
+mod budget_syntax;
 mod budgets;
 mod cli;
 mod clock;
