@@ -520,11 +520,16 @@ impl CliError {
         }
     }
 
-    fn hint(&self) -> Option<String> {
+    /// `no_autostart`: whether --no-autostart (or its variable) was given,
+    /// so that dropping it is suggested only then.
+    fn hint(&self, no_autostart: bool) -> Option<String> {
         let hint = match self {
             Self::Hinted { hint, .. } => return Some(hint.clone()),
-            Self::Client(ClientError::Unreachable { .. }) => {
+            Self::Client(ClientError::Unreachable { .. }) if no_autostart => {
                 "start it with `orchestration serve --daemon` (or `orchestration serve` in another terminal), or drop --no-autostart / ORCHESTRATION_NO_AUTOSTART"
+            }
+            Self::Client(ClientError::Unreachable { .. }) => {
+                "start it with `orchestration serve --daemon` (or `orchestration serve` in another terminal)"
             }
             Self::Autostart(error) => return Some(error.hint()),
             Self::Client(ClientError::NotOurDaemon { .. }) => {
@@ -648,11 +653,12 @@ fn status() -> u8 {
         }
     };
     output::set_raw(cli.raw);
+    let no_autostart = cli.no_autostart;
     match run(cli) {
         Ok(()) | Err(CliError::Closed) => exit::OK,
         Err(CliError::Reported(error)) => error.exit_code(),
         Err(error) => {
-            output::error(&error.to_string(), error.hint().as_deref());
+            output::error(&error.to_string(), error.hint(no_autostart).as_deref());
             error.exit_code()
         }
     }

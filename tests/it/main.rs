@@ -77,3 +77,4 @@ mod trust_boundary;
 mod ui_browser;
 mod ui_security;
 mod usage;
+mod wording;
