@@ -64,6 +64,7 @@ mod mcp;
 mod metrics;
 mod own_daemon;
 mod providers;
+mod readme_claims;
 mod reload;
 mod scenario;
 mod search;
