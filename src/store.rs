@@ -499,7 +499,7 @@ impl Store {
         let rows = statement
             .query_map(
                 params![
-                    query::fts_query(&filter.query),
+                    query::fts_query(filter.query),
                     filter.agent.map(AgentName::as_str),
                     filter.since,
                     filter.limit as i64
