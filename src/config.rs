@@ -405,12 +405,23 @@ impl BudgetConfig {
 }
 
 /// Every `[[budgets]]` entry makes sense, and no two count the same scope
-/// over the same period in the same unit (one would shadow the other).
-fn validate_budgets(budgets: &[BudgetConfig]) -> Result<(), String> {
+/// over the same period in the same unit (one would shadow the other). A
+/// `profile:NAME` scope must name a profile or provider: any other name
+/// would never match a call.
+fn validate_budgets(config: &Config) -> Result<(), String> {
     let mut seen = Vec::new();
-    for (index, budget) in budgets.iter().enumerate() {
+    for (index, budget) in config.budgets.iter().enumerate() {
         let name = format!("budgets[{index}] (scope = {:?})", budget.scope);
         let rule = budget.rule().map_err(|why| format!("{name}: {why}"))?;
+        if let BudgetScope::Profile(profile) = &rule.scope
+            && !crate::profiles::is_profile_or_provider(profile, config)
+        {
+            return Err(format!(
+                "{name}: no profile or provider is named {profile:?} (profiles: {}; providers: {})",
+                crate::profiles::known_profiles(config),
+                crate::profiles::Kind::NAMES
+            ));
+        }
         let key = (rule.scope.clone(), rule.period, rule.limit.unit());
         if let Some(first) = seen.iter().position(|k| *k == key) {
             return Err(format!(
@@ -558,7 +569,7 @@ impl Config {
         for (model, price) in &self.prices {
             validate_price(model, price)?;
         }
-        validate_budgets(&self.budgets)?;
+        validate_budgets(self)?;
         in_range(
             "providers.budget_max_tokens",
             providers.budget_max_tokens.into(),
@@ -951,15 +962,27 @@ pub fn unset_key(text: &str, key: &str) -> Result<(String, bool), EditError> {
 }
 
 /// `text` with a `[mcp_servers.NAME]` table for each of `servers` (as
-/// `orchestration tools import` adds them). A server the file names already
-/// is refused unless `replace`; the result must load, or nothing changes.
+/// `orchestration tools import` adds them), and the names it replaced. A
+/// server the file names already is refused unless `replace`; the result
+/// must load, or nothing changes. A new server's tables go together after
+/// the last `mcp_servers` table (or at the end of the file), a replaced
+/// one's where it was.
 pub fn add_mcp_servers(
     text: &str,
     servers: &BTreeMap<String, McpServerConfig>,
     replace: bool,
-) -> Result<String, EditError> {
+) -> Result<(String, Vec<String>), EditError> {
     let mut document = parse_document(text)?;
     let root = document.as_table_mut();
+    let end = root
+        .get("mcp_servers")
+        .and_then(last_position)
+        .or_else(|| {
+            root.iter()
+                .filter_map(|(_, item)| last_position(item))
+                .max()
+        })
+        .unwrap_or(0);
     if !root.contains_key("mcp_servers") {
         let mut table = toml_edit::Table::new();
         // `[mcp_servers.NAME]`, not an empty `[mcp_servers]` above them.
@@ -970,20 +993,65 @@ pub fn add_mcp_servers(
         .get_mut("mcp_servers")
         .and_then(toml_edit::Item::as_table_mut)
         .ok_or_else(|| EditError::File("mcp_servers is set to a value, not a table".into()))?;
+    let mut replaced = Vec::new();
     for (name, server) in servers {
-        if table.contains_key(name) && !replace {
+        let old = table.get(name);
+        if old.is_some() && !replace {
             return Err(EditError::Value(format!(
                 "mcp_servers.{name} is already configured (--force replaces it)"
             )));
         }
+        let at = old
+            .and_then(toml_edit::Item::as_table)
+            .and_then(toml_edit::Table::position)
+            .unwrap_or(end);
+        if old.is_some() {
+            replaced.push(name.clone());
+        }
         let body = toml::to_string(server)
             .map_err(|error| EditError::Value(format!("mcp_servers.{name}: {error}")))?;
-        let body = parse_document(&body)?;
-        table.insert(name, toml_edit::Item::Table(body.as_table().clone()));
+        let mut body = parse_document(&body)?.as_table().clone();
+        place(&mut body, at);
+        table.insert(name, toml_edit::Item::Table(body));
     }
     let edited = document.to_string();
     Config::parse(&edited).map_err(EditError::Value)?;
-    Ok(edited)
+    Ok((edited, replaced))
+}
+
+/// The last place in the file a table at or under `item` takes.
+fn last_position(item: &toml_edit::Item) -> Option<isize> {
+    match item {
+        toml_edit::Item::Table(table) => table
+            .iter()
+            .filter_map(|(_, child)| last_position(child))
+            .chain(table.position())
+            .max(),
+        toml_edit::Item::ArrayOfTables(array) => array
+            .iter()
+            .flat_map(|table| {
+                table
+                    .iter()
+                    .filter_map(|(_, child)| last_position(child))
+                    .chain(table.position())
+            })
+            .max(),
+        _ => None,
+    }
+}
+
+/// Gives `table` and the tables under it the place `at`. A table parsed
+/// from another text keeps that text's places, which would print its
+/// `[...env]` or `[...headers]` near the top of this file, even between
+/// `[[budgets]]` entries; tables of equal place print in the order they
+/// are nested, so these stay together right after the table at `at`.
+fn place(table: &mut toml_edit::Table, at: isize) {
+    table.set_position(Some(at));
+    for (_, child) in table.iter_mut() {
+        if let Some(child) = child.as_table_mut() {
+            place(child, at);
+        }
+    }
 }
 
 fn remove_path(table: &mut dyn toml_edit::TableLike, parts: &[&str]) -> bool {

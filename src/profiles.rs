@@ -242,6 +242,15 @@ pub fn known_profiles(config: &Config) -> String {
     names.join(", ")
 }
 
+/// Whether usage is ever counted under `name` (a `profile:NAME` budget's
+/// scope): a profile, built in or the config's, or a provider, which is
+/// what an agent spawned without a profile counts under.
+pub fn is_profile_or_provider(name: &str, config: &Config) -> bool {
+    config.profiles.contains_key(name)
+        || BUILT_IN.iter().any(|(built_in, _)| *built_in == name)
+        || Kind::parse(name).is_some_and(|kind| kind.name() == name)
+}
+
 /// The variable a client should read the key from for a spawn: the one the
 /// provider or profile names, and only when the spawn keeps that provider's
 /// or profile's own base URL (a key never follows a URL the user typed).

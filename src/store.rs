@@ -15,6 +15,7 @@
 //! The schema is versioned with `PRAGMA user_version`; a store from a newer
 //! version, or a corrupt one, is an error naming the file, never replaced.
 
+mod query;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -498,7 +499,7 @@ impl Store {
         let rows = statement
             .query_map(
                 params![
-                    filter.query,
+                    query::fts_query(filter.query),
                     filter.agent.map(AgentName::as_str),
                     filter.since,
                     filter.limit as i64

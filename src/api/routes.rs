@@ -258,11 +258,22 @@ fn since_time(since: Option<&str>, clock: &Clock) -> Result<Option<String>, ApiE
 
 fn one_since(since: &str, clock: &Clock) -> Result<String, ApiError> {
     let rfc3339 = &time::format_description::well_known::Rfc3339;
-    if let Ok(at) = time::OffsetDateTime::parse(since, rfc3339) {
-        return at
-            .to_offset(time::UtcOffset::UTC)
-            .format(rfc3339)
-            .map_err(|e| ApiError::InvalidQuery(format!("since: {e}")));
+    match time::OffsetDateTime::parse(since, rfc3339) {
+        Ok(at) => {
+            return at
+                .to_offset(time::UtcOffset::UTC)
+                .format(rfc3339)
+                .map_err(|e| ApiError::InvalidQuery(format!("since: {e}")));
+        }
+        // A year and a dash: meant as a date, so why it is not one is the
+        // news (`2026-13-01…` has no month 13), not that `-13-01…` is no
+        // duration unit.
+        Err(error) if looks_like_a_date(since) => {
+            return Err(ApiError::InvalidQuery(format!(
+                "since {since:?} is not a valid date and time (RFC 3339, e.g. 2026-01-31T12:00:00Z): {error}"
+            )));
+        }
+        Err(_) => {}
     }
     let back = crate::duration::parse(since).map_err(|reason| {
         ApiError::InvalidQuery(format!(
@@ -270,6 +281,12 @@ fn one_since(since: &str, clock: &Clock) -> Result<String, ApiError> {
         ))
     })?;
     Ok(clock.rfc3339_ago(back))
+}
+
+/// Four digits and a dash: how every RFC 3339 time begins.
+fn looks_like_a_date(text: &str) -> bool {
+    let bytes = text.trim().as_bytes();
+    bytes.len() > 4 && bytes[..4].iter().all(u8::is_ascii_digit) && bytes[4] == b'-'
 }
 
 /// `GET /events`: NDJSON, or server-sent events for a client that accepts them.

@@ -74,7 +74,7 @@ pub fn run(
         ConfigAction::Set { key, value } => {
             let edited =
                 config::set_key(&read(file)?, &key, &value).map_err(|e| invalid(file, e))?;
-            write(file, &edited)?;
+            write(file, &edited, "config set")?;
             output::line(&format!("set {key} in {}", file.display()))?;
             restart_note(pid_file);
             Ok(())
@@ -85,7 +85,7 @@ pub fn run(
             if !removed {
                 return output::line(&format!("{key} is not set in {}", file.display()));
             }
-            write(file, &edited)?;
+            write(file, &edited, "config unset")?;
             output::line(&format!("removed {key} from {}", file.display()))?;
             restart_note(pid_file);
             Ok(())
@@ -151,15 +151,18 @@ pub(super) fn read(file: &Path) -> Result<String, CliError> {
 /// Replaces the file atomically (a temporary file renamed over it), keeping
 /// its mode; a new one is 0600, since profiles' headers may hold tokens. A
 /// file its owner made read-only is left alone: a rename would replace it
-/// anyway (the directory is writable), against what the mode says.
-pub(super) fn write(file: &Path, text: &str) -> Result<(), CliError> {
+/// anyway (the directory is writable), against what the mode says. A
+/// symbolic link is followed and its target replaced, so the link (to a
+/// dotfiles checkout, say) stays one. `command` names the edit in errors.
+pub(super) fn write(file: &Path, text: &str, command: &str) -> Result<(), CliError> {
+    let file = &link_target(file)?;
     let fail = |what: &str, error: std::io::Error| {
         CliError::Failed(format!("cannot {what} {}: {error}", file.display()))
     };
     let mode = std::fs::metadata(file).map_or(0o600, |m| m.permissions().mode() & 0o777);
     if mode & 0o200 == 0 {
         return Err(CliError::Failed(format!(
-            "{} is read-only (mode {mode:04o}): config set/unset does not edit a file made read-only",
+            "{} is read-only (mode {mode:04o}): {command} does not edit a file made read-only",
             file.display()
         ))
         .with_hint(format!(
@@ -190,6 +193,24 @@ pub(super) fn write(file: &Path, text: &str) -> Result<(), CliError> {
         return Err(fail("write", error));
     }
     Ok(())
+}
+
+/// The file a write to `file` edits: `file` itself, or the file a symbolic
+/// link there finally points to. A link to nowhere is refused: creating its
+/// target could write anywhere the link says.
+fn link_target(file: &Path) -> Result<std::path::PathBuf, CliError> {
+    let is_link = std::fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return Ok(file.to_owned());
+    }
+    std::fs::canonicalize(file).map_err(|error| {
+        let target =
+            std::fs::read_link(file).map_or_else(|_| "?".to_owned(), |t| t.display().to_string());
+        CliError::Failed(format!(
+            "{} is a symbolic link to {target}, which cannot be followed: {error}",
+            file.display()
+        ))
+    })
 }
 
 /// A running daemon read the old file; say how to apply the change.

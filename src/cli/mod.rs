@@ -395,7 +395,8 @@ pub struct AgentOptions {
     pub approval: Option<ApprovalArg>,
     /// This agent's own spending limit, besides the config's [[budgets]]: AMOUNT in `usd` or
     /// `tokens`, per `/day`, `/month` (UTC calendar) or `/total` (the default), e.g. `2usd/day`,
-    /// `100000tokens/month`, `5usd`. A call that does not fit is refused (exit status 1).
+    /// `100000tokens/month`, `5usd` (at least 0.01usd). A call that does not fit is refused (exit
+    /// status 1).
     #[arg(long, value_name = "BUDGET", value_parser = budget_text)]
     pub budget: Option<String>,
 }
@@ -521,11 +522,16 @@ impl CliError {
         }
     }
 
-    fn hint(&self) -> Option<String> {
+    /// `no_autostart`: whether --no-autostart (or its variable) was given,
+    /// so that dropping it is suggested only then.
+    fn hint(&self, no_autostart: bool) -> Option<String> {
         let hint = match self {
             Self::Hinted { hint, .. } => return Some(hint.clone()),
-            Self::Client(ClientError::Unreachable { .. }) => {
+            Self::Client(ClientError::Unreachable { .. }) if no_autostart => {
                 "start it with `orchestration serve --daemon` (or `orchestration serve` in another terminal), or drop --no-autostart / ORCHESTRATION_NO_AUTOSTART"
+            }
+            Self::Client(ClientError::Unreachable { .. }) => {
+                "start it with `orchestration serve --daemon` (or `orchestration serve` in another terminal)"
             }
             Self::Autostart(error) => return Some(error.hint()),
             Self::Client(ClientError::NotOurDaemon { .. }) => {
@@ -650,11 +656,12 @@ fn status() -> u8 {
         }
     };
     output::set_raw(cli.raw);
+    let no_autostart = cli.no_autostart;
     match run(cli) {
         Ok(()) | Err(CliError::Closed) => exit::OK,
         Err(CliError::Reported(error)) => error.exit_code(),
         Err(error) => {
-            output::error(&error.to_string(), error.hint().as_deref());
+            output::error(&error.to_string(), error.hint(no_autostart).as_deref());
             error.exit_code()
         }
     }

@@ -3,13 +3,15 @@
 
 use clap::Args;
 
+use super::approvals::visible_one_line;
 use super::{CliError, Ctx, output};
 use crate::model::AgentName;
 use crate::wire::{SearchQuery, SearchResults};
 
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// What to look for: words (all must appear), "exact phrases", OR, NOT, prefix*.
+    /// What to look for: words (all must appear), "exact phrases", OR, NOT, prefix*. A word
+    /// with punctuation in it (sk-fake, example.com) is searched as the phrase it spells.
     #[arg(required = true, num_args = 1.., value_name = "QUERY")]
     pub query: Vec<String>,
     /// Only this agent's conversations (every one the name has had).
@@ -38,7 +40,11 @@ pub async fn run(ctx: &Ctx, args: SearchArgs) -> Result<(), CliError> {
         return output::json(&found);
     }
     if found.results.is_empty() {
-        return output::line(&format!("nothing found for {:?}", query.q));
+        // As typed: Debug formatting would show its quotes as \".
+        return output::line(&format!(
+            "nothing found for: {}",
+            visible_one_line(&query.q)
+        ));
     }
     for hit in &found.results {
         output::line(&format!(

@@ -30,9 +30,10 @@ running so their tools can be seen before any agent uses them.
 `import FILE` reads the JSON file assistants and editors keep their MCP servers in ({\"mcpServers\": \
 {NAME: {command, args, env, cwd} or {url, headers}}}, as Claude Desktop, Cursor or VS Code write \
 it; VS Code's \"servers\" key too), writes a [mcp_servers.NAME] table for each into the config \
-file (keeping its comments), and asks a running daemon to reload. A server the config has already \
-is refused unless --force replaces it; a file that does not parse, or a server the daemon could \
-not run, changes nothing.";
+file (keeping its comments; a symbolic link is followed and its target edited), and asks a \
+running daemon to reload if it runs with that config file. A server the config has already is \
+refused unless --force replaces it; a file that does not parse, is not a regular file or is larger \
+than 1 MiB (standard input too), or a server the daemon could not run, changes nothing.";
 
 #[derive(Debug, Args)]
 pub struct ToolsArgs {
@@ -197,16 +198,22 @@ pub fn import(paths: &Paths, file: &Path, force: bool, json: bool) -> Result<(),
     }
     let config_file = &paths.config_file;
     let current = super::config::read(config_file)?;
-    let edited = config::add_mcp_servers(&current, &servers, force)
+    let (edited, replaced) = config::add_mcp_servers(&current, &servers, force)
         .map_err(|error| super::config::invalid(config_file, error))?;
-    super::config::write(config_file, &edited)?;
-    let names: Vec<&String> = servers.keys().collect();
-    let reloaded = reload_if_running(paths)?;
+    super::config::write(config_file, &edited, "tools import")?;
+    let reload = reload_if_running(paths, config_file)?;
     if json {
+        let added: Vec<&String> = servers.keys().filter(|n| !replaced.contains(n)).collect();
+        let daemon_config = match &reload {
+            Reload::OtherFile(path) => Some(path),
+            Reload::Done | Reload::NoDaemon => None,
+        };
         return output::json(&serde_json::json!({
-            "added": names,
+            "added": added,
+            "replaced": replaced,
             "config": config_file.display().to_string(),
-            "reloaded": reloaded,
+            "reloaded": matches!(reload, Reload::Done),
+            "daemon_config": daemon_config,
         }));
     }
     let mut text = String::new();
@@ -216,39 +223,97 @@ pub fn import(paths: &Paths, file: &Path, force: bool, json: bool) -> Result<(),
             (_, Some(url)) => format!("http: {url}"),
             _ => String::new(),
         };
+        let verb = if replaced.contains(name) {
+            "replaced"
+        } else {
+            "added"
+        };
         text.push_str(&format!(
-            "added mcp_servers.{name} ({})\n",
+            "{verb} mcp_servers.{name} ({})\n",
             visible_one_line(&how)
         ));
     }
     text.push_str(&format!("in {}", config_file.display()));
-    if reloaded {
-        text.push_str("; the daemon reloaded it");
+    match reload {
+        Reload::Done => text.push_str("; the daemon reloaded it"),
+        Reload::NoDaemon => {}
+        Reload::OtherFile(path) => text.push_str(&format!(
+            "; the running daemon uses another config file, {}, and was not reloaded",
+            visible_one_line(&path)
+        )),
     }
     output::line(&text)
 }
 
+/// The most an import file may hold: far beyond any real one.
+const MAX_IMPORT_BYTES: u64 = config::MAX_SETTINGS_FILE_BYTES;
+
+/// The import file's text, read as the config file is: a regular file of
+/// at most [`MAX_IMPORT_BYTES`] (a FIFO or a device like /dev/zero would
+/// hang the command or fill its memory), or at most that much of standard
+/// input.
 fn read_input(file: &Path) -> Result<String, CliError> {
     if file.as_os_str() == "-" {
         let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-            .map_err(|error| CliError::Failed(format!("cannot read standard input: {error}")))?;
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::io::stdin(), MAX_IMPORT_BYTES + 1),
+            &mut text,
+        )
+        .map_err(|error| CliError::Failed(format!("cannot read standard input: {error}")))?;
+        if text.len() as u64 > MAX_IMPORT_BYTES {
+            return Err(CliError::Failed(format!(
+                "cannot read standard input: it is larger than {MAX_IMPORT_BYTES} bytes"
+            )));
+        }
         return Ok(text);
     }
-    std::fs::read_to_string(file)
-        .map_err(|error| CliError::Failed(format!("cannot read {}: {error}", file.display())))
+    let cannot = |why: String| CliError::Failed(format!("cannot read {}: {why}", file.display()));
+    match config::read_settings_file(file) {
+        Ok(Some(text)) => Ok(text),
+        Ok(None) => Err(cannot("no such file".into())),
+        Err(error) => Err(cannot(error.to_string())),
+    }
 }
 
-/// Asks the daemon, if one runs, to load the new config; `true` if it did.
-/// None running is fine: it reads the file when it starts.
-fn reload_if_running(paths: &Paths) -> Result<bool, CliError> {
+/// What became of the daemon after the config file was edited.
+enum Reload {
+    /// It runs with this config file and loaded the edit.
+    Done,
+    /// None runs: it reads the file when it starts.
+    NoDaemon,
+    /// It runs with the config file at this path (ORCHESTRATION_CONFIG
+    /// differs between it and this command), so a reload would not load
+    /// the edit.
+    OtherFile(String),
+}
+
+/// Asks the daemon, if one runs with `config_file`, to load it.
+fn reload_if_running(paths: &Paths, config_file: &Path) -> Result<Reload, CliError> {
     let client = Client::new(paths)?;
+    let health = match super::block_on(client.health())? {
+        Ok(health) => health,
+        Err(ClientError::Unreachable { .. }) => return Ok(Reload::NoDaemon),
+        Err(error) => return Err(error.into()),
+    };
+    if let Some(status) = health.config
+        && !same_file(Path::new(&status.path), config_file)
+    {
+        return Ok(Reload::OtherFile(status.path));
+    }
     match super::block_on(client.reload())? {
-        Ok(_) => Ok(true),
-        Err(ClientError::Unreachable { .. }) => Ok(false),
+        Ok(_) => Ok(Reload::Done),
+        Err(ClientError::Unreachable { .. }) => Ok(Reload::NoDaemon),
         Err(ClientError::Api { detail, .. }) => Err(CliError::Failed(format!(
             "the config file was written, but the daemon did not reload it: {detail}"
         ))),
         Err(error) => Err(error.into()),
+    }
+}
+
+/// Whether two paths name one file (through links, or `..`).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }

@@ -60,6 +60,28 @@ struct Printer {
     width: usize,
 }
 
+/// One event line. An `approval_resolved` line has its approval's `id`
+/// beside the envelope's number, the key twice in one object, which the
+/// envelope cannot read (the number's field meets a string); read as a
+/// JSON value, the later key, the event's, stands, and the event is read
+/// from that.
+fn read_line(raw: &[u8]) -> Option<EventLine> {
+    if let Ok(line) = serde_json::from_slice::<EventLine>(raw) {
+        return Some(line);
+    }
+    let value: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    let event: Event = serde_json::from_value(value.clone()).ok()?;
+    let agent = value
+        .get("agent")
+        .and_then(|agent| serde_json::from_value(agent.clone()).ok());
+    Some(EventLine {
+        id: None,
+        ts: value.get("ts")?.as_str()?.to_owned(),
+        agent,
+        event,
+    })
+}
+
 impl Printer {
     fn new(json: bool) -> Self {
         let colour = crate::colour::wanted(std::io::stdout().is_terminal());
@@ -76,7 +98,7 @@ impl Printer {
         if self.json {
             return output::line(&String::from_utf8_lossy(raw));
         }
-        let Ok(line) = serde_json::from_slice::<EventLine>(raw) else {
+        let Some(line) = read_line(raw) else {
             // A line this version cannot read: skip it rather than stop watching.
             return Ok(());
         };
@@ -153,12 +175,16 @@ impl Printer {
                     output::visible(&result.output)
                 )
             }
-            Event::ApprovalRequested { approval } => format!(
-                "asks approval {}: {} {}",
-                approval.id,
-                output::visible(&approval.request.tool),
-                output::visible(&approval.request.summary)
-            ),
+            Event::ApprovalRequested { approval } => {
+                // Most runtimes begin the summary with the tool (`Bash: ls`).
+                let request = &approval.request;
+                let about = if request.summary.starts_with(&request.tool) {
+                    request.summary.clone()
+                } else {
+                    format!("{} {}", request.tool, request.summary)
+                };
+                format!("asks approval {}: {}", approval.id, output::visible(&about))
+            }
             Event::ApprovalResolved {
                 id,
                 decision,
@@ -243,5 +269,35 @@ impl Printer {
         } else {
             text.to_owned()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Decision;
+
+    #[test]
+    fn an_approval_resolved_line_with_its_id_twice_is_read() {
+        let line = EventLine {
+            id: Some(7),
+            ts: "2026-01-01T00:00:00Z".into(),
+            agent: Some(AgentName::parse("coder").unwrap()),
+            event: Event::ApprovalResolved {
+                id: "1d0fea".into(),
+                decision: Decision::Deny,
+                reason: Some("not here".into()),
+            },
+        };
+        // What the daemon sends: the key `id` twice.
+        let raw = serde_json::to_string(&line).unwrap();
+        assert!(
+            raw.contains("\"id\":7") && raw.contains("\"id\":\"1d0fea\""),
+            "{raw}"
+        );
+        let read = read_line(raw.as_bytes()).expect("read");
+        assert_eq!(read.agent, line.agent);
+        assert_eq!(read.event, line.event);
+        assert!(read_line(b"{\"type\":\"nonsense\"").is_none());
     }
 }

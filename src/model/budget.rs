@@ -4,10 +4,13 @@
 //! `serve --status` and the `budget` event show it ([`BudgetState`]).
 
 use std::fmt;
+use std::num::{IntErrorKind, ParseIntError};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use time::{Date, Month, OffsetDateTime, Time};
+
+use super::AgentName;
 
 /// Whose calls a budget counts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,9 +36,16 @@ impl FromStr for BudgetScope {
                 Ok(name.to_owned())
             }
         };
+        // An agent scope no agent could ever have (`agent:../x`) would
+        // silently never match: it must be a name `spawn` accepts.
+        let agent = |name: &str| {
+            AgentName::parse(name)
+                .map(|name| Self::Agent(name.as_str().to_owned()))
+                .map_err(|error| format!("scope {text:?}: {error}"))
+        };
         match text.split_once(':') {
             None if text == "all" => Ok(Self::All),
-            Some(("agent", name)) => named("agent", name).map(Self::Agent),
+            Some(("agent", name)) => agent(name),
             Some(("profile", name)) => named("profile", name).map(Self::Profile),
             _ => Err(format!(
                 "scope {text:?} is not \"all\", \"agent:NAME\" or \"profile:NAME\""
@@ -157,6 +167,9 @@ pub enum BudgetLimit {
 /// The most a USD limit may be: far above any real budget, low enough
 /// that amounts in nano-USD fit a u64 with room to spare.
 pub const MAX_BUDGET_USD: f64 = 1_000_000_000.0;
+/// The least a USD limit may be: one cent, the least a limit is shown
+/// with (a smaller one would read as a limit of 0.00).
+pub const MIN_BUDGET_USD: f64 = 0.01;
 /// The most a token limit may be.
 pub const MAX_BUDGET_TOKENS: u64 = 1_000_000_000_000_000;
 
@@ -176,13 +189,13 @@ impl BudgetLimit {
         }
     }
 
-    /// A limit that makes sense: more than nothing, finite, and at most
-    /// [`MAX_BUDGET_USD`] / [`MAX_BUDGET_TOKENS`].
+    /// A limit that makes sense: finite, at least [`MIN_BUDGET_USD`] or
+    /// one token, and at most [`MAX_BUDGET_USD`] / [`MAX_BUDGET_TOKENS`].
     pub fn check(self) -> Result<Self, String> {
         match self {
-            Self::Usd(usd) if usd.is_finite() && usd > 0.0 && usd <= MAX_BUDGET_USD => Ok(self),
+            Self::Usd(usd) if (MIN_BUDGET_USD..=MAX_BUDGET_USD).contains(&usd) => Ok(self),
             Self::Usd(usd) => Err(format!(
-                "usd = {usd} must be more than 0 and at most {MAX_BUDGET_USD}"
+                "usd = {usd} must be at least {MIN_BUDGET_USD} and at most {MAX_BUDGET_USD}"
             )),
             Self::Tokens(tokens) if tokens > 0 && tokens <= MAX_BUDGET_TOKENS => Ok(self),
             Self::Tokens(tokens) => Err(format!(
@@ -239,10 +252,15 @@ impl FromStr for AgentBudget {
                 .map_err(|_| bad("has no amount of USD"))?;
             BudgetLimit::Usd(usd)
         } else if let Some(number) = lower.strip_suffix("tokens") {
-            let tokens: u64 = number
-                .trim()
-                .parse()
-                .map_err(|_| bad("has no whole number of tokens"))?;
+            let tokens: u64 = number.trim().parse().map_err(|error: ParseIntError| {
+                if *error.kind() == IntErrorKind::PosOverflow {
+                    bad(&format!(
+                        "is out of range: tokens must be at most {MAX_BUDGET_TOKENS}"
+                    ))
+                } else {
+                    bad("has no whole number of tokens")
+                }
+            })?;
             BudgetLimit::Tokens(tokens)
         } else {
             return Err(bad("names no unit"));
@@ -413,6 +431,8 @@ mod tests {
             "0tokens",
             "usd",
             "1e30usd",
+            "0.001usd",
+            "99999999999999999999tokens",
         ] {
             let error = bad.parse::<AgentBudget>().expect_err(bad);
             assert!(error.contains("budget"), "{bad}: {error}");
@@ -433,7 +453,15 @@ mod tests {
         for text in ["all", "agent:x", "profile:work"] {
             assert_eq!(text.parse::<BudgetScope>().unwrap().to_string(), text);
         }
-        for bad in ["", "everyone", "agent:", "agent", "team:x"] {
+        for bad in [
+            "",
+            "everyone",
+            "agent:",
+            "agent",
+            "team:x",
+            "agent:../x",
+            "agent:a b",
+        ] {
             assert!(bad.parse::<BudgetScope>().is_err(), "{bad}");
         }
     }
