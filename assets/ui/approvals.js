@@ -27,7 +27,7 @@ export function onEvent(line) {
     pending.set(line.approval.id, line.approval);
     render();
   } else if (line.type === 'approval_resolved') {
-    if (pending.delete(line.id)) render();
+    if (pending.delete(line.approval_id)) render();
   }
 }
 

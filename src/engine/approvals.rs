@@ -199,7 +199,7 @@ impl Approvals {
         self.events.emit(
             Some(agent),
             Event::ApprovalResolved {
-                id: id.to_owned(),
+                approval_id: id.to_owned(),
                 decision: verdict.decision,
                 reason: verdict.reason.clone(),
             },

@@ -66,7 +66,8 @@ pub enum Event {
     /// An approval was answered, denied at its timeout, or denied at shutdown.
     #[serde(rename = "approval_resolved")]
     ApprovalResolved {
-        id: String,
+        /// The approval's id (`id` is the event line's own number).
+        approval_id: String,
         decision: Decision,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,

@@ -253,7 +253,7 @@ fn a_denial_with_a_reason_reaches_the_model_and_nothing_runs() {
     assert!(text.contains("not in this repo"), "{text}");
     assert!(!setup.cwd.join("denied.txt").exists());
     let resolved = line_of(&mut events, "approval_resolved");
-    assert_eq!(resolved["id"], id.as_str());
+    assert_eq!(resolved["approval_id"], id.as_str());
     assert_eq!(resolved["decision"], "deny");
     assert_eq!(resolved["reason"], "not in this repo");
     assert_eq!(daemon.json("GET", "/approvals", None).json(), json!([]));
@@ -269,7 +269,7 @@ fn an_unanswered_approval_is_denied_at_its_timeout() {
     let mut stream = stream_message(&daemon, "coder", "run: touch late.txt");
     let id = asked(&mut stream)["id"].as_str().expect("an id").to_owned();
     let resolved = line_of(&mut events, "approval_resolved");
-    assert_eq!(resolved["id"], id.as_str());
+    assert_eq!(resolved["approval_id"], id.as_str());
     assert_eq!(resolved["decision"], "deny");
     assert!(
         resolved["reason"]
@@ -296,7 +296,7 @@ fn a_pending_approval_is_denied_at_shutdown_and_the_turn_records_it() {
     let id = asked(&mut stream)["id"].as_str().expect("an id").to_owned();
     daemon.stop().expect("a clean stop");
     let resolved = line_of(&mut events, "approval_resolved");
-    assert_eq!(resolved["id"], id.as_str());
+    assert_eq!(resolved["approval_id"], id.as_str());
     assert_eq!(resolved["reason"], "the daemon is shutting down");
     let rest = read_rest(&mut stream);
     assert!(rest.contains("shutting down"), "{rest}");

@@ -780,7 +780,7 @@ mod through_the_daemon {
         let interrupted = daemon.json("POST", "/agents/coder/interrupt", None);
         assert_eq!(interrupted.status, 202, "{}", interrupted.text());
         let resolved = line_of(&mut events, "approval_resolved");
-        assert_eq!(resolved["id"], approval["id"]);
+        assert_eq!(resolved["approval_id"], approval["id"]);
         assert_eq!(resolved["decision"], "deny");
         let rest = read_rest(&mut stream);
         assert!(!setup.cwd.join("asked.txt").exists(), "{rest}");

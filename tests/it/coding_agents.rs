@@ -143,7 +143,7 @@ fn a_command_that_asks_is_a_pending_approval_an_event_and_a_stream_line() {
     let interrupted = daemon.json("POST", "/agents/coder/interrupt", None);
     assert_eq!(interrupted.status, 202);
     let resolved = line_of(&mut events, "approval_resolved");
-    assert_eq!(resolved["id"], approval["id"]);
+    assert_eq!(resolved["approval_id"], approval["id"]);
     assert_eq!(resolved["decision"], "deny");
     let rest = read_rest(&mut stream);
     assert!(!setup.cwd.join("asked.txt").exists(), "{rest}");
