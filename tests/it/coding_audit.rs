@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::coding::{ClaudeSetup as Setup, claude, reply};
+use crate::common::coding::{ClaudeSetup as Setup, claude, claude_spawn_args, reply};
 use crate::common::in_process::InProcess;
 use crate::common::{Env, Harness};
 
@@ -26,7 +26,9 @@ fn a_claude_code_turns_cost_is_in_the_ledger_and_its_budget_outlives_a_restart()
     let setup = Setup::new(&claude);
     let mut daemon = setup.daemon();
     // As README's example: no --model.
-    setup.spawn(&daemon, "spender", &["--budget", "0.000001usd/day"]);
+    // The smallest limit a budget takes; a turn against the fake costs
+    // Claude Code's own estimate, under a cent, so a few turns spend it.
+    setup.spawn(&daemon, "spender", &["--budget", "0.01usd/day"]);
     assert_eq!(reply(&daemon.say("spender", "first")), "echo: first");
 
     // The ledger row has the cost Claude Code reported, and the model it
@@ -49,8 +51,17 @@ fn a_claude_code_turns_cost_is_in_the_ledger_and_its_budget_outlives_a_restart()
         "{model:?} was never asked for: {usage}"
     );
 
-    // The budget is spent: the next turn is refused, before it is recorded.
-    let refused = daemon.say("spender", "second");
+    // Turns until the budget is spent: then one is refused, before it is
+    // recorded.
+    let mut refused = None;
+    for turn in 0..50 {
+        let answer = daemon.say("spender", &format!("more {turn}"));
+        if answer.status != 200 {
+            refused = Some(answer);
+            break;
+        }
+    }
+    let refused = refused.expect("the budget was never spent");
     assert_eq!(refused.status, 402, "{}", refused.text());
     assert_eq!(refused.json()["code"], "budget_exceeded");
     let calls = setup.fake.requests().len();
@@ -124,28 +135,18 @@ fn an_allow_pattern_claude_code_would_split_is_refused_at_spawn() {
     let Some(claude) = claude() else { return };
     let setup = Setup::new(&claude);
     let daemon = setup.daemon();
-    let url = setup.fake.url();
     let cwd = setup.cwd.display().to_string();
     for pattern in ["Read,Bash", "Read Bash", "Bash(git status) Bash(touch x)"] {
-        let out = daemon.env().cli_env(
-            &[("FAKE_ANTHROPIC_KEY", "sk-fake")],
-            &[
-                "spawn",
-                "al3",
-                "--provider",
-                "claude-code",
-                "--base-url",
-                &url,
-                "--api-key-env",
-                "FAKE_ANTHROPIC_KEY",
-                "--cwd",
-                &cwd,
-                "--allow",
-                pattern,
-                "--approval",
-                "never",
-            ],
+        let args = claude_spawn_args(
+            "al3",
+            &setup.fake,
+            &setup.cwd,
+            &["--allow", pattern, "--approval", "never"],
         );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = daemon
+            .env()
+            .cli_env(&[("FAKE_ANTHROPIC_KEY", "sk-fake")], &args);
         assert_eq!(out.code(), 2, "{pattern:?}: {}", out.stderr());
         assert!(
             out.stderr().contains("space or comma") || out.stderr().contains("parentheses inside"),

@@ -226,7 +226,7 @@ fn spawn_agent_and_run_task_take_a_budget_and_run_task_a_base_url() {
 #[test]
 fn run_task_gives_its_agent_tools_on_the_server_its_base_url_names() {
     let Some(python) = python() else { return };
-    let Some(server) = filesystem_server() else {
+    let Some(server) = crate::common::tool_calls::installed("ORCHESTRATION_MCP_FILESYSTEM") else {
         return;
     };
     let fake = FakeProvider::start();
@@ -268,21 +268,4 @@ fn run_task_gives_its_agent_tools_on_the_server_its_base_url_names() {
     let results = sent_results(&requests[1].body);
     assert_eq!(results.len(), 1, "{}", requests[1].body);
     assert!(results[0].1.contains("hello from notes"), "{results:?}");
-}
-
-/// The filesystem MCP server's executable from `$ORCHESTRATION_MCP_FILESYSTEM`,
-/// or `None` (the test skips, unless third-party tools are required).
-fn filesystem_server() -> Option<PathBuf> {
-    let var = "ORCHESTRATION_MCP_FILESYSTEM";
-    let found = std::env::var_os(var)
-        .map(PathBuf::from)
-        .filter(|path| path.exists());
-    if found.is_none() {
-        assert!(
-            std::env::var("ORCHESTRATION_REQUIRE_THIRD_PARTY").as_deref() != Ok("1"),
-            "${var} does not name an installed MCP server; run scripts/test.sh"
-        );
-        eprintln!("SKIPPED: ${var} is not set (scripts/test.sh installs the MCP servers)");
-    }
-    found
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::coding::{ClaudeSetup, claude};
+use crate::common::coding::{ClaudeSetup, claude, spawn_claude};
 use crate::common::fake_provider::{FakeProvider, Reply, openai_chunks_with_usage};
 use crate::common::in_process::InProcess;
 use crate::common::{Env, Harness};
@@ -205,26 +205,7 @@ fn the_approvals_panel_answers_a_real_coding_agent() {
     let Some(claude) = claude() else { return };
     let ClaudeSetup { env, cwd, fake } = ClaudeSetup::new(&claude);
     let daemon = InProcess::start_in(env, true);
-    let url = fake.url();
-    let cwd_arg = cwd.display().to_string();
-    daemon
-        .env()
-        .cli_env(
-            &[("FAKE_ANTHROPIC_KEY", "sk-fake")],
-            &[
-                "spawn",
-                "coder",
-                "--provider",
-                "claude-code",
-                "--base-url",
-                &url,
-                "--api-key-env",
-                "FAKE_ANTHROPIC_KEY",
-                "--cwd",
-                &cwd_arg,
-            ],
-        )
-        .ok();
+    spawn_claude(&daemon, "coder", &fake, &cwd, &[]);
     let output = script(&browser, &daemon, "approvals.py")
         .arg("--link")
         .arg(link(&daemon))

@@ -236,23 +236,36 @@ pub fn spawn_claude(
     cwd: &Path,
     extra: &[&str],
 ) {
-    let url = fake.url();
-    let cwd = cwd.display().to_string();
-    let mut args = vec![
+    let args = claude_spawn_args(name, fake, cwd, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    daemon
+        .env()
+        .cli_env(&[("FAKE_ANTHROPIC_KEY", "sk-fake")], &args)
+        .ok();
+}
+
+/// The arguments of [`spawn_claude`], for a test that checks how the spawn
+/// ends (its key is `FAKE_ANTHROPIC_KEY`).
+pub fn claude_spawn_args(
+    name: &str,
+    fake: &FakeAnthropic,
+    cwd: &Path,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
         "spawn",
         name,
         "--provider",
         "claude-code",
         "--base-url",
-        &url,
+        &fake.url(),
         "--api-key-env",
         "FAKE_ANTHROPIC_KEY",
         "--cwd",
-        &cwd,
-    ];
-    args.extend_from_slice(extra);
-    daemon
-        .env()
-        .cli_env(&[("FAKE_ANTHROPIC_KEY", "sk-fake")], &args)
-        .ok();
+        &cwd.display().to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    args
 }
