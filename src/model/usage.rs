@@ -119,7 +119,7 @@ pub struct UsageFilter<'a> {
 }
 
 /// The sums over a set of calls.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageGroup {
     /// The group's agent, profile, model or day; absent for the total.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,10 +130,27 @@ pub struct UsageGroup {
     /// The sum over the priced calls; `None` when no call was priced.
     pub cost_usd: Option<f64>,
     /// `config`, `built-in`, `reported` or `unknown` when every call's price came from
-    /// there; `mixed` otherwise.
+    /// there; `mixed` otherwise; `none` over no calls.
     pub price_source: String,
     /// Calls whose cost is unknown (not in `cost_usd`).
     pub unpriced_calls: u64,
+}
+
+/// What a group over no calls says of its price.
+const NO_CALLS: &str = "none";
+
+impl Default for UsageGroup {
+    /// A group over no calls: nothing spent, and no price source to name.
+    fn default() -> Self {
+        Self {
+            key: None,
+            calls: 0,
+            usage: Usage::default(),
+            cost_usd: None,
+            price_source: NO_CALLS.to_owned(),
+            unpriced_calls: 0,
+        }
+    }
 }
 
 impl UsageGroup {
@@ -172,4 +189,24 @@ pub struct UsageReport {
     /// Every budget in effect and where it stands now (whatever the filter).
     #[serde(default)]
     pub budgets: Vec<super::BudgetState>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_names_where_its_prices_came_from_and_none_over_no_calls() {
+        let mut group = UsageGroup::default();
+        assert_eq!(group.price_source, "none");
+        assert_eq!(group.cost_usd, None);
+        group.add(1, Usage::default(), Some(0.5), PriceSource::Config);
+        assert_eq!(group.price_source, "config");
+        group.add(1, Usage::default(), Some(0.25), PriceSource::Config);
+        assert_eq!(group.price_source, "config");
+        group.add(2, Usage::default(), None, PriceSource::Unknown);
+        assert_eq!(group.price_source, "mixed");
+        assert_eq!(group.cost_usd, Some(0.75));
+        assert_eq!(group.unpriced_calls, 2);
+    }
 }
