@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::Poll;
@@ -184,30 +183,12 @@ impl ClaudeCode {
         let Some(text) = &self.spec.instructions else {
             return Ok(None);
         };
-        let dir = &self.spec.state_dir;
-        let path = dir.join(INSTRUCTIONS_FILE);
-        let temporary = dir.join(format!("{INSTRUCTIONS_FILE}.tmp"));
-        let written = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .and_then(|()| {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&temporary)
-            })
-            .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()))
-            .and_then(|()| std::fs::rename(&temporary, &path));
-        match written {
-            Ok(()) => Ok(Some(path)),
-            Err(error) => Err(RuntimeError::Start {
+        super::write_private(&self.spec.state_dir, INSTRUCTIONS_FILE, text)
+            .map(Some)
+            .map_err(|reason| RuntimeError::Start {
                 program: PROGRAM.into(),
-                reason: format!("could not write {}: {error}", path.display()),
-            }),
-        }
+                reason,
+            })
     }
 
     /// The turn itself: starts a child if none runs, sends the prompt, and

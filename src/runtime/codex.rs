@@ -15,7 +15,6 @@
 //! answered `{"decision": "accept" | "decline"}`.
 
 use std::collections::HashMap;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -1155,23 +1154,7 @@ fn file_change_output(item: &Value, status: &str) -> String {
 /// one model provider at the spawn's URL, reading the key from the
 /// spawn's variable, on the Responses wire, with bounded retries.
 fn write_codex_home(home: &Path, server: &ModelServer) -> Result<(), String> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(home)
-        .map_err(|error| format!("could not create {}: {error}", home.display()))?;
-    let text = codex_config(server);
-    let path = home.join("config.toml");
-    let temporary = home.join("config.toml.tmp");
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()))
-        .and_then(|()| std::fs::rename(&temporary, &path));
-    written.map_err(|error| format!("could not write {}: {error}", path.display()))
+    super::write_private(home, "config.toml", &codex_config(server)).map(drop)
 }
 
 fn codex_config(server: &ModelServer) -> String {

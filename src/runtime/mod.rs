@@ -29,7 +29,8 @@ pub mod codex;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -80,6 +81,29 @@ pub enum RuntimeError {
     /// The agent reported the turn failed (its model server refused, …).
     #[error("{0}")]
     Turn(String),
+}
+
+/// Writes `text` to `dir/name` for a child to read: `dir` created (0700)
+/// if missing, the file private (0600) and rewritten whole — written aside,
+/// then renamed, so a reader never sees half of it. Says what failed.
+fn write_private(dir: &Path, name: &str, text: &str) -> Result<PathBuf, String> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|error| format!("could not create {}: {error}", dir.display()))?;
+    let path = dir.join(name);
+    let temporary = dir.join(format!("{name}.tmp"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()))
+        .and_then(|()| std::fs::rename(&temporary, &path))
+        .map_err(|error| format!("could not write {}: {error}", path.display()))?;
+    Ok(path)
 }
 
 fn tail(stderr: &str) -> String {
