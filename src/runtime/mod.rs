@@ -83,6 +83,14 @@ pub enum RuntimeError {
     Turn(String),
 }
 
+fn tail(stderr: &str) -> String {
+    if stderr.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; it printed: {}", stderr.trim())
+    }
+}
+
 /// Writes `text` to `dir/name` for a child to read: `dir` created (0700)
 /// if missing, the file private (0600) and rewritten whole — written aside,
 /// then renamed, so a reader never sees half of it. Says what failed.
@@ -104,14 +112,6 @@ fn write_private(dir: &Path, name: &str, text: &str) -> Result<PathBuf, String> 
         .and_then(|()| std::fs::rename(&temporary, &path))
         .map_err(|error| format!("could not write {}: {error}", path.display()))?;
     Ok(path)
-}
-
-fn tail(stderr: &str) -> String {
-    if stderr.trim().is_empty() {
-        String::new()
-    } else {
-        format!("; it printed: {}", stderr.trim())
-    }
 }
 
 /// Whether a tool that no `allow` pattern matches asks or is denied; a

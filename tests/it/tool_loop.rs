@@ -17,7 +17,7 @@ use crate::common::in_process::InProcess;
 use crate::common::tool_calls::{
     Call, anthropic_tool_uses, installed, openai_tool_calls, sent_results,
 };
-use crate::common::{Env, Harness, eventually, sent_turns};
+use crate::common::{CliOutput, Env, Harness, eventually, sent_turns};
 
 /// The filesystem server's executable, or `None` (the test skips).
 fn filesystem_server() -> Option<PathBuf> {
@@ -122,6 +122,25 @@ fn toml_string(text: &str) -> String {
     serde_json::to_string(text).expect("a TOML basic string")
 }
 
+/// `orchestration spawn NAME --provider openai --model m --base-url URL`,
+/// with `--tools T` for each of `tools`.
+fn spawn_cli(daemon: &InProcess, name: &str, url: &str, tools: &[&str]) -> CliOutput {
+    let mut args = vec![
+        "spawn",
+        name,
+        "--provider",
+        "openai",
+        "--model",
+        "m",
+        "--base-url",
+        url,
+    ];
+    for tool in tools {
+        args.extend(["--tools", tool]);
+    }
+    daemon.cli(&args)
+}
+
 #[track_caller]
 fn spawn(daemon: &InProcess, body: Value) -> Value {
     let spawned = daemon.json("POST", "/agents", Some(body));
@@ -174,36 +193,17 @@ fn a_spawn_whose_tools_config_lacks_is_refused_and_one_it_has_is_listed() {
 
     // The CLI says so, with the daemon's sentence.
     let url = fake.url("/v1");
-    let cli = daemon.cli(&[
-        "spawn",
-        "r",
-        "--provider",
-        "openai",
-        "--model",
-        "m",
-        "--base-url",
-        &url,
-        "--tools",
-        "nope",
-    ]);
+    let cli = spawn_cli(&daemon, "r", &url, &["nope"]);
     assert_ne!(cli.code(), 0);
     assert!(cli.stderr().contains("nope"), "{}", cli.stderr());
 
     // Known servers: kept with the agent, shown by GET and list.
-    let cli = daemon.cli(&[
-        "spawn",
+    let cli = spawn_cli(
+        &daemon,
         "reader",
-        "--provider",
-        "openai",
-        "--model",
-        "m",
-        "--base-url",
         &url,
-        "--tools",
-        "fs,fs.read_text_file",
-        "--tools",
-        "fs.list_directory",
-    ]);
+        &["fs,fs.read_text_file", "fs.list_directory"],
+    );
     cli.ok();
     assert!(
         cli.stdout()
@@ -682,20 +682,7 @@ fn done_when_a_new_user_reads_a_file_through_an_approved_tool_call() {
     let setup = Setup::new(&server, "policy = \"ask\"", "");
     let daemon = setup.daemon();
     let url = setup.fake.url("/v1");
-    daemon
-        .cli(&[
-            "spawn",
-            "reader",
-            "--provider",
-            "openai",
-            "--model",
-            "m",
-            "--base-url",
-            &url,
-            "--tools",
-            "fs",
-        ])
-        .ok();
+    spawn_cli(&daemon, "reader", &url, &["fs"]).ok();
     setup.script_read(
         Wire::OpenAi,
         "c1",

@@ -187,6 +187,16 @@ fn event(writer: &mut TcpStream, name: &str, data: &Value) -> std::io::Result<()
     writer.flush()
 }
 
+/// The start of a text content block at index 0.
+fn text_block_start(writer: &mut TcpStream) -> std::io::Result<()> {
+    event(
+        writer,
+        "content_block_start",
+        &json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}),
+    )
+}
+
 /// A streamed `/v1/messages` answer.
 fn messages(writer: &mut TcpStream, body: &Value) -> std::io::Result<()> {
     let answer = decide(body);
@@ -207,12 +217,7 @@ fn messages(writer: &mut TcpStream, body: &Value) -> std::io::Result<()> {
     )?;
     let stop = match &answer {
         Answer::Text { text, slow } => {
-            event(
-                writer,
-                "content_block_start",
-                &json!({"type": "content_block_start", "index": 0,
-                        "content_block": {"type": "text", "text": ""}}),
-            )?;
+            text_block_start(writer)?;
             let pieces = if *slow { 40 } else { 3 };
             for piece in split(text, pieces) {
                 event(
@@ -228,12 +233,7 @@ fn messages(writer: &mut TcpStream, body: &Value) -> std::io::Result<()> {
             "end_turn"
         }
         Answer::Hang(text) => {
-            event(
-                writer,
-                "content_block_start",
-                &json!({"type": "content_block_start", "index": 0,
-                        "content_block": {"type": "text", "text": ""}}),
-            )?;
+            text_block_start(writer)?;
             let first = split(text, 3).into_iter().next().unwrap_or_default();
             event(
                 writer,
