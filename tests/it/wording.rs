@@ -8,12 +8,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::common::coding::{ClaudeSetup, claude, line_of, stream_message};
 use crate::common::in_process::InProcess;
-use crate::common::{Env, Harness, read_rest};
+use crate::common::{Env, Harness, PATIENCE, read_rest};
 
 #[test]
 fn dropping_no_autostart_is_suggested_only_when_it_was_given() {
@@ -125,17 +126,32 @@ fn watch_names_the_tool_once_and_prints_the_answer() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start watch");
-    let mut lines = BufReader::new(watch.stdout.take().expect("watch's stdout")).lines();
-    // watch prints "spawned" for a live agent only when it spawns; a
-    // message shows it is subscribed before the approval is asked.
-    daemon.cli(&["message", "coder", "hello"]).ok();
-    let mut next = || {
+    // Read on a thread, so a line that never comes fails the test after
+    // PATIENCE instead of hanging it.
+    let (sender, lines) = std::sync::mpsc::channel();
+    let stdout = BufReader::new(watch.stdout.take().expect("watch's stdout"));
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
         lines
-            .next()
-            .expect("watch ended early")
-            .expect("read watch's output")
+            .recv_timeout(PATIENCE)
+            .expect("watch printed nothing more")
     };
-    while !next().contains("> hello") {}
+    // watch prints "spawned" for a live agent only when it spawns, and
+    // nothing shows when it has subscribed: messages are sent until one
+    // shows up, so it is watching before the approval is asked.
+    let subscribed = (0..50).any(|attempt| {
+        let text = format!("hello {attempt}");
+        daemon.cli(&["message", "coder", &text]).ok();
+        std::iter::from_fn(|| lines.recv_timeout(Duration::from_millis(500)).ok())
+            .any(|line| line.contains(&format!("> {text}")))
+    });
+    assert!(subscribed, "watch never showed a message");
 
     let mut stream = stream_message(&daemon, "coder", "run: touch denied.txt");
     let id = line_of(&mut stream, "approval")["approval"]["id"]
